@@ -1,0 +1,26 @@
+"""`payguard test`: the pgTAP and pytest suites."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from payguard.cli.common import boundary, state
+from payguard.testrun import run_tests
+
+
+@boundary
+def test(
+    ctx: typer.Context,
+    sql: Annotated[bool, typer.Option("--sql", help="Run the pgTAP suite.")] = False,
+    py: Annotated[bool, typer.Option("--py", help="Run the pytest suite.")] = False,
+    keyword: Annotated[
+        str | None,
+        typer.Option("-k", help="Only tests matching this (pytest -k; a file-name part for SQL)."),
+    ] = None,
+) -> None:
+    """Run both suites (or the one asked for) against fresh clones of the template database."""
+    run_sql, run_py = (sql, py) if (sql or py) else (True, True)
+    code = run_tests(state(ctx).project(), sql=run_sql, py=run_py, keyword=keyword)
+    raise typer.Exit(code=code)

@@ -1,0 +1,443 @@
+"""The embedded PostgreSQL 15 cluster: initdb on first use, start, stop, status, destroy.
+
+The cluster is built the way a Supabase project is: the bootstrap superuser is `supabase_admin`,
+and `postgres` is an ordinary login role with CREATEROLE, CREATEDB, REPLICATION and BYPASSRLS.
+Migrations run as `postgres`, so a statement that needs a superuser fails here as it would on
+Supabase.
+
+It listens on 127.0.0.1 (password auth) and on a unix socket in its own folder (trust, but the
+folder is private to the server's OS user). Its data are disposable: durability settings are
+off to keep test databases fast to clone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from payguard.errors import PayguardError
+from payguard.project import Project
+from payguard.server_user import (
+    give_to_server_user,
+    server_command,
+    server_user_can_reach,
+    server_user_home,
+)
+
+PG_MAJOR = 15
+ADMIN_ROLE = "supabase_admin"
+APP_ROLE = "postgres"
+APP_PASSWORD = "postgres"  # noqa: S105 - the local stack's well-known password, as Supabase's
+DATABASE = "postgres"
+# The Supabase CLI's own local stack takes these on 127.0.0.1.
+RESERVED_PORTS = frozenset({54320, 54322})
+# A unix socket path (folder + "/.s.PGSQL.NNNNN") must fit in sockaddr_un's 108 bytes.
+MAX_SOCKET_DIR_LEN = 90
+SETTINGS_FILE = "payguard.conf"
+
+
+def pg_bindir() -> Path:
+    """The folder of the PostgreSQL 15 server programs."""
+    override = os.environ.get("PAYGUARD_PG_BINDIR")
+    candidates = [Path(override)] if override else []
+    candidates.append(Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
+    for bindir in candidates:
+        if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
+            return bindir
+    where = ", ".join(str(c) for c in candidates)
+    raise PayguardError(
+        f"PostgreSQL {PG_MAJOR} server binaries not found (looked in {where}); "
+        f"run `make setup` or `apt-get install postgresql-{PG_MAJOR}`"
+    )
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    running: bool
+    pid: int | None
+    port: int | None
+    data_dir: Path
+    socket_dir: Path
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "running": self.running,
+            "pid": self.pid,
+            "port": self.port,
+            "data_dir": str(self.data_dir),
+            "socket_dir": str(self.socket_dir),
+        }
+
+
+class Cluster:
+    """One embedded cluster, living in `base` (data/, run/ and log/ inside it)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    @classmethod
+    def for_project(cls, project: Project) -> Cluster:
+        """The project's cluster, under `.payguard/cluster`.
+
+        When the server's OS user cannot reach the project folder (a root-owned private folder),
+        or the socket path would be too long, the cluster lives in that user's home instead and
+        `.payguard/cluster` is a symlink to it.
+        """
+        link = project.state_dir / "cluster"
+        if link.is_symlink() or link.exists():
+            return cls(link.resolve())
+        project.state_dir.mkdir(parents=True, exist_ok=True)
+        project.state_dir.chmod(0o755)
+        socket_dir = link / "run"
+        if server_user_can_reach(project.state_dir) and len(str(socket_dir)) <= MAX_SOCKET_DIR_LEN:
+            return cls(link)
+        digest = hashlib.sha256(str(project.root).encode()).hexdigest()[:12]
+        base = server_user_home() / "payguard" / digest
+        base.mkdir(parents=True, exist_ok=True)
+        give_to_server_user(base.parent)
+        give_to_server_user(base)
+        link.symlink_to(base, target_is_directory=True)
+        return cls(base)
+
+    # -- layout -----------------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.base / "run"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base / "log" / "postgres.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "postmaster.pid"
+
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").is_file()
+
+    # -- connection strings -----------------------------------------------------------------
+
+    def port(self) -> int | None:
+        settings = self.data_dir / SETTINGS_FILE
+        if not settings.is_file():
+            return None
+        for line in settings.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "port":
+                return int(value.strip())
+        return None
+
+    def url(self, database: str = DATABASE) -> str:
+        """The TCP URL of the `postgres` role, as the Supabase CLI and apps take it."""
+        return (
+            f"postgresql://{APP_ROLE}:{APP_PASSWORD}@127.0.0.1:{self._require_port()}/{database}"
+            "?sslmode=disable"
+        )
+
+    def admin_url(self, database: str = DATABASE) -> str:
+        """The superuser's URL, over the cluster's private unix socket."""
+        return (
+            f"postgresql://{ADMIN_ROLE}@/{database}"
+            f"?host={self.socket_dir}&port={self._require_port()}"
+        )
+
+    def socket_url(self, role: str = APP_ROLE, database: str = DATABASE) -> str:
+        """A URL for `role` over the unix socket (no password), for psql and pg_prove."""
+        return f"postgresql://{role}@/{database}?host={self.socket_dir}&port={self._require_port()}"
+
+    def _require_port(self) -> int:
+        port = self.port()
+        if port is None:
+            raise PayguardError(
+                f"the embedded cluster in {self.base} is not initialised; run `payguard db start`"
+            )
+        return port
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def status(self) -> ClusterStatus:
+        pid = self._live_postmaster_pid()
+        return ClusterStatus(
+            running=pid is not None,
+            pid=pid,
+            port=self.port(),
+            data_dir=self.data_dir,
+            socket_dir=self.socket_dir,
+        )
+
+    def start(self, port: int | None = None) -> ClusterStatus:
+        """Start the cluster, creating it first if needed. Starting a running cluster is a no-op."""
+        bindir = pg_bindir()
+        if self.initialized():
+            self._check_major_version()
+        else:
+            self._initdb(bindir, port)
+        current = self.status()
+        if current.running:
+            if port is not None and port != current.port:
+                raise PayguardError(
+                    f"the embedded cluster is already running on port {current.port}; "
+                    f"run `payguard db stop` before moving it to port {port}"
+                )
+            return current
+        self._check_stale_pid_file()
+        if port is not None:
+            self._write_settings(port)
+        wanted = self._require_port()
+        self._check_port_free(wanted)
+        self._prepare_runtime_dirs()
+        result = subprocess.run(
+            server_command(
+                [
+                    str(bindir / "pg_ctl"),
+                    "start",
+                    "--wait",
+                    "--timeout=60",
+                    "--silent",
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise PayguardError(
+                f"PostgreSQL did not start: {self._last_log_line() or result.stderr.strip()}; "
+                f"see {self.log_file}"
+            )
+        return self.status()
+
+    def stop(self) -> bool:
+        """Stop the cluster. Returns False when it was not running (which is not an error)."""
+        if not self.initialized() or self._live_postmaster_pid() is None:
+            return False
+        result = subprocess.run(
+            server_command(
+                [
+                    str(pg_bindir() / "pg_ctl"),
+                    "stop",
+                    "--wait",
+                    "--timeout=60",
+                    "--silent",
+                    "-m",
+                    "fast",
+                    "-D",
+                    str(self.data_dir),
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise PayguardError(f"PostgreSQL did not stop: {result.stderr.strip()}")
+        return True
+
+    def destroy(self) -> None:
+        """Stop the cluster and delete its files."""
+        self.stop()
+        for sub in (self.data_dir, self.socket_dir, self.log_file.parent):
+            shutil.rmtree(sub, ignore_errors=True)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _check_major_version(self) -> None:
+        found = (self.data_dir / "PG_VERSION").read_text().strip()
+        if found != str(PG_MAJOR):
+            raise PayguardError(
+                f"the cluster in {self.data_dir} is PostgreSQL {found}, not {PG_MAJOR}; "
+                "run `payguard db reset` to recreate it (this deletes its data)"
+            )
+
+    def _initdb(self, bindir: Path, port: int | None) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        give_to_server_user(self.base)
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        give_to_server_user(self.data_dir)
+        with tempfile.NamedTemporaryFile("w", dir=self.base, delete=False) as pwfile:
+            pwfile.write(APP_PASSWORD + "\n")
+        pw_path = Path(pwfile.name)
+        give_to_server_user(pw_path)
+        try:
+            result = subprocess.run(
+                server_command(
+                    [
+                        str(bindir / "initdb"),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        ADMIN_ROLE,
+                        f"--pwfile={pw_path}",
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "--encoding=UTF8",
+                        "--locale=C.UTF-8",
+                        "--no-instructions",
+                    ]
+                ),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        finally:
+            pw_path.unlink(missing_ok=True)
+        if result.returncode != 0:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            raise PayguardError(f"initdb failed: {result.stderr.strip().splitlines()[-1]}")
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write(f"\ninclude = '{SETTINGS_FILE}'\n")
+        self._write_settings(port if port is not None else free_port())
+        self._prepare_runtime_dirs()
+        self._bootstrap_roles(bindir)
+
+    def _write_settings(self, port: int) -> None:
+        if port in RESERVED_PORTS:
+            raise PayguardError(
+                f"port {port} is reserved for the Supabase CLI's local stack; choose another"
+            )
+        settings = self.data_dir / SETTINGS_FILE
+        settings.write_text(
+            "# Written by payguard: the embedded cluster's own settings.\n"
+            "listen_addresses = '127.0.0.1'\n"
+            f"port = {port}\n"
+            f"unix_socket_directories = '{self.socket_dir}'\n"
+            "unix_socket_permissions = 0700\n"
+            "password_encryption = 'scram-sha-256'\n"
+            "# Disposable data: trade durability for fast test databases.\n"
+            "fsync = off\n"
+            "synchronous_commit = off\n"
+            "full_page_writes = off\n"
+            "max_connections = 200\n"
+        )
+        give_to_server_user(settings)
+
+    def _prepare_runtime_dirs(self) -> None:
+        for folder in (self.socket_dir, self.log_file.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+            give_to_server_user(folder)
+        self.socket_dir.chmod(0o700)
+
+    def _bootstrap_roles(self, bindir: Path) -> None:
+        """Make `postgres` the non-superuser owner role that Supabase has, in single-user mode."""
+        script = (
+            f"create role {APP_ROLE} login password '{APP_PASSWORD}' nosuperuser createrole "
+            "createdb replication bypassrls;\n"
+            f"alter database {DATABASE} owner to {APP_ROLE};\n"
+        )
+        result = subprocess.run(
+            server_command(
+                [
+                    str(bindir / "postgres"),
+                    "--single",
+                    "-j",
+                    "-D",
+                    str(self.data_dir),
+                    DATABASE,
+                ]
+            ),
+            input=script,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0 or "ERROR" in result.stdout + result.stderr:
+            raise PayguardError(
+                f"could not create the `{APP_ROLE}` role: {(result.stderr or result.stdout).strip()}"
+            )
+
+    def _live_postmaster_pid(self) -> int | None:
+        pid = self._pid_file_pid()
+        if pid is None or not _process_is_postgres_of(pid, self.data_dir):
+            return None
+        return pid
+
+    def _pid_file_pid(self) -> int | None:
+        try:
+            first = self.pid_file.read_text().splitlines()[0]
+        except (FileNotFoundError, IndexError):
+            return None
+        try:
+            return int(first.strip())
+        except ValueError:
+            return None
+
+    def _check_stale_pid_file(self) -> None:
+        pid = self._pid_file_pid()
+        if pid is None or not _process_exists(pid):
+            return  # absent, or left by a crash: the server replaces it itself
+        raise PayguardError(
+            f"stale pid file {self.pid_file}: it names process {pid}, which is not this "
+            "cluster's server; make sure no PostgreSQL uses this folder, delete the file, "
+            "then run `payguard db start` again"
+        )
+
+    def _check_port_free(self, port: int) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise PayguardError(
+                    f"port {port} on 127.0.0.1 is already in use by another process; free it, "
+                    "or move the cluster with `payguard db start --port <free port>`"
+                ) from None
+
+    def _last_log_line(self) -> str:
+        with contextlib.suppress(OSError):
+            lines = [ln for ln in self.log_file.read_text().splitlines() if ln.strip()]
+            if lines:
+                return lines[-1]
+        return ""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, other than the reserved ones."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in RESERVED_PORTS:
+            return port
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _process_is_postgres_of(pid: int, data_dir: Path) -> bool:
+    """True when `pid` is a running postgres server for `data_dir`."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not cmdline or not cmdline[0].endswith(b"postgres"):
+        return False
+    try:
+        cwd = Path(f"/proc/{pid}/cwd").resolve()
+    except OSError:
+        return _process_exists(pid)
+    return cwd == data_dir.resolve()

@@ -1,0 +1,55 @@
+"""Creating, cloning and dropping databases in a cluster, as its superuser."""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from payguard.cluster import APP_ROLE
+from payguard.db import connect
+
+
+def recreate_database(admin_url: str, name: str, *, template: str | None = None) -> None:
+    """Drop `name` if it exists (disconnecting its sessions), then create it, owned by
+    `postgres`, empty or as a copy of `template`.
+
+    Per-database settings (`alter database … set`) are not copied by CREATE DATABASE, so the
+    template's are applied to the copy here.
+    """
+    with connect(admin_url) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        if template is None:
+            conn.execute(
+                sql.SQL("create database {} owner {}").format(
+                    sql.Identifier(name), sql.Identifier(APP_ROLE)
+                )
+            )
+            return
+        conn.execute(
+            sql.SQL("create database {} template {} owner {} strategy file_copy").format(
+                sql.Identifier(name), sql.Identifier(template), sql.Identifier(APP_ROLE)
+            )
+        )
+        settings = conn.execute(
+            "select unnest(s.setconfig) from pg_db_role_setting as s "
+            "join pg_database as d on d.oid = s.setdatabase "
+            "where d.datname = %s and s.setrole = 0",
+            (template,),
+        ).fetchall()
+        for (setting,) in settings:
+            key, _, value = str(setting).partition("=")
+            conn.execute(
+                sql.SQL("alter database {} set {} = {}").format(
+                    sql.Identifier(name), sql.Identifier(*key.split(".")), sql.Literal(value)
+                )
+            )
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with connect(admin_url) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+def database_exists(admin_url: str, name: str) -> bool:
+    with connect(admin_url) as conn:
+        row = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+        return row is not None

@@ -1,0 +1,42 @@
+"""The local Supabase stand-in: the roles, schemas, auth tables and functions, extensions and
+settings that a Supabase project has and a plain PostgreSQL does not.
+
+It is applied only to a database without an `auth` schema, never to a real Supabase project,
+and only by a superuser, as Supabase's own `supabase_admin` sets a project up.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from payguard.db import Connection, is_superuser
+from payguard.errors import PayguardError
+
+
+def standin_files() -> list[tuple[str, str]]:
+    """(file name, SQL) of each stand-in file, in the order they apply."""
+    folder = resources.files(__name__)
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name, folder.joinpath(name).read_text()) for name in names]
+
+
+def needs_standin(conn: Connection) -> bool:
+    """True when the database has no Supabase `auth` schema."""
+    row = conn.execute("select to_regnamespace('auth') is null").fetchone()
+    return bool(row and row[0])
+
+
+def apply_standin(conn: Connection) -> None:
+    """Apply every stand-in file, in one transaction."""
+    if not is_superuser(conn):
+        raise PayguardError(
+            "this database has no Supabase `auth` schema, and installing the local stand-in "
+            "needs a superuser; connect as one (the embedded cluster's `supabase_admin`), or "
+            "deploy to a Supabase project"
+        )
+    with conn.transaction():
+        for name, text in standin_files():
+            try:
+                conn.execute(text)
+            except Exception as exc:
+                raise PayguardError(f"the Supabase stand-in failed in {name}: {exc}") from None
