@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli import db, deploy, test
+from payguard.cli import db, deploy, describe, test
 from payguard.cli.common import State
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.command("deploy")(deploy.deploy)
 app.command("test")(test.test)
+app.command("describe")(describe.describe)
 
 
 @app.callback()

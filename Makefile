@@ -1,0 +1,67 @@
+# payguard: `make demo` and `make test` set up whatever is missing, then run.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+PAYGUARD := $(VENV)/bin/payguard
+SUPABASE := node_modules/.bin/supabase
+# The database that the Supabase CLI's checks run against: deployed afresh by every `make test`.
+CHECK_DB := payguard_check
+
+export DO_NOT_TRACK := 1
+export SUPABASE_TELEMETRY_DISABLED := 1
+
+.PHONY: help setup system-packages demo test lint sqlfluff supabase-checks pgtap pytest clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: system-packages $(VENV)/.installed node_modules/.installed ## Install what is missing
+
+system-packages:
+	@bash scripts/install-system-packages.sh
+
+$(VENV)/.installed: pyproject.toml
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "error: payguard needs Python 3.11 or newer as python3" >&2; exit 1; }
+	@test -x $(PYTHON) || python3 -m venv $(VENV)
+	@$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: setup ## Start the embedded database, deploy with seed data, show what is there
+	@$(PAYGUARD) db start
+	@$(PAYGUARD) deploy --seed
+	@$(PAYGUARD) describe
+
+test: setup lint sqlfluff supabase-checks pgtap pytest ## Every check, in order, stopping at the first failure
+
+lint: setup ## ruff (lint and format) and mypy
+	@$(VENV)/bin/ruff check python tests/py
+	@$(VENV)/bin/ruff format --check python tests/py
+	@$(VENV)/bin/mypy python/payguard
+
+sqlfluff: setup ## sqlfluff on the migrations (postgres dialect)
+	@$(VENV)/bin/sqlfluff lint supabase/migrations
+
+supabase-checks: setup ## The Supabase CLI's migration list, advisors and lint on a fresh deploy
+	@$(PAYGUARD) db reset --database $(CHECK_DB) --no-seed
+	@url=$$($(PAYGUARD) db url --database $(CHECK_DB)); \
+	  $(SUPABASE) migration list --db-url "$$url"; \
+	  $(SUPABASE) db advisors --db-url "$$url" --type all --level info --fail-on warn; \
+	  $(SUPABASE) db lint --db-url "$$url" --level warning --fail-on error
+
+pgtap: setup ## pg_prove over tests/sql
+	@$(PAYGUARD) test --sql
+
+pytest: setup ## pytest over tests/py
+	@$(PAYGUARD) test --py
+
+clean: ## Stop the embedded database and delete it
+	@test ! -x $(PAYGUARD) || $(PAYGUARD) db stop
+	@rm -rf .payguard

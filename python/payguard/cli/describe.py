@@ -1,0 +1,56 @@
+"""`payguard describe`: what a deployed database holds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from payguard.cli.common import boundary, out, print_json, state, target
+from payguard.cli.deploy import DbUrl
+from payguard.describe import describe as describe_database
+
+
+@boundary
+def describe(
+    ctx: typer.Context,
+    db_url: DbUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+) -> None:
+    """Show the schemas, tables (with their RLS), policies, roles and applied migrations."""
+    found = describe_database(target(state(ctx).project(), db_url).url)
+    if as_json:
+        print_json(asdict(found))
+        return
+    schemas = Table("schema", "owner", "relations", title="Schemas")
+    for s in found.schemas:
+        schemas.add_row(s["schema"], s["owner"], str(s["relations"]))
+    tables = Table("table", "owner", "RLS", "forced", title="Tables")
+    for t in found.tables:
+        tables.add_row(f"{t['schema']}.{t['table']}", t["owner"], _yes(t["rls"]), _yes(t["force_rls"]))
+    policies = Table("table", "policy", "command", "to", "kind", title="Policies")
+    for p in found.policies:
+        policies.add_row(
+            f"{p['schema']}.{p['table']}", p["policy"], p["command"], ", ".join(p["roles"]), p["kind"]
+        )
+    roles = Table("role", "login", "inherit", "bypass RLS", "superuser", "member of", title="Roles")
+    for r in found.roles:
+        roles.add_row(
+            r["role"],
+            _yes(r["login"]),
+            _yes(r["inherit"]),
+            _yes(r["bypassrls"]),
+            _yes(r["superuser"]),
+            ", ".join(r["member_of"]),
+        )
+    for table in (schemas, tables, policies, roles):
+        out.print(table)
+    out.print(f"Applied migrations: {len(found.migrations)}")
+    for name in found.migrations:
+        out.print(f"  {name}")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"

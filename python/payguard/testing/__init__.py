@@ -1,0 +1,1 @@
+"""Test support: act as an app client through PostgREST, against fresh template clones."""

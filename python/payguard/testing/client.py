@@ -1,0 +1,116 @@
+"""An app client, as PostgREST would run its requests: one transaction each, under the JWT's
+role and claims. When a request fails, it prints the psql session that reproduces it."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import ClientCursor, pq
+
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+from payguard.testing.request import Request, service_claims, user_claims
+
+
+class Session:
+    """One request's transaction. Every statement is recorded for the reproduction."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]], request: Request) -> None:
+        self.conn = conn
+        self.request = request
+        self.statements: list[str] = []
+
+    def execute(self, query: str, params: Params = None) -> ClientCursor[tuple[Any, ...]]:
+        cursor = ClientCursor(self.conn)
+        self.statements.append(cursor.mogrify(query, params))
+        cursor.execute(query, params)
+        return cursor
+
+    def fetchone(self, query: str, params: Params = None) -> tuple[Any, ...] | None:
+        return self.execute(query, params).fetchone()
+
+    def fetchall(self, query: str, params: Params = None) -> list[tuple[Any, ...]]:
+        return self.execute(query, params).fetchall()
+
+    def scalar(self, query: str, params: Params = None) -> Any:
+        row = self.fetchone(query, params)
+        return None if row is None else row[0]
+
+
+class AppClient:
+    """Requests against one database URL (connected as the schema owner, `postgres`)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def as_user(
+        self,
+        user_id: uuid.UUID | str,
+        *,
+        aal: str = "aal1",
+        amr: Sequence[Mapping[str, Any]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        method: str = "POST",
+        path: str = "/rest/v1/",
+    ) -> AbstractContextManager[Session]:
+        claims = user_claims(user_id, aal=aal, amr=amr)
+        return self.request(Request("authenticated", claims, method, path, headers or {}))
+
+    def as_anon(
+        self,
+        *,
+        headers: Mapping[str, str] | None = None,
+        method: str = "POST",
+        path: str = "/rest/v1/",
+    ) -> AbstractContextManager[Session]:
+        return self.request(Request("anon", {}, method, path, headers or {}))
+
+    def as_service(
+        self,
+        role: str = "service_role",
+        *,
+        headers: Mapping[str, str] | None = None,
+        method: str = "POST",
+        path: str = "/rest/v1/",
+    ) -> AbstractContextManager[Session]:
+        return self.request(Request(role, service_claims(), method, path, headers or {}))
+
+    @contextmanager
+    def request(self, request: Request) -> Iterator[Session]:
+        """One transaction: SET LOCAL the request's settings, run the body, then commit, or
+        roll back if anything failed (as PostgREST does)."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            session = Session(conn, request)
+            conn.execute("begin read only" if request.read_only else "begin")
+            try:
+                for name, value in request.settings():
+                    conn.execute("select set_config(%s, %s, true)", (name, value))
+                yield session
+            except BaseException:
+                conn.execute("rollback")
+                print(reproduction(self.url, session), file=sys.stderr)
+                raise
+            if conn.info.transaction_status == pq.TransactionStatus.INERROR:
+                conn.execute("rollback")
+            else:
+                conn.execute("commit")
+
+
+def reproduction(url: str, session: Session) -> str:
+    """A psql session that replays the failed request by hand."""
+    lines = [
+        "-- reproduce this request by hand:",
+        f"psql '{url}' <<'SQL'",
+        "begin read only;" if session.request.read_only else "begin;",
+    ]
+    for name, value in session.request.settings():
+        literal = value.replace("'", "''")
+        lines.append(f"select set_config('{name}', '{literal}', true);")
+    lines += [s.rstrip(";") + ";" for s in session.statements]
+    lines += ["rollback;", "SQL"]
+    return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""pytest fixtures: a fresh database per test module, cloned from the template, and a client
+that acts as an app client through PostgREST. Load with `pytest_plugins`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from payguard.cluster import APP_ROLE, Cluster
+from payguard.project import Project, find_project
+from payguard.template import clone_template, drop_clone, ensure_template
+from payguard.testing.client import AppClient
+
+
+@pytest.fixture(scope="session")
+def project() -> Project:
+    return find_project()
+
+
+@pytest.fixture(scope="session")
+def cluster(project: Project) -> Cluster:
+    """The project's embedded cluster, started, with a current template database."""
+    embedded = Cluster.for_project(project)
+    embedded.start()
+    ensure_template(embedded, project)
+    return embedded
+
+
+@pytest.fixture(scope="module")
+def database(cluster: Cluster) -> Iterator[str]:
+    """The name of a database cloned from the template for this test module alone."""
+    name, _ = clone_template(cluster, "py")
+    yield name
+    drop_clone(cluster, name)
+
+
+@pytest.fixture(scope="module")
+def database_url(cluster: Cluster, database: str) -> str:
+    """The module database's URL, as the schema owner `postgres` (not a superuser)."""
+    return cluster.socket_url(APP_ROLE, database)
+
+
+@pytest.fixture(scope="module")
+def admin_url(cluster: Cluster, database: str) -> str:
+    """The module database's URL as the cluster superuser, for what only it may do."""
+    return cluster.admin_url(database)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """An autocommit connection as `postgres`, which owns the schema and bypasses RLS."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def client(database_url: str) -> AppClient:
+    return AppClient(database_url)
+
+
+@pytest.fixture
+def make_user(db: psycopg.Connection[tuple[Any, ...]]) -> Any:
+    """A factory: make_user("name") creates a confirmed Supabase user and returns its id."""
+
+    def make(identifier: str | None = None, **extra: Any) -> uuid.UUID:
+        name = identifier or f"user-{uuid.uuid4().hex[:8]}"
+        row = db.execute(
+            "select tests.create_supabase_user(%s, %s)", (name, extra.get("email"))
+        ).fetchone()
+        assert row is not None
+        return uuid.UUID(str(row[0]))
+
+    return make

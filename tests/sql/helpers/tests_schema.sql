@@ -1,0 +1,225 @@
+-- The `tests` schema: helpers that let a pgTAP test act as an app client exactly as PostgREST
+-- would, one request at a time. Installed into the test template database only, never
+-- deployed. Each authenticate_* helper does what PostgREST does at the start of a request:
+-- set_config(..., true) (SET LOCAL) of role, request.jwt.claims (with `role` inside),
+-- request.method, request.path, request.headers (lower-cased names), request.cookies and
+-- search_path; a GET or HEAD also makes the transaction read-only. The legacy per-claim
+-- settings are cleared, as PostgREST no longer sets them.
+
+create schema tests;
+grant usage on schema tests to anon, authenticated, service_role;
+
+/**
+ * Create a confirmed Supabase user known to the tests by `identifier`, and its public
+ * profile once the project has one. Returns the new user's id.
+ */
+create function tests.create_supabase_user(
+  identifier text,
+  email text default null,
+  phone text default null,
+  metadata jsonb default '{}'
+) returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  new_id uuid := gen_random_uuid();
+begin
+  insert into auth.users (
+    id, aud, role, email, phone, email_confirmed_at,
+    raw_app_meta_data, raw_user_meta_data, created_at, updated_at
+  )
+  values (
+    new_id, 'authenticated', 'authenticated',
+    coalesce(email, identifier || '@example.test'), phone, now(),
+    '{"provider": "email", "providers": ["email"]}',
+    jsonb_build_object('test_identifier', identifier) || coalesce(metadata, '{}'),
+    now(), now()
+  );
+  if to_regclass('public.users') is not null then
+    execute 'insert into public.users (id) values ($1) on conflict (id) do nothing'
+    using new_id;
+  end if;
+  return new_id;
+end
+$$;
+
+/** The id of the test user created as `identifier`; raises if there is none. */
+create function tests.get_supabase_uid(identifier text) returns uuid
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  found uuid;
+begin
+  select u.id into found
+  from auth.users as u
+  where u.raw_user_meta_data ->> 'test_identifier' = identifier;
+  if found is null then
+    raise exception 'no test user %', identifier
+    using errcode = 'no_data_found',
+    hint = 'create it first with tests.create_supabase_user()';
+  end if;
+  return found;
+end
+$$;
+
+/** The JWT claims Supabase Auth would issue to `user_id` at the given assurance level. */
+create function tests.user_claims(
+  user_id uuid,
+  aal text default 'aal1',
+  amr jsonb default null
+) returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  now_epoch bigint := extract(epoch from now())::bigint;
+  account auth.users;
+begin
+  if aal not in ('aal1', 'aal2', 'aal3') then
+    raise exception 'aal must be aal1, aal2 or aal3, not %', aal using errcode = '22023';
+  end if;
+  select * into account from auth.users as u where u.id = user_id;
+  if not found then
+    raise exception 'no auth.users row with id %', user_id using errcode = 'no_data_found';
+  end if;
+  return jsonb_build_object(
+    'iss', 'http://127.0.0.1:54321/auth/v1',
+    'aud', 'authenticated',
+    'sub', account.id,
+    'email', coalesce(account.email, ''),
+    'phone', coalesce(account.phone, ''),
+    'app_metadata', coalesce(account.raw_app_meta_data, '{}'),
+    'user_metadata', coalesce(account.raw_user_meta_data, '{}'),
+    'role', 'authenticated',
+    'aal', aal,
+    'amr', coalesce(
+      amr,
+      case
+        when aal = 'aal1' then jsonb_build_array(
+          jsonb_build_object('method', 'password', 'timestamp', now_epoch)
+        )
+        else jsonb_build_array(
+          jsonb_build_object('method', 'totp', 'timestamp', now_epoch),
+          jsonb_build_object('method', 'password', 'timestamp', now_epoch)
+        )
+      end
+    ),
+    'session_id', gen_random_uuid(),
+    'is_anonymous', false,
+    'iat', now_epoch,
+    'exp', now_epoch + 3600
+  );
+end
+$$;
+
+/**
+ * Begin a request as `role` with `claims`, as PostgREST does. Not security definer, and
+ * without SET clauses, so the settings last until the end of the transaction.
+ */
+create function tests.impersonate(
+  role_name text,
+  claims jsonb,
+  method text default 'POST',
+  path text default '/rest/v1/',
+  headers jsonb default '{}'
+) returns void
+language plpgsql
+as $$
+declare
+  request_headers jsonb := '{}';
+  header record;
+begin
+  if to_regrole(role_name) is null then
+    raise exception 'no role %', role_name using errcode = '22023';
+  end if;
+  if upper(method) not in ('GET', 'HEAD', 'POST', 'PATCH', 'PUT', 'DELETE', 'OPTIONS') then
+    raise exception 'not an HTTP method: %', method using errcode = '22023';
+  end if;
+  for header in select * from jsonb_each(coalesce(headers, '{}')) loop
+    request_headers := request_headers || jsonb_build_object(lower(header.key), header.value);
+  end loop;
+  perform set_config('search_path', 'public, extensions', true);
+  perform set_config('role', role_name, true);
+  perform set_config('request.jwt.claims', (claims || jsonb_build_object('role', role_name))::text, true);
+  perform set_config('request.jwt.claim.sub', '', true);
+  perform set_config('request.jwt.claim.role', '', true);
+  perform set_config('request.jwt.claim.email', '', true);
+  perform set_config('request.jwt.claim', '', true);
+  perform set_config('request.method', upper(method), true);
+  perform set_config('request.path', path, true);
+  perform set_config('request.headers', request_headers::text, true);
+  perform set_config('request.cookies', '{}', true);
+  if upper(method) in ('GET', 'HEAD') then
+    -- PostgREST runs reads in a read-only transaction.
+    perform set_config('transaction_read_only', 'on', true);
+  end if;
+end
+$$;
+
+/** Act as the test user `identifier`, signed in at `aal` with the given `amr`. */
+create function tests.authenticate_as(
+  identifier text,
+  aal text default 'aal1',
+  amr jsonb default null,
+  method text default 'POST',
+  path text default '/rest/v1/',
+  headers jsonb default '{}'
+) returns void
+language plpgsql
+as $$
+begin
+  perform tests.impersonate(
+    'authenticated',
+    tests.user_claims(tests.get_supabase_uid(identifier), aal, amr),
+    method,
+    path,
+    headers
+  );
+end
+$$;
+
+/** Act as a service role (service_role, or a backend role such as payment_service). */
+create function tests.authenticate_as_service(
+  role_name text default 'service_role',
+  method text default 'POST',
+  path text default '/rest/v1/',
+  headers jsonb default '{}'
+) returns void
+language plpgsql
+as $$
+begin
+  perform tests.impersonate(
+    role_name,
+    jsonb_build_object(
+      'iss', 'supabase-demo',
+      'iat', extract(epoch from now())::bigint,
+      'exp', extract(epoch from now())::bigint + 3600
+    ),
+    method,
+    path,
+    headers
+  );
+end
+$$;
+
+/** Act as a request with no JWT at all: PostgREST's anonymous role. */
+create function tests.clear_authentication(
+  method text default 'POST',
+  path text default '/rest/v1/',
+  headers jsonb default '{}'
+) returns void
+language plpgsql
+as $$
+begin
+  perform tests.impersonate('anon', '{}', method, path, headers);
+end
+$$;
+
+grant execute on all functions in schema tests to anon, authenticated, service_role;
