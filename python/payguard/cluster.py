@@ -47,14 +47,11 @@ SETTINGS_FILE = "payguard.conf"
 def pg_bindir() -> Path:
     """The folder of the PostgreSQL 15 server programs."""
     override = os.environ.get("PAYGUARD_PG_BINDIR")
-    candidates = [Path(override)] if override else []
-    candidates.append(Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
-    for bindir in candidates:
-        if (bindir / "initdb").is_file() and (bindir / "pg_ctl").is_file():
-            return bindir
-    where = ", ".join(str(c) for c in candidates)
+    bindir = Path(override) if override else Path(f"/usr/lib/postgresql/{PG_MAJOR}/bin")
+    if all((bindir / program).is_file() for program in ("initdb", "pg_ctl", "postgres")):
+        return bindir
     raise PayguardError(
-        f"PostgreSQL {PG_MAJOR} server binaries not found (looked in {where}); "
+        f"PostgreSQL {PG_MAJOR} server binaries not found in {bindir}; "
         f"run `make setup` or `apt-get install postgresql-{PG_MAJOR}`"
     )
 
@@ -80,8 +77,12 @@ class ClusterStatus:
 class Cluster:
     """One embedded cluster, living in `base` (data/, run/ and log/ inside it)."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, superuser: str = ADMIN_ROLE) -> None:
         self.base = base
+        # The bootstrap superuser. Only a cluster built like Supabase's (`supabase_admin`)
+        # gets the separate, non-superuser `postgres` role; `superuser="postgres"` builds a
+        # plain cluster like Debian's, whose bootstrap superuser is `postgres` itself.
+        self.superuser = superuser
 
     @classmethod
     def for_project(cls, project: Project) -> Cluster:
@@ -150,7 +151,7 @@ class Cluster:
     def admin_url(self, database: str = DATABASE) -> str:
         """The superuser's URL, over the cluster's private unix socket."""
         return (
-            f"postgresql://{ADMIN_ROLE}@/{database}"
+            f"postgresql://{self.superuser}@/{database}"
             f"?host={self.socket_dir}&port={self._require_port()}"
         )
 
@@ -283,7 +284,7 @@ class Cluster:
                         "-D",
                         str(self.data_dir),
                         "-U",
-                        ADMIN_ROLE,
+                        self.superuser,
                         f"--pwfile={pw_path}",
                         "--auth-local=trust",
                         "--auth-host=scram-sha-256",
@@ -305,7 +306,8 @@ class Cluster:
             conf.write(f"\ninclude = '{SETTINGS_FILE}'\n")
         self._write_settings(port if port is not None else free_port())
         self._prepare_runtime_dirs()
-        self._bootstrap_roles(bindir)
+        if self.superuser != APP_ROLE:
+            self._bootstrap_roles(bindir)
 
     def _write_settings(self, port: int) -> None:
         if port in RESERVED_PORTS:
@@ -358,9 +360,8 @@ class Cluster:
             check=False,
         )
         if result.returncode != 0 or "ERROR" in result.stdout + result.stderr:
-            raise PayguardError(
-                f"could not create the `{APP_ROLE}` role: {(result.stderr or result.stdout).strip()}"
-            )
+            reason = (result.stderr or result.stdout).strip()
+            raise PayguardError(f"could not create the `{APP_ROLE}` role: {reason}")
 
     def _live_postmaster_pid(self) -> int | None:
         pid = self._pid_file_pid()

@@ -16,7 +16,9 @@ def recreate_database(admin_url: str, name: str, *, template: str | None = None)
     template's are applied to the copy here.
     """
     with connect(admin_url) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
         if template is None:
             conn.execute(
                 sql.SQL("create database {} owner {}").format(
@@ -46,7 +48,9 @@ def recreate_database(admin_url: str, name: str, *, template: str | None = None)
 
 def drop_database(admin_url: str, name: str) -> None:
     with connect(admin_url) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+        )
 
 
 def database_exists(admin_url: str, name: str) -> bool:

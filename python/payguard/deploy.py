@@ -73,7 +73,7 @@ class DeployReport:
         }
 
 
-class MigrationFailed(PayguardError):
+class MigrationError(PayguardError):
     """A migration raised an error; its transaction was rolled back."""
 
 
@@ -196,12 +196,12 @@ def _run_statements(conn: Connection, file_name: str, statements: list[Statement
             raise _failure(file_name, statement, exc) from None
 
 
-def _failure(file_name: str, statement: Statement, exc: psycopg.Error) -> MigrationFailed:
+def _failure(file_name: str, statement: Statement, exc: psycopg.Error) -> MigrationError:
     position = int(exc.diag.statement_position or 0)
     line = statement.line_of(position)
     first_line = (exc.diag.message_primary or str(exc)).strip()
     code = exc.sqlstate or "?"
-    return MigrationFailed(
+    return MigrationError(
         f"{file_name}:{line}: {first_line} (SQLSTATE {code}); the migration was rolled back "
         "and nothing after it was applied"
     )

@@ -81,9 +81,7 @@ def describe(url: str) -> Description:
             }
             for name, su, login, inherit, bypass, member_of in cur
         ]
-        cur.execute(
-            "select to_regclass('supabase_migrations.schema_migrations') is not null"
-        )
+        cur.execute("select to_regclass('supabase_migrations.schema_migrations') is not null")
         row = cur.fetchone()
         if row and row[0]:
             cur.execute(

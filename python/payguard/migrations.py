@@ -21,8 +21,7 @@ HISTORY_DDL = (
     "create schema if not exists supabase_migrations",
     "create table if not exists supabase_migrations.schema_migrations "
     "(version text not null primary key)",
-    "alter table supabase_migrations.schema_migrations "
-    "add column if not exists statements text[]",
+    "alter table supabase_migrations.schema_migrations add column if not exists statements text[]",
     "alter table supabase_migrations.schema_migrations add column if not exists name text",
 )
 SEED_DDL = (

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli import db, deploy, describe, test
+from payguard.cli import db, deploy, describe, suites
 from payguard.cli.common import State
 
 app = typer.Typer(
@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.command("deploy")(deploy.deploy)
-app.command("test")(test.test)
+app.command("test")(suites.run_suites)
 app.command("describe")(describe.describe)
 
 

@@ -11,7 +11,9 @@ from payguard.cli.deploy import print_step
 from payguard.cluster import DATABASE, Cluster
 from payguard.reset import reset as reset_database
 
-app = typer.Typer(help="Run the embedded PostgreSQL 15 cluster under .payguard/.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run the embedded PostgreSQL 15 cluster under .payguard/.", no_args_is_help=True
+)
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 Database = Annotated[str, typer.Option(help="The database in the cluster.")]
@@ -84,7 +86,5 @@ def reset(
 ) -> None:
     """Drop everything and redeploy: the whole cluster for the default database, else just
     that database."""
-    report = reset_database(
-        state(ctx).project(), database=database, seed=seed, on_step=print_step
-    )
+    report = reset_database(state(ctx).project(), database=database, seed=seed, on_step=print_step)
     out.print(f"reset: {len(report.applied)} migrations applied to {database}")

@@ -52,4 +52,6 @@ def deploy(
     elif dry_run:
         out.print(f"dry run: {len(pending)} migrations would be applied; nothing was changed")
     else:
-        out.print(f"deployed {len(pending)} migrations ({report.already_applied} were applied before)")
+        out.print(
+            f"deployed {len(pending)} migrations ({report.already_applied} were applied before)"
+        )

@@ -29,11 +29,17 @@ def describe(
         schemas.add_row(s["schema"], s["owner"], str(s["relations"]))
     tables = Table("table", "owner", "RLS", "forced", title="Tables")
     for t in found.tables:
-        tables.add_row(f"{t['schema']}.{t['table']}", t["owner"], _yes(t["rls"]), _yes(t["force_rls"]))
+        tables.add_row(
+            f"{t['schema']}.{t['table']}", t["owner"], _yes(t["rls"]), _yes(t["force_rls"])
+        )
     policies = Table("table", "policy", "command", "to", "kind", title="Policies")
     for p in found.policies:
         policies.add_row(
-            f"{p['schema']}.{p['table']}", p["policy"], p["command"], ", ".join(p["roles"]), p["kind"]
+            f"{p['schema']}.{p['table']}",
+            p["policy"],
+            p["command"],
+            ", ".join(p["roles"]),
+            p["kind"],
         )
     roles = Table("role", "login", "inherit", "bypass RLS", "superuser", "member of", title="Roles")
     for r in found.roles:

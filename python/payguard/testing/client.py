@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 from psycopg import ClientCursor, pq
 
-Params = Sequence[Any] | Mapping[str, Any] | None
-
 from payguard.testing.request import Request, service_claims, user_claims
+
+Params = Sequence[Any] | Mapping[str, Any] | None
 
 
 class Session:

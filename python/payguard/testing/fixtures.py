@@ -4,7 +4,7 @@ that acts as an app client through PostgREST. Load with `pytest_plugins`."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -63,14 +63,12 @@ def client(database_url: str) -> AppClient:
 
 
 @pytest.fixture
-def make_user(db: psycopg.Connection[tuple[Any, ...]]) -> Any:
+def make_user(db: psycopg.Connection[tuple[Any, ...]]) -> Callable[..., uuid.UUID]:
     """A factory: make_user("name") creates a confirmed Supabase user and returns its id."""
 
-    def make(identifier: str | None = None, **extra: Any) -> uuid.UUID:
+    def make(identifier: str | None = None, email: str | None = None) -> uuid.UUID:
         name = identifier or f"user-{uuid.uuid4().hex[:8]}"
-        row = db.execute(
-            "select tests.create_supabase_user(%s, %s)", (name, extra.get("email"))
-        ).fetchone()
+        row = db.execute("select tests.create_supabase_user(%s, %s)", (name, email)).fetchone()
         assert row is not None
         return uuid.UUID(str(row[0]))
 

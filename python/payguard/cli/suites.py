@@ -11,7 +11,7 @@ from payguard.testrun import run_tests
 
 
 @boundary
-def test(
+def run_suites(
     ctx: typer.Context,
     sql: Annotated[bool, typer.Option("--sql", help="Run the pgTAP suite.")] = False,
     py: Annotated[bool, typer.Option("--py", help="Run the pytest suite.")] = False,

@@ -1,0 +1,185 @@
+"""The embedded cluster's lifecycle, and the failures that each get a one-line error."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from payguard.cli import app
+from payguard.cluster import APP_ROLE, Cluster, free_port
+from payguard.deploy import deploy
+from payguard.errors import PayguardError
+
+
+def scratch_base(project_cluster: Cluster, name: str) -> Path:
+    """A folder beside the project's cluster: one the server's OS user can reach."""
+    return project_cluster.base.parent / f"scratch-{name}-{os.getpid()}"
+
+
+@pytest.fixture
+def scratch_cluster(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    made = Cluster(scratch_base(cluster, request.node.name[:40]))
+    yield made
+    made.destroy()
+    shutil.rmtree(made.base, ignore_errors=True)
+
+
+def test_start_is_idempotent_and_stop_too(scratch_cluster: Cluster):
+    assert not scratch_cluster.status().running
+    first = scratch_cluster.start()
+    second = scratch_cluster.start()
+    assert first.running
+    assert second.running
+    assert first.pid == second.pid
+    assert first.port == second.port
+    with psycopg.connect(scratch_cluster.url()) as conn:
+        assert conn.execute("select current_user").fetchone() == (APP_ROLE,)
+    assert scratch_cluster.stop() is True
+    assert scratch_cluster.stop() is False
+    status = scratch_cluster.status()
+    assert not status.running
+    assert status.pid is None
+
+
+def test_listens_on_loopback_and_a_private_socket_away_from_the_supabase_ports(
+    scratch_cluster: Cluster,
+):
+    status = scratch_cluster.start()
+    assert status.port not in (54320, 54322)
+    with psycopg.connect(scratch_cluster.admin_url()) as conn:
+        listen = conn.execute("show listen_addresses").fetchone()
+        superuser = conn.execute(
+            "select rolsuper from pg_roles where rolname = current_user"
+        ).fetchone()
+    assert listen == ("127.0.0.1",)
+    assert superuser == (True,)
+    assert (scratch_cluster.socket_dir / f".s.PGSQL.{status.port}").is_socket()
+    assert oct(scratch_cluster.socket_dir.stat().st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root must hand the server to postgres")
+def test_as_root_the_server_runs_as_the_postgres_os_user(scratch_cluster: Cluster):
+    status = scratch_cluster.start()
+    assert status.pid is not None
+    uid = Path(f"/proc/{status.pid}").stat().st_uid
+    assert pwd.getpwuid(uid).pw_name == "postgres"
+    assert pwd.getpwuid(scratch_cluster.data_dir.stat().st_uid).pw_name == "postgres"
+
+
+def test_a_taken_port_is_a_clear_error(scratch_cluster: Cluster):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        with pytest.raises(PayguardError, match=rf"port {port} on 127.0.0.1 is already in use"):
+            scratch_cluster.start(port)
+    assert not scratch_cluster.status().running
+
+
+def test_a_stale_pid_file_is_a_clear_error(scratch_cluster: Cluster):
+    scratch_cluster.start()
+    scratch_cluster.stop()
+    with subprocess.Popen(["sleep", "30"]) as stranger:
+        try:
+            scratch_cluster.pid_file.write_text(f"{stranger.pid}\n{scratch_cluster.data_dir}\n")
+            with pytest.raises(PayguardError, match=rf"stale pid file .* process {stranger.pid}"):
+                scratch_cluster.start()
+        finally:
+            stranger.kill()
+    scratch_cluster.pid_file.unlink()
+    assert scratch_cluster.start().running
+
+
+def test_a_cluster_of_another_major_version_is_a_clear_error(scratch_cluster: Cluster):
+    scratch_cluster.data_dir.mkdir(parents=True)
+    (scratch_cluster.data_dir / "PG_VERSION").write_text("16\n")
+    with pytest.raises(PayguardError, match=r"is PostgreSQL 16, not 15; run `payguard db reset`"):
+        scratch_cluster.start()
+
+
+def test_missing_binaries_are_a_clear_error(scratch_cluster: Cluster, monkeypatch, tmp_path):
+    monkeypatch.setenv("PAYGUARD_PG_BINDIR", str(tmp_path / "nowhere"))
+    with pytest.raises(
+        PayguardError, match=r"PostgreSQL 15 server binaries not found in .*; run `make setup`"
+    ):
+        scratch_cluster.start()
+
+
+def test_reset_drops_everything_and_redeploys_on_the_same_port(
+    scratch_project, write_migration, monkeypatch
+):
+    """Through the CLI, on a project in a private folder: the cluster then lives where the
+    server's OS user can reach it, behind a symlink."""
+    write_migration("20260101000000_first", "create table public.kept (id int);\n")
+    runner = CliRunner()
+    workdir = ["--workdir", str(scratch_project.root)]
+    cluster = Cluster.for_project(scratch_project)
+    try:
+        started = runner.invoke(app, [*workdir, "db", "start"])
+        assert started.exit_code == 0, started.output
+        assert started.output.strip() == cluster.url()
+        assert runner.invoke(app, [*workdir, "db", "start"]).output == started.output
+
+        deployed = runner.invoke(app, [*workdir, "deploy"])
+        assert deployed.exit_code == 0, deployed.output
+        with psycopg.connect(cluster.url(), autocommit=True) as conn:
+            conn.execute("create table public.scribble (id int)")
+        port = cluster.port()
+
+        reset = runner.invoke(app, [*workdir, "db", "reset", "--no-seed"])
+        assert reset.exit_code == 0, reset.output
+        assert cluster.port() == port
+        with psycopg.connect(cluster.url()) as conn:
+            assert conn.execute("select to_regclass('public.scribble')").fetchone() == (None,)
+            assert conn.execute("select to_regclass('public.kept')").fetchone() == ("kept",)
+
+        status = runner.invoke(app, [*workdir, "db", "status"])
+        assert status.output.startswith("running")
+        assert runner.invoke(app, [*workdir, "db", "stop"]).output.strip() == "stopped"
+        assert runner.invoke(app, [*workdir, "db", "stop"]).output.strip() == "not running"
+        stopped = runner.invoke(app, [*workdir, "db", "status"])
+        assert stopped.exit_code == 0
+        assert stopped.output.strip() == "stopped (initialised)"
+    finally:
+        cluster.destroy()
+        shutil.rmtree(cluster.base, ignore_errors=True)
+
+
+def test_deploys_to_a_cluster_whose_bootstrap_superuser_is_postgres(
+    cluster: Cluster, request, project
+):
+    plain = Cluster(scratch_base(cluster, "plain"), superuser="postgres")
+    try:
+        plain.start(free_port())
+        report = deploy(plain.admin_url(), project)
+        assert report.steps[0].kind == "standin"
+        with psycopg.connect(plain.admin_url()) as conn:
+            roles = dict(
+                conn.execute(
+                    "select rolname, rolsuper from pg_roles "
+                    "where rolname in ('postgres', 'anon', 'authenticated', 'service_role')"
+                ).fetchall()
+            )
+            applied = conn.execute(
+                "select count(*) from supabase_migrations.schema_migrations"
+            ).fetchone()
+        assert roles == {
+            "postgres": True,
+            "anon": False,
+            "authenticated": False,
+            "service_role": False,
+        }
+        assert applied == (len(list(project.migrations_dir.glob("*.sql"))),)
+        assert deploy(plain.admin_url(), project).steps == []
+    finally:
+        plain.destroy()
+        shutil.rmtree(plain.base, ignore_errors=True)
