@@ -13,6 +13,7 @@ CHECK_DB := payguard_check
 export DO_NOT_TRACK := 1
 export SUPABASE_TELEMETRY_DISABLED := 1
 
+.NOTPARALLEL:
 .PHONY: help setup system-packages demo test lint sqlfluff supabase-checks pgtap pytest clean
 
 help: ## List the targets

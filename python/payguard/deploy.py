@@ -138,6 +138,11 @@ def plan(history: list[AppliedMigration], migrations: list[MigrationFile]) -> li
     applied_versions = {a.version for a in history}
     pending = [m for m in migrations if m.version not in applied_versions]
     for migration in pending:
+        for statement in migration.transaction_control():
+            problems.append(
+                f"{migration.file_name}:{statement.line}: each migration runs in a transaction "
+                "of its own; remove this transaction control statement"
+            )
         if migration.version < newest:
             problems.append(
                 f"{migration.file_name} is older than the newest applied migration ({newest}); "
@@ -146,8 +151,8 @@ def plan(history: list[AppliedMigration], migrations: list[MigrationFile]) -> li
     if problems:
         detail = "\n".join(f"  - {p}" for p in problems)
         raise PayguardError(
-            "refusing to deploy, nothing was applied; a landed migration is never edited, "
-            "add a new one instead:\n" + detail
+            "refusing to deploy, nothing was applied (a landed migration is never edited or "
+            "deleted: add a new one instead):\n" + detail
         )
     return pending
 
@@ -229,7 +234,12 @@ def _seed(conn: Connection, project: Project, run_as: str | None, dry_run: bool)
 
 @contextmanager
 def _deploy_lock(conn: Connection) -> Iterator[None]:
-    conn.execute("select pg_advisory_lock(%s)", (DEPLOY_LOCK_KEY,))
+    row = conn.execute("select pg_try_advisory_lock(%s)", (DEPLOY_LOCK_KEY,)).fetchone()
+    if not (row and row[0]):
+        raise PayguardError(
+            "another payguard deploy is running against this database; wait for it to finish, "
+            "then run this one again"
+        )
     try:
         yield
     finally:

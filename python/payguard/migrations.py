@@ -15,6 +15,11 @@ from payguard.errors import PayguardError
 from payguard.sql_split import Statement, split_statements
 
 FILE_NAME = re.compile(r"^(?P<version>[0-9]{14})_(?P<name>[a-z0-9_]+)\.sql$")
+# Statements that would end or nest the transaction each migration runs in.
+TRANSACTION_CONTROL = re.compile(
+    r"^(begin|commit|rollback|abort|end|start\s+transaction)\b(?!\s+atomic)", re.IGNORECASE
+)
+LEADING_COMMENTS = re.compile(r"^(\s*(--[^\n]*(\n|$)|/\*.*?\*/))*\s*", re.DOTALL)
 
 # The Supabase CLI's own statements (pkg/migration/history.go), run in this order.
 HISTORY_DDL = (
@@ -45,6 +50,14 @@ class MigrationFile:
     @property
     def file_name(self) -> str:
         return self.path.name
+
+    def transaction_control(self) -> list[Statement]:
+        """Statements that would end or nest the migration's own transaction."""
+        return [
+            s
+            for s in self.statements
+            if TRANSACTION_CONTROL.match(LEADING_COMMENTS.sub("", s.text, count=1))
+        ]
 
 
 @dataclass(frozen=True)

@@ -272,3 +272,25 @@ def test_deploys_the_project_migrations_to_the_template(cluster, project: Projec
 
     applied = [v for v, _, _ in history(cluster, TEMPLATE)]
     assert applied == [m.version for m in load_migrations(project.migrations_dir)]
+
+
+def test_refuses_transaction_control_inside_a_migration(
+    cluster, empty_database, scratch_project, write_migration
+):
+    write_migration(FIRST, "create table public.first (id int);\n")
+    write_migration(SECOND, "-- tx\nbegin;\ncreate table public.second (id int);\ncommit;\n")
+    with pytest.raises(PayguardError) as refusal:
+        deploy(cluster.admin_url(empty_database), scratch_project)
+    assert f"{SECOND}.sql:1: each migration runs in a transaction of its own" in str(refusal.value)
+    assert f"{SECOND}.sql:4: each migration" in str(refusal.value)
+    assert not table_exists(cluster, empty_database, "public.first")
+
+
+def test_a_concurrent_deploy_is_refused(cluster, empty_database, scratch_project, two_migrations):
+    from payguard.deploy import DEPLOY_LOCK_KEY
+
+    with psycopg.connect(cluster.admin_url(empty_database), autocommit=True) as holder:
+        holder.execute("select pg_advisory_lock(%s)", (DEPLOY_LOCK_KEY,))
+        with pytest.raises(PayguardError, match="another payguard deploy is running"):
+            deploy(cluster.admin_url(empty_database), scratch_project)
+    assert history(cluster, empty_database) == []
