@@ -27,7 +27,7 @@ def recreate_database(admin_url: str, name: str, *, template: str | None = None)
             )
             return
         conn.execute(
-            sql.SQL("create database {} template {} owner {} strategy file_copy").format(
+            sql.SQL("create database {} template {} owner {}").format(
                 sql.Identifier(name), sql.Identifier(template), sql.Identifier(APP_ROLE)
             )
         )
