@@ -47,8 +47,8 @@ lint: setup ## ruff (lint and format) and mypy
 	@$(VENV)/bin/ruff format --check python tests/py
 	@$(VENV)/bin/mypy python/payguard
 
-sqlfluff: setup ## sqlfluff on the migrations (postgres dialect)
-	@$(VENV)/bin/sqlfluff lint supabase/migrations
+sqlfluff: setup ## sqlfluff (postgres dialect) on the migrations, the stand-in and the test helpers
+	@$(VENV)/bin/sqlfluff lint supabase/migrations python/payguard/standin tests/sql/helpers
 
 supabase-checks: setup ## The Supabase CLI's migration list, advisors and lint on a fresh deploy
 	@$(PAYGUARD) db reset --database $(CHECK_DB) --no-seed

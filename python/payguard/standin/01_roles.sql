@@ -33,10 +33,12 @@ begin
 end
 $roles$;
 
-grant anon, authenticated, service_role to authenticator;
-grant anon, authenticated, service_role to postgres;
+grant anon to authenticator, postgres;
+grant authenticated to authenticator, postgres;
+grant service_role to authenticator, postgres;
 
 alter role anon set statement_timeout = '3s';
 alter role authenticated set statement_timeout = '8s';
 alter role authenticator set statement_timeout = '8s';
-alter role postgres set search_path = "$user", public, extensions;
+-- "$user" is PostgreSQL's own placeholder for the role's schema.
+alter role postgres set search_path = "$user", public, extensions; -- noqa: RF05

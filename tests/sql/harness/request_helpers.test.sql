@@ -1,6 +1,6 @@
 -- The tests schema's helpers set exactly what PostgREST sets at the start of a request.
 begin;
-select plan(22);
+select plan(24);
 
 select tests.create_supabase_user('helper-user', 'Helper@Example.test');
 
@@ -36,6 +36,14 @@ select is(
 select throws_ok(
   $$select tests.authenticate_as('helper-user', aal => 'aal9')$$, '22023', 'aal must be aal1, aal2 or aal3, not aal9',
   'an unknown assurance level is refused'
+);
+
+-- by user id rather than by identifier
+select tests.authenticate_as(tests.get_supabase_uid('helper-user'));
+select is(auth.uid(), tests.get_supabase_uid('helper-user'), 'authenticate_as also takes a user id');
+select throws_ok(
+  $$select tests.authenticate_as('nobody-by-that-name')$$, 'P0002', 'no test user nobody-by-that-name',
+  'an unknown test user is refused'
 );
 
 -- as a service role

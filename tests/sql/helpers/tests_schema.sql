@@ -163,7 +163,25 @@ begin
 end
 $$;
 
-/** Act as the test user `identifier`, signed in at `aal` with the given `amr`. */
+/** Act as the user `user_id`, signed in at `aal` with the given `amr`. */
+create function tests.authenticate_as(
+  user_id uuid,
+  aal text default 'aal1',
+  amr jsonb default null,
+  method text default 'POST',
+  path text default '/rest/v1/',
+  headers jsonb default '{}'
+) returns void
+language plpgsql
+as $$
+begin
+  perform tests.impersonate(
+    'authenticated', tests.user_claims(user_id, aal, amr), method, path, headers
+  );
+end
+$$;
+
+/** Act as the test user created as `identifier`. */
 create function tests.authenticate_as(
   identifier text,
   aal text default 'aal1',
@@ -175,12 +193,8 @@ create function tests.authenticate_as(
 language plpgsql
 as $$
 begin
-  perform tests.impersonate(
-    'authenticated',
-    tests.user_claims(tests.get_supabase_uid(identifier), aal, amr),
-    method,
-    path,
-    headers
+  perform tests.authenticate_as(
+    tests.get_supabase_uid(identifier), aal, amr, method, path, headers
   );
 end
 $$;
