@@ -10,6 +10,9 @@ SUPABASE := node_modules/.bin/supabase
 # The database that the Supabase CLI's checks run against: deployed afresh by every `make test`.
 CHECK_DB := payguard_check
 
+# Targets act on the embedded cluster only: a DATABASE_URL in the caller's shell (which may
+# point at a real project) must not receive demo data or test databases.
+unexport DATABASE_URL
 export DO_NOT_TRACK := 1
 export SUPABASE_TELEMETRY_DISABLED := 1
 
@@ -63,6 +66,6 @@ pgtap: setup ## pg_prove over tests/sql
 pytest: setup ## pytest over tests/py
 	@$(PAYGUARD) test --py
 
-clean: ## Stop the embedded database and delete it
-	@test ! -x $(PAYGUARD) || $(PAYGUARD) db stop
+clean: ## Stop the embedded database and delete it, wherever it lives
+	@test ! -x $(PAYGUARD) || $(PAYGUARD) db destroy
 	@rm -rf .payguard

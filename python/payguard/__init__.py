@@ -1,3 +1,5 @@
 """payguard: the payment-security layer of InstaBids, and the tooling that deploys and tests it."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("payguard")

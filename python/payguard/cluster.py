@@ -19,7 +19,6 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,11 +101,26 @@ class Cluster:
             return cls(link)
         digest = hashlib.sha256(str(project.root).encode()).hexdigest()[:12]
         base = server_user_home() / "payguard" / digest
-        base.mkdir(parents=True, exist_ok=True)
+        if base.exists():
+            # Left by an earlier checkout at the same path, whose .payguard/ is gone: its
+            # state went with it.
+            cls(base).destroy()
+        base.mkdir(parents=True)
         give_to_server_user(base.parent)
         give_to_server_user(base)
         link.symlink_to(base, target_is_directory=True)
         return cls(base)
+
+    @classmethod
+    def destroy_for_project(cls, project: Project) -> bool:
+        """Stop and delete the project's cluster, wherever it lives. False if there was none."""
+        link = project.state_dir / "cluster"
+        if not (link.is_symlink() or link.exists()):
+            return False
+        cls(link.resolve()).destroy()
+        if link.is_symlink():
+            link.unlink()
+        return True
 
     # -- layout -----------------------------------------------------------------------------
 
@@ -127,7 +141,10 @@ class Cluster:
         return self.data_dir / "postmaster.pid"
 
     def initialized(self) -> bool:
-        return (self.data_dir / "PG_VERSION").is_file()
+        """True once initdb and payguard's own set-up have both finished."""
+        return (self.data_dir / "PG_VERSION").is_file() and (
+            self.data_dir / SETTINGS_FILE
+        ).is_file()
 
     # -- connection strings -----------------------------------------------------------------
 
@@ -182,23 +199,28 @@ class Cluster:
     def start(self, port: int | None = None) -> ClusterStatus:
         """Start the cluster, creating it first if needed. Starting a running cluster is a no-op."""
         bindir = pg_bindir()
-        if self.initialized():
+        if port is not None and port in RESERVED_PORTS:
+            raise PayguardError(
+                f"port {port} is reserved for the Supabase CLI's local stack; choose another"
+            )
+        if (self.data_dir / "PG_VERSION").is_file():
             self._check_major_version()
-        else:
-            self._initdb(bindir, port)
-        current = self.status()
-        if current.running:
-            if port is not None and port != current.port:
-                raise PayguardError(
-                    f"the embedded cluster is already running on port {current.port}; "
-                    f"run `payguard db stop` before moving it to port {port}"
-                )
-            return current
-        self._check_stale_pid_file()
-        if port is not None:
-            self._write_settings(port)
-        wanted = self._require_port()
+        if self.initialized():
+            current = self.status()
+            if current.running:
+                if port is not None and port != current.port:
+                    raise PayguardError(
+                        f"the embedded cluster is already running on port {current.port}; "
+                        f"run `payguard db stop` before moving it to port {port}"
+                    )
+                return current
+            self._check_stale_pid_file()
+        wanted = port if port is not None else (self.port() or free_port())
         self._check_port_free(wanted)
+        if not self.initialized():
+            self._initdb(bindir, wanted)
+        elif wanted != self.port():
+            self._write_settings(wanted)
         self._prepare_runtime_dirs()
         result = subprocess.run(
             server_command(
@@ -252,10 +274,10 @@ class Cluster:
         return True
 
     def destroy(self) -> None:
-        """Stop the cluster and delete its files."""
-        self.stop()
-        for sub in (self.data_dir, self.socket_dir, self.log_file.parent):
-            shutil.rmtree(sub, ignore_errors=True)
+        """Stop the cluster and delete its folder."""
+        if (self.data_dir / "PG_VERSION").is_file():
+            self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -267,15 +289,13 @@ class Cluster:
                 "run `payguard db reset` to recreate it (this deletes its data)"
             )
 
-    def _initdb(self, bindir: Path, port: int | None) -> None:
+    def _initdb(self, bindir: Path, port: int) -> None:
+        """initdb, then payguard's settings and roles; a failure leaves no half-made cluster."""
+        shutil.rmtree(self.data_dir, ignore_errors=True)  # a half-made one, from a failure
         self.base.mkdir(parents=True, exist_ok=True)
         give_to_server_user(self.base)
-        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700)
         give_to_server_user(self.data_dir)
-        with tempfile.NamedTemporaryFile("w", dir=self.base, delete=False) as pwfile:
-            pwfile.write(APP_PASSWORD + "\n")
-        pw_path = Path(pwfile.name)
-        give_to_server_user(pw_path)
         try:
             result = subprocess.run(
                 server_command(
@@ -285,7 +305,6 @@ class Cluster:
                         str(self.data_dir),
                         "-U",
                         self.superuser,
-                        f"--pwfile={pw_path}",
                         "--auth-local=trust",
                         "--auth-host=scram-sha-256",
                         "--encoding=UTF8",
@@ -297,23 +316,34 @@ class Cluster:
                 text=True,
                 check=False,
             )
-        finally:
-            pw_path.unlink(missing_ok=True)
-        if result.returncode != 0:
+            if result.returncode != 0:
+                raise PayguardError(f"initdb failed: {result.stderr.strip().splitlines()[-1]}")
+            self._write_access_rules()
+            with (self.data_dir / "postgresql.conf").open("a") as conf:
+                conf.write(f"\ninclude_if_exists = '{SETTINGS_FILE}'\n")
+            if self.superuser != APP_ROLE:
+                self._bootstrap_roles(bindir)
+            self._write_settings(port)  # last: its presence marks the cluster as initialised
+        except BaseException:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-            raise PayguardError(f"initdb failed: {result.stderr.strip().splitlines()[-1]}")
-        with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write(f"\ninclude = '{SETTINGS_FILE}'\n")
-        self._write_settings(port if port is not None else free_port())
-        self._prepare_runtime_dirs()
-        if self.superuser != APP_ROLE:
-            self._bootstrap_roles(bindir)
+            raise
+
+    def _write_access_rules(self) -> None:
+        """Who may connect how. The socket folder is private to the server's OS user (and
+        root), so it trusts; TCP takes passwords, and the superuser has none and is refused."""
+        rules = self.data_dir / "pg_hba.conf"
+        rules.write_text(
+            "# Written by payguard.\n"
+            "# TYPE  DATABASE  USER  ADDRESS  METHOD\n"
+            "local   all       all            trust\n"
+            f"host    all       {self.superuser}  127.0.0.1/32  reject\n"
+            f"host    all       {self.superuser}  ::1/128       reject\n"
+            "host    all       all   127.0.0.1/32  scram-sha-256\n"
+            "host    all       all   ::1/128       scram-sha-256\n"
+        )
+        give_to_server_user(rules)
 
     def _write_settings(self, port: int) -> None:
-        if port in RESERVED_PORTS:
-            raise PayguardError(
-                f"port {port} is reserved for the Supabase CLI's local stack; choose another"
-            )
         settings = self.data_dir / SETTINGS_FILE
         settings.write_text(
             "# Written by payguard: the embedded cluster's own settings.\n"
@@ -391,6 +421,8 @@ class Cluster:
 
     def _check_port_free(self, port: int) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the server binds: a port whose last connections linger in TIME_WAIT is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError as exc:

@@ -7,6 +7,17 @@ from psycopg import sql
 from payguard.cluster import APP_ROLE
 from payguard.db import connect
 
+# Settings that take a list of quoted elements (PostgreSQL's GUC_LIST_QUOTE ones).
+LIST_SETTINGS = frozenset(
+    {
+        "search_path",
+        "temp_tablespaces",
+        "session_preload_libraries",
+        "local_preload_libraries",
+        "shared_preload_libraries",
+    }
+)
+
 
 def recreate_database(admin_url: str, name: str, *, template: str | None = None) -> None:
     """Drop `name` if it exists (disconnecting its sessions), then create it, owned by
@@ -39,9 +50,12 @@ def recreate_database(admin_url: str, name: str, *, template: str | None = None)
         ).fetchall()
         for (setting,) in settings:
             key, _, value = str(setting).partition("=")
+            # A list setting is stored with its elements already quoted, ready to reuse as
+            # SQL (as pg_dump does); any other value is one string.
+            value_sql = sql.SQL(value) if key in LIST_SETTINGS else sql.Literal(value)
             conn.execute(
                 sql.SQL("alter database {} set {} = {}").format(
-                    sql.Identifier(name), sql.Identifier(*key.split(".")), sql.Literal(value)
+                    sql.Identifier(name), sql.Identifier(*key.split(".")), value_sql
                 )
             )
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from payguard.db import Connection, connect, is_superuser
 from payguard.errors import PayguardError
@@ -30,6 +33,7 @@ from payguard.migrations import (
     ensure_seed_table,
     load_migrations,
     read_history,
+    read_sql,
     record_applied,
     record_seed,
     seed_hash,
@@ -48,7 +52,7 @@ class Step:
 
     kind: str  # "standin" | "migration" | "seed"
     name: str
-    status: str  # "applied" | "pending" | "skipped"
+    status: str  # "applied" | "pending" | "skipped" | "recorded" (a changed seed, not re-run)
     ms: float | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -93,30 +97,34 @@ def deploy(
             on_step(step)
 
     migrations = load_migrations(project.migrations_dir)
+    seeds = seed_files(project) if seed else []
     with connect(url) as conn, _deploy_lock(conn):
-        history = read_history(conn)
-        pending = plan(history, migrations)
-        report.already_applied = len(history)
-        run_as = _migration_role(conn)
+        try:
+            history = read_history(conn)
+            pending = plan(history, migrations)
+            report.already_applied = len(history)
 
-        if needs_standin(conn):
-            if dry_run:
-                emit(Step("standin", "supabase stand-in", "pending"))
-            else:
+            if needs_standin(conn):
+                if dry_run:
+                    emit(Step("standin", "supabase stand-in", "pending"))
+                else:
+                    started = time.perf_counter()
+                    apply_standin(conn)
+                    emit(Step("standin", "supabase stand-in", "applied", _ms_since(started)))
+            run_as = _migration_role(conn)
+
+            for migration in pending:
+                if dry_run:
+                    emit(Step("migration", migration.file_name, "pending"))
+                    continue
                 started = time.perf_counter()
-                apply_standin(conn)
-                emit(Step("standin", "supabase stand-in", "applied", _ms_since(started)))
+                _apply_migration(conn, migration, run_as)
+                emit(Step("migration", migration.file_name, "applied", _ms_since(started)))
 
-        for migration in pending:
-            if dry_run:
-                emit(Step("migration", migration.file_name, "pending"))
-                continue
-            started = time.perf_counter()
-            _apply_migration(conn, migration, run_as)
-            emit(Step("migration", migration.file_name, "applied", _ms_since(started)))
-
-        if seed:
-            emit(_seed(conn, project, run_as, dry_run))
+            for path in seeds:
+                emit(_seed(conn, project, path, run_as, dry_run))
+        except psycopg.Error as exc:
+            raise PayguardError(f"deploy failed: {_describe(exc)}") from None
     return report
 
 
@@ -138,11 +146,8 @@ def plan(history: list[AppliedMigration], migrations: list[MigrationFile]) -> li
     applied_versions = {a.version for a in history}
     pending = [m for m in migrations if m.version not in applied_versions]
     for migration in pending:
-        for statement in migration.transaction_control():
-            problems.append(
-                f"{migration.file_name}:{statement.line}: each migration runs in a transaction "
-                "of its own; remove this transaction control statement"
-            )
+        for statement, reason in migration.forbidden_statements():
+            problems.append(f"{migration.file_name}:{statement.line}: {reason}; remove it")
         if migration.version < newest:
             problems.append(
                 f"{migration.file_name} is older than the newest applied migration ({newest}); "
@@ -170,7 +175,8 @@ def _diff(applied: AppliedMigration, local: MigrationFile) -> str:
 
 def _migration_role(conn: Connection) -> str | None:
     """Run migrations as `postgres` when connected as another, superuser, role (as the
-    Supabase CLI does when connected as `supabase_admin`)."""
+    Supabase CLI does when connected as `supabase_admin`). The session authorization is
+    switched, not just the role, so that a `reset role` stays `postgres`."""
     row = conn.execute(
         "select current_user <> %s and exists (select from pg_roles where rolname = %s)",
         (MIGRATION_ROLE, MIGRATION_ROLE),
@@ -190,7 +196,7 @@ def _apply_migration(conn: Connection, migration: MigrationFile, run_as: str | N
 
 def _become(conn: Connection, role: str | None) -> None:
     if role is not None:
-        conn.execute(f'set local role "{role}"')
+        conn.execute(sql.SQL("set local session authorization {}").format(sql.Identifier(role)))
 
 
 def _run_statements(conn: Connection, file_name: str, statements: list[Statement]) -> None:
@@ -204,22 +210,42 @@ def _run_statements(conn: Connection, file_name: str, statements: list[Statement
 def _failure(file_name: str, statement: Statement, exc: psycopg.Error) -> MigrationError:
     position = int(exc.diag.statement_position or 0)
     line = statement.line_of(position)
-    first_line = (exc.diag.message_primary or str(exc)).strip()
-    code = exc.sqlstate or "?"
     return MigrationError(
-        f"{file_name}:{line}: {first_line} (SQLSTATE {code}); the migration was rolled back "
+        f"{file_name}:{line}: {_describe(exc)}; the migration was rolled back "
         "and nothing after it was applied"
     )
 
 
-def _seed(conn: Connection, project: Project, run_as: str | None, dry_run: bool) -> Step:
-    path = project.seed_file
-    name = str(path.relative_to(project.root))
-    if not path.is_file():
-        return Step("seed", name, "skipped")
-    text = path.read_text()
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    if seed_hash(conn, name) == digest:
+def _describe(exc: psycopg.Error) -> str:
+    message = (exc.diag.message_primary or str(exc)).strip()
+    return f"{message} (SQLSTATE {exc.sqlstate or '?'})"
+
+
+def seed_files(project: Project) -> list[Path]:
+    """The seed files that config.toml's [db.seed] names (globs relative to supabase/), in
+    order; none when seeding is disabled there."""
+    config = tomllib.loads((project.supabase_dir / "config.toml").read_text())
+    seed_config = config.get("db", {}).get("seed", {})
+    if not seed_config.get("enabled", True):
+        return []
+    found: list[Path] = []
+    for pattern in seed_config.get("sql_paths", ["./seed.sql"]):
+        for path in sorted(project.supabase_dir.glob(str(pattern).removeprefix("./"))):
+            if path.is_file() and path not in found:
+                found.append(path)
+    return found
+
+
+def _seed(
+    conn: Connection, project: Project, path: Path, run_as: str | None, dry_run: bool
+) -> Step:
+    """Run a seed file once, as the Supabase CLI does: a file seen before with other content
+    only has its recorded hash updated; it is not run again."""
+    name = path.relative_to(project.root).as_posix()
+    text = read_sql(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    recorded = seed_hash(conn, name)
+    if recorded == digest:
         return Step("seed", name, "skipped")
     if dry_run:
         return Step("seed", name, "pending")
@@ -227,9 +253,11 @@ def _seed(conn: Connection, project: Project, run_as: str | None, dry_run: bool)
     with conn.transaction():
         _become(conn, run_as)
         ensure_seed_table(conn)
-        _run_statements(conn, name, split_statements(text))
+        if recorded is None:
+            _run_statements(conn, name, split_statements(text))
         record_seed(conn, name, digest)
-    return Step("seed", name, "applied", _ms_since(started))
+    status = "applied" if recorded is None else "recorded"
+    return Step("seed", name, status, _ms_since(started))
 
 
 @contextmanager

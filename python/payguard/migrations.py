@@ -15,9 +15,14 @@ from payguard.errors import PayguardError
 from payguard.sql_split import Statement, split_statements
 
 FILE_NAME = re.compile(r"^(?P<version>[0-9]{14})_(?P<name>[a-z0-9_]+)\.sql$")
-# Statements that would end or nest the transaction each migration runs in.
+# Statements that would end or nest the transaction each migration runs in, or change the
+# role it runs as (migrations run as `postgres`, as on Supabase).
 TRANSACTION_CONTROL = re.compile(
     r"^(begin|commit|rollback|abort|end|start\s+transaction)\b(?!\s+atomic)", re.IGNORECASE
+)
+ROLE_CHANGE = re.compile(
+    r"^(set|reset)\s+((session|local)\s+)?(role|session\s+authorization)\b|^reset\s+all\b",
+    re.IGNORECASE,
 )
 LEADING_COMMENTS = re.compile(r"^(\s*(--[^\n]*(\n|$)|/\*.*?\*/))*\s*", re.DOTALL)
 
@@ -51,13 +56,16 @@ class MigrationFile:
     def file_name(self) -> str:
         return self.path.name
 
-    def transaction_control(self) -> list[Statement]:
-        """Statements that would end or nest the migration's own transaction."""
-        return [
-            s
-            for s in self.statements
-            if TRANSACTION_CONTROL.match(LEADING_COMMENTS.sub("", s.text, count=1))
-        ]
+    def forbidden_statements(self) -> list[tuple[Statement, str]]:
+        """Statements a migration may not hold, each with the reason."""
+        found: list[tuple[Statement, str]] = []
+        for statement in self.statements:
+            text = LEADING_COMMENTS.sub("", statement.text, count=1)
+            if TRANSACTION_CONTROL.match(text):
+                found.append((statement, "each migration runs in a transaction of its own"))
+            elif ROLE_CHANGE.match(text):
+                found.append((statement, "migrations run as postgres and may not change role"))
+        return found
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,12 @@ class AppliedMigration:
     version: str
     name: str
     statements: list[str] | None
+
+
+def read_sql(path: Path) -> str:
+    """A SQL file's text exactly as stored: no newline translation, so that CRLF files split
+    into the same statements as the Supabase CLI's."""
+    return path.read_bytes().decode()
 
 
 def load_migrations(folder: Path) -> list[MigrationFile]:
@@ -89,7 +103,7 @@ def load_migrations(folder: Path) -> list[MigrationFile]:
             version=version,
             name=match["name"],
             path=path,
-            statements=split_statements(path.read_text()),
+            statements=split_statements(read_sql(path)),
         )
     return [found[v] for v in sorted(found)]
 

@@ -7,6 +7,7 @@ import hashlib
 import os
 import time
 from itertools import count
+from pathlib import Path
 
 from psycopg import sql
 
@@ -17,7 +18,6 @@ from payguard.db import connect
 from payguard.deploy import deploy
 from payguard.errors import PayguardError
 from payguard.project import Project
-from payguard.standin import standin_files
 
 TEMPLATE = "payguard_template"
 TEMPLATE_LOCK_KEY = 0x7465_6D70  # "temp"
@@ -25,10 +25,12 @@ _clones = count(1)
 
 
 def fingerprint(project: Project) -> str:
-    """A digest of everything the template is built from."""
+    """A digest of everything the template is built from: payguard's own code (the deploy
+    and the stand-in), the migrations and the test helpers."""
     digest = hashlib.sha256(__version__.encode())
-    for name, text in standin_files():
-        digest.update(name.encode() + b"\0" + text.encode())
+    package = Path(__file__).parent
+    for path in sorted([*package.rglob("*.py"), *package.rglob("*.sql")]):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     for path in sorted(project.migrations_dir.glob("*.sql")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     if project.test_helpers_file.is_file():

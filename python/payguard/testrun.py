@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from payguard.cluster import APP_ROLE, Cluster
 from payguard.errors import PayguardError
@@ -21,23 +22,30 @@ def run_tests(project: Project, *, sql: bool, py: bool, keyword: str | None) -> 
     cluster.start()
     ensure_template(cluster, project)
     if sql:
-        code = run_pgtap(project, cluster, keyword)
-        if code != 0:
-            return code
+        files = pgtap_files(project, keyword)
+        if files or not py:
+            code = run_pgtap(project, cluster, files, keyword)
+            if code != 0:
+                return code
     if py:
         return run_pytest(project, keyword)
     return 0
 
 
-def run_pgtap(project: Project, cluster: Cluster, keyword: str | None) -> int:
+def pgtap_files(project: Project, keyword: str | None) -> list[Path]:
+    """The pgTAP files to run: all of them, or those whose path holds `keyword`."""
+    files = sorted(project.sql_tests_dir.rglob("*.test.sql"))
+    if keyword:
+        files = [f for f in files if keyword in str(f.relative_to(project.sql_tests_dir))]
+    return files
+
+
+def run_pgtap(project: Project, cluster: Cluster, files: list[Path], keyword: str | None) -> int:
     if shutil.which("pg_prove") is None:
         raise PayguardError(
             "pg_prove not found; run `make setup` or `apt-get install "
             "libtap-parser-sourcehandler-pgtap-perl`"
         )
-    files = sorted(project.sql_tests_dir.rglob("*.test.sql"))
-    if keyword:
-        files = [f for f in files if keyword in str(f.relative_to(project.sql_tests_dir))]
     if not files:
         raise PayguardError(
             f"no pgTAP tests (*.test.sql) under {project.sql_tests_dir}"

@@ -107,3 +107,17 @@ def test_each_module_gets_its_own_fresh_database(database, db):
     assert row is not None
     assert row[0] >= 1
     assert db.execute("select to_regnamespace('tests') is not null").fetchone() == (True,)
+
+
+def test_requests_log_in_as_authenticator_and_cannot_take_an_ungranted_role(client):
+    with client.as_anon() as req:
+        assert req.scalar("select session_user") == "authenticator"
+
+    def as_unlisted_role() -> None:
+        with client.as_service("supabase_auth_admin"):
+            pass
+
+    with pytest.raises(
+        errors.InsufficientPrivilege, match='permission denied to set role "supabase_auth_admin"'
+    ):
+        as_unlisted_role()

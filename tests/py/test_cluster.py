@@ -183,3 +183,73 @@ def test_deploys_to_a_cluster_whose_bootstrap_superuser_is_postgres(
     finally:
         plain.destroy()
         shutil.rmtree(plain.base, ignore_errors=True)
+
+
+def test_the_superuser_cannot_log_in_over_tcp(scratch_cluster: Cluster):
+    status = scratch_cluster.start()
+    for password in ("postgres", ""):
+        with pytest.raises(psycopg.OperationalError, match="rejects connection"):
+            psycopg.connect(
+                f"postgresql://supabase_admin:{password}@127.0.0.1:{status.port}/postgres"
+                "?sslmode=disable"
+            )
+
+
+def test_a_refused_port_leaves_no_half_made_cluster(scratch_cluster: Cluster):
+    with pytest.raises(PayguardError, match="port 54322 is reserved for the Supabase CLI"):
+        scratch_cluster.start(54322)
+    assert not scratch_cluster.initialized()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        with pytest.raises(PayguardError, match=f"port {taken} on 127.0.0.1 is already in use"):
+            scratch_cluster.start(taken)
+    assert not scratch_cluster.initialized()
+    status = scratch_cluster.start()
+    with psycopg.connect(scratch_cluster.url()) as conn:
+        assert conn.execute("select current_user").fetchone() == (APP_ROLE,)
+    scratch_cluster.stop()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        with pytest.raises(PayguardError, match="already in use"):
+            scratch_cluster.start(taken)
+    assert scratch_cluster.port() == status.port, "a refused port must not be written down"
+
+
+def test_the_first_deploy_to_a_cluster_without_a_postgres_role_runs_migrations_as_postgres(
+    cluster: Cluster, project
+):
+    plain = Cluster(scratch_base(cluster, "nopostgres"), superuser="ci_admin")
+    try:
+        plain.start(free_port())
+        with psycopg.connect(plain.admin_url(), autocommit=True) as conn:
+            conn.execute("alter database postgres owner to ci_admin")
+            conn.execute("drop role postgres")
+        deploy(plain.admin_url(), project)
+        with psycopg.connect(plain.admin_url()) as conn:
+            owner = conn.execute(
+                "select pg_get_userbyid(nspowner) from pg_namespace where nspname = 'private'"
+            ).fetchone()
+            super_postgres = conn.execute(
+                "select rolsuper from pg_roles where rolname = 'postgres'"
+            ).fetchone()
+        assert owner == ("postgres",)
+        assert super_postgres == (False,)
+    finally:
+        plain.destroy()
+
+
+def test_destroy_removes_a_relocated_cluster_and_its_link(scratch_project):
+    runner = CliRunner()
+    workdir = ["--workdir", str(scratch_project.root)]
+    assert runner.invoke(app, [*workdir, "db", "start"]).exit_code == 0
+    base = Cluster.for_project(scratch_project).base
+    assert base.is_dir()
+    destroyed = runner.invoke(app, [*workdir, "db", "destroy"])
+    assert destroyed.output.strip() == "destroyed"
+    assert not base.exists()
+    assert not (scratch_project.state_dir / "cluster").exists()
+    assert runner.invoke(app, [*workdir, "db", "destroy"]).output.strip() == "no cluster to destroy"

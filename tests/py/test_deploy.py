@@ -204,7 +204,9 @@ def test_a_non_superuser_cannot_install_the_stand_in(
     assert history(cluster, empty_database) == []
 
 
-def test_seed_runs_once_per_content(cluster, empty_database, scratch_project, write_migration):
+def test_seed_runs_once_as_the_cli_runs_it(
+    cluster, empty_database, scratch_project, write_migration
+):
     write_migration(FIRST, "create table public.seeded (n int);\n")
     scratch_project.seed_file.write_text("insert into public.seeded values (1);\n")
     url = cluster.admin_url(empty_database)
@@ -212,8 +214,37 @@ def test_seed_runs_once_per_content(cluster, empty_database, scratch_project, wr
     second = deploy(url, scratch_project, seed=True)
     assert [(s.kind, s.status) for s in first.steps][-1] == ("seed", "applied")
     assert [(s.kind, s.status) for s in second.steps] == [("seed", "skipped")]
+    # A changed seed file is not run again: only its recorded hash changes, as in the CLI.
+    scratch_project.seed_file.write_text("insert into public.seeded values (2);\n")
+    third = deploy(url, scratch_project, seed=True)
+    assert [(s.kind, s.status) for s in third.steps] == [("seed", "recorded")]
+    assert [(s.kind, s.status) for s in deploy(url, scratch_project, seed=True).steps] == [
+        ("seed", "skipped")
+    ]
     with psycopg.connect(url) as conn:
-        assert conn.execute("select count(*) from public.seeded").fetchone() == (1,)
+        assert conn.execute("select n from public.seeded").fetchall() == [(1,)]
+
+
+def test_seed_files_come_from_config_toml(
+    cluster, empty_database, scratch_project, write_migration
+):
+    write_migration(FIRST, "create table public.seeded (n int);\n")
+    config = scratch_project.supabase_dir / "config.toml"
+    config.write_text(
+        config.read_text().replace('sql_paths = ["./seed.sql"]', 'sql_paths = ["./seeds/*.sql"]')
+    )
+    seeds = scratch_project.supabase_dir / "seeds"
+    seeds.mkdir()
+    (seeds / "01_one.sql").write_text("insert into public.seeded values (1);\n")
+    (seeds / "02_two.sql").write_text("insert into public.seeded values (2);\n")
+    scratch_project.seed_file.write_text("insert into public.seeded values (99);\n")
+    report = deploy(cluster.admin_url(empty_database), scratch_project, seed=True)
+    assert [s.name for s in report.steps if s.kind == "seed"] == [
+        "supabase/seeds/01_one.sql",
+        "supabase/seeds/02_two.sql",
+    ]
+    with psycopg.connect(cluster.admin_url(empty_database)) as conn:
+        assert conn.execute("select n from public.seeded order by n").fetchall() == [(1,), (2,)]
 
 
 def test_rejects_a_misnamed_migration_file(
@@ -272,6 +303,60 @@ def test_deploys_the_project_migrations_to_the_template(cluster, project: Projec
 
     applied = [v for v, _, _ in history(cluster, TEMPLATE)]
     assert applied == [m.version for m in load_migrations(project.migrations_dir)]
+
+
+def test_dry_run_on_a_deployed_database_lists_only_what_is_pending(
+    cluster, empty_database, scratch_project, two_migrations, write_migration
+):
+    url = cluster.admin_url(empty_database)
+    deploy(url, scratch_project)
+    write_migration(THIRD, "create table public.third (id int);\n")
+    report = deploy(url, scratch_project, dry_run=True)
+    assert [(s.kind, s.name, s.status) for s in report.steps] == [
+        ("migration", f"{THIRD}.sql", "pending")
+    ]
+    assert report.already_applied == 2
+    assert not table_exists(cluster, empty_database, "public.third")
+    assert len(history(cluster, empty_database)) == 2
+
+
+def test_refuses_a_migration_that_changes_its_role(
+    cluster, empty_database, scratch_project, write_migration
+):
+    write_migration(FIRST, "create table public.first (id int);\n")
+    write_migration(SECOND, "reset role;\nalter role anon bypassrls;\n")
+    write_migration(THIRD, "set session authorization supabase_admin;\n")
+    with pytest.raises(PayguardError) as refusal:
+        deploy(cluster.admin_url(empty_database), scratch_project)
+    assert f"{SECOND}.sql:1: migrations run as postgres and may not change role" in str(
+        refusal.value
+    )
+    assert f"{THIRD}.sql:1: migrations run as postgres" in str(refusal.value)
+    assert history(cluster, empty_database) == []
+
+
+def test_a_role_reset_hidden_in_a_function_body_still_runs_as_postgres(
+    cluster, empty_database, scratch_project, write_migration
+):
+    write_migration(
+        FIRST, "do $$ begin execute 'reset role'; execute 'alter role anon bypassrls'; end $$;\n"
+    )
+    with pytest.raises(MigrationError, match="must be superuser to change bypassrls attribute"):
+        deploy(cluster.admin_url(empty_database), scratch_project)
+
+
+def test_honours_database_url(
+    cluster, empty_database, scratch_project, two_migrations, monkeypatch
+):
+    monkeypatch.setenv("DATABASE_URL", cluster.admin_url(empty_database))
+    result = CliRunner().invoke(app, ["--workdir", str(scratch_project.root), "deploy", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [s["name"] for s in json.loads(result.output)["steps"]] == [
+        "supabase stand-in",
+        f"{FIRST}.sql",
+        f"{SECOND}.sql",
+    ]
+    assert len(history(cluster, empty_database)) == 2
 
 
 def test_refuses_transaction_control_inside_a_migration(

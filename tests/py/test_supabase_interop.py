@@ -42,6 +42,9 @@ def interop_project(scratch_project, project, write_migration):
     for migration in load_migrations(project.migrations_dir):
         shutil.copy(migration.path, scratch_project.migrations_dir / migration.path.name)
     write_migration("20991231000000_interop_tricky", TRICKY)
+    # Windows line endings: the CLI keeps the carriage returns in the stored statements.
+    crlf = scratch_project.migrations_dir / "20991231000100_interop_crlf.sql"
+    crlf.write_bytes(b"-- crlf\r\ncreate table public.interop_crlf (\r\n  id int\r\n);\r\n")
     return scratch_project
 
 

@@ -65,6 +65,14 @@ def status(ctx: typer.Context, as_json: Json = False) -> None:
 
 @app.command()
 @boundary
+def destroy(ctx: typer.Context) -> None:
+    """Stop the cluster and delete it with all its data."""
+    gone = Cluster.destroy_for_project(state(ctx).project())
+    out.print("destroyed" if gone else "no cluster to destroy")
+
+
+@app.command()
+@boundary
 def url(
     ctx: typer.Context,
     database: Database = DATABASE,

@@ -23,7 +23,9 @@ DbUrl = Annotated[
 
 def print_step(step: Step) -> None:
     took = f"  {step.ms:8.1f} ms" if step.ms is not None else ""
-    colour = {"applied": "green", "pending": "yellow", "skipped": "dim"}[step.status]
+    colour = {"applied": "green", "pending": "yellow", "skipped": "dim", "recorded": "dim"}[
+        step.status
+    ]
     status = f"[{colour}]{step.status:>8}[/]"
     out.print(f"{status}  {step.kind:<9} {step.name}{took}", markup=True)
 

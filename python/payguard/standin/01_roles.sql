@@ -40,5 +40,6 @@ grant service_role to authenticator, postgres;
 alter role anon set statement_timeout = '3s';
 alter role authenticated set statement_timeout = '8s';
 alter role authenticator set statement_timeout = '8s';
+alter role authenticator set lock_timeout = '8s';
 -- "$user" is PostgreSQL's own placeholder for the role's schema.
 alter role postgres set search_path = "$user", public, extensions; -- noqa: RF05

@@ -1,6 +1,7 @@
 -- Supabase's schemas and the privileges it grants on them, `public` included.
 create schema extensions;
-grant usage on schema extensions to postgres, anon, authenticated, service_role;
+grant all on schema extensions to postgres with grant option;
+grant usage on schema extensions to anon, authenticated, service_role;
 alter default privileges in schema extensions
 grant all on tables to postgres, anon, authenticated, service_role;
 alter default privileges in schema extensions
@@ -24,3 +25,24 @@ alter default privileges for role postgres in schema public
 grant all on functions to anon, authenticated, service_role;
 alter default privileges for role postgres in schema public
 grant all on sequences to anon, authenticated, service_role;
+
+-- The same for what the superuser creates there, where it is Supabase's `supabase_admin`.
+do $defaults$
+begin
+  if exists (select from pg_catalog.pg_roles as r where r.rolname = 'supabase_admin') then
+    alter default privileges for role supabase_admin in schema public
+    grant all on tables to postgres, anon, authenticated, service_role;
+    alter default privileges for role supabase_admin in schema public
+    grant all on functions to postgres, anon, authenticated, service_role;
+    alter default privileges for role supabase_admin in schema public
+    grant all on sequences to postgres, anon, authenticated, service_role;
+  end if;
+end
+$defaults$;
+
+-- On Supabase, postgres may create schemas in the project's database, whoever owns it.
+do $database$
+begin
+  execute format('grant all on database %I to postgres', current_database());
+end
+$database$;

@@ -43,7 +43,8 @@ class Session:
 
 
 class AppClient:
-    """Requests against one database URL (connected as the schema owner, `postgres`)."""
+    """Requests against one database URL, which should log in as `authenticator`, as
+    PostgREST does."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -57,8 +58,9 @@ class AppClient:
         headers: Mapping[str, str] | None = None,
         method: str = "POST",
         path: str = "/rest/v1/",
+        email: str | None = None,
     ) -> AbstractContextManager[Session]:
-        claims = user_claims(user_id, aal=aal, amr=amr)
+        claims = user_claims(user_id, aal=aal, amr=amr, email=email)
         return self.request(Request("authenticated", claims, method, path, headers or {}))
 
     def as_anon(

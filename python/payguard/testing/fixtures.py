@@ -15,6 +15,8 @@ from payguard.project import Project, find_project
 from payguard.template import clone_template, drop_clone, ensure_template
 from payguard.testing.client import AppClient
 
+AUTHENTICATOR_ROLE = "authenticator"
+
 
 @pytest.fixture(scope="session")
 def project() -> Project:
@@ -58,8 +60,10 @@ def db(database_url: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
 
 
 @pytest.fixture
-def client(database_url: str) -> AppClient:
-    return AppClient(database_url)
+def client(cluster: Cluster, database: str) -> AppClient:
+    """Requests as PostgREST makes them: logged in as `authenticator`, which then takes the
+    request's role, so a role that authenticator was not granted cannot be used."""
+    return AppClient(cluster.socket_url(AUTHENTICATOR_ROLE, database))
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 -- The tests schema's helpers set exactly what PostgREST sets at the start of a request.
 begin;
-select plan(24);
+select plan(25);
 
 select tests.create_supabase_user('helper-user', 'Helper@Example.test');
 
@@ -60,6 +60,11 @@ select throws_ok(
 select tests.clear_authentication(method => 'GET');
 select is(auth.role(), 'anon', 'an anonymous request carries role anon');
 select is(current_setting('transaction_read_only'), 'on', 'a GET runs in a read-only transaction');
+select throws_ok(
+  $$select tests.authenticate_as('helper-user', method => 'POST')$$, '25006',
+  'cannot begin a POST request: an earlier GET made this transaction read-only',
+  'a write request after a GET in the same transaction is refused, not silently read-only'
+);
 
 select * from finish();
 rollback;

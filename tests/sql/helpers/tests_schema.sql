@@ -142,6 +142,12 @@ begin
   if upper(method) not in ('GET', 'HEAD', 'POST', 'PATCH', 'PUT', 'DELETE', 'OPTIONS') then
     raise exception 'not an HTTP method: %', method using errcode = '22023';
   end if;
+  if upper(method) not in ('GET', 'HEAD') and current_setting('transaction_read_only') = 'on' then
+    raise exception 'cannot begin a % request: an earlier GET made this transaction read-only',
+    upper(method)
+    using errcode = '25006',
+    hint = 'put the GET last in the test, or end the transaction before writing again';
+  end if;
   for header in select * from jsonb_each(coalesce(headers, '{}')) loop
     request_headers := request_headers || jsonb_build_object(lower(header.key), header.value);
   end loop;
