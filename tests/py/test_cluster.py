@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -18,6 +19,15 @@ from payguard.cli import app
 from payguard.cluster import APP_ROLE, Cluster, free_port
 from payguard.deploy import deploy
 from payguard.errors import PayguardError
+
+
+@contextmanager
+def squatter() -> Iterator[int]:
+    """Another process's listener on a loopback port; yields the port."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
 
 
 def scratch_base(project_cluster: Cluster, name: str) -> Path:
@@ -76,12 +86,11 @@ def test_as_root_the_server_runs_as_the_postgres_os_user(scratch_cluster: Cluste
 
 
 def test_a_taken_port_is_a_clear_error(scratch_cluster: Cluster):
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        port = squatter.getsockname()[1]
-        with pytest.raises(PayguardError, match=rf"port {port} on 127.0.0.1 is already in use"):
-            scratch_cluster.start(port)
+    with (
+        squatter() as port,
+        pytest.raises(PayguardError, match=rf"port {port} on 127.0.0.1 is already in use"),
+    ):
+        scratch_cluster.start(port)
     assert not scratch_cluster.status().running
 
 
@@ -199,23 +208,18 @@ def test_a_refused_port_leaves_no_half_made_cluster(scratch_cluster: Cluster):
     with pytest.raises(PayguardError, match="port 54322 is reserved for the Supabase CLI"):
         scratch_cluster.start(54322)
     assert not scratch_cluster.initialized()
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken = squatter.getsockname()[1]
-        with pytest.raises(PayguardError, match=f"port {taken} on 127.0.0.1 is already in use"):
-            scratch_cluster.start(taken)
+    with (
+        squatter() as taken,
+        pytest.raises(PayguardError, match=f"port {taken} on 127.0.0.1 is already in use"),
+    ):
+        scratch_cluster.start(taken)
     assert not scratch_cluster.initialized()
     status = scratch_cluster.start()
     with psycopg.connect(scratch_cluster.url()) as conn:
         assert conn.execute("select current_user").fetchone() == (APP_ROLE,)
     scratch_cluster.stop()
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        taken = squatter.getsockname()[1]
-        with pytest.raises(PayguardError, match="already in use"):
-            scratch_cluster.start(taken)
+    with squatter() as taken, pytest.raises(PayguardError, match="already in use"):
+        scratch_cluster.start(taken)
     assert scratch_cluster.port() == status.port, "a refused port must not be written down"
 
 
