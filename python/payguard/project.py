@@ -28,6 +28,14 @@ class Project:
         return self.supabase_dir / "seed.sql"
 
     @property
+    def policies_dir(self) -> Path:
+        return self.root / "policies"
+
+    @property
+    def access_matrix_file(self) -> Path:
+        return self.root / "docs" / "access-matrix.md"
+
+    @property
     def state_dir(self) -> Path:
         """Local, git-ignored state: the embedded cluster and its logs."""
         return self.root / ".payguard"

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli import db, deploy, describe, suites
+from payguard.cli import db, deploy, describe, policies, suites
 from payguard.cli.common import State
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db.app, name="db")
+app.add_typer(policies.app, name="policies")
 app.command("deploy")(deploy.deploy)
 app.command("test")(suites.run_suites)
 app.command("describe")(describe.describe)

@@ -11,8 +11,7 @@ create table auth.users (
   instance_id uuid,
   id uuid primary key,
   aud varchar(255),
-  -- `role` is a keyword, but it is Supabase's own column name.
-  role varchar(255), -- noqa: RF04
+  role varchar(255),
   email varchar(255),
   encrypted_password varchar(255),
   email_confirmed_at timestamptz,

@@ -1,0 +1,142 @@
+-- No card data in payguard's tables (PCI DSS 3.3.1 and 3.5.1).
+--
+-- Payment methods hold the processor's references (pm_…, cus_…), brand, last4 and expiry:
+-- never a card number or a verification code. This guard, a trigger on every payment table,
+-- refuses a row in which any text or jsonb value holds a card-number-like run of digits (13
+-- to 19 digits that pass the Luhn check, single spaces or dashes allowed between them), or
+-- any jsonb object has a card-verification-like key. The refusal names the table and column,
+-- never the digits.
+
+/** True when `digits` (only digits) passes the Luhn check. */
+create function private.passes_luhn(digits text) returns boolean
+language sql
+immutable
+strict
+parallel safe
+set search_path = ''
+as $$
+  select coalesce(sum(
+    case
+      when (length(digits) - position) % 2 = 1 then
+        case when digit * 2 > 9 then digit * 2 - 9 else digit * 2 end
+      else digit
+    end
+  ) % 10 = 0, false)
+  from (
+    select ordinality::int as position, value::int as digit
+    from unnest(string_to_array(digits, null)) with ordinality as d (value, ordinality)
+  ) as numbered
+$$;
+
+/**
+ * True when `candidate` holds a card-number-like run: groups of digits joined by a single
+ * space or dash, of which some consecutive groups make 13 to 19 digits that pass Luhn.
+ */
+create function private.holds_card_number(candidate text) returns boolean
+language plpgsql
+immutable
+strict
+parallel safe
+set search_path = ''
+as $$
+declare
+  run text;
+  groups text[];
+  first_group int;
+  last_group int;
+  digits text;
+begin
+  for run in
+    select m[1] from regexp_matches(candidate, '([0-9]+(?:[ -][0-9]+)*)', 'g') as m
+  loop
+    if length(run) < 13 then
+      continue;
+    end if;
+    groups := regexp_split_to_array(run, '[ -]');
+    for first_group in 1 .. cardinality(groups) loop
+      digits := '';
+      for last_group in first_group .. cardinality(groups) loop
+        digits := digits || groups[last_group];
+        exit when length(digits) > 19;
+        if length(digits) >= 13 and private.passes_luhn(digits) then
+          return true;
+        end if;
+      end loop;
+    end loop;
+  end loop;
+  return false;
+end
+$$;
+
+/** True when `key` names a card verification code (CVV, CVC, CID, CSC and their kin). */
+create function private.is_card_verification_key(key text) returns boolean
+language sql
+immutable
+strict
+parallel safe
+set search_path = ''
+as $$
+  select lower(regexp_replace(key, '[^a-zA-Z0-9]', '', 'g')) in (
+    'cvv', 'cvv2', 'cvc', 'cvc2', 'cid', 'csc', 'cvn', 'cav2',
+    'securitycode', 'cardsecuritycode', 'cardverificationcode', 'cardverificationvalue',
+    'verificationcode', 'cardcode', 'cardcvc', 'cardcvc2', 'cardcvv', 'cardcvv2'
+  )
+$$;
+
+/**
+ * BEFORE INSERT OR UPDATE trigger for payment tables: refuses card numbers in any text or
+ * jsonb value, and card verification keys in any jsonb object.
+ */
+create function private.refuse_card_data() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  row_values jsonb := to_jsonb(new);
+  field record;
+  item jsonb;
+  item_key text;
+begin
+  -- Only text and JSON columns: ids, amounts and dates are not where card data hides, and a
+  -- uuid's digit groups could pass for a card number.
+  for field in
+    select a.attname::text as key, row_values -> a.attname::text as value
+    from pg_catalog.pg_attribute as a
+    where
+      a.attrelid = tg_relid
+      and a.attnum > 0
+      and not a.attisdropped
+      and a.atttypid in (
+        'pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype, 'pg_catalog.bpchar'::regtype,
+        'pg_catalog.jsonb'::regtype, 'pg_catalog.json'::regtype
+      )
+  loop
+    continue when field.value is null or jsonb_typeof(field.value) = 'null';
+    for item in select p from jsonb_path_query(field.value, 'strict $.**') as p loop
+      if jsonb_typeof(item) in ('string', 'number')
+        and private.holds_card_number(item #>> '{}') then
+        raise exception 'card number in %.%: store the processor''s token (pm_…) instead',
+        tg_table_name, field.key
+        using errcode = 'PT422',
+        detail = 'PCI DSS 3.5.1: a primary account number is never stored.';
+      end if;
+      if jsonb_typeof(item) = 'object' then
+        for item_key in select jsonb_object_keys(item) loop
+          if private.is_card_verification_key(item_key) then
+            raise exception 'card verification code key "%" in %.%: never store it',
+            item_key, tg_table_name, field.key
+            using errcode = 'PT422',
+            detail = 'PCI DSS 3.3.1: sensitive authentication data is never stored.';
+          end if;
+        end loop;
+      end if;
+    end loop;
+  end loop;
+  return new;
+end
+$$;
+
+revoke all on function private.passes_luhn(text) from public;
+revoke all on function private.holds_card_number(text) from public;
+revoke all on function private.is_card_verification_key(text) from public;
+revoke all on function private.refuse_card_data() from public;
