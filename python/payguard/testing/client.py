@@ -59,9 +59,11 @@ class AppClient:
         method: str = "POST",
         path: str = "/rest/v1/",
         email: str | None = None,
+        role: str = "authenticated",
     ) -> AbstractContextManager[Session]:
+        """A signed-in user's request; `role` is the JWT's role (a staff role for staff)."""
         claims = user_claims(user_id, aal=aal, amr=amr, email=email)
-        return self.request(Request("authenticated", claims, method, path, headers or {}))
+        return self.request(Request(role, claims, method, path, headers or {}))
 
     def as_anon(
         self,

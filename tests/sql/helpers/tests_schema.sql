@@ -169,20 +169,28 @@ begin
 end
 $$;
 
-/** Act as the user `user_id`, signed in at `aal` with the given `amr`. */
+/**
+ * Act as the user `user_id`, signed in at `aal` with the given `amr`. `role_name` is the
+ * JWT's role: authenticated, or a staff role (admin, auditor) that a token hook grants.
+ */
 create function tests.authenticate_as(
   user_id uuid,
   aal text default 'aal1',
   amr jsonb default null,
   method text default 'POST',
   path text default '/rest/v1/',
-  headers jsonb default '{}'
+  headers jsonb default '{}',
+  role_name text default 'authenticated'
 ) returns void
 language plpgsql
 as $$
 begin
   perform tests.impersonate(
-    'authenticated', tests.user_claims(user_id, aal, amr), method, path, headers
+    role_name,
+    tests.user_claims(user_id, aal, amr) || jsonb_build_object('role', role_name),
+    method,
+    path,
+    headers
   );
 end
 $$;
@@ -194,13 +202,14 @@ create function tests.authenticate_as(
   amr jsonb default null,
   method text default 'POST',
   path text default '/rest/v1/',
-  headers jsonb default '{}'
+  headers jsonb default '{}',
+  role_name text default 'authenticated'
 ) returns void
 language plpgsql
 as $$
 begin
   perform tests.authenticate_as(
-    tests.get_supabase_uid(identifier), aal, amr, method, path, headers
+    tests.get_supabase_uid(identifier), aal, amr, method, path, headers, role_name
   );
 end
 $$;
