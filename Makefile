@@ -53,13 +53,15 @@ lint: setup ## ruff (lint and format) and mypy
 sqlfluff: setup ## sqlfluff (postgres dialect) on the migrations, the stand-in and the test helpers
 	@$(VENV)/bin/sqlfluff lint supabase/migrations python/payguard/standin tests/sql/helpers
 
-supabase-checks: setup ## On a fresh deploy: the Supabase CLI's migration list, advisors and lint; policies check
+supabase-checks: setup ## On a fresh deploy: the Supabase CLI's checks, policies check, access matrix
 	@$(PAYGUARD) db reset --database $(CHECK_DB) --no-seed
 	@url=$$($(PAYGUARD) db url --database $(CHECK_DB)); \
 	  $(SUPABASE) migration list --db-url "$$url"; \
 	  $(SUPABASE) db advisors --db-url "$$url" --type all --level warn --fail-on warn; \
 	  $(SUPABASE) db lint --db-url "$$url" --level warning --fail-on error; \
-	  $(PAYGUARD) policies check --db-url "$$($(PAYGUARD) db url --admin --database $(CHECK_DB))"
+	  admin=$$($(PAYGUARD) db url --admin --database $(CHECK_DB)); \
+	  $(PAYGUARD) policies check --db-url "$$admin"; \
+	  $(PAYGUARD) policies matrix --check --db-url "$$admin"
 
 pgtap: setup ## pg_prove over tests/sql
 	@$(PAYGUARD) test --sql

@@ -42,8 +42,6 @@ as $$
 declare
   run text;
   groups text[];
-  first_group int;
-  last_group int;
   digits text;
 begin
   for run in

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from payguard.cli.common import boundary, err, out, state, target
 from payguard.cli.deploy import DbUrl
 from payguard.policies.check import differences
 from payguard.policies.generate import generate as generate_migration
+from payguard.policies.matrix import build as build_matrix
 from payguard.policies.spec import load_specs
 
 app = typer.Typer(help="Policies as code: specs under policies/.", no_args_is_help=True)
@@ -38,3 +41,33 @@ def check(ctx: typer.Context, db_url: DbUrl = None) -> None:
         err.print(line, markup=False)
     err.print(f"{len(found)} differences between the database and the specs")
     raise typer.Exit(code=1)
+
+
+@app.command()
+@boundary
+def matrix(
+    ctx: typer.Context,
+    db_url: DbUrl = None,
+    stale: Annotated[
+        bool,
+        typer.Option("--check", help="Only check that docs/access-matrix.md is current."),
+    ] = False,
+) -> None:
+    """Write docs/access-matrix.md from the database catalog and the specs."""
+    project = state(ctx).project()
+    text = build_matrix(target(project, db_url).url, load_specs(project.policies_dir))
+    path = project.access_matrix_file
+    where = path.relative_to(project.root)
+    current = path.read_text() if path.is_file() else None
+    if stale:
+        if current != text:
+            err.print(f"{where} is stale: run `payguard policies matrix` and commit it")
+            raise typer.Exit(code=1)
+        out.print(f"{where} is current")
+        return
+    if current == text:
+        out.print(f"up to date: {where}")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    out.print(f"wrote {where}")

@@ -1,0 +1,11 @@
+begin;
+select plan(3);
+select tests.create_supabase_user('alice');
+select tests.authenticate_as_service('payment_service');
+select is(current_user::text, 'payment_service', 'x');
+reset role;
+select tests.authenticate_as('alice', role_name => 'admin');
+select is(current_user::text, 'admin', 'y');
+select is((select count(*)::int from public.payment_methods), 0, 'z');
+select * from finish();
+rollback;

@@ -1,0 +1,17 @@
+begin;
+select plan(5);
+select tests.create_supabase_user('ada');
+select tests.authenticate_as_service('payment_service');
+select is(current_user::text, 'payment_service', 'ps');
+reset role;
+select tests.authenticate_as('ada', role_name => 'admin');
+select is(current_user::text, 'admin', 'admin');
+select is(auth.uid(), (select id from auth.users limit 1), 'uid');
+reset role;
+select tests.authenticate_as_service('auditor');
+select throws_ok($$select * from public.projects$$, '42501', 'permission denied for table projects', 'aud');
+reset role;
+select tests.clear_authentication();
+select throws_ok($$insert into public.projects (title) values ('x')$$, '42501', 'permission denied for table projects', 'anon');
+select * from finish();
+rollback;
