@@ -42,6 +42,7 @@ demo: setup ## Start the embedded database, deploy with seed data, show what is 
 	@$(PAYGUARD) db start
 	@$(PAYGUARD) deploy --seed
 	@$(PAYGUARD) describe
+	@$(PAYGUARD) demo
 
 test: setup lint sqlfluff supabase-checks pgtap pytest ## Every check, in order, stopping at the first failure
 

@@ -83,10 +83,12 @@ $$;
 
 /**
  * BEFORE INSERT OR UPDATE trigger for payment tables: refuses card numbers in any text or
- * jsonb value, and card verification keys in any jsonb object.
+ * jsonb value, and card verification keys in any jsonb object. Security definer, so that the
+ * helpers above stay private; it reads only the new row and the catalog.
  */
 create function private.refuse_card_data() returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare

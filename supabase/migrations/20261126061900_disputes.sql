@@ -39,10 +39,12 @@ for each row execute function private.refuse_card_data();
 
 /**
  * BEFORE INSERT OR UPDATE trigger: a dispute opens as `open`, and who resolved it and when
- * are the database's to record.
+ * are the database's to record. Security definer, because staff roles such as admin may not
+ * read the `auth` schema that auth.uid() lives in.
  */
 create function private.record_dispute_resolution() returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 begin

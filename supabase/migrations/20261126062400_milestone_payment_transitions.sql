@@ -12,16 +12,20 @@
 -- milestone, payer, payee, amount and currency.
 
 /**
- * Who is asking, for the transition rules: a service or staff role by its database role,
- * else the payer or payee by the request's user id. Null for anyone else.
+ * Who is asking, for the transition rules: a service or staff role by its database role
+ * (`requester`, the caller's current_user), else the payer or payee by the request's user id.
+ * Null for anyone else. Security definer because the service roles cannot read `auth`.
  */
-create function private.milestone_payment_actor(payment public.milestone_payments) returns text
+create function private.milestone_payment_actor(
+  payment public.milestone_payments, requester name
+) returns text
 language sql
 stable
+security definer
 set search_path = ''
 as $$
   select case
-    when current_user in ('payment_service', 'escrow_service', 'admin') then current_user::text
+    when requester in ('payment_service', 'escrow_service', 'admin') then requester::text
     when (select auth.uid()) = payment.payer_id then 'payer'
     when (select auth.uid()) = payment.payee_id then 'payee'
   end
@@ -33,7 +37,7 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-  actor text := private.milestone_payment_actor(old);
+  actor text := private.milestone_payment_actor(old, current_user);
   allowed text[];
 begin
   if (new.milestone_id, new.payer_id, new.payee_id, new.amount_minor, new.currency)
@@ -90,9 +94,10 @@ begin
 end
 $$;
 
-revoke all on function private.milestone_payment_actor(public.milestone_payments) from public;
+revoke all on function private.milestone_payment_actor(public.milestone_payments, name)
+from public;
 revoke all on function private.check_milestone_payment_transition() from public;
-grant execute on function private.milestone_payment_actor(public.milestone_payments)
+grant execute on function private.milestone_payment_actor(public.milestone_payments, name)
 to authenticated, payment_service, escrow_service, admin;
 grant execute on function private.has_open_dispute(uuid)
 to authenticated, payment_service, escrow_service, admin;

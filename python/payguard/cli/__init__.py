@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli import db, deploy, describe, policies, suites
+from payguard.cli import db, demo, deploy, describe, policies, suites
 from payguard.cli.common import State
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.add_typer(policies.app, name="policies")
 app.command("deploy")(deploy.deploy)
 app.command("test")(suites.run_suites)
 app.command("describe")(describe.describe)
+app.command("demo")(demo.demo)
 
 
 @app.callback()

@@ -46,8 +46,9 @@ class AppClient:
     """Requests against one database URL, which should log in as `authenticator`, as
     PostgREST does."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, reproduce_failures: bool = True) -> None:
         self.url = url
+        self.reproduce_failures = reproduce_failures
 
     def as_user(
         self,
@@ -97,7 +98,8 @@ class AppClient:
                 yield session
             except BaseException:
                 conn.execute("rollback")
-                print(reproduction(self.url, session), file=sys.stderr)
+                if self.reproduce_failures:
+                    print(reproduction(self.url, session), file=sys.stderr)
                 raise
             if conn.info.transaction_status == pq.TransactionStatus.INERROR:
                 conn.execute("rollback")

@@ -1,0 +1,289 @@
+"""`payguard demo`: the seeded users at work, and attacks being refused.
+
+Every request goes through the same path as an app client's: logged in as `authenticator`,
+with the JWT's role and claims set for one transaction, as PostgREST does. The scenario runs
+on a database of its own (payguard_demo), deployed and seeded afresh each time. Each step
+says what it expects; a step that does not behave as expected fails the demo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from payguard.cluster import Cluster
+from payguard.project import Project
+from payguard.reset import reset
+from payguard.testing.client import AppClient
+
+DEMO_DATABASE = "payguard_demo"
+HANA = "00000000-0000-4000-8000-00000000a001"
+CARL = "00000000-0000-4000-8000-00000000c001"
+ADA = "00000000-0000-4000-8000-00000000ad01"
+ALDO = "00000000-0000-4000-8000-00000000a0d1"
+MILESTONE_1 = "00000000-0000-4000-8000-0000000c0001"
+
+
+@dataclass(frozen=True)
+class Step:
+    actor: str
+    action: str
+    allowed: bool
+    run: Callable[[AppClient], str]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    step: Step
+    allowed: bool
+    detail: str
+
+    @property
+    def as_expected(self) -> bool:
+        return self.allowed == self.step.allowed
+
+
+def run_demo(project: Project, on_outcome: Callable[[Outcome], None]) -> list[Outcome]:
+    cluster = Cluster.for_project(project)
+    reset(project, database=DEMO_DATABASE, seed=True)
+    client = AppClient(cluster.socket_url("authenticator", DEMO_DATABASE), reproduce_failures=False)
+    outcomes = []
+    for step in scenario():
+        try:
+            outcome = Outcome(step, True, step.run(client))
+        except psycopg.Error as exc:
+            message = (exc.diag.message_primary or str(exc)).strip()
+            outcome = Outcome(step, False, f"{exc.sqlstate}: {message}")
+        except RefusedError as exc:
+            outcome = Outcome(step, False, str(exc))
+        outcomes.append(outcome)
+        on_outcome(outcome)
+    return outcomes
+
+
+class RefusedError(Exception):
+    """A request that raised nothing but touched no row: RLS hid it."""
+
+
+def _rows(query: str, *params: Any, **user: Any) -> Callable[[AppClient], str]:
+    def run(client: AppClient) -> str:
+        with _as(client, **user) as req:
+            rows = req.fetchall(query, params or None)
+        return f"{len(rows)} row(s): " + "; ".join(", ".join(str(v) for v in r) for r in rows[:4])
+
+    return run
+
+
+def _changes(query: str, *params: Any, **user: Any) -> Callable[[AppClient], str]:
+    def run(client: AppClient) -> str:
+        with _as(client, **user) as req:
+            rows = req.fetchall(query, params or None)
+        if not rows:
+            raise RefusedError("no row changed (row-level security hid it)")
+        return ", ".join(str(v) for v in rows[0])
+
+    return run
+
+
+def _as(client: AppClient, **user: Any) -> Any:
+    if "service" in user:
+        return client.as_service(user["service"])
+    if user.get("anon"):
+        return client.as_anon()
+    return client.as_user(
+        user["uid"], aal=user.get("aal", "aal1"), role=user.get("role", "authenticated")
+    )
+
+
+def scenario() -> list[Step]:
+    hana = {"uid": HANA}
+    hana_mfa = {"uid": HANA, "aal": "aal2"}
+    carl = {"uid": CARL}
+    return [
+        Step(
+            "Hana (homeowner)",
+            "lists her projects",
+            True,
+            _rows("select title, status from public.projects", **hana),
+        ),
+        Step(
+            "Hana (homeowner)",
+            "lists her saved payment methods",
+            True,
+            _rows("select brand, last4, nickname from public.payment_methods", **hana),
+        ),
+        Step(
+            "Carl (contractor)",
+            "sees the project's milestones",
+            True,
+            _rows(
+                "select position, title, amount_minor, currency from public.project_milestones "
+                "order by position",
+                **carl,
+            ),
+        ),
+        Step(
+            "Carl (contractor)",
+            "tries to read Hana's payment methods",
+            False,
+            _changes("select id from public.payment_methods", **carl),
+        ),
+        Step(
+            "anon",
+            "tries to list payment methods without signing in",
+            False,
+            _rows("select * from public.payment_methods", anon=True),
+        ),
+        Step(
+            "Hana (homeowner, password only)",
+            "tries to pay milestone 1 ($2,500.00) without MFA",
+            False,
+            _changes(
+                "insert into public.milestone_payments (milestone_id) values (%s) returning id",
+                MILESTONE_1,
+                **hana,
+            ),
+        ),
+        Step(
+            "Hana (homeowner, with MFA)",
+            "pays milestone 1 into escrow (names only the milestone)",
+            True,
+            _changes(
+                "insert into public.milestone_payments (milestone_id) values (%s) "
+                "returning payee_id, amount_minor, currency, status",
+                MILESTONE_1,
+                **hana_mfa,
+            ),
+        ),
+        Step(
+            "Hana (homeowner)",
+            "tries to pay milestone 2 to herself, at her own price",
+            False,
+            _changes(
+                "insert into public.milestone_payments (milestone_id, payee_id, amount_minor) "
+                "values ('00000000-0000-4000-8000-0000000c0002', %s, 1) returning id",
+                HANA,
+                **hana,
+            ),
+        ),
+        Step(
+            "Carl (contractor)",
+            "tries to release the payment to himself",
+            False,
+            _changes(
+                "update public.milestone_payments set status = 'released' "
+                "where milestone_id = %s returning status",
+                MILESTONE_1,
+                **carl,
+            ),
+        ),
+        Step(
+            "Hana (homeowner)",
+            "tries to mark her own payment funded",
+            False,
+            _changes(
+                "update public.milestone_payments set status = 'funded' "
+                "where milestone_id = %s returning status",
+                MILESTONE_1,
+                **hana,
+            ),
+        ),
+        Step(
+            "payment_service",
+            "marks the payment funded, with Stripe's PaymentIntent",
+            True,
+            _changes(
+                "update public.milestone_payments set status = 'funded', "
+                "processor_payment_intent_id = 'pi_3DemoIntent01' "
+                "where milestone_id = %s returning status, funded_at is not null",
+                MILESTONE_1,
+                service="payment_service",
+            ),
+        ),
+        Step(
+            "Hana (homeowner)",
+            "tries to lower the amount of the funded payment",
+            False,
+            _changes(
+                "update public.milestone_payments set amount_minor = 1 "
+                "where milestone_id = %s returning amount_minor",
+                MILESTONE_1,
+                **hana,
+            ),
+        ),
+        Step(
+            "Hana (homeowner, password only)",
+            "tries to release $2,500.00 without MFA",
+            False,
+            _changes(
+                "update public.milestone_payments set status = 'released' "
+                "where milestone_id = %s returning status",
+                MILESTONE_1,
+                **hana,
+            ),
+        ),
+        Step(
+            "Hana (homeowner, with MFA)",
+            "releases the payment to Carl",
+            True,
+            _changes(
+                "update public.milestone_payments set status = 'released' "
+                "where milestone_id = %s returning status, released_at is not null",
+                MILESTONE_1,
+                **hana_mfa,
+            ),
+        ),
+        Step(
+            "Hana (homeowner)",
+            "tries to make herself an admin",
+            False,
+            _changes(
+                "update public.users set role = 'admin' where id = %s returning role", HANA, **hana
+            ),
+        ),
+        Step(
+            "Hana (homeowner, with MFA)",
+            "tries to save a card number as a nickname",
+            False,
+            _changes(
+                "insert into public.payment_methods (type, processor_payment_method_id, "
+                "processor_customer_id, nickname) values ('credit_card', 'pm_1DemoSecond', "
+                "'cus_DemoHana01', 'my card 4242 4242 4242 4242') returning id",
+                **hana_mfa,
+            ),
+        ),
+        Step(
+            "Carl (contractor, password only)",
+            "tries to add a payout account without MFA",
+            False,
+            _changes(
+                "insert into public.payout_methods (type, processor_account_id, "
+                "processor_external_account_id, currency) values ('bank_account', "
+                "'acct_DemoCarl01', 'ba_DemoCarl02', 'USD') returning id",
+                **carl,
+            ),
+        ),
+        Step(
+            "Ada (admin)",
+            "reads every payment method, for support",
+            True,
+            _rows(
+                "select user_id, brand, last4 from public.payment_methods", uid=ADA, role="admin"
+            ),
+        ),
+        Step(
+            "Aldo (auditor)",
+            "may read the payment audit log",
+            True,
+            _rows("select count(*) as entries from public.payment_audit_logs", uid=ALDO),
+        ),
+        Step(
+            "Hana (homeowner)",
+            "tries to erase the payment audit log",
+            False,
+            _rows("delete from public.payment_audit_logs returning id", **hana),
+        ),
+    ]
