@@ -17,7 +17,7 @@ export DO_NOT_TRACK := 1
 export SUPABASE_TELEMETRY_DISABLED := 1
 
 .NOTPARALLEL:
-.PHONY: help setup system-packages demo test lint sqlfluff supabase-checks pgtap pytest clean
+.PHONY: help setup system-packages demo test bench lint sqlfluff supabase-checks pgtap pytest clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ pgtap: setup ## pg_prove over tests/sql
 
 pytest: setup ## pytest over tests/py
 	@$(PAYGUARD) test --py
+
+bench: setup ## Benchmarks (a script, not a test): RLS overhead as ratios to the owner's query
+	@$(PAYGUARD) bench
 
 clean: ## Stop the embedded database and delete it, wherever it lives
 	@test ! -x $(PAYGUARD) || $(PAYGUARD) db destroy

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli import db, demo, deploy, describe, policies, suites
+from payguard.cli import bench, db, demo, deploy, describe, policies, suites
 from payguard.cli.common import State
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("deploy")(deploy.deploy)
 app.command("test")(suites.run_suites)
 app.command("describe")(describe.describe)
 app.command("demo")(demo.demo)
+app.command("bench")(bench.bench)
 
 
 @app.callback()

@@ -74,31 +74,33 @@ def read_state(conn: Connection, schema: str) -> dict[str, TableState]:
 
 
 def expected_state(conn: Connection, specs: list[TableSpec], schema: str) -> dict[str, TableState]:
-    """The catalog as the specs' SQL would leave it: applied, read, and rolled back."""
-    conn.execute("begin")
-    try:
-        conn.execute("set local lock_timeout = '10s'")
-        conn.execute(render(specs))
+    """The catalog as the specs' SQL would leave it: applied, read, and rolled back (to a
+    savepoint, so that it also works inside the caller's transaction)."""
+    with conn.transaction(savepoint_name="payguard_policies_check", force_rollback=True):
+        try:
+            conn.execute("set local lock_timeout = '10s'")
+            conn.execute(render(specs))
+        except psycopg.Error as exc:
+            raise PayguardError(
+                f"the specs' SQL does not apply to this database: {exc.diag.message_primary or exc}"
+            ) from None
         return read_state(conn, schema)
-    except psycopg.Error as exc:
-        raise PayguardError(
-            f"the specs' SQL does not apply to this database: {exc.diag.message_primary or exc}"
-        ) from None
-    finally:
-        conn.execute("rollback")
 
 
 def differences(url: str, specs: list[TableSpec]) -> list[str]:
     """Every difference between the database at `url` and the specs, as lines for people."""
-    schema = "public"
     with connect(url) as conn:
-        actual = read_state(conn, schema)
-        missing_tables = sorted(s.table for s in specs if s.table not in actual)
-        if missing_tables:
-            return [
-                f"{schema}.{t}: the table has a spec but does not exist" for t in missing_tables
-            ]
-        expected = expected_state(conn, specs, schema)
+        return differences_on(conn, specs)
+
+
+def differences_on(conn: Connection, specs: list[TableSpec]) -> list[str]:
+    """differences() on an open connection, which may be inside a transaction."""
+    schema = "public"
+    actual = read_state(conn, schema)
+    missing_tables = sorted(s.table for s in specs if s.table not in actual)
+    if missing_tables:
+        return [f"{schema}.{t}: the table has a spec but does not exist" for t in missing_tables]
+    expected = expected_state(conn, specs, schema)
     found: list[str] = []
     specified = {s.table for s in specs}
     for table in sorted(actual):
