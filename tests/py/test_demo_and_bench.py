@@ -1,0 +1,42 @@
+"""The demo's scenario holds (each step allowed or refused as it says), and the benchmark's
+workload lists exactly each user's rows under RLS."""
+
+from __future__ import annotations
+
+from payguard.bench.rls import run
+from payguard.cluster import APP_ROLE
+from payguard.databases import drop_database, recreate_database
+from payguard.demo import run_demo
+from payguard.deploy import deploy
+
+
+def test_every_demo_step_is_allowed_or_refused_as_it_says(project):
+    outcomes = run_demo(project, lambda outcome: None)
+    unexpected = [
+        f"{o.step.actor} {o.step.action}: {o.detail}" for o in outcomes if not o.as_expected
+    ]
+    assert unexpected == []
+    assert sum(not o.allowed for o in outcomes) >= 10, "the demo shows attacks being refused"
+
+
+def test_the_benchmark_lists_each_users_own_rows(cluster, project):
+    database = "payguard_bench_smoke"
+    recreate_database(cluster.admin_url(), database)
+    try:
+        deploy(cluster.admin_url(database), project)
+        _, results = run(
+            cluster.socket_url(APP_ROLE, database),
+            users=20,
+            rows=400,
+            payments=40,
+            samples=10,
+            seed=3,
+        )
+    finally:
+        drop_database(cluster.admin_url(), database)
+    by_name = {r.name: r for r in results}
+    # 400 transactions over 20 users: RLS gives each exactly their 20.
+    assert by_name["payment_transactions"].rows_per_listing == 20
+    # 40 payments, each with one of 10 payers and one of 10 payees: 4 per user.
+    assert by_name["milestone_payments"].rows_per_listing == 4
+    assert all(r.ratio > 0 for r in results)
