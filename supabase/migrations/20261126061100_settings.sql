@@ -56,7 +56,7 @@ grant execute on function private.mfa_threshold(char) to authenticated;
 insert into private.settings (key, value, description)
 values (
   'mfa_step_up_threshold_minor',
-  '{"default": 100000, "USD": 100000, "EUR": 100000, "GBP": 80000, "JPY": 15000000}',
+  '{"default": 100000, "USD": 100000, "EUR": 100000, "GBP": 80000, "JPY": 150000}',
   'Per currency, the amount in minor units at or above which a Conditional operation '
   || '(a transaction, a milestone payment, a release) needs aal2.'
 );

@@ -4,7 +4,7 @@
 -- never a card number or a verification code. This guard, a trigger on every payment table,
 -- refuses a row in which any text or jsonb value holds a card-number-like run of digits (13
 -- to 19 digits that pass the Luhn check, single spaces or dashes allowed between them), or
--- any jsonb object has a card-verification-like key. The refusal names the table and column,
+-- any jsonb object has such a key or a card-verification-like one. The refusal names the table and column,
 -- never the digits.
 
 /** True when `digits` (only digits) passes the Luhn check. */
@@ -122,6 +122,12 @@ begin
       end if;
       if jsonb_typeof(item) = 'object' then
         for item_key in select jsonb_object_keys(item) loop
+          if private.holds_card_number(item_key) then
+            raise exception 'card number in %.%: store the processor''s token (pm_…) instead',
+            tg_table_name, field.key
+            using errcode = 'PT422',
+            detail = 'PCI DSS 3.5.1: a primary account number is never stored.';
+          end if;
           if private.is_card_verification_key(item_key) then
             raise exception 'card verification code key "%" in %.%: never store it',
             item_key, tg_table_name, field.key

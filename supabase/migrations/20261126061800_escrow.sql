@@ -76,7 +76,10 @@ for each row execute function private.refuse_card_data();
 
 /**
  * BEFORE INSERT trigger: the payee, amount and currency of a milestone payment come from its
- * milestone and project, and a new payment is always pending.
+ * milestone and project, and a new payment is always pending. For a milestone the requester
+ * does not own it derives nothing and says nothing, so that the row-level security check
+ * refuses it like any other: a stranger learns neither that the milestone exists nor
+ * anything about its project.
  */
 create function private.derive_milestone_payment() returns trigger
 language plpgsql
@@ -86,16 +89,18 @@ as $$
 declare
   milestone record;
 begin
-  select m.amount_minor, m.currency, p.contractor_id, p.id as project_id
+  select m.amount_minor, m.currency, p.contractor_id, p.owner_id, p.id as project_id
   into milestone
   from public.project_milestones as m
   join public.projects as p on p.id = m.project_id
   where m.id = new.milestone_id;
   if not found then
-    raise exception 'milestone % does not exist', new.milestone_id
-    using errcode = 'PT422';
+    return new;
   end if;
   if milestone.contractor_id is null then
+    if milestone.owner_id is distinct from (select auth.uid()) then
+      return new;
+    end if;
     raise exception 'milestone % belongs to a project with no contractor to pay',
     new.milestone_id
     using errcode = 'PT422', hint = 'assign the project''s contractor first';

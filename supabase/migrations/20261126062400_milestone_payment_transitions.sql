@@ -9,7 +9,8 @@
 --   disputed -> refunded   admin or escrow_service
 --
 -- Nothing else is legal, and no one, service roles included, changes what was agreed: the
--- milestone, payer, payee, amount and currency.
+-- milestone, payer, payee, amount and currency; nor, once set, the PaymentIntent and the
+-- escrow account.
 
 /**
  * Who is asking, for the transition rules: a service or staff role by its database role
@@ -50,6 +51,11 @@ begin
   if old.processor_payment_intent_id is not null
     and new.processor_payment_intent_id is distinct from old.processor_payment_intent_id then
     raise exception 'milestone payment %: its PaymentIntent id never changes once set', old.id
+    using errcode = 'PT409';
+  end if;
+  if old.escrow_account_id is not null
+    and new.escrow_account_id is distinct from old.escrow_account_id then
+    raise exception 'milestone payment %: its escrow account never changes once set', old.id
     using errcode = 'PT409';
   end if;
   new.funded_at := old.funded_at;

@@ -1051,7 +1051,7 @@ begin
         'Users can update their own profiles',
         'payment_service can read all profiles',
         'admin can read all profiles',
-        'admin can update all profiles'
+        'Admins can change other users'' roles'
       )
   loop
     execute format('drop policy %I on public.users', stale.policyname);
@@ -1087,14 +1087,14 @@ as permissive
 for select
 to admin
 using (true);
-drop policy if exists "admin can update all profiles"
+drop policy if exists "Admins can change other users' roles"
 on public.users;
-create policy "admin can update all profiles" on public.users
+create policy "Admins can change other users' roles" on public.users
 as permissive
 for update
 to admin
-using (true)
-with check (true);
+using (id <> (select auth.uid()))
+with check (id <> (select auth.uid()));
 
 -- public.webhook_events: Processor webhook events, each once. Only the payment backend touches
 -- them.
