@@ -4,8 +4,8 @@
 -- never a card number or a verification code. This guard, a trigger on every payment table,
 -- refuses a row in which any text or jsonb value holds a card-number-like run of digits (13
 -- to 19 digits that pass the Luhn check, single spaces or dashes allowed between them), or
--- any jsonb object has such a key or a card-verification-like one. The refusal names the table and column,
--- never the digits.
+-- any jsonb object has such a key or a card-verification-like one. The refusal names the
+-- table and column, never the digits.
 
 /** True when `digits` (only digits) passes the Luhn check. */
 create function private.passes_luhn(digits text) returns boolean
