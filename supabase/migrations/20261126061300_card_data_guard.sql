@@ -3,9 +3,9 @@
 -- Payment methods hold the processor's references (pm_…, cus_…), brand, last4 and expiry:
 -- never a card number or a verification code. This guard, a trigger on every payment table,
 -- refuses a row in which any text or jsonb value holds a card-number-like run of digits (13
--- to 19 digits that pass the Luhn check, single spaces or dashes allowed between them), or
--- any jsonb object has such a key or a card-verification-like one. The refusal names the
--- table and column, never the digits.
+-- to 19 digits that pass the Luhn check, with spaces, dashes, dots or underscores allowed
+-- between groups), or any jsonb object has such a key or a card-verification-like one. The
+-- refusal names the table and column, never the digits.
 
 /** True when `digits` (only digits) passes the Luhn check. */
 create function private.passes_luhn(digits text) returns boolean
@@ -29,8 +29,10 @@ as $$
 $$;
 
 /**
- * True when `candidate` holds a card-number-like run: groups of digits joined by a single
- * space or dash, of which some consecutive groups make 13 to 19 digits that pass Luhn.
+ * True when `candidate` holds a card-number-like run: groups of digits joined by up to
+ * three separators (any white space, `-`, `.` or `_`), of which some consecutive groups make
+ * 13 to 19 digits that pass Luhn. Full-width digits count as digits, and no-break or thin
+ * spaces as spaces.
  */
 create function private.holds_card_number(candidate text) returns boolean
 language plpgsql
@@ -40,17 +42,21 @@ parallel safe
 set search_path = ''
 as $$
 declare
+  -- Full-width digits read as digits; no-break and thin spaces as spaces.
+  digits_only text := translate(
+    candidate, '０１２３４５６７８９' || E'\u00a0\u2007\u2009\u202f', '0123456789    '
+  );
   run text;
   groups text[];
   digits text;
 begin
   for run in
-    select m[1] from regexp_matches(candidate, '([0-9]+(?:[ -][0-9]+)*)', 'g') as m
+    select m[1]
+    from regexp_matches(
+      digits_only, '([0-9]+(?:[[:space:] .\-_]{1,3}[0-9]+)*)', 'g'
+    ) as m
   loop
-    if length(run) < 13 then
-      continue;
-    end if;
-    groups := regexp_split_to_array(run, '[ -]');
+    groups := regexp_split_to_array(run, '[[:space:] .\-_]+');
     for first_group in 1 .. cardinality(groups) loop
       digits := '';
       for last_group in first_group .. cardinality(groups) loop
@@ -66,7 +72,11 @@ begin
 end
 $$;
 
-/** True when `key` names a card verification code (CVV, CVC, CID, CSC and their kin). */
+/**
+ * True when `key` names a card verification code: CVV, CVC, CVN, CSC (with any suffix, such
+ * as cvv2 or cvc_number), CID, or a "security/verification code/value". A key that names the
+ * result of a check (Stripe's `cvc_check`) is not one.
+ */
 create function private.is_card_verification_key(key text) returns boolean
 language sql
 immutable
@@ -74,17 +84,21 @@ strict
 parallel safe
 set search_path = ''
 as $$
-  select lower(regexp_replace(key, '[^a-zA-Z0-9]', '', 'g')) in (
-    'cvv', 'cvv2', 'cvc', 'cvc2', 'cid', 'csc', 'cvn', 'cav2',
-    'securitycode', 'cardsecuritycode', 'cardverificationcode', 'cardverificationvalue',
-    'verificationcode', 'cardcode', 'cardcvc', 'cardcvc2', 'cardcvv', 'cardcvv2'
+  select normalized !~ 'check$' and (
+    normalized ~ '^(card)?(cvv|cvc|cvn|csc|cav)'
+    or normalized in ('cid', 'cardcid')
+    or normalized ~ '(security|verification)(code|value|number)'
+    or normalized ~ 'cardverification'
   )
+  from (select lower(regexp_replace(key, '[^a-zA-Z0-9]', '', 'g')) as normalized) as k
 $$;
 
 /**
  * BEFORE INSERT OR UPDATE trigger for payment tables: refuses card numbers in any text or
- * jsonb value, and card verification keys in any jsonb object. Security definer, so that the
- * helpers above stay private; it reads only the new row and the catalog.
+ * jsonb value (the scalars of a jsonb array are also read together, as one text), and card
+ * numbers or card verification codes as jsonb keys. The trigger's arguments name columns it
+ * skips (a phone number is not a card number). Security definer, so that the helpers above
+ * stay private; it reads only the new row and the catalog.
  */
 create function private.refuse_card_data() returns trigger
 language plpgsql
@@ -96,6 +110,7 @@ declare
   field record;
   item jsonb;
   item_key text;
+  joined text;
 begin
   -- Only text and JSON columns: ids, amounts and dates are not where card data hides, and a
   -- uuid's digit groups could pass for a card number.
@@ -106,6 +121,7 @@ begin
       a.attrelid = tg_relid
       and a.attnum > 0
       and not a.attisdropped
+      and (tg_nargs = 0 or not a.attname::text = any(tg_argv))
       and a.atttypid in (
         'pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype, 'pg_catalog.bpchar'::regtype,
         'pg_catalog.jsonb'::regtype, 'pg_catalog.json'::regtype
@@ -113,8 +129,16 @@ begin
   loop
     continue when field.value is null or jsonb_typeof(field.value) = 'null';
     for item in select p from jsonb_path_query(field.value, 'strict $.**') as p loop
-      if jsonb_typeof(item) in ('string', 'number')
-        and private.holds_card_number(item #>> '{}') then
+      joined := case jsonb_typeof(item)
+        when 'string' then item #>> '{}'
+        when 'number' then item #>> '{}'
+        when 'array' then (
+          select string_agg(e #>> '{}', ' ')
+          from jsonb_array_elements(item) as e
+          where jsonb_typeof(e) in ('string', 'number')
+        )
+      end;
+      if joined is not null and private.holds_card_number(joined) then
         raise exception 'card number in %.%: store the processor''s token (pm_…) instead',
         tg_table_name, field.key
         using errcode = 'PT422',

@@ -27,6 +27,11 @@ create trigger keep_row_timestamps
 before insert or update on public.users
 for each row execute function private.keep_row_timestamps();
 
+-- A phone number is no card number, but every other text here may not hold one.
+create trigger refuse_card_data
+before insert or update on public.users
+for each row execute function private.refuse_card_data('phone');
+
 /**
  * AFTER INSERT trigger on auth.users: creates the profile. The role requested at sign-up is
  * honoured only for homeowner and contractor; anything else makes a homeowner.

@@ -24,6 +24,10 @@ create trigger keep_row_timestamps
 before insert or update on public.projects
 for each row execute function private.keep_row_timestamps();
 
+create trigger refuse_card_data
+before insert or update on public.projects
+for each row execute function private.refuse_card_data();
+
 create type public.milestone_status as enum ('planned', 'in_progress', 'completed', 'approved');
 
 create table public.project_milestones (
@@ -46,6 +50,10 @@ comment on table public.project_milestones is
 create trigger keep_row_timestamps
 before insert or update on public.project_milestones
 for each row execute function private.keep_row_timestamps();
+
+create trigger refuse_card_data
+before insert or update on public.project_milestones
+for each row execute function private.refuse_card_data();
 
 /** True when the requesting user owns the project. */
 create function private.owns_project(project uuid) returns boolean

@@ -91,11 +91,14 @@ create trigger dispute_milestone_payment
 after insert on public.disputes
 for each row execute function private.dispute_milestone_payment();
 
-/** True when the milestone payment has an open dispute. */
+/**
+ * True when the milestone payment has an open dispute that the caller may see. Security
+ * invoker: it reads disputes under the caller's row-level security, so it tells a party
+ * about their own payments and a stranger nothing.
+ */
 create function private.has_open_dispute(milestone_payment uuid) returns boolean
 language sql
 stable
-security definer
 set search_path = ''
 as $$
   select exists (

@@ -119,6 +119,15 @@ def test_check_passes_on_a_fresh_deploy_and_finds_each_drift(admin_url, project)
         "grant delete on public.withdrawals to authenticated",
         "grant update (status) on public.payment_transactions to authenticated",
         "alter table public.subscriptions no force row level security",
+        "grant update on public.users to public",
+        "revoke select on public.payment_methods from authenticated",
+        "grant select on public.payment_methods to authenticated with grant option",
+        "create view public.all_payment_methods as select * from public.payment_methods",
+        "grant payment_service to authenticated",
+        "alter table public.payment_methods disable trigger refuse_card_data",
+        "grant execute on function private.setting(text) to public",
+        "create function private.unpinned() returns int language sql security definer "
+        "as 'select 1'",
     ]
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("begin")
@@ -130,11 +139,21 @@ def test_check_passes_on_a_fresh_deploy_and_finds_each_drift(admin_url, project)
         "public.disputes: policy \"admin can read all disputes\": using is 'false', "
         "the spec says 'true'",
         'public.payment_methods: policy "Users can read their own payment methods" is missing',
+        "public.payment_methods: authenticated has select with grant option, "
+        "which the spec does not grant",
+        "public.payment_methods: authenticated lacks select, which the spec grants",
         "public.payment_transactions: authenticated has update (status), "
         "which the spec does not grant",
         "public.subscriptions: forced row level security is off, the spec says on",
+        "public.users: public has update, which the spec does not grant",
         'public.webhook_events: policy "Anyone can read webhook events" is not in the spec',
         "public.withdrawals: authenticated has delete, which the spec does not grant",
+        "public.all_payment_methods: a view in the API schema, which no spec covers",
+        "authenticated is a member of payment_service, so it can act as payment_service",
+        "public.payment_methods: trigger refuse_card_data is disabled",
+        "private.setting(text): anyone (PUBLIC) may execute it",
+        "private.unpinned(): anyone (PUBLIC) may execute it",
+        "private.unpinned(): security definer without search_path set",
     ]
     assert differences(admin_url, specs) == []
 

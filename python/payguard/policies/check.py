@@ -24,7 +24,8 @@ class TableState:
     rls: bool
     force_rls: bool
     policies: dict[str, tuple[str, bool, tuple[str, ...], str | None, str | None]]
-    grants: frozenset[tuple[str, str, str]]  # (role, privilege, column or "")
+    # (role or "public", privilege, column or ""), " with grant option" appended if so
+    grants: frozenset[tuple[str, str, str]]
 
 
 def read_state(conn: Connection, schema: str) -> dict[str, TableState]:
@@ -51,24 +52,27 @@ def read_state(conn: Connection, schema: str) -> dict[str, TableState]:
             )
         }
         grants = conn.execute(
-            "select g.rolname, a.privilege_type, '' from pg_class as c "
-            "cross join lateral aclexplode(c.relacl) as a "
-            "join pg_roles as g on g.oid = a.grantee "
+            "select coalesce(g.rolname, 'public'), a.privilege_type, '', a.is_grantable "
+            "from pg_class as c cross join lateral aclexplode(c.relacl) as a "
+            "left join pg_roles as g on g.oid = a.grantee "
             "where c.oid = format('%%I.%%I', %s::text, %s::text)::regclass "
-            "and g.rolname = any(%s) "
+            "and (a.grantee = 0 or g.rolname = any(%s)) "
             "union all "
-            "select g.rolname, a.privilege_type, t.attname from pg_attribute as t "
-            "cross join lateral aclexplode(t.attacl) as a "
-            "join pg_roles as g on g.oid = a.grantee "
+            "select coalesce(g.rolname, 'public'), a.privilege_type, t.attname, a.is_grantable "
+            "from pg_attribute as t cross join lateral aclexplode(t.attacl) as a "
+            "left join pg_roles as g on g.oid = a.grantee "
             "where t.attrelid = format('%%I.%%I', %s::text, %s::text)::regclass "
-            "and t.attnum > 0 and not t.attisdropped and g.rolname = any(%s)",
+            "and t.attnum > 0 and not t.attisdropped and (a.grantee = 0 or g.rolname = any(%s))",
             (schema, name, list(MANAGED_ROLES), schema, name, list(MANAGED_ROLES)),
         ).fetchall()
         state[str(name)] = TableState(
             rls=bool(rls),
             force_rls=bool(force),
             policies=policies,
-            grants=frozenset((str(r), str(p).lower(), str(c)) for r, p, c in grants),
+            grants=frozenset(
+                (str(r), str(p).lower() + (" with grant option" if g else ""), str(c))
+                for r, p, c, g in grants
+            ),
         )
     return state
 
@@ -109,6 +113,57 @@ def differences_on(conn: Connection, specs: list[TableSpec]) -> list[str]:
             found.append(f"{where}: no policy spec (add policies/{table}.toml)")
             continue
         found += _table_differences(where, expected[table], actual[table])
+    return found + surface_differences(conn, schema)
+
+
+def surface_differences(conn: Connection, schema: str) -> list[str]:
+    """What widens the API surface beside the tables' grants and policies: other relations
+    in the API schema, memberships that let an API role become another, disabled triggers,
+    and functions in `private` that anyone may call or that run with a mutable search_path."""
+    found = [
+        f"{schema}.{name}: a {kind} in the API schema, which no spec covers"
+        for name, kind in conn.execute(
+            "select c.relname, case c.relkind when 'v' then 'view' "
+            "when 'm' then 'materialized view' when 'f' then 'foreign table' end "
+            "from pg_class as c where c.relnamespace = %s::regnamespace "
+            "and c.relkind in ('v', 'm', 'f') order by 1",
+            (schema,),
+        )
+    ]
+    found += [
+        f"{member} is a member of {role}, so it can act as {role}"
+        for member, role in conn.execute(
+            "select m.rolname, r.rolname from pg_auth_members as a "
+            "join pg_roles as m on m.oid = a.member join pg_roles as r on r.oid = a.roleid "
+            "where m.rolname = any(%s) order by 1, 2",
+            (list(MANAGED_ROLES),),
+        )
+    ]
+    found += [
+        f"{schema}.{table}: trigger {trigger} is disabled"
+        for table, trigger in conn.execute(
+            "select c.relname, t.tgname from pg_trigger as t "
+            "join pg_class as c on c.oid = t.tgrelid "
+            "where c.relnamespace = %s::regnamespace and not t.tgisinternal "
+            "and t.tgenabled = 'D' order by 1, 2",
+            (schema,),
+        )
+    ]
+    found += [
+        f"{signature}: {problem}"
+        for signature, problem in conn.execute(
+            "select p.oid::regprocedure::text, 'anyone (PUBLIC) may execute it' "
+            "from pg_proc as p where p.pronamespace = 'private'::regnamespace "
+            "and has_function_privilege('public', p.oid, 'execute') "
+            "and exists (select from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) "
+            "as a where a.grantee = 0 and a.privilege_type = 'EXECUTE') "
+            "union all "
+            "select p.oid::regprocedure::text, 'security definer without search_path set' "
+            "from pg_proc as p where p.pronamespace = 'private'::regnamespace and p.prosecdef "
+            "and not exists (select from unnest(p.proconfig) as c where c like 'search_path=%%') "
+            "order by 1"
+        )
+    ]
     return found
 
 

@@ -1,7 +1,7 @@
 """The SQL of a set of policy specs: deterministic, so the same specs give the same bytes.
 
-For each table, in table order: enable and force RLS; revoke everything from the managed
-roles, then grant what the spec names; drop the policies the spec no longer has; then drop
+For each table, in table order: enable and force RLS; revoke everything from PUBLIC and the
+managed roles, then grant what the spec names; drop the policies the spec no longer has; then drop
 if exists and create each policy, with explicit TO roles.
 """
 
@@ -39,7 +39,7 @@ def render_table(spec: TableSpec) -> str:
         ),
         f"alter table {table} enable row level security;",
         f"alter table {table} force row level security;",
-        f"revoke all on table {table}\nfrom {', '.join(MANAGED_ROLES)};",
+        f"revoke all on table {table}\nfrom public, {', '.join(MANAGED_ROLES)};",
     ]
     for role, privileges in spec.grants.items():
         whole = [p.sql() for p in privileges if not p.columns]

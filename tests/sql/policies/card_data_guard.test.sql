@@ -1,9 +1,9 @@
--- The card-data guard (private.refuse_card_data, PCI DSS 3.3.1 and 3.5.1): no payment table
--- stores a card number (13 to 19 digits that pass Luhn, single spaces or dashes allowed between
--- them) in any text or jsonb value, nor a card-verification-like key in any jsonb object,
--- whoever writes the row. Each refusal is SQLSTATE PT422 and names the table and column.
+-- The card-data guard (private.refuse_card_data, PCI DSS 3.3.1 and 3.5.1): no table stores a
+-- card number (13 to 19 digits that pass Luhn, spaces, dashes, dots or underscores allowed
+-- between groups) in any text or jsonb value, nor a card-verification-like key in any jsonb
+-- object, whoever writes the row. Each refusal is SQLSTATE PT422 and names the table and column.
 begin;
-select plan(48);
+select plan(64);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -355,6 +355,65 @@ select lives_ok(
   ),
   'an audit entry with brand, last4 and card checks is accepted'
 );
+-- the separators and shapes people use to get a number past a filter
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2');
+select throws_ok(
+  format($$update public.payment_methods set nickname = %L
+    where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$, card),
+  'PT422', 'card number in payment_methods.nickname: store the processor''s token (pm_…) instead',
+  'a card number written ' || how || ' is refused'
+)
+from (
+  values
+    ('4111  1111 1111 1111', 'with double spaces'),
+    ('4111 - 1111 - 1111 - 1111', 'with spaced dashes'),
+    (E'4111\u00a01111\u00a01111\u00a01111', 'with no-break spaces'),
+    (E'4111\t1111\t1111\t1111', 'with tabs'),
+    ('4111.1111.1111.1111', 'with dots'),
+    ('4111_1111_1111_1111', 'with underscores'),
+    ('４１１１１１１１１１１１１１１１', 'in full-width digits')
+) as attempts (card, how);
+-- metadata is written by payment_service (users may change only nickname and is_default)
+reset role;
+select tests.authenticate_as_service('payment_service');
+select throws_ok(
+  $$update public.payment_methods set metadata = '{"card": ["4111", "1111", "1111", "1111"]}'
+    where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  'PT422', 'card number in payment_methods.metadata: store the processor''s token (pm_…) instead',
+  'a card number split across the items of a jsonb array is refused'
+);
+select throws_ok(
+  format($$update public.payment_methods set metadata = %L
+    where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$, jsonb_build_object(key, '123')),
+  'PT422',
+  format('card verification code key "%s" in payment_methods.metadata: never store it', key),
+  'a card verification code under the key ' || key || ' is refused'
+)
+from unnest(array['cvv_code', 'cvvNumber', 'cvc_number', 'cvv2_value', 'card_verification']) as key;
+select lives_ok(
+  $$update public.payment_methods
+    set metadata = '{"checks": {"cvc_check": "pass", "address_line1_check": "pass"}, "client_id": "c1"}'
+    where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  'the result of a verification check, and keys that only look alike, are accepted'
+);
+
+-- the guard covers the profile and the projects too
+reset role;
+select tests.authenticate_as('alice');
+select throws_ok(
+  format($$update public.users set full_name = '4111 1111 1111 1111' where id = %L$$,
+    tests.get_supabase_uid('alice')),
+  'PT422', 'card number in users.full_name: store the processor''s token (pm_…) instead',
+  'a card number as one''s own name is refused'
+);
+select lives_ok(
+  format($$update public.users set phone = '+49 1512 3456 7890' where id = %L$$,
+    tests.get_supabase_uid('alice')),
+  'a long international phone number is a phone number, not a card number'
+);
+
+reset role;
 select results_eq(
   $$select count(*)::int from public.payment_methods$$,
   $$values (5)$$,

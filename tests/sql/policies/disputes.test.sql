@@ -3,7 +3,7 @@
 -- read it; only admin resolves it, and the database records who did and when; staff and
 -- backends read all; nobody deletes.
 begin;
-select plan(56);
+select plan(58);
 
 -- fixture, as the owner of the tables (postgres, which bypasses RLS)
 -- pgTAP lives in `extensions`, where only the API roles may look names up. The staff and
@@ -455,6 +455,23 @@ select throws_ok(
   $$delete from public.disputes where id = '40000000-0000-0000-0000-000000000002'$$,
   '42501', 'permission denied for table disputes',
   'service_role cannot delete a dispute'
+);
+
+-- private.has_open_dispute answers only what the caller may see (sam's roof, 08, is still
+-- in dispute)
+reset role;
+select tests.authenticate_as('hana');
+select is(
+  private.has_open_dispute('30000000-0000-0000-0000-000000000008'),
+  false,
+  'a stranger learns nothing of an open dispute over someone else''s payment'
+);
+reset role;
+select tests.authenticate_as('sam');
+select is(
+  private.has_open_dispute('30000000-0000-0000-0000-000000000008'),
+  true,
+  'the payer sees the open dispute over their payment'
 );
 
 select * from finish();

@@ -3,7 +3,7 @@
 -- change the status of any; payment_service reads; service_role reads, opens and changes the
 -- status; no one writes the balance, and no one deletes.
 begin;
-select plan(51);
+select plan(54);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -387,6 +387,38 @@ select results_eq(
     tests.get_supabase_uid('alice'), tests.get_supabase_uid('bob')
   ),
   'no refused write moved an escrow account or its balance'
+);
+
+-- the balance is the ledger's: no role writes it, even when opening an account
+reset role;
+select tests.authenticate_as('adm', role_name => 'admin');
+select throws_ok(
+  format(
+    $$insert into public.escrow_accounts (user_id, project_id, currency, balance_minor)
+      values (%L, 'aaaaaaaa-0000-4000-8000-0000000000f2', 'EUR', 999999999)$$,
+    current_setting('fixture.alice')
+  ),
+  '42501', 'permission denied for table escrow_accounts',
+  'admin cannot open an escrow account with a balance'
+);
+reset role;
+select tests.authenticate_as_service('escrow_service');
+select throws_ok(
+  format(
+    $$insert into public.escrow_accounts (user_id, project_id, currency, balance_minor)
+      values (%L, 'aaaaaaaa-0000-4000-8000-0000000000f2', 'EUR', 1)$$,
+    current_setting('fixture.alice')
+  ),
+  '42501', 'permission denied for table escrow_accounts',
+  'escrow_service cannot write a balance either'
+);
+select lives_ok(
+  format(
+    $$insert into public.escrow_accounts (user_id, project_id, currency)
+      values (%L, 'aaaaaaaa-0000-4000-8000-0000000000f2', 'GBP')$$,
+    current_setting('fixture.alice')
+  ),
+  'escrow_service opens an account, which starts at a zero balance'
 );
 
 select * from finish();

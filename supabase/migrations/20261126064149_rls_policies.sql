@@ -10,7 +10,7 @@
 alter table public.disputes enable row level security;
 alter table public.disputes force row level security;
 revoke all on table public.disputes
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select on table public.disputes to authenticated;
 grant insert (
   milestone_payment_id, reason
@@ -100,21 +100,30 @@ with check (
 alter table public.escrow_accounts enable row level security;
 alter table public.escrow_accounts force row level security;
 revoke all on table public.escrow_accounts
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select on table public.escrow_accounts to authenticated;
 grant insert (
   project_id, currency
 ) on table public.escrow_accounts to authenticated;
-grant select, insert on table public.escrow_accounts to service_role;
+grant select on table public.escrow_accounts to service_role;
+grant insert (
+  user_id, project_id, currency, status
+) on table public.escrow_accounts to service_role;
 grant update (
   status
 ) on table public.escrow_accounts to service_role;
 grant select on table public.escrow_accounts to payment_service;
-grant select, insert on table public.escrow_accounts to escrow_service;
+grant select on table public.escrow_accounts to escrow_service;
+grant insert (
+  user_id, project_id, currency, status
+) on table public.escrow_accounts to escrow_service;
 grant update (
   status
 ) on table public.escrow_accounts to escrow_service;
-grant select, insert on table public.escrow_accounts to admin;
+grant select on table public.escrow_accounts to admin;
+grant insert (
+  user_id, project_id, currency, status
+) on table public.escrow_accounts to admin;
 grant update (
   status
 ) on table public.escrow_accounts to admin;
@@ -230,7 +239,7 @@ with check (((select auth.jwt()) ->> 'aal') = 'aal2');
 alter table public.milestone_payments enable row level security;
 alter table public.milestone_payments force row level security;
 revoke all on table public.milestone_payments
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select on table public.milestone_payments to authenticated;
 grant insert (
   milestone_id
@@ -375,7 +384,7 @@ with check (
 alter table public.payment_audit_logs enable row level security;
 alter table public.payment_audit_logs force row level security;
 revoke all on table public.payment_audit_logs
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select on table public.payment_audit_logs to authenticated;
 grant select on table public.payment_audit_logs to service_role;
 grant select on table public.payment_audit_logs to auditor;
@@ -417,7 +426,7 @@ using ((select private.has_app_role('{auditor,system_admin}')));
 alter table public.payment_methods enable row level security;
 alter table public.payment_methods force row level security;
 revoke all on table public.payment_methods
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select, delete on table public.payment_methods to authenticated;
 grant insert (
   type, processor_payment_method_id, processor_customer_id, brand, last4, exp_month, exp_year,
@@ -541,7 +550,7 @@ using (((select auth.jwt()) ->> 'aal') = 'aal2');
 alter table public.payment_transactions enable row level security;
 alter table public.payment_transactions force row level security;
 revoke all on table public.payment_transactions
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select on table public.payment_transactions to authenticated;
 grant insert (
   payment_method_id, amount_minor, currency, description, metadata
@@ -655,7 +664,7 @@ with check (
 alter table public.payout_methods enable row level security;
 alter table public.payout_methods force row level security;
 revoke all on table public.payout_methods
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select, delete on table public.payout_methods to authenticated;
 grant insert (
   type, processor_account_id, processor_external_account_id, bank_name, last4, currency,
@@ -788,7 +797,7 @@ using (((select auth.jwt()) ->> 'aal') = 'aal2');
 alter table public.project_milestones enable row level security;
 alter table public.project_milestones force row level security;
 revoke all on table public.project_milestones
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select on table public.project_milestones to authenticated;
 grant insert (
   project_id, position, title, amount_minor, currency, due_on
@@ -876,7 +885,7 @@ with check (private.owns_project(project_id));
 alter table public.projects enable row level security;
 alter table public.projects force row level security;
 revoke all on table public.projects
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select on table public.projects to authenticated;
 grant insert (
   title, description, contractor_id, status
@@ -959,7 +968,7 @@ with check (owner_id = (select auth.uid()));
 alter table public.subscriptions enable row level security;
 alter table public.subscriptions force row level security;
 revoke all on table public.subscriptions
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select on table public.subscriptions to authenticated;
 grant select, insert, update on table public.subscriptions to service_role;
 grant select, insert, update on table public.subscriptions to payment_service;
@@ -1026,7 +1035,7 @@ using (true);
 alter table public.users enable row level security;
 alter table public.users force row level security;
 revoke all on table public.users
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select on table public.users to authenticated;
 grant update (
   full_name, phone
@@ -1101,7 +1110,7 @@ with check (id <> (select auth.uid()));
 alter table public.webhook_events enable row level security;
 alter table public.webhook_events force row level security;
 revoke all on table public.webhook_events
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select, insert, update on table public.webhook_events to service_role;
 grant select, insert, update on table public.webhook_events to payment_service;
 grant select on table public.webhook_events to admin;
@@ -1160,7 +1169,7 @@ using (true);
 alter table public.withdrawals enable row level security;
 alter table public.withdrawals force row level security;
 revoke all on table public.withdrawals
-from anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 grant select on table public.withdrawals to authenticated;
 grant insert (
   payout_method_id, amount_minor, currency
