@@ -1,0 +1,141 @@
+"""The ledger under real parallel connections: no overdraft, no deadlock, no waiting on hot
+accounts, and every transfer balanced afterwards."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+from psycopg import errors
+
+WORKERS = 8
+
+
+@pytest.fixture
+def accounts(db, make_user):
+    """Two funded wallets (500 each) and the clearing account, in USD."""
+    alice, bob = make_user(), make_user()
+    row = db.execute(
+        "select private.ledger_wallet(%s, 'USD'), private.ledger_wallet(%s, 'USD'), "
+        "private.ledger_system_account('processor_clearing', 'USD')",
+        (alice, bob),
+    ).fetchone()
+    assert row is not None
+    wallet_a, wallet_b, clearing = row
+    for wallet in (wallet_a, wallet_b):
+        db.execute(
+            "select private.ledger_transfer('test_deposit', %s, %s, 500, 'USD')",
+            (clearing, wallet),
+        )
+    return {"a": wallet_a, "b": wallet_b, "clearing": clearing}
+
+
+def transfer(url: str, debit: uuid.UUID, credit: uuid.UUID, amount: int, pending: bool = False):
+    """One transfer in its own transaction; returns 'ok', or the SQLSTATE that refused it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            conn.execute(
+                "select private.ledger_transfer('test', %s, %s, %s, 'USD', pending => %s)",
+                (debit, credit, amount, pending),
+            )
+        except psycopg.Error as exc:
+            return exc.sqlstate
+    return "ok"
+
+
+def assert_ledger_balances(db):
+    unbalanced = db.execute(
+        "select count(*) from (select transfer_id, bucket from private.ledger_entries "
+        "group by transfer_id, bucket having sum(amount) filter (where side = 'debit') "
+        "<> sum(amount) filter (where side = 'credit')) as t"
+    ).fetchone()
+    assert unbalanced == (0,)
+    total = db.execute(
+        "select sum(credits_posted - debits_posted + credits_pending - debits_pending) "
+        "from private.ledger_balances"
+    ).fetchone()
+    assert total == (0,)
+    drift = db.execute(
+        "select count(*) from private.ledger_accounts as a "
+        "join private.ledger_balances as b on b.account_id = a.id "
+        "where a.debits_must_not_exceed_credits and (a.debits_pending, a.debits_posted, "
+        "a.credits_pending, a.credits_posted) <> (b.debits_pending, b.debits_posted, "
+        "b.credits_pending, b.credits_posted)"
+    ).fetchone()
+    assert drift == (0,)
+
+
+def test_500_transfers_each_way_never_deadlock(database_url, db, accounts):
+    moves = [(accounts["a"], accounts["b"])] * 500 + [(accounts["b"], accounts["a"])] * 500
+    random.Random(5).shuffle(moves)
+    with ThreadPoolExecutor(WORKERS) as pool:
+        outcomes = list(pool.map(lambda m: transfer(database_url, m[0], m[1], 1), moves))
+    assert outcomes.count("ok") == 1000, {o for o in outcomes if o != "ok"}
+    balances = dict(
+        db.execute(
+            "select id, credits_posted - debits_posted from private.ledger_accounts "
+            "where id = any(%s)",
+            ([accounts["a"], accounts["b"]],),
+        ).fetchall()
+    )
+    assert balances == {accounts["a"]: 500, accounts["b"]: 500}
+    assert_ledger_balances(db)
+
+
+def test_concurrent_reservations_never_overdraw(database_url, db, accounts):
+    # 20 payouts of 60 from a wallet holding 500: at most 8 fit.
+    with ThreadPoolExecutor(WORKERS) as pool:
+        outcomes = list(
+            pool.map(
+                lambda _: transfer(database_url, accounts["a"], accounts["clearing"], 60, True),
+                range(20),
+            )
+        )
+    assert outcomes.count("ok") == 8
+    assert outcomes.count("PT409") == 12
+    row = db.execute(
+        "select debits_pending, credits_posted from private.ledger_accounts where id = %s",
+        (accounts["a"],),
+    ).fetchone()
+    assert row == (480, 500)
+    assert_ledger_balances(db)
+
+
+def test_hot_accounts_are_never_a_point_of_serialization(database_url, accounts, make_user):
+    """A transfer through the clearing account does not wait for another one, still open."""
+    other_wallet = None
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("select private.ledger_wallet(%s, 'USD')", (make_user(),)).fetchone()
+        assert row is not None
+        other_wallet = row[0]
+    with psycopg.connect(database_url) as first, psycopg.connect(database_url) as second:
+        first.execute(
+            "select private.ledger_transfer('test', %s, %s, 7, 'USD')",
+            (accounts["clearing"], accounts["a"]),
+        )
+        second.execute("set lock_timeout = '200ms'")
+        second.execute(
+            "select private.ledger_transfer('test', %s, %s, 9, 'USD')",
+            (accounts["clearing"], other_wallet),
+        )
+        second.commit()
+        first.commit()
+
+
+def test_a_limited_account_is_locked_while_it_changes(database_url, accounts):
+    """The same wallet, by contrast, waits: its balance is checked under its row lock."""
+    with psycopg.connect(database_url) as first, psycopg.connect(database_url) as second:
+        first.execute(
+            "select private.ledger_transfer('test', %s, %s, 7, 'USD')",
+            (accounts["a"], accounts["clearing"]),
+        )
+        second.execute("set lock_timeout = '200ms'")
+        with pytest.raises(errors.LockNotAvailable):
+            second.execute(
+                "select private.ledger_transfer('test', %s, %s, 9, 'USD')",
+                (accounts["a"], accounts["clearing"]),
+            )
+        first.rollback()
