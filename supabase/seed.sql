@@ -90,3 +90,6 @@ values (
   '00000000-0000-4000-8000-0000000b0001', 'USD'
 )
 on conflict (id) do nothing;
+
+-- A local demo releases right after funding: no escrow hold here (the default is 72 hours).
+update private.settings set value = '0' where key = 'escrow_hold_seconds';

@@ -125,10 +125,12 @@ for each statement execute function private.refuse_ledger_rewrite();
 
 /**
  * Constraint trigger, checked at commit for each transfer that got entries: in each bucket,
- * the debits it recorded equal the credits.
+ * the debits it recorded equal the credits. Security definer: it fires at commit as
+ * whichever role is current then, which may read no ledger table.
  */
 create function private.check_transfer_balances() returns trigger
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare

@@ -251,4 +251,51 @@ begin
 end
 $$;
 
+/**
+ * Put a milestone payment in `target` for a test's set-up, as its owner: the money moves
+ * along the legal path (funded, then released, disputed or refunded), but who may make each
+ * move is not checked. The payment gets its project's escrow account in its currency, which
+ * must exist. Tests of the transitions themselves go through the API roles instead.
+ */
+create function tests.set_milestone_payment_status(
+  payment uuid, target public.milestone_payment_status
+) returns void
+language plpgsql
+as $$
+declare
+  path text[] := case target::text
+    when 'pending' then array[]::text[]
+    when 'canceled' then array['canceled']
+    when 'funded' then array['funded']
+    when 'disputed' then array['funded', 'disputed']
+    when 'released' then array['funded', 'released']
+    when 'refunded' then array['funded', 'disputed', 'refunded']
+  end;
+  step text;
+begin
+  alter table public.milestone_payments disable trigger check_milestone_payment_transition;
+  foreach step in array path loop
+    update public.milestone_payments as mp
+    set
+      status = step::public.milestone_payment_status,
+      escrow_account_id = coalesce(
+        mp.escrow_account_id,
+        (
+          select e.id from public.escrow_accounts as e
+          join public.project_milestones as m on m.project_id = e.project_id
+          where m.id = mp.milestone_id and e.currency = mp.currency
+        )
+      ),
+      processor_payment_intent_id = case
+        when step = 'funded' then 'pi_fixture' || replace(mp.id::text, '-', '')
+        else mp.processor_payment_intent_id
+      end,
+      funded_at = case when step = 'funded' then now() else mp.funded_at end,
+      released_at = case when step = 'released' then now() else mp.released_at end
+    where mp.id = payment;
+  end loop;
+  alter table public.milestone_payments enable trigger check_milestone_payment_transition;
+end
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;

@@ -40,23 +40,25 @@ select
   tests.get_supabase_uid(case when n = 8 then 'sam' else 'hana' end)
 from generate_series(1, 8) as n;
 
--- Each payment starts from its state directly, with the transition trigger off for the
--- set-up only (milestone_payment_transitions.test.sql takes each legal path once):
+-- the escrow of both projects; no hold period
+insert into public.escrow_accounts (user_id, project_id, currency)
+values
+(tests.get_supabase_uid('hana'), '10000000-0000-0000-0000-000000000001', 'USD'),
+(tests.get_supabase_uid('sam'), '10000000-0000-0000-0000-000000000002', 'USD');
+update private.settings set value = '0' where key = 'escrow_hold_seconds';
+
+-- Each payment starts from its state, its money moved along the legal path by the owner
+-- (milestone_payment_transitions.test.sql takes each legal path, as its actor, once):
 --   01, 02, 05 funded; 03 pending; 04, 07, 08 disputed; 06 released
-alter table public.milestone_payments disable trigger check_milestone_payment_transition;
-update public.milestone_payments as mp
-set
-  status = s.status::public.milestone_payment_status,
-  processor_payment_intent_id = 'pi_fixture' || right(mp.id::text, 2),
-  funded_at = now(),
-  released_at = case when s.status = 'released' then now() end
+select tests.set_milestone_payment_status(
+  format('30000000-0000-0000-0000-0000000000%s', s.nn)::uuid,
+  s.status::public.milestone_payment_status
+)
 from (
   values
   ('01', 'funded'), ('02', 'funded'), ('05', 'funded'), ('04', 'disputed'), ('07', 'disputed'),
   ('08', 'disputed'), ('06', 'released')
-) as s (nn, status)
-where mp.id = format('30000000-0000-0000-0000-0000000000%s', s.nn)::uuid;
-alter table public.milestone_payments enable trigger check_milestone_payment_transition;
+) as s (nn, status);
 -- the open disputes that put 04, 07 and 08 in dispute (the payments already are)
 alter table public.disputes disable trigger dispute_milestone_payment;
 insert into public.disputes (id, milestone_payment_id, opened_by, reason)

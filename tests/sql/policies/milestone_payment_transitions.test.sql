@@ -9,7 +9,7 @@
 --   disputed -> released   admin or escrow_service
 --   disputed -> refunded   admin or escrow_service
 begin;
-select plan(62);
+select plan(63);
 
 -- fixture, as the owner of the tables (postgres, which bypasses RLS)
 -- pgTAP lives in `extensions`, where only the API roles may look names up. The staff and
@@ -44,29 +44,28 @@ select
   tests.get_supabase_uid('hana')
 from generate_series(1, 17) as n;
 
--- Each payment starts from its state directly, with the transition trigger off for the
--- set-up only (the tests below take each legal path into these states once).
+-- hana's escrow for the kitchen; no hold period, so that releases can follow funding here
+insert into public.escrow_accounts (user_id, project_id, currency)
+values (tests.get_supabase_uid('hana'), '10000000-0000-0000-0000-000000000001', 'USD');
+update private.settings set value = '0' where key = 'escrow_hold_seconds';
+
+-- Each payment starts from its state, its money moved along the legal path by the owner (the
+-- tests below take each legal path, as its actor, once).
 --   01, 02, 10          pending
 --   03, 04, 05, 11, 15  funded (15 with an open dispute), 16 funded and large
 --   06, 07, 08, 09, 12  disputed
 --   13 released, 14 canceled, 17 refunded
-alter table public.milestone_payments disable trigger check_milestone_payment_transition;
-update public.milestone_payments as mp
-set
-  status = s.status::public.milestone_payment_status,
-  processor_payment_intent_id = 'pi_fixture' || right(mp.id::text, 2),
-  funded_at = now(),
-  released_at = case when s.status = 'released' then now() end
+select tests.set_milestone_payment_status(
+  format('30000000-0000-0000-0000-0000000000%s', s.nn)::uuid,
+  s.status::public.milestone_payment_status
+)
 from (
   values
   ('03', 'funded'), ('04', 'funded'), ('05', 'funded'), ('11', 'funded'), ('15', 'funded'),
   ('16', 'funded'), ('06', 'disputed'), ('07', 'disputed'), ('08', 'disputed'),
-  ('09', 'disputed'), ('12', 'disputed'), ('13', 'released'), ('17', 'refunded')
-) as s (nn, status)
-where mp.id = format('30000000-0000-0000-0000-0000000000%s', s.nn)::uuid;
-update public.milestone_payments set status = 'canceled'
-where id = '30000000-0000-0000-0000-000000000014';
-alter table public.milestone_payments enable trigger check_milestone_payment_transition;
+  ('09', 'disputed'), ('12', 'disputed'), ('13', 'released'), ('17', 'refunded'),
+  ('14', 'canceled')
+) as s (nn, status);
 -- an open dispute over funded payment 15, kept from moving the payment to disputed
 alter table public.disputes disable trigger dispute_milestone_payment;
 insert into public.disputes (milestone_payment_id, opened_by, reason)
@@ -235,9 +234,9 @@ select throws_ok(
 select throws_ok(
   $$update public.milestone_payments set status = 'released'
     where id = '30000000-0000-0000-0000-000000000016'$$,
-  '42501',
-  'new row violates row-level security policy "Releasing a large milestone payment requires MFA (aal2)" for table "milestone_payments"',
-  'at aal1 the payer cannot release a payment at or above the MFA threshold'
+  'PT403',
+  'releasing milestone payment 30000000-0000-0000-0000-000000000016 needs a recent MFA step-up',
+  'at aal1 the payer cannot release a payment at or above the MFA threshold: no step-up'
 );
 select throws_ok(
   $$update public.milestone_payments set released_at = now()
@@ -246,7 +245,21 @@ select throws_ok(
   'the payer cannot stamp a payment released (released_at is not updatable)'
 );
 
--- as the payer, hana, at aal2
+-- as the payer, hana, at aal2: with a stale step-up, then a fresh one
+reset role;
+select tests.authenticate_as(
+  'hana', aal => 'aal2',
+  amr => jsonb_build_array(
+    jsonb_build_object('method', 'totp', 'timestamp', extract(epoch from now())::bigint - 3600)
+  )
+);
+select throws_ok(
+  $$update public.milestone_payments set status = 'released'
+    where id = '30000000-0000-0000-0000-000000000016'$$,
+  'PT403',
+  'releasing milestone payment 30000000-0000-0000-0000-000000000016 needs a recent MFA step-up',
+  'at aal2, a step-up an hour old is not recent enough for a large release'
+);
 reset role;
 select tests.authenticate_as('hana', aal => 'aal2');
 select lives_ok(

@@ -67,16 +67,13 @@ values
 ('30000000-0000-0000-0000-000000000008', '20000000-0000-0000-0000-000000000008',
   tests.get_supabase_uid('sam'));
 
--- The payments start from their states directly, with the transition trigger off for the
--- set-up only; the legal way into each state is tested in
--- milestone_payment_transitions.test.sql.
-alter table public.milestone_payments disable trigger check_milestone_payment_transition;
-update public.milestone_payments
-set status = 'funded', processor_payment_intent_id = 'pi_fixture2', funded_at = now()
-where id = '30000000-0000-0000-0000-000000000002';
-update public.milestone_payments set status = 'canceled'
-where id = '30000000-0000-0000-0000-000000000007';
-alter table public.milestone_payments enable trigger check_milestone_payment_transition;
+-- hana's kitchen escrow; the payments start from their states, their money moved along the
+-- legal path by the owner (milestone_payment_transitions.test.sql takes each path as its
+-- actor)
+insert into public.escrow_accounts (user_id, project_id, currency)
+values (tests.get_supabase_uid('hana'), '10000000-0000-0000-0000-000000000001', 'USD');
+select tests.set_milestone_payment_status('30000000-0000-0000-0000-000000000002', 'funded');
+select tests.set_milestone_payment_status('30000000-0000-0000-0000-000000000007', 'canceled');
 
 -- as an anonymous request: nothing at all
 select tests.clear_authentication();

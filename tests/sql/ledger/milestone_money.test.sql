@@ -1,0 +1,172 @@
+-- The milestone payment transitions move money: funding into escrow, release to the payee
+-- less the platform fee, refund back to clearing; holds and fees are the server's.
+begin;
+select plan(21);
+
+-- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
+-- call the assertions. It grants nothing on any table, and is rolled back with the test.
+grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+
+-- fixtures, as postgres: hana pays carl for two milestones of her kitchen
+select tests.create_supabase_user('hana');
+select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
+insert into public.projects (id, owner_id, contractor_id, title)
+values ('10000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'),
+  tests.get_supabase_uid('carl'), 'Kitchen remodel');
+insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
+values
+('20000000-0000-0000-0000-000000000001', '10000000-0000-0000-0000-000000000001', 1, 'Cabinets', 50001, 'USD'),
+('20000000-0000-0000-0000-000000000002', '10000000-0000-0000-0000-000000000001', 2, 'Counters', 30000, 'USD'),
+('20000000-0000-0000-0000-000000000003', '10000000-0000-0000-0000-000000000001', 3, 'Lights', 20000, 'USD'),
+('20000000-0000-0000-0000-000000000004', '10000000-0000-0000-0000-000000000001', 4, 'Paint', 10000, 'USD');
+insert into public.milestone_payments (id, milestone_id, payer_id)
+select
+  format('30000000-0000-0000-0000-00000000000%s', n)::uuid,
+  format('20000000-0000-0000-0000-00000000000%s', n)::uuid,
+  tests.get_supabase_uid('hana')
+from generate_series(1, 4) as n;
+
+-- funding needs an escrow account
+select tests.authenticate_as_service('payment_service');
+select throws_ok(
+  $$update public.milestone_payments set status = 'funded', processor_payment_intent_id = 'pi_1Aa'
+    where id = '30000000-0000-0000-0000-000000000001'$$,
+  'PT409',
+  'milestone payment 30000000-0000-0000-0000-000000000001 has no open escrow account in USD to be funded into',
+  'a payment cannot be funded before its project has an escrow account'
+);
+reset role;
+insert into public.escrow_accounts (id, user_id, project_id, currency)
+values ('40000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'),
+  '10000000-0000-0000-0000-000000000001', 'USD');
+
+-- pending -> funded: clearing -> escrow
+select tests.authenticate_as_service('payment_service');
+select lives_ok(
+  $$update public.milestone_payments set status = 'funded', processor_payment_intent_id = 'pi_1Aa'
+    where id = '30000000-0000-0000-0000-000000000001'$$,
+  'payment_service funds the payment'
+);
+select lives_ok(
+  $$update public.milestone_payments
+    set status = 'funded', processor_payment_intent_id = 'pi_' || right(id::text, 1) || 'Bb'
+    where id in ('30000000-0000-0000-0000-000000000002', '30000000-0000-0000-0000-000000000003')$$,
+  'and two more'
+);
+select throws_ok(
+  $$update public.milestone_payments set status = 'funded', processor_payment_intent_id = 'pi_1Aa'
+    where id = '30000000-0000-0000-0000-000000000004'$$,
+  '23505',
+  'duplicate key value violates unique constraint "milestone_payments_processor_payment_intent_id_key"',
+  'a processor transaction funds one payment only'
+);
+reset role;
+select is(
+  (select escrow_account_id from public.milestone_payments where id = '30000000-0000-0000-0000-000000000001'),
+  '40000000-0000-0000-0000-000000000001'::uuid,
+  'the payment is tied to the project''s escrow account'
+);
+select is(
+  (select balance_minor from public.escrow_accounts where id = '40000000-0000-0000-0000-000000000001'),
+  100001::bigint,
+  'the escrow holds the three amounts'
+);
+select results_eq(
+  $$select code, amount from private.ledger_transfers
+    where reference_id = '30000000-0000-0000-0000-000000000001'$$,
+  $$values ('milestone_funding', 50001::bigint)$$,
+  'funding posted one transfer of the amount'
+);
+select tests.authenticate_as_service('payment_service');
+select throws_ok(
+  $$update public.milestone_payments set processor_payment_intent_id = 'pi_9Zz'
+    where id = '30000000-0000-0000-0000-000000000002'$$,
+  'PT409',
+  'milestone payment 30000000-0000-0000-0000-000000000002: its PaymentIntent id never changes once set',
+  'the processor transaction of a funded payment never changes'
+);
+reset role;
+
+-- the hold period
+update private.settings set value = '3600' where key = 'escrow_hold_seconds';
+select tests.authenticate_as('hana');
+select throws_ok(
+  $$update public.milestone_payments set status = 'released'
+    where id = '30000000-0000-0000-0000-000000000001'$$,
+  'PT409', null,
+  'funds cannot be released during the hold period'
+);
+select is(
+  (select balance_minor from public.escrow_accounts where id = '40000000-0000-0000-0000-000000000001'),
+  100001::bigint,
+  'a refused release moved nothing'
+);
+reset role;
+update private.settings set value = '0' where key = 'escrow_hold_seconds';
+
+-- funded -> released: escrow -> payee, less the fee (5% of 50001 = 2500.05, rounded: 2500)
+select tests.authenticate_as('hana');
+select lives_ok(
+  $$update public.milestone_payments set status = 'released'
+    where id = '30000000-0000-0000-0000-000000000001'$$,
+  'the payer releases the payment after the hold period'
+);
+reset role;
+select is(private.platform_fee(50001, 'USD'), 2500::bigint, 'the fee is 5%, rounded half up');
+select is(private.platform_fee(50010, 'USD'), 2501::bigint, 'half a unit rounds up');
+select results_eq(
+  $$select code, amount from private.ledger_transfers
+    where reference_id = '30000000-0000-0000-0000-000000000001' order by code$$,
+  $$values ('milestone_funding', 50001::bigint), ('milestone_release', 47501::bigint),
+    ('platform_fee', 2500::bigint)$$,
+  'release posted the amount less the fee to the payee, and the fee to the platform'
+);
+select is(
+  (select credits_posted - debits_posted from private.ledger_accounts
+    where id = private.ledger_wallet(tests.get_supabase_uid('carl'), 'USD')),
+  47501::bigint,
+  'the payee''s wallet holds the amount less the fee'
+);
+select is(
+  (select balance_minor from public.escrow_accounts where id = '40000000-0000-0000-0000-000000000001'),
+  50000::bigint,
+  'the escrow holds what is still funded'
+);
+
+-- funded -> disputed -> refunded: escrow -> clearing
+select tests.authenticate_as('carl');
+insert into public.disputes (milestone_payment_id, reason)
+values ('30000000-0000-0000-0000-000000000002', 'Counters are the wrong stone');
+reset role;
+select is(
+  (select balance_minor from public.escrow_accounts where id = '40000000-0000-0000-0000-000000000001'),
+  50000::bigint,
+  'opening a dispute moves nothing: the funds stay frozen in escrow'
+);
+select tests.authenticate_as_service('escrow_service');
+select lives_ok(
+  $$update public.milestone_payments set status = 'refunded'
+    where id = '30000000-0000-0000-0000-000000000002'$$,
+  'escrow_service refunds the disputed payment'
+);
+reset role;
+select results_eq(
+  $$select code, amount from private.ledger_transfers
+    where reference_id = '30000000-0000-0000-0000-000000000002' order by code$$,
+  $$values ('milestone_funding', 30000::bigint), ('milestone_refund', 30000::bigint)$$,
+  'the refund took the amount back out of escrow to clearing'
+);
+select is(
+  (select balance_minor from public.escrow_accounts where id = '40000000-0000-0000-0000-000000000001'),
+  20000::bigint,
+  'the escrow holds only the last payment'
+);
+select is(
+  (select sum(credits_posted - debits_posted + credits_pending - debits_pending)::bigint
+    from private.ledger_balances),
+  0::bigint,
+  'money is conserved over all accounts'
+);
+
+select * from finish();
+rollback;
