@@ -298,4 +298,15 @@ begin
 end
 $$;
 
+/** Credit `amount` to a user's wallet from clearing, for a test's set-up (not held). */
+create function tests.fund_wallet(owner uuid, amount bigint, wallet_currency char(3) default 'USD')
+returns void
+language sql
+as $$
+  select private.ledger_transfer(
+    'test_deposit', private.ledger_system_account('processor_clearing', wallet_currency),
+    private.ledger_wallet(owner, wallet_currency), amount, wallet_currency
+  )
+$$;
+
 grant execute on all functions in schema tests to anon, authenticated, service_role;

@@ -24,6 +24,8 @@ insert into public.payout_methods (
 )
 values ('aaaaaaaa-0000-4000-8000-0000000000c1', tests.get_supabase_uid('alice'), 'bank_account',
   'acct_1A2b3C4d', 'ba_1A2b3C4d', 'USD');
+-- money in the wallets, for the withdrawals to reserve
+select tests.fund_wallet(tests.get_supabase_uid('alice'), 100000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
 values ('aaaaaaaa-0000-4000-8000-0000000000d1', tests.get_supabase_uid('alice'),
   'aaaaaaaa-0000-4000-8000-0000000000c1', 20000, 'USD');
@@ -238,7 +240,7 @@ select throws_ok(
   'payment_service cannot store a card number in a subscription''s plan'
 );
 select throws_ok(
-  $$update public.withdrawals set status = 'failed', failure_reason = 'card 4000 0566 5566 5556 declined'
+  $$update public.withdrawals set failure_reason = 'card 4000 0566 5566 5556 declined'
     where id = 'aaaaaaaa-0000-4000-8000-0000000000d1'$$,
   'PT422', 'card number in withdrawals.failure_reason: store the processor''s token (pm_…) instead',
   'payment_service cannot store a card number in a withdrawal''s failure reason'

@@ -2,7 +2,7 @@
 -- payout method of their own; admin and payment_service read all and process them (status and
 -- the processor's fields, never the amount); service_role reads; no one deletes.
 begin;
-select plan(49);
+select plan(50);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -27,6 +27,9 @@ values
     'acct_1A2b3C4d', 'ba_1A2b3C4d', 'USD'),
   ('bbbbbbbb-0000-4000-8000-0000000000c1', tests.get_supabase_uid('bob'), 'bank_account',
     'acct_2A2b3C4d', 'ba_2A2b3C4d', 'USD');
+-- money in the wallets, for the withdrawals to reserve
+select tests.fund_wallet(tests.get_supabase_uid('alice'), 100000);
+select tests.fund_wallet(tests.get_supabase_uid('bob'), 100000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
 values
   ('aaaaaaaa-0000-4000-8000-000000000001', tests.get_supabase_uid('alice'),
@@ -120,8 +123,8 @@ select lives_ok(
 );
 select results_eq(
   $$select user_id::text, status::text from public.withdrawals where amount_minor = 1500$$,
-  format($$values (%L, 'requested')$$, current_setting('fixture.alice')),
-  'the new withdrawal is the owner''s, and requested'
+  format($$values (%L, 'approved')$$, current_setting('fixture.alice')),
+  'the new withdrawal is the owner''s, approved at once: it is below the dual-control threshold'
 );
 select throws_ok(
   $$insert into public.withdrawals (payout_method_id, amount_minor, currency)
@@ -279,12 +282,20 @@ select throws_ok(
 );
 select results_eq(
   $$with changed as (
+      update public.withdrawals set status = 'processing'
+      where id = 'aaaaaaaa-0000-4000-8000-000000000001' returning 1
+    ) select count(*)::int from changed$$,
+  $$values (1)$$,
+  'payment_service starts processing a user''s approved withdrawal'
+);
+select results_eq(
+  $$with changed as (
       update public.withdrawals
       set status = 'paid', processor_payout_id = 'po_1A2b3C4d', processed_at = now()
       where id = 'aaaaaaaa-0000-4000-8000-000000000001' returning 1
     ) select count(*)::int from changed$$,
   $$values (1)$$,
-  'payment_service marks a user''s withdrawal paid, with the processor''s payout id'
+  'payment_service marks it paid, with the processor''s payout id'
 );
 select throws_ok(
   $$update public.withdrawals set amount_minor = 1 where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
@@ -367,8 +378,8 @@ select results_eq(
 );
 select is(
   (select status::text from public.withdrawals where id = 'bbbbbbbb-0000-4000-8000-000000000001'),
-  'requested',
-  'another user''s withdrawal was never touched'
+  'approved',
+  'another user''s withdrawal was never touched: still as requested (approved at once, being small)'
 );
 
 select * from finish();

@@ -1164,6 +1164,68 @@ for select
 to admin
 using (true);
 
+-- public.withdrawal_approvals: Dual control: two distinct admins approve a large withdrawal;
+-- neither may own it.
+alter table public.withdrawal_approvals enable row level security;
+alter table public.withdrawal_approvals force row level security;
+revoke all on table public.withdrawal_approvals
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+grant select on table public.withdrawal_approvals to service_role;
+grant select on table public.withdrawal_approvals to payment_service;
+grant select on table public.withdrawal_approvals to admin;
+grant insert (
+  withdrawal_id
+) on table public.withdrawal_approvals to admin;
+grant select on table public.withdrawal_approvals to auditor;
+do $drop_unlisted$
+declare
+  stale record;
+begin
+  for stale in
+    select p.policyname from pg_catalog.pg_policies as p
+    where
+      p.schemaname = 'public'
+      and p.tablename = 'withdrawal_approvals'
+      and p.policyname not in (
+        'payment_service can read all withdrawal approvals',
+        'admin can read all withdrawal approvals',
+        'auditor can read all withdrawal approvals',
+        'Admins approve withdrawals in their own name'
+      )
+  loop
+    execute format('drop policy %I on public.withdrawal_approvals', stale.policyname);
+  end loop;
+end
+$drop_unlisted$;
+drop policy if exists "payment_service can read all withdrawal approvals"
+on public.withdrawal_approvals;
+create policy "payment_service can read all withdrawal approvals" on public.withdrawal_approvals
+as permissive
+for select
+to payment_service
+using (true);
+drop policy if exists "admin can read all withdrawal approvals"
+on public.withdrawal_approvals;
+create policy "admin can read all withdrawal approvals" on public.withdrawal_approvals
+as permissive
+for select
+to admin
+using (true);
+drop policy if exists "auditor can read all withdrawal approvals"
+on public.withdrawal_approvals;
+create policy "auditor can read all withdrawal approvals" on public.withdrawal_approvals
+as permissive
+for select
+to auditor
+using (true);
+drop policy if exists "Admins approve withdrawals in their own name"
+on public.withdrawal_approvals;
+create policy "Admins approve withdrawals in their own name" on public.withdrawal_approvals
+as permissive
+for insert
+to admin
+with check (approved_by = (select auth.uid()));
+
 -- public.withdrawals: A user's payout requests. The owner requests one with MFA; admin and
 -- payment_service process it.
 alter table public.withdrawals enable row level security;
