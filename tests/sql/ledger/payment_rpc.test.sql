@@ -1,0 +1,172 @@
+-- The payment RPCs: thin wrappers over the same statements, with Stripe's idempotency.
+begin;
+select plan(20);
+
+-- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
+-- call the assertions. It grants nothing on any table, and is rolled back with the test.
+grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+
+-- fixtures, as postgres: hana's kitchen, built by carl, with escrow and two milestones
+select tests.create_supabase_user('hana');
+select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
+select tests.create_supabase_user('ada');
+update public.users set role = 'admin' where id = tests.get_supabase_uid('ada');
+update private.settings set value = '0' where key = 'escrow_hold_seconds';
+insert into public.projects (id, owner_id, contractor_id, title)
+values ('10000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'),
+  tests.get_supabase_uid('carl'), 'Kitchen remodel');
+insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
+values
+('20000000-0000-0000-0000-000000000001', '10000000-0000-0000-0000-000000000001', 1, 'Cabinets', 40000, 'USD'),
+('20000000-0000-0000-0000-000000000002', '10000000-0000-0000-0000-000000000001', 2, 'Counters', 30000, 'USD');
+insert into public.escrow_accounts (user_id, project_id, currency)
+values (tests.get_supabase_uid('hana'), '10000000-0000-0000-0000-000000000001', 'USD');
+
+-- as hana: create a payment, twice with the same key
+select tests.authenticate_as('hana');
+select set_config(
+  'fixture.payment',
+  public.create_milestone_payment('20000000-0000-0000-0000-000000000001', 'key-create-1') ->> 'id',
+  true
+);
+select is(
+  public.create_milestone_payment('20000000-0000-0000-0000-000000000001', 'key-create-1') ->> 'id',
+  current_setting('fixture.payment'),
+  'the same key with the same parameters returns the first result'
+);
+select is(
+  (select count(*)::int from public.milestone_payments where milestone_id = '20000000-0000-0000-0000-000000000001'),
+  1,
+  'and does not pay twice'
+);
+select throws_ok(
+  $$select public.create_milestone_payment('20000000-0000-0000-0000-000000000002', 'key-create-1')$$,
+  'PT409', 'idempotency key key-create-1 was already used with other parameters',
+  'the same key with other parameters is refused'
+);
+select throws_ok(
+  $$select public.create_milestone_payment('20000000-0000-0000-0000-000000000001', '')$$,
+  'PT422', 'an idempotency key of 1 to 255 characters is required',
+  'a call without a key is refused'
+);
+select throws_ok(
+  $$select public.create_milestone_payment('20000000-0000-0000-0000-000000000001', 'key-create-2')$$,
+  '23505', null,
+  'a new key does not pay the same milestone twice either'
+);
+
+-- keys belong to their caller
+reset role;
+select tests.authenticate_as('carl');
+select throws_ok(
+  $$select public.create_milestone_payment('20000000-0000-0000-0000-000000000002', 'key-create-1')$$,
+  '42501', 'new row violates row-level security policy for table "milestone_payments"',
+  'another user''s key replays nothing: carl''s call goes through the policies, and fails'
+);
+
+-- the RPCs meet the same checks as a direct UPDATE
+select throws_ok(
+  format($$select public.release_milestone_payment(%L, 'key-release-carl')$$, current_setting('fixture.payment')),
+  'PT404', format('no milestone payment %s that you may release', current_setting('fixture.payment')),
+  'the payee cannot release through the RPC either'
+);
+reset role;
+select tests.authenticate_as('hana');
+select throws_ok(
+  format($$select public.release_milestone_payment(%L, 'key-release-1')$$, current_setting('fixture.payment')),
+  'PT409',
+  format('milestone payment %s cannot go from pending to released', current_setting('fixture.payment')),
+  'nor can the payer release a pending payment'
+);
+select throws_ok(
+  format($$select public.fund_milestone_payment(%L, 'pi_1Rpc', 'key-fund-hana')$$, current_setting('fixture.payment')),
+  '42501', 'permission denied for function fund_milestone_payment',
+  'a user cannot call the service''s RPC'
+);
+
+-- payment_service funds it; a retry with the key does not fund twice
+reset role;
+select tests.authenticate_as_service('payment_service');
+select is(
+  public.fund_milestone_payment(current_setting('fixture.payment')::uuid, 'pi_1Rpc', 'key-fund-1') ->> 'status',
+  'funded',
+  'payment_service funds the payment'
+);
+select is(
+  public.fund_milestone_payment(current_setting('fixture.payment')::uuid, 'pi_1Rpc', 'key-fund-1') ->> 'status',
+  'funded',
+  'a retry with the same key returns the same answer'
+);
+reset role;
+select is(
+  (select count(*)::int from private.ledger_transfers
+    where reference_id = current_setting('fixture.payment')::uuid and code = 'milestone_funding'),
+  1,
+  'the retry posted nothing more'
+);
+
+-- a retry after a failure: the failed call left no key behind
+update private.settings set value = '3600' where key = 'escrow_hold_seconds';
+select tests.authenticate_as('hana');
+select throws_ok(
+  format($$select public.release_milestone_payment(%L, 'key-release-2')$$, current_setting('fixture.payment')),
+  'PT409', null,
+  'a release during the hold period fails'
+);
+reset role;
+update private.settings set value = '0' where key = 'escrow_hold_seconds';
+select tests.authenticate_as('hana');
+select is(
+  public.release_milestone_payment(current_setting('fixture.payment')::uuid, 'key-release-2') ->> 'status',
+  'released',
+  'the same key succeeds once the cause is gone'
+);
+reset role;
+select is(
+  (select count(*)::int from private.ledger_transfers
+    where reference_id = current_setting('fixture.payment')::uuid and code = 'milestone_release'),
+  1,
+  'and the release was posted once'
+);
+
+-- a dispute, opened and resolved through the RPCs
+insert into public.milestone_payments (id, milestone_id, payer_id)
+values ('30000000-0000-0000-0000-000000000002', '20000000-0000-0000-0000-000000000002', tests.get_supabase_uid('hana'));
+select tests.set_milestone_payment_status('30000000-0000-0000-0000-000000000002', 'funded');
+select tests.authenticate_as('carl');
+select set_config(
+  'fixture.dispute',
+  public.open_dispute('30000000-0000-0000-0000-000000000002', 'Counters cracked', 'key-dispute-1') ->> 'id',
+  true
+);
+reset role;
+select is(
+  (select status::text from public.milestone_payments where id = '30000000-0000-0000-0000-000000000002'),
+  'disputed',
+  'the payee opened a dispute through the RPC'
+);
+select tests.authenticate_as('ada', role_name => 'admin');
+select throws_ok(
+  format($$select public.resolve_dispute(%L, 'split', 'half each', 'key-resolve-0')$$, current_setting('fixture.dispute')),
+  'PT422', 'a split settlement is not available yet: release or refund',
+  'a split is refused, for now, with its reason'
+);
+select is(
+  public.resolve_dispute(current_setting('fixture.dispute')::uuid, 'refund', 'Refunded in full', 'key-resolve-1') ->> 'status',
+  'resolved',
+  'an admin resolves the dispute with a refund'
+);
+reset role;
+select is(
+  (select status::text from public.milestone_payments where id = '30000000-0000-0000-0000-000000000002'),
+  'refunded',
+  'the payment was refunded with it'
+);
+select is(
+  (select balance_minor from public.escrow_accounts where project_id = '10000000-0000-0000-0000-000000000001'),
+  0::bigint,
+  'the escrow is empty: one payment released, one refunded'
+);
+
+select * from finish();
+rollback;
