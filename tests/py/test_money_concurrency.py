@@ -1,0 +1,193 @@
+"""Money under concurrency, through the app's own path (authenticator, RLS, RPCs): one
+release of many, withdrawals that never overdraw, a fund racing a cancel. No deadlock
+reaches a client, and the ledger balances afterwards."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from payguard.testing.client import AppClient
+
+WORKERS = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_holds(database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "update private.settings set value = '0' "
+            "where key in ('escrow_hold_seconds', 'payout_hold_seconds')"
+        )
+
+
+@pytest.fixture
+def quiet_client(cluster, database):
+    return AppClient(cluster.socket_url("authenticator", database), reproduce_failures=False)
+
+
+@pytest.fixture
+def kitchen(db, make_user):
+    """A homeowner's project with a contractor, an escrow account and a pending payment."""
+    homeowner, contractor = make_user(), make_user()
+    project_id, milestone_id = uuid.uuid4(), uuid.uuid4()
+    db.execute(
+        "insert into public.projects (id, owner_id, contractor_id, title) values (%s, %s, %s, 'P')",
+        (project_id, homeowner, contractor),
+    )
+    db.execute(
+        "insert into public.project_milestones (id, project_id, position, title, amount_minor, "
+        "currency) values (%s, %s, 1, 'M', 40000, 'USD')",
+        (milestone_id, project_id),
+    )
+    db.execute(
+        "insert into public.escrow_accounts (user_id, project_id, currency) values (%s, %s, 'USD')",
+        (homeowner, project_id),
+    )
+    row = db.execute(
+        "insert into public.milestone_payments (milestone_id, payer_id) values (%s, %s) "
+        "returning id",
+        (milestone_id, homeowner),
+    ).fetchone()
+    assert row is not None
+    return {"homeowner": homeowner, "contractor": contractor, "payment": row[0]}
+
+
+def outcome(call) -> str:
+    try:
+        call()
+    except psycopg.Error as exc:
+        return str(exc.sqlstate)
+    return "ok"
+
+
+def assert_ledger_balances(db):
+    row = db.execute(
+        "select "
+        "(select count(*) from (select transfer_id, bucket from private.ledger_entries "
+        "group by transfer_id, bucket having sum(amount) filter (where side = 'debit') "
+        "<> sum(amount) filter (where side = 'credit')) as t), "
+        "(select sum(credits_posted - debits_posted + credits_pending - debits_pending) "
+        "from private.ledger_balances), "
+        "(select count(*) from private.ledger_accounts as a join private.ledger_balances as b "
+        "on b.account_id = a.id where a.debits_must_not_exceed_credits and "
+        "(a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted) <> "
+        "(b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted))"
+    ).fetchone()
+    assert row == (0, 0, 0)
+
+
+def fund(client: AppClient, payment, key: str = "fund") -> None:
+    with client.as_service("payment_service") as req:
+        req.execute(
+            "select public.fund_milestone_payment(%s, %s, %s)",
+            (payment, f"pi_{uuid.uuid4().hex[:12]}", key),
+        )
+
+
+def test_50_concurrent_releases_of_one_payment_succeed_once(quiet_client, db, kitchen):
+    fund(quiet_client, kitchen["payment"])
+    start = threading.Barrier(WORKERS)
+
+    def release(attempt: int) -> str:
+        if attempt < WORKERS:
+            start.wait()
+
+        def call() -> None:
+            with quiet_client.as_user(kitchen["homeowner"]) as req:
+                req.execute(
+                    "select public.release_milestone_payment(%s, %s)",
+                    (kitchen["payment"], f"release-{attempt}"),
+                )
+
+        return outcome(call)
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        outcomes = Counter(pool.map(release, range(50)))
+    assert outcomes["ok"] == 1, outcomes
+    assert set(outcomes) <= {"ok", "PT404"}, outcomes
+    assert "40P01" not in outcomes
+    released = db.execute(
+        "select count(*) from private.ledger_transfers "
+        "where reference_id = %s and code = 'milestone_release'",
+        (kitchen["payment"],),
+    ).fetchone()
+    assert released == (1,)
+    assert_ledger_balances(db)
+
+
+def test_concurrent_withdrawals_never_overdraw(quiet_client, db, make_user):
+    contractor = make_user()
+    payout = db.execute(
+        "insert into public.payout_methods (user_id, type, processor_account_id, "
+        "processor_external_account_id, currency) values (%s, 'bank_account', 'acct_Conc01', "
+        "%s, 'USD') returning id",
+        (contractor, f"ba_{uuid.uuid4().hex[:10]}"),
+    ).fetchone()
+    assert payout is not None
+    db.execute("select tests.fund_wallet(%s, 1000)", (contractor,))
+
+    def withdraw(attempt: int) -> str:
+        def call() -> None:
+            with quiet_client.as_user(contractor, aal="aal2") as req:
+                req.execute(
+                    "select public.request_withdrawal(%s, 130, 'USD', %s)",
+                    (payout[0], f"withdraw-{attempt}"),
+                )
+
+        return outcome(call)
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        outcomes = Counter(pool.map(withdraw, range(20)))
+    # 1000 holds seven withdrawals of 130 (910); the other thirteen are refused.
+    assert outcomes == Counter({"ok": 7, "PT409": 13}), outcomes
+    row = db.execute(
+        "select a.debits_pending, a.credits_posted - a.debits_posted - a.debits_pending, "
+        "(select sum(amount_minor) from public.withdrawals where user_id = %s) "
+        "from private.ledger_accounts as a where a.kind = 'user_wallet' and a.user_id = %s",
+        (contractor, contractor),
+    ).fetchone()
+    assert row == (910, 90, 910)
+    assert_ledger_balances(db)
+
+
+def test_a_fund_racing_a_cancel_has_one_winner(quiet_client, db, kitchen):
+    start = threading.Barrier(2)
+
+    def funder() -> str:
+        start.wait()
+        return outcome(lambda: fund(quiet_client, kitchen["payment"], "race-fund"))
+
+    def canceler() -> str:
+        start.wait()
+
+        def call() -> None:
+            with quiet_client.as_user(kitchen["homeowner"]) as req:
+                req.execute(
+                    "select public.cancel_milestone_payment(%s, 'race-cancel')",
+                    (kitchen["payment"],),
+                )
+
+        return outcome(call)
+
+    with ThreadPoolExecutor(2) as pool:
+        fund_result, cancel_result = pool.submit(funder), pool.submit(canceler)
+        results = [fund_result.result(), cancel_result.result()]
+    assert results.count("ok") == 1, results
+    assert set(results) <= {"ok", "PT409", "PT404"}, results
+    assert "40P01" not in results
+    status = db.execute(
+        "select status::text from public.milestone_payments where id = %s", (kitchen["payment"],)
+    ).fetchone()
+    assert status in {("funded",), ("canceled",)}
+    funding = db.execute(
+        "select count(*) from private.ledger_transfers where reference_id = %s",
+        (kitchen["payment"],),
+    ).fetchone()
+    assert funding == ((1,) if status == ("funded",) else (0,))
+    assert_ledger_balances(db)
