@@ -121,9 +121,17 @@ begin
 end
 $$;
 
-/** payment_service: mark a pending payment funded by the processor's PaymentIntent. */
+/**
+ * payment_service: a PaymentIntent succeeded for a pending payment. Records the processor's
+ * charge (its id, amount and currency, as the processor reported them) and marks the
+ * payment funded; an amount or currency that differs from the payment's is refused.
+ */
 create function public.fund_milestone_payment(
-  milestone_payment_id uuid, processor_payment_intent_id text, idempotency_key text
+  milestone_payment_id uuid,
+  processor_payment_intent_id text,
+  amount_minor bigint,
+  currency char(3),
+  idempotency_key text
 ) returns jsonb
 language plpgsql
 set search_path = ''
@@ -131,22 +139,42 @@ as $$
 declare
   parameters jsonb := jsonb_build_object(
     'milestone_payment_id', milestone_payment_id,
-    'processor_payment_intent_id', processor_payment_intent_id
+    'processor_payment_intent_id', processor_payment_intent_id,
+    'amount_minor', amount_minor,
+    'currency', currency
   );
   answer jsonb := private.idempotency_replay('fund_milestone_payment', idempotency_key, parameters);
+  payment public.milestone_payments;
 begin
   if answer is not null then
     return answer;
   end if;
+  select * into payment from public.milestone_payments as mp
+  where mp.id = fund_milestone_payment.milestone_payment_id;
+  if not found then
+    raise exception 'no milestone payment % that you may fund', milestone_payment_id
+    using errcode = 'PT404';
+  end if;
+  if (payment.amount_minor, payment.currency)
+    is distinct from (fund_milestone_payment.amount_minor, fund_milestone_payment.currency) then
+    raise exception 'PaymentIntent % is for % %, but milestone payment % is for % %',
+    processor_payment_intent_id, amount_minor, currency,
+    milestone_payment_id, payment.amount_minor, payment.currency
+    using errcode = 'PT409';
+  end if;
+  insert into public.payment_transactions (
+    user_id, type, status, amount_minor, currency, processor_transaction_id, description
+  )
+  values (
+    payment.payer_id, 'charge', 'succeeded', fund_milestone_payment.amount_minor,
+    fund_milestone_payment.currency, fund_milestone_payment.processor_payment_intent_id,
+    'Milestone payment ' || milestone_payment_id
+  );
   update public.milestone_payments as mp
   set status = 'funded',
     processor_payment_intent_id = fund_milestone_payment.processor_payment_intent_id
   where mp.id = fund_milestone_payment.milestone_payment_id
   returning to_jsonb(mp.*) into answer;
-  if answer is null then
-    raise exception 'no milestone payment % that you may fund', milestone_payment_id
-    using errcode = 'PT404';
-  end if;
   return private.idempotency_store('fund_milestone_payment', idempotency_key, parameters, answer);
 end
 $$;
@@ -373,7 +401,8 @@ end
 $$;
 
 grant execute on function public.create_milestone_payment(uuid, text) to authenticated;
-grant execute on function public.fund_milestone_payment(uuid, text, text) to payment_service;
+grant execute on function public.fund_milestone_payment(uuid, text, bigint, char, text)
+to payment_service;
 grant execute on function public.release_milestone_payment(uuid, text) to authenticated;
 grant execute on function public.cancel_milestone_payment(uuid, text) to authenticated;
 grant execute on function public.open_dispute(uuid, text, text) to authenticated;

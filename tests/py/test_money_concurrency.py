@@ -85,7 +85,7 @@ def assert_ledger_balances(db):
 def fund(client: AppClient, payment, key: str = "fund") -> None:
     with client.as_service("payment_service") as req:
         req.execute(
-            "select public.fund_milestone_payment(%s, %s, %s)",
+            "select public.fund_milestone_payment(%s, %s, 40000, 'USD', %s)",
             (payment, f"pi_{uuid.uuid4().hex[:12]}", key),
         )
 

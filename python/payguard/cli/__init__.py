@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli import bench, db, demo, deploy, describe, policies, suites
+from payguard.cli import bench, db, demo, deploy, describe, policies, reconcile, suites
 from payguard.cli.common import State
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.command("test")(suites.run_suites)
 app.command("describe")(describe.describe)
 app.command("demo")(demo.demo)
 app.command("bench")(bench.bench)
+app.command("reconcile")(reconcile.reconcile)
 
 
 @app.callback()

@@ -1,6 +1,6 @@
 -- The payment RPCs: thin wrappers over the same statements, with Stripe's idempotency.
 begin;
-select plan(20);
+select plan(22);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -79,7 +79,7 @@ select throws_ok(
   'nor can the payer release a pending payment'
 );
 select throws_ok(
-  format($$select public.fund_milestone_payment(%L, 'pi_1Rpc', 'key-fund-hana')$$, current_setting('fixture.payment')),
+  format($$select public.fund_milestone_payment(%L, 'pi_1Rpc', 40000, 'USD', 'key-fund-hana')$$, current_setting('fixture.payment')),
   '42501', 'permission denied for function fund_milestone_payment',
   'a user cannot call the service''s RPC'
 );
@@ -87,13 +87,21 @@ select throws_ok(
 -- payment_service funds it; a retry with the key does not fund twice
 reset role;
 select tests.authenticate_as_service('payment_service');
+select throws_ok(
+  format($$select public.fund_milestone_payment(%L, 'pi_1Rpc', 39999, 'USD', 'key-fund-0')$$,
+    current_setting('fixture.payment')),
+  'PT409',
+  format('PaymentIntent pi_1Rpc is for 39999 USD, but milestone payment %s is for 40000 USD',
+    current_setting('fixture.payment')),
+  'a PaymentIntent for another amount does not fund the payment'
+);
 select is(
-  public.fund_milestone_payment(current_setting('fixture.payment')::uuid, 'pi_1Rpc', 'key-fund-1') ->> 'status',
+  public.fund_milestone_payment(current_setting('fixture.payment')::uuid, 'pi_1Rpc', 40000, 'USD', 'key-fund-1') ->> 'status',
   'funded',
   'payment_service funds the payment'
 );
 select is(
-  public.fund_milestone_payment(current_setting('fixture.payment')::uuid, 'pi_1Rpc', 'key-fund-1') ->> 'status',
+  public.fund_milestone_payment(current_setting('fixture.payment')::uuid, 'pi_1Rpc', 40000, 'USD', 'key-fund-1') ->> 'status',
   'funded',
   'a retry with the same key returns the same answer'
 );
@@ -103,6 +111,12 @@ select is(
     where reference_id = current_setting('fixture.payment')::uuid and code = 'milestone_funding'),
   1,
   'the retry posted nothing more'
+);
+select results_eq(
+  $$select type::text, status::text, amount_minor from public.payment_transactions
+    where processor_transaction_id = 'pi_1Rpc'$$,
+  $$values ('charge', 'succeeded', 40000::bigint)$$,
+  'funding recorded the processor''s charge once'
 );
 
 -- a retry after a failure: the failed call left no key behind

@@ -1,0 +1,105 @@
+"""`payguard reconcile`: does the money add up?
+
+Read-only checks, each a query that lists what is wrong:
+- every ledger transfer balances, bucket by bucket, and all accounts sum to zero;
+- every transfer's accounts hold its currency;
+- every limited account's row equals the sums of its entries, and none is overdrawn;
+- every pending transfer is resolved at most once;
+- every escrow account's cached balance equals its ledger balance;
+- every funded milestone payment has its processor transaction (succeeded, same amount and
+  currency) and its funding posted to escrow once, for its amount.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from payguard.db import connect
+
+CHECKS: tuple[tuple[str, str], ...] = (
+    (
+        "unbalanced transfer",
+        "select e.transfer_id::text || ' (' || e.bucket || ')' from private.ledger_entries as e "
+        "group by e.transfer_id, e.bucket "
+        "having sum(e.amount) filter (where e.side = 'debit') "
+        "is distinct from sum(e.amount) filter (where e.side = 'credit')",
+    ),
+    (
+        "money not conserved",
+        "select 'all accounts sum to ' || total::text from (select coalesce(sum("
+        "credits_posted - debits_posted + credits_pending - debits_pending), 0) as total "
+        "from private.ledger_balances) as t where total <> 0",
+    ),
+    (
+        "transfer in a currency its accounts do not hold",
+        "select t.id::text from private.ledger_transfers as t "
+        "join private.ledger_accounts as d on d.id = t.debit_account_id "
+        "join private.ledger_accounts as c on c.id = t.credit_account_id "
+        "where d.currency <> t.currency or c.currency <> t.currency",
+    ),
+    (
+        "account row differs from its entries",
+        "select a.id::text || ' (' || a.kind || ')' from private.ledger_accounts as a "
+        "join private.ledger_balances as b on b.account_id = a.id "
+        "where a.debits_must_not_exceed_credits and (a.debits_pending, a.debits_posted, "
+        "a.credits_pending, a.credits_posted) is distinct from (b.debits_pending, "
+        "b.debits_posted, b.credits_pending, b.credits_posted)",
+    ),
+    (
+        "overdrawn account",
+        "select b.account_id::text || ' (' || b.kind || ')' from private.ledger_balances as b "
+        "join private.ledger_accounts as a on a.id = b.account_id "
+        "where a.debits_must_not_exceed_credits "
+        "and b.debits_pending + b.debits_posted > b.credits_posted",
+    ),
+    (
+        "pending transfer resolved more than once",
+        "select t.pending_id::text from private.ledger_transfers as t "
+        "where t.pending_id is not null group by t.pending_id having count(*) > 1",
+    ),
+    (
+        "escrow balance differs from the ledger",
+        "select e.id::text || ': cached ' || e.balance_minor::text || ', ledger ' "
+        "|| coalesce(b.credits_posted - b.debits_posted, 0)::text "
+        "from public.escrow_accounts as e "
+        "left join private.ledger_accounts as a on a.escrow_account_id = e.id "
+        "left join private.ledger_balances as b on b.account_id = a.id "
+        "where e.balance_minor is distinct from coalesce(b.credits_posted - b.debits_posted, 0)",
+    ),
+    (
+        "funded milestone payment without its processor transaction",
+        "select mp.id::text from public.milestone_payments as mp "
+        "where mp.status in ('funded', 'disputed', 'released', 'refunded') and not exists ("
+        "select from public.payment_transactions as t "
+        "where t.processor_transaction_id = mp.processor_payment_intent_id "
+        "and t.status = 'succeeded' and t.amount_minor = mp.amount_minor "
+        "and t.currency = mp.currency)",
+    ),
+    (
+        "funded milestone payment whose funding is not posted once, for its amount",
+        "select mp.id::text from public.milestone_payments as mp "
+        "where mp.status in ('funded', 'disputed', 'released', 'refunded') and ("
+        "select count(*) filter (where t.amount = mp.amount_minor) || '/' || count(*) "
+        "from private.ledger_transfers as t where t.reference_type = 'milestone_payment' "
+        "and t.reference_id = mp.id and t.code = 'milestone_funding') <> '1/1'",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Difference:
+    check: str
+    subject: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.subject}"
+
+
+def reconcile(url: str) -> list[Difference]:
+    """Every difference found; empty when the money adds up."""
+    found: list[Difference] = []
+    with connect(url) as conn, conn.transaction():
+        conn.execute("set transaction isolation level repeatable read, read only")
+        for name, query in CHECKS:
+            found += [Difference(name, str(subject)) for (subject,) in conn.execute(query)]
+    return found

@@ -1,0 +1,127 @@
+"""payguard reconcile: silent on money that adds up, and loud on each way it cannot."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from payguard.cli import app
+from payguard.deploy import deploy
+from payguard.reconcile import reconcile
+from payguard.testing.client import AppClient
+
+
+@pytest.fixture
+def books(cluster, empty_database, project):
+    """A fresh deploy in which hana funded two milestones and released one to carl."""
+    deploy(cluster.admin_url(empty_database), project)
+    admin = cluster.admin_url(empty_database)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("set role postgres")
+        conn.execute("update private.settings set value = '0' where key = 'escrow_hold_seconds'")
+        hana, carl = uuid.uuid4(), uuid.uuid4()
+        for user, role in ((hana, "homeowner"), (carl, "contractor")):
+            conn.execute(
+                "insert into auth.users (id, aud, role, email, raw_user_meta_data) "
+                "values (%s, 'authenticated', 'authenticated', %s, jsonb_build_object('role', %s::text))",
+                (user, f"{user}@example.test", role),
+            )
+        project_id = uuid.uuid4()
+        conn.execute(
+            "insert into public.projects (id, owner_id, contractor_id, title) "
+            "values (%s, %s, %s, 'Kitchen')",
+            (project_id, hana, carl),
+        )
+        conn.execute(
+            "insert into public.escrow_accounts (user_id, project_id, currency) "
+            "values (%s, %s, 'USD')",
+            (hana, project_id),
+        )
+        payments = []
+        for position in (1, 2):
+            milestone = conn.execute(
+                "insert into public.project_milestones (project_id, position, title, "
+                "amount_minor, currency) values (%s, %s, 'Step', 30000, 'USD') returning id",
+                (project_id, position),
+            ).fetchone()
+            assert milestone is not None
+            payment = conn.execute(
+                "insert into public.milestone_payments (milestone_id, payer_id) "
+                "values (%s, %s) returning id",
+                (milestone[0], hana),
+            ).fetchone()
+            assert payment is not None
+            payments.append(payment[0])
+    client = AppClient(cluster.socket_url("authenticator", empty_database))
+    for number, payment in enumerate(payments):
+        with client.as_service("payment_service") as req:
+            req.execute(
+                "select public.fund_milestone_payment(%s, %s, 30000, 'USD', %s)",
+                (payment, f"pi_{number}Books", f"fund-{number}"),
+            )
+    with client.as_user(hana) as req:
+        req.execute("select public.release_milestone_payment(%s, 'release-0')", (payments[0],))
+    return {"admin": admin, "payments": payments}
+
+
+def test_money_that_adds_up_reconciles(books):
+    assert reconcile(books["admin"]) == []
+    result = CliRunner().invoke(app, ["reconcile", "--db-url", books["admin"]])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("reconciled: 9 checks, no difference")
+
+
+def tamper(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def test_a_cached_escrow_balance_that_drifted_is_reported(books):
+    tamper(books["admin"], "update public.escrow_accounts set balance_minor = balance_minor + 1")
+    assert [d.check for d in reconcile(books["admin"])] == [
+        "escrow balance differs from the ledger"
+    ]
+
+
+def test_an_account_row_that_drifted_is_reported(books):
+    tamper(
+        books["admin"],
+        "update private.ledger_accounts set credits_posted = credits_posted + 5 "
+        "where kind = 'user_wallet'",
+    )
+    assert [d.check for d in reconcile(books["admin"])] == ["account row differs from its entries"]
+
+
+def test_an_unbalanced_transfer_is_reported(books):
+    tamper(
+        books["admin"],
+        "alter table private.ledger_entries disable trigger check_transfer_balances",
+        "insert into private.ledger_entries (transfer_id, account_id, side, bucket, amount) "
+        "select t.id, t.credit_account_id, 'credit', 'posted', 1 "
+        "from private.ledger_transfers as t where t.code = 'platform_fee'",
+    )
+    checks = {d.check for d in reconcile(books["admin"])}
+    assert "unbalanced transfer" in checks
+    assert "money not conserved" in checks
+
+
+def test_a_payment_funded_without_its_processor_transaction_is_reported(books):
+    tamper(
+        books["admin"],
+        "update public.payment_transactions set amount_minor = 29999 "
+        "where processor_transaction_id = 'pi_1Books'",
+    )
+    found = reconcile(books["admin"])
+    assert [(d.check, d.subject) for d in found] == [
+        (
+            "funded milestone payment without its processor transaction",
+            str(books["payments"][1]),
+        )
+    ]
+    result = CliRunner().invoke(app, ["reconcile", "--db-url", books["admin"]])
+    assert result.exit_code == 1
+    assert "1 differences" in result.output
