@@ -26,7 +26,8 @@ def books(cluster, empty_database, project):
         for user, role in ((hana, "homeowner"), (carl, "contractor")):
             conn.execute(
                 "insert into auth.users (id, aud, role, email, raw_user_meta_data) "
-                "values (%s, 'authenticated', 'authenticated', %s, jsonb_build_object('role', %s::text))",
+                "values (%s, 'authenticated', 'authenticated', %s, "
+                "jsonb_build_object('role', %s::text))",
                 (user, f"{user}@example.test", role),
             )
         project_id = uuid.uuid4()
