@@ -379,6 +379,60 @@ with check (
   or ((select auth.jwt()) ->> 'aal') = 'aal2'
 );
 
+-- public.notifications: Payment events a party must hear of. Each user reads their own and marks
+-- them read.
+alter table public.notifications enable row level security;
+alter table public.notifications force row level security;
+revoke all on table public.notifications
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+grant select on table public.notifications to authenticated;
+grant update (
+  read_at
+) on table public.notifications to authenticated;
+grant select on table public.notifications to service_role;
+grant select on table public.notifications to admin;
+do $drop_unlisted$
+declare
+  stale record;
+begin
+  for stale in
+    select p.policyname from pg_catalog.pg_policies as p
+    where
+      p.schemaname = 'public'
+      and p.tablename = 'notifications'
+      and p.policyname not in (
+        'Users can read their own notifications',
+        'Users can update their own notifications',
+        'admin can read all notifications'
+      )
+  loop
+    execute format('drop policy %I on public.notifications', stale.policyname);
+  end loop;
+end
+$drop_unlisted$;
+drop policy if exists "Users can read their own notifications"
+on public.notifications;
+create policy "Users can read their own notifications" on public.notifications
+as permissive
+for select
+to authenticated
+using (user_id = (select auth.uid()));
+drop policy if exists "Users can update their own notifications"
+on public.notifications;
+create policy "Users can update their own notifications" on public.notifications
+as permissive
+for update
+to authenticated
+using (user_id = (select auth.uid()))
+with check (user_id = (select auth.uid()));
+drop policy if exists "admin can read all notifications"
+on public.notifications;
+create policy "admin can read all notifications" on public.notifications
+as permissive
+for select
+to admin
+using (true);
+
 -- public.payment_audit_logs: The audit trail. Only auditors and system admins read it; no one
 -- updates or deletes it.
 alter table public.payment_audit_logs enable row level security;
@@ -962,6 +1016,48 @@ for update
 to authenticated
 using (owner_id = (select auth.uid()))
 with check (owner_id = (select auth.uid()));
+
+-- public.security_alerts: Signals of possible fraud: amount thresholds, velocity limits, new
+-- methods, after hours. Admins and auditors only.
+alter table public.security_alerts enable row level security;
+alter table public.security_alerts force row level security;
+revoke all on table public.security_alerts
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+grant select on table public.security_alerts to service_role;
+grant select on table public.security_alerts to admin;
+grant select on table public.security_alerts to auditor;
+do $drop_unlisted$
+declare
+  stale record;
+begin
+  for stale in
+    select p.policyname from pg_catalog.pg_policies as p
+    where
+      p.schemaname = 'public'
+      and p.tablename = 'security_alerts'
+      and p.policyname not in (
+        'admin can read all security alerts',
+        'auditor can read all security alerts'
+      )
+  loop
+    execute format('drop policy %I on public.security_alerts', stale.policyname);
+  end loop;
+end
+$drop_unlisted$;
+drop policy if exists "admin can read all security alerts"
+on public.security_alerts;
+create policy "admin can read all security alerts" on public.security_alerts
+as permissive
+for select
+to admin
+using (true);
+drop policy if exists "auditor can read all security alerts"
+on public.security_alerts;
+create policy "auditor can read all security alerts" on public.security_alerts
+as permissive
+for select
+to auditor
+using (true);
 
 -- public.subscriptions: Users' subscriptions, as the processor reports them. The owner reads;
 -- payment_service writes.
