@@ -107,6 +107,8 @@ set search_path = ''
 as $$
 declare
   row_values jsonb := to_jsonb(new);
+  -- On update, only what changed: a status change re-reads no text.
+  old_values jsonb := case when tg_op = 'UPDATE' then to_jsonb(old) else '{}' end;
   field record;
   item jsonb;
   item_key text;
@@ -127,7 +129,8 @@ begin
         'pg_catalog.jsonb'::regtype, 'pg_catalog.json'::regtype
       )
   loop
-    continue when field.value is null or jsonb_typeof(field.value) = 'null';
+    continue when field.value is null or jsonb_typeof(field.value) = 'null'
+      or field.value = old_values -> field.key;
     for item in select p from jsonb_path_query(field.value, 'strict $.**') as p loop
       joined := case jsonb_typeof(item)
         when 'string' then item #>> '{}'

@@ -3,6 +3,9 @@ workload lists exactly each user's rows under RLS."""
 
 from __future__ import annotations
 
+import psycopg
+
+from payguard.bench import transitions
 from payguard.bench.rls import run
 from payguard.cluster import APP_ROLE
 from payguard.databases import drop_database, recreate_database
@@ -40,3 +43,36 @@ def test_the_benchmark_lists_each_users_own_rows(cluster, project):
     # 40 payments, each with one of 10 payers and one of 10 payees: 4 per user.
     assert by_name["milestone_payments"].rows_per_listing == 4
     assert all(r.ratio > 0 for r in results)
+
+
+def test_the_release_benchmark_releases_every_payment(cluster, project):
+    database, pgbench_database = "payguard_release_smoke", "payguard_pgbench_smoke"
+    recreate_database(cluster.admin_url(), database)
+    recreate_database(cluster.admin_url(), pgbench_database)
+    try:
+        deploy(cluster.admin_url(database), project)
+        result = transitions.run(
+            cluster.socket_url(APP_ROLE, database),
+            cluster.socket_url("authenticator", database),
+            pgbench_target=(
+                str(cluster.socket_dir),
+                cluster.port() or 0,
+                APP_ROLE,
+                pgbench_database,
+            ),
+            payments=40,
+            clients=4,
+            pgbench_seconds=1,
+            pgbench_scale=1,
+        )
+        with psycopg.connect(cluster.admin_url(database)) as conn:
+            released = conn.execute(
+                "select count(*) from private.ledger_transfers where code = 'milestone_release'"
+            ).fetchone()
+    finally:
+        drop_database(cluster.admin_url(), database)
+        drop_database(cluster.admin_url(), pgbench_database)
+    assert (result.releases, result.failures) == (40, 0)
+    assert released == (40,)
+    assert result.tps > 0
+    assert result.pgbench_tps > 0

@@ -1,63 +1,119 @@
-"""`payguard bench`: the cost of row-level security, as ratios to the owner's own query."""
+"""`payguard bench`: benchmarks, each against a baseline measured in the same run."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from payguard.bench.rls import run
+from payguard.bench import rls, transitions
 from payguard.cli.common import boundary, out, print_json, state
 from payguard.cluster import APP_ROLE, Cluster
+from payguard.databases import recreate_database
 from payguard.reset import reset
 
-BENCH_DATABASE = "payguard_bench"
+RLS_DATABASE = "payguard_bench"
+RELEASE_DATABASE = "payguard_bench_release"
+PGBENCH_DATABASE = "payguard_pgbench"
+
+
+class Suite(StrEnum):
+    all = "all"
+    rls = "rls"
+    transitions = "transitions"
 
 
 @boundary
 def bench(
     ctx: typer.Context,
-    users: Annotated[int, typer.Option(help="Users owning the rows.")] = 10_000,
-    rows: Annotated[int, typer.Option(help="payment_transactions rows.")] = 1_000_000,
-    payments: Annotated[int, typer.Option(help="milestone_payments rows.")] = 200_000,
-    samples: Annotated[int, typer.Option(help="Listings timed per side.")] = 400,
+    only: Annotated[Suite, typer.Option(help="Which benchmark to run.")] = Suite.all,
+    users: Annotated[int, typer.Option(help="RLS: users owning the rows.")] = 10_000,
+    rows: Annotated[int, typer.Option(help="RLS: payment_transactions rows.")] = 1_000_000,
+    payments: Annotated[int, typer.Option(help="RLS: milestone_payments rows.")] = 200_000,
+    samples: Annotated[int, typer.Option(help="RLS: listings timed per side.")] = 400,
+    releases: Annotated[int, typer.Option(help="Transitions: payments to release.")] = 4_000,
+    clients: Annotated[int, typer.Option(help="Transitions: concurrent clients.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the data and the sampling.")] = 7,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
-    """Deploy a database of its own, load it, and time users' listings under RLS against the
-    owner's explicit queries, interleaved in the same run."""
+    """Deploy databases of their own, load them, and report ratios to same-run baselines:
+    RLS listings against the owner's explicit queries; releases per second against
+    pgbench's TPC-B."""
     project = state(ctx).project()
     cluster = Cluster.for_project(project)
-    reset(project, database=BENCH_DATABASE, seed=False)
-    loaded_s, results = run(
-        cluster.socket_url(APP_ROLE, BENCH_DATABASE),
-        users=users,
-        rows=rows,
-        payments=payments,
-        samples=samples,
-        seed=seed,
-    )
-    if as_json:
-        print_json({"load_seconds": round(loaded_s, 1), "results": [r.as_dict() for r in results]})
-        return
-    table = Table(
-        "table",
-        "rows",
-        "RLS ms",
-        "owner ms",
-        "ratio",
-        "set ms",
-        title=f"RLS overhead: medians of {samples} interleaved listings each "
-        f"(data loaded in {loaded_s:.1f} s)",
-    )
-    for r in results:
-        table.add_row(
-            r.name,
-            f"{r.rows_per_listing:.1f}",
-            f"{r.rls_median_ms:.3f}",
-            f"{r.owner_median_ms:.3f}",
-            f"{r.ratio:.3f}x",
-            f"{r.settings_median_ms:.3f}",
+    report: dict[str, object] = {}
+    if only in (Suite.all, Suite.rls):
+        reset(project, database=RLS_DATABASE, seed=False)
+        loaded_s, results = rls.run(
+            cluster.socket_url(APP_ROLE, RLS_DATABASE),
+            users=users,
+            rows=rows,
+            payments=payments,
+            samples=samples,
+            seed=seed,
         )
-    out.print(table)
+        report["rls"] = {
+            "load_seconds": round(loaded_s, 1),
+            "results": [r.as_dict() for r in results],
+        }
+        if not as_json:
+            table = Table(
+                "table",
+                "rows",
+                "RLS ms",
+                "owner ms",
+                "ratio",
+                "set ms",
+                title=f"RLS overhead: medians of {samples} interleaved listings each "
+                f"(data loaded in {loaded_s:.1f} s)",
+            )
+            for r in results:
+                table.add_row(
+                    r.name,
+                    f"{r.rows_per_listing:.1f}",
+                    f"{r.rls_median_ms:.3f}",
+                    f"{r.owner_median_ms:.3f}",
+                    f"{r.ratio:.3f}x",
+                    f"{r.settings_median_ms:.3f}",
+                )
+            out.print(table)
+    if only in (Suite.all, Suite.transitions):
+        reset(project, database=RELEASE_DATABASE, seed=False)
+        recreate_database(cluster.admin_url(), PGBENCH_DATABASE)
+        result = transitions.run(
+            cluster.socket_url(APP_ROLE, RELEASE_DATABASE),
+            cluster.socket_url("authenticator", RELEASE_DATABASE),
+            pgbench_target=(
+                str(cluster.socket_dir),
+                cluster.port() or 0,
+                APP_ROLE,
+                PGBENCH_DATABASE,
+            ),
+            payments=releases,
+            clients=clients,
+            pgbench_seconds=10,
+        )
+        report["transitions"] = result.as_dict()
+        if not as_json:
+            table = Table(
+                "clients",
+                "releases",
+                "seconds",
+                "releases/s",
+                "pgbench TPC-B tps",
+                "ratio",
+                title="Full funded->released transitions against TPC-B, same server, same run",
+            )
+            table.add_row(
+                str(result.clients),
+                str(result.releases),
+                f"{result.seconds:.2f}",
+                f"{result.tps:.0f}",
+                f"{result.pgbench_tps:.0f}",
+                f"{result.ratio:.3f}x",
+            )
+            out.print(table)
+    if as_json:
+        print_json(report)
