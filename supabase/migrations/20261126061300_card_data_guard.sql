@@ -42,9 +42,15 @@ parallel safe
 set search_path = ''
 as $$
 declare
-  -- Full-width digits read as digits; no-break and thin spaces as spaces.
-  digits_only text := translate(
-    candidate, '０１２３４５６７８９' || E'\u00a0\u2007\u2009\u202f', '0123456789    '
+  -- Full-width digits read as digits; no-break and thin spaces as spaces; a UUID (a shape
+  -- no card number has) is no run of digits at all.
+  digits_only text := regexp_replace(
+    translate(
+      candidate, '０１２３４５６７８９' || E'\u00a0\u2007\u2009\u202f', '0123456789    '
+    ),
+    '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}',
+    ' ',
+    'g'
   );
   run text;
   groups text[];

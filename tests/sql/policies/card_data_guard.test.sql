@@ -3,7 +3,7 @@
 -- between groups) in any text or jsonb value, nor a card-verification-like key in any jsonb
 -- object, whoever writes the row. Each refusal is SQLSTATE PT422 and names the table and column.
 begin;
-select plan(64);
+select plan(65);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -179,6 +179,11 @@ select lives_ok(
   'uuid-looking values in a name and in metadata are accepted'
 );
 select lives_ok(
+  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname)
+    values ('credit_card', 'pm_9U2u3I4d5D', 'cus_1A2b3C4d', 'ref 10000008-1234-4123-8123-123456789012')$$,
+  'a UUID all of digits, whose first groups pass Luhn, is still a UUID, not a card number'
+);
+select lives_ok(
   $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
     values ('credit_card', 'pm_5A2b3C4d5E', 'cus_1A2b3C4d',
       '{"checks": {"cvc_check": "pass", "address_line1_check": "pass", "address_postal_code_check": "pass"}}')$$,
@@ -198,8 +203,8 @@ select lives_ok(
 );
 select is(
   (select count(*)::int from public.payment_methods),
-  5,
-  'only the fixture and the four accepted payment methods exist: no refused row was stored'
+  6,
+  'only the fixture and the five accepted payment methods exist: no refused row was stored'
 );
 select is(
   (select nickname from public.payment_methods where id = 'aaaaaaaa-0000-4000-8000-000000000001'),
@@ -418,7 +423,7 @@ select lives_ok(
 reset role;
 select results_eq(
   $$select count(*)::int from public.payment_methods$$,
-  $$values (5)$$,
+  $$values (6)$$,
   'no refused payment method was stored, whoever tried'
 );
 select is(

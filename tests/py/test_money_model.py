@@ -1,0 +1,386 @@
+"""Property-based: random sequences of payment operations by random actors, some hostile,
+checked after every step against a model in Python: statuses, balances, and conservation of
+money. Every call goes through the app's path (authenticator, RLS, RPCs, triggers)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from payguard.testing.client import AppClient
+
+STEPS = {"run": 0}
+MIN_STEPS = 2000
+FEE_BPS = 500
+DUAL_CONTROL = 30_000
+AMOUNTS = st.sampled_from([1_000, 9_999, 20_001, 45_000])
+ACTORS = ("payer", "payee", "stranger", "admin", "payment_service", "escrow_service")
+
+
+def fee(amount: int) -> int:
+    return min(amount, (amount * FEE_BPS + 5_000) // 10_000)
+
+
+@dataclass
+class Payment:
+    id: uuid.UUID
+    amount: int
+    status: str = "pending"
+    dispute: uuid.UUID | None = None
+
+
+@dataclass
+class Withdrawal:
+    id: uuid.UUID
+    amount: int
+    status: str
+    approvals: set[str] = field(default_factory=set)
+
+
+@pytest.fixture(scope="module")
+def settings_for_the_model(database_url):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "update private.settings set value = '0' "
+            "where key in ('escrow_hold_seconds', 'payout_hold_seconds')"
+        )
+        conn.execute(
+            "update private.settings set value = jsonb_build_object('default', %s::int) "
+            "where key = 'withdrawal_dual_control_threshold_minor'",
+            (DUAL_CONTROL,),
+        )
+        conn.execute(
+            "update private.settings set value = (select jsonb_object_agg(level, "
+            "jsonb_build_object('calls', 100000, 'seconds', 60)) "
+            "from unnest(array['low', 'medium', 'high']) as level) where key = 'velocity_limits'"
+        )
+        conn.execute(
+            'update private.settings set value = \'{"time_zone": "UTC", "from": 0, '
+            "\"to\": 24}' where key = 'business_hours'"
+        )
+        conn.execute("update private.fee_schedule set rate_bps = %s, fixed_minor = 0", (FEE_BPS,))
+
+
+class PaymentWorld(RuleBasedStateMachine):
+    """One homeowner, one contractor, a stranger, two admins; a project with escrow."""
+
+    url: str
+    db_url: str
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client = AppClient(self.url, reproduce_failures=False)
+        self.db = psycopg.connect(self.db_url, autocommit=True)
+        ids = [uuid.uuid4() for _ in range(5)]
+        self.users = dict(zip(("payer", "payee", "stranger", "ada", "abe"), ids, strict=True))
+        for name, user in self.users.items():
+            self.db.execute(
+                "insert into auth.users (id, aud, role, email, raw_user_meta_data) values "
+                "(%s, 'authenticated', 'authenticated', %s, jsonb_build_object('role', %s::text))",
+                (user, f"{user}@example.test", "contractor" if name == "payee" else "homeowner"),
+            )
+        self.db.execute(
+            "update public.users set role = 'admin' where id in (%s, %s)",
+            (self.users["ada"], self.users["abe"]),
+        )
+        self.project = uuid.uuid4()
+        self.db.execute(
+            "insert into public.projects (id, owner_id, contractor_id, title) "
+            "values (%s, %s, %s, 'Model')",
+            (self.project, self.users["payer"], self.users["payee"]),
+        )
+        self.db.execute(
+            "insert into public.escrow_accounts (user_id, project_id, currency) "
+            "values (%s, %s, 'USD')",
+            (self.users["payer"], self.project),
+        )
+        self.payout = self.db.execute(
+            "insert into public.payout_methods (user_id, type, processor_account_id, "
+            "processor_external_account_id, currency) values (%s, 'bank_account', 'acct_Model1', "
+            "%s, 'USD') returning id",
+            (self.users["payee"], f"ba_{uuid.uuid4().hex[:12]}"),
+        ).fetchone()[0]  # type: ignore[index]
+        self.payments: list[Payment] = []
+        self.withdrawals: list[Withdrawal] = []
+        self.escrow = 0
+        self.wallet_posted = 0  # credits less posted debits
+        self.wallet_reserved = 0
+        self.positions = 0
+
+    def teardown(self) -> None:
+        self.db.close()
+
+    # -- calling -------------------------------------------------------------------------
+
+    def call(self, actor: str, function: str, *args: object) -> str:
+        """Call an RPC as `actor`; returns 'ok' or the SQLSTATE that refused it."""
+        key = uuid.uuid4().hex
+        placeholders = ", ".join(["%s"] * (len(args) + 1))
+        query = f"select public.{function}({placeholders})"
+        try:
+            with self._as(actor) as req:
+                req.execute(query, (*args, key))
+        except psycopg.Error as exc:
+            return str(exc.sqlstate)
+        return "ok"
+
+    def _as(self, actor: str):
+        if actor in ("payment_service", "escrow_service"):
+            return self.client.as_service(actor)
+        if actor in ("ada", "abe", "admin"):
+            return self.client.as_user(
+                self.users["ada" if actor == "admin" else actor], role="admin"
+            )
+        return self.client.as_user(self.users[actor], aal="aal2")
+
+    # -- rules ---------------------------------------------------------------------------
+
+    @rule(amount=AMOUNTS, actor=st.sampled_from(["payer", "payee", "stranger"]))
+    def create(self, amount: int, actor: str) -> None:
+        self.positions += 1
+        milestone = uuid.uuid4()
+        self.db.execute(
+            "insert into public.project_milestones (id, project_id, position, title, "
+            "amount_minor, currency) values (%s, %s, %s, 'Step', %s, 'USD')",
+            (milestone, self.project, self.positions, amount),
+        )
+        result = self.call(actor, "create_milestone_payment", milestone)
+        if actor == "payer":
+            assert result == "ok", result
+            row = self.db.execute(
+                "select id from public.milestone_payments where milestone_id = %s", (milestone,)
+            ).fetchone()
+            assert row is not None
+            self.payments.append(Payment(row[0], amount))
+        else:
+            assert result == "42501", result
+
+    @precondition(lambda self: self.payments)
+    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    def fund(self, data: st.DataObject, actor: str) -> None:
+        payment = data.draw(st.sampled_from(self.payments))
+        result = self.call(
+            actor,
+            "fund_milestone_payment",
+            payment.id,
+            f"pi_{uuid.uuid4().hex[:16]}",
+            payment.amount,
+            "USD",
+        )
+        if actor == "payment_service" and payment.status == "pending":
+            assert result == "ok", result
+            payment.status = "funded"
+            self.escrow += payment.amount
+        else:
+            assert result != "ok"
+
+    @precondition(lambda self: self.payments)
+    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    def release(self, data: st.DataObject, actor: str) -> None:
+        payment = data.draw(st.sampled_from(self.payments))
+        result = self.call(actor, "release_milestone_payment", payment.id)
+        if actor == "payer" and payment.status == "funded" and payment.dispute is None:
+            assert result == "ok", result
+            self._released(payment)
+        else:
+            assert result != "ok"
+
+    @precondition(lambda self: self.payments)
+    @rule(data=st.data(), actor=st.sampled_from(["payer", "payee", "stranger"]))
+    def dispute(self, data: st.DataObject, actor: str) -> None:
+        payment = data.draw(st.sampled_from(self.payments))
+        result = self.call(actor, "open_dispute", payment.id, "Not as agreed")
+        if actor in ("payer", "payee") and payment.status == "funded":
+            assert result == "ok", result
+            payment.status = "disputed"
+            row = self.db.execute(
+                "select id from public.disputes "
+                "where milestone_payment_id = %s and status = 'open'",
+                (payment.id,),
+            ).fetchone()
+            assert row is not None
+            payment.dispute = row[0]
+        else:
+            assert result != "ok"
+
+    @precondition(lambda self: any(p.dispute for p in self.payments))
+    @rule(
+        data=st.data(),
+        actor=st.sampled_from(["admin", "payer", "payee", "escrow_service"]),
+        outcome=st.sampled_from(["release", "refund"]),
+    )
+    def resolve(self, data: st.DataObject, actor: str, outcome: str) -> None:
+        payment = data.draw(st.sampled_from([p for p in self.payments if p.dispute]))
+        result = self.call(actor, "resolve_dispute", payment.dispute, outcome, "Decided")
+        if actor == "admin":
+            assert result == "ok", result
+            payment.dispute = None
+            if outcome == "release":
+                self._released(payment)
+            else:
+                payment.status = "refunded"
+                self.escrow -= payment.amount
+        else:
+            assert result != "ok"
+
+    @precondition(lambda self: self.payments)
+    @rule(data=st.data(), actor=st.sampled_from(["payer", "payee", "stranger"]))
+    def cancel(self, data: st.DataObject, actor: str) -> None:
+        payment = data.draw(st.sampled_from(self.payments))
+        result = self.call(actor, "cancel_milestone_payment", payment.id)
+        if actor == "payer" and payment.status == "pending":
+            assert result == "ok", result
+            payment.status = "canceled"
+        else:
+            assert result != "ok"
+
+    @rule(amount=AMOUNTS, actor=st.sampled_from(["payee", "stranger"]))
+    def withdraw(self, amount: int, actor: str) -> None:
+        result = self.call(actor, "request_withdrawal", self.payout, amount, "USD")
+        available = self.wallet_posted - self.wallet_reserved
+        if actor == "payee" and amount <= available:
+            assert result == "ok", result
+            row = self.db.execute(
+                "select id, status::text from public.withdrawals where user_id = %s "
+                "order by created_at desc, id limit 1",
+                (self.users["payee"],),
+            ).fetchone()
+            assert row is not None
+            expected = "requested" if amount >= DUAL_CONTROL else "approved"
+            assert row[1] == expected
+            self.withdrawals.append(Withdrawal(row[0], amount, expected))
+            self.wallet_reserved += amount
+        else:
+            assert result != "ok"
+
+    @precondition(lambda self: self.withdrawals)
+    @rule(data=st.data(), actor=st.sampled_from(["ada", "abe", "payee", "payment_service"]))
+    def approve(self, data: st.DataObject, actor: str) -> None:
+        withdrawal = data.draw(st.sampled_from(self.withdrawals))
+        result = self.call(actor, "approve_withdrawal", withdrawal.id)
+        if (
+            actor in ("ada", "abe")
+            and withdrawal.status == "requested"
+            and actor not in withdrawal.approvals
+        ):
+            assert result == "ok", result
+            withdrawal.approvals.add(actor)
+            if len(withdrawal.approvals) == 2:
+                withdrawal.status = "approved"
+        else:
+            assert result != "ok"
+
+    @precondition(lambda self: self.withdrawals)
+    @rule(
+        data=st.data(),
+        actor=st.sampled_from(["payment_service", "payee", "ada"]),
+        succeed=st.booleans(),
+    )
+    def settle(self, data: st.DataObject, actor: str, succeed: bool) -> None:
+        withdrawal = data.draw(st.sampled_from(self.withdrawals))
+        if succeed:
+            result = self.call(
+                actor, "complete_withdrawal", withdrawal.id, f"po_{uuid.uuid4().hex[:12]}"
+            )
+        else:
+            result = self.call(actor, "fail_withdrawal", withdrawal.id, "Bank refused")
+        if actor == "payment_service" and withdrawal.status in ("approved", "processing"):
+            assert result == "ok", result
+            withdrawal.status = "paid" if succeed else "failed"
+            self.wallet_reserved -= withdrawal.amount
+            if succeed:
+                self.wallet_posted -= withdrawal.amount
+        else:
+            assert result != "ok"
+
+    @rule(amount=AMOUNTS)
+    def replay(self, amount: int) -> None:
+        """A retried create with its key pays once; the key with another milestone: PT409."""
+        milestones = []
+        for _ in range(2):
+            self.positions += 1
+            milestone = uuid.uuid4()
+            self.db.execute(
+                "insert into public.project_milestones (id, project_id, position, title, "
+                "amount_minor, currency) values (%s, %s, %s, 'Step', %s, 'USD')",
+                (milestone, self.project, self.positions, amount),
+            )
+            milestones.append(milestone)
+        key = uuid.uuid4().hex
+        answers = []
+        for milestone in (milestones[0], milestones[0], milestones[1]):
+            try:
+                with self._as("payer") as req:
+                    row = req.fetchone(
+                        "select public.create_milestone_payment(%s, %s) ->> 'id'", (milestone, key)
+                    )
+                answers.append(str(row[0]) if row else None)
+            except psycopg.Error as exc:
+                answers.append(str(exc.sqlstate))
+        assert answers[0] == answers[1], answers
+        assert answers[2] == "PT409", answers
+        self.payments.append(Payment(uuid.UUID(answers[0]), amount))
+
+    # -- model upkeep ----------------------------------------------------------------------
+
+    def _released(self, payment: Payment) -> None:
+        payment.status = "released"
+        self.escrow -= payment.amount
+        self.wallet_posted += payment.amount - fee(payment.amount)
+
+    # -- invariants ------------------------------------------------------------------------
+
+    @invariant()
+    def the_database_agrees_with_the_model(self) -> None:
+        STEPS["run"] += 1
+        for payment in self.payments:
+            row = self.db.execute(
+                "select status::text from public.milestone_payments where id = %s", (payment.id,)
+            ).fetchone()
+            assert row == (payment.status,), (payment, row)
+        escrow = self.db.execute(
+            "select balance_minor from public.escrow_accounts where project_id = %s",
+            (self.project,),
+        ).fetchone()
+        assert escrow == (self.escrow,)
+        wallet = self.db.execute(
+            "select coalesce(sum(credits_posted - debits_posted), 0), "
+            "coalesce(sum(debits_pending), 0) from private.ledger_accounts "
+            "where kind = 'user_wallet' and user_id = %s",
+            (self.users["payee"],),
+        ).fetchone()
+        assert wallet == (self.wallet_posted, self.wallet_reserved), wallet
+        conserved = self.db.execute(
+            "select sum(credits_posted - debits_posted + credits_pending - debits_pending) "
+            "from private.ledger_balances"
+        ).fetchone()
+        assert conserved == (0,)
+
+
+def test_random_operations_keep_the_books(cluster, database, settings_for_the_model):
+    PaymentWorld.url = cluster.socket_url("authenticator", database)
+    PaymentWorld.db_url = cluster.socket_url("postgres", database)
+    run_state_machine_as_test(
+        PaymentWorld,
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=40,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        ),
+    )
+    print(f"hypothesis ran {STEPS['run']} checked steps")
+    assert STEPS["run"] >= MIN_STEPS, STEPS["run"]
