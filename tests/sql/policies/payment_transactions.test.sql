@@ -94,7 +94,7 @@ select throws_ok(
   'a charge at the USD threshold at aal1 is refused: it needs MFA'
 );
 select throws_ok(
-  $$insert into public.payment_transactions (amount_minor, currency) values (2500000, 'USD')$$,
+  $$insert into public.payment_transactions (amount_minor, currency) values (900000, 'USD')$$,
   '42501',
   'new row violates row-level security policy "Large payment transactions require MFA (aal2)" for table "payment_transactions"',
   'a charge well above the USD threshold at aal1 is refused'
@@ -170,7 +170,7 @@ select lives_ok(
 );
 select lives_ok(
   $$insert into public.payment_transactions (payment_method_id, amount_minor, currency)
-    values ('aaaaaaaa-0000-4000-8000-0000000000a1', 2500000, 'USD')$$,
+    values ('aaaaaaaa-0000-4000-8000-0000000000a1', 900000, 'USD')$$,
   'a charge well above the USD threshold works at aal2'
 );
 select throws_ok(
