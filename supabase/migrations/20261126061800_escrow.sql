@@ -32,7 +32,7 @@ before insert or update on public.escrow_accounts
 for each row execute function private.refuse_card_data();
 
 create type public.milestone_payment_status as enum (
-  'pending', 'funded', 'released', 'disputed', 'refunded', 'canceled'
+  'pending', 'funded', 'released', 'disputed', 'refunded', 'canceled', 'split'
 );
 
 create table public.milestone_payments (

@@ -11,12 +11,15 @@ create table public.disputes (
   reason text not null check (char_length(reason) between 1 and 5000),
   status public.dispute_status not null default 'open',
   outcome public.dispute_outcome,
+  -- for a split: what the payee gets; the rest goes back to the payer
+  payee_share_minor bigint check (payee_share_minor > 0),
   resolution text check (char_length(resolution) <= 5000),
   resolved_by uuid references public.users (id),
   resolved_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
-  check ((status = 'resolved') = (outcome is not null))
+  check ((status = 'resolved') = (outcome is not null)),
+  check ((outcome = 'split') = (payee_share_minor is not null))
 );
 
 comment on table public.disputes is

@@ -5,6 +5,8 @@
 --                          escrow -> platform fees, the fee
 --   disputed -> released   the same
 --   disputed -> refunded   escrow -> clearing, the amount
+--   disputed -> split      escrow -> payee, the dispute's share less its fee; escrow -> fees,
+--                          the fee; escrow -> clearing, the rest
 --   funded   -> disputed   nothing moves: a disputed payment cannot be released by its payer
 --   pending  -> canceled   nothing had moved
 --
@@ -76,6 +78,25 @@ as $$
   select funded + make_interval(secs => (private.setting('escrow_hold_seconds') #>> '{}')::bigint)
 $$;
 
+/**
+ * The payee's share of a split payment: from its dispute resolved as a split, when that
+ * share is less than the amount; else null.
+ */
+create function private.split_share(payment uuid) returns bigint
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select d.payee_share_minor
+  from public.disputes as d
+  join public.milestone_payments as mp on mp.id = d.milestone_payment_id
+  where d.milestone_payment_id = payment and d.status = 'resolved' and d.outcome = 'split'
+    and d.payee_share_minor < mp.amount_minor
+  order by d.resolved_at desc
+  limit 1
+$$;
+
 /** BEFORE UPDATE trigger on milestone_payments: who may make which transition, and when. */
 create or replace function private.check_milestone_payment_transition() returns trigger
 language plpgsql
@@ -116,6 +137,7 @@ begin
     when 'funded>disputed' then array['payer', 'payee']
     when 'disputed>released' then array['admin', 'escrow_service']
     when 'disputed>refunded' then array['admin', 'escrow_service']
+    when 'disputed>split' then array['admin', 'escrow_service']
   end;
   if allowed is null then
     raise exception 'milestone payment % cannot go from % to %', old.id, old.status, new.status
@@ -143,6 +165,13 @@ begin
       using errcode = 'PT409', hint = 'the project''s owner opens one first';
     end if;
     new.funded_at := now();
+  elsif new.status = 'split' then
+    if private.split_share(old.id) is null then
+      raise exception 'milestone payment % is split only by a dispute resolved with the '
+      'payee''s share', old.id
+      using errcode = 'PT422';
+    end if;
+    new.released_at := now();
   elsif new.status = 'released' then
     if old.status = 'funded' then
       if private.has_open_dispute(old.id) then
@@ -179,6 +208,7 @@ as $$
 declare
   escrow uuid := private.ledger_escrow_account(new.escrow_account_id);
   fee bigint;
+  share bigint;
 begin
   if new.status = 'funded' then
     perform private.ledger_transfer(
@@ -204,11 +234,32 @@ begin
       'milestone_refund', escrow, private.ledger_system_account('processor_clearing', new.currency),
       new.amount_minor, new.currency, false, 'milestone_payment', new.id
     );
+  elsif new.status = 'split' then
+    share := private.split_share(new.id);
+    fee := private.platform_fee(share, new.currency);
+    if share > fee then
+      perform private.ledger_transfer(
+        'milestone_release', escrow, private.ledger_wallet(new.payee_id, new.currency),
+        share - fee, new.currency, false, 'milestone_payment', new.id
+      );
+    end if;
+    if fee > 0 then
+      perform private.ledger_transfer(
+        'platform_fee', escrow, private.ledger_system_account('platform_fees', new.currency),
+        fee, new.currency, false, 'milestone_payment', new.id
+      );
+    end if;
+    perform private.ledger_transfer(
+      'milestone_refund', escrow, private.ledger_system_account('processor_clearing', new.currency),
+      new.amount_minor - share, new.currency, false, 'milestone_payment', new.id
+    );
   end if;
   return null;
 end
 $$;
 
+revoke all on function private.split_share(uuid) from public;
+grant execute on function private.split_share(uuid) to admin, escrow_service;
 revoke all on function private.escrow_account_for_milestone(uuid, char) from public;
 revoke all on function private.has_recent_step_up() from public;
 revoke all on function private.escrow_held_until(timestamptz) from public;

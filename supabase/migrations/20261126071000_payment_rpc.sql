@@ -257,18 +257,24 @@ end
 $$;
 
 /**
- * Admin: resolve an open dispute by releasing the payment to the payee or refunding it to
- * the payer. The dispute and the payment change together.
+ * Admin: resolve an open dispute: release the payment to the payee, refund it to the payer,
+ * or split it (`payee_share_minor` to the payee, the rest back). The dispute and the
+ * payment change together.
  */
 create function public.resolve_dispute(
-  dispute_id uuid, outcome public.dispute_outcome, resolution text, idempotency_key text
+  dispute_id uuid,
+  outcome public.dispute_outcome,
+  resolution text,
+  idempotency_key text,
+  payee_share_minor bigint default null
 ) returns jsonb
 language plpgsql
 set search_path = ''
 as $$
 declare
   parameters jsonb := jsonb_build_object(
-    'dispute_id', dispute_id, 'outcome', outcome, 'resolution', resolution
+    'dispute_id', dispute_id, 'outcome', outcome, 'resolution', resolution,
+    'payee_share_minor', payee_share_minor
   );
   answer jsonb := private.idempotency_replay('resolve_dispute', idempotency_key, parameters);
   payment uuid;
@@ -276,12 +282,9 @@ begin
   if answer is not null then
     return answer;
   end if;
-  if outcome = 'split' then
-    raise exception 'a split settlement is not available yet: release or refund'
-    using errcode = 'PT422';
-  end if;
   update public.disputes as d
   set status = 'resolved', outcome = resolve_dispute.outcome,
+    payee_share_minor = resolve_dispute.payee_share_minor,
     resolution = resolve_dispute.resolution
   where d.id = resolve_dispute.dispute_id and d.status = 'open'
   returning d.milestone_payment_id, to_jsonb(d.*) into payment, answer;
@@ -289,8 +292,9 @@ begin
     raise exception 'no open dispute % that you may resolve', dispute_id using errcode = 'PT404';
   end if;
   update public.milestone_payments as mp
-  set status = case outcome when 'release' then 'released' else 'refunded' end
-    ::public.milestone_payment_status
+  set status = case outcome
+    when 'release' then 'released' when 'refund' then 'refunded' else 'split'
+  end::public.milestone_payment_status
   where mp.id = payment;
   return private.idempotency_store('resolve_dispute', idempotency_key, parameters, answer);
 end
@@ -406,8 +410,9 @@ to payment_service;
 grant execute on function public.release_milestone_payment(uuid, text) to authenticated;
 grant execute on function public.cancel_milestone_payment(uuid, text) to authenticated;
 grant execute on function public.open_dispute(uuid, text, text) to authenticated;
-grant execute on function public.resolve_dispute(uuid, public.dispute_outcome, text, text)
-to admin;
+grant execute on function public.resolve_dispute(
+  uuid, public.dispute_outcome, text, text, bigint
+) to admin;
 grant execute on function public.request_withdrawal(uuid, bigint, char, text) to authenticated;
 grant execute on function public.approve_withdrawal(uuid, text) to admin;
 grant execute on function public.complete_withdrawal(uuid, text, text) to payment_service;

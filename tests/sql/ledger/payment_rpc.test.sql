@@ -1,6 +1,6 @@
 -- The payment RPCs: thin wrappers over the same statements, with Stripe's idempotency.
 begin;
-select plan(22);
+select plan(25);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -161,9 +161,11 @@ select is(
 );
 select tests.authenticate_as('ada', role_name => 'admin');
 select throws_ok(
-  format($$select public.resolve_dispute(%L, 'split', 'half each', 'key-resolve-0')$$, current_setting('fixture.dispute')),
-  'PT422', 'a split settlement is not available yet: release or refund',
-  'a split is refused, for now, with its reason'
+  format($$select public.resolve_dispute(%L, 'split', 'all of it', 'key-resolve-0', 30000)$$,
+    current_setting('fixture.dispute')),
+  'PT422',
+  'milestone payment 30000000-0000-0000-0000-000000000002 is split only by a dispute resolved with the payee''s share',
+  'a split whose share is the whole amount is no split'
 );
 select is(
   public.resolve_dispute(current_setting('fixture.dispute')::uuid, 'refund', 'Refunded in full', 'key-resolve-1') ->> 'status',
@@ -180,6 +182,40 @@ select is(
   (select balance_minor from public.escrow_accounts where project_id = '10000000-0000-0000-0000-000000000001'),
   0::bigint,
   'the escrow is empty: one payment released, one refunded'
+);
+
+-- a split: the payee gets their share less its fee, the rest goes back
+insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
+values ('20000000-0000-0000-0000-000000000003', '10000000-0000-0000-0000-000000000001', 3, 'Paint', 20000, 'USD');
+insert into public.milestone_payments (id, milestone_id, payer_id)
+values ('30000000-0000-0000-0000-000000000003', '20000000-0000-0000-0000-000000000003', tests.get_supabase_uid('hana'));
+select tests.set_milestone_payment_status('30000000-0000-0000-0000-000000000003', 'funded');
+select tests.authenticate_as('hana');
+select set_config(
+  'fixture.split_dispute',
+  public.open_dispute('30000000-0000-0000-0000-000000000003', 'Half the walls', 'key-dispute-2') ->> 'id',
+  true
+);
+reset role;
+select tests.authenticate_as('ada', role_name => 'admin');
+select is(
+  public.resolve_dispute(current_setting('fixture.split_dispute')::uuid, 'split', 'Half done', 'key-resolve-2', 12000)
+    ->> 'payee_share_minor',
+  '12000',
+  'an admin splits the payment: 12000 of 20000 to the payee'
+);
+reset role;
+select results_eq(
+  $$select code, amount from private.ledger_transfers
+    where reference_id = '30000000-0000-0000-0000-000000000003' order by code$$,
+  $$values ('milestone_funding', 20000::bigint), ('milestone_refund', 8000::bigint),
+    ('milestone_release', 11400::bigint), ('platform_fee', 600::bigint)$$,
+  'the split posted the share less its fee to the payee, the fee, and the rest back'
+);
+select is(
+  (select status::text from public.milestone_payments where id = '30000000-0000-0000-0000-000000000003'),
+  'split',
+  'the payment is split'
 );
 
 select * from finish();

@@ -20,7 +20,7 @@ grant select on table public.disputes to payment_service;
 grant select on table public.disputes to escrow_service;
 grant select on table public.disputes to admin;
 grant update (
-  status, outcome, resolution
+  status, outcome, payee_share_minor, resolution
 ) on table public.disputes to admin;
 do $drop_unlisted$
 declare
