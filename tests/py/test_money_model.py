@@ -124,14 +124,17 @@ class PaymentWorld(RuleBasedStateMachine):
 
     # -- calling -------------------------------------------------------------------------
 
-    def call(self, actor: str, function: str, *args: object) -> str:
-        """Call an RPC as `actor`; returns 'ok' or the SQLSTATE that refused it."""
+    def call(
+        self, actor: str, function: str, *args: object, after_key: tuple[object, ...] = ()
+    ) -> str:
+        """Call an RPC as `actor` (a fresh idempotency key after `args`, then `after_key`);
+        returns 'ok' or the SQLSTATE that refused it."""
         key = uuid.uuid4().hex
-        placeholders = ", ".join(["%s"] * (len(args) + 1))
+        placeholders = ", ".join(["%s"] * (len(args) + 1 + len(after_key)))
         query = f"select public.{function}({placeholders})"
         try:
             with self._as(actor) as req:
-                req.execute(query, (*args, key))
+                req.execute(query, (*args, key, *after_key))
         except psycopg.Error as exc:
             return str(exc.sqlstate)
         return "ok"
@@ -219,19 +222,27 @@ class PaymentWorld(RuleBasedStateMachine):
     @rule(
         data=st.data(),
         actor=st.sampled_from(["admin", "payer", "payee", "escrow_service"]),
-        outcome=st.sampled_from(["release", "refund"]),
+        outcome=st.sampled_from(["release", "refund", "split"]),
     )
     def resolve(self, data: st.DataObject, actor: str, outcome: str) -> None:
         payment = data.draw(st.sampled_from([p for p in self.payments if p.dispute]))
-        result = self.call(actor, "resolve_dispute", payment.dispute, outcome, "Decided")
+        share = payment.amount // 2 if outcome == "split" else None
+        result = self.call(
+            actor, "resolve_dispute", payment.dispute, outcome, "Decided", after_key=(share,)
+        )
         if actor == "admin":
             assert result == "ok", result
             payment.dispute = None
+            self.escrow -= payment.amount
             if outcome == "release":
-                self._released(payment)
+                payment.status = "released"
+                self.wallet_posted += payment.amount - fee(payment.amount)
+            elif outcome == "split":
+                assert share is not None
+                payment.status = "split"
+                self.wallet_posted += share - fee(share)
             else:
                 payment.status = "refunded"
-                self.escrow -= payment.amount
         else:
             assert result != "ok"
 
