@@ -267,6 +267,16 @@ def scenario() -> list[Step]:
             ),
         ),
         Step(
+            "Carl (contractor)",
+            "reads his wallet: the payment less the 5% fee, held for the payout hold",
+            True,
+            _rows(
+                "select currency, posted_minor, reserved_minor, withdrawable_minor "
+                "from public.my_wallet_balances()",
+                **carl,
+            ),
+        ),
+        Step(
             "Ada (admin)",
             "reads every payment method, for support",
             True,
