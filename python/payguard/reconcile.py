@@ -69,7 +69,8 @@ CHECKS: tuple[tuple[str, str], ...] = (
     (
         "funded milestone payment without its processor transaction",
         "select mp.id::text from public.milestone_payments as mp "
-        "where mp.status in ('funded', 'disputed', 'released', 'refunded') and not exists ("
+        "where mp.status in ('funded', 'disputed', 'released', 'refunded', 'split') "
+        "and not exists ("
         "select from public.payment_transactions as t "
         "where t.processor_transaction_id = mp.processor_payment_intent_id "
         "and t.status = 'succeeded' and t.amount_minor = mp.amount_minor "
@@ -78,7 +79,7 @@ CHECKS: tuple[tuple[str, str], ...] = (
     (
         "funded milestone payment whose funding is not posted once, for its amount",
         "select mp.id::text from public.milestone_payments as mp "
-        "where mp.status in ('funded', 'disputed', 'released', 'refunded') and ("
+        "where mp.status in ('funded', 'disputed', 'released', 'refunded', 'split') and ("
         "select count(*) filter (where t.amount = mp.amount_minor) || '/' || count(*) "
         "from private.ledger_transfers as t where t.reference_type = 'milestone_payment' "
         "and t.reference_id = mp.id and t.code = 'milestone_funding') <> '1/1'",

@@ -114,7 +114,8 @@ begin
   if new.escrow_account_id is null then
     select e.id into new.escrow_account_id
     from public.escrow_accounts as e
-    where e.project_id = milestone.project_id and e.currency = milestone.currency;
+    where e.project_id = milestone.project_id and e.currency = milestone.currency
+      and e.status = 'open';
   end if;
   return new;
 end

@@ -57,6 +57,14 @@ begin
     new.resolved_by := null;
     new.resolved_at := null;
   elsif new.status is distinct from old.status and new.status <> 'open' then
+    if new.status = 'resolved' and (select auth.uid()) in (
+      select unnest(array[mp.payer_id, mp.payee_id]) from public.milestone_payments as mp
+      where mp.id = new.milestone_payment_id
+    ) then
+      raise exception 'a party to milestone payment % cannot resolve its dispute',
+      new.milestone_payment_id
+      using errcode = 'PT403', hint = 'another admin decides';
+    end if;
     new.resolved_by := (select auth.uid());
     new.resolved_at := now();
   end if;

@@ -32,6 +32,16 @@ values
   || 'the session''s amr) no older than this.'
 );
 
+/** The status of an escrow account (open, frozen, closed), or null. */
+create function private.escrow_status(escrow uuid) returns public.escrow_status
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select e.status from public.escrow_accounts as e where e.id = escrow
+$$;
+
 /** The open escrow account of the milestone's project in `escrow_currency`, if any. */
 create function private.escrow_account_for_milestone(
   milestone uuid, escrow_currency char(3)
@@ -148,6 +158,19 @@ begin
     array_to_string(allowed, ' or '), old.id, old.status, new.status
     using errcode = 'PT403';
   end if;
+  if actor in ('admin', 'escrow_service') and private.is_milestone_payment_party(old.id) then
+    raise exception 'a party to milestone payment % cannot settle it', old.id
+    using errcode = 'PT403', hint = 'another admin decides';
+  end if;
+  if new.status = 'disputed' and not private.has_open_dispute(old.id) then
+    raise exception 'milestone payment % is disputed by opening a dispute over it', old.id
+    using errcode = 'PT409', hint = 'insert into disputes, or call open_dispute';
+  end if;
+  if new.status in ('released', 'refunded', 'split')
+    and private.escrow_status(old.escrow_account_id) = 'frozen' then
+    raise exception 'the escrow account of milestone payment % is frozen', old.id
+    using errcode = 'PT409';
+  end if;
 
   if new.status = 'funded' then
     if new.processor_payment_intent_id is null then
@@ -159,6 +182,9 @@ begin
       new.escrow_account_id,
       private.escrow_account_for_milestone(new.milestone_id, new.currency)
     );
+    if private.escrow_status(new.escrow_account_id) is distinct from 'open' then
+      new.escrow_account_id := null;
+    end if;
     if new.escrow_account_id is null then
       raise exception 'milestone payment % has no open escrow account in % to be funded into',
       old.id, new.currency
@@ -258,6 +284,11 @@ begin
 end
 $$;
 
+revoke all on function private.escrow_status(uuid) from public;
+grant execute on function private.escrow_status(uuid)
+to authenticated, payment_service, escrow_service, admin;
+grant execute on function private.is_milestone_payment_party(uuid)
+to payment_service, escrow_service, admin;
 revoke all on function private.split_share(uuid) from public;
 grant execute on function private.split_share(uuid) to admin, escrow_service;
 revoke all on function private.escrow_account_for_milestone(uuid, char) from public;

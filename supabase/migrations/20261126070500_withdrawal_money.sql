@@ -12,7 +12,7 @@
 insert into private.settings (key, value, description)
 values (
   'withdrawal_dual_control_threshold_minor',
-  '{"default": 500000, "USD": 500000, "EUR": 500000, "GBP": 400000, "JPY": 75000000}',
+  '{"default": 500000, "USD": 500000, "EUR": 500000, "GBP": 400000, "JPY": 750000}',
   'Per currency, the amount in minor units at or above which a withdrawal needs two distinct '
   || 'admins'' approval before it is processed.'
 );
@@ -99,8 +99,15 @@ begin
     using errcode = 'PT409',
     hint = 'released funds become withdrawable after the payout hold';
   end if;
+  -- Dual control counts the day: splitting a large withdrawal into small ones does not
+  -- avoid it.
   new.status := case
-    when new.amount_minor >= private.dual_control_threshold(new.currency) then 'requested'
+    when new.amount_minor + coalesce((
+      select sum(w.amount_minor) from public.withdrawals as w
+      where w.user_id = new.user_id and w.currency = new.currency
+        and w.status not in ('failed', 'canceled')
+        and w.created_at >= date_trunc('day', now() at time zone 'UTC') at time zone 'UTC'
+    ), 0) >= private.dual_control_threshold(new.currency) then 'requested'
     else 'approved'
   end::public.withdrawal_status;
   new.processor_payout_id := null;
@@ -167,6 +174,13 @@ begin
     hint = case
       when new.status = 'approved' then 'two distinct admins approve it, in withdrawal_approvals'
     end;
+  end if;
+  if new.status = 'approved' and (
+    select count(distinct a.approved_by) from public.withdrawal_approvals as a
+    where a.withdrawal_id = old.id
+  ) < 2 then
+    raise exception 'withdrawal % needs two distinct admins'' approval', old.id
+    using errcode = 'PT403';
   end if;
   if new.status = 'paid' and new.processor_payout_id is null then
     raise exception 'withdrawal % needs the processor''s payout id to be paid', old.id

@@ -170,6 +170,13 @@ begin
     fund_milestone_payment.currency, fund_milestone_payment.processor_payment_intent_id,
     'Milestone payment ' || milestone_payment_id
   );
+  if payment.status <> 'pending' then
+    -- The processor took the money but the payment can no longer be funded (the payer
+    -- canceled it meanwhile): the charge stays on record, for a refund; nothing moves here.
+    return private.idempotency_store(
+      'fund_milestone_payment', idempotency_key, parameters, to_jsonb(payment)
+    );
+  end if;
   update public.milestone_payments as mp
   set status = 'funded',
     processor_payment_intent_id = fund_milestone_payment.processor_payment_intent_id

@@ -64,7 +64,7 @@ insert into private.settings (key, value, description)
 values
 (
   'alert_amount_threshold_minor',
-  '{"default": 1000000, "USD": 1000000, "EUR": 1000000, "GBP": 800000, "JPY": 150000000}',
+  '{"default": 1000000, "USD": 1000000, "EUR": 1000000, "GBP": 800000, "JPY": 1500000}',
   'Per currency, the amount at or above which a payment or withdrawal raises a security alert.'
 ),
 (

@@ -182,10 +182,12 @@ class PaymentWorld(RuleBasedStateMachine):
             payment.amount,
             "USD",
         )
-        if actor == "payment_service" and payment.status == "pending":
+        if actor == "payment_service":
+            # The processor's charge is always recorded; only a pending payment is funded by it.
             assert result == "ok", result
-            payment.status = "funded"
-            self.escrow += payment.amount
+            if payment.status == "pending":
+                payment.status = "funded"
+                self.escrow += payment.amount
         else:
             assert result != "ok"
 

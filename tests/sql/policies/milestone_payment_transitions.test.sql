@@ -9,7 +9,7 @@
 --   disputed -> released   admin or escrow_service
 --   disputed -> refunded   admin or escrow_service
 begin;
-select plan(63);
+select plan(64);
 
 -- fixture, as the owner of the tables (postgres, which bypasses RLS)
 -- pgTAP lives in `extensions`, where only the API roles may look names up. The staff and
@@ -161,10 +161,17 @@ select results_eq(
   $$values ('released', true)$$,
   'the released payment holds the time it was released'
 );
-select lives_ok(
+select throws_ok(
   $$update public.milestone_payments set status = 'disputed'
     where id = '30000000-0000-0000-0000-000000000004'$$,
-  'the payer puts a funded payment in dispute'
+  'PT409',
+  'milestone payment 30000000-0000-0000-0000-000000000004 is disputed by opening a dispute over it',
+  'a payment cannot be put in dispute without a dispute to say why'
+);
+select lives_ok(
+  $$insert into public.disputes (milestone_payment_id, reason)
+    values ('30000000-0000-0000-0000-000000000004', 'Doors do not close')$$,
+  'the payer puts a funded payment in dispute by opening a dispute'
 );
 select is(
   (select status::text from public.milestone_payments where id = '30000000-0000-0000-0000-000000000004'),

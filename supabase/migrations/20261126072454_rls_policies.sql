@@ -250,7 +250,7 @@ grant update (
 grant select on table public.milestone_payments to service_role;
 grant select on table public.milestone_payments to payment_service;
 grant update (
-  status, processor_payment_intent_id, escrow_account_id
+  status, processor_payment_intent_id
 ) on table public.milestone_payments to payment_service;
 grant select on table public.milestone_payments to escrow_service;
 grant update (
