@@ -236,6 +236,16 @@ declare
   fee bigint;
   share bigint;
 begin
+  -- Settled without resolve_dispute (escrow_service updating the payment itself): the
+  -- dispute is closed with the same outcome, so no dispute stays open over settled money.
+  if old.status = 'disputed' and new.status in ('released', 'refunded') then
+    update public.disputes as d
+    set status = 'resolved',
+      outcome = case new.status when 'released' then 'release' else 'refund' end
+        ::public.dispute_outcome,
+      resolution = coalesce(d.resolution, 'Settled with the payment')
+    where d.milestone_payment_id = new.id and d.status = 'open';
+  end if;
   if new.status = 'funded' then
     perform private.ledger_transfer(
       'milestone_funding', private.ledger_system_account('processor_clearing', new.currency),

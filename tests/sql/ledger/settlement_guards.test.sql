@@ -2,7 +2,7 @@
 -- control counts the day and the approvals, derived fields stay derived, a late charge
 -- is kept.
 begin;
-select plan(13);
+select plan(15);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -57,6 +57,30 @@ select lives_ok(
   'another admin resolves it'
 );
 reset role;
+
+-- escrow_service settles a disputed payment directly: its dispute is closed with it
+insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
+values ('20000000-0000-0000-0000-000000000009', '10000000-0000-0000-0000-000000000001', 9, 'Trim', 1000, 'USD');
+insert into public.milestone_payments (id, milestone_id, payer_id)
+values ('30000000-0000-0000-0000-000000000009', '20000000-0000-0000-0000-000000000009', tests.get_supabase_uid('hana'));
+select tests.set_milestone_payment_status('30000000-0000-0000-0000-000000000009', 'funded');
+select tests.authenticate_as('hana');
+insert into public.disputes (milestone_payment_id, reason)
+values ('30000000-0000-0000-0000-000000000009', 'Wrong color');
+reset role;
+select tests.authenticate_as_service('escrow_service');
+select lives_ok(
+  $$update public.milestone_payments set status = 'refunded'
+    where id = '30000000-0000-0000-0000-000000000009'$$,
+  'escrow_service refunds a disputed payment directly'
+);
+reset role;
+select results_eq(
+  $$select status::text, outcome::text from public.disputes
+    where milestone_payment_id = '30000000-0000-0000-0000-000000000009'$$,
+  $$values ('resolved', 'refund')$$,
+  'and its dispute is closed with the same outcome'
+);
 
 -- a frozen escrow holds its funds
 update public.escrow_accounts set status = 'frozen' where id = '40000000-0000-0000-0000-000000000001';
