@@ -254,9 +254,10 @@ as $$
 $$;
 
 /**
- * Lock the limited accounts among `accounts`, in id order (so concurrent transfers never
- * deadlock), and add each one's changes; the row's check constraint refuses an overdraft,
- * which is reported as such. Accounts without a limit are neither locked nor updated.
+ * Lock the limited accounts among those `changes` touch, in id order (so concurrent
+ * transfers never deadlock), refuse an overdraft naming the account, and add the changes
+ * to their rows, whose check constraint refuses an overdraft again. Accounts without a
+ * limit are neither locked nor updated. Set-based, with no subtransaction.
  */
 create function private.apply_to_limited_accounts(
   changes private.ledger_entries[]
@@ -266,53 +267,66 @@ security definer
 set search_path = ''
 as $$
 declare
-  account record;
-  escrow uuid;
+  overdrawn record;
 begin
-  for account in
-    select a.id, a.kind, a.escrow_account_id from private.ledger_accounts as a
-    where a.id in (select c.account_id from unnest(changes) as c)
-      and a.debits_must_not_exceed_credits
-    order by a.id
-    -- not FOR UPDATE: that would wait on the key-share locks that inserting a transfer's
-    -- rows takes on both accounts, and two transfers would deadlock
-    for no key update
-  loop
-    begin
-      update private.ledger_accounts as a
-      set
-        debits_pending = a.debits_pending + coalesce((
-          select sum(c.amount) from unnest(changes) as c
-          where c.account_id = account.id and c.side = 'debit' and c.bucket = 'pending'
-        ), 0),
-        debits_posted = a.debits_posted + coalesce((
-          select sum(c.amount) from unnest(changes) as c
-          where c.account_id = account.id and c.side = 'debit' and c.bucket = 'posted'
-        ), 0),
-        credits_pending = a.credits_pending + coalesce((
-          select sum(c.amount) from unnest(changes) as c
-          where c.account_id = account.id and c.side = 'credit' and c.bucket = 'pending'
-        ), 0),
-        credits_posted = a.credits_posted + coalesce((
-          select sum(c.amount) from unnest(changes) as c
-          where c.account_id = account.id and c.side = 'credit' and c.bucket = 'posted'
-        ), 0)
-      where a.id = account.id;
-    exception when check_violation then
-      raise exception '% account % would be overdrawn', account.kind, account.id
-      using errcode = 'PT409', hint = 'its available balance is smaller than the amount';
-    end;
-    if account.kind = 'escrow' then
-      escrow := account.escrow_account_id;
-      -- The cached balance users read: what the escrow holds, posted.
-      update public.escrow_accounts as e
-      set balance_minor = (
-        select a.credits_posted - a.debits_posted from private.ledger_accounts as a
-        where a.id = account.id
-      )
-      where e.id = escrow;
-    end if;
-  end loop;
+  -- not FOR UPDATE: that would wait on the key-share locks that inserting a transfer's rows
+  -- takes on both accounts, and two transfers would deadlock
+  perform 1 from private.ledger_accounts as a
+  where a.id in (select c.account_id from unnest(changes) as c)
+    and a.debits_must_not_exceed_credits
+  order by a.id
+  for no key update;
+
+  select a.kind, a.id into overdrawn
+  from private.ledger_accounts as a
+  join (
+    select
+      c.account_id,
+      coalesce(sum(c.amount) filter (where c.side = 'debit'), 0) as debits,
+      coalesce(sum(c.amount) filter (where c.side = 'credit' and c.bucket = 'posted'), 0)
+      as credits_posted
+    from unnest(changes) as c
+    group by c.account_id
+  ) as change on a.id = change.account_id
+  where a.debits_must_not_exceed_credits
+    and a.debits_pending + a.debits_posted + change.debits
+    > a.credits_posted + change.credits_posted
+  order by a.id
+  limit 1;
+  if found then
+    raise exception '% account % would be overdrawn', overdrawn.kind, overdrawn.id
+    using errcode = 'PT409', hint = 'its available balance is smaller than the amount';
+  end if;
+
+  update private.ledger_accounts as a
+  set
+    debits_pending = a.debits_pending + change.debits_pending,
+    debits_posted = a.debits_posted + change.debits_posted,
+    credits_pending = a.credits_pending + change.credits_pending,
+    credits_posted = a.credits_posted + change.credits_posted
+  from (
+    select
+      c.account_id,
+      coalesce(sum(c.amount) filter (where c.side = 'debit' and c.bucket = 'pending'), 0)
+      as debits_pending,
+      coalesce(sum(c.amount) filter (where c.side = 'debit' and c.bucket = 'posted'), 0)
+      as debits_posted,
+      coalesce(sum(c.amount) filter (where c.side = 'credit' and c.bucket = 'pending'), 0)
+      as credits_pending,
+      coalesce(sum(c.amount) filter (where c.side = 'credit' and c.bucket = 'posted'), 0)
+      as credits_posted
+    from unnest(changes) as c
+    group by c.account_id
+  ) as change
+  where a.id = change.account_id and a.debits_must_not_exceed_credits;
+
+  -- The cached balance users read: what an escrow holds, posted.
+  update public.escrow_accounts as e
+  set balance_minor = a.credits_posted - a.debits_posted
+  from private.ledger_accounts as a
+  where a.escrow_account_id = e.id
+    and a.id in (select c.account_id from unnest(changes) as c)
+    and e.balance_minor is distinct from a.credits_posted - a.debits_posted;
 end
 $$;
 
