@@ -149,8 +149,10 @@ begin
   if answer is not null then
     return answer;
   end if;
+  -- Locked: a cancel racing this call either went first (seen here) or waits for it.
   select * into payment from public.milestone_payments as mp
-  where mp.id = fund_milestone_payment.milestone_payment_id;
+  where mp.id = fund_milestone_payment.milestone_payment_id
+  for update;
   if not found then
     raise exception 'no milestone payment % that you may fund', milestone_payment_id
     using errcode = 'PT404';

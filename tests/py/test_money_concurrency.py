@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
+from payguard.reconcile import reconcile
 from payguard.testing.client import AppClient
 
 WORKERS = 8
@@ -74,22 +75,6 @@ def outcome(call) -> str:
     return "ok"
 
 
-def assert_ledger_balances(db):
-    row = db.execute(
-        "select "
-        "(select count(*) from (select transfer_id, bucket from private.ledger_entries "
-        "group by transfer_id, bucket having sum(amount) filter (where side = 'debit') "
-        "<> sum(amount) filter (where side = 'credit')) as t), "
-        "(select sum(credits_posted - debits_posted + credits_pending - debits_pending) "
-        "from private.ledger_balances), "
-        "(select count(*) from private.ledger_accounts as a join private.ledger_balances as b "
-        "on b.account_id = a.id where a.debits_must_not_exceed_credits and "
-        "(a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted) <> "
-        "(b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted))"
-    ).fetchone()
-    assert row == (0, 0, 0)
-
-
 def fund(client: AppClient, payment, key: str = "fund") -> None:
     with client.as_service("payment_service") as req:
         req.execute(
@@ -126,7 +111,7 @@ def test_50_concurrent_releases_of_one_payment_succeed_once(quiet_client, db, ki
         (kitchen["payment"],),
     ).fetchone()
     assert released == (1,)
-    assert_ledger_balances(db)
+    assert reconcile(db.info.dsn) == []
 
 
 def test_concurrent_withdrawals_never_overdraw(quiet_client, db, make_user):
@@ -161,7 +146,7 @@ def test_concurrent_withdrawals_never_overdraw(quiet_client, db, make_user):
         (contractor, contractor),
     ).fetchone()
     assert row == (910, 90, 910)
-    assert_ledger_balances(db)
+    assert reconcile(db.info.dsn) == []
 
 
 def test_a_fund_racing_a_cancel_has_one_winner(quiet_client, db, kitchen):
@@ -185,17 +170,80 @@ def test_a_fund_racing_a_cancel_has_one_winner(quiet_client, db, kitchen):
 
     with ThreadPoolExecutor(2) as pool:
         fund_result, cancel_result = pool.submit(funder), pool.submit(canceler)
-        results = [fund_result.result(), cancel_result.result()]
-    assert results.count("ok") == 1, results
-    assert set(results) <= {"ok", "PT409", "PT404"}, results
-    assert "40P01" not in results
-    status = db.execute(
+        funded, canceled = fund_result.result(), cancel_result.result()
+    row = db.execute(
         "select status::text from public.milestone_payments where id = %s", (kitchen["payment"],)
     ).fetchone()
-    assert status in {("funded",), ("canceled",)}
-    funding = db.execute(
+    assert row is not None
+    transfers = db.execute(
         "select count(*) from private.ledger_transfers where reference_id = %s",
         (kitchen["payment"],),
     ).fetchone()
-    assert funding == ((1,) if status == ("funded",) else (0,))
-    assert_ledger_balances(db)
+    charges = db.execute(
+        "select count(*) from public.payment_transactions where description = %s",
+        (f"Milestone payment {kitchen['payment']}",),
+    ).fetchone()
+    if row[0] == "funded":
+        # The fund won: the cancel came second and was refused.
+        assert (funded, canceled) == ("ok", "PT409"), (funded, canceled)
+        assert transfers == (1,)
+    else:
+        # The cancel won: the processor's charge is kept on record, and nothing was funded.
+        assert row[0] == "canceled"
+        assert (funded, canceled) == ("ok", "ok"), (funded, canceled)
+        assert transfers == (0,)
+    assert charges == (1,)
+    assert reconcile(db.info.dsn) == []
+
+
+@pytest.mark.parametrize("first", ["fund", "cancel"])
+def test_a_fund_and_a_cancel_in_either_order(quiet_client, db, kitchen, database_url, first):
+    """Both orders of the race, forced: the second call waits for the first's lock."""
+    tag = uuid.uuid4().hex[:12]
+    statements = {
+        "fund": (
+            "payment_service",
+            f"select public.fund_milestone_payment(%s, 'pi_{tag}', 40000, 'USD', 'fund-{tag}')",
+        ),
+        "cancel": ("homeowner", f"select public.cancel_milestone_payment(%s, 'cancel-{tag}')"),
+    }
+    second = "cancel" if first == "fund" else "fund"
+
+    def request(which: str):
+        actor, _ = statements[which]
+        if actor == "payment_service":
+            return quiet_client.as_service("payment_service")
+        return quiet_client.as_user(kitchen["homeowner"])
+
+    results: dict[str, str] = {}
+    with request(first) as holder:
+        holder.execute(statements[first][1], (kitchen["payment"],))
+        waiter = ThreadPoolExecutor(1).submit(
+            lambda: outcome(
+                lambda: _run(request(second), statements[second][1], kitchen["payment"])
+            )
+        )
+        time_to_block = threading.Event()
+        time_to_block.wait(0.3)
+    results[second] = waiter.result(timeout=30)
+    status = db.execute(
+        "select status::text from public.milestone_payments where id = %s", (kitchen["payment"],)
+    ).fetchone()
+    if first == "fund":
+        assert status == ("funded",)
+        assert results["cancel"] == "PT409"
+    else:
+        assert status == ("canceled",)
+        assert results["fund"] == "ok"
+        charge = db.execute(
+            "select status::text from public.payment_transactions "
+            "where processor_transaction_id = %s",
+            (f"pi_{tag}",),
+        ).fetchone()
+        assert charge == ("succeeded",)
+    assert reconcile(db.info.dsn) == []
+
+
+def _run(request, query: str, payment) -> None:
+    with request as req:
+        req.execute(query, (payment,))
