@@ -65,9 +65,3 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
         )
-
-
-def database_exists(admin_url: str, name: str) -> bool:
-    with connect(admin_url) as conn:
-        row = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
-        return row is not None

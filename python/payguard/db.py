@@ -47,12 +47,6 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def with_database(url: str, database: str) -> str:
-    """The same server and credentials, another database."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
 def is_superuser(conn: Connection) -> bool:
     row = conn.execute("select rolsuper from pg_roles where rolname = current_user").fetchone()
     return bool(row and row[0])
