@@ -1,6 +1,6 @@
 -- Schema-wide rules that every payment table keeps, whatever table is added next.
 begin;
-select plan(9);
+select plan(10);
 
 -- every foreign key has an index that starts with its columns
 select is_empty(
@@ -121,6 +121,21 @@ select is_empty(
     )
   $$,
   'every table in public has the card-data guard'
+);
+
+-- a guard that fires on update of listed columns lists every text and json column
+select is_empty(
+  $$
+  select c.relname || '.' || a.attname
+  from pg_trigger as t
+  join pg_class as c on c.oid = t.tgrelid
+  join pg_attribute as a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+  where t.tgfoid = 'private.refuse_card_data()'::regprocedure
+    and cardinality(t.tgattr::int2[]) > 0
+    and a.atttypid in ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'jsonb'::regtype, 'json'::regtype)
+    and not a.attnum = any(t.tgattr::int2[])
+  $$,
+  'a card-data guard limited to some columns on update lists every text column of its table'
 );
 
 select * from finish();
