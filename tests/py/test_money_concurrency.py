@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from payguard.reconcile import reconcile
-from payguard.testing.client import AppClient
+from payguard.testing.client import ApiError, AppClient
 
 WORKERS = 8
 
@@ -70,17 +70,14 @@ def kitchen(db, make_user):
 def outcome(call) -> str:
     try:
         call()
-    except psycopg.Error as exc:
+    except (psycopg.Error, ApiError) as exc:
         return str(exc.sqlstate)
     return "ok"
 
 
 def fund(client: AppClient, payment, key: str = "fund") -> None:
     with client.as_service("payment_service") as req:
-        req.execute(
-            "select public.fund_milestone_payment(%s, %s, 40000, 'USD', %s)",
-            (payment, f"pi_{uuid.uuid4().hex[:12]}", key),
-        )
+        req.rpc("fund_milestone_payment", payment, f"pi_{uuid.uuid4().hex[:12]}", 40000, "USD", key)
 
 
 def test_50_concurrent_releases_of_one_payment_succeed_once(quiet_client, db, kitchen):
@@ -93,10 +90,7 @@ def test_50_concurrent_releases_of_one_payment_succeed_once(quiet_client, db, ki
 
         def call() -> None:
             with quiet_client.as_user(kitchen["homeowner"]) as req:
-                req.execute(
-                    "select public.release_milestone_payment(%s, %s)",
-                    (kitchen["payment"], f"release-{attempt}"),
-                )
+                req.rpc("release_milestone_payment", kitchen["payment"], f"release-{attempt}")
 
         return outcome(call)
 
@@ -128,10 +122,7 @@ def test_concurrent_withdrawals_never_overdraw(quiet_client, db, make_user):
     def withdraw(attempt: int) -> str:
         def call() -> None:
             with quiet_client.as_user(contractor, aal="aal2") as req:
-                req.execute(
-                    "select public.request_withdrawal(%s, 130, 'USD', %s)",
-                    (payout[0], f"withdraw-{attempt}"),
-                )
+                req.rpc("request_withdrawal", payout[0], 130, "USD", f"withdraw-{attempt}")
 
         return outcome(call)
 
@@ -161,10 +152,7 @@ def test_a_fund_racing_a_cancel_has_one_winner(quiet_client, db, kitchen):
 
         def call() -> None:
             with quiet_client.as_user(kitchen["homeowner"]) as req:
-                req.execute(
-                    "select public.cancel_milestone_payment(%s, 'race-cancel')",
-                    (kitchen["payment"],),
-                )
+                req.rpc("cancel_milestone_payment", kitchen["payment"], "race-cancel")
 
         return outcome(call)
 
@@ -200,28 +188,27 @@ def test_a_fund_racing_a_cancel_has_one_winner(quiet_client, db, kitchen):
 def test_a_fund_and_a_cancel_in_either_order(quiet_client, db, kitchen, database_url, first):
     """Both orders of the race, forced: the second call waits for the first's lock."""
     tag = uuid.uuid4().hex[:12]
-    statements = {
+    calls: dict[str, tuple[str, str, tuple[object, ...]]] = {
         "fund": (
             "payment_service",
-            f"select public.fund_milestone_payment(%s, 'pi_{tag}', 40000, 'USD', 'fund-{tag}')",
+            "fund_milestone_payment",
+            (f"pi_{tag}", 40000, "USD", f"fund-{tag}"),
         ),
-        "cancel": ("homeowner", f"select public.cancel_milestone_payment(%s, 'cancel-{tag}')"),
+        "cancel": ("homeowner", "cancel_milestone_payment", (f"cancel-{tag}",)),
     }
     second = "cancel" if first == "fund" else "fund"
 
     def request(which: str):
-        actor, _ = statements[which]
+        actor = calls[which][0]
         if actor == "payment_service":
             return quiet_client.as_service("payment_service")
         return quiet_client.as_user(kitchen["homeowner"])
 
     results: dict[str, str] = {}
     with request(first) as holder:
-        holder.execute(statements[first][1], (kitchen["payment"],))
+        holder.rpc(calls[first][1], kitchen["payment"], *calls[first][2])
         waiter = ThreadPoolExecutor(1).submit(
-            lambda: outcome(
-                lambda: _run(request(second), statements[second][1], kitchen["payment"])
-            )
+            lambda: outcome(lambda: _run(request(second), calls[second], kitchen["payment"]))
         )
         time_to_block = threading.Event()
         time_to_block.wait(0.3)
@@ -244,6 +231,6 @@ def test_a_fund_and_a_cancel_in_either_order(quiet_client, db, kitchen, database
     assert reconcile(db.info.dsn) == []
 
 
-def _run(request, query: str, payment) -> None:
+def _run(request, call: tuple[str, str, tuple[object, ...]], payment) -> None:
     with request as req:
-        req.execute(query, (payment,))
+        req.rpc(call[1], payment, *call[2])

@@ -59,12 +59,16 @@ def books(cluster, empty_database, project):
     client = AppClient(cluster.socket_url("authenticator", empty_database))
     for number, payment in enumerate(payments):
         with client.as_service("payment_service") as req:
-            req.execute(
-                "select public.fund_milestone_payment(%s, %s, 30000, 'USD', %s)",
-                (payment, f"pi_{number}Books", f"fund-{number}"),
+            req.rpc(
+                "fund_milestone_payment",
+                payment,
+                f"pi_{number}Books",
+                30000,
+                "USD",
+                f"fund-{number}",
             )
     with client.as_user(hana) as req:
-        req.execute("select public.release_milestone_payment(%s, 'release-0')", (payments[0],))
+        req.rpc("release_milestone_payment", payments[0], "release-0")
     return {"admin": admin, "payments": payments}
 
 

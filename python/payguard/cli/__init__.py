@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli import bench, db, demo, deploy, describe, policies, reconcile, suites
+from payguard.cli import audit, bench, db, demo, deploy, describe, policies, reconcile, suites
 from payguard.cli.common import State
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(policies.app, name="policies")
+app.add_typer(audit.app, name="audit")
 app.command("deploy")(deploy.deploy)
 app.command("test")(suites.run_suites)
 app.command("describe")(describe.describe)

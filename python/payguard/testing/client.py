@@ -17,6 +17,18 @@ from payguard.testing.request import Request, service_claims, user_claims
 Params = Sequence[Any] | Mapping[str, Any] | None
 
 
+class ApiError(Exception):
+    """An RPC answered with an error status, as PostgREST would turn it into an HTTP error:
+    the status, and PostgREST's body ({code, message, details, hint}). Its `sqlstate` is the
+    body's code, so callers handle it like a database error."""
+
+    def __init__(self, status: int, body: Mapping[str, Any]) -> None:
+        self.status = status
+        self.body = dict(body)
+        self.sqlstate = str(body.get("code"))
+        super().__init__(f"HTTP {status} {self.sqlstate}: {body.get('message')}")
+
+
 class Session:
     """One request's transaction. Every statement is recorded for the reproduction."""
 
@@ -40,6 +52,22 @@ class Session:
     def scalar(self, query: str, params: Params = None) -> Any:
         row = self.fetchone(query, params)
         return None if row is None else row[0]
+
+    def rpc(self, function: str, *args: Any) -> Any:
+        """POST /rpc/<function>: call public.<function> with positional arguments and return
+        its answer. An answer with an error status in response.status is raised as ApiError
+        (the request then commits, as PostgREST commits it)."""
+        placeholders = ", ".join(["%s"] * len(args))
+        row = self.fetchone(
+            f"select answer, current_setting('response.status', true) "
+            f"from public.{function}({placeholders}) as answer",
+            args,
+        )
+        assert row is not None
+        answer, status = row
+        if status and int(status) >= 400:
+            raise ApiError(int(status), answer)
+        return answer
 
 
 class AppClient:
@@ -96,6 +124,10 @@ class AppClient:
                 for name, value in request.settings():
                     conn.execute("select set_config(%s, %s, true)", (name, value))
                 yield session
+            except ApiError:
+                # PostgREST commits a request whose function returned an error status.
+                conn.execute("commit")
+                raise
             except BaseException:
                 conn.execute("rollback")
                 if self.reproduce_failures:

@@ -7,7 +7,8 @@
 -- settings are cleared, as PostgREST no longer sets them.
 
 create schema tests;
-grant usage on schema tests to anon, authenticated, service_role;
+grant usage on schema tests
+to anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 
 /**
  * Create a confirmed Supabase user known to the tests by `identifier`, and its public
@@ -309,4 +310,27 @@ as $$
   )
 $$;
 
-grant execute on all functions in schema tests to anon, authenticated, service_role;
+/**
+ * What PostgREST makes of an RPC's answer: when the call set response.status to an error
+ * status, the answer is the error ({code, message, details, hint}), raised here so that
+ * throws_ok can check it. Clears response.status for the next call.
+ */
+create function tests.raise_if_refused(answer jsonb) returns jsonb
+language plpgsql
+as $$
+declare
+  status integer := coalesce(nullif(current_setting('response.status', true), ''), '200')::integer;
+begin
+  perform set_config('response.status', '', true);
+  if status >= 400 then
+    raise exception '%', answer ->> 'message'
+    using errcode = answer ->> 'code',
+    detail = coalesce(answer ->> 'details', ''),
+    hint = coalesce(answer ->> 'hint', '');
+  end if;
+  return answer;
+end
+$$;
+
+grant execute on all functions in schema tests
+to anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;

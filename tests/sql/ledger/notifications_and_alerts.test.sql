@@ -162,7 +162,7 @@ select throws_ok(
   'the third is refused with PT429'
 );
 select throws_ok(
-  $$select public.request_withdrawal('50000000-0000-0000-0000-000000000001', 1000, 'USD', 'key-w3')$$,
+  $$select tests.raise_if_refused(public.request_withdrawal('50000000-0000-0000-0000-000000000001', 1000, 'USD', 'key-w3'))$$,
   'PT429', 'too many withdrawals.insert calls: at most 2 per 60 seconds',
   'through the RPC too: the limit lives on the table'
 );

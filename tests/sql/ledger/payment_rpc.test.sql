@@ -40,17 +40,17 @@ select is(
   'and does not pay twice'
 );
 select throws_ok(
-  $$select public.create_milestone_payment('20000000-0000-0000-0000-000000000002', 'key-create-1')$$,
+  $$select tests.raise_if_refused(public.create_milestone_payment('20000000-0000-0000-0000-000000000002', 'key-create-1'))$$,
   'PT409', 'idempotency key key-create-1 was already used with other parameters',
   'the same key with other parameters is refused'
 );
 select throws_ok(
-  $$select public.create_milestone_payment('20000000-0000-0000-0000-000000000001', '')$$,
+  $$select tests.raise_if_refused(public.create_milestone_payment('20000000-0000-0000-0000-000000000001', ''))$$,
   'PT422', 'an idempotency key of 1 to 255 characters is required',
   'a call without a key is refused'
 );
 select throws_ok(
-  $$select public.create_milestone_payment('20000000-0000-0000-0000-000000000001', 'key-create-2')$$,
+  $$select tests.raise_if_refused(public.create_milestone_payment('20000000-0000-0000-0000-000000000001', 'key-create-2'))$$,
   '23505', null,
   'a new key does not pay the same milestone twice either'
 );
@@ -59,27 +59,27 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('carl');
 select throws_ok(
-  $$select public.create_milestone_payment('20000000-0000-0000-0000-000000000002', 'key-create-1')$$,
+  $$select tests.raise_if_refused(public.create_milestone_payment('20000000-0000-0000-0000-000000000002', 'key-create-1'))$$,
   '42501', 'new row violates row-level security policy for table "milestone_payments"',
   'another user''s key replays nothing: carl''s call goes through the policies, and fails'
 );
 
 -- the RPCs meet the same checks as a direct UPDATE
 select throws_ok(
-  format($$select public.release_milestone_payment(%L, 'key-release-carl')$$, current_setting('fixture.payment')),
+  format($$select tests.raise_if_refused(public.release_milestone_payment(%L, 'key-release-carl'))$$, current_setting('fixture.payment')),
   'PT404', format('no milestone payment %s that you may release', current_setting('fixture.payment')),
   'the payee cannot release through the RPC either'
 );
 reset role;
 select tests.authenticate_as('hana');
 select throws_ok(
-  format($$select public.release_milestone_payment(%L, 'key-release-1')$$, current_setting('fixture.payment')),
+  format($$select tests.raise_if_refused(public.release_milestone_payment(%L, 'key-release-1'))$$, current_setting('fixture.payment')),
   'PT409',
   format('milestone payment %s cannot go from pending to released', current_setting('fixture.payment')),
   'nor can the payer release a pending payment'
 );
 select throws_ok(
-  format($$select public.fund_milestone_payment(%L, 'pi_1Rpc', 40000, 'USD', 'key-fund-hana')$$, current_setting('fixture.payment')),
+  format($$select tests.raise_if_refused(public.fund_milestone_payment(%L, 'pi_1Rpc', 40000, 'USD', 'key-fund-hana'))$$, current_setting('fixture.payment')),
   '42501', 'permission denied for function fund_milestone_payment',
   'a user cannot call the service''s RPC'
 );
@@ -88,7 +88,7 @@ select throws_ok(
 reset role;
 select tests.authenticate_as_service('payment_service');
 select throws_ok(
-  format($$select public.fund_milestone_payment(%L, 'pi_1Rpc', 39999, 'USD', 'key-fund-0')$$,
+  format($$select tests.raise_if_refused(public.fund_milestone_payment(%L, 'pi_1Rpc', 39999, 'USD', 'key-fund-0'))$$,
     current_setting('fixture.payment')),
   'PT409',
   format('PaymentIntent pi_1Rpc is for 39999 USD, but milestone payment %s is for 40000 USD',
@@ -123,7 +123,7 @@ select results_eq(
 update private.settings set value = '3600' where key = 'escrow_hold_seconds';
 select tests.authenticate_as('hana');
 select throws_ok(
-  format($$select public.release_milestone_payment(%L, 'key-release-2')$$, current_setting('fixture.payment')),
+  format($$select tests.raise_if_refused(public.release_milestone_payment(%L, 'key-release-2'))$$, current_setting('fixture.payment')),
   'PT409', null,
   'a release during the hold period fails'
 );
@@ -161,7 +161,7 @@ select is(
 );
 select tests.authenticate_as('ada', role_name => 'admin');
 select throws_ok(
-  format($$select public.resolve_dispute(%L, 'split', 'all of it', 'key-resolve-0', 30000)$$,
+  format($$select tests.raise_if_refused(public.resolve_dispute(%L, 'split', 'all of it', 'key-resolve-0', 30000))$$,
     current_setting('fixture.dispute')),
   'PT422',
   'milestone payment 30000000-0000-0000-0000-000000000002 is split only by a dispute resolved with the payee''s share',

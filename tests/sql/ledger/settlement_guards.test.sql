@@ -39,7 +39,7 @@ values ('50000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-0000000
 -- an admin who is a party settles nothing of their own
 select tests.authenticate_as('carl', role_name => 'admin');
 select throws_ok(
-  $$select public.resolve_dispute('50000000-0000-0000-0000-000000000001', 'release', 'mine', 'k1')$$,
+  $$select tests.raise_if_refused(public.resolve_dispute('50000000-0000-0000-0000-000000000001', 'release', 'mine', 'k1'))$$,
   'PT403',
   'a party to milestone payment 30000000-0000-0000-0000-000000000001 cannot resolve its dispute',
   'the payee, though an admin, cannot resolve a dispute over their own payment'
@@ -53,7 +53,7 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('ada', role_name => 'admin');
 select lives_ok(
-  $$select public.resolve_dispute('50000000-0000-0000-0000-000000000001', 'release', 'fair', 'k2')$$,
+  $$select tests.raise_if_refused(public.resolve_dispute('50000000-0000-0000-0000-000000000001', 'release', 'fair', 'k2'))$$,
   'another admin resolves it'
 );
 reset role;
@@ -94,7 +94,7 @@ select throws_ok(
 reset role;
 select tests.authenticate_as_service('payment_service');
 select throws_ok(
-  $$select public.fund_milestone_payment('30000000-0000-0000-0000-000000000003', 'pi_1Frozen', 40000, 'USD', 'kf')$$,
+  $$select tests.raise_if_refused(public.fund_milestone_payment('30000000-0000-0000-0000-000000000003', 'pi_1Frozen', 40000, 'USD', 'kf'))$$,
   'PT409',
   'milestone payment 30000000-0000-0000-0000-000000000003 has no open escrow account in USD to be funded into',
   'nothing is funded into a frozen escrow'

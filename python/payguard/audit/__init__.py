@@ -1,0 +1,1 @@
+"""The audit trail's tools: seal the hash chain, verify it, anchor its head."""

@@ -1,0 +1,227 @@
+"""Verify the audit log's hash chain, independently of the database's own functions.
+
+Every sealed row of public.payment_audit_logs carries
+    row_hash = sha256(prev_hash || canonical serialization of the row)
+and prev_hash is the row_hash of the sealed row before it (32 zero bytes at the start, or
+the hash recorded by the last retention purge). private.audit_seals records, for each
+sealing, the seq the chain was sealed through, the head hash there, and the seqs that hold
+no row (their transactions rolled back). From these, verify names the first seq at which
+the log departs from what was sealed:
+
+* a row whose contents changed         -> its seq (its hash no longer matches);
+* a row deleted                        -> its seq (a seq that is neither present nor skipped);
+* a row inserted                       -> its seq (it holds a skipped seq, sits inside the
+                                          sealed range unsealed, or breaks the links);
+* rows swapped or renumbered           -> the first seq that moved;
+* the tail truncated                   -> the first seq removed (the head record says how far
+                                          the chain was sealed);
+* a recorded head or an anchor not matched.
+
+The canonical serialization is computed here by a query of our own, from built-in functions
+only (search_path = pg_catalog), not by calling the database's private.audit_row_canonical,
+which whoever changed the rows could also have changed.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+
+from payguard.errors import PayguardError
+
+ZERO_HASH = bytes(32)
+
+# The same serialization as private.audit_row_canonical (supabase/migrations/*_audit_append_only).
+CANONICAL = (
+    "pg_catalog.jsonb_build_array(l.seq, l.id, extract(epoch from l.timestamp),"
+    " l.operation, l.entity_type, l.entity_id, l.user_id, l.user_role,"
+    " l.ip_address, l.user_agent, l.old_values, l.new_values, l.success, l.error_message,"
+    " l.metadata)::pg_catalog.text"
+)
+
+ROWS = (
+    "select l.seq, l.prev_hash, l.row_hash, pg_catalog.sha256("
+    "coalesce(l.prev_hash, ''::pg_catalog.bytea) || "
+    f"pg_catalog.convert_to({CANONICAL}, 'UTF8')) "
+    "from public.payment_audit_logs as l where l.seq > %s order by l.seq"
+)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A chain head kept outside the database: the seq of a sealed row and its row_hash."""
+
+    seq: int
+    row_hash: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> Anchor:
+        seq, sep, digest = text.partition(":")
+        try:
+            anchor = cls(int(seq), bytes.fromhex(digest))
+        except ValueError:
+            anchor = None
+        if not sep or anchor is None or len(anchor.row_hash) != 32 or anchor.seq < 1:
+            raise PayguardError(f"an anchor is SEQ:HASH (a seq and 64 hex digits), not {text!r}")
+        return anchor
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.row_hash.hex()}"
+
+
+@dataclass
+class Verdict:
+    """What verify found: the rows it checked, and the first bad seq with the reason."""
+
+    checked: int = 0
+    sealed_through: int = 0
+    unsealed: int = 0
+    first_bad: int | None = None
+    reason: str = ""
+    seconds: float = 0.0
+    anchor_checked: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None
+
+
+class _Skipped:
+    """The seqs recorded as holding no row, as sorted half-open ranges."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.ranges = sorted(ranges)
+        self.starts = [lo for lo, _ in self.ranges]
+
+    def covers(self, seq: int) -> bool:
+        i = bisect.bisect_right(self.starts, seq) - 1
+        return i >= 0 and self.ranges[i][0] <= seq < self.ranges[i][1]
+
+    def first_missing(self, low: int, high: int) -> int | None:
+        """The first seq in [low, high] that is neither present (the caller knows none is)
+        nor skipped."""
+        seq = low
+        while seq <= high:
+            i = bisect.bisect_right(self.starts, seq) - 1
+            if i >= 0 and self.ranges[i][0] <= seq < self.ranges[i][1]:
+                seq = self.ranges[i][1]
+            else:
+                return seq
+        return None
+
+
+def verify(url: str, *, from_seq: int | None = None, anchor: Anchor | None = None) -> Verdict:
+    """Recompute the chain (from `from_seq`, trusting the row before it, or from its start)
+    and report the first bad seq."""
+    started = time.perf_counter()
+    verdict = Verdict()
+    if from_seq is not None and anchor is not None and anchor.seq < from_seq:
+        raise PayguardError(f"--from {from_seq} starts after the anchor's seq {anchor.seq}")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("set search_path = pg_catalog")
+        conn.execute("begin isolation level repeatable read read only")
+        head = conn.execute(
+            "select through_seq, head_hash from private.audit_seals "
+            "order by through_seq desc limit 1"
+        ).fetchone()
+        purge = conn.execute(
+            "select through_seq, through_hash from private.audit_purges "
+            "order by through_seq desc limit 1"
+        ).fetchone()
+        skipped = _Skipped(
+            [
+                (int(lo), int(hi))
+                for lo, hi in conn.execute(
+                    "select lower(r), upper(r) from private.audit_seals as s, "
+                    "pg_catalog.unnest(s.skipped_seqs) as r"
+                )
+            ]
+        )
+        start_seq, expected_prev = (int(purge[0]), bytes(purge[1])) if purge else (0, ZERO_HASH)
+        head_seq, head_hash = (int(head[0]), bytes(head[1])) if head else (start_seq, None)
+        if anchor is not None and purge is not None and anchor.seq <= start_seq:
+            raise PayguardError(
+                f"the anchor's seq {anchor.seq} was removed by the retention purge "
+                f"through seq {start_seq}; anchor a later head"
+            )
+        if from_seq is not None and from_seq > start_seq + 1:
+            before = conn.execute(
+                "select seq, row_hash from public.payment_audit_logs "
+                "where seq < %s and row_hash is not null order by seq desc limit 1",
+                (from_seq,),
+            ).fetchone()
+            if before is not None:
+                start_seq, expected_prev = int(before[0]), bytes(before[1])
+        verdict.sealed_through = head_seq
+
+        def bad(seq: int, reason: str) -> Verdict:
+            verdict.first_bad, verdict.reason = seq, reason
+            verdict.seconds = time.perf_counter() - started
+            return verdict
+
+        last_seq = start_seq
+        hash_at_head: bytes | None = expected_prev if start_seq >= head_seq else None
+        in_unsealed_tail = False
+        with conn.cursor(name="audit_verify") as rows:
+            rows.itersize = 20_000
+            rows.execute(ROWS, (start_seq,))
+            for seq, prev_hash, row_hash, recomputed in rows:
+                verdict.checked += 1
+                if seq - last_seq > 1 and last_seq < head_seq:
+                    missing = skipped.first_missing(last_seq + 1, min(seq - 1, head_seq))
+                    if missing is not None:
+                        return bad(missing, "row missing: the chain was sealed with a row here")
+                if seq <= head_seq and skipped.covers(seq):
+                    return bad(seq, "inserted row: this seq held no row when it was sealed")
+                if row_hash is None:
+                    if seq <= head_seq:
+                        return bad(seq, f"unsealed row inside the chain sealed through {head_seq}")
+                    in_unsealed_tail = True
+                    verdict.unsealed += 1
+                    last_seq = seq
+                    continue
+                if in_unsealed_tail or seq > head_seq:
+                    return bad(seq, f"sealed row beyond the recorded head (seq {head_seq})")
+                if bytes(prev_hash) != expected_prev:
+                    return bad(seq, f"prev_hash does not match the row before it (seq {last_seq})")
+                if bytes(recomputed) != bytes(row_hash):
+                    return bad(seq, "contents changed: the row no longer matches its row_hash")
+                expected_prev = bytes(row_hash)
+                last_seq = seq
+                hash_at_head = expected_prev
+                if anchor is not None and seq == anchor.seq:
+                    if expected_prev != anchor.row_hash:
+                        return bad(seq, "the row differs from the anchor")
+                    verdict.anchor_checked = True
+        if last_seq < head_seq:
+            missing = skipped.first_missing(last_seq + 1, head_seq)
+            if missing is not None:
+                return bad(
+                    missing, f"rows missing from here on: the chain was sealed through {head_seq}"
+                )
+        if head_hash is not None and hash_at_head != head_hash:
+            return bad(head_seq, "the chain does not end in the recorded head hash")
+        if anchor is not None and not verdict.anchor_checked:
+            return bad(anchor.seq, "the anchored row is not in the chain")
+        conn.execute("commit")
+    verdict.seconds = time.perf_counter() - started
+    return verdict
+
+
+def current_anchor(url: str) -> tuple[Anchor, str] | None:
+    """The newest sealed row as an anchor, with the time it was sealed."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "select l.seq, l.row_hash, "
+            "(select s.sealed_at from private.audit_seals as s where s.through_seq >= l.seq "
+            "order by s.through_seq limit 1) "
+            "from public.payment_audit_logs as l where l.row_hash is not null "
+            "order by l.seq desc limit 1"
+        ).fetchone()
+    if row is None:
+        return None
+    return Anchor(int(row[0]), bytes(row[1])), row[2].isoformat()

@@ -1,0 +1,351 @@
+-- The audit trail, part 1: capture. Every change to a payment table or to the ledger writes
+-- one row to public.payment_audit_logs, in the same transaction, with who made it (from the
+-- JWT, or the database role acting), from where (PostgREST's request headers), and the
+-- old and new values with sensitive columns redacted.
+--
+-- Each row gets `seq`, its place in the hash chain, when it is inserted. `prev_hash` and
+-- `row_hash` are filled in later by the sealer (20261126080200_audit_sealing.sql).
+
+create sequence private.audit_log_seq as bigint cache 1;
+
+comment on sequence private.audit_log_seq is
+'The order of payment_audit_logs rows. Cache 1, always: the sealer relies on a row''s seq '
+'being drawn from the sequence itself, in the order the rows were inserted.';
+
+alter table public.payment_audit_logs
+alter column entity_id type text using entity_id::text,
+alter column user_id drop not null,
+add column seq bigint,
+add column prev_hash bytea,
+add column row_hash bytea,
+add constraint payment_audit_logs_seq_key unique (seq),
+add constraint payment_audit_logs_sealed_together check (
+  (prev_hash is null) = (row_hash is null)
+),
+add constraint payment_audit_logs_hash_length check (
+  octet_length(prev_hash) = 32 and octet_length(row_hash) = 32
+);
+
+-- Rows written before the chain existed take their places in the order they were written.
+update public.payment_audit_logs as l set seq = ordered.seq
+from (
+  select
+    by_time.id,
+    nextval('private.audit_log_seq') as seq
+  from (
+    select earlier.id from public.payment_audit_logs as earlier
+    order by earlier.timestamp, earlier.id
+  ) as by_time
+) as ordered
+where l.id = ordered.id;
+
+alter table public.payment_audit_logs alter column seq set not null;
+
+comment on column public.payment_audit_logs.entity_id is
+'The changed row''s key, as text (most are uuids; webhook events and ledger entries are not).';
+comment on column public.payment_audit_logs.user_id is
+'The signed-in user (the JWT''s sub); null when a service role or the owner acted.';
+comment on column public.payment_audit_logs.seq is
+'The row''s place in the hash chain: drawn when the row is inserted.';
+comment on column public.payment_audit_logs.prev_hash is
+'The row_hash of the sealed row before this one (32 zero bytes for the first).';
+comment on column public.payment_audit_logs.row_hash is
+'sha256(prev_hash || the row''s canonical serialization); null until the row is sealed.';
+
+-- A per-entity history follows the transactions that touched the entity.
+create index payment_audit_logs_transaction_idx
+on public.payment_audit_logs ((metadata ->> 'transaction'));
+
+/** A text that holds a card-number-like run, replaced whole; the text itself otherwise. */
+create function private.without_card_numbers(candidate text) returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select case
+    when private.holds_card_number(candidate) then '[removed: it held card data]'
+    else candidate
+  end
+$$;
+
+/** True when a jsonb value has, at any depth, a key that names a card verification code. */
+create function private.holds_card_verification_key(candidate jsonb) returns boolean
+language sql
+immutable
+set search_path = ''
+as $$
+  select candidate::text ~* '(cvv|cvc|cvn|csc|cav|cid|security|verification)'
+    and exists (
+      select from jsonb_path_query(candidate, 'strict $.**') as item
+      cross join lateral jsonb_object_keys(
+        case when jsonb_typeof(item) = 'object' then item else '{}'::jsonb end
+      ) as item_key
+      where private.is_card_verification_key(item_key)
+    )
+$$;
+
+/**
+ * A jsonb object (a request's metadata, a refused call's parameters) with every top-level
+ * value that holds card data (a card number, or a card-verification key at any depth)
+ * replaced; the object itself when it holds none.
+ */
+create function private.without_card_data(candidate jsonb) returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  removed constant jsonb := '"[removed: it held card data]"';
+  cleaned jsonb := '{}';
+  field record;
+begin
+  if candidate is null or not (
+    private.holds_card_number(candidate::text)
+    or private.holds_card_verification_key(candidate)
+  ) then
+    return candidate;
+  end if;
+  if jsonb_typeof(candidate) <> 'object' then
+    return removed;
+  end if;
+  for field in select e.key, e.value from jsonb_each(candidate) as e loop
+    cleaned := cleaned || jsonb_build_object(
+      field.key,
+      case
+        when private.is_card_verification_key(field.key)
+          or private.holds_card_number(field.value::text)
+          or private.holds_card_verification_key(field.value)
+          then removed
+        else field.value
+      end
+    );
+  end loop;
+  return cleaned;
+end
+$$;
+
+/**
+ * BEFORE INSERT on payment_audit_logs: whatever the writer sent, a row is stamped with the
+ * time, the next seq, and no hashes. The transaction is given its id before the seq is
+ * drawn, so that a transaction holding a seq is always one the sealer can see running.
+ *
+ * What a request brings (its user agent, address, metadata, an error message, the
+ * parameters of a refused call) never stores a card number: it is removed, not refused, so
+ * that a refusal is still recorded. The old and new values of a changed row come from
+ * tables that already refuse card data.
+ */
+create function private.stamp_audit_log_row() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform pg_catalog.pg_current_xact_id();
+  new.seq := nextval('private.audit_log_seq');
+  new.timestamp := now();
+  new.prev_hash := null;
+  new.row_hash := null;
+  if private.holds_card_number(concat_ws(' ', new.user_agent, new.ip_address, new.error_message))
+    then
+    new.user_agent := private.without_card_numbers(new.user_agent);
+    new.ip_address := private.without_card_numbers(new.ip_address);
+    new.error_message := private.without_card_numbers(new.error_message);
+  end if;
+  new.metadata := private.without_card_data(new.metadata);
+  if not new.success then
+    new.new_values := private.without_card_data(new.new_values);
+  end if;
+  return new;
+end
+$$;
+
+create trigger stamp_audit_log_row
+before insert on public.payment_audit_logs
+for each row execute function private.stamp_audit_log_row();
+
+-- The card-data guard would refuse the row, and with it the record of a refusal: the stamp
+-- above removes card numbers instead.
+drop trigger refuse_card_data on public.payment_audit_logs;
+
+-- Rows arrive in time order: a block range index serves time ranges at a fraction of the
+-- cost of a b-tree on every insert.
+drop index public.payment_audit_logs_timestamp_idx;
+create index payment_audit_logs_timestamp_idx
+on public.payment_audit_logs using brin (timestamp);
+
+/**
+ * The redaction list, in one place: per table, the columns whose values never reach the
+ * audit trail (processor tokens that can move money, bank account numbers, encryption
+ * material, raw processor payloads). An audit row shows "[redacted]" in their place.
+ */
+create function private.audit_redacted_columns(table_name text) returns text[]
+language sql
+immutable
+set search_path = ''
+as $$
+  select case table_name
+    when 'payment_methods' then array['processor_payment_method_id', 'processor_customer_id']
+    when 'payout_methods' then array['processor_account_id', 'processor_external_account_id']
+    when 'webhook_events' then array['payload']
+    else array[]::text []
+  end
+$$;
+
+/** A row as the audit trail keeps it: its columns as jsonb, the redacted ones replaced. */
+create function private.audit_redact(table_name text, row_values jsonb) returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  column_name text;
+begin
+  foreach column_name in array private.audit_redacted_columns(table_name) loop
+    if jsonb_typeof(row_values -> column_name) is distinct from 'null'
+      and row_values ? column_name then
+      row_values := jsonb_set(row_values, array[column_name], '"[redacted]"');
+    end if;
+  end loop;
+  return row_values;
+end
+$$;
+
+create type private.audit_actor as (
+  user_id uuid,
+  user_role text,
+  ip_address text,
+  user_agent text,
+  metadata jsonb
+);
+
+/**
+ * Who is acting, from where: the JWT's user and their application role (else the database
+ * role PostgREST switched to, or the login role); the client's address (the first hop of
+ * x-forwarded-for, else x-real-ip, else the connection's address); the user agent; and the
+ * request's method, path, correlation id (x-correlation-id or x-request-id), database role
+ * and transaction id.
+ */
+create function private.audit_actor() returns private.audit_actor
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  with request as (
+    select
+      coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}') as headers,
+      (select auth.uid()) as uid,
+      coalesce(nullif(current_setting('role', true), 'none'), session_user::text) as db_role
+  )
+  select row(
+    r.uid,
+    coalesce((select u.role::text from public.users as u where u.id = r.uid), r.db_role),
+    left(coalesce(
+      nullif(btrim(split_part(r.headers ->> 'x-forwarded-for', ',', 1)), ''),
+      nullif(btrim(r.headers ->> 'x-real-ip'), ''),
+      host(inet_client_addr())
+    ), 50),
+    r.headers ->> 'user-agent',
+    jsonb_strip_nulls(jsonb_build_object(
+      'method', nullif(current_setting('request.method', true), ''),
+      'path', nullif(current_setting('request.path', true), ''),
+      'correlation_id', coalesce(r.headers ->> 'x-correlation-id', r.headers ->> 'x-request-id'),
+      'db_role', r.db_role,
+      'transaction', pg_catalog.pg_current_xact_id()::text
+    ))
+  )::private.audit_actor
+  from request as r
+$$;
+
+/**
+ * AFTER INSERT, UPDATE or DELETE, for each row, on every audited table: one audit row. The
+ * trigger's argument names the table's key column.
+ */
+create function private.capture_audit_row() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  actor private.audit_actor := private.audit_actor();
+  old_values jsonb;
+  new_values jsonb;
+begin
+  if tg_op <> 'INSERT' then
+    old_values := private.audit_redact(tg_table_name, to_jsonb(old));
+  end if;
+  if tg_op <> 'DELETE' then
+    new_values := private.audit_redact(tg_table_name, to_jsonb(new));
+  end if;
+  insert into public.payment_audit_logs (
+    operation, entity_type, entity_id, user_id, user_role, ip_address, user_agent,
+    old_values, new_values, success, metadata
+  )
+  values (
+    tg_op, tg_table_name, coalesce(new_values, old_values) ->> tg_argv[0], actor.user_id,
+    actor.user_role, actor.ip_address, actor.user_agent, old_values, new_values, true,
+    actor.metadata
+  );
+  return null;
+end
+$$;
+
+/** BEFORE TRUNCATE on every audited table: a truncate would change rows unseen. */
+create function private.refuse_unaudited_truncate() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  raise exception '%.% is audited row by row and is never truncated', tg_table_schema, tg_table_name
+  using errcode = '42501';
+end
+$$;
+
+revoke all on function private.without_card_numbers(text) from public;
+revoke all on function private.holds_card_verification_key(jsonb) from public;
+revoke all on function private.without_card_data(jsonb) from public;
+revoke all on function private.stamp_audit_log_row() from public;
+revoke all on function private.audit_redacted_columns(text) from public;
+revoke all on function private.audit_redact(text, jsonb) from public;
+revoke all on function private.audit_actor() from public;
+revoke all on function private.capture_audit_row() from public;
+revoke all on function private.refuse_unaudited_truncate() from public;
+
+do $$
+declare
+  audited record;
+begin
+  for audited in
+    select * from (values
+      ('public', 'users', 'id'),
+      ('public', 'projects', 'id'),
+      ('public', 'project_milestones', 'id'),
+      ('public', 'payment_methods', 'id'),
+      ('public', 'payout_methods', 'id'),
+      ('public', 'payment_transactions', 'id'),
+      ('public', 'escrow_accounts', 'id'),
+      ('public', 'milestone_payments', 'id'),
+      ('public', 'disputes', 'id'),
+      ('public', 'withdrawals', 'id'),
+      ('public', 'withdrawal_approvals', 'id'),
+      ('public', 'subscriptions', 'id'),
+      ('public', 'webhook_events', 'id'),
+      ('private', 'ledger_accounts', 'id'),
+      ('private', 'ledger_transfers', 'id'),
+      ('private', 'ledger_entries', 'id'),
+      ('private', 'fee_schedule', 'currency'),
+      ('private', 'settings', 'key')
+    ) as t (table_schema, table_name, key_column)
+  loop
+    execute format(
+      'create trigger audit_trail after insert or update or delete on %I.%I '
+      'for each row execute function private.capture_audit_row(%L)',
+      audited.table_schema, audited.table_name, audited.key_column
+    );
+    execute format(
+      'create trigger refuse_unaudited_truncate before truncate on %I.%I '
+      'for each statement execute function private.refuse_unaudited_truncate()',
+      audited.table_schema, audited.table_name
+    );
+  end loop;
+end
+$$;
