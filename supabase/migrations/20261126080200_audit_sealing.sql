@@ -3,10 +3,11 @@
 -- Writers never wait for one another: a row only draws its seq. A sealer then hashes rows in
 -- seq order, row_hash = sha256(prev_hash || canonical serialization), once no transaction
 -- that could still insert a lower seq is running. It works with a fence: each call notes
--- the highest seq drawn so far and the transactions running at that moment; a later call,
--- once all of those have ended, seals every row up to the noted seq. (Rows draw their seq
--- after their transaction has its id, from a sequence without cache, so any transaction
--- that drew a seq up to the fence is among those noted or had already ended.)
+-- the highest seq drawn so far, then takes a transaction id of its own; a later call, once
+-- every transaction with a lower id has ended, seals every row up to the noted seq. This
+-- holds because a row draws its seq after its transaction has its id, from a sequence
+-- without cache, and transaction ids are handed out in order: a transaction that drew a seq
+-- up to the fence got its id before the sealer got its own.
 -- A seq that no committed row holds (its transaction rolled back) is recorded as skipped.
 --
 -- Run it often: `payguard audit seal --follow`, or pg_cron where it is available:
@@ -15,13 +16,13 @@
 create table private.audit_seal_fence (
   singleton boolean primary key default true check (singleton),
   through_seq bigint not null,
-  running pg_snapshot not null,
+  below_xid xid8 not null,
   noted_at timestamptz not null default clock_timestamp()
 );
 
 comment on table private.audit_seal_fence is
-'The sealer''s fence: rows up to through_seq are sealed once every transaction in `running` '
-'has ended.';
+'The sealer''s fence: rows up to through_seq are sealed once every transaction with an id '
+'below below_xid has ended.';
 
 create table private.audit_seals (
   through_seq bigint primary key,
@@ -67,7 +68,8 @@ $$;
 
 /**
  * Seal what can be sealed: at most `max_rows` rows per call. Returns how many rows were
- * sealed. Concurrent calls do not collide: one seals, the others return 0.
+ * sealed. Concurrent calls do not collide: one seals, the others return 0. It must run in
+ * a transaction of its own (autocommit), since its transaction id is part of the fence.
  */
 create function private.seal_audit_log(max_rows integer default 100000) returns integer
 language plpgsql
@@ -76,7 +78,7 @@ set search_path = ''
 as $$
 declare
   drawn bigint;
-  running_now pg_snapshot;
+  own_xid xid8;
   fence private.audit_seal_fence;
   head record;
   next_seq bigint;
@@ -88,24 +90,27 @@ declare
   hashes bytea [] := '{}'::bytea [];
   sealed_through bigint;
 begin
+  if pg_current_xact_id_if_assigned() is not null then
+    raise exception 'private.seal_audit_log() runs in a transaction of its own'
+    using errcode = '25001', hint = 'call it in autocommit mode, not after other writes';
+  end if;
   if not pg_try_advisory_xact_lock(hashtextextended('payguard.seal_audit_log', 0)) then
     return 0;
   end if;
-  -- First the highest seq drawn, then who is running: in this order, a transaction that
-  -- drew a seq up to `drawn` is running now or has ended.
+  -- First the highest seq drawn, then an id of our own: in this order, a transaction that
+  -- drew a seq up to `drawn` has a lower id than ours.
   select case when s.is_called then s.last_value else 0 end into drawn
   from private.audit_log_seq as s;
-  running_now := pg_current_snapshot();
+  own_xid := pg_current_xact_id();
 
   select * into fence from private.audit_seal_fence;
   if not found then
-    insert into private.audit_seal_fence (through_seq, running) values (drawn, running_now);
+    insert into private.audit_seal_fence (through_seq, below_xid) values (drawn, own_xid);
     return 0;
   end if;
-  if exists (
-    select from pg_snapshot_xip(fence.running) as x
-    where not pg_visible_in_snapshot(x, running_now)
-  ) then
+  -- Every transaction with a lower id than the fence's has ended (the oldest one running
+  -- is not older than it).
+  if pg_snapshot_xmin(pg_current_snapshot()) < fence.below_xid then
     return 0;
   end if;
 
@@ -144,7 +149,7 @@ begin
     sealed_through := next_seq - 1;
   end if;
   if sealed_through <= head.through_seq then
-    update private.audit_seal_fence set through_seq = drawn, running = running_now,
+    update private.audit_seal_fence set through_seq = drawn, below_xid = own_xid,
       noted_at = clock_timestamp();
     return 0;
   end if;
@@ -156,7 +161,7 @@ begin
   insert into private.audit_seals (through_seq, head_hash, sealed_rows, skipped_seqs)
   values (sealed_through, prev, cardinality(seqs), skipped);
   if sealed_through = fence.through_seq then
-    update private.audit_seal_fence set through_seq = drawn, running = running_now,
+    update private.audit_seal_fence set through_seq = drawn, below_xid = own_xid,
       noted_at = clock_timestamp();
   end if;
   return cardinality(seqs);

@@ -1,0 +1,287 @@
+"""The audit log's hash chain: sealed asynchronously, verified independently.
+
+Each test gets its own database with a sealed log of real activity; the superuser then
+tampers with it, triggers disabled, and `verify` must name the first bad seq."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from payguard.audit.chain import Anchor, current_anchor, verify
+from payguard.audit.sealer import follow, seal_now
+from payguard.cli import app
+from payguard.cluster import APP_ROLE
+from payguard.template import clone_template, drop_clone
+
+
+@pytest.fixture
+def log(cluster) -> Iterator[dict[str, str]]:
+    """A database whose audit log holds 40 users' sign-ups and profile edits, and a gap left
+    by a rolled-back transaction, all sealed."""
+    name, _ = clone_template(cluster, "audit")
+    urls = {"owner": cluster.socket_url(APP_ROLE, name), "admin": cluster.admin_url(name)}
+    with psycopg.connect(urls["owner"], autocommit=True) as conn:
+        for n in range(40):
+            user = conn.execute("select tests.create_supabase_user(%s)", (f"u{n}",)).fetchone()
+            assert user is not None
+            conn.execute(
+                "update public.users set full_name = %s where id = %s", (f"U {n}", user[0])
+            )
+            if n == 20:
+                conn.execute("begin")
+                conn.execute("select tests.create_supabase_user('gone')")
+                conn.execute("rollback")
+    seal_now(urls["owner"])
+    yield urls
+    drop_clone(cluster, name)
+
+
+def tamper(url: str, *statements: str) -> None:
+    """Run statements as the superuser with every trigger off (session_replication_role)."""
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute("set local session_replication_role = replica")
+        for statement in statements:
+            conn.execute(statement)
+
+
+def seqs(url: str) -> list[int]:
+    with psycopg.connect(url) as conn:
+        return [
+            r[0] for r in conn.execute("select seq from public.payment_audit_logs order by seq")
+        ]
+
+
+def skipped(url: str) -> list[int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "select generate_series(lower(r), upper(r) - 1) from private.audit_seals, "
+            "unnest(skipped_seqs) as r order by 1"
+        )
+        return [r[0] for r in rows]
+
+
+def test_an_untouched_log_verifies(log):
+    present = seqs(log["owner"])
+    verdict = verify(log["owner"])
+    assert verdict.ok, verdict
+    assert verdict.checked == len(present) >= 80
+    assert verdict.sealed_through == present[-1]
+    # the rolled-back sign-up left seqs that hold no row, recorded as skipped when sealed
+    assert skipped(log["owner"]), "expected a gap from the rolled-back transaction"
+
+
+def test_an_edited_value_is_found(log):
+    target = seqs(log["owner"])[30]
+    tamper(
+        log["admin"],
+        f'update public.payment_audit_logs set new_values = new_values || \'{{"full_name": "X"}}\''
+        f" where seq = {target}",
+    )
+    verdict = verify(log["owner"])
+    assert (verdict.first_bad, verdict.reason.split(":")[0]) == (target, "contents changed")
+
+
+def test_an_edited_actor_is_found(log):
+    target = seqs(log["owner"])[5]
+    tamper(
+        log["admin"],
+        f"update public.payment_audit_logs set user_role = 'auditor' where seq = {target}",
+    )
+    assert verify(log["owner"]).first_bad == target
+
+
+def test_a_deleted_row_is_found(log):
+    target = seqs(log["owner"])[12]
+    tamper(log["admin"], f"delete from public.payment_audit_logs where seq = {target}")
+    verdict = verify(log["owner"])
+    assert verdict.first_bad == target, verdict
+    assert verdict.reason.startswith("row missing")
+
+
+def test_a_forged_row_in_a_skipped_seq_is_found(log):
+    gap = skipped(log["owner"])[0]
+    tamper(
+        log["admin"],
+        "insert into public.payment_audit_logs (seq, operation, entity_type, entity_id, "
+        "user_role, success, prev_hash, row_hash) "
+        f"select {gap}, 'UPDATE', 'withdrawals', gen_random_uuid()::text, 'admin', true, "
+        "prev_hash, row_hash from public.payment_audit_logs "
+        f"where seq = (select max(seq) from public.payment_audit_logs where seq < {gap})",
+    )
+    verdict = verify(log["owner"])
+    assert verdict.first_bad == gap, verdict
+    assert verdict.reason.startswith("inserted row")
+
+
+def test_a_forged_row_after_the_head_is_found(log):
+    last = seqs(log["owner"])[-1]
+    tamper(
+        log["admin"],
+        "insert into public.payment_audit_logs (seq, operation, entity_type, entity_id, "
+        "user_role, success, prev_hash, row_hash) "
+        f"select {last + 1}, 'DELETE', 'withdrawals', gen_random_uuid()::text, 'admin', true, "
+        f"row_hash, sha256(row_hash) from public.payment_audit_logs where seq = {last}",
+    )
+    verdict = verify(log["owner"])
+    assert verdict.first_bad == last + 1, verdict
+
+
+def test_two_swapped_rows_are_found(log):
+    present = seqs(log["owner"])
+    a, b = present[10], present[25]
+    tamper(
+        log["admin"],
+        f"update public.payment_audit_logs set seq = -1 where seq = {a}",
+        f"update public.payment_audit_logs set seq = {a} where seq = {b}",
+        f"update public.payment_audit_logs set seq = {b} where seq = -1",
+    )
+    verdict = verify(log["owner"])
+    assert verdict.first_bad == a, verdict
+
+
+def test_a_truncated_tail_is_found(log):
+    present = seqs(log["owner"])
+    cut = present[-7]
+    tamper(log["admin"], f"delete from public.payment_audit_logs where seq >= {cut}")
+    verdict = verify(log["owner"])
+    assert verdict.first_bad == cut, verdict
+    assert verdict.reason.startswith("rows missing from here on")
+
+
+def test_a_rewritten_chain_with_rewritten_seals_passes_only_without_its_anchor(log):
+    """Who can rewrite the log, the seals and every hash after an edit defeats the chain
+    alone; an anchor kept outside the database does not move with them."""
+    found = current_anchor(log["owner"])
+    assert found is not None
+    anchor, _ = found
+    target = seqs(log["owner"])[3]
+    tamper(
+        log["admin"],
+        f"update public.payment_audit_logs set user_role = 'auditor' where seq = {target}",
+        f"""do $$
+        declare
+          prev bytea;
+          r public.payment_audit_logs;
+        begin
+          select row_hash into prev from public.payment_audit_logs
+          where seq = (select max(seq) from public.payment_audit_logs where seq < {target});
+          for r in select * from public.payment_audit_logs where seq >= {target} order by seq loop
+            update public.payment_audit_logs set prev_hash = prev,
+              row_hash = sha256(prev || convert_to(private.audit_row_canonical(r), 'UTF8'))
+            where seq = r.seq returning row_hash into prev;
+          end loop;
+          create temp table new_head as select prev as head_hash;
+        end
+        $$""",
+        "create temp table old_seals as select * from private.audit_seals",
+        "delete from private.audit_seals",
+        "insert into private.audit_seals select through_seq, "
+        "case when through_seq = (select max(through_seq) from old_seals) "
+        "then (select head_hash from new_head) else head_hash end, sealed_rows, skipped_seqs, "
+        "sealed_at from old_seals",
+    )
+    assert verify(log["owner"]).ok
+    verdict = verify(log["owner"], anchor=anchor)
+    assert verdict.first_bad == anchor.seq, verdict
+
+
+def test_the_anchor_of_an_older_head_still_holds(log, client):
+    found = current_anchor(log["owner"])
+    assert found is not None
+    anchor, _ = found
+    with psycopg.connect(log["owner"], autocommit=True) as conn:
+        for n in range(5):
+            conn.execute("select tests.create_supabase_user(%s)", (f"later{n}",))
+    seal_now(log["owner"])
+    verdict = verify(log["owner"], anchor=anchor)
+    assert verdict.ok, verdict
+    assert verdict.anchor_checked, verdict
+    wrong = Anchor(anchor.seq, bytes(32))
+    assert verify(log["owner"], anchor=wrong).first_bad == anchor.seq
+
+
+def test_verify_from_a_seq(log):
+    present = seqs(log["owner"])
+    target = present[5]
+    tamper(
+        log["admin"], f"update public.payment_audit_logs set user_agent = 'x' where seq = {target}"
+    )
+    assert verify(log["owner"]).first_bad == target
+    later = verify(log["owner"], from_seq=present[20])
+    assert later.ok, later
+    assert later.checked == len(present) - 20, later
+
+
+def test_unsealed_rows_are_reported_not_failed(log):
+    with psycopg.connect(log["owner"], autocommit=True) as conn:
+        conn.execute("select tests.create_supabase_user('fresh')")
+    verdict = verify(log["owner"])
+    assert verdict.ok, verdict
+    assert verdict.unsealed == 1, verdict
+
+
+def test_the_cli_verifies_anchors_and_reports(log):
+    runner = CliRunner()
+    ok = runner.invoke(app, ["audit", "verify", "--db-url", log["owner"]])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("verified: "), ok.output
+    printed = runner.invoke(app, ["audit", "anchor", "--db-url", log["owner"]])
+    assert printed.exit_code == 0, printed.output
+    anchor = printed.output.split()[0]
+    assert Anchor.parse(anchor).seq == seqs(log["owner"])[-1]
+    anchored = runner.invoke(app, ["audit", "verify", "--db-url", log["owner"], "--anchor", anchor])
+    assert anchored.exit_code == 0, anchored.output
+    assert "extends anchor" in anchored.output, anchored.output
+    target = seqs(log["owner"])[8]
+    tamper(log["admin"], f"delete from public.payment_audit_logs where seq = {target}")
+    bad = runner.invoke(app, ["audit", "verify", "--db-url", log["owner"]])
+    assert bad.exit_code == 1
+    assert f"first bad seq {target}: row missing" in bad.output
+    malformed = runner.invoke(app, ["audit", "verify", "--db-url", log["owner"], "--anchor", "x"])
+    assert malformed.exit_code == 1
+    assert "an anchor is SEQ:HASH" in malformed.output
+
+
+def test_sixteen_concurrent_writers_leave_a_chain_that_verifies(log):
+    """16 connections write (some transactions roll back) while a sealer follows them."""
+    done = threading.Event()
+    sealer = ThreadPoolExecutor(1).submit(follow, log["owner"], interval=0.02, until=done.is_set)
+    before = len(seqs(log["owner"]))
+
+    def writer(worker: int) -> int:
+        committed = 0
+        rng = random.Random(worker)
+        with psycopg.connect(log["owner"], autocommit=True) as conn:
+            for n in range(25):
+                try:
+                    with conn.transaction():
+                        conn.execute(
+                            "select tests.create_supabase_user(%s)",
+                            (f"w{worker}-{n}-{uuid.uuid4().hex[:6]}",),
+                        )
+                        if rng.random() < 0.2:
+                            raise RuntimeError("roll back")
+                    committed += 1
+                except RuntimeError:
+                    pass
+        return committed
+
+    with ThreadPoolExecutor(16) as pool:
+        committed = sum(pool.map(writer, range(16)))
+    done.set()
+    sealer.result(timeout=60)
+    seal_now(log["owner"])
+    verdict = verify(log["owner"])
+    assert verdict.ok, verdict
+    # each committed sign-up wrote its public.users row
+    assert verdict.checked == len(seqs(log["owner"])) >= before + committed
+    assert verdict.unsealed == 0
+    assert skipped(log["owner"])
