@@ -51,5 +51,5 @@ begin
 end
 $$;
 
+-- Run by operations as the owner (`payguard audit purge`, or a scheduled job); no API role.
 revoke all on function private.purge_audit_logs() from public;
-grant execute on function private.purge_audit_logs() to service_role;
