@@ -8,6 +8,7 @@ import typer
 
 from payguard.audit.chain import Anchor, current_anchor
 from payguard.audit.chain import verify as verify_chain
+from payguard.audit.retention import purge as run_purge
 from payguard.audit.sealer import follow, seal_now
 from payguard.cli.common import boundary, err, out, print_json, state, target
 from payguard.cli.deploy import DbUrl
@@ -112,3 +113,20 @@ def seal(
         return
     run = seal_now(url)
     out.print(f"sealed {run.sealed} rows; the chain is sealed through seq {run.through_seq}")
+
+
+@app.command()
+@boundary
+def purge(ctx: typer.Context, db_url: DbUrl = None, as_json: AsJson = False) -> None:
+    """Remove the sealed audit rows older than the retention period (10 years), from the
+    start of the chain; the run is recorded and audited. Run it as the database owner."""
+    summary = run_purge(target(state(ctx).project(), db_url).url)
+    if as_json:
+        print_json(summary)
+    elif summary.get("purged_rows"):
+        out.print(
+            f"purged {summary['purged_rows']} audit rows through seq {summary['through_seq']} "
+            f"(older than {summary['older_than']})"
+        )
+    else:
+        out.print(f"nothing to purge: no sealed audit row is older than {summary['older_than']}")

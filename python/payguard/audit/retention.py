@@ -1,0 +1,23 @@
+"""Retention: run private.purge_audit_logs() as the database owner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from payguard.cluster import APP_ROLE
+
+
+def purge(url: str) -> dict[str, Any]:
+    """Purge what the retention period allows; returns the function's summary. A superuser
+    URL acts as the owner (the purge is the owner's alone)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        superuser = conn.execute("select rolsuper from pg_roles where rolname = current_user")
+        row = superuser.fetchone()
+        if row is not None and row[0]:
+            conn.execute(f"set role {APP_ROLE}")
+        result = conn.execute("select private.purge_audit_logs()").fetchone()
+    assert result is not None
+    summary: dict[str, Any] = result[0]
+    return summary
