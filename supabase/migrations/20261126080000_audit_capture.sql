@@ -175,7 +175,7 @@ on public.payment_audit_logs using brin (timestamp);
 /**
  * The redaction list, in one place: per table, the columns whose values never reach the
  * audit trail (processor tokens that can move money, bank account numbers, encryption
- * material, raw processor payloads). An audit row shows "[redacted]" in their place.
+ * material, raw processor payloads).
  */
 create function private.audit_redacted_columns(table_name text) returns text[]
 language sql
@@ -190,7 +190,13 @@ as $$
   end
 $$;
 
-/** A row as the audit trail keeps it: its columns as jsonb, the redacted ones replaced. */
+/**
+ * A row as the audit trail keeps it: its columns as jsonb, each redacted one replaced by
+ * "[redacted <fingerprint>]", the first 16 hex digits of the value's SHA-256. The value
+ * cannot be read back, yet a change shows (a payout redirected to another account changes
+ * the fingerprint) and equal values match. The listed values are random processor ids and
+ * whole payloads; a short guessable value (a bare account number) would need a keyed hash.
+ */
 create function private.audit_redact(table_name text, row_values jsonb) returns jsonb
 language plpgsql
 immutable
@@ -202,7 +208,12 @@ begin
   foreach column_name in array private.audit_redacted_columns(table_name) loop
     if jsonb_typeof(row_values -> column_name) is distinct from 'null'
       and row_values ? column_name then
-      row_values := jsonb_set(row_values, array[column_name], '"[redacted]"');
+      row_values := jsonb_set(
+        row_values, array[column_name],
+        to_jsonb('[redacted ' || left(encode(
+          sha256(convert_to(row_values ->> column_name, 'UTF8')), 'hex'
+        ), 16) || ']')
+      );
     end if;
   end loop;
   return row_values;
@@ -217,12 +228,24 @@ create type private.audit_actor as (
   metadata jsonb
 );
 
+/** True when `candidate` has the shape of an IPv4 or IPv6 address. */
+create function private.looks_like_ip(candidate text) returns boolean
+language sql
+immutable
+set search_path = ''
+as $$
+  select candidate ~ '^([0-9]{1,3}\.){3}[0-9]{1,3}$'
+    or (candidate ~ '^[0-9a-fA-F:.]+$' and candidate like '%:%' and length(candidate) <= 45)
+$$;
+
 /**
  * Who is acting, from where: the JWT's user and their application role (else the database
  * role PostgREST switched to, or the login role); the client's address (the first hop of
- * x-forwarded-for, else x-real-ip, else the connection's address); the user agent; and the
- * request's method, path, correlation id (x-correlation-id or x-request-id), database role
- * and transaction id.
+ * x-forwarded-for, else x-real-ip, else the connection's address: the first that looks like
+ * an address; the whole x-forwarded-for goes to metadata when it says more, since its first
+ * hop is whatever the client sent to the first proxy); the user agent; and the request's
+ * method, path, correlation id (x-correlation-id or x-request-id), database role and
+ * transaction id.
  */
 create function private.audit_actor() returns private.audit_actor
 language sql
@@ -235,25 +258,38 @@ as $$
       coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}') as headers,
       (select auth.uid()) as uid,
       coalesce(nullif(current_setting('role', true), 'none'), session_user::text) as db_role
+  ),
+  address as (
+    select
+      r.*,
+      coalesce(
+        (
+          select hop from (select btrim(split_part(r.headers ->> 'x-forwarded-for', ',', 1)) as hop) as h
+          where private.looks_like_ip(h.hop)
+        ),
+        (
+          select hop from (select btrim(r.headers ->> 'x-real-ip') as hop) as h
+          where private.looks_like_ip(h.hop)
+        ),
+        host(inet_client_addr())
+      ) as ip
+    from request as r
   )
   select row(
-    r.uid,
-    coalesce((select u.role::text from public.users as u where u.id = r.uid), r.db_role),
-    left(coalesce(
-      nullif(btrim(split_part(r.headers ->> 'x-forwarded-for', ',', 1)), ''),
-      nullif(btrim(r.headers ->> 'x-real-ip'), ''),
-      host(inet_client_addr())
-    ), 50),
-    r.headers ->> 'user-agent',
+    a.uid,
+    coalesce((select u.role::text from public.users as u where u.id = a.uid), a.db_role),
+    a.ip,
+    a.headers ->> 'user-agent',
     jsonb_strip_nulls(jsonb_build_object(
       'method', nullif(current_setting('request.method', true), ''),
       'path', nullif(current_setting('request.path', true), ''),
-      'correlation_id', coalesce(r.headers ->> 'x-correlation-id', r.headers ->> 'x-request-id'),
-      'db_role', r.db_role,
+      'correlation_id', coalesce(a.headers ->> 'x-correlation-id', a.headers ->> 'x-request-id'),
+      'forwarded_for', nullif(left(a.headers ->> 'x-forwarded-for', 200), a.ip),
+      'db_role', a.db_role,
       'transaction', pg_catalog.pg_current_xact_id()::text
     ))
   )::private.audit_actor
-  from request as r
+  from address as a
 $$;
 
 /**
@@ -306,6 +342,7 @@ revoke all on function private.without_card_data(jsonb) from public;
 revoke all on function private.stamp_audit_log_row() from public;
 revoke all on function private.audit_redacted_columns(text) from public;
 revoke all on function private.audit_redact(text, jsonb) from public;
+revoke all on function private.looks_like_ip(text) from public;
 revoke all on function private.audit_actor() from public;
 revoke all on function private.capture_audit_row() from public;
 revoke all on function private.refuse_unaudited_truncate() from public;

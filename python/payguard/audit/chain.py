@@ -25,7 +25,9 @@ which whoever changed the rows could also have changed.
 from __future__ import annotations
 
 import bisect
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import psycopg
@@ -46,7 +48,7 @@ ROWS = (
     "select l.seq, l.prev_hash, l.row_hash, pg_catalog.sha256("
     "coalesce(l.prev_hash, ''::pg_catalog.bytea) || "
     f"pg_catalog.convert_to({CANONICAL}, 'UTF8')) "
-    "from public.payment_audit_logs as l where l.seq > %s order by l.seq"
+    "from public.payment_audit_logs as l where l.seq > %s and l.seq <= %s order by l.seq"
 )
 
 
@@ -114,9 +116,100 @@ class _Skipped:
         return None
 
 
-def verify(url: str, *, from_seq: int | None = None, anchor: Anchor | None = None) -> Verdict:
+@dataclass
+class _Segment:
+    """What one worker found in the seqs (low, high]: counts, its first and last rows, the
+    first bad row inside it. How it links to the segment before is checked afterwards."""
+
+    low: int
+    high: int
+    checked: int = 0
+    unsealed: int = 0
+    first_seq: int | None = None
+    first_prev: bytes | None = None
+    first_sealed: bool = False
+    last_seq: int | None = None
+    last_sealed: tuple[int, bytes] | None = None
+    bad: tuple[int, str] | None = None
+    anchor_checked: bool = False
+
+
+def _walk(
+    url: str,
+    snapshot: str,
+    segment: _Segment,
+    head_seq: int,
+    skipped: _Skipped,
+    anchor: Anchor | None,
+) -> _Segment:
+    """Check the rows of one segment, in seq order, in the coordinator's snapshot."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("set search_path = pg_catalog")
+        conn.execute("begin isolation level repeatable read read only")
+        conn.execute(f"set transaction snapshot '{snapshot}'")
+        with conn.cursor(name="audit_verify", binary=True) as rows:
+            rows.itersize = 20_000
+            rows.execute(ROWS, (segment.low, segment.high))
+            previous: int | None = None
+            expected: bytes | None = None
+            for seq, prev_hash, row_hash, recomputed in rows:
+                segment.checked += 1
+                if previous is None:
+                    segment.first_seq = seq
+                    segment.first_sealed = row_hash is not None
+                    segment.first_prev = None if prev_hash is None else bytes(prev_hash)
+                elif seq - previous > 1 and previous < head_seq:
+                    missing = skipped.first_missing(previous + 1, min(seq - 1, head_seq))
+                    if missing is not None:
+                        segment.bad = (missing, "row missing: the chain was sealed with a row here")
+                        break
+                if seq <= head_seq and skipped.covers(seq):
+                    segment.bad = (seq, "inserted row: this seq held no row when it was sealed")
+                    break
+                if row_hash is None:
+                    if seq <= head_seq:
+                        segment.bad = (
+                            seq,
+                            f"unsealed row inside the chain sealed through {head_seq}",
+                        )
+                        break
+                    segment.unsealed += 1
+                    previous = segment.last_seq = seq
+                    continue
+                if seq > head_seq:
+                    segment.bad = (seq, f"sealed row beyond the recorded head (seq {head_seq})")
+                    break
+                if expected is not None and bytes(prev_hash) != expected:
+                    segment.bad = (
+                        seq,
+                        f"prev_hash does not match the row before it (seq {previous})",
+                    )
+                    break
+                expected = bytes(row_hash)
+                if bytes(recomputed) != expected:
+                    segment.bad = (seq, "contents changed: the row no longer matches its row_hash")
+                    break
+                if anchor is not None and seq == anchor.seq:
+                    if expected != anchor.row_hash:
+                        segment.bad = (seq, "the row differs from the anchor")
+                        break
+                    segment.anchor_checked = True
+                segment.last_sealed = (seq, expected)
+                previous = segment.last_seq = seq
+        conn.execute("commit")
+    return segment
+
+
+def verify(
+    url: str,
+    *,
+    from_seq: int | None = None,
+    anchor: Anchor | None = None,
+    workers: int | None = None,
+) -> Verdict:
     """Recompute the chain (from `from_seq`, trusting the row before it, or from its start)
-    and report the first bad seq."""
+    and report the first bad seq. The seqs are split among `workers` connections (one per
+    CPU by default, at most 4), all reading the same snapshot."""
     started = time.perf_counter()
     verdict = Verdict()
     if from_seq is not None and anchor is not None and anchor.seq < from_seq:
@@ -124,6 +217,8 @@ def verify(url: str, *, from_seq: int | None = None, anchor: Anchor | None = Non
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("set search_path = pg_catalog")
         conn.execute("begin isolation level repeatable read read only")
+        exported = conn.execute("select pg_export_snapshot()").fetchone()
+        assert exported is not None
         head = conn.execute(
             "select through_seq, head_hash from private.audit_seals "
             "order by through_seq desc limit 1"
@@ -141,7 +236,7 @@ def verify(url: str, *, from_seq: int | None = None, anchor: Anchor | None = Non
                 )
             ]
         )
-        start_seq, expected_prev = (int(purge[0]), bytes(purge[1])) if purge else (0, ZERO_HASH)
+        start_seq, tail_hash = (int(purge[0]), bytes(purge[1])) if purge else (0, ZERO_HASH)
         head_seq, head_hash = (int(head[0]), bytes(head[1])) if head else (start_seq, None)
         if anchor is not None and purge is not None and anchor.seq <= start_seq:
             raise PayguardError(
@@ -155,59 +250,69 @@ def verify(url: str, *, from_seq: int | None = None, anchor: Anchor | None = Non
                 (from_seq,),
             ).fetchone()
             if before is not None:
-                start_seq, expected_prev = int(before[0]), bytes(before[1])
-        verdict.sealed_through = head_seq
-
-        def bad(seq: int, reason: str) -> Verdict:
-            verdict.first_bad, verdict.reason = seq, reason
-            verdict.seconds = time.perf_counter() - started
-            return verdict
-
-        last_seq = start_seq
-        hash_at_head: bytes | None = expected_prev if start_seq >= head_seq else None
-        in_unsealed_tail = False
-        with conn.cursor(name="audit_verify") as rows:
-            rows.itersize = 20_000
-            rows.execute(ROWS, (start_seq,))
-            for seq, prev_hash, row_hash, recomputed in rows:
-                verdict.checked += 1
-                if seq - last_seq > 1 and last_seq < head_seq:
-                    missing = skipped.first_missing(last_seq + 1, min(seq - 1, head_seq))
-                    if missing is not None:
-                        return bad(missing, "row missing: the chain was sealed with a row here")
-                if seq <= head_seq and skipped.covers(seq):
-                    return bad(seq, "inserted row: this seq held no row when it was sealed")
-                if row_hash is None:
-                    if seq <= head_seq:
-                        return bad(seq, f"unsealed row inside the chain sealed through {head_seq}")
-                    in_unsealed_tail = True
-                    verdict.unsealed += 1
-                    last_seq = seq
-                    continue
-                if in_unsealed_tail or seq > head_seq:
-                    return bad(seq, f"sealed row beyond the recorded head (seq {head_seq})")
-                if bytes(prev_hash) != expected_prev:
-                    return bad(seq, f"prev_hash does not match the row before it (seq {last_seq})")
-                if bytes(recomputed) != bytes(row_hash):
-                    return bad(seq, "contents changed: the row no longer matches its row_hash")
-                expected_prev = bytes(row_hash)
-                last_seq = seq
-                hash_at_head = expected_prev
-                if anchor is not None and seq == anchor.seq:
-                    if expected_prev != anchor.row_hash:
-                        return bad(seq, "the row differs from the anchor")
-                    verdict.anchor_checked = True
-        if last_seq < head_seq:
-            missing = skipped.first_missing(last_seq + 1, head_seq)
-            if missing is not None:
-                return bad(
-                    missing, f"rows missing from here on: the chain was sealed through {head_seq}"
+                start_seq, tail_hash = int(before[0]), bytes(before[1])
+        top = conn.execute("select max(seq) from public.payment_audit_logs").fetchone()
+        last = max(int(top[0]) if top and top[0] is not None else 0, start_seq)
+        count = workers or min(4, os.cpu_count() or 1)
+        if last - start_seq < 50_000:
+            count = 1
+        bounds = [start_seq + (last - start_seq) * i // count for i in range(count)] + [last]
+        segments = [_Segment(bounds[i], bounds[i + 1]) for i in range(count)]
+        with ThreadPoolExecutor(count) as pool:
+            done = list(
+                pool.map(
+                    lambda s: _walk(url, str(exported[0]), s, head_seq, skipped, anchor), segments
                 )
-        if head_hash is not None and hash_at_head != head_hash:
-            return bad(head_seq, "the chain does not end in the recorded head hash")
-        if anchor is not None and not verdict.anchor_checked:
-            return bad(anchor.seq, "the anchored row is not in the chain")
+            )
         conn.execute("commit")
+    verdict.sealed_through = head_seq
+    verdict.checked = sum(s.checked for s in done)
+    verdict.unsealed = sum(s.unsealed for s in done)
+    verdict.anchor_checked = any(s.anchor_checked for s in done)
+    # Each segment's own first bad row, then how each links to the one before it.
+    found = [(s.bad[0], 0, s.bad[1]) for s in done if s.bad is not None]
+    tail_seq = start_seq
+    hash_at_head: bytes | None = tail_hash if start_seq >= head_seq else None
+    for segment in done:
+        if segment.first_seq is None:
+            continue
+        if segment.first_seq - tail_seq > 1 and tail_seq < head_seq:
+            missing = skipped.first_missing(tail_seq + 1, min(segment.first_seq - 1, head_seq))
+            if missing is not None:
+                found.append((missing, 1, "row missing: the chain was sealed with a row here"))
+        if segment.first_sealed and segment.first_prev != tail_hash:
+            found.append(
+                (
+                    segment.first_seq,
+                    1,
+                    f"prev_hash does not match the row before it (seq {tail_seq})",
+                )
+            )
+        tail_seq = segment.last_seq if segment.last_seq is not None else tail_seq
+        if segment.last_sealed is not None:
+            tail_hash = hash_at_head = segment.last_sealed[1]
+            sealed_seq = segment.last_sealed[0]
+            tail_seq = max(tail_seq, sealed_seq)
+    if not found:
+        last_sealed = max(
+            (s.last_sealed[0] for s in done if s.last_sealed is not None), default=start_seq
+        )
+        if last_sealed < head_seq:
+            missing = skipped.first_missing(last_sealed + 1, head_seq)
+            if missing is not None:
+                found.append(
+                    (
+                        missing,
+                        1,
+                        f"rows missing from here on: the chain was sealed through {head_seq}",
+                    )
+                )
+        if not found and head_hash is not None and hash_at_head != head_hash:
+            found.append((head_seq, 1, "the chain does not end in the recorded head hash"))
+        if not found and anchor is not None and not verdict.anchor_checked:
+            found.append((anchor.seq, 1, "the anchored row is not in the chain"))
+    if found:
+        verdict.first_bad, _, verdict.reason = min(found)
     verdict.seconds = time.perf_counter() - started
     return verdict
 
