@@ -52,36 +52,44 @@ comment on column public.payment_audit_logs.prev_hash is
 comment on column public.payment_audit_logs.row_hash is
 'sha256(prev_hash || the row''s canonical serialization); null until the row is sealed.';
 
+-- Each row is updated once, when it is sealed (its hashes filled in): room on its page lets
+-- that update stay on the page without touching the indexes (a heap-only tuple).
+alter table public.payment_audit_logs set (fillfactor = 50);
+
 -- A per-entity history follows the transactions that touched the entity.
 create index payment_audit_logs_transaction_idx
 on public.payment_audit_logs ((metadata ->> 'transaction'));
 
 /** A text that holds a card-number-like run, replaced whole; the text itself otherwise. */
 create function private.without_card_numbers(candidate text) returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case
-    when private.holds_card_number(candidate) then '[removed: it held card data]'
-    else candidate
-  end
+begin
+  if private.holds_card_number(candidate) then
+    return '[removed: it held card data]';
+  end if;
+  return candidate;
+end
 $$;
 
 /** True when a jsonb value has, at any depth, a key that names a card verification code. */
 create function private.holds_card_verification_key(candidate jsonb) returns boolean
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select candidate::text ~* '(cvv|cvc|cvn|csc|cav|cid|security|verification)'
+begin
+  return candidate::text ~* '(cvv|cvc|cvn|csc|cav|cid|security|verification)'
     and exists (
       select from jsonb_path_query(candidate, 'strict $.**') as item
       cross join lateral jsonb_object_keys(
         case when jsonb_typeof(item) = 'object' then item else '{}'::jsonb end
       ) as item_key
       where private.is_card_verification_key(item_key)
-    )
+    );
+end
 $$;
 
 /**
@@ -125,7 +133,8 @@ end
 $$;
 
 /**
- * BEFORE INSERT on payment_audit_logs: whatever the writer sent, a row is stamped with the
+ * BEFORE INSERT on payment_audit_logs, for rows not written by the capture trigger (which
+ * stamps its own rows the same way): whatever the writer sent, a row is stamped with the
  * time, the next seq, and no hashes. The transaction is given its id before the seq is
  * drawn, so that a transaction holding a seq is always one the sealer can see running.
  *
@@ -158,9 +167,12 @@ begin
 end
 $$;
 
+-- Rows the capture trigger writes (at trigger depth 1 or more) are stamped by it, in the
+-- same way, without a second trigger per row; every other insert is stamped here.
 create trigger stamp_audit_log_row
 before insert on public.payment_audit_logs
-for each row execute function private.stamp_audit_log_row();
+for each row when (pg_trigger_depth() = 0)
+execute function private.stamp_audit_log_row();
 
 -- The card-data guard would refuse the row, and with it the record of a refusal: the stamp
 -- above removes card numbers instead.
@@ -178,16 +190,18 @@ on public.payment_audit_logs using brin (timestamp);
  * material, raw processor payloads).
  */
 create function private.audit_redacted_columns(table_name text) returns text[]
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case table_name
+begin
+  return case table_name
     when 'payment_methods' then array['processor_payment_method_id', 'processor_customer_id']
     when 'payout_methods' then array['processor_account_id', 'processor_external_account_id']
     when 'webhook_events' then array['payload']
     else array[]::text []
-  end
+  end;
+end
 $$;
 
 /**
@@ -230,12 +244,14 @@ create type private.audit_actor as (
 
 /** True when `candidate` has the shape of an IPv4 or IPv6 address. */
 create function private.looks_like_ip(candidate text) returns boolean
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select candidate ~ '^([0-9]{1,3}\.){3}[0-9]{1,3}$'
-    or (candidate ~ '^[0-9a-fA-F:.]+$' and candidate like '%:%' and length(candidate) <= 45)
+begin
+  return candidate ~ '^([0-9]{1,3}\.){3}[0-9]{1,3}$'
+    or (candidate ~ '^[0-9a-fA-F:.]+$' and candidate like '%:%' and length(candidate) <= 45);
+end
 $$;
 
 /**
@@ -248,48 +264,47 @@ $$;
  * transaction id.
  */
 create function private.audit_actor() returns private.audit_actor
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  with request as (
-    select
-      coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}') as headers,
-      (select auth.uid()) as uid,
-      coalesce(nullif(current_setting('role', true), 'none'), session_user::text) as db_role
-  ),
-  address as (
-    select
-      r.*,
-      coalesce(
-        (
-          select hop from (select btrim(split_part(r.headers ->> 'x-forwarded-for', ',', 1)) as hop) as h
-          where private.looks_like_ip(h.hop)
-        ),
-        (
-          select hop from (select btrim(r.headers ->> 'x-real-ip') as hop) as h
-          where private.looks_like_ip(h.hop)
-        ),
-        host(inet_client_addr())
-      ) as ip
-    from request as r
-  )
-  select row(
-    a.uid,
-    coalesce((select u.role::text from public.users as u where u.id = a.uid), a.db_role),
-    a.ip,
-    a.headers ->> 'user-agent',
-    jsonb_strip_nulls(jsonb_build_object(
-      'method', nullif(current_setting('request.method', true), ''),
-      'path', nullif(current_setting('request.path', true), ''),
-      'correlation_id', coalesce(a.headers ->> 'x-correlation-id', a.headers ->> 'x-request-id'),
-      'forwarded_for', nullif(left(a.headers ->> 'x-forwarded-for', 200), a.ip),
-      'db_role', a.db_role,
-      'transaction', pg_catalog.pg_current_xact_id()::text
-    ))
-  )::private.audit_actor
-  from address as a
+declare
+  headers jsonb := coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}');
+  uid uuid := (select auth.uid());
+  db_role text := coalesce(nullif(current_setting('role', true), 'none'), session_user::text);
+  first_hop text := btrim(split_part(headers ->> 'x-forwarded-for', ',', 1));
+  ip text;
+  actor private.audit_actor;
+begin
+  if private.looks_like_ip(first_hop) then
+    ip := first_hop;
+  elsif private.looks_like_ip(btrim(headers ->> 'x-real-ip')) then
+    ip := btrim(headers ->> 'x-real-ip');
+  else
+    ip := host(inet_client_addr());
+  end if;
+  actor.user_id := uid;
+  actor.user_role := coalesce(
+    (select u.role::text from public.users as u where u.id = uid), db_role
+  );
+  actor.ip_address := ip;
+  actor.user_agent := headers ->> 'user-agent';
+  actor.metadata := jsonb_strip_nulls(jsonb_build_object(
+    'method', nullif(current_setting('request.method', true), ''),
+    'path', nullif(current_setting('request.path', true), ''),
+    'correlation_id', coalesce(headers ->> 'x-correlation-id', headers ->> 'x-request-id'),
+    'forwarded_for', nullif(left(headers ->> 'x-forwarded-for', 200), ip),
+    'db_role', db_role,
+    'transaction', pg_catalog.pg_current_xact_id()::text
+  ));
+  -- What the client sent never brings a card number into the log.
+  if private.holds_card_number(concat_ws(' ', actor.user_agent, actor.metadata::text)) then
+    actor.user_agent := private.without_card_numbers(actor.user_agent);
+    actor.metadata := private.without_card_data(actor.metadata);
+  end if;
+  return actor;
+end
 $$;
 
 /**
@@ -312,14 +327,17 @@ begin
   if tg_op <> 'DELETE' then
     new_values := private.audit_redact(tg_table_name, to_jsonb(new));
   end if;
+  -- Stamped as private.stamp_audit_log_row() stamps: the transaction has its id (it has
+  -- just changed a row) before the seq is drawn; the actor holds no card data.
+  perform pg_catalog.pg_current_xact_id();
   insert into public.payment_audit_logs (
-    operation, entity_type, entity_id, user_id, user_role, ip_address, user_agent,
-    old_values, new_values, success, metadata
+    seq, timestamp, operation, entity_type, entity_id, user_id, user_role, ip_address,
+    user_agent, old_values, new_values, success, metadata
   )
   values (
-    tg_op, tg_table_name, coalesce(new_values, old_values) ->> tg_argv[0], actor.user_id,
-    actor.user_role, actor.ip_address, actor.user_agent, old_values, new_values, true,
-    actor.metadata
+    nextval('private.audit_log_seq'), now(), tg_op, tg_table_name,
+    coalesce(new_values, old_values) ->> tg_argv[0], actor.user_id, actor.user_role,
+    actor.ip_address, actor.user_agent, old_values, new_values, true, actor.metadata
   );
   return null;
 end

@@ -30,9 +30,9 @@ def _head(conn: psycopg.Connection) -> int:
 
 
 def seal_now(url: str, *, timeout: float = 30.0, interval: float = 0.05) -> SealRun:
-    """Seal every audit row committed before this call (waiting for the transactions that
-    were running then to end, at most `timeout` seconds)."""
-    started = time.perf_counter()
+    """Seal every audit row committed before this call, waiting for the transactions that
+    were running then to end; gives up after `timeout` seconds without progress."""
+    started = progress = time.perf_counter()
     sealed = 0
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
@@ -41,11 +41,13 @@ def seal_now(url: str, *, timeout: float = 30.0, interval: float = 0.05) -> Seal
         target = int(row[0]) if row else 0
         while True:
             got = conn.execute("select private.seal_audit_log()").fetchone()
-            sealed += int(got[0]) if got else 0
+            if got and got[0]:
+                sealed += int(got[0])
+                progress = time.perf_counter()
             head = _head(conn)
             if head >= target:
                 return SealRun(sealed, head, time.perf_counter() - started)
-            if time.perf_counter() - started > timeout:
+            if time.perf_counter() - progress > timeout:
                 raise PayguardError(
                     f"sealed through seq {head} of {target} in {timeout:.0f} s: a transaction "
                     "that was running is still open (see pg_stat_activity)"

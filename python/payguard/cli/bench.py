@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from payguard.bench import rls, transitions
+from payguard.bench import audit_verify, rls, transitions
 from payguard.cli.common import boundary, out, print_json, state
 from payguard.cluster import APP_ROLE, Cluster
 from payguard.databases import recreate_database
@@ -23,6 +23,7 @@ class Suite(StrEnum):
     all = "all"
     rls = "rls"
     transitions = "transitions"
+    audit = "audit"
 
 
 @boundary
@@ -33,14 +34,18 @@ def bench(
     rows: Annotated[int, typer.Option(help="RLS: payment_transactions rows.")] = 1_000_000,
     payments: Annotated[int, typer.Option(help="RLS: milestone_payments rows.")] = 200_000,
     samples: Annotated[int, typer.Option(help="RLS: listings timed per side.")] = 400,
-    releases: Annotated[int, typer.Option(help="Transitions: payments to release.")] = 4_000,
+    releases: Annotated[int, typer.Option(help="Transitions: payments to release.")] = 8_000,
     clients: Annotated[int, typer.Option(help="Transitions: concurrent clients.")] = 8,
+    audit_rows: Annotated[
+        int, typer.Option(help="Audit: rows in the log that `audit verify` checks.")
+    ] = 1_000_000,
     seed: Annotated[int, typer.Option(help="Seed of the data and the sampling.")] = 7,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
     """Deploy databases of their own, load them, and report ratios to same-run baselines:
     RLS listings against the owner's explicit queries; releases per second against
-    pgbench's TPC-B."""
+    pgbench's TPC-B, with the audit trail on and off; the audit sealer's lag; and the speed
+    of `audit verify` over a million-row log (grown from the release benchmark's)."""
     project = state(ctx).project()
     cluster = Cluster.for_project(project)
     report: dict[str, object] = {}
@@ -79,7 +84,7 @@ def bench(
                     f"{r.settings_median_ms:.3f}",
                 )
             out.print(table)
-    if only in (Suite.all, Suite.transitions):
+    if only in (Suite.all, Suite.transitions, Suite.audit):
         reset(project, database=RELEASE_DATABASE, seed=False)
         recreate_database(cluster.admin_url(), PGBENCH_DATABASE)
         result = transitions.run(
@@ -100,20 +105,43 @@ def bench(
             table = Table(
                 "clients",
                 "releases",
-                "seconds",
                 "releases/s",
                 "pgbench TPC-B tps",
                 "ratio",
-                title="Full funded->released transitions against TPC-B, same server, same run",
+                "audit off: releases/s",
+                "audit cost",
+                title="Full funded->released transitions (audit trail on) against TPC-B, "
+                "same server, same run; and with the audit trail off, in alternate rounds",
             )
             table.add_row(
                 str(result.clients),
                 str(result.releases),
-                f"{result.seconds:.2f}",
                 f"{result.tps:.0f}",
                 f"{result.pgbench_tps:.0f}",
                 f"{result.ratio:.3f}x",
+                f"{result.unaudited_tps:.0f}",
+                f"{result.audit_cost:.1%}",
             )
             out.print(table)
+            out.print(
+                "rounds (releases/s): "
+                + ", ".join(f"{'on' if a else 'off'} {r:.0f}" for a, r in result.rounds)
+            )
+            lag = result.lag
+            out.print(
+                f"audit sealing lag under that load, over {lag.rows} rows "
+                f"({result.audit_rows_per_release:.1f} per release): median "
+                f"{lag.median_s:.3f} s, p99 {lag.p99_s:.3f} s, max {lag.max_s:.3f} s"
+            )
+    if only in (Suite.all, Suite.audit):
+        speed = audit_verify.run(cluster.socket_url(APP_ROLE, RELEASE_DATABASE), audit_rows)
+        report["audit_verify"] = speed.as_dict()
+        if not as_json:
+            out.print(
+                f"audit verify: {speed.rows:,} rows in {speed.verify_seconds:.2f} s, "
+                f"{speed.rows_per_second:,.0f} rows/s (sealed at "
+                f"{speed.rows / speed.seal_seconds:,.0f} rows/s; log grown in "
+                f"{speed.grow_seconds:.0f} s)"
+            )
     if as_json:
         print_json(report)
