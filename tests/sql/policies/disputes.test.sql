@@ -3,7 +3,7 @@
 -- read it; only admin resolves it, and the database records who did and when; staff and
 -- backends read all; nobody deletes.
 begin;
-select plan(58);
+select plan(60);
 
 -- fixture, as the owner of the tables (postgres, which bypasses RLS)
 -- pgTAP lives in `extensions`, where only the API roles may look names up. The staff and
@@ -392,7 +392,7 @@ select throws_ok(
   'payment_service cannot delete a dispute'
 );
 
--- as escrow_service: reads all, writes nothing
+-- as escrow_service: reads all, resolves disputes as admin does, opens and deletes none
 reset role;
 select tests.authenticate_as_service('escrow_service');
 select is(
@@ -413,16 +413,42 @@ select throws_ok(
   'escrow_service cannot open a dispute'
 );
 select throws_ok(
-  $$update public.disputes set status = 'resolved', outcome = 'refund'
-    where id = '40000000-0000-0000-0000-000000000002'$$,
+  $$update public.disputes set reason = 'Rewritten' where id = '40000000-0000-0000-0000-000000000002'$$,
   '42501', 'permission denied for table disputes',
-  'escrow_service cannot resolve a dispute'
+  'escrow_service cannot rewrite a dispute''s reason'
 );
 select throws_ok(
   $$delete from public.disputes where id = '40000000-0000-0000-0000-000000000002'$$,
   '42501', 'permission denied for table disputes',
   'escrow_service cannot delete a dispute'
 );
+reset role;
+select tests.authenticate_as('hana');
+with opened as (
+  insert into public.disputes (milestone_payment_id, reason)
+  values ('30000000-0000-0000-0000-000000000005', 'Paint peeling')
+  returning id
+)
+select set_config('fixture.escrow_dispute', id::text, true) from opened;
+reset role;
+select tests.authenticate_as_service('escrow_service');
+select is(
+  tests.raise_if_refused(public.resolve_dispute(
+    current_setting('fixture.escrow_dispute')::uuid, 'split', 'Half the walls were repainted',
+    'key-escrow-split', 20000
+  )) ->> 'status',
+  'resolved',
+  'escrow_service resolves a dispute with a split, through the RPC'
+);
+reset role;
+select results_eq(
+  $$select d.outcome::text, d.payee_share_minor, d.resolved_by is null, mp.status::text
+    from public.disputes as d join public.milestone_payments as mp on mp.id = d.milestone_payment_id
+    where d.id = current_setting('fixture.escrow_dispute')::uuid$$,
+  $$values ('split', 20000::bigint, true, 'split')$$,
+  'the payment is split with it; no user resolved it, a service did'
+);
+select tests.authenticate_as_service('escrow_service');
 
 -- as service_role: reads all, writes nothing
 reset role;
