@@ -56,10 +56,6 @@ comment on column public.payment_audit_logs.row_hash is
 -- that update stay on the page without touching the indexes (a heap-only tuple).
 alter table public.payment_audit_logs set (fillfactor = 50);
 
--- A per-entity history follows the transactions that touched the entity.
-create index payment_audit_logs_transaction_idx
-on public.payment_audit_logs ((metadata ->> 'transaction'));
-
 /** A text that holds a card-number-like run, replaced whole; the text itself otherwise. */
 create function private.without_card_numbers(candidate text) returns text
 language plpgsql
@@ -270,39 +266,60 @@ security definer
 set search_path = ''
 as $$
 declare
-  headers jsonb := coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}');
-  uid uuid := (select auth.uid());
-  db_role text := coalesce(nullif(current_setting('role', true), 'none'), session_user::text);
-  first_hop text := btrim(split_part(headers ->> 'x-forwarded-for', ',', 1));
+  -- What the actor is derived from. A request writes many audit rows: the parsed request is
+  -- kept for the rest of the transaction under this key (a setting local to the
+  -- transaction, so that a rolled-back subtransaction forgets it too).
+  request_key text := concat_ws(
+    e'\x1f', current_setting('role', true), current_setting('request.jwt.claims', true),
+    current_setting('request.jwt.claim.sub', true), current_setting('request.headers', true),
+    current_setting('request.method', true), current_setting('request.path', true),
+    session_user::text
+  );
+  cached text := current_setting('payguard.audit_request', true);
+  headers jsonb;
+  first_hop text;
   ip text;
   actor private.audit_actor;
 begin
-  if private.looks_like_ip(first_hop) then
-    ip := first_hop;
-  elsif private.looks_like_ip(btrim(headers ->> 'x-real-ip')) then
-    ip := btrim(headers ->> 'x-real-ip');
+  if cached is not null and starts_with(cached, request_key || e'\x1e') then
+    actor := jsonb_populate_record(
+      null::private.audit_actor, substr(cached, length(request_key) + 2)::jsonb
+    );
   else
-    ip := host(inet_client_addr());
+    headers := coalesce(nullif(current_setting('request.headers', true), '')::jsonb, '{}');
+    first_hop := btrim(split_part(headers ->> 'x-forwarded-for', ',', 1));
+    if private.looks_like_ip(first_hop) then
+      ip := first_hop;
+    elsif private.looks_like_ip(btrim(headers ->> 'x-real-ip')) then
+      ip := btrim(headers ->> 'x-real-ip');
+    else
+      ip := host(inet_client_addr());
+    end if;
+    actor.user_id := (select auth.uid());
+    actor.ip_address := ip;
+    actor.user_agent := headers ->> 'user-agent';
+    actor.metadata := jsonb_strip_nulls(jsonb_build_object(
+      'method', nullif(current_setting('request.method', true), ''),
+      'path', nullif(current_setting('request.path', true), ''),
+      'correlation_id', coalesce(headers ->> 'x-correlation-id', headers ->> 'x-request-id'),
+      'forwarded_for', nullif(left(headers ->> 'x-forwarded-for', 200), ip),
+      'db_role', coalesce(nullif(current_setting('role', true), 'none'), session_user::text),
+      'transaction', pg_catalog.pg_current_xact_id()::text
+    ));
+    -- What the client sent never brings a card number into the log.
+    if private.holds_card_number(concat_ws(' ', actor.user_agent, actor.metadata::text)) then
+      actor.user_agent := private.without_card_numbers(actor.user_agent);
+      actor.metadata := private.without_card_data(actor.metadata);
+    end if;
+    perform set_config(
+      'payguard.audit_request', request_key || e'\x1e' || to_jsonb(actor)::text, true
+    );
   end if;
-  actor.user_id := uid;
+  -- The application role is read each time: it may change within a transaction.
   actor.user_role := coalesce(
-    (select u.role::text from public.users as u where u.id = uid), db_role
+    (select u.role::text from public.users as u where u.id = actor.user_id),
+    actor.metadata ->> 'db_role'
   );
-  actor.ip_address := ip;
-  actor.user_agent := headers ->> 'user-agent';
-  actor.metadata := jsonb_strip_nulls(jsonb_build_object(
-    'method', nullif(current_setting('request.method', true), ''),
-    'path', nullif(current_setting('request.path', true), ''),
-    'correlation_id', coalesce(headers ->> 'x-correlation-id', headers ->> 'x-request-id'),
-    'forwarded_for', nullif(left(headers ->> 'x-forwarded-for', 200), ip),
-    'db_role', db_role,
-    'transaction', pg_catalog.pg_current_xact_id()::text
-  ));
-  -- What the client sent never brings a card number into the log.
-  if private.holds_card_number(concat_ws(' ', actor.user_agent, actor.metadata::text)) then
-    actor.user_agent := private.without_card_numbers(actor.user_agent);
-    actor.metadata := private.without_card_data(actor.metadata);
-  end if;
   return actor;
 end
 $$;

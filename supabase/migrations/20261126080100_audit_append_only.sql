@@ -92,8 +92,31 @@ revoke all on function private.audit_retention() from public;
 revoke all on function private.guard_audit_log_row() from public;
 revoke all on function private.refuse_audit_log_truncate() from public;
 
-create trigger guard_audit_log_row
-before update or delete on public.payment_audit_logs
+-- A seal (the only update allowed) does not call the trigger at all: the WHEN condition,
+-- evaluated without a function call, lets it through. Any other update calls it, and is
+-- refused.
+create trigger guard_audit_log_update
+before update on public.payment_audit_logs
+for each row when (
+  not (
+    old.row_hash is null and old.prev_hash is null and new.row_hash is not null
+    and (
+      new.seq, new.id, new.timestamp, new.operation, new.entity_type, new.entity_id,
+      new.user_id, new.user_role, new.ip_address, new.user_agent, new.old_values,
+      new.new_values, new.success, new.error_message, new.metadata
+    )
+    is not distinct from
+    (
+      old.seq, old.id, old.timestamp, old.operation, old.entity_type, old.entity_id,
+      old.user_id, old.user_role, old.ip_address, old.user_agent, old.old_values,
+      old.new_values, old.success, old.error_message, old.metadata
+    )
+  )
+)
+execute function private.guard_audit_log_row();
+
+create trigger guard_audit_log_delete
+before delete on public.payment_audit_logs
 for each row execute function private.guard_audit_log_row();
 
 create trigger refuse_audit_log_truncate

@@ -1,6 +1,10 @@
 -- The audit trail, part 5: an entity's history, for auditors. Every audit row of every
 -- transaction that touched the entity (its own rows, the ledger postings, escrow balances,
 -- disputes, processor charges, refused calls), in chain order.
+--
+-- A transaction's rows share its id (metadata.transaction) and its start time (`timestamp`
+-- is now()), so they are found through the block range index on the time: no index on the
+-- transaction id is kept up to date on every insert for the sake of this query.
 
 /**
  * The history of one entity, e.g. ('milestone_payments', '<id>'). Security invoker: it
@@ -14,8 +18,8 @@ security invoker
 set search_path = ''
 as $$
   select l.* from public.payment_audit_logs as l
-  where l.metadata ->> 'transaction' in (
-    select e.metadata ->> 'transaction' from public.payment_audit_logs as e
+  where (l.timestamp, l.metadata ->> 'transaction') in (
+    select e.timestamp, e.metadata ->> 'transaction' from public.payment_audit_logs as e
     where e.entity_type = audit_history.entity_type and e.entity_id = audit_history.entity_id
   )
   order by l.seq

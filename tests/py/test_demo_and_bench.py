@@ -53,14 +53,14 @@ def test_the_release_benchmark_releases_every_payment(cluster, project):
         deploy(cluster.admin_url(database), project)
         result = transitions.run(
             cluster.socket_url(APP_ROLE, database),
-            cluster.socket_url("authenticator", database),
+            (str(cluster.socket_dir), cluster.port() or 0, "authenticator", database),
             pgbench_target=(
                 str(cluster.socket_dir),
                 cluster.port() or 0,
                 APP_ROLE,
                 pgbench_database,
             ),
-            payments=40,
+            payments=48,
             clients=4,
             pgbench_seconds=1,
             pgbench_scale=1,
@@ -73,8 +73,8 @@ def test_the_release_benchmark_releases_every_payment(cluster, project):
         drop_database(cluster.admin_url(), database)
         drop_database(cluster.admin_url(), pgbench_database)
     # Half the rounds ran with the audit trail on, half with it off; every payment released.
-    assert (result.releases + result.unaudited_releases, result.failures) == (40, 0)
-    assert released == (40,)
+    assert (result.releases + result.unaudited_releases, result.failures) == (48, 0)
+    assert released == (48,)
     assert result.tps > 0
     assert result.unaudited_tps > 0
     assert result.pgbench_tps > 0

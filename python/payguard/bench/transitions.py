@@ -2,12 +2,14 @@
 with the audit trail on and off, against pgbench's TPC-B on the same server in the same run.
 
 Each release is a full transition as an app client makes it through PostgREST: a
-transaction on a pooled `authenticator` connection that sets the payer's role and claims,
-then updates the payment; the triggers check it, post the ledger transfers (the payee's
-share and the platform fee), write the notifications and alerts, and (audit on) one audit
-row per changed row. Every payment has its own project, escrow account, homeowner and
-contractor, as in real traffic, so what is measured is the transition's own cost and
-whatever the design serialises.
+transaction on an `authenticator` connection that sets the payer's role and claims (the
+same settings PostgREST sets), then updates the payment. pgbench itself drives the
+releases, from a script, so that both figures come from the same C client and the client's
+own overhead stays out of the comparison. In the transaction, the triggers check the
+release, post the ledger transfers (the payee's share and the platform fee), write the
+notifications and alerts, and (audit on) one audit row per changed row. Every payment has
+its own project, escrow account, homeowner and contractor, as in real traffic, so what is
+measured is the transition's own cost and whatever the design serialises.
 
 The audit trail is switched off and on between rounds (off, on, off, on, ...), so that
 both sides see the same tables as they grow. The sealer runs throughout, as in production,
@@ -17,17 +19,16 @@ transaction that wrote a row to the end of the sealing that hashed it.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-import psycopg
 
 from payguard.audit.sealer import follow, seal_now
 from payguard.cluster import pg_bindir
@@ -101,13 +102,16 @@ class Throughput:
 
 def set_audit(conn: Connection, enabled: bool) -> None:
     """Switch the audit triggers of every audited table on or off (the bench's own database)."""
-    tables = conn.execute(
-        "select tgrelid::regclass::text from pg_trigger where tgname = 'audit_trail'"
+    triggers = conn.execute(
+        "select tgrelid::regclass::text, quote_ident(tgname) from pg_trigger "
+        "where tgfoid in ('private.capture_audit_row()'::regprocedure, "
+        "'private.capture_audit_inserts()'::regprocedure, "
+        "'private.capture_audit_updates()'::regprocedure)"
     ).fetchall()
     action = "enable" if enabled else "disable"
     with conn.transaction():
-        for (table,) in tables:
-            conn.execute(f"alter table {table} {action} trigger audit_trail")
+        for table, trigger in triggers:
+            conn.execute(f"alter table {table} {action} trigger {trigger}")
 
 
 def audit_head(conn: Connection) -> int:
@@ -195,52 +199,112 @@ def prepare(conn: Connection, payments: int) -> list[tuple[uuid.UUID, uuid.UUID]
     return [(row[0], row[1]) for row in rows]
 
 
-def release_all(
-    authenticator_url: str, work: list[tuple[uuid.UUID, uuid.UUID]], clients: int
+def stage_requests(conn: Connection, work: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Stage each release's request for pgbench: the payment and its payer's JWT claims, in
+    the order they are to be taken (`bench.next_release`)."""
+    with conn.transaction():
+        conn.execute("drop schema if exists bench cascade")
+        conn.execute("create schema bench")
+        conn.execute("create sequence bench.next_release")
+        conn.execute(
+            "create table bench.requests (n bigint primary key, payment uuid, claims text)"
+        )
+        # PostgREST's login role reads the staged request, then takes the payer's role.
+        conn.execute("grant usage on schema bench to authenticator")
+        conn.execute("grant select on bench.requests to authenticator")
+        conn.execute("grant usage on sequence bench.next_release to authenticator")
+        with conn.cursor().copy("copy bench.requests (n, payment, claims) from stdin") as copy:
+            for n, (payment, payer) in enumerate(work, start=1):
+                claims = dict(Request("authenticated", user_claims(payer, aal="aal2")).settings())
+                copy.write_row((n, payment, claims["request.jwt.claims"]))
+
+
+def release_script() -> str:
+    """One release as PostgREST makes it, as a pgbench script: begin; the request's settings
+    (the payer's claims from the staged request); the PATCH's UPDATE; commit."""
+    settings = Request(
+        "authenticated", {}, method="PATCH", path="/rest/v1/milestone_payments"
+    ).settings()
+    calls = [
+        "set_config('request.jwt.claims', r.claims, true)"
+        if name == "request.jwt.claims"
+        else f"set_config('{name}', '{value}', true)"
+        for name, value in settings
+    ]
+    # The payment's id as a quoted literal, as PostgREST's filter puts it (id=eq.…): a value
+    # computed in the statement instead would not be leakproof, so row-level security would
+    # have to filter every row before the primary key could be used.
+    return (
+        "BEGIN;\n"
+        f"SELECT {', '.join(calls)}, quote_literal(r.payment) AS payment FROM bench.requests AS r "
+        "WHERE r.n = (SELECT nextval('bench.next_release')) \\gset\n"
+        "UPDATE public.milestone_payments SET status = 'released' WHERE id = :payment;\n"
+        "END;\n"
+    )
+
+
+def release_round(
+    owner_url: str, target: tuple[str, int, str, str], releases: int, clients: int
 ) -> tuple[float, int]:
-    """Release every payment, `clients` connections at once; returns (seconds, failures)."""
-    shares = [work[i::clients] for i in range(clients)]
-    start = threading.Barrier(clients + 1)
-    failures = [0] * clients
+    """Release the next `releases` staged payments with pgbench, `clients` at once, logged in
+    as `target`'s user (PostgREST's authenticator); returns (seconds, releases that failed)."""
+    host, port, user, database = target
+    per_client = releases // clients
+    with connect(owner_url) as conn:
+        before = conn.execute(
+            "select count(*) from public.milestone_payments where status = 'released'"
+        ).fetchone()
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write(release_script())
+    os.chmod(script.name, 0o644)
+    try:
+        run = subprocess.run(
+            [
+                _pgbench(),
+                "-h",
+                host,
+                "-p",
+                str(port),
+                "-U",
+                user,
+                "-n",
+                "-c",
+                str(clients),
+                "-j",
+                str(min(clients, 4)),
+                "-t",
+                str(per_client),
+                "-f",
+                script.name,
+                database,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        os.unlink(script.name)
+    found = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", run.stdout)
+    if found is None:
+        raise PayguardError(f"pgbench (releases) failed: {(run.stderr or run.stdout).strip()}")
+    with connect(owner_url) as conn:
+        after = conn.execute(
+            "select count(*) from public.milestone_payments where status = 'released'"
+        ).fetchone()
+    released = int(after[0] if after else 0) - int(before[0] if before else 0)
+    attempted = per_client * clients
+    return attempted / float(found.group(1)), attempted - released
 
-    def client(index: int) -> None:
-        with psycopg.connect(authenticator_url, autocommit=True) as conn:
-            cursor = psycopg.ClientCursor(conn)
-            start.wait()
-            for payment, payer in shares[index]:
-                settings = Request("authenticated", user_claims(payer, aal="aal2")).settings()
-                flat = [part for pair in settings for part in pair]
-                # One round trip per request, as a client-side-bound batch: the work on the
-                # server is PostgREST's (begin, its settings, the statement, commit), and the
-                # client's own overhead stays out of the measurement.
-                request = (
-                    "begin; select "
-                    + ", ".join("set_config(%s, %s, true)" for _ in settings)
-                    + "; update public.milestone_payments set status = 'released' "
-                    "where id = %s; commit"
-                )
-                try:
-                    cursor.execute(request, [*flat, payment])
-                except psycopg.Error:
-                    conn.execute("rollback")
-                    failures[index] += 1
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - started, sum(failures)
+def _pgbench() -> str:
+    return shutil.which("pgbench") or str(pg_bindir() / "pgbench")
 
 
 def pgbench_tps(
     host: str, port: int, user: str, database: str, clients: int, seconds: int, scale: int = 10
 ) -> float:
     """TPC-B transactions per second from pgbench at `scale` on `database` (re-initialised)."""
-    pgbench = shutil.which("pgbench") or str(pg_bindir() / "pgbench")
-    base = [pgbench, "-h", host, "-p", str(port), "-U", user]
+    base = [_pgbench(), "-h", host, "-p", str(port), "-U", user]
     init = subprocess.run(
         [*base, "-i", "-s", str(scale), "-q", database], capture_output=True, text=True, check=False
     )
@@ -260,7 +324,7 @@ def pgbench_tps(
 
 def run(
     owner_url: str,
-    authenticator_url: str,
+    release_target: tuple[str, int, str, str],
     *,
     pgbench_target: tuple[str, int, str, str],
     payments: int,
@@ -271,6 +335,7 @@ def run(
 ) -> Throughput:
     with connect(owner_url) as conn:
         work = prepare(conn, payments)
+        stage_requests(conn, work)
     seal_now(owner_url)
     done = threading.Event()
     sealer = ThreadPoolExecutor(1).submit(follow, owner_url, interval=0.05, until=done.is_set)
@@ -283,13 +348,13 @@ def run(
             for number in range(rounds):
                 enabled = number % 2 == 1
                 set_audit(conn, enabled)
-                chunk = work[number::rounds]
+                chunk = (len(work) // rounds) // clients * clients
                 before = audit_head(conn)
-                seconds, failures = release_all(authenticator_url, chunk, clients)
+                seconds, failures = release_round(owner_url, release_target, chunk, clients)
                 if enabled:
                     audited.append((before, audit_head(conn)))
-                rates.append((enabled, (len(chunk) - failures) / seconds))
-                totals[enabled][0] += len(chunk) - failures
+                rates.append((enabled, (chunk - failures) / seconds))
+                totals[enabled][0] += chunk - failures
                 totals[enabled][1] += seconds
                 totals[enabled][2] += failures
             set_audit(conn, True)

@@ -89,7 +89,7 @@ def bench(
         recreate_database(cluster.admin_url(), PGBENCH_DATABASE)
         result = transitions.run(
             cluster.socket_url(APP_ROLE, RELEASE_DATABASE),
-            cluster.socket_url("authenticator", RELEASE_DATABASE),
+            (str(cluster.socket_dir), cluster.port() or 0, "authenticator", RELEASE_DATABASE),
             pgbench_target=(
                 str(cluster.socket_dir),
                 cluster.port() or 0,

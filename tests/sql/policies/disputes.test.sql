@@ -181,7 +181,7 @@ select is(
 select throws_ok(
   $$insert into public.disputes (milestone_payment_id, reason)
     values ('30000000-0000-0000-0000-000000000004', 'Doors still do not close')$$,
-  '23505', 'duplicate key value violates unique constraint "disputes_one_open_per_payment_idx"',
+  '23505', 'duplicate key value violates unique constraint "disputes_one_open_per_payment_key"',
   'a second open dispute over the same payment is refused'
 );
 select throws_ok(

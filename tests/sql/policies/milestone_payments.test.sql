@@ -193,7 +193,7 @@ select throws_ok(
 select throws_ok(
   $$insert into public.milestone_payments (milestone_id)
     values ('20000000-0000-0000-0000-000000000001')$$,
-  '23505', 'duplicate key value violates unique constraint "milestone_payments_one_live_per_milestone_idx"',
+  '23505', 'duplicate key value violates unique constraint "milestone_payments_one_live_per_milestone_key"',
   'a second live payment for the same milestone is refused'
 );
 select lives_ok(
