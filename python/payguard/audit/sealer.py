@@ -55,15 +55,22 @@ def seal_now(url: str, *, timeout: float = 30.0, interval: float = 0.05) -> Seal
             time.sleep(interval)
 
 
+# Rows sealed per call at most (private.seal_audit_log's default): a call that seals this
+# many is followed at once by the next.
+BATCH = 100_000
+
+
 def follow(
     url: str,
     *,
-    interval: float = 0.2,
+    interval: float = 0.25,
     until: Callable[[], bool] = lambda: False,
     report: Callable[[SealRun], None] | None = None,
 ) -> int:
-    """Seal continuously, every `interval` seconds, until `until()` is true (or forever).
-    Returns the rows sealed."""
+    """Seal continuously, one call every `interval` seconds, until `until()` is true (or
+    forever). Each call seals what the previous one fenced, so a row waits between one and
+    two intervals (plus the longest transaction then running); fewer, larger batches cost
+    less per row than sealing as fast as rows come. Returns the rows sealed."""
     total = 0
     with psycopg.connect(url, autocommit=True) as conn:
         while not until():
@@ -71,8 +78,9 @@ def follow(
             got = conn.execute("select private.seal_audit_log()").fetchone()
             sealed = int(got[0]) if got else 0
             total += sealed
+            elapsed = time.perf_counter() - started
             if sealed and report is not None:
-                report(SealRun(sealed, _head(conn), time.perf_counter() - started))
-            if not sealed:
-                time.sleep(interval)
+                report(SealRun(sealed, _head(conn), elapsed))
+            if sealed < BATCH:
+                time.sleep(max(0.0, interval - elapsed))
     return total

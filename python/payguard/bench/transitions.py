@@ -338,7 +338,7 @@ def run(
         stage_requests(conn, work)
     seal_now(owner_url)
     done = threading.Event()
-    sealer = ThreadPoolExecutor(1).submit(follow, owner_url, interval=0.05, until=done.is_set)
+    sealer = ThreadPoolExecutor(1).submit(follow, owner_url, interval=0.25, until=done.is_set)
     # per side (audit on, off): releases, seconds, failures
     totals: dict[bool, list[float]] = {True: [0, 0.0, 0], False: [0, 0.0, 0]}
     audited: list[tuple[int, int]] = []
