@@ -174,11 +174,6 @@ execute function private.stamp_audit_log_row();
 -- above removes card numbers instead.
 drop trigger refuse_card_data on public.payment_audit_logs;
 
--- Rows arrive in time order: a block range index serves time ranges at a fraction of the
--- cost of a b-tree on every insert.
-drop index public.payment_audit_logs_timestamp_idx;
-create index payment_audit_logs_timestamp_idx
-on public.payment_audit_logs using brin (timestamp);
 
 /**
  * The redaction list, in one place: per table, the columns whose values never reach the

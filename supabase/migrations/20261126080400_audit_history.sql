@@ -3,8 +3,8 @@
 -- disputes, processor charges, refused calls), in chain order.
 --
 -- A transaction's rows share its id (metadata.transaction) and its start time (`timestamp`
--- is now()), so they are found through the block range index on the time: no index on the
--- transaction id is kept up to date on every insert for the sake of this query.
+-- is now()), so they are found through the index on the time: no index on the transaction
+-- id (an expression on every insert's metadata) is kept up to date for this query.
 
 /**
  * The history of one entity, e.g. ('milestone_payments', '<id>'). Security invoker: it

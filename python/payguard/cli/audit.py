@@ -96,8 +96,8 @@ def seal(
         bool, typer.Option("--follow", help="Keep sealing until interrupted.")
     ] = False,
     interval: Annotated[
-        float, typer.Option(help="With --follow: seconds between calls when idle.")
-    ] = 0.2,
+        float, typer.Option(help="With --follow: seconds between calls (a row waits one to two).")
+    ] = 0.25,
 ) -> None:
     """Seal every audit row committed so far (or, with --follow, as they come)."""
     url = target(state(ctx).project(), db_url).url
