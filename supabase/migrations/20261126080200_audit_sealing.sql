@@ -83,10 +83,10 @@ declare
   head record;
   next_seq bigint;
   prev bytea;
-  texts text [];
-  skipped int8multirange := '{}'::int8multirange;
-  seqs bigint [] := '{}'::bigint [];
-  prevs bytea [] := '{}'::bytea [];
+  body bytea;
+  bodies bytea [];
+  skipped int8multirange;
+  seqs bigint [];
   hashes bytea [] := '{}'::bytea [];
   sealed_through bigint;
 begin
@@ -115,29 +115,36 @@ begin
   end if;
 
   select * into head from private.audit_chain_head();
-  -- The rows' canonical texts in one query; only the chaining itself is a loop.
+  -- The rows' canonical bytes in one query; only the chaining itself is a loop, of one
+  -- hash per row. Gaps and previous hashes are worked out set-based afterwards.
   select
     coalesce(array_agg(pending.seq order by pending.seq), '{}'::bigint []),
-    coalesce(array_agg(pending.canonical order by pending.seq), '{}'::text [])
-  into seqs, texts
+    coalesce(array_agg(pending.body order by pending.seq), '{}'::bytea [])
+  into seqs, bodies
   from (
-    select l.seq, private.audit_row_canonical(l) as canonical
+    select l.seq, convert_to(private.audit_row_canonical(l), 'UTF8') as body
     from public.payment_audit_logs as l
     where l.seq > head.through_seq and l.seq <= fence.through_seq
     order by l.seq
     limit max_rows
   ) as pending;
-  next_seq := head.through_seq + 1;
   prev := head.head_hash;
-  for i in 1 .. cardinality(seqs) loop
-    if seqs[i] > next_seq then
-      skipped := skipped + int8multirange(int8range(next_seq, seqs[i]));
-    end if;
-    prevs[i] := prev;
-    prev := sha256(prev || convert_to(texts[i], 'UTF8'));
-    hashes[i] := prev;
-    next_seq := seqs[i] + 1;
+  foreach body in array bodies loop
+    prev := sha256(prev || body);
+    hashes := hashes || prev;
   end loop;
+  select coalesce(
+    range_agg(int8range(gap.after_seq + 1, gap.seq)) filter (where gap.seq > gap.after_seq + 1),
+    '{}'::int8multirange
+  )
+  into skipped
+  from (
+    select
+      s.seq,
+      lag(s.seq, 1, head.through_seq) over (order by s.position) as after_seq
+    from unnest(seqs) with ordinality as s (seq, position)
+  ) as gap;
+  next_seq := coalesce(seqs[cardinality(seqs)], head.through_seq) + 1;
 
   if cardinality(seqs) < max_rows then
     -- Everything up to the fence: what no row holds up to there was skipped.
@@ -156,7 +163,13 @@ begin
 
   update public.payment_audit_logs as l
   set prev_hash = u.prev_hash, row_hash = u.row_hash
-  from unnest(seqs, prevs, hashes) as u (seq, prev_hash, row_hash)
+  from (
+    select
+      s.seq,
+      s.row_hash,
+      lag(s.row_hash, 1, head.head_hash) over (order by s.position) as prev_hash
+    from unnest(seqs, hashes) with ordinality as s (seq, row_hash, position)
+  ) as u
   where l.seq = u.seq;
   insert into private.audit_seals (through_seq, head_hash, sealed_rows, skipped_seqs)
   values (sealed_through, prev, cardinality(seqs), skipped);
