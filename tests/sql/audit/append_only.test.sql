@@ -2,7 +2,7 @@
 -- delete or truncate it; the owner, who holds those privileges by owning it, is refused by
 -- triggers. The one update allowed is sealing: filling in an unsealed row's hashes, once.
 begin;
-select plan(39);
+select plan(41);
 
 grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
 
@@ -94,6 +94,22 @@ select throws_ok(
   ),
   '42501', null,
   'a seal that also changes the row is refused'
+);
+select throws_ok(
+  format(
+    'update public.payment_audit_logs set prev_hash = sha256(''a''), row_hash = substr(sha256(''b''), 1, 31) where seq = %s',
+    current_setting('fixture.seq')
+  ),
+  '42501', null,
+  'a seal whose row_hash is not 32 bytes is refused'
+);
+select throws_ok(
+  format(
+    'update public.payment_audit_logs set row_hash = sha256(''b'') where seq = %s',
+    current_setting('fixture.seq')
+  ),
+  '42501', null,
+  'a seal without its prev_hash is refused'
 );
 select lives_ok(
   format(

@@ -5,7 +5,7 @@
 -- secrets redacted. What the database refuses (rewriting the ledger, deleting rows that
 -- others depend on, truncating) leaves no audit row at all.
 begin;
-select plan(75);
+select plan(76);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -1022,6 +1022,31 @@ select results_eq(
   $$values ('198.51.100.77', 'not-an-ip; 1=1, 10.0.0.1')$$,
   'a forged first hop is kept in metadata, and the address comes from the next header'
 );
+
+-- the actor is worked out once per request, but a change to the user's role within the
+-- request (here by a function that runs as its owner) shows in the audit rows that follow it
+create function tests.set_app_role(user_id uuid, new_role public.app_role) returns void
+language sql
+security definer
+as $$
+  update public.users set role = new_role where id = user_id
+$$;
+grant execute on function tests.set_app_role(uuid, public.app_role) to authenticated;
+select tests.mark();
+select tests.authenticate_as('hana', aal => 'aal2');
+update public.users set full_name = 'Hana Before' where id = tests.get_supabase_uid('hana');
+select tests.set_app_role(tests.get_supabase_uid('hana'), 'support');
+update public.users set full_name = 'Hana After' where id = tests.get_supabase_uid('hana');
+reset role;
+select results_eq(
+  $$select new_values ->> 'full_name', user_role::text from public.payment_audit_logs
+    where seq > current_setting('fixture.mark')::bigint and user_id = tests.get_supabase_uid('hana')
+      and old_values ->> 'full_name' is distinct from new_values ->> 'full_name'
+    order by seq$$,
+  $$values ('Hana Before', 'homeowner'), ('Hana After', 'support')$$,
+  'a role changed within the request is the role recorded from then on'
+);
+update public.users set role = 'homeowner' where id = tests.get_supabase_uid('hana');
 
 select * from finish();
 rollback;
