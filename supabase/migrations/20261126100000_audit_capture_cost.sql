@@ -397,7 +397,8 @@ begin
   end if;
 
   -- Each row is found again by where it was read (no index lookup); nothing else changes an
-  -- unsealed row, and the seq is checked as well.
+  -- unsealed row, and the seq is checked as well. The seq range keeps the plan to the rows
+  -- being sealed: without it, the planner may join against the whole log.
   update public.payment_audit_logs as l
   set prev_hash = u.prev_hash, row_hash = u.row_hash
   from (
@@ -408,7 +409,9 @@ begin
       lag(s.row_hash, 1, head.head_hash) over (order by s.position) as prev_hash
     from unnest(seqs, ctids, hashes) with ordinality as s (seq, row_ctid, row_hash, position)
   ) as u
-  where l.ctid = u.row_ctid and l.seq = u.seq;
+  where
+    l.ctid = u.row_ctid and l.seq = u.seq
+    and l.seq >= seqs[1] and l.seq <= seqs[cardinality(seqs)];
   get diagnostics updated = row_count;
   if updated <> cardinality(seqs) then
     raise exception 'sealing: % of % audit rows could be sealed', updated, cardinality(seqs)
