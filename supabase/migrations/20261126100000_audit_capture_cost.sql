@@ -4,7 +4,8 @@
 --     insert statement parses and prepares again) into the guard on the sealer's update,
 --     the only write that sets hashes;
 --   * the request's actor is worked out once per request in a transaction, its application
---     role included; a change to users' roles in the transaction makes it be worked out again;
+--     role included; a change to users (a role, a user added or removed) in the transaction
+--     makes it be worked out again;
 --   * a row is redacted only when its table has redacted columns, and an update's old and
 --     new rows are redacted once each, not once per joined pair;
 --   * the sealer serializes rows without a function call per row, and updates each row where
