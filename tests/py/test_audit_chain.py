@@ -285,3 +285,38 @@ def test_sixteen_concurrent_writers_leave_a_chain_that_verifies(log):
     assert verdict.checked == len(seqs(log["owner"])) >= before + committed
     assert verdict.unsealed == 0
     assert skipped(log["owner"])
+
+
+def _log_tuples_read(conn: psycopg.Connection) -> int:
+    """Tuples read so far from payment_audit_logs: by sequential scans and from its indexes."""
+    conn.execute("select pg_stat_force_next_flush()")
+    row = conn.execute(
+        "select coalesce(t.seq_tup_read, 0) + coalesce(sum(i.idx_tup_read), 0) "
+        "from pg_stat_user_tables as t "
+        "left join pg_stat_user_indexes as i on i.relid = t.relid "
+        "where t.relid = 'public.payment_audit_logs'::regclass group by t.seq_tup_read"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_sealing_reads_only_the_rows_it_seals(log):
+    """A seal's cost follows its batch, not the log's length: sealing 2,000 rows after 30,000
+    sealed ones reads about the batch, not the whole log."""
+    append = (
+        "insert into public.payment_audit_logs (operation, entity_type, entity_id, user_role, "
+        "success) select 'INSERT', 'users', g::text, 'postgres', true "
+        "from generate_series(1, %s) as g"
+    )
+    with psycopg.connect(log["owner"], autocommit=True) as conn:
+        conn.execute(append, (30_000,))
+    seal_now(log["owner"])
+    with psycopg.connect(log["owner"], autocommit=True) as conn:
+        conn.execute(append, (2_000,))
+        conn.execute("select private.seal_audit_log()")  # the fence over the new rows
+        before = _log_tuples_read(conn)
+        (sealed,) = conn.execute("select private.seal_audit_log()").fetchone() or (0,)
+        read = _log_tuples_read(conn) - before
+    assert sealed == 2_000
+    assert read <= 3 * sealed, f"sealing {sealed} rows read {read} log tuples"
+    assert verify(log["owner"]).ok
