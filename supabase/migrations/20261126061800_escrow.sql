@@ -27,11 +27,8 @@ create trigger keep_row_timestamps
 before insert or update on public.escrow_accounts
 for each row execute function private.keep_row_timestamps();
 
--- On update, only when a text column changes: the ledger updates the balance on every
--- posting. (tests/sql/schema/invariants.test.sql checks that the list names every text
--- column.)
 create trigger refuse_card_data
-before insert or update of currency on public.escrow_accounts
+before insert or update on public.escrow_accounts
 for each row execute function private.refuse_card_data();
 
 create type public.milestone_payment_status as enum (
@@ -73,9 +70,8 @@ create trigger keep_row_timestamps
 before insert or update on public.milestone_payments
 for each row execute function private.keep_row_timestamps();
 
--- On update, only when a text column changes, not on each change of status.
 create trigger refuse_card_data
-before insert or update of currency, processor_payment_intent_id on public.milestone_payments
+before insert or update on public.milestone_payments
 for each row execute function private.refuse_card_data();
 
 /**
