@@ -679,14 +679,16 @@ select is(
 
 -- private.ledger_accounts, ledger_transfers and ledger_entries --------------------------------
 
+-- carl's wallet was opened when his payment was funded; abe has none yet
 select tests.begin_owner_change();
-select set_config('fixture.wallet', private.ledger_wallet(tests.get_supabase_uid('carl'), 'USD')::text, true);
+select set_config('fixture.new_wallet', private.ledger_wallet(tests.get_supabase_uid('abe'), 'USD')::text, true);
 select is(
   tests.audited(null, null, '{kind,user_id,credits_posted}'),
-  tests.expected('INSERT', 'ledger_accounts', current_setting('fixture.wallet'), null,
-    jsonb_build_object('kind', 'user_wallet', 'user_id', current_setting('fixture.carl'), 'credits_posted', 0)),
+  tests.expected('INSERT', 'ledger_accounts', current_setting('fixture.new_wallet'), null,
+    jsonb_build_object('kind', 'user_wallet', 'user_id', tests.get_supabase_uid('abe'), 'credits_posted', 0)),
   'opening a wallet leaves one audit row: an INSERT of the ledger account'
 );
+select set_config('fixture.wallet', private.ledger_wallet(tests.get_supabase_uid('carl'), 'USD')::text, true);
 
 -- a deposit: one transfer, two entries, and the wallet's balance (clearing keeps none)
 select tests.begin_owner_change();

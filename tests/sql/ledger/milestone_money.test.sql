@@ -1,7 +1,7 @@
 -- The milestone payment transitions move money: funding into escrow, release to the payee
 -- less the platform fee, refund back to clearing; holds and fees are the server's.
 begin;
-select plan(21);
+select plan(23);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -77,6 +77,12 @@ select results_eq(
   $$values ('milestone_funding', 50001::bigint)$$,
   'funding posted one transfer of the amount'
 );
+select results_eq(
+  $$select credits_posted, debits_posted from private.ledger_accounts
+    where kind = 'user_wallet' and user_id = tests.get_supabase_uid('carl')$$,
+  $$values (0::bigint, 0::bigint)$$,
+  'funding opened the payee''s wallet, still empty'
+);
 select tests.authenticate_as_service('payment_service');
 select throws_ok(
   $$update public.milestone_payments set processor_payment_intent_id = 'pi_9Zz'
@@ -105,6 +111,10 @@ reset role;
 update private.settings set value = '0' where key = 'escrow_hold_seconds';
 
 -- funded -> released: escrow -> payee, less the fee (5% of 50001 = 2500.05, rounded: 2500)
+select set_config(
+  'fixture.wallets',
+  (select count(*)::text from private.ledger_accounts where kind = 'user_wallet'), true
+);
 select tests.authenticate_as('hana');
 select lives_ok(
   $$update public.milestone_payments set status = 'released'
@@ -112,6 +122,11 @@ select lives_ok(
   'the payer releases the payment after the hold period'
 );
 reset role;
+select is(
+  (select count(*)::text from private.ledger_accounts where kind = 'user_wallet'),
+  current_setting('fixture.wallets'),
+  'the release opened no wallet: the payee''s was opened at funding'
+);
 select is(private.platform_fee(50001, 'USD'), 2500::bigint, 'the fee is 5%, rounded half up');
 select is(private.platform_fee(50010, 'USD'), 2501::bigint, 'half a unit rounds up');
 select results_eq(
