@@ -2,7 +2,7 @@
 -- delete or truncate it; the owner, who holds those privileges by owning it, is refused by
 -- triggers. The one update allowed is sealing: filling in an unsealed row's hashes, once.
 begin;
-select plan(41);
+select plan(43);
 
 grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
 
@@ -135,6 +135,34 @@ select throws_ok(
   'update public.payment_audit_logs set prev_hash = sha256(''a'') where row_hash is null',
   '42501', null,
   'a seal without a row_hash is refused'
+);
+select throws_ok(
+  format(
+    'update public.payment_audit_logs set metadata = metadata, row_hash = row_hash where seq = %s',
+    current_setting('fixture.seq')
+  ),
+  '42501', null,
+  'an update that leaves a sealed row as it was is refused too'
+);
+
+-- the guards on updates are chosen by the columns an update names: between them, they name
+-- every column of the log, so that no update escapes both
+select is(
+  (
+    select array_agg(a.attname::text order by a.attname)
+    from pg_attribute as a
+    where a.attrelid = 'public.payment_audit_logs'::regclass and a.attnum > 0
+      and not a.attisdropped
+      and not exists (
+        select from pg_trigger as t
+        where t.tgrelid = a.attrelid and not t.tgisinternal
+          and t.tgfoid = 'private.guard_audit_log_row()'::regprocedure
+          and (t.tgtype & 16) <> 0
+          and a.attnum = any(t.tgattr::int2[])
+      )
+  ),
+  null,
+  'every column of the audit log is named by a guard on updates'
 );
 
 -- the seal records and purge records are append-only too
