@@ -75,15 +75,20 @@ select throws_ok(
   'the owner cannot truncate the audit log'
 );
 select lives_ok(
-  'insert into public.payment_audit_logs (operation, entity_type, entity_id, user_role, success, seq, row_hash, prev_hash, timestamp)
-   values (''INSERT'', ''users'', ''x'', ''postgres'', true, 1, sha256(''a''), sha256(''b''), now() - interval ''20 years'')',
+  format(
+    'insert into public.payment_audit_logs (id, operation, entity_type, entity_id, user_role, success, seq, row_hash, prev_hash, timestamp)
+     values (%L, ''INSERT'', ''users'', ''x'', ''postgres'', true, 1, sha256(''a''), sha256(''b''), now() - interval ''20 years'')',
+    (select id from public.payment_audit_logs where seq = current_setting('fixture.seq')::bigint)
+  ),
   'the owner may append a row'
 );
 select results_eq(
-  $$select count(*)::int, count(row_hash)::int, bool_and(timestamp = now())
+  $$select count(*)::int, count(row_hash)::int, bool_and(timestamp = now()),
+      bool_and(id <> (select e.id from public.payment_audit_logs as e
+        where e.seq = current_setting('fixture.seq')::bigint))
     from public.payment_audit_logs where seq > current_setting('fixture.seq')::bigint$$,
-  $$values (1, 0, true)$$,
-  'but it gets the next seq, no hashes and the current time: it cannot take a sealed row''s place or age'
+  $$values (1, 0, true, true)$$,
+  'but it gets the next seq, an id of its own, no hashes and the current time: it cannot take a sealed row''s place or age'
 );
 
 -- sealing: an unsealed row's hashes are filled in once, and nothing else with them

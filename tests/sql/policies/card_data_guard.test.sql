@@ -319,20 +319,20 @@ select throws_ok(
 -- removed before it is stored
 reset role;
 insert into public.payment_audit_logs (
-  id, operation, entity_type, entity_id, user_id, user_role, success, user_agent, ip_address,
+  operation, entity_type, entity_id, user_id, user_role, success, user_agent, ip_address,
   error_message, metadata, new_values
 )
 values
-  ('cccccccc-0000-4000-8000-000000000001', 'INSERT', 'payment_methods', gen_random_uuid(),
+  ('INSERT', 'payment_methods', 'cccccccc-0000-4000-8000-000000000001',
     tests.get_supabase_uid('alice'), 'homeowner', true, 'Mozilla/5.0 (card 4242 4242 4242 4242)',
     '203.0.113.7', null, '{"path": "/rest/v1/rpc/x", "request": {"cvv": "123"}}', null),
-  ('cccccccc-0000-4000-8000-000000000002', 'open_dispute', 'milestone_payments', gen_random_uuid(),
+  ('open_dispute', 'milestone_payments', 'cccccccc-0000-4000-8000-000000000002',
     tests.get_supabase_uid('alice'), 'homeowner', false, 'curl/8.5', '5555 5555 5555 4444',
     'card number 4111-1111-1111-1111 refused',
     '{"correlation_id": "4111111111111111"}', '{"reason": "my card 4111 1111 1111 1111", "amount": 5}');
 select results_eq(
   $$select user_agent, ip_address::text, error_message, metadata, new_values
-    from public.payment_audit_logs where id::text like 'cccccccc-%' order by id$$,
+    from public.payment_audit_logs where entity_id like 'cccccccc-%' order by entity_id$$,
   $$values
     ('[removed: it held card data]', '203.0.113.7', null::text,
       '{"path": "/rest/v1/rpc/x", "request": "[removed: it held card data]"}'::jsonb, null::jsonb),

@@ -23,13 +23,13 @@ update public.users set role = 'support' where id = tests.get_supabase_uid('sup'
 select set_config('fixture.alice', tests.get_supabase_uid('alice')::text, true);
 
 insert into public.payment_audit_logs (
-  id, operation, entity_type, entity_id, user_id, user_role, ip_address, success, new_values
+  operation, entity_type, entity_id, user_id, user_role, ip_address, success, new_values
 )
 values
-  ('aaaaaaaa-0000-4000-8000-000000000001', 'INSERT', 'payment_methods',
+  ('INSERT', 'payment_methods',
     'aaaaaaaa-0000-4000-8000-0000000000e1', tests.get_supabase_uid('alice'), 'homeowner',
     '203.0.113.7', true, '{"brand": "visa", "last4": "4242"}'),
-  ('bbbbbbbb-0000-4000-8000-000000000001', 'UPDATE', 'withdrawals',
+  ('UPDATE', 'withdrawals',
     'bbbbbbbb-0000-4000-8000-0000000000e1', tests.get_supabase_uid('bob'), 'contractor',
     '198.51.100.9', false, null);
 -- the whole trail as its owner sees it (the fixtures' own changes were audited too)
@@ -54,12 +54,12 @@ select throws_ok(
   'anon cannot write an audit entry'
 );
 select throws_ok(
-  $$update public.payment_audit_logs set success = true where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$update public.payment_audit_logs set success = true where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'anon cannot alter an audit entry'
 );
 select throws_ok(
-  $$delete from public.payment_audit_logs where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  $$delete from public.payment_audit_logs where entity_id = 'aaaaaaaa-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'anon cannot delete an audit entry'
 );
@@ -72,7 +72,7 @@ select is(
   'a homeowner sees no audit entry, not even those about them'
 );
 select is(
-  (select count(*)::int from public.payment_audit_logs where id = 'aaaaaaaa-0000-4000-8000-000000000001'),
+  (select count(*)::int from public.payment_audit_logs where entity_id = 'aaaaaaaa-0000-4000-8000-0000000000e1'),
   0,
   'a homeowner cannot read the entry about them by id'
 );
@@ -86,12 +86,12 @@ select throws_ok(
   'a user cannot write an audit entry'
 );
 select throws_ok(
-  $$update public.payment_audit_logs set success = false where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  $$update public.payment_audit_logs set success = false where entity_id = 'aaaaaaaa-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'a user cannot alter the audit entry about them'
 );
 select throws_ok(
-  $$delete from public.payment_audit_logs where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  $$delete from public.payment_audit_logs where entity_id = 'aaaaaaaa-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'a user cannot delete the audit entry about them'
 );
@@ -104,12 +104,12 @@ select is(
   'a homeowner at aal2 still sees no audit entry'
 );
 select throws_ok(
-  $$update public.payment_audit_logs set user_role = 'auditor' where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  $$update public.payment_audit_logs set user_role = 'auditor' where entity_id = 'aaaaaaaa-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'a user at aal2 cannot alter an audit entry'
 );
 select throws_ok(
-  $$delete from public.payment_audit_logs where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  $$delete from public.payment_audit_logs where entity_id = 'aaaaaaaa-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'a user at aal2 cannot delete an audit entry'
 );
@@ -117,13 +117,13 @@ select throws_ok(
 -- as another user, at aal1 and aal2
 select tests.authenticate_as('bob');
 select is(
-  (select count(*)::int from public.payment_audit_logs where id = 'aaaaaaaa-0000-4000-8000-000000000001'),
+  (select count(*)::int from public.payment_audit_logs where entity_id = 'aaaaaaaa-0000-4000-8000-0000000000e1'),
   0,
   'another user at aal1 cannot read someone else''s audit entry by id'
 );
 select tests.authenticate_as('bob', aal => 'aal2');
 select is(
-  (select count(*)::int from public.payment_audit_logs where id = 'aaaaaaaa-0000-4000-8000-000000000001'),
+  (select count(*)::int from public.payment_audit_logs where entity_id = 'aaaaaaaa-0000-4000-8000-0000000000e1'),
   0,
   'another user at aal2 cannot read someone else''s audit entry by id'
 );
@@ -150,9 +150,10 @@ select is(
   'a user whose app role is auditor reads the whole audit log'
 );
 select results_eq(
-  $$select id from public.payment_audit_logs
-    where id in ('aaaaaaaa-0000-4000-8000-000000000001', 'bbbbbbbb-0000-4000-8000-000000000001') order by id$$,
-  $$values ('aaaaaaaa-0000-4000-8000-000000000001'::uuid), ('bbbbbbbb-0000-4000-8000-000000000001'::uuid)$$,
+  $$select entity_id from public.payment_audit_logs
+    where entity_id in ('aaaaaaaa-0000-4000-8000-0000000000e1', 'bbbbbbbb-0000-4000-8000-0000000000e1')
+    order by entity_id$$,
+  $$values ('aaaaaaaa-0000-4000-8000-0000000000e1'), ('bbbbbbbb-0000-4000-8000-0000000000e1')$$,
   'including the entries about other users'
 );
 select throws_ok(
@@ -162,12 +163,12 @@ select throws_ok(
   'an auditor (app role) cannot write an audit entry'
 );
 select throws_ok(
-  $$update public.payment_audit_logs set success = true where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$update public.payment_audit_logs set success = true where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'an auditor (app role) cannot alter an audit entry'
 );
 select throws_ok(
-  $$delete from public.payment_audit_logs where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$delete from public.payment_audit_logs where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'an auditor (app role) cannot delete an audit entry'
 );
@@ -185,7 +186,7 @@ select is(
   'a user whose app role is system_admin reads the whole audit log'
 );
 select throws_ok(
-  $$delete from public.payment_audit_logs where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$delete from public.payment_audit_logs where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'a system_admin (app role) cannot delete an audit entry'
 );
@@ -205,12 +206,12 @@ select throws_ok(
   'admin cannot write an audit entry'
 );
 select throws_ok(
-  $$update public.payment_audit_logs set success = true where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$update public.payment_audit_logs set success = true where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'admin cannot alter an audit entry'
 );
 select throws_ok(
-  $$delete from public.payment_audit_logs where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$delete from public.payment_audit_logs where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'admin cannot delete an audit entry'
 );
@@ -230,12 +231,12 @@ select throws_ok(
   'the auditor role cannot write an audit entry'
 );
 select throws_ok(
-  $$update public.payment_audit_logs set success = true where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$update public.payment_audit_logs set success = true where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'the auditor role cannot alter an audit entry'
 );
 select throws_ok(
-  $$delete from public.payment_audit_logs where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$delete from public.payment_audit_logs where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'the auditor role cannot delete an audit entry'
 );
@@ -269,12 +270,12 @@ select throws_ok(
   'payment_service cannot write an audit entry'
 );
 select throws_ok(
-  $$update public.payment_audit_logs set success = true where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$update public.payment_audit_logs set success = true where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'payment_service cannot alter an audit entry'
 );
 select throws_ok(
-  $$delete from public.payment_audit_logs where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$delete from public.payment_audit_logs where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'payment_service cannot delete an audit entry'
 );
@@ -294,12 +295,12 @@ select throws_ok(
   'escrow_service cannot write an audit entry'
 );
 select throws_ok(
-  $$update public.payment_audit_logs set success = true where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$update public.payment_audit_logs set success = true where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'escrow_service cannot alter an audit entry'
 );
 select throws_ok(
-  $$delete from public.payment_audit_logs where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$delete from public.payment_audit_logs where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'escrow_service cannot delete an audit entry'
 );
@@ -319,12 +320,12 @@ select throws_ok(
   'service_role cannot write an audit entry'
 );
 select throws_ok(
-  $$update public.payment_audit_logs set success = true where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$update public.payment_audit_logs set success = true where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'service_role cannot alter an audit entry'
 );
 select throws_ok(
-  $$delete from public.payment_audit_logs where id = 'bbbbbbbb-0000-4000-8000-000000000001'$$,
+  $$delete from public.payment_audit_logs where entity_id = 'bbbbbbbb-0000-4000-8000-0000000000e1'$$,
   '42501', 'permission denied for table payment_audit_logs',
   'service_role cannot delete an audit entry'
 );
