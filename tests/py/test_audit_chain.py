@@ -78,6 +78,43 @@ def test_an_untouched_log_verifies(log):
     assert skipped(log["owner"]), "expected a gap from the rolled-back transaction"
 
 
+def test_rows_whose_text_needs_escaping_verify(log):
+    """The sealer writes each row's canonical text itself; verify builds it independently.
+    Quotes, backslashes, control characters and non-ASCII text in every kind of column must
+    come out byte for byte the same."""
+    awkward = 'say "hi" \\ a\\b\ttab\nline \x01 é ✓ 😀 </p>'
+    with psycopg.connect(log["owner"], autocommit=True) as conn:
+        conn.execute(
+            "insert into public.payment_audit_logs (operation, entity_type, entity_id, "
+            "user_role, ip_address, user_agent, success, error_message, metadata, new_values) "
+            "values ('refuse', 'users', %s, %s, %s, %s, false, %s, %s, %s)",
+            (
+                awkward,
+                awkward,
+                awkward,
+                awkward,
+                awkward,
+                psycopg.types.json.Jsonb({"note": awkward}),
+                psycopg.types.json.Jsonb({awkward: [awkward, 1.50, None, True]}),
+            ),
+        )
+        user = conn.execute("select id from public.users limit 1").fetchone()
+        assert user is not None
+        conn.execute("update public.users set full_name = %s where id = %s", (awkward, user[0]))
+    seal_now(log["owner"])
+    with psycopg.connect(log["owner"]) as conn:
+        row = conn.execute(
+            "select count(*) from public.payment_audit_logs "
+            "where user_agent = %s or new_values ->> 'full_name' = %s",
+            (awkward, awkward),
+        ).fetchone()
+    assert row is not None
+    assert row[0] == 2
+    verdict = verify(log["owner"])
+    assert verdict.ok, verdict
+    assert verdict.sealed_through == seqs(log["owner"])[-1]
+
+
 def test_an_edited_value_is_found(log):
     target = seqs(log["owner"])[30]
     tamper(
