@@ -44,8 +44,10 @@ CANONICAL = (
     " l.metadata)::pg_catalog.text"
 )
 
+# Each row, with whether its row_hash is the hash recomputed from its contents (null for an
+# unsealed row).
 ROWS = (
-    "select l.seq, l.prev_hash, l.row_hash, pg_catalog.sha256("
+    "select l.seq, l.prev_hash, l.row_hash, l.row_hash = pg_catalog.sha256("
     "coalesce(l.prev_hash, ''::pg_catalog.bytea) || "
     f"pg_catalog.convert_to({CANONICAL}, 'UTF8')) "
     "from public.payment_audit_logs as l where l.seq > %s and l.seq <= %s order by l.seq"
@@ -150,10 +152,15 @@ def _walk(
         with conn.cursor(name="audit_verify", binary=True) as rows:
             rows.itersize = 20_000
             rows.execute(ROWS, (segment.low, segment.high))
+            # Locals, not the segment's attributes, in the loop: it runs once per row.
+            checked = unsealed = 0
             previous: int | None = None
             expected: bytes | None = None
-            for seq, prev_hash, row_hash, recomputed in rows:
-                segment.checked += 1
+            last_sealed: tuple[int, bytes] | None = None
+            covers = skipped.covers if skipped.ranges else None
+            anchor_seq = anchor.seq if anchor is not None else None
+            for seq, prev_hash, row_hash, hash_matches in rows:
+                checked += 1
                 if previous is None:
                     segment.first_seq = seq
                     segment.first_sealed = row_hash is not None
@@ -163,7 +170,7 @@ def _walk(
                     if missing is not None:
                         segment.bad = (missing, "row missing: the chain was sealed with a row here")
                         break
-                if seq <= head_seq and skipped.covers(seq):
+                if covers is not None and seq <= head_seq and covers(seq):
                     segment.bad = (seq, "inserted row: this seq held no row when it was sealed")
                     break
                 if row_hash is None:
@@ -173,29 +180,35 @@ def _walk(
                             f"unsealed row inside the chain sealed through {head_seq}",
                         )
                         break
-                    segment.unsealed += 1
-                    previous = segment.last_seq = seq
+                    unsealed += 1
+                    previous = seq
                     continue
                 if seq > head_seq:
                     segment.bad = (seq, f"sealed row beyond the recorded head (seq {head_seq})")
                     break
-                if expected is not None and bytes(prev_hash) != expected:
+                if expected is not None and prev_hash != expected:
                     segment.bad = (
                         seq,
                         f"prev_hash does not match the row before it (seq {previous})",
                     )
                     break
-                expected = bytes(row_hash)
-                if bytes(recomputed) != expected:
+                expected = row_hash
+                if not hash_matches:
                     segment.bad = (seq, "contents changed: the row no longer matches its row_hash")
                     break
-                if anchor is not None and seq == anchor.seq:
-                    if expected != anchor.row_hash:
+                if seq == anchor_seq:
+                    assert anchor is not None
+                    if bytes(row_hash) != anchor.row_hash:
                         segment.bad = (seq, "the row differs from the anchor")
                         break
                     segment.anchor_checked = True
-                segment.last_sealed = (seq, expected)
-                previous = segment.last_seq = seq
+                last_sealed = (seq, row_hash)
+                previous = seq
+            segment.checked = checked
+            segment.unsealed = unsealed
+            if last_sealed is not None:
+                segment.last_sealed = (last_sealed[0], bytes(last_sealed[1]))
+            segment.last_seq = previous
         conn.execute("commit")
     return segment
 
