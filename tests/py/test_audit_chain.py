@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from payguard.audit.chain import Anchor, current_anchor, verify
+from payguard.audit.chain import CANONICAL, Anchor, current_anchor, verify
 from payguard.audit.sealer import follow, seal_now
 from payguard.cli import app
 from payguard.cluster import APP_ROLE
@@ -113,6 +113,44 @@ def test_rows_whose_text_needs_escaping_verify(log):
     verdict = verify(log["owner"])
     assert verdict.ok, verdict
     assert verdict.sealed_through == seqs(log["owner"])[-1]
+
+
+def test_verify_serializes_rows_as_the_canonical_definition_does(log):
+    """verify writes the canonical text out itself; it must be, byte for byte, what
+    private.audit_row_canonical (jsonb_build_array(...)::text) gives: for every row of the
+    log, for text that needs escaping, and for a row whose nullable columns are all null."""
+    awkward = 'say "hi" \\ a\\b\ttab\nline \x01 é ✓ 😀 </p>'
+    with psycopg.connect(log["owner"], autocommit=True) as conn:
+        conn.execute(
+            "insert into public.payment_audit_logs (operation, entity_type, entity_id, "
+            "user_role, ip_address, user_agent, success, error_message, metadata, old_values, "
+            "new_values) values ('refuse', %s, %s, %s, %s, %s, false, %s, %s, %s, %s)",
+            (
+                awkward,
+                awkward,
+                awkward,
+                awkward,
+                awkward,
+                awkward,
+                psycopg.types.json.Jsonb({"note": awkward, "n": [1.50, -0.0, 1e-7, 12345678901]}),
+                psycopg.types.json.Jsonb({awkward: {"nested": [awkward, None, False]}}),
+                psycopg.types.json.Jsonb([awkward, 2.5, None]),
+            ),
+        )
+        conn.execute(
+            "insert into public.payment_audit_logs (operation, entity_type, entity_id, "
+            "user_role, success) values ('refuse', 'users', 'x', 'anon', true)"
+        )
+        rows = conn.execute(
+            "select l.seq, private.audit_row_canonical(l), "
+            f"{CANONICAL}, l.user_agent = %s from public.payment_audit_logs as l order by l.seq",
+            (awkward,),
+        ).fetchall()
+    assert len(rows) >= 82
+    differing = [seq for seq, defined, written, _ in rows if defined != written]
+    assert not differing, f"verify serializes these rows differently: {differing[:5]}"
+    assert sum(1 for *_, is_awkward in rows if is_awkward) == 1
+    assert rows[-1][2].endswith(", null, null, null, true, null, null]"), rows[-1][2]
 
 
 def test_an_edited_value_is_found(log):
