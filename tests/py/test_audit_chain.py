@@ -21,6 +21,9 @@ from payguard.cli import app
 from payguard.cluster import APP_ROLE
 from payguard.template import clone_template, drop_clone
 
+# Text that needs escaping in JSON: quotes, backslashes, control characters, non-ASCII.
+AWKWARD_TEXT = 'say "hi" \\ a\\b\ttab\nline \x01 é ✓ 😀 </p>'
+
 
 @pytest.fixture
 def log(cluster) -> Iterator[dict[str, str]]:
@@ -82,7 +85,7 @@ def test_rows_whose_text_needs_escaping_verify(log):
     """The sealer writes each row's canonical text itself; verify builds it independently.
     Quotes, backslashes, control characters and non-ASCII text in every kind of column must
     come out byte for byte the same."""
-    awkward = 'say "hi" \\ a\\b\ttab\nline \x01 é ✓ 😀 </p>'
+    awkward = AWKWARD_TEXT
     with psycopg.connect(log["owner"], autocommit=True) as conn:
         conn.execute(
             "insert into public.payment_audit_logs (operation, entity_type, entity_id, "
@@ -119,7 +122,7 @@ def test_verify_serializes_rows_as_the_canonical_definition_does(log):
     """verify writes the canonical text out itself; it must be, byte for byte, what
     private.audit_row_canonical (jsonb_build_array(...)::text) gives: for every row of the
     log, for text that needs escaping, and for a row whose nullable columns are all null."""
-    awkward = 'say "hi" \\ a\\b\ttab\nline \x01 é ✓ 😀 </p>'
+    awkward = AWKWARD_TEXT
     with psycopg.connect(log["owner"], autocommit=True) as conn:
         conn.execute(
             "insert into public.payment_audit_logs (operation, entity_type, entity_id, "
