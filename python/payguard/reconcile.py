@@ -3,7 +3,9 @@
 Read-only checks, each a query that lists what is wrong:
 - every ledger transfer balances, bucket by bucket, and all accounts sum to zero;
 - every transfer's accounts hold its currency;
-- every limited account's row equals the sums of its entries, and none is overdrawn;
+- every limited account's entries are numbered 1, 2, ... and carry its running balances (so
+  its latest entry holds the sums of its entries), the others' carry none; none is
+  overdrawn;
 - every pending transfer is resolved at most once;
 - every escrow account's cached balance equals its ledger balance;
 - every funded milestone payment has its processor transaction (succeeded, same amount and
@@ -38,12 +40,26 @@ CHECKS: tuple[tuple[str, str], ...] = (
         "where d.currency <> t.currency or c.currency <> t.currency",
     ),
     (
-        "account row differs from its entries",
-        "select a.id::text || ' (' || a.kind || ')' from private.ledger_accounts as a "
-        "join private.ledger_balances as b on b.account_id = a.id "
-        "where a.debits_must_not_exceed_credits and (a.debits_pending, a.debits_posted, "
-        "a.credits_pending, a.credits_posted) is distinct from (b.debits_pending, "
-        "b.debits_posted, b.credits_pending, b.credits_posted)",
+        "entry out of line with its account's running balance",
+        "select r.id::text || ' (' || r.kind || ' ' || r.account_id::text || ')' from ("
+        "select x.*, a.kind, a.debits_must_not_exceed_credits as limited, "
+        "row_number() over running as number, "
+        "(sum(case when x.side = 'debit' and x.bucket = 'pending' then x.amount else 0 end) "
+        "over running)::bigint as debits_pending, "
+        "(sum(case when x.side = 'debit' and x.bucket = 'posted' then x.amount else 0 end) "
+        "over running)::bigint as debits_posted, "
+        "(sum(case when x.side = 'credit' and x.bucket = 'pending' then x.amount else 0 end) "
+        "over running)::bigint as credits_pending, "
+        "(sum(case when x.side = 'credit' and x.bucket = 'posted' then x.amount else 0 end) "
+        "over running)::bigint as credits_posted "
+        "from private.ledger_entries as x "
+        "join private.ledger_accounts as a on a.id = x.account_id "
+        "window running as (partition by x.account_id order by x.account_version, x.id)"
+        ") as r where case when r.limited then (r.account_version, r.account_debits_pending, "
+        "r.account_debits_posted, r.account_credits_pending, r.account_credits_posted) "
+        "is distinct from (r.number, r.debits_pending, r.debits_posted, r.credits_pending, "
+        "r.credits_posted) else num_nonnulls(r.account_version, r.account_debits_pending, "
+        "r.account_debits_posted, r.account_credits_pending, r.account_credits_posted) > 0 end",
     ),
     (
         "overdrawn account",

@@ -56,8 +56,8 @@ def test_500_transfers_each_way_never_deadlock(database_url, db, accounts):
     assert outcomes.count("ok") == 1000, {o for o in outcomes if o != "ok"}
     balances = dict(
         db.execute(
-            "select id, credits_posted - debits_posted from private.ledger_accounts "
-            "where id = any(%s)",
+            "select account_id, credits_posted - debits_posted "
+            "from private.ledger_limited_balances where account_id = any(%s)",
             ([accounts["a"], accounts["b"]],),
         ).fetchall()
     )
@@ -77,7 +77,8 @@ def test_concurrent_reservations_never_overdraw(database_url, db, accounts):
     assert outcomes.count("ok") == 8
     assert outcomes.count("PT409") == 12
     row = db.execute(
-        "select debits_pending, credits_posted from private.ledger_accounts where id = %s",
+        "select debits_pending, credits_posted from private.ledger_limited_balances "
+        "where account_id = %s",
         (accounts["a"],),
     ).fetchone()
     assert row == (480, 500)
@@ -119,3 +120,25 @@ def test_a_limited_account_is_locked_while_it_changes(database_url, accounts):
                 (accounts["a"], accounts["clearing"]),
             )
         first.rollback()
+
+
+def test_a_transfer_on_stale_balances_cannot_fork_the_account(database_url, db, accounts):
+    """A repeatable-read transaction keeps its first snapshot after it gets the wallet's lock,
+    so it reads the wallet's balances from before a transfer that has since committed. The
+    entry it numbers from them is refused: an account's history never forks."""
+    with psycopg.connect(database_url) as stale:
+        stale.execute("set transaction isolation level repeatable read")
+        stale.execute("select 1")
+        assert transfer(database_url, accounts["a"], accounts["clearing"], 100) == "ok"
+        with pytest.raises(errors.UniqueViolation, match="ledger_entries_account_version_idx"):
+            stale.execute(
+                "select private.ledger_transfer('test', %s, %s, 450, 'USD')",
+                (accounts["a"], accounts["clearing"]),
+            )
+    row = db.execute(
+        "select account_version, credits_posted - debits_posted "
+        "from private.ledger_limited_balances where account_id = %s",
+        (accounts["a"],),
+    ).fetchone()
+    assert row == (2, 400)
+    assert reconcile(db.info.dsn) == []

@@ -133,7 +133,8 @@ def test_concurrent_withdrawals_never_overdraw(quiet_client, db, make_user):
     row = db.execute(
         "select a.debits_pending, a.credits_posted - a.debits_posted - a.debits_pending, "
         "(select sum(amount_minor) from public.withdrawals where user_id = %s) "
-        "from private.ledger_accounts as a where a.kind = 'user_wallet' and a.user_id = %s",
+        "from private.ledger_limited_balances as a "
+        "where a.kind = 'user_wallet' and a.user_id = %s",
         (contractor, contractor),
     ).fetchone()
     assert row == (910, 90, 910)

@@ -367,7 +367,7 @@ class PaymentWorld(RuleBasedStateMachine):
         assert escrow == (self.escrow,)
         wallet = self.db.execute(
             "select coalesce(sum(credits_posted - debits_posted), 0), "
-            "coalesce(sum(debits_pending), 0) from private.ledger_accounts "
+            "coalesce(sum(debits_pending), 0) from private.ledger_limited_balances "
             "where kind = 'user_wallet' and user_id = %s",
             (self.users["payee"],),
         ).fetchone()

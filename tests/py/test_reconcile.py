@@ -92,13 +92,43 @@ def test_a_cached_escrow_balance_that_drifted_is_reported(books):
     ]
 
 
-def test_an_account_row_that_drifted_is_reported(books):
+def test_a_running_balance_that_drifted_is_reported(books):
     tamper(
         books["admin"],
-        "update private.ledger_accounts set credits_posted = credits_posted + 5 "
-        "where kind = 'user_wallet'",
+        "alter table private.ledger_entries disable trigger refuse_ledger_rewrite",
+        "update private.ledger_entries as e set account_credits_posted = "
+        "e.account_credits_posted + 5 from private.ledger_accounts as a "
+        "where a.id = e.account_id and a.kind = 'user_wallet'",
     )
-    assert [d.check for d in reconcile(books["admin"])] == ["account row differs from its entries"]
+    found = reconcile(books["admin"])
+    assert {d.check for d in found} == {"entry out of line with its account's running balance"}
+    assert all(" (user_wallet " in d.subject for d in found)
+
+
+def test_entries_renumbered_out_of_line_are_reported(books):
+    tamper(
+        books["admin"],
+        "alter table private.ledger_entries disable trigger refuse_ledger_rewrite",
+        "update private.ledger_entries as e set account_version = e.account_version + 100 "
+        "from private.ledger_accounts as a where a.id = e.account_id and a.kind = 'escrow'",
+    )
+    found = reconcile(books["admin"])
+    assert {d.check for d in found} == {"entry out of line with its account's running balance"}
+    assert all(" (escrow " in d.subject for d in found)
+
+
+def test_a_running_balance_on_a_hot_account_is_reported(books):
+    tamper(
+        books["admin"],
+        "alter table private.ledger_entries disable trigger refuse_ledger_rewrite",
+        "update private.ledger_entries as e set account_version = e.id, "
+        "account_debits_pending = 0, account_debits_posted = 0, account_credits_pending = 0, "
+        "account_credits_posted = e.amount from private.ledger_accounts as a "
+        "where a.id = e.account_id and a.kind = 'platform_fees'",
+    )
+    found = reconcile(books["admin"])
+    assert {d.check for d in found} == {"entry out of line with its account's running balance"}
+    assert all(" (platform_fees " in d.subject for d in found)
 
 
 def test_an_unbalanced_transfer_is_reported(books):

@@ -5,7 +5,7 @@
 -- secrets redacted. What the database refuses (rewriting the ledger, deleting rows that
 -- others depend on, truncating) leaves no audit row at all.
 begin;
-select plan(76);
+select plan(77);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -683,14 +683,16 @@ select is(
 select tests.begin_owner_change();
 select set_config('fixture.new_wallet', private.ledger_wallet(tests.get_supabase_uid('abe'), 'USD')::text, true);
 select is(
-  tests.audited(null, null, '{kind,user_id,credits_posted}'),
+  tests.audited(null, null, '{kind,user_id,debits_must_not_exceed_credits}'),
   tests.expected('INSERT', 'ledger_accounts', current_setting('fixture.new_wallet'), null,
-    jsonb_build_object('kind', 'user_wallet', 'user_id', tests.get_supabase_uid('abe'), 'credits_posted', 0)),
+    jsonb_build_object('kind', 'user_wallet', 'user_id', tests.get_supabase_uid('abe'),
+      'debits_must_not_exceed_credits', true)),
   'opening a wallet leaves one audit row: an INSERT of the ledger account'
 );
 select set_config('fixture.wallet', private.ledger_wallet(tests.get_supabase_uid('carl'), 'USD')::text, true);
 
--- a deposit: one transfer, two entries, and the wallet's balance (clearing keeps none)
+-- a deposit: one transfer and two entries; the wallet's entry carries its balance (clearing
+-- keeps none)
 select tests.begin_owner_change();
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 700000);
 select set_config(
@@ -726,10 +728,11 @@ select is(
   'one for its debit entry, keyed by the entry''s number'
 );
 select is(
-  tests.audited('ledger_entries', current_setting('fixture.credit_entry'), '{side,amount}'),
+  tests.audited('ledger_entries', current_setting('fixture.credit_entry'),
+    '{side,amount,account_version,account_credits_posted}'),
   tests.expected('INSERT', 'ledger_entries', current_setting('fixture.credit_entry'), null,
-    '{"side": "credit", "amount": 700000}'),
-  'one for its credit entry'
+    '{"side": "credit", "amount": 700000, "account_version": 1, "account_credits_posted": 700000}'),
+  'one for its credit entry, with the wallet''s balance after it'
 );
 select is(
   (select count(*)::int from public.payment_audit_logs as l
@@ -738,10 +741,28 @@ select is(
   'and no other entry row'
 );
 select is(
-  tests.audited('ledger_accounts', current_setting('fixture.wallet'), '{credits_posted}'),
+  (select count(*)::int from public.payment_audit_logs as l
+    where l.seq > current_setting('fixture.mark')::bigint and l.entity_type = 'ledger_accounts'),
+  0,
+  'and none for the wallet''s row, which a transfer does not change'
+);
+
+-- an account's row changed all the same (by the owner: no function does)
+select set_config(
+  'fixture.wallet_opened',
+  (select to_jsonb(a.created_at)::text from private.ledger_accounts as a
+    where a.id = current_setting('fixture.wallet')::uuid),
+  true
+);
+select tests.begin_owner_change();
+update private.ledger_accounts set created_at = '2026-01-02T03:04:05Z'
+where id = current_setting('fixture.wallet')::uuid;
+select is(
+  tests.audited('ledger_accounts', current_setting('fixture.wallet'), '{created_at}'),
   tests.expected('UPDATE', 'ledger_accounts', current_setting('fixture.wallet'),
-    '{"credits_posted": 0}', '{"credits_posted": 700000}'),
-  'and one for the wallet''s balance: an UPDATE of the ledger account'
+    jsonb_build_object('created_at', current_setting('fixture.wallet_opened')::jsonb),
+    '{"created_at": "2026-01-02T03:04:05+00:00"}'),
+  'changing a ledger account''s row leaves one audit row: an UPDATE'
 );
 
 -- refused by design: transfers and entries are immutable, even for the owner, and the

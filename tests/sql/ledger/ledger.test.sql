@@ -2,7 +2,7 @@
 -- limited account, pending transfers resolved once, an immutable history, and hot accounts
 -- that are never locked.
 begin;
-select plan(32);
+select plan(36);
 
 -- fixtures, as postgres
 select tests.create_supabase_user('alice');
@@ -29,16 +29,23 @@ select lives_ok(
   'a posted transfer from clearing into a wallet'
 );
 select results_eq(
-  format($$select debits_posted, credits_posted from private.ledger_accounts where id = %L$$,
+  format($$select debits_posted, credits_posted from private.ledger_limited_balances where account_id = %L$$,
     current_setting('fixture.wallet')),
   $$values (0::bigint, 1000::bigint)$$,
-  'the wallet''s row holds its posted credit'
+  'the wallet''s balance, where its latest entry left it, holds its posted credit'
 );
 select results_eq(
-  format($$select debits_posted, credits_posted from private.ledger_accounts where id = %L$$,
+  format($$select account_version, account_credits_posted from private.ledger_entries
+    where account_id = %L$$, current_setting('fixture.wallet')),
+  $$values (1::bigint, 1000::bigint)$$,
+  'that entry is the wallet''s first, and carries the wallet''s totals after it'
+);
+select is_empty(
+  format($$select id from private.ledger_entries where account_id = %L
+    and (account_version, account_debits_pending, account_debits_posted, account_credits_pending,
+      account_credits_posted) is distinct from (null, null, null, null, null)$$,
     current_setting('fixture.clearing')),
-  $$values (0::bigint, 0::bigint)$$,
-  'the clearing account''s row is never touched: it is a hot account'
+  'the clearing account''s entries carry no running balance: it is a hot account'
 );
 select results_eq(
   format($$select debits_posted, credits_posted from private.ledger_balances where account_id = %L$$,
@@ -73,7 +80,7 @@ select set_config(
   true
 );
 select results_eq(
-  format($$select debits_pending, debits_posted, credits_posted from private.ledger_accounts where id = %L$$,
+  format($$select debits_pending, debits_posted, credits_posted from private.ledger_limited_balances where account_id = %L$$,
     current_setting('fixture.wallet')),
   $$values (500::bigint, 300::bigint, 1000::bigint)$$,
   'a pending transfer reserves the amount'
@@ -89,7 +96,7 @@ select lives_ok(
   'the pending transfer is posted'
 );
 select results_eq(
-  format($$select debits_pending, debits_posted from private.ledger_accounts where id = %L$$,
+  format($$select debits_pending, debits_posted from private.ledger_limited_balances where account_id = %L$$,
     current_setting('fixture.wallet')),
   $$values (0::bigint, 800::bigint)$$,
   'posting moves the amount from pending to posted'
@@ -115,10 +122,16 @@ select lives_ok(
   'a pending transfer is voided'
 );
 select results_eq(
-  format($$select debits_pending, debits_posted, credits_posted from private.ledger_accounts where id = %L$$,
+  format($$select debits_pending, debits_posted, credits_posted from private.ledger_limited_balances where account_id = %L$$,
     current_setting('fixture.wallet')),
   $$values (0::bigint, 800::bigint, 1000::bigint)$$,
   'voiding gives the reservation back'
+);
+select results_eq(
+  format($$select account_version from private.ledger_entries where account_id = %L order by id$$,
+    current_setting('fixture.wallet')),
+  $$select generate_series(1, 7)::bigint$$,
+  'the wallet''s entries are numbered 1 to 7, in the order they were recorded'
 );
 select throws_ok(
   $$select private.ledger_resolve(gen_random_uuid(), post => true)$$,
@@ -155,11 +168,31 @@ select is(
   'over all accounts, credits and debits cancel out'
 );
 select is_empty(
-  $$select a.id from private.ledger_accounts as a join private.ledger_balances as b on b.account_id = a.id
-    where a.debits_must_not_exceed_credits
-      and (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
+  $$select a.account_id from private.ledger_limited_balances as a
+    join private.ledger_balances as b on b.account_id = a.account_id
+    where (a.debits_pending, a.debits_posted, a.credits_pending, a.credits_posted)
       <> (b.debits_pending, b.debits_posted, b.credits_pending, b.credits_posted)$$,
-  'every limited account''s row equals the sums of its entries'
+  'every limited account''s latest entry equals the sums of its entries'
+);
+select throws_ok(
+  format($$insert into private.ledger_entries (transfer_id, account_id, side, bucket, amount,
+      account_version, account_debits_pending, account_debits_posted, account_credits_pending,
+      account_credits_posted)
+    select transfer_id, account_id, side, bucket, amount, account_version, 0, 0, 0, 2000
+    from private.ledger_entries where account_id = %L and account_version = 7$$,
+    current_setting('fixture.wallet')),
+  '23505', null,
+  'an account''s history cannot fork: two entries never share its version'
+);
+select throws_ok(
+  format($$insert into private.ledger_entries (transfer_id, account_id, side, bucket, amount,
+      account_version, account_debits_pending, account_debits_posted, account_credits_pending,
+      account_credits_posted)
+    select transfer_id, account_id, 'debit', 'posted', 300, 8, 0, 1100, 0, 1000
+    from private.ledger_entries where account_id = %L and account_version = 7$$,
+    current_setting('fixture.wallet')),
+  '23514', null,
+  'an entry that leaves a limited account overdrawn is refused by the database itself'
 );
 set constraints private.check_transfer_balances immediate;
 select throws_ok(

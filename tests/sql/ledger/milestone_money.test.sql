@@ -78,7 +78,7 @@ select results_eq(
   'funding posted one transfer of the amount'
 );
 select results_eq(
-  $$select credits_posted, debits_posted from private.ledger_accounts
+  $$select credits_posted, debits_posted from private.ledger_limited_balances
     where kind = 'user_wallet' and user_id = tests.get_supabase_uid('carl')$$,
   $$values (0::bigint, 0::bigint)$$,
   'funding opened the payee''s wallet, still empty'
@@ -137,8 +137,8 @@ select results_eq(
   'release posted the amount less the fee to the payee, and the fee to the platform'
 );
 select is(
-  (select credits_posted - debits_posted from private.ledger_accounts
-    where id = private.ledger_wallet(tests.get_supabase_uid('carl'), 'USD')),
+  (select credits_posted - debits_posted from private.ledger_limited_balances
+    where account_id = private.ledger_wallet(tests.get_supabase_uid('carl'), 'USD')),
   47501::bigint,
   'the payee''s wallet holds the amount less the fee'
 );

@@ -36,7 +36,7 @@ select is(
 );
 reset role;
 select results_eq(
-  format($$select debits_pending, debits_posted from private.ledger_accounts where id = %L$$,
+  format($$select debits_pending, debits_posted from private.ledger_limited_balances where account_id = %L$$,
     current_setting('fixture.wallet')),
   $$values (100000::bigint, 0::bigint)$$,
   'the request reserves the amount in the wallet'
@@ -155,7 +155,7 @@ select throws_ok(
 );
 reset role;
 select results_eq(
-  format($$select debits_pending, debits_posted, credits_posted from private.ledger_accounts where id = %L$$,
+  format($$select debits_pending, debits_posted, credits_posted from private.ledger_limited_balances where account_id = %L$$,
     current_setting('fixture.wallet')),
   $$values (0::bigint, 100000::bigint, 700000::bigint)$$,
   'the paid withdrawal was posted and the failed one voided'
@@ -183,7 +183,7 @@ select lives_ok(
 );
 reset role;
 select is(
-  (select debits_pending from private.ledger_accounts where id = current_setting('fixture.wallet')::uuid),
+  (select debits_pending from private.ledger_limited_balances where account_id = current_setting('fixture.wallet')::uuid),
   0::bigint,
   'canceling voids the reservation'
 );
