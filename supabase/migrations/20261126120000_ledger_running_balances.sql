@@ -6,14 +6,30 @@
 -- record, and with the audit trail one more audited statement, with an old and a new row, for
 -- each account (a release touches the escrow's account and the payee's wallet). Now each
 -- entry of a limited account carries the account's version (its entries numbered 1, 2, ...)
--- and the account's totals after it, as pgledger keeps them, and a transfer only adds rows.
+-- and the account's totals after it, as pgledger keeps them. A transfer changes no row of
+-- the ledger any more, it only adds rows (the escrow's cached balance in
+-- public.escrow_accounts still follows).
 --
 -- What does not change: a transfer locks its limited accounts in id order and checks the
 -- limit under the lock, then reads their totals (from their latest entries, found through
--- the (account, version) index). A transaction that read older totals (a repeatable-read one
--- keeps its first snapshot after waiting for the lock) cannot fork an account's history:
--- (account, version) is unique, so its insert fails. Accounts without a limit are neither
--- locked nor numbered; their balances are the sums of their entries, as before.
+-- the (account, version) index). Reading them after the lock is only right with a snapshot
+-- taken after it, as READ COMMITTED takes one per statement: a transaction at REPEATABLE
+-- READ or SERIALIZABLE would keep its first snapshot and read totals that a transfer it
+-- waited for has since changed, so money moves only at READ COMMITTED (PostgREST's level),
+-- and (account, version) is unique, so an account's history cannot fork whatever happens.
+-- Accounts without a limit are neither locked nor numbered; their balances are the sums of
+-- their entries, as before.
+
+-- Transfers in flight under the previous functions lock accounts, then add entries: take
+-- the ledger's tables in that order, so that this migration waits for them rather than
+-- deadlocking with one. (In a DO block: the Supabase CLI does not send a migration inside a
+-- transaction block, and a bare LOCK TABLE is refused outside one.)
+do $$
+begin
+  lock table private.ledger_transfers, private.ledger_accounts, private.ledger_entries
+  in access exclusive mode;
+end
+$$;
 
 create type private.ledger_change as (
   transfer_id uuid,
@@ -47,9 +63,14 @@ comment on column private.ledger_entries.account_credits_posted is
 'For an account with a limit: its posted credits after this entry. Null for the others.';
 
 -- The entries already recorded get their numbers and totals, in the order they were made
--- (under the account's lock, so in id order). Filling in new columns is the only change ever
--- made to an entry, here, once.
+-- (under the account's lock, so in id order). Filling in the new columns is the only change
+-- ever made to an entry, here, once; the audit trail records it as it records any update,
+-- one row per entry with its old and new values.
 alter table private.ledger_entries disable trigger refuse_ledger_rewrite;
+create trigger audit_trail_running_balances
+after update on private.ledger_entries
+referencing old table as removed new table as added
+for each statement execute function private.capture_audit_updates('id');
 
 update private.ledger_entries as e
 set
@@ -77,6 +98,7 @@ from (
 ) as r
 where e.id = r.id;
 
+drop trigger audit_trail_running_balances on private.ledger_entries;
 alter table private.ledger_entries enable trigger refuse_ledger_rewrite;
 
 -- The totals the rows held must be where the entries now leave them; otherwise stop here.
@@ -103,9 +125,11 @@ begin
     )
   limit 1;
   if found then
-    raise exception '% account %: the balances on its row differ from its entries',
+    raise exception '% account %: the balances on its row differ from the sums of its entries',
     differing.kind, differing.id
-    using errcode = 'P0001', hint = 'run payguard reconcile, and resolve the difference first';
+    using errcode = 'P0001',
+    hint = 'compare the row with private.ledger_balances: its entries are the record; correct '
+    'the row to match them (or post the missing transfer) before deploying this migration';
   end if;
 end
 $$;
@@ -122,9 +146,11 @@ add constraint ledger_entries_account_totals_valid check (
   and account_debits_pending >= 0 and account_debits_posted >= 0
   and account_credits_pending >= 0 and account_credits_posted >= 0
 ),
+-- Checked for every new entry. Not for those above: their limit was checked per call, on
+-- the call's sum, and a call's own order is not recorded.
 add constraint ledger_entries_account_within_limit check (
   account_debits_pending + account_debits_posted <= account_credits_posted
-);
+) not valid;
 
 -- One history per account; it also finds an account's entries, as the index it replaces did.
 create unique index ledger_entries_account_version_idx
@@ -175,13 +201,14 @@ left join lateral (
 where a.debits_must_not_exceed_credits;
 
 /**
- * Record `changes` as entries, all or none. The limited accounts among them are locked in id
- * order (so concurrent transfers never deadlock); their entries are numbered on from each
- * account's latest and carry its totals on, credits before debits, so that an account's
- * last entry is its lowest point; an overdraft is refused naming the account (and the
- * entries' check constraint would refuse it again). Accounts without a limit are neither
- * locked nor numbered. The escrow accounts' cached balances follow. Set-based, with no
- * subtransaction.
+ * Record `changes` as entries, all or none, at read committed isolation only (see the top of
+ * this file). The limited accounts among them are locked in id order (so concurrent
+ * transfers never deadlock); their entries are numbered on from each account's latest and
+ * carry its totals on, what raises the room under the limit first (credits, resolving
+ * debits), so that an account's last entry is its lowest point, and are recorded in that
+ * order; an overdraft is refused naming the account (and the entries' check constraint would
+ * refuse it again). Accounts without a limit are neither locked nor numbered. The escrow
+ * accounts' cached balances follow. Set-based, with no subtransaction.
  */
 create function private.record_entries(changes private.ledger_change[]) returns void
 language plpgsql
@@ -190,19 +217,27 @@ set search_path = ''
 set plan_cache_mode = force_generic_plan
 as $$
 declare
-  -- Locked here; not FOR UPDATE, which would wait on the key-share locks that inserting a
-  -- transfer's rows takes on both accounts, so that two transfers would deadlock. The
-  -- accounts as an array, so that every statement below finds them by primary key.
-  limited uuid [] := array(
+  limited uuid [];
+  placed private.ledger_entries [];
+  overdrawn uuid;
+begin
+  if current_setting('transaction_isolation') <> 'read committed' then
+    raise exception 'money moves only at read committed isolation, not %',
+    current_setting('transaction_isolation')
+    using errcode = '0A000',
+    hint = 'a transfer reads the balances its lock protects with a snapshot taken after the '
+    'lock; run it at read committed, as PostgREST does';
+  end if;
+  -- Not FOR UPDATE: that would wait on the key-share locks that inserting a transfer's rows
+  -- takes on both accounts, so that two transfers would deadlock. The accounts as an array,
+  -- so that every statement below finds them by primary key.
+  limited := array(
     select a.id from private.ledger_accounts as a
     where a.id = any(array(select c.account_id from unnest(changes) as c))
       and a.debits_must_not_exceed_credits
     order by a.id
     for no key update
   );
-  placed private.ledger_entries [];
-  overdrawn uuid;
-begin
   -- A statement after the lock: its snapshot holds every entry of the transfers that held
   -- the lock before.
   placed := array(
@@ -251,7 +286,8 @@ begin
       partition by c.account_id
       order by (c.side = 'credit') = (c.amount > 0) desc, c.position
     )
-    order by c.position
+    -- recorded in the same order, so that each account's entries have ids in version order
+    order by (c.side = 'credit') = (c.amount > 0) desc, c.position
   );
 
   select p.account_id into overdrawn

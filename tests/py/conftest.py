@@ -6,14 +6,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from payguard.cluster import Cluster
 from payguard.databases import drop_database, recreate_database
 from payguard.project import Project
+from payguard.testing.client import AppClient
 
 pytest_plugins = ["payguard.testing.fixtures"]
 
@@ -70,3 +74,68 @@ def supabase_cli(project: Project) -> Callable[..., subprocess.CompletedProcess[
         )
 
     return run
+
+
+@pytest.fixture
+def record_books(cluster: Cluster) -> Callable[[str], dict[str, Any]]:
+    """record_books(database): in a deployed database, hana funds two milestones (through
+    payment_service's RPC) and releases the first to carl; returns the admin URL and the
+    payments."""
+
+    def record(database: str) -> dict[str, Any]:
+        admin = cluster.admin_url(database)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("set role postgres")
+            conn.execute(
+                "update private.settings set value = '0' where key = 'escrow_hold_seconds'"
+            )
+            hana, carl = uuid.uuid4(), uuid.uuid4()
+            for user, role in ((hana, "homeowner"), (carl, "contractor")):
+                conn.execute(
+                    "insert into auth.users (id, aud, role, email, raw_user_meta_data) "
+                    "values (%s, 'authenticated', 'authenticated', %s, "
+                    "jsonb_build_object('role', %s::text))",
+                    (user, f"{user}@example.test", role),
+                )
+            project_id = uuid.uuid4()
+            conn.execute(
+                "insert into public.projects (id, owner_id, contractor_id, title) "
+                "values (%s, %s, %s, 'Kitchen')",
+                (project_id, hana, carl),
+            )
+            conn.execute(
+                "insert into public.escrow_accounts (user_id, project_id, currency) "
+                "values (%s, %s, 'USD')",
+                (hana, project_id),
+            )
+            payments = []
+            for position in (1, 2):
+                milestone = conn.execute(
+                    "insert into public.project_milestones (project_id, position, title, "
+                    "amount_minor, currency) values (%s, %s, 'Step', 30000, 'USD') returning id",
+                    (project_id, position),
+                ).fetchone()
+                assert milestone is not None
+                payment = conn.execute(
+                    "insert into public.milestone_payments (milestone_id, payer_id) "
+                    "values (%s, %s) returning id",
+                    (milestone[0], hana),
+                ).fetchone()
+                assert payment is not None
+                payments.append(payment[0])
+        client = AppClient(cluster.socket_url("authenticator", database))
+        for number, payment in enumerate(payments):
+            with client.as_service("payment_service") as req:
+                req.rpc(
+                    "fund_milestone_payment",
+                    payment,
+                    f"pi_{number}Books",
+                    30000,
+                    "USD",
+                    f"fund-{number}",
+                )
+        with client.as_user(hana) as req:
+            req.rpc("release_milestone_payment", payments[0], "release-0")
+        return {"admin": admin, "payments": payments}
+
+    return record

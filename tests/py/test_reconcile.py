@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -11,65 +9,13 @@ from typer.testing import CliRunner
 from payguard.cli import app
 from payguard.deploy import deploy
 from payguard.reconcile import reconcile
-from payguard.testing.client import AppClient
 
 
 @pytest.fixture
-def books(cluster, empty_database, project):
+def books(cluster, empty_database, project, record_books):
     """A fresh deploy in which hana funded two milestones and released one to carl."""
     deploy(cluster.admin_url(empty_database), project)
-    admin = cluster.admin_url(empty_database)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute("set role postgres")
-        conn.execute("update private.settings set value = '0' where key = 'escrow_hold_seconds'")
-        hana, carl = uuid.uuid4(), uuid.uuid4()
-        for user, role in ((hana, "homeowner"), (carl, "contractor")):
-            conn.execute(
-                "insert into auth.users (id, aud, role, email, raw_user_meta_data) "
-                "values (%s, 'authenticated', 'authenticated', %s, "
-                "jsonb_build_object('role', %s::text))",
-                (user, f"{user}@example.test", role),
-            )
-        project_id = uuid.uuid4()
-        conn.execute(
-            "insert into public.projects (id, owner_id, contractor_id, title) "
-            "values (%s, %s, %s, 'Kitchen')",
-            (project_id, hana, carl),
-        )
-        conn.execute(
-            "insert into public.escrow_accounts (user_id, project_id, currency) "
-            "values (%s, %s, 'USD')",
-            (hana, project_id),
-        )
-        payments = []
-        for position in (1, 2):
-            milestone = conn.execute(
-                "insert into public.project_milestones (project_id, position, title, "
-                "amount_minor, currency) values (%s, %s, 'Step', 30000, 'USD') returning id",
-                (project_id, position),
-            ).fetchone()
-            assert milestone is not None
-            payment = conn.execute(
-                "insert into public.milestone_payments (milestone_id, payer_id) "
-                "values (%s, %s) returning id",
-                (milestone[0], hana),
-            ).fetchone()
-            assert payment is not None
-            payments.append(payment[0])
-    client = AppClient(cluster.socket_url("authenticator", empty_database))
-    for number, payment in enumerate(payments):
-        with client.as_service("payment_service") as req:
-            req.rpc(
-                "fund_milestone_payment",
-                payment,
-                f"pi_{number}Books",
-                30000,
-                "USD",
-                f"fund-{number}",
-            )
-    with client.as_user(hana) as req:
-        req.rpc("release_milestone_payment", payments[0], "release-0")
-    return {"admin": admin, "payments": payments}
+    return record_books(empty_database)
 
 
 def test_money_that_adds_up_reconciles(books):

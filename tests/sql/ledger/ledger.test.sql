@@ -2,7 +2,7 @@
 -- limited account, pending transfers resolved once, an immutable history, and hot accounts
 -- that are never locked.
 begin;
-select plan(36);
+select plan(39);
 
 -- fixtures, as postgres
 select tests.create_supabase_user('alice');
@@ -153,6 +153,47 @@ select throws_ok(
   format('accounts %s and %s must both exist and hold EUR',
     current_setting('fixture.clearing'), current_setting('fixture.wallet')),
   'a transfer between accounts of another currency is refused'
+);
+
+-- one call that credits and debits the same wallet: what raises its room counts first, and
+-- its entries are recorded in that order
+select tests.create_supabase_user('bob');
+select set_config('fixture.bob', private.ledger_wallet(tests.get_supabase_uid('bob'), 'USD')::text, true);
+select lives_ok(
+  format($$select private.ledger_transfers(array[
+      private.ledger_move('test_fee', %1$L, %2$L, 50, 'USD'),
+      private.ledger_move('test_deposit', %3$L, %1$L, 80, 'USD')
+    ])$$,
+    current_setting('fixture.bob'), current_setting('fixture.fees'), current_setting('fixture.clearing')),
+  'an empty wallet can pay out, in one call, what the same call pays in'
+);
+select set_config(
+  'fixture.bob_pending',
+  private.ledger_transfer('test_deposit', current_setting('fixture.clearing')::uuid,
+    current_setting('fixture.bob')::uuid, 40, 'USD', pending => true)::text,
+  true
+);
+select private.ledger_resolve(current_setting('fixture.bob_pending')::uuid, post => true);
+select results_eq(
+  format($$select account_version, side, bucket, amount, account_debits_posted,
+      account_credits_pending, account_credits_posted
+    from private.ledger_entries where account_id = %L order by id$$, current_setting('fixture.bob')),
+  $$values
+    (1::bigint, 'credit', 'posted', 80::bigint, 0::bigint, 0::bigint, 80::bigint),
+    (2, 'debit', 'posted', 50, 50, 0, 80),
+    (3, 'credit', 'pending', 40, 50, 40, 80),
+    (4, 'credit', 'posted', 40, 50, 40, 120),
+    (5, 'credit', 'pending', -40, 50, 0, 120)$$,
+  'its entries: the credit before the debit, the posted credit before the pending one it resolves, ids in version order'
+);
+select throws_ok(
+  format($$select private.ledger_transfers(array[
+      private.ledger_move('test_fee', %1$L, %2$L, 91, 'USD'),
+      private.ledger_move('test_deposit', %3$L, %1$L, 20, 'USD')
+    ])$$,
+    current_setting('fixture.bob'), current_setting('fixture.fees'), current_setting('fixture.clearing')),
+  'PT409', format('user_wallet account %s would be overdrawn', current_setting('fixture.bob')),
+  'what the call pays in counts, and no more: 70 held plus 20 paid in do not cover 91'
 );
 
 -- every transfer balances, and money is conserved
