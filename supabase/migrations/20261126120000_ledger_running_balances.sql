@@ -20,14 +20,32 @@
 -- Accounts without a limit are neither locked nor numbered; their balances are the sums of
 -- their entries, as before.
 
--- Transfers in flight under the previous functions lock accounts, then add entries: take
--- the ledger's tables in that order, so that this migration waits for them rather than
--- deadlocking with one. (In a DO block: the Supabase CLI does not send a migration inside a
+-- The ledger's three tables, all at once or not at all, before anything changes: a transfer
+-- in flight under the previous functions holds some of them and will ask for others (in an
+-- order that depends on the operation), so waiting for one while holding another could
+-- deadlock with it. Each attempt takes none if it cannot take all; it is tried again every
+-- 50 ms for 30 s, and the deploy then fails, changing nothing, to be run again when fewer
+-- payments are moving. (In a DO block: the Supabase CLI does not send a migration inside a
 -- transaction block, and a bare LOCK TABLE is refused outside one.)
 do $$
+declare
+  attempts integer := 0;
 begin
-  lock table private.ledger_transfers, private.ledger_accounts, private.ledger_entries
-  in access exclusive mode;
+  loop
+    begin
+      lock table private.ledger_accounts, private.ledger_transfers, private.ledger_entries
+      in access exclusive mode nowait;
+      exit;
+    exception when lock_not_available then
+      attempts := attempts + 1;
+      if attempts >= 600 then
+        raise exception 'the ledger stayed in use for 30 s: no moment without a transfer in flight'
+        using errcode = '55P03',
+        hint = 'deploy again when fewer payments are moving; nothing was changed';
+      end if;
+      perform pg_sleep(0.05);
+    end;
+  end loop;
 end
 $$;
 
@@ -221,7 +239,8 @@ declare
   placed private.ledger_entries [];
   overdrawn uuid;
 begin
-  if current_setting('transaction_isolation') <> 'read committed' then
+  -- (read uncommitted is read committed in PostgreSQL)
+  if current_setting('transaction_isolation') not in ('read committed', 'read uncommitted') then
     raise exception 'money moves only at read committed isolation, not %',
     current_setting('transaction_isolation')
     using errcode = '0A000',

@@ -5,6 +5,8 @@ an account's row disagrees with its entries."""
 from __future__ import annotations
 
 import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -126,3 +128,38 @@ def test_a_row_that_disagrees_with_its_entries_stops_the_migration(
             "and column_name = 'account_version'"
         ).fetchone()
     assert left == (0,)
+
+
+def test_the_migration_waits_for_a_transfer_in_flight_without_deadlocking(
+    before_running_balances, record_books, empty_database, project, scratch_project
+):
+    """A transfer under the previous functions reads the accounts, then writes the transfer,
+    the entries and the accounts. The migration waits for it to end while holding none of
+    the ledger's tables, so the transfer finishes instead of deadlocking with it."""
+    admin = before_running_balances
+    record_books(empty_database)
+    with psycopg.connect(admin) as in_flight, ThreadPoolExecutor(1) as pool:
+        in_flight.execute("set lock_timeout = '10s'")
+        wallet = in_flight.execute(
+            "select id from private.ledger_accounts where kind = 'user_wallet'"
+        ).fetchone()
+        assert wallet is not None
+        deploying = pool.submit(add_running_balances, project, scratch_project, admin)
+        time.sleep(1)
+        assert not deploying.done()
+        in_flight.execute(
+            "select private.ledger_transfer('test_deposit', "
+            "private.ledger_system_account('processor_clearing', 'USD'), %s, 5, 'USD')",
+            wallet,
+        )
+        in_flight.commit()
+        deploying.result(timeout=60)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        row = conn.execute(
+            "select b.credits_posted - b.debits_posted, "
+            "(select count(*) from private.ledger_entries as e where e.account_id = b.account_id) "
+            "from private.ledger_limited_balances as b where b.account_id = %s",
+            wallet,
+        ).fetchone()
+    assert row == (28500 + 5, 2)
+    assert reconcile(admin) == []
