@@ -258,7 +258,9 @@ begin
     for no key update
   );
   -- A statement after the lock: its snapshot holds every entry of the transfers that held
-  -- the lock before.
+  -- the lock before. Each account's latest entry is looked up as in
+  -- private.ledger_limited_balances, for the call's accounts only (joining the view instead
+  -- made a release slower).
   placed := array(
     select row(
       null, c.transfer_id, c.account_id, c.side, c.bucket, c.amount, null,
