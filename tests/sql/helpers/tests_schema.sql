@@ -334,3 +334,87 @@ $$;
 
 grant execute on all functions in schema tests
 to anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+
+-- Classes 3 and 5, refused calls and authorization first: a client's answer as a
+-- value, so that the answers to two requests can be compared.
+
+/**
+ * What PostgREST answers a request made of `statement`, as jsonb: for an error, whether
+ * raised or returned by an RPC with an error status in response.status, {status, code,
+ * message, details, hint}; otherwise {status, rows}. `statement` is an RPC call (`select
+ * public.<rpc>(…)`) or a table write. The text of `subject` is replaced by <id> throughout,
+ * so that the answers about two ids compare. Whatever the request did is undone: requests
+ * answered one after the other all start from the same state.
+ */
+create function tests.answer(statement text, subject uuid default null) returns jsonb
+language plpgsql
+as $$
+declare
+  result jsonb;
+  body jsonb;
+  affected bigint;
+  status integer;
+  error_state text;
+  error_message text;
+  error_detail text;
+  error_hint text;
+begin
+  perform set_config('response.status', '', true);
+  begin
+    if statement ~* '^\s*select\s' then
+      execute statement into body;
+    else
+      execute statement;
+    end if;
+    get diagnostics affected = row_count;
+    status := coalesce(nullif(current_setting('response.status', true), ''), '200')::integer;
+    result := case
+      when status >= 400 then jsonb_build_object(
+        'status', status, 'code', body ->> 'code', 'message', body ->> 'message',
+        'details', nullif(body ->> 'details', ''), 'hint', nullif(body ->> 'hint', '')
+      )
+      else jsonb_build_object('status', status, 'rows', affected)
+    end;
+    raise exception 'tests.answer undoes the request' using errcode = 'T0001';
+  exception when others then
+    if result is null then
+      get stacked diagnostics error_state = returned_sqlstate, error_message = message_text,
+      error_detail = pg_exception_detail, error_hint = pg_exception_hint;
+      -- PostgREST's statuses for the errors a request may meet.
+      status := case
+        when error_state ~ '^PT[1-5][0-9][0-9]$' then substr(error_state, 3)::integer
+        when error_state = '42501' then
+          case when current_setting('role', true) = 'anon' then 401 else 403 end
+        when error_state in ('23503', '23505') then 409
+        when left(error_state, 2) in ('22', '23') or error_state = 'P0001' then 400
+        when error_state in ('42883', '42P01') then 404
+        else 500
+      end;
+      result := jsonb_build_object(
+        'status', status, 'code', error_state, 'message', error_message,
+        'details', nullif(error_detail, ''), 'hint', nullif(error_hint, '')
+      );
+    end if;
+  end;
+  perform set_config('response.status', '', true);
+  if subject is not null then
+    result := replace(result::text, subject::text, '<id>')::jsonb;
+  end if;
+  return result;
+end
+$$;
+
+/**
+ * The distinct answers (tests.answer) to `statement`, a format() string with one %L, for
+ * each of `ids` and for an id that does not exist, as a jsonb array: one element when the
+ * answer says nothing of which ids exist.
+ */
+create function tests.answers_for(statement text, ids uuid[]) returns jsonb
+language sql
+as $$
+  select jsonb_agg(distinct tests.answer(format(statement, i), i))
+  from unnest(ids || gen_random_uuid()) as i
+$$;
+
+grant execute on function tests.answer(text, uuid), tests.answers_for(text, uuid[])
+to anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
