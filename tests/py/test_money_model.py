@@ -281,7 +281,9 @@ class PaymentWorld(RuleBasedStateMachine):
     @rule(data=st.data(), actor=st.sampled_from(["ada", "abe", "payee", "payment_service"]))
     def approve(self, data: st.DataObject, actor: str) -> None:
         withdrawal = data.draw(st.sampled_from(self.withdrawals))
-        result = self.call(actor, "approve_withdrawal", withdrawal.id)
+        result = self.call(
+            actor, "approve_withdrawal", withdrawal.id, "Checked against the released payments"
+        )
         if (
             actor in ("ada", "abe")
             and withdrawal.status == "requested"
