@@ -47,11 +47,13 @@ begin
       using errcode = 'PT403',
       hint = case
         when new.status = 'approved' then 'two distinct admins approve it, in withdrawal_approvals'
+        else ''
       end;
     end if;
   end if;
-  if (new.user_id, new.payout_method_id, new.amount_minor, new.currency)
-    is distinct from (old.user_id, old.payout_method_id, old.amount_minor, old.currency) then
+  if (new.id, new.user_id, new.payout_method_id, new.amount_minor, new.currency)
+    is distinct from (old.id, old.user_id, old.payout_method_id, old.amount_minor, old.currency)
+  then
     raise exception 'withdrawal %: its owner, payout method, amount and currency never change',
     old.id
     using errcode = 'PT409';
