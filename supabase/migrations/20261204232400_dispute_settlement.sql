@@ -166,8 +166,9 @@ execute function private.settle_disputed_milestone_payment();
 
 /**
  * The payee's share of a split of `payment`: that of the dispute being resolved in this
- * statement (payguard.settling_dispute), when it was resolved as a split of this payment
- * with a share below its amount; otherwise null. Never another dispute's.
+ * statement (payguard.settling_dispute), when it was resolved, in this transaction, as a
+ * split of this payment with a share below its amount; otherwise null. Never another
+ * dispute's: a setting that names an earlier dispute finds nothing.
  */
 create or replace function private.split_share(payment uuid) returns bigint
 language plpgsql
@@ -182,7 +183,7 @@ begin
     join public.milestone_payments as mp on mp.id = d.milestone_payment_id
     where d.id = nullif(current_setting('payguard.settling_dispute', true), '')::uuid
       and d.milestone_payment_id = payment and d.status = 'resolved' and d.outcome = 'split'
-      and d.payee_share_minor < mp.amount_minor
+      and d.resolved_at = now() and d.payee_share_minor < mp.amount_minor
   );
 end
 $$;

@@ -3,7 +3,7 @@
 -- of the dispute being resolved and never an earlier one's, and a closed dispute cannot be
 -- edited or deleted by any role, the tables' owner included.
 begin;
-select plan(36);
+select plan(37);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -79,6 +79,15 @@ select throws_ok(
   'milestone payment 30000000-0000-0000-0000-000000000002 is split only by a dispute resolved with the payee''s share',
   'a payment is not split by a PATCH of the payment, even with a stale split share on record'
 );
+select set_config('payguard.settling_dispute', '50000000-0000-0000-0000-0000000000a2', true);
+select throws_ok(
+  $$update public.milestone_payments set status = 'split'
+    where id = '30000000-0000-0000-0000-000000000002'$$,
+  'PT422',
+  'milestone payment 30000000-0000-0000-0000-000000000002 is split only by a dispute resolved with the payee''s share',
+  'nor by one that names the stale dispute as the one being settled'
+);
+select set_config('payguard.settling_dispute', '', true);
 select throws_ok(
   $$select tests.raise_if_refused(public.resolve_dispute(
     '50000000-0000-0000-0000-000000000002', 'split', 'All of it to the payee', 'split-2a', 20000))$$,
