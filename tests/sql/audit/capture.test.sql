@@ -830,20 +830,21 @@ values ('60000000-0000-4000-8000-000000000002', tests.get_supabase_uid('carl'),
   '50000000-0000-4000-8000-000000000001', 500000, 'USD');
 select tests.begin_request('ada', 'req-approvals-post', 'POST', '/rest/v1/withdrawal_approvals');
 with added as (
-  insert into public.withdrawal_approvals (withdrawal_id)
-  values ('60000000-0000-4000-8000-000000000002')
+  insert into public.withdrawal_approvals (withdrawal_id, reason)
+  values ('60000000-0000-4000-8000-000000000002', 'Payout matches the released milestones')
   returning id
 )
 select set_config('fixture.approval', id::text, true) from added;
 reset role;
 select is(
-  tests.audited(null, null, '{withdrawal_id,approved_by}'),
+  tests.audited(null, null, '{withdrawal_id,approved_by,reason}'),
   tests.expected('INSERT', 'withdrawal_approvals', current_setting('fixture.approval'), null,
     jsonb_build_object(
       'withdrawal_id', '60000000-0000-4000-8000-000000000002',
-      'approved_by', current_setting('fixture.ada')
+      'approved_by', current_setting('fixture.ada'),
+      'reason', 'Payout matches the released milestones'
     )),
-  'a first approval leaves one audit row: an INSERT by ada'
+  'a first approval leaves one audit row: an INSERT by ada, with her written reason'
 );
 
 -- no API role may change an approval: the owner may, and it is audited like any change

@@ -159,6 +159,9 @@ select is(
   'opening a dispute moves nothing: the funds stay frozen in escrow'
 );
 select tests.authenticate_as_service('escrow_service');
+-- a staff settlement carries its written reason, on the dispute it closes
+update public.disputes set resolution = 'The counters are not the stone that was ordered'
+where milestone_payment_id = '30000000-0000-0000-0000-000000000002' and status = 'open';
 select lives_ok(
   $$update public.milestone_payments set status = 'refunded'
     where id = '30000000-0000-0000-0000-000000000002'$$,

@@ -161,7 +161,7 @@ select is(
 );
 select tests.authenticate_as('ada', role_name => 'admin');
 select throws_ok(
-  format($$select tests.raise_if_refused(public.resolve_dispute(%L, 'split', 'all of it', 'key-resolve-0', 30000))$$,
+  format($$select tests.raise_if_refused(public.resolve_dispute(%L, 'split', 'The payee keeps all of it', 'key-resolve-0', 30000))$$,
     current_setting('fixture.dispute')),
   'PT422',
   'milestone payment 30000000-0000-0000-0000-000000000002 is split only by a dispute resolved with the payee''s share',
@@ -199,7 +199,7 @@ select set_config(
 reset role;
 select tests.authenticate_as('ada', role_name => 'admin');
 select is(
-  public.resolve_dispute(current_setting('fixture.split_dispute')::uuid, 'split', 'Half done', 'key-resolve-2', 12000)
+  public.resolve_dispute(current_setting('fixture.split_dispute')::uuid, 'split', 'Half the walls were done', 'key-resolve-2', 12000)
     ->> 'payee_share_minor',
   '12000',
   'an admin splits the payment: 12000 of 20000 to the payee'

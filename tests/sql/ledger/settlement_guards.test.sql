@@ -53,7 +53,7 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('ada', role_name => 'admin');
 select lives_ok(
-  $$select tests.raise_if_refused(public.resolve_dispute('50000000-0000-0000-0000-000000000001', 'release', 'fair', 'k2'))$$,
+  $$select tests.raise_if_refused(public.resolve_dispute('50000000-0000-0000-0000-000000000001', 'release', 'The work was done as agreed', 'k2'))$$,
   'another admin resolves it'
 );
 reset role;
@@ -69,6 +69,9 @@ insert into public.disputes (milestone_payment_id, reason)
 values ('30000000-0000-0000-0000-000000000009', 'Wrong color');
 reset role;
 select tests.authenticate_as_service('escrow_service');
+-- the decision's written reason goes on the dispute first
+update public.disputes set resolution = 'Trim painted in the wrong colour'
+where milestone_payment_id = '30000000-0000-0000-0000-000000000009' and status = 'open';
 select lives_ok(
   $$update public.milestone_payments set status = 'refunded'
     where id = '30000000-0000-0000-0000-000000000009'$$,
@@ -76,10 +79,10 @@ select lives_ok(
 );
 reset role;
 select results_eq(
-  $$select status::text, outcome::text from public.disputes
+  $$select status::text, outcome::text, resolution from public.disputes
     where milestone_payment_id = '30000000-0000-0000-0000-000000000009'$$,
-  $$values ('resolved', 'refund')$$,
-  'and its dispute is closed with the same outcome'
+  $$values ('resolved', 'refund', 'Trim painted in the wrong colour')$$,
+  'and its dispute is closed with the same outcome and its written reason'
 );
 
 -- a frozen escrow holds its funds

@@ -98,7 +98,8 @@ select throws_ok(
   'an admin cannot approve in another admin''s name'
 );
 select lives_ok(
-  $$insert into public.withdrawal_approvals (withdrawal_id) values (current_setting('fixture.w2')::uuid)$$,
+  $$insert into public.withdrawal_approvals (withdrawal_id, reason)
+    values (current_setting('fixture.w2')::uuid, 'Matches the released kitchen milestones')$$,
   'a first admin approves'
 );
 reset role;
@@ -109,14 +110,16 @@ select is(
 );
 select tests.authenticate_as('ada', role_name => 'admin');
 select throws_ok(
-  $$insert into public.withdrawal_approvals (withdrawal_id) values (current_setting('fixture.w2')::uuid)$$,
+  $$insert into public.withdrawal_approvals (withdrawal_id, reason)
+    values (current_setting('fixture.w2')::uuid, 'Approving it once more, to be sure')$$,
   '23505', null,
   'the same admin cannot approve twice'
 );
 reset role;
 select tests.authenticate_as('abe', role_name => 'admin');
 select lives_ok(
-  $$insert into public.withdrawal_approvals (withdrawal_id) values (current_setting('fixture.w2')::uuid)$$,
+  $$insert into public.withdrawal_approvals (withdrawal_id, reason)
+    values (current_setting('fixture.w2')::uuid, 'Checked the payout account against the contract')$$,
   'a second, distinct admin approves'
 );
 reset role;

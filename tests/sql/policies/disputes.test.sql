@@ -297,7 +297,7 @@ select throws_ok(
   'admin cannot write who resolved a dispute (resolved_by is the database''s to record)'
 );
 select throws_ok(
-  $$update public.disputes set status = 'resolved'
+  $$update public.disputes set status = 'resolved', resolution = 'Decided without saying how'
     where id = '40000000-0000-0000-0000-000000000001'$$,
   '23514', 'new row for relation "disputes" violates check constraint "disputes_check"',
   'a dispute cannot be resolved without an outcome'
@@ -309,7 +309,8 @@ select lives_ok(
   'admin resolves a dispute'
 );
 select lives_ok(
-  $$update public.disputes set status = 'withdrawn'
+  $$update public.disputes
+    set status = 'withdrawn', resolution = 'The payee withdrew the complaint by email'
     where id = '40000000-0000-0000-0000-000000000003'$$,
   'admin records a dispute as withdrawn'
 );

@@ -2,7 +2,7 @@
 -- payout method of their own; admin and payment_service read all and process them (status and
 -- the processor's fields, never the amount); service_role reads; no one deletes.
 begin;
-select plan(50);
+select plan(51);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -288,14 +288,21 @@ select results_eq(
   $$values (1)$$,
   'payment_service starts processing a user''s approved withdrawal'
 );
+select throws_ok(
+  $$update public.withdrawals
+    set status = 'paid', processor_payout_id = 'po_1A2b3C4d', processed_at = now() - interval '1 day'
+    where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  '42501', 'permission denied for table withdrawals',
+  'payment_service cannot write when a withdrawal was processed: the database records it'
+);
 select results_eq(
   $$with changed as (
       update public.withdrawals
-      set status = 'paid', processor_payout_id = 'po_1A2b3C4d', processed_at = now()
-      where id = 'aaaaaaaa-0000-4000-8000-000000000001' returning 1
-    ) select count(*)::int from changed$$,
-  $$values (1)$$,
-  'payment_service marks it paid, with the processor''s payout id'
+      set status = 'paid', processor_payout_id = 'po_1A2b3C4d'
+      where id = 'aaaaaaaa-0000-4000-8000-000000000001' returning processed_at = now()
+    ) select * from changed$$,
+  $$values (true)$$,
+  'payment_service marks it paid, with the processor''s payout id; the time is the database''s'
 );
 select throws_ok(
   $$update public.withdrawals set amount_minor = 1 where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
