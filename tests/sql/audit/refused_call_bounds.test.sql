@@ -212,6 +212,7 @@ select results_eq(
     order by 1, 2$$,
   $$values
     ('approve_withdrawal', 'idempotency_key', 255),
+    ('approve_withdrawal', 'reason', 2000),
     ('cancel_milestone_payment', 'idempotency_key', 255),
     ('complete_withdrawal', 'idempotency_key', 255),
     ('complete_withdrawal', 'processor_payout_id', 255),
@@ -231,12 +232,14 @@ select results_eq(
 select results_eq(
   $$select conname::text collate "default", pg_get_constraintdef(oid) from pg_catalog.pg_constraint
     where conname in ('disputes_reason_check', 'disputes_resolution_check',
-      'withdrawals_failure_reason_check', 'idempotency_keys_key_check')
+      'withdrawals_failure_reason_check', 'idempotency_keys_key_check',
+      'withdrawal_approvals_reason_check')
     order by 1$$,
   $$values
     ('disputes_reason_check', 'CHECK (((char_length(reason) >= 1) AND (char_length(reason) <= 5000)))'),
     ('disputes_resolution_check', 'CHECK ((char_length(resolution) <= 5000))'),
     ('idempotency_keys_key_check', 'CHECK (((char_length(key) >= 1) AND (char_length(key) <= 255)))'),
+    ('withdrawal_approvals_reason_check', 'CHECK (((reason IS NOT NULL) AND ((char_length(private.trimmed(reason)) >= 10) AND (char_length(private.trimmed(reason)) <= 2000)))) NOT VALID'),
     ('withdrawals_failure_reason_check', 'CHECK ((char_length(failure_reason) <= 500))')$$,
   'the bounds are the limits of the columns the accepted calls store these arguments in'
 );

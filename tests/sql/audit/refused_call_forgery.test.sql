@@ -198,7 +198,7 @@ select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   array[
     public.resolve_dispute(gen_random_uuid(), 'refund', 'No', 'key-9') ->> 'code',
-    public.approve_withdrawal(gen_random_uuid(), 'key-10') ->> 'code'
+    public.approve_withdrawal(gen_random_uuid(), 'Checked against the payouts', 'key-10') ->> 'code'
   ],
   array['PT404', 'PT409'],
   'and the admins'''

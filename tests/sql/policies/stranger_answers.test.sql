@@ -32,14 +32,18 @@ select ('30000000-0000-4000-8000-00000000000' || n)::uuid,
 from generate_series(1, 6) as n;
 select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000002', 'funded');
 select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000003', 'disputed');
-select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000004', 'released');
+select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000004', 'disputed');
 select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000005', 'canceled');
 select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000006', 'refunded');
 insert into public.disputes (id, milestone_payment_id, opened_by, reason)
-values ('40000000-0000-4000-8000-000000000001', '30000000-0000-4000-8000-000000000003',
+values ('40000000-0000-4000-8000-000000000001', '30000000-0000-4000-8000-000000000004',
   tests.get_supabase_uid('hana'), 'The doors do not close');
-update public.disputes set status = 'resolved', outcome = 'release', resolution = 'Fixed'
+-- escrow_service resolves it, which releases its payment (4) in the same statement
+select tests.authenticate_as_service('escrow_service');
+update public.disputes set status = 'resolved', outcome = 'release',
+  resolution = 'Fixed by the contractor'
 where id = '40000000-0000-4000-8000-000000000001';
+reset role;
 insert into public.disputes (id, milestone_payment_id, opened_by, reason)
 values ('40000000-0000-4000-8000-000000000002', '30000000-0000-4000-8000-000000000003',
   tests.get_supabase_uid('hana'), 'The doors fell off');
@@ -109,7 +113,7 @@ from (
     'payments', 403, '42501', 'permission denied for function fund_milestone_payment', null),
   ('resolve_dispute', $$select public.resolve_dispute(%L, 'refund', 'Mine now', 'key-resolve')$$,
     'disputes', 403, '42501', 'permission denied for function resolve_dispute', null),
-  ('approve_withdrawal', $$select public.approve_withdrawal(%L, 'key-approve')$$,
+  ('approve_withdrawal', $$select public.approve_withdrawal(%L, 'Checked against the payouts', 'key-approve')$$,
     'withdrawals', 403, '42501', 'permission denied for function approve_withdrawal', null),
   ('complete_withdrawal', $$select public.complete_withdrawal(%L, 'po_1Stranger', 'key-complete')$$,
     'withdrawals', 403, '42501', 'permission denied for function complete_withdrawal', null),
