@@ -23,8 +23,8 @@ def recreate_database(admin_url: str, name: str, *, template: str | None = None)
     """Drop `name` if it exists (disconnecting its sessions), then create it, owned by
     `postgres`, empty or as a copy of `template`.
 
-    Per-database settings (`alter database … set`) are not copied by CREATE DATABASE, so the
-    template's are applied to the copy here.
+    Per-database settings (`alter database … set`) and privileges (`grant … on database`)
+    are not copied by CREATE DATABASE, so the template's are applied to the copy here.
     """
     with connect(admin_url) as conn:
         conn.execute(
@@ -58,6 +58,28 @@ def recreate_database(admin_url: str, name: str, *, template: str | None = None)
                     sql.Identifier(name), sql.Identifier(*key.split(".")), value_sql
                 )
             )
+        privileges = conn.execute(
+            "select coalesce(g.rolname, 'public'), a.privilege_type, a.is_grantable "
+            "from pg_database as d cross join lateral aclexplode(d.datacl) as a "
+            "left join pg_roles as g on g.oid = a.grantee "
+            "where d.datname = %s and d.datacl is not null",
+            (template,),
+        ).fetchall()
+        if privileges:
+            # The copy starts with the default privileges (PUBLIC may connect and create
+            # temporary objects); the template's replace them.
+            conn.execute(
+                sql.SQL("revoke all on database {} from public").format(sql.Identifier(name))
+            )
+            for grantee, privilege, grantable in privileges:
+                conn.execute(
+                    sql.SQL("grant {} on database {} to {}{}").format(
+                        sql.SQL(str(privilege)),
+                        sql.Identifier(name),
+                        sql.SQL("public") if grantee == "public" else sql.Identifier(grantee),
+                        sql.SQL(" with grant option") if grantable else sql.SQL(""),
+                    )
+                )
 
 
 def drop_database(admin_url: str, name: str) -> None:
