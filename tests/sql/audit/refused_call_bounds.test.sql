@@ -239,7 +239,7 @@ select results_eq(
     ('disputes_reason_check', 'CHECK (((char_length(reason) >= 1) AND (char_length(reason) <= 5000)))'),
     ('disputes_resolution_check', 'CHECK ((char_length(resolution) <= 5000))'),
     ('idempotency_keys_key_check', 'CHECK (((char_length(key) >= 1) AND (char_length(key) <= 255)))'),
-    ('withdrawal_approvals_reason_check', 'CHECK (((reason IS NOT NULL) AND ((char_length(private.trimmed(reason)) >= 10) AND (char_length(private.trimmed(reason)) <= 2000)))) NOT VALID'),
+    ('withdrawal_approvals_reason_check', 'CHECK (private.is_written(reason, 2000)) NOT VALID'),
     ('withdrawals_failure_reason_check', 'CHECK ((char_length(failure_reason) <= 500))')$$,
   'the bounds are the limits of the columns the accepted calls store these arguments in'
 );

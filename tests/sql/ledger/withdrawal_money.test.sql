@@ -181,8 +181,9 @@ select set_config('fixture.w3', id::text, true) from requested;
 reset role;
 select tests.authenticate_as('ada', role_name => 'admin');
 select lives_ok(
-  $$update public.withdrawals set status = 'canceled' where id = current_setting('fixture.w3')::uuid$$,
-  'an admin cancels an approved withdrawal'
+  $$update public.withdrawals set status = 'canceled', failure_reason = 'The owner asked us to cancel it'
+    where id = current_setting('fixture.w3')::uuid$$,
+  'an admin cancels an approved withdrawal, saying why'
 );
 reset role;
 select is(
