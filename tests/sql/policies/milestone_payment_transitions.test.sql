@@ -66,6 +66,16 @@ from (
   ('09', 'disputed'), ('12', 'disputed'), ('13', 'released'), ('17', 'refunded'),
   ('14', 'canceled')
 ) as s (nn, status);
+-- an open dispute over each disputed payment that staff settle directly (06 to 09), its
+-- resolution written on it first: a disputed payment is settled only by a written decision
+insert into public.disputes (milestone_payment_id, opened_by, reason)
+select format('30000000-0000-0000-0000-0000000000%s', n)::uuid, tests.get_supabase_uid('carl'),
+  'Work unfinished'
+from unnest(array['06', '07', '08', '09']) as n;
+update public.disputes set resolution = 'Checked the photos of the work against the contract'
+where milestone_payment_id in ('30000000-0000-0000-0000-000000000006',
+  '30000000-0000-0000-0000-000000000007', '30000000-0000-0000-0000-000000000008',
+  '30000000-0000-0000-0000-000000000009');
 -- an open dispute over funded payment 15, kept from moving the payment to disputed
 alter table public.disputes disable trigger dispute_milestone_payment;
 insert into public.disputes (milestone_payment_id, opened_by, reason)
