@@ -13,8 +13,8 @@
 -- client, and the client's address is the next one to their left. It must be an address
 -- (private.audit_address); when it is not, or when the chain is shorter than that, X-Real-IP
 -- is read, then the connection's own address. The whole chain is kept in metadata, bounded
--- from the right (its hops nearest us, up to 1000 characters) and cleaned of card data from
--- the left, with the number of hops the request brought. docs/audit-trail.md says how to set
+-- from the right (its hops nearest us, up to 1000 characters), its hops joined by " via " and
+-- each cleaned of card data, with the number of hops the request brought. docs/audit-trail.md says how to set
 -- the number of hops for Supabase's gateway.
 --
 -- What a request brings is searched for card data field by field, as stored; and what this
@@ -50,8 +50,10 @@ $$;
 
 /**
  * The X-Forwarded-For chain the audit trail keeps, from its hops: those at the right-hand end
- * (the end our proxies wrote) that fit in 1000 characters, and of those, as many as hold no
- * card number together, counted from the right. Null when none is left.
+ * (the end our proxies wrote) that fit in 1000 characters, in order, joined by " via " (a word,
+ * so that no number runs from one hop into the next: a card number split across hops is no
+ * card number in what is kept), each hop that holds card data written
+ * "[removed: it held card data]". Null when no hop fits.
  */
 create function private.forwarded_chain(hops text[]) returns text
 language plpgsql
@@ -66,8 +68,8 @@ begin
     return null;
   end if;
   for position in reverse cardinality(hops) .. 1 loop
-    longer := concat_ws(', ', hops[position], kept);
-    exit when length(longer) > 1000 or private.holds_card_number(longer);
+    longer := concat_ws(' via ', private.without_card_numbers(hops[position]), kept);
+    exit when length(longer) > 1000;
     kept := longer;
   end loop;
   return nullif(kept, '');

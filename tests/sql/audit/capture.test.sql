@@ -1043,7 +1043,7 @@ reset role;
 select results_eq(
   $$select ip_address::text, metadata ->> 'forwarded_for' from public.payment_audit_logs
     where seq > current_setting('fixture.mark')::bigint$$,
-  $$values ('198.51.100.77', '10.0.0.1, not-an-ip; 1=1')$$,
+  $$values ('198.51.100.77', '10.0.0.1 via not-an-ip; 1=1')$$,
   'a hop that is no address where the client''s should be is kept in metadata, and the address comes from the next header'
 );
 
