@@ -21,6 +21,7 @@ begin
   for guarded in
     select
       t.tgrelid::regclass as relation,
+      format('%s.%s', c.relnamespace::regnamespace, c.relname) as table_name,
       coalesce((
         select string_agg(format('r.%I::text', a.attname), ' || '','' || ' order by k.place)
         from pg_catalog.pg_index as i
@@ -30,6 +31,7 @@ begin
         where i.indrelid = t.tgrelid and i.indisprimary
       ), 'r.ctid::text') as row_key
     from pg_catalog.pg_trigger as t
+    inner join pg_catalog.pg_class as c on c.oid = t.tgrelid
     where t.tgfoid = 'private.refuse_card_data()'::regprocedure
     order by t.tgrelid
   loop
@@ -43,7 +45,7 @@ begin
         guarded.row_key, guarded.relation, column_name
       ) into found_keys;
       if found_keys is not null then
-        findings := findings || format('%s.%s (%s)', guarded.relation, column_name, found_keys);
+        findings := findings || format('%s.%s (%s)', guarded.table_name, column_name, found_keys);
       end if;
     end loop;
   end loop;
