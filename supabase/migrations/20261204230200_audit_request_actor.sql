@@ -14,8 +14,8 @@
 -- (private.audit_address); when it is not, or when the chain is shorter than that, X-Real-IP
 -- is read, then the connection's own address. The whole chain is kept in metadata, bounded
 -- from the right (its hops nearest us, up to 1000 characters), its hops joined by " via " and
--- each cleaned of card data, with the number of hops the request brought. docs/audit-trail.md says how to set
--- the number of hops for Supabase's gateway.
+-- each cleaned of card data, with the number of hops the request brought.
+-- docs/audit-trail.md says how to set the number of hops for Supabase's gateway.
 --
 -- What a request brings is searched for card data field by field, as stored; and what this
 -- function keeps for the rest of the transaction (in settings any session can write) is
@@ -125,7 +125,7 @@ begin
     scanned := concat_ws(
       ' x ', actor.user_role, actor.ip_address, actor.user_agent, actor.metadata::text
     );
-    if scanned !~* (coarse || '|cvv|cvc|cvn|csc|cav|cid|security|verification') then
+    if scanned !~ coarse and scanned !~* '(cvv|cvc|cvn|csc|cav|cid|security|verification)' then
       return actor;
     end if;
     if not (
