@@ -193,6 +193,7 @@ set search_path = ''
 as $$
 declare
   scanned text;
+  ascii_only boolean;
   run text;
   groups text[];
   digit integer;
@@ -239,19 +240,23 @@ begin
   ) then
     return false;
   end if;
-  scanned := regexp_replace(
-    candidate,
-    '([0-9A-Fa-f]{8})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{12})',
-    '\1g\2g\3g\4g\5',
-    'g'
-  );
+  scanned := candidate;
+  ascii_only := scanned !~ '[^\x01-\x7f]';
+  if strpos(scanned, '-') > 0 then
+    scanned := regexp_replace(
+      scanned,
+      '([0-9A-Fa-f]{8})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{12})',
+      '\1g\2g\3g\4g\5',
+      'g'
+    );
+  end if;
   for run in
     select m[1]
     from regexp_matches(
       scanned,
       case
         -- In ASCII text the separators are ASCII's, which a smaller expression reads faster.
-        when scanned !~ '[^\x01-\x7f]' then
+        when ascii_only then
           '[0-9](?:(?:[\t-\r\x1c-\x20]+|[\x01-\x08\x0e-\x1b!-/:-@\[-`{-\x7f])'
           || '{0,3}[0-9])*'
         else
@@ -538,8 +543,9 @@ begin
       'g'
     ) as m
   loop
+    continue when length(run) < 13;
     -- Zero-width characters and the digits of other scripts are all outside ASCII.
-    if run ~ '[^\x01-\x7f]' then
+    if not ascii_only and run ~ '[^\x01-\x7f]' then
       run := private.card_digits(regexp_replace(
         run,
         '[\u00ad\u0300-\u036f\u0483-\u0489\u0591-\u05bd\u05bf\u05c1-\u05c2\u05c4-\u05c5\u05c7'
@@ -599,6 +605,8 @@ begin
       ));
     end if;
     groups := regexp_split_to_array(run, '[^0-9]+');
+    -- fewer than 13 digits in the run: no window to check
+    continue when length(array_to_string(groups, '')) < 13;
     -- Running Luhn sums at the end of each group, two ways: doubling the digits at odd places,
     -- or at even places. A window ending at place e doubles every other digit from e - 1
     -- down: with the sums of the right kind for e, any window is checked with a subtraction.
@@ -608,9 +616,8 @@ begin
     even_sum := 0;
     place := 0;
     for group_number in 1 .. cardinality(groups) loop
-      for digit_place in 1 .. length(groups[group_number]) loop
+      foreach digit in array string_to_array(groups[group_number], null)::integer[] loop
         place := place + 1;
-        digit := ascii(substr(groups[group_number], digit_place, 1)) - 48;
         if place % 2 = 1 then
           odd_sum := odd_sum + case when digit > 4 then digit * 2 - 9 else digit * 2 end;
           even_sum := even_sum + digit;
