@@ -5,13 +5,14 @@
 -- phone number written with its spaces can look like a card number. That exemption let a
 -- 16-digit number that passes Luhn be stored in it. Now the format keeps out everything but a
 -- phone number (a card number of 16 to 19 digits cannot be one), and the guard reads the column
--- like any other (20261204230000_card_number_forms.sql): a 13- to 15-digit number that passes
--- Luhn is refused as a card number even here, since nothing tells the two apart.
+-- like any other since 20261204230000_card_number_forms.sql: a 13- to 15-digit number that
+-- passes Luhn is refused as a card number even here, since nothing tells the two apart.
 --
 -- Existing numbers are normalised where that is unambiguous: spaces, dots, dashes, slashes
 -- and parentheses removed, a leading 00 read as +, and an empty string as no number. A number
--- that is still not E.164 (no country code, letters, too long) stops the migration, naming
--- the user ids: someone who can reach those users must correct or clear them first, for
+-- that is still not E.164 (no country code, letters, too long), or whose E.164 form the guard
+-- reads as a card number, stops the migration, naming the user ids (never the numbers):
+-- someone who can reach those users must correct or clear them first, for
 -- example `update public.users set phone = null where id = '…'` (which the audit trail
 -- records, with any card number in the old value removed).
 
@@ -43,13 +44,15 @@ begin
   update public.users set phone = null where btrim(phone) = '';
   update public.users set phone = private.e164_phone(phone)
   where phone is not null and phone is distinct from private.e164_phone(phone)
-    and private.e164_phone(phone) is not null;
+    and private.e164_phone(phone) is not null
+    and not private.holds_card_number(private.e164_phone(phone));
   select string_agg(u.id::text, ', ' order by u.id) into unreadable
   from public.users as u
-  where u.phone is not null and private.e164_phone(u.phone) is null;
+  where u.phone is distinct from private.e164_phone(u.phone)
+    or private.holds_card_number(u.phone);
   if unreadable is not null then
-    raise exception 'users.phone must be an E.164 number (+ and at most 15 digits): '
-    'the phone numbers of these users are not: %', unreadable
+    raise exception 'users.phone must be an E.164 number (+ and at most 15 digits) that is no '
+    'card number: the phone numbers of these users are not: %', unreadable
     using errcode = 'PT422',
     hint = 'Correct or clear them (update public.users set phone = null where id = …), '
     'then deploy again.';

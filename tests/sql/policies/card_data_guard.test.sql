@@ -1,7 +1,8 @@
 -- The card-data guard (private.refuse_card_data, PCI DSS 3.3.1 and 3.5.1): no table stores a
--- card number (13 to 19 digits that pass Luhn, spaces, dashes, dots or underscores allowed
--- between groups) in any text or jsonb value, nor a card-verification-like key in any jsonb
--- object, whoever writes the row. Each refusal is SQLSTATE PT422 and names the table and column.
+-- card number (13 to 19 digits that pass Luhn, up to three separators between groups; the
+-- forms beyond spaces, dashes, dots and underscores are in card_number_forms.test.sql) in any
+-- value that can hold one, nor a card-verification-like key in any jsonb object, whoever
+-- writes the row. Each refusal is SQLSTATE PT422 and names the table and column.
 begin;
 select plan(62);
 
