@@ -812,9 +812,10 @@ $$;
  * object) in every column that can hold it (private.card_data_columns). On update, only
  * what changed is read. The trigger's arguments name the columns that cannot hold it, so
  * that one regular expression over the rest of the row settles most rows; the columns read
- * are then taken from the catalog, so arguments that a later column change left behind cost
- * time, never a check. Security definer, so that the helpers stay private; it reads only the
- * new row, the old one and the catalog.
+ * are then taken from the catalog (a column added later is read; only a column retyped to
+ * hold text needs the arguments renewed, which tests/sql/schema/invariants.test.sql checks).
+ * Security definer, so that the helpers stay private; it reads only the new row, the old one
+ * and the catalog.
  */
 create or replace function private.refuse_card_data() returns trigger
 language plpgsql

@@ -361,7 +361,8 @@ $$;
  * Recreate the audit triggers of `relation` (audit_trail and audit_trail_updates, on the same
  * events) with their key column and, after it, the columns that cannot hold card data, from
  * the catalog as it is now. A migration that adds or retypes a column of an audited table
- * calls it (a stale list costs time, never a check).
+ * calls it (a column added later is searched anyway, at a cost; one retyped to hold text is
+ * not until this runs).
  */
 create function private.renew_audit_trail(relation regclass) returns void
 language plpgsql

@@ -141,9 +141,9 @@ select is_empty(
 );
 
 -- the arguments of the card-data guard and of the audit triggers name the columns that cannot
--- hold card data, as the catalog has them now (a column added later needs
--- private.renew_card_data_guard or private.renew_audit_trail: a stale list costs time, never a
--- check, but this says so)
+-- hold card data, as the catalog has them now: after a column is added or retyped, a migration
+-- calls private.renew_card_data_guard or private.renew_audit_trail (an added column is read
+-- anyway, at a cost; a column retyped to hold text would not be)
 select is_empty(
   $$
   select t.tgrelid::regclass::text
