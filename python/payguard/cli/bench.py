@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from payguard.bench import audit_verify, rls, transitions
+from payguard.bench import audit_verify, card_guard, rls, transitions
 from payguard.cli.common import boundary, out, print_json, state
 from payguard.cluster import APP_ROLE, Cluster
 from payguard.databases import recreate_database
@@ -17,6 +17,7 @@ from payguard.reset import reset
 RLS_DATABASE = "payguard_bench"
 RELEASE_DATABASE = "payguard_bench_release"
 PGBENCH_DATABASE = "payguard_pgbench"
+CARD_DATABASE = "payguard_bench_card"
 
 
 class Suite(StrEnum):
@@ -24,6 +25,7 @@ class Suite(StrEnum):
     rls = "rls"
     transitions = "transitions"
     audit = "audit"
+    card = "card"
 
 
 @boundary
@@ -44,8 +46,10 @@ def bench(
 ) -> None:
     """Deploy databases of their own, load them, and report ratios to same-run baselines:
     RLS listings against the owner's explicit queries; releases per second against
-    pgbench's TPC-B, with the audit trail on and off; the audit sealer's lag; and the speed
-    of `audit verify` over a million-row log (grown from the release benchmark's)."""
+    pgbench's TPC-B, with the audit trail on and off; the audit sealer's lag; the speed
+    of `audit verify` over a million-row log (grown from the release benchmark's); and the
+    card-number guard's false positives, card numbers found and cost per call, against the
+    previous guard."""
     project = state(ctx).project()
     cluster = Cluster.for_project(project)
     report: dict[str, object] = {}
@@ -143,5 +147,31 @@ def bench(
                 f"{speed.rows / speed.seal_seconds:,.0f} rows/s; log grown in "
                 f"{speed.grow_seconds:.0f} s)"
             )
+    if only in (Suite.all, Suite.card):
+        reset(project, database=CARD_DATABASE, seed=False)
+        guard = card_guard.run(cluster.socket_url(APP_ROLE, CARD_DATABASE), project.migrations_dir)
+        report["card_guard"] = guard.as_dict()
+        if not as_json:
+            table = Table(
+                "guard",
+                "false positives",
+                "card numbers found",
+                title="Card-number guard: text that holds no card number, and every form of "
+                "every test card number (payguard.card_corpus)",
+            )
+            for side in ("previous", "present"):
+                fp, found = guard.false_positives[side], guard.found[side]
+                table.add_row(
+                    side,
+                    f"{fp.flagged}/{fp.lines} ({fp.rate:.2%})",
+                    f"{found.flagged}/{found.lines} ({found.rate:.1%})",
+                )
+            out.print(table)
+            for c in guard.costs:
+                out.print(
+                    f"cost per call on {c.corpus} ({c.calls} calls, medians of interleaved "
+                    f"rounds): previous {c.previous_us:.2f} us, present {c.present_us:.2f} us, "
+                    f"ratio {c.ratio:.2f}"
+                )
     if as_json:
         print_json(report)

@@ -27,7 +27,8 @@ end
 $$;
 
 /**
- * Mark, then begin a request as PostgREST would, as `who`: hana (a homeowner behind a proxy),
+ * Mark, then begin a request as PostgREST would, as `who`: hana (a homeowner behind a proxy
+ * of her own, which forwarded her LAN address; the gateway appended her proxy's address),
  * carl (a contractor behind a load balancer that sets x-real-ip), ada (an admin), or a
  * service role. Each user request carries its own correlation id. Records in fixture.actor
  * what the audit row of the request must say about its actor. With `as_owner`, the request
@@ -46,7 +47,7 @@ begin
   case who
     when 'hana' then
       headers := jsonb_build_object(
-        'X-Forwarded-For', '203.0.113.9, 10.0.0.1', 'User-Agent', 'payguard-web/4.2 (Firefox)',
+        'X-Forwarded-For', '10.0.0.1, 203.0.113.9', 'User-Agent', 'payguard-web/4.2 (Firefox)',
         'X-Request-Id', request_id
       );
       actor := jsonb_build_object(
@@ -259,7 +260,7 @@ select is(
   tests.audited(null, null, '{full_name}'),
   tests.expected('UPDATE', 'users', current_setting('fixture.hana'),
     '{"full_name": null}', '{"full_name": "Hana Okafor"}'),
-  'a user renaming herself leaves one audit row: an UPDATE by her, from her first forwarded address'
+  'a user renaming herself leaves one audit row: an UPDATE by her, from the address our gateway appended'
 );
 
 select tests.begin_owner_change();
@@ -1036,15 +1037,15 @@ select is(
 select tests.mark();
 select tests.authenticate_as(
   'hana', aal => 'aal2',
-  headers => '{"x-forwarded-for": "not-an-ip; 1=1, 10.0.0.1", "x-real-ip": "198.51.100.77"}'
+  headers => '{"x-forwarded-for": "10.0.0.1, not-an-ip; 1=1", "x-real-ip": "198.51.100.77"}'
 );
 update public.users set full_name = 'Hana K.' where id = tests.get_supabase_uid('hana');
 reset role;
 select results_eq(
   $$select ip_address::text, metadata ->> 'forwarded_for' from public.payment_audit_logs
     where seq > current_setting('fixture.mark')::bigint$$,
-  $$values ('198.51.100.77', 'not-an-ip; 1=1, 10.0.0.1')$$,
-  'a forged first hop is kept in metadata, and the address comes from the next header'
+  $$values ('198.51.100.77', '10.0.0.1 via not-an-ip; 1=1')$$,
+  'a hop that is no address where the client''s should be is kept in metadata, and the address comes from the next header'
 );
 
 -- the actor is worked out once per request, but a change to the user's role within the

@@ -1,6 +1,6 @@
 -- Schema-wide rules that every payment table keeps, whatever table is added next.
 begin;
-select plan(10);
+select plan(12);
 
 -- every foreign key has an index that starts with its columns
 select is_empty(
@@ -138,6 +138,43 @@ select is_empty(
     and not a.attnum = any(t.tgattr::int2[])
   $$,
   'a card-data guard limited to some columns on update lists every text column of its table'
+);
+
+-- the arguments of the card-data guard and of the audit triggers name the columns that cannot
+-- hold card data, as the catalog has them now: after a column is added or retyped, a migration
+-- calls private.renew_card_data_guard or private.renew_audit_trail (an added column is read
+-- anyway, at a cost; a column retyped to hold text would not be)
+select is_empty(
+  $$
+  select t.tgrelid::regclass::text
+  from pg_trigger as t
+  where t.tgfoid = 'private.refuse_card_data()'::regprocedure
+    and (
+      select coalesce(array_agg(u.a order by u.n), '{}')
+      from unnest(string_to_array(
+        regexp_replace(encode(t.tgargs, 'escape'), '\\000$', ''), '\000'
+      )) with ordinality as u (a, n)
+    ) is distinct from private.card_data_columns(t.tgrelid::regclass, false)
+  $$,
+  'every card-data guard names, as its arguments, exactly the columns of its table that cannot hold card data'
+);
+select is_empty(
+  $$
+  select t.tgrelid::regclass::text || ' ' || t.tgname
+  from pg_trigger as t
+  where t.tgfoid in (
+      'private.capture_audit_row()'::regprocedure, 'private.capture_audit_inserts()'::regprocedure,
+      'private.capture_audit_updates()'::regprocedure
+    )
+    and (
+      select array_agg(u.a order by u.n)
+      from unnest(string_to_array(
+        regexp_replace(encode(t.tgargs, 'escape'), '\\000$', ''), '\000'
+      )) with ordinality as u (a, n)
+      where u.n > 1
+    ) is distinct from nullif(private.card_data_columns(t.tgrelid::regclass, false), '{}')
+  $$,
+  'every audit trigger names its key column, then exactly the columns that cannot hold card data'
 );
 
 select * from finish();
