@@ -49,6 +49,15 @@ def user(conn, phone: str | None) -> uuid.UUID:
     return user_id
 
 
+def from_card_forms_on(project) -> list[str]:
+    """The names of the project's migrations from the card-number forms on, in order."""
+    return [
+        path.stem.split("_", 1)[1]
+        for path in sorted(project.migrations_dir.glob("*.sql"))
+        if path.stem >= "20261204230000"
+    ]
+
+
 def applied(conn) -> list[str]:
     return [
         name
@@ -115,7 +124,7 @@ def test_phone_numbers_are_normalised_and_stored_card_data_is_named_until_cleare
 
     add_the_rest(project, scratch_project, admin)
     with psycopg.connect(admin, autocommit=True) as conn:
-        assert applied(conn)[-1] == "card_data_already_stored"
+        assert applied(conn) == from_card_forms_on(project)
 
 
 def test_a_phone_number_that_cannot_be_read_as_e164_stops_the_migration(
@@ -148,4 +157,4 @@ def test_a_phone_number_that_cannot_be_read_as_e164_stops_the_migration(
         )
     add_the_rest(project, scratch_project, admin)
     with psycopg.connect(admin, autocommit=True) as conn:
-        assert applied(conn)[-1] == "card_data_already_stored"
+        assert applied(conn) == from_card_forms_on(project)
