@@ -17,9 +17,9 @@ from payguard import card_corpus, card_guard
 from payguard.bench import card_guard as card_guard_bench
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-# The false-positive rate measured on the corpus (228 of 6,530 lines: IBANs, timestamps with
-# microseconds, USPS tracking numbers, IPv4 pairs...), with room for the corpus to grow.
-MAX_FALSE_POSITIVE_RATE = 0.04
+# The false-positive rate measured on the corpus (190 of 6,530 lines: IBANs, USPS tracking
+# numbers, IPv4 pairs, order numbers...), with room for the corpus to grow.
+MAX_FALSE_POSITIVE_RATE = 0.035
 # Categories of text in which no line may be taken for a card number.
 NEVER_FLAGGED = ("uuid", "invoice", "amount", "other script")
 
@@ -59,6 +59,27 @@ def test_the_false_positive_rate_on_text_that_holds_no_card_number_is_bounded(db
     assert rate <= MAX_FALSE_POSITIVE_RATE, (rate, dict(flagged))
     for category in NEVER_FLAGGED:
         assert flagged[category] == 0, (category, flagged[category])
+
+
+def test_timestamps_as_postgresql_and_json_write_them_are_no_card_numbers(db):
+    """Every microsecond timestamp of an hour, in text and in JSON, where one in seven used
+    to be read as a card number; a card number beside or inside one is still found."""
+    (text_flagged, json_flagged, total) = db.execute(
+        "select count(*) filter (where private.holds_card_number(t::text)), "
+        "count(*) filter (where private.holds_card_number(to_jsonb(t)::text)), count(*) "
+        "from generate_series(timestamptz '2026-12-04 23:00:00.000001+00', "
+        "timestamptz '2026-12-05 00:00:00+00', interval '0.0731 second') as t"
+    ).fetchone()
+    assert total > 49000
+    assert (text_flagged, json_flagged) == (0, 0)
+    found = [
+        "paid 2026-12-04T10:00:00Z 4111 1111 1111 1111",
+        "4111111111111111 2026-12-04T10:00:00+01:00",
+        "2026-12-04T23:59:59.4111111111111111",
+        "2026-12-04T23:59:59.411111111 1111111",
+        "2026-12-04 23:59:59.123456+00 4111-1111-1111-1111",
+    ]
+    assert guard(db, found) == [True] * len(found)
 
 
 def test_every_form_of_every_test_card_number_is_found(db):
