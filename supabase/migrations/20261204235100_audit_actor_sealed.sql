@@ -12,6 +12,10 @@
 -- key and the actor, under a key made at random in this migration and readable by the owner
 -- alone (private.audit_actor_key). An actor is read back only under its seal; one whose seal
 -- does not match is worked out anew from the request.
+--
+-- And a chain of several hops is always said to be one, with its number of hops: a hop too
+-- long to keep (a client's 2,000 characters before the gateway's address) left only the
+-- address in what was kept, and the log said nothing of the chain.
 
 create table private.audit_actor_key (
   id boolean primary key default true check (id),
@@ -130,8 +134,9 @@ begin
     'method', request_method,
     'path', request_path,
     'correlation_id', correlation_id,
-    'forwarded_for', nullif(chain, ip),
-    'forwarded_hops', case when chain is distinct from ip then cardinality(hops) end,
+    'forwarded_for', case when cardinality(hops) > 1 or chain is distinct from ip then chain end,
+    'forwarded_hops',
+    case when cardinality(hops) > 1 or chain is distinct from ip then cardinality(hops) end,
     'db_role', coalesce(nullif(current_setting('role', true), 'none'), session_user::text),
     'transaction', pg_catalog.pg_current_xact_id()::text
   ));

@@ -5,8 +5,12 @@
 -- - The actor kept for a transaction (payguard.audit_actor, payguard.audit_request: settings
 --   any session can write) cannot be forged: a direct connection as `authenticated` that
 --   writes them records neither another user, another role nor another address.
+-- - A key naming a card verification code is found with separators, zero-width characters,
+--   JSON escapes or full-width letters in it; keys that only look alike are kept.
+-- - A chain of several hops is recorded as one, with its number of hops, even when the hops
+--   the client wrote are too long to keep.
 begin;
-select plan(14);
+select plan(25);
 
 -- fixtures, as postgres
 select tests.create_supabase_user('hana');
@@ -100,6 +104,56 @@ select results_eq(
     where l.seq > current_setting('fixture.mark')::bigint and l.entity_type = 'users'$$,
   $$values (2, 1, '203.0.113.10')$$,
   'two writes in one request record the same genuine address'
+);
+
+-- card verification code keys, in every form the key check reads
+select ok(
+  private.holds_card_data(value::jsonb),
+  'a card verification code key written ' || how || ' is found'
+)
+from (
+  values
+  ('{"c_v_v": "123"}', 'with underscores'),
+  ('{"cv v": "123"}', 'with a space'),
+  (U&'{"c\200Bvv": "123"}', 'with a zero-width space'),
+  ('{"c\tv\nv": "123"}', 'with JSON escapes'),
+  (U&'{"\FF43\FF56\FF56": "123"}', 'in full-width letters'),
+  ('{"card": {"Security-Code": "123"}}', 'with a dash, nested')
+) as c (value, how);
+select ok(
+  not private.holds_card_data(value::jsonb),
+  'a key ' || what || ' is no card verification code key'
+)
+from (
+  values
+  ('{"cvv_check": "pass"}', 'reporting a processor''s check'),
+  ('{"civic": "centre", "note": "vcs"}', 'with the letters apart in words')
+) as c (value, what);
+select throws_ok(
+  $$insert into private.settings (key, value, description)
+    values ('attack_cvv', '{"c_v_v": "123"}', 'a card verification code under a spaced key')$$,
+  'PT422', 'card verification code key "c_v_v" in settings.value: never store it',
+  'a setting holding a card verification code under a spaced key is refused'
+);
+select is(
+  private.without_card_data(U&'{"c\200Bvv": "123", "amount": 5}'::jsonb),
+  U&'{"c\200Bvv": "[removed: it held card data]", "amount": 5}'::jsonb,
+  'a refused call''s parameters keep no card verification code under a zero-width key'
+);
+
+-- the chain: a hop too long to keep still leaves the chain's number of hops in the log
+select set_config('fixture.mark', (select coalesce(max(seq), 0) from public.payment_audit_logs)::text, true);
+select tests.authenticate_as(
+  'hana', headers => jsonb_build_object('x-forwarded-for', repeat('x', 2000) || ', 203.0.113.78')
+);
+update public.users set full_name = 'Hana K' where id = tests.get_supabase_uid('hana');
+select set_config('role', 'none', true);
+select results_eq(
+  $$select l.ip_address::text, l.metadata ->> 'forwarded_for', (l.metadata ->> 'forwarded_hops')::int
+    from public.payment_audit_logs as l
+    where l.seq > current_setting('fixture.mark')::bigint and l.entity_type = 'users'$$,
+  $$values ('203.0.113.78', '203.0.113.78', 2)$$,
+  'a chain whose client-written hop is too long to keep is recorded with its two hops'
 );
 
 select * from finish();
