@@ -9,8 +9,9 @@
 --   JSON escapes or full-width letters in it; keys that only look alike are kept.
 -- - A chain of several hops is recorded as one, with its number of hops, even when the hops
 --   the client wrote are too long to keep.
+-- - The decimal digits of Unicode 15 and 16 are digits.
 begin;
-select plan(25);
+select plan(27);
 
 -- fixtures, as postgres
 select tests.create_supabase_user('hana');
@@ -59,6 +60,23 @@ select lives_ok(
     tests.get_supabase_uid('hana')
   ),
   'a timestamp standing alone in a user''s name is kept'
+);
+select throws_ok(
+  format(
+    $$update public.users set full_name = %L where id = %L$$,
+    'Hana ' || translate('4242 4242 4242 4242', '0123456789', U&'\+01E4F0\+01E4F1\+01E4F2\+01E4F3\+01E4F4\+01E4F5\+01E4F6\+01E4F7\+01E4F8\+01E4F9'),
+    tests.get_supabase_uid('hana')
+  ),
+  'PT422', 'card number in users.full_name: store the processor''s token (pm_…) instead',
+  'a card number in Nag Mundari digits (Unicode 15) in a user''s name is refused'
+);
+select lives_ok(
+  format(
+    $$update public.users set full_name = %L where id = %L$$,
+    'Hana ' || translate('2026', '0123456789', U&'\+01E4F0\+01E4F1\+01E4F2\+01E4F3\+01E4F4\+01E4F5\+01E4F6\+01E4F7\+01E4F8\+01E4F9'),
+    tests.get_supabase_uid('hana')
+  ),
+  'a year in Nag Mundari digits in a user''s name is kept'
 );
 select set_config('role', 'none', true);
 
