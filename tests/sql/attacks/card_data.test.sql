@@ -9,13 +9,29 @@
 --   JSON escapes or full-width letters in it; keys that only look alike are kept.
 -- - A chain of several hops is recorded as one, with its number of hops, even when the hops
 --   the client wrote are too long to keep.
+-- - A refused call whose argument and headers hold a card number behind a timestamp is
+--   recorded, and no value of the rows it writes holds card data.
 -- - The decimal digits of Unicode 15 and 16 are digits.
 begin;
-select plan(27);
+select plan(29);
 
 -- fixtures, as postgres
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('ivan');
+select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
+update private.settings set value = '{"time_zone": "UTC", "from": 0, "to": 24}'
+where key = 'business_hours';
+insert into public.projects (id, owner_id, contractor_id, title)
+values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
+  tests.get_supabase_uid('carl'), 'Kitchen remodel');
+insert into public.escrow_accounts (user_id, project_id, currency)
+values (tests.get_supabase_uid('hana'), '10000000-0000-4000-8000-000000000001', 'USD');
+insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
+values ('20000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 1,
+  'Cabinets', 40000, 'USD');
+insert into public.milestone_payments (id, milestone_id, payer_id)
+values ('30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001',
+  tests.get_supabase_uid('hana'));
 
 -- the guard: a card number behind a shape (4242 2024 0101 1202 and others pass Luhn)
 select ok(
@@ -172,6 +188,28 @@ select results_eq(
     where l.seq > current_setting('fixture.mark')::bigint and l.entity_type = 'users'$$,
   $$values ('203.0.113.78', '203.0.113.78', 2)$$,
   'a chain whose client-written hop is too long to keep is recorded with its two hops'
+);
+
+-- a refused call: its argument and the request's headers hold card numbers behind timestamps
+select set_config('fixture.mark', (select coalesce(max(seq), 0) from public.payment_audit_logs)::text, true);
+select tests.authenticate_as(
+  'hana',
+  headers => '{"user-agent": "app 4242 2024-01-01 12:02", "x-correlation-id": "4242 2024-01-01 12:02"}'
+);
+select is(
+  public.open_dispute(
+    '30000000-0000-4000-8000-000000000001', 'card 4242 2024-01-01 12:02 was charged twice', 'key-a'
+  ) ->> 'message',
+  'card number in disputes.reason: store the processor''s token (pm_…) instead',
+  'a dispute whose reason holds a card number behind a timestamp is refused'
+);
+select set_config('role', 'none', true);
+select results_eq(
+  $$select count(*)::int, bool_or(private.holds_card_data(to_jsonb(l)))
+    from public.payment_audit_logs as l
+    where l.seq > current_setting('fixture.mark')::bigint and not l.success$$,
+  $$values (1, false)$$,
+  'the refusal is recorded, and no value of its row holds card data'
 );
 
 select * from finish();
