@@ -67,3 +67,6 @@ begin
   return new;
 end
 $$;
+
+-- Closing a chargeback's dispute checks its written resolution as payment_service.
+grant execute on function private.trimmed(text) to payment_service;

@@ -459,6 +459,23 @@ as $$
   ) || extra
 $$;
 
+/** A Stripe dispute (a chargeback) `dispute_id` over PaymentIntent `intent_id`. */
+create function tests.stripe_dispute(
+  dispute_id text, intent_id text, amount bigint, dispute_status text default 'needs_response',
+  dispute_currency text default 'usd'
+) returns jsonb
+language sql
+immutable
+as $$
+  select jsonb_build_object(
+    'id', dispute_id, 'object', 'dispute', 'amount', amount, 'currency', dispute_currency,
+    'charge', 'ch_' || substr(intent_id, 4), 'payment_intent', intent_id,
+    'reason', 'fraudulent', 'status', dispute_status
+  )
+$$;
+
+grant execute on function tests.stripe_dispute(text, text, bigint, text, text)
+to payment_service, service_role, authenticated, admin;
 grant execute on function tests.stripe_event(text, jsonb, text)
 to payment_service, service_role, authenticated, admin;
 grant execute on function tests.payment_intent(text, uuid, bigint, text, jsonb)
