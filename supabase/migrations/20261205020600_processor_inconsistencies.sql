@@ -260,7 +260,9 @@ as $$
 declare
   answer jsonb;
 begin
-  if (select auth.jwt() ->> 'aal') is distinct from 'aal2' then
+  -- The request's claims as PostgREST sets them (staff roles have no USAGE on schema auth).
+  if nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'aal'
+    is distinct from 'aal2' then
     raise exception 'resolving a processor inconsistency needs MFA (aal2)'
     using errcode = 'PT403';
   end if;
