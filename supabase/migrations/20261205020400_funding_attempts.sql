@@ -13,7 +13,7 @@
  * idempotency key sent to the processor, the PaymentIntent it created (set once), and how it
  * ended. At most one attempt per payment is open.
  */
-create table public.milestone_payment_attempts (
+create table public.funding_attempts (
   id uuid primary key default gen_random_uuid(),
   milestone_payment_id uuid not null references public.milestone_payments (id),
   attempt integer not null check (attempt >= 1),
@@ -34,24 +34,24 @@ create table public.milestone_payment_attempts (
   unique (milestone_payment_id, attempt)
 );
 
-create index milestone_payment_attempts_payment_method_id_idx
-on public.milestone_payment_attempts (payment_method_id);
+create index funding_attempts_payment_method_id_idx
+on public.funding_attempts (payment_method_id);
 
 -- At most one open attempt per payment (without a partial index: see
 -- 20261126084600_unique_live_rows_without_partial_indexes.sql).
-create unique index milestone_payment_attempts_one_open_key
-on public.milestone_payment_attempts (
+create unique index funding_attempts_one_open_key
+on public.funding_attempts (
   milestone_payment_id, (case when status <> 'open' then id end)
 ) nulls not distinct;
 
 create trigger keep_row_timestamps
-before insert or update on public.milestone_payment_attempts
+before insert or update on public.funding_attempts
 for each row execute function private.keep_row_timestamps();
 
 create trigger refuse_card_data
-before insert or update on public.milestone_payment_attempts
+before insert or update on public.funding_attempts
 for each row execute function private.refuse_card_data();
-select private.renew_card_data_guard('public.milestone_payment_attempts');
+select private.renew_card_data_guard('public.funding_attempts');
 
 -- An attempt's payment method and customer are processor tokens: redacted like its method's.
 create or replace function private.audit_redacted_columns(table_name text) returns text[]
@@ -65,7 +65,7 @@ begin
     when 'payout_methods' then array['processor_account_id', 'processor_external_account_id']
     when 'webhook_events' then array['payload']
     when 'processor_customers' then array['processor_customer_id']
-    when 'milestone_payment_attempts' then
+    when 'funding_attempts' then
       array['processor_payment_method_id', 'processor_customer_id']
     else array[]::text []
   end;
@@ -73,12 +73,12 @@ end
 $$;
 
 create trigger audit_trail
-after insert or update or delete on public.milestone_payment_attempts
+after insert or update or delete on public.funding_attempts
 for each row execute function private.capture_audit_row('id');
-select private.renew_audit_trail('public.milestone_payment_attempts');
+select private.renew_audit_trail('public.funding_attempts');
 
 create trigger refuse_unaudited_truncate
-before truncate on public.milestone_payment_attempts
+before truncate on public.funding_attempts
 for each statement execute function private.refuse_unaudited_truncate();
 
 /**
@@ -135,7 +135,7 @@ $$;
 revoke all on function private.check_funding_attempt() from public;
 
 create trigger check_funding_attempt
-before update or delete on public.milestone_payment_attempts
+before update or delete on public.funding_attempts
 for each row execute function private.check_funding_attempt();
 
 /**
@@ -161,7 +161,7 @@ declare
   caller uuid := (select auth.uid());
   payment public.milestone_payments;
   method public.payment_methods;
-  current_attempt public.milestone_payment_attempts;
+  current_attempt public.funding_attempts;
 begin
   if caller is null or current_setting('role', true) is distinct from 'authenticated' then
     raise exception 'a funding attempt is opened by the payer, signed in'
@@ -190,7 +190,7 @@ begin
     raise exception 'no payment method % of yours', payment_method_id
     using errcode = 'PT404';
   end if;
-  select * into current_attempt from public.milestone_payment_attempts as a
+  select * into current_attempt from public.funding_attempts as a
   where a.milestone_payment_id = payment.id
   order by a.attempt desc
   limit 1;
@@ -206,7 +206,7 @@ begin
     using errcode = 'PT409';
   else
     perform private.enforce_rate_limit('milestone_payments.fund');
-    insert into public.milestone_payment_attempts (
+    insert into public.funding_attempts (
       milestone_payment_id, attempt, payment_method_id, processor_payment_method_id,
       processor_customer_id, amount_minor, currency, idempotency_key
     )
@@ -252,7 +252,7 @@ as $$
 declare
   answer jsonb;
 begin
-  update public.milestone_payment_attempts as a
+  update public.funding_attempts as a
   set processor_payment_intent_id = record_payment_intent.payment_intent_id
   where a.milestone_payment_id = record_payment_intent.milestone_payment_id
     and a.attempt = record_payment_intent.attempt
@@ -283,9 +283,9 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-  failed public.milestone_payment_attempts;
+  failed public.funding_attempts;
 begin
-  select * into failed from public.milestone_payment_attempts as a
+  select * into failed from public.funding_attempts as a
   where a.milestone_payment_id = record_funding_failure.milestone_payment_id
     and a.attempt = record_funding_failure.attempt
   for update;
@@ -299,7 +299,7 @@ begin
     using errcode = 'PT409';
   end if;
   if failed.status = 'open' then
-    update public.milestone_payment_attempts as a
+    update public.funding_attempts as a
     set status = 'failed',
       failure_code = coalesce(left(nullif(code, ''), 100), 'unknown'),
       failure_message = left(message, 500)
@@ -310,7 +310,7 @@ begin
   update public.milestone_payments as mp set status = 'failed'
   where mp.id = record_funding_failure.milestone_payment_id and mp.status = 'pending'
     and not exists (
-      select from public.milestone_payment_attempts as later
+      select from public.funding_attempts as later
       where later.milestone_payment_id = mp.id and later.attempt > failed.attempt
     );
   return to_jsonb(failed);

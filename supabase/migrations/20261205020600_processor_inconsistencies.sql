@@ -205,7 +205,7 @@ begin
       and (payment.amount_minor, payment.currency)
       = (found_one.amount_minor, found_one.currency)
       and not exists (
-        select from public.milestone_payment_attempts as a
+        select from public.funding_attempts as a
         where a.milestone_payment_id = payment.id and a.status = 'open'
           and a.processor_payment_intent_id is distinct from found_one.processor_object_id
       ) then
@@ -213,7 +213,7 @@ begin
         payment.id, found_one.processor_object_id, payment.amount_minor, payment.currency,
         'processor_inconsistency:' || found_one.id || ':fund'
       );
-      update public.milestone_payment_attempts as a
+      update public.funding_attempts as a
       set status = 'succeeded'
       where a.milestone_payment_id = payment.id
         and a.processor_payment_intent_id = found_one.processor_object_id

@@ -124,15 +124,15 @@ grant execute on function private.event_milestone_payment(jsonb) to payment_serv
  * (a charge made outside begin_funding_attempt). Refused (PT409) when the intent is neither.
  */
 create function private.event_funding_attempt(payment uuid, intent_id text)
-returns public.milestone_payment_attempts
+returns public.funding_attempts
 language plpgsql
 set search_path = ''
 as $$
 declare
-  latest public.milestone_payment_attempts;
-  matched public.milestone_payment_attempts;
+  latest public.funding_attempts;
+  matched public.funding_attempts;
 begin
-  select * into latest from public.milestone_payment_attempts as a
+  select * into latest from public.funding_attempts as a
   where a.milestone_payment_id = payment
   order by a.attempt desc
   limit 1
@@ -140,7 +140,7 @@ begin
   if not found then
     return null;
   end if;
-  select * into matched from public.milestone_payment_attempts as a
+  select * into matched from public.funding_attempts as a
   where a.milestone_payment_id = payment and a.processor_payment_intent_id = intent_id;
   if found then
     return matched;
@@ -150,7 +150,7 @@ begin
     'payment % (%)', intent_id, latest.attempt, payment, latest.processor_payment_intent_id
     using errcode = 'PT409';
   end if;
-  update public.milestone_payment_attempts as a
+  update public.funding_attempts as a
   set processor_payment_intent_id = intent_id
   where a.id = latest.id
   returning * into latest;
@@ -173,7 +173,7 @@ declare
   object jsonb := event -> 'data' -> 'object';
   event_type text := event ->> 'type';
   payment public.milestone_payments;
-  attempt_row public.milestone_payment_attempts;
+  attempt_row public.funding_attempts;
   latest_attempt integer;
   open_inconsistency public.processor_inconsistencies;
   chargeback public.disputes;
@@ -202,7 +202,7 @@ begin
       using errcode = 'PT409';
     end if;
     attempt_row := private.event_funding_attempt(payment.id, object ->> 'id');
-    select max(a.attempt) into latest_attempt from public.milestone_payment_attempts as a
+    select max(a.attempt) into latest_attempt from public.funding_attempts as a
     where a.milestone_payment_id = payment.id;
     if attempt_row.attempt is distinct from latest_attempt then
       raise exception 'PaymentIntent % is attempt % of milestone payment %, not its current '
@@ -221,7 +221,7 @@ begin
       payment.id, object ->> 'id', payment.amount_minor, payment.currency,
       'stripe:' || (object ->> 'id') || ':funding'
     );
-    update public.milestone_payment_attempts as a set status = 'succeeded'
+    update public.funding_attempts as a set status = 'succeeded'
     where a.id = attempt_row.id and a.status <> 'succeeded';
     return 'processed';
   end if;
@@ -251,7 +251,7 @@ begin
       perform public.record_funding_failure(
         payment.id, attempt_row.attempt, failure_code, failure_message
       );
-      select max(a.attempt) into latest_attempt from public.milestone_payment_attempts as a
+      select max(a.attempt) into latest_attempt from public.funding_attempts as a
       where a.milestone_payment_id = payment.id;
       if attempt_row.attempt < latest_attempt then
         return 'processed';
@@ -556,7 +556,7 @@ begin
     end;
   end if;
   if outcome = 'refused' and event_type in ('payment_intent.succeeded', 'charge.dispute.created')
-    and error_state <> 'PT422' then
+    and error_state <> 'PT422' and object ->> 'id' ~ '^[a-z]+_[A-Za-z0-9]+$' then
     inconsistency := public.record_processor_inconsistency(
       case event_type
         when 'payment_intent.succeeded' then 'charge_refused' else 'chargeback_refused'

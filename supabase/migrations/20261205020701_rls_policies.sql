@@ -123,7 +123,8 @@ for insert
 to payment_service
 with check (
   processor_dispute_id is not null and opened_by = (
-    select mp.payer_id from public.milestone_payments as mp where mp.id = milestone_payment_id
+    select mp.payer_id from public.milestone_payments as mp
+    where mp.id = disputes.milestone_payment_id
   )
 );
 drop policy if exists "payment_service decides chargebacks"
@@ -274,19 +275,19 @@ for insert
 to authenticated
 with check (((select auth.jwt()) ->> 'aal') = 'aal2');
 
--- public.milestone_payment_attempts: Each attempt to charge the payer for a milestone payment:
--- opened by begin_funding_attempt, its PaymentIntent and its end recorded by payment_service.
-alter table public.milestone_payment_attempts enable row level security;
-alter table public.milestone_payment_attempts force row level security;
-revoke all on table public.milestone_payment_attempts
+-- public.funding_attempts: Each attempt to charge the payer for a milestone payment: opened by
+-- begin_funding_attempt, its PaymentIntent and its end recorded by payment_service.
+alter table public.funding_attempts enable row level security;
+alter table public.funding_attempts force row level security;
+revoke all on table public.funding_attempts
 from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
-grant select on table public.milestone_payment_attempts to authenticated;
-grant select on table public.milestone_payment_attempts to service_role;
-grant select on table public.milestone_payment_attempts to payment_service;
+grant select on table public.funding_attempts to authenticated;
+grant select on table public.funding_attempts to service_role;
+grant select on table public.funding_attempts to payment_service;
 grant update (
   processor_payment_intent_id, status, failure_code, failure_message
-) on table public.milestone_payment_attempts to payment_service;
-grant select on table public.milestone_payment_attempts to admin;
+) on table public.funding_attempts to payment_service;
+grant select on table public.funding_attempts to admin;
 do $drop_unlisted$
 declare
   stale record;
@@ -295,43 +296,43 @@ begin
     select p.policyname from pg_catalog.pg_policies as p
     where
       p.schemaname = 'public'
-      and p.tablename = 'milestone_payment_attempts'
+      and p.tablename = 'funding_attempts'
       and p.policyname not in (
-        'payment_service can read all milestone payment attempts',
-        'payment_service can update all milestone payment attempts',
-        'admin can read all milestone payment attempts',
-        'Payers and payees can read the attempts to fund their payments'
+        'payment_service can read all funding attempts',
+        'payment_service can update all funding attempts',
+        'admin can read all funding attempts',
+        'Parties can read the attempts to fund their payments'
       )
   loop
-    execute format('drop policy %I on public.milestone_payment_attempts', stale.policyname);
+    execute format('drop policy %I on public.funding_attempts', stale.policyname);
   end loop;
 end
 $drop_unlisted$;
-drop policy if exists "payment_service can read all milestone payment attempts"
-on public.milestone_payment_attempts;
-create policy "payment_service can read all milestone payment attempts" on public.milestone_payment_attempts
+drop policy if exists "payment_service can read all funding attempts"
+on public.funding_attempts;
+create policy "payment_service can read all funding attempts" on public.funding_attempts
 as permissive
 for select
 to payment_service
 using (true);
-drop policy if exists "payment_service can update all milestone payment attempts"
-on public.milestone_payment_attempts;
-create policy "payment_service can update all milestone payment attempts" on public.milestone_payment_attempts
+drop policy if exists "payment_service can update all funding attempts"
+on public.funding_attempts;
+create policy "payment_service can update all funding attempts" on public.funding_attempts
 as permissive
 for update
 to payment_service
 using (true)
 with check (true);
-drop policy if exists "admin can read all milestone payment attempts"
-on public.milestone_payment_attempts;
-create policy "admin can read all milestone payment attempts" on public.milestone_payment_attempts
+drop policy if exists "admin can read all funding attempts"
+on public.funding_attempts;
+create policy "admin can read all funding attempts" on public.funding_attempts
 as permissive
 for select
 to admin
 using (true);
-drop policy if exists "Payers and payees can read the attempts to fund their payments"
-on public.milestone_payment_attempts;
-create policy "Payers and payees can read the attempts to fund their payments" on public.milestone_payment_attempts
+drop policy if exists "Parties can read the attempts to fund their payments"
+on public.funding_attempts;
+create policy "Parties can read the attempts to fund their payments" on public.funding_attempts
 as permissive
 for select
 to authenticated
@@ -613,7 +614,7 @@ begin
         'payment_service can update all payment methods',
         'payment_service can delete all payment methods',
         'admin can read all payment methods',
-        'payment_service saves payment methods for the MFA-verified user',
+        'payment_service saves a user''s payment methods with MFA',
         'Deleting payment methods requires MFA (aal2)'
       )
   loop
@@ -672,9 +673,9 @@ as permissive
 for select
 to admin
 using (true);
-drop policy if exists "payment_service saves payment methods for the MFA-verified user"
+drop policy if exists "payment_service saves a user's payment methods with MFA"
 on public.payment_methods;
-create policy "payment_service saves payment methods for the MFA-verified user" on public.payment_methods
+create policy "payment_service saves a user's payment methods with MFA" on public.payment_methods
 as permissive
 for insert
 to payment_service
@@ -1020,58 +1021,58 @@ begin
       p.schemaname = 'public'
       and p.tablename = 'processor_inconsistencies'
       and p.policyname not in (
-        'payment_service can read all processor inconsistencies',
-        'payment_service can add all processor inconsistencies',
-        'payment_service can update all processor inconsistencies',
-        'admin can read all processor inconsistencies',
-        'admin can update all processor inconsistencies',
-        'auditor can read all processor inconsistencies'
+        'payment_service can read all inconsistencies',
+        'payment_service can add all inconsistencies',
+        'payment_service can update all inconsistencies',
+        'admin can read all inconsistencies',
+        'admin can update all inconsistencies',
+        'auditor can read all inconsistencies'
       )
   loop
     execute format('drop policy %I on public.processor_inconsistencies', stale.policyname);
   end loop;
 end
 $drop_unlisted$;
-drop policy if exists "payment_service can read all processor inconsistencies"
+drop policy if exists "payment_service can read all inconsistencies"
 on public.processor_inconsistencies;
-create policy "payment_service can read all processor inconsistencies" on public.processor_inconsistencies
+create policy "payment_service can read all inconsistencies" on public.processor_inconsistencies
 as permissive
 for select
 to payment_service
 using (true);
-drop policy if exists "payment_service can add all processor inconsistencies"
+drop policy if exists "payment_service can add all inconsistencies"
 on public.processor_inconsistencies;
-create policy "payment_service can add all processor inconsistencies" on public.processor_inconsistencies
+create policy "payment_service can add all inconsistencies" on public.processor_inconsistencies
 as permissive
 for insert
 to payment_service
 with check (true);
-drop policy if exists "payment_service can update all processor inconsistencies"
+drop policy if exists "payment_service can update all inconsistencies"
 on public.processor_inconsistencies;
-create policy "payment_service can update all processor inconsistencies" on public.processor_inconsistencies
+create policy "payment_service can update all inconsistencies" on public.processor_inconsistencies
 as permissive
 for update
 to payment_service
 using (true)
 with check (true);
-drop policy if exists "admin can read all processor inconsistencies"
+drop policy if exists "admin can read all inconsistencies"
 on public.processor_inconsistencies;
-create policy "admin can read all processor inconsistencies" on public.processor_inconsistencies
+create policy "admin can read all inconsistencies" on public.processor_inconsistencies
 as permissive
 for select
 to admin
 using (true);
-drop policy if exists "admin can update all processor inconsistencies"
+drop policy if exists "admin can update all inconsistencies"
 on public.processor_inconsistencies;
-create policy "admin can update all processor inconsistencies" on public.processor_inconsistencies
+create policy "admin can update all inconsistencies" on public.processor_inconsistencies
 as permissive
 for update
 to admin
 using (true)
 with check (true);
-drop policy if exists "auditor can read all processor inconsistencies"
+drop policy if exists "auditor can read all inconsistencies"
 on public.processor_inconsistencies;
-create policy "auditor can read all processor inconsistencies" on public.processor_inconsistencies
+create policy "auditor can read all inconsistencies" on public.processor_inconsistencies
 as permissive
 for select
 to auditor

@@ -54,7 +54,7 @@ select is(
   'a retried request gets the open attempt and the same key back: the processor cannot charge twice'
 );
 select is(
-  (select count(*)::int from public.milestone_payment_attempts),
+  (select count(*)::int from public.funding_attempts),
   1,
   'and no second attempt was opened'
 );
@@ -78,13 +78,13 @@ select throws_ok(
   'a payment above the MFA threshold needs aal2'
 );
 select throws_ok(
-  $$insert into public.milestone_payment_attempts (
+  $$insert into public.funding_attempts (
       milestone_payment_id, attempt, processor_payment_method_id, processor_customer_id,
       amount_minor, currency, idempotency_key
     )
     values ('30000000-0000-4000-8000-000000000002', 1, 'pm_HanaCard01', 'cus_HanaCust01', 1, 'USD',
       'mine')$$,
-  '42501', 'permission denied for table milestone_payment_attempts',
+  '42501', 'permission denied for table funding_attempts',
   'the payer cannot write an attempt of her choosing (an amount of 1) directly'
 );
 select throws_ok(
@@ -116,7 +116,7 @@ select throws_ok(
   'a stranger cannot fund (or learn of) another user''s payment'
 );
 select is(
-  (select count(*)::int from public.milestone_payment_attempts),
+  (select count(*)::int from public.funding_attempts),
   0,
   'and sees no attempt of it'
 );
@@ -173,7 +173,7 @@ select is(
   'the webhook''s report of the same decline is absorbed'
 );
 select results_eq(
-  $$select count(*)::int, min(failure_code) from public.milestone_payment_attempts
+  $$select count(*)::int, min(failure_code) from public.funding_attempts
     where milestone_payment_id = '30000000-0000-4000-8000-000000000001'$$,
   $$values (1, 'card_declined')$$,
   'the decline is recorded once'
@@ -226,7 +226,7 @@ select is(
 select results_eq(
   $$select mp.status::text, mp.processor_payment_intent_id, a.status
     from public.milestone_payments as mp
-    join public.milestone_payment_attempts as a on a.milestone_payment_id = mp.id and a.attempt = 2
+    join public.funding_attempts as a on a.milestone_payment_id = mp.id and a.attempt = 2
     where mp.id = '30000000-0000-4000-8000-000000000001'$$,
   $$values ('funded', 'pi_Attempt2', 'succeeded')$$,
   'the payment is funded by attempt 2, which succeeded'
