@@ -276,7 +276,8 @@ to authenticated
 with check (((select auth.jwt()) ->> 'aal') = 'aal2');
 
 -- public.funding_attempts: Each attempt to charge the payer for a milestone payment: opened by
--- begin_funding_attempt, its PaymentIntent and its end recorded by payment_service.
+-- begin_funding_attempt, its PaymentIntent and its end recorded by payment_service; the payer reads
+-- hers.
 alter table public.funding_attempts enable row level security;
 alter table public.funding_attempts force row level security;
 revoke all on table public.funding_attempts
@@ -301,7 +302,7 @@ begin
         'payment_service can read all funding attempts',
         'payment_service can update all funding attempts',
         'admin can read all funding attempts',
-        'Parties can read the attempts to fund their payments'
+        'Payers can read the attempts to fund their payments'
       )
   loop
     execute format('drop policy %I on public.funding_attempts', stale.policyname);
@@ -330,16 +331,16 @@ as permissive
 for select
 to admin
 using (true);
-drop policy if exists "Parties can read the attempts to fund their payments"
+drop policy if exists "Payers can read the attempts to fund their payments"
 on public.funding_attempts;
-create policy "Parties can read the attempts to fund their payments" on public.funding_attempts
+create policy "Payers can read the attempts to fund their payments" on public.funding_attempts
 as permissive
 for select
 to authenticated
 using (
   milestone_payment_id in (
     select mp.id from public.milestone_payments as mp
-    where mp.payer_id = (select auth.uid()) or mp.payee_id = (select auth.uid())
+    where mp.payer_id = (select auth.uid())
   )
 );
 

@@ -5,7 +5,7 @@
 -- (idempotent with the webhook's report of it); the webhook's success must be the current
 -- attempt's. Users write no attempt directly.
 begin;
-select plan(30);
+select plan(37);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -247,6 +247,68 @@ select throws_ok(
   'PT409',
   'milestone payment 30000000-0000-4000-8000-000000000001 is funded: only a pending or failed payment is funded',
   'a funded payment is not charged again'
+);
+
+-- the payee does not read the attempts to charge the payer
+reset role;
+select tests.authenticate_as('carl', aal => 'aal2');
+select is(
+  (select count(*)::int from public.funding_attempts),
+  0,
+  'the payee reads none of the attempts to charge the payer'
+);
+
+-- a failed payment: the payer may cancel it, the payee may not
+reset role;
+select tests.authenticate_as_service('payment_service');
+select public.record_payment_intent('30000000-0000-4000-8000-000000000002', 1, 'pi_Large01');
+select public.record_funding_failure('30000000-0000-4000-8000-000000000002', 1,
+  'authentication_required', 'The payer did not complete 3-D Secure.');
+reset role;
+select tests.authenticate_as('carl');
+select results_eq(
+  $$with changed as (
+      update public.milestone_payments set status = 'canceled'
+      where id = '30000000-0000-4000-8000-000000000002' returning 1
+    ) select count(*)::int from changed$$,
+  $$values (0)$$,
+  'the payee cannot cancel a failed payment'
+);
+reset role;
+select tests.authenticate_as('hana', aal => 'aal2');
+select is(
+  (select status::text from public.milestone_payments where id = '30000000-0000-4000-8000-000000000002'),
+  'failed',
+  'the payer sees her payment failed'
+);
+select is(
+  tests.raise_if_refused(public.cancel_milestone_payment(
+    '30000000-0000-4000-8000-000000000002', 'hana-cancel-2')) ->> 'status',
+  'canceled',
+  'and may cancel it rather than try again'
+);
+
+-- an attempt is a record: what it charged, how it ended never change, not even for the owner
+reset role;
+select throws_ok(
+  $$update public.funding_attempts set amount_minor = 1
+    where milestone_payment_id = '30000000-0000-4000-8000-000000000002'$$,
+  'PT409',
+  'funding attempt 1 of milestone payment 30000000-0000-4000-8000-000000000002: what it charges never changes',
+  'an attempt''s amount never changes'
+);
+select throws_ok(
+  $$update public.funding_attempts set status = 'failed'
+    where milestone_payment_id = '30000000-0000-4000-8000-000000000001' and attempt = 2$$,
+  'PT409',
+  'funding attempt 2 of milestone payment 30000000-0000-4000-8000-000000000001 has succeeded: it ends once',
+  'a second end is refused: a succeeded attempt stays succeeded'
+);
+select throws_ok(
+  $$delete from public.funding_attempts
+    where milestone_payment_id = '30000000-0000-4000-8000-000000000002'$$,
+  'PT409', null,
+  'an attempt is never deleted'
 );
 
 select * from finish();
