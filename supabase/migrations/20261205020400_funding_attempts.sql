@@ -285,6 +285,10 @@ as $$
 declare
   failed public.funding_attempts;
 begin
+  -- The payment first, then its attempts, in the order apply_stripe_event takes them.
+  perform from public.milestone_payments as mp
+  where mp.id = record_funding_failure.milestone_payment_id
+  for update;
   select * into failed from public.funding_attempts as a
   where a.milestone_payment_id = record_funding_failure.milestone_payment_id
     and a.attempt = record_funding_failure.attempt

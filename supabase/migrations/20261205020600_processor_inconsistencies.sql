@@ -185,6 +185,13 @@ declare
   payment public.milestone_payments;
   chosen text;
 begin
+  -- The payment first, then the record, in the order apply_stripe_event takes them.
+  perform from public.milestone_payments as mp
+  where mp.id = (
+    select i.milestone_payment_id from public.processor_inconsistencies as i
+    where i.id = recover_processor_inconsistency.inconsistency_id
+  )
+  for update;
   select * into found_one from public.processor_inconsistencies as i
   where i.id = recover_processor_inconsistency.inconsistency_id
   for update;

@@ -490,7 +490,8 @@ grant execute on function private.apply_stripe_event_effects(jsonb) to payment_s
  *   inconsistency, for operations to recover;
  * - failed: an unexpected error (deadlock, serialization, lock timeout, ...): recorded with
  *   its error, its effects rolled back, applied again on the next delivery.
- * An event whose payload holds card data is recorded without its payload, as refused.
+ * An event whose payload holds card data is recorded without its payload, as refused; a
+ * PaymentIntent's client secret is never stored.
  * Returns {event_id, type, status, error?: {code, message}, inconsistency_id?, deliveries}.
  */
 create function public.apply_stripe_event(event jsonb) returns jsonb
@@ -506,7 +507,8 @@ declare
   error_text text;
   inconsistency jsonb;
   object jsonb := event -> 'data' -> 'object';
-  stored jsonb := event;
+  -- A PaymentIntent's client secret lets a client confirm it: it is not kept.
+  stored jsonb := event #- '{data,object,client_secret}';
 begin
   if jsonb_typeof(event) is distinct from 'object'
     or coalesce(event_id, '') !~ '^evt_[A-Za-z0-9]+$'
@@ -516,7 +518,7 @@ begin
   end if;
   begin
     insert into public.webhook_events (id, type, payload)
-    values (event_id, event_type, event)
+    values (event_id, event_type, stored)
     on conflict (id) do nothing;
   exception when sqlstate 'PT422' then
     -- The card-data guard refused the payload: keep the event's ids only.

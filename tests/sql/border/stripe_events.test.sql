@@ -3,7 +3,7 @@
 -- What the rules refuse is recorded as refused (its effects rolled back), what fails
 -- unexpectedly as failed (and applied again on the next delivery); only payment_service calls it.
 begin;
-select plan(37);
+select plan(39);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -266,6 +266,20 @@ select is(
   (select status::text from public.milestone_payments where id = current_setting('fixture.p3')::uuid),
   'pending',
   'nothing of it was applied'
+);
+
+-- a PaymentIntent's client secret is not kept
+select is(
+  public.apply_stripe_event(tests.stripe_event('payment_intent.payment_failed',
+    tests.payment_intent('pi_P3secret', current_setting('fixture.p3')::uuid, 20000,
+      extra => '{"client_secret": "pi_P3secret_secret_Zq8dV1"}'), 'evt_Secret01')) ->> 'status',
+  'processed',
+  'an event about a PaymentIntent with its client secret is applied'
+);
+select is(
+  (select strpos(payload::text, 'secret_Zq8dV1') from public.webhook_events where id = 'evt_Secret01'),
+  0,
+  'and stored without the client secret'
 );
 
 -- an unexpected error (here a privilege withdrawn by mistake) fails the event, for a retry
