@@ -257,11 +257,13 @@ grant execute on function public.recover_processor_inconsistency(uuid) to paymen
 /**
  * Close an inconsistency that no automatic recovery settles (an admin, with aal2 and a
  * written resolution of 10 to 2000 characters: PT422), e.g. a chargeback after the payee was
- * paid. Set once (PT409). Returns the record.
+ * paid. Set once (PT409). Returns the record. Security definer: admins have no UPDATE on the
+ * table, so this is their only way to resolve one.
  */
 create function public.resolve_processor_inconsistency(inconsistency_id uuid, resolution text)
 returns jsonb
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare

@@ -1008,9 +1008,6 @@ grant update (
   recovery, resolution
 ) on table public.processor_inconsistencies to payment_service;
 grant select on table public.processor_inconsistencies to admin;
-grant update (
-  resolution
-) on table public.processor_inconsistencies to admin;
 grant select on table public.processor_inconsistencies to auditor;
 do $drop_unlisted$
 declare
@@ -1026,7 +1023,6 @@ begin
         'payment_service can add all inconsistencies',
         'payment_service can update all inconsistencies',
         'admin can read all inconsistencies',
-        'admin can update all inconsistencies',
         'auditor can read all inconsistencies'
       )
   loop
@@ -1063,14 +1059,6 @@ as permissive
 for select
 to admin
 using (true);
-drop policy if exists "admin can update all inconsistencies"
-on public.processor_inconsistencies;
-create policy "admin can update all inconsistencies" on public.processor_inconsistencies
-as permissive
-for update
-to admin
-using (true)
-with check (true);
 drop policy if exists "auditor can read all inconsistencies"
 on public.processor_inconsistencies;
 create policy "auditor can read all inconsistencies" on public.processor_inconsistencies
