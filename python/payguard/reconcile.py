@@ -9,7 +9,10 @@ Read-only checks, each a query that lists what is wrong:
 - every pending transfer is resolved at most once;
 - every escrow account's cached balance equals its ledger balance;
 - every funded milestone payment has its processor transaction (succeeded, same amount and
-  currency) and its funding posted to escrow once, for its amount.
+  currency) and its funding posted to escrow once, for its amount;
+- no inconsistency with the processor is open (a charge the database refused or could not
+  record, a chargeback it refused), and no webhook event is refused or failed: each is listed
+  with the processor's id, for operations.
 """
 
 from __future__ import annotations
@@ -100,7 +103,33 @@ CHECKS: tuple[tuple[str, str], ...] = (
         "from private.ledger_transfers as t where t.reference_type = 'milestone_payment' "
         "and t.reference_id = mp.id and t.code = 'milestone_funding') <> '1/1'",
     ),
+    (
+        "open processor inconsistency",
+        "select i.kind || ' ' || i.processor_object_id "
+        "|| coalesce(' of milestone payment ' || i.milestone_payment_id::text, '') "
+        "|| coalesce(', ' || i.amount_minor::text || ' ' || i.currency, '') "
+        "|| coalesce(', to ' || i.recovery, '') || coalesce(' (event ' || i.webhook_event_id "
+        "|| ')', '') || coalesce(': ' || i.detail, '') "
+        "from public.processor_inconsistencies as i where i.resolution is null "
+        "order by i.created_at, i.id",
+    ),
+    (
+        "webhook event refused or failed",
+        "select e.id || ' ' || e.type || ' ' || e.status::text "
+        "|| coalesce(' of ' || (e.payload -> 'data' -> 'object' ->> 'id'), '') "
+        "|| coalesce(' (' || e.error_code || ')', '') || coalesce(': ' || e.error_message, '') "
+        "from public.webhook_events as e where e.status in ('refused', 'failed') "
+        "order by e.received_at, e.id",
+    ),
 )
+
+
+# The checks of the border with the processor read tables (and a webhook status) that a
+# database deployed before those migrations does not have, and where nothing can be found.
+REQUIRES: dict[str, str] = {
+    "open processor inconsistency": "public.processor_inconsistencies",
+    "webhook event refused or failed": "public.processor_inconsistencies",
+}
 
 
 @dataclass(frozen=True)
@@ -118,5 +147,9 @@ def reconcile(url: str) -> list[Difference]:
     with connect(url) as conn, conn.transaction():
         conn.execute("set transaction isolation level repeatable read, read only")
         for name, query in CHECKS:
+            if name in REQUIRES:
+                row = conn.execute("select to_regclass(%s)", (REQUIRES[name],)).fetchone()
+                if row is None or row[0] is None:
+                    continue
             found += [Difference(name, str(subject)) for (subject,) in conn.execute(query)]
     return found

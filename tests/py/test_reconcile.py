@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
 from payguard.cli import app
 from payguard.deploy import deploy
 from payguard.reconcile import reconcile
+from payguard.testing.client import AppClient
 
 
 @pytest.fixture
@@ -22,7 +26,7 @@ def test_money_that_adds_up_reconciles(books):
     assert reconcile(books["admin"]) == []
     result = CliRunner().invoke(app, ["reconcile", "--db-url", books["admin"]])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("reconciled: 9 checks, no difference")
+    assert result.output.startswith("reconciled: 11 checks, no difference")
 
 
 def tamper(url: str, *statements: str) -> None:
@@ -106,3 +110,147 @@ def test_a_payment_funded_without_its_processor_transaction_is_reported(books):
     result = CliRunner().invoke(app, ["reconcile", "--db-url", books["admin"]])
     assert result.exit_code == 1
     assert "1 differences" in result.output
+
+
+def succeeded(payment: object, intent: str, amount: int, event_id: str) -> Jsonb:
+    """A payment_intent.succeeded event as the stripe-webhook function passes it on."""
+    return Jsonb(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": "payment_intent.succeeded",
+            "data": {
+                "object": {
+                    "id": intent,
+                    "object": "payment_intent",
+                    "amount": amount,
+                    "currency": "usd",
+                    "metadata": {"milestone_payment_id": str(payment)},
+                }
+            },
+        }
+    )
+
+
+def test_a_refused_charge_is_reported_as_an_inconsistency_and_a_refused_event(
+    books, cluster, empty_database
+):
+    client = AppClient(cluster.socket_url("authenticator", empty_database))
+    with client.as_service("payment_service") as req:
+        answer = req.scalar(
+            "select public.apply_stripe_event(%s)",
+            (succeeded(books["payments"][1], "pi_Twice01", 30000, "evt_Twice01"),),
+        )
+    assert answer["status"] == "refused"
+    found = reconcile(books["admin"])
+    assert [d.check for d in found] == [
+        "open processor inconsistency",
+        "webhook event refused or failed",
+    ]
+    assert found[0].subject.startswith(
+        f"charge_refused pi_Twice01 of milestone payment {books['payments'][1]}, 30000 USD "
+        "(event evt_Twice01): The processor charged but the database refused it"
+    )
+    assert found[1].subject.startswith(
+        "evt_Twice01 payment_intent.succeeded refused of pi_Twice01 (PT409): milestone payment "
+    )
+    result = CliRunner().invoke(app, ["reconcile", "--db-url", books["admin"], "--json"])
+    assert result.exit_code == 1
+    assert "pi_Twice01" in result.output
+
+
+def test_a_recovered_charge_and_a_retried_event_are_no_longer_reported(
+    books, cluster, empty_database
+):
+    client = AppClient(cluster.socket_url("authenticator", empty_database))
+    # the database could not be reached after a charge: the function records it afterwards
+    with client.as_service("payment_service") as req:
+        recorded = req.scalar(
+            "select public.record_processor_inconsistency('charge_unrecorded', 'pi_Lost01', "
+            "%s, 30000, 'USD', 'The database could not be reached after the charge')",
+            (books["payments"][1],),
+        )
+    assert [d.check for d in reconcile(books["admin"])] == ["open processor inconsistency"]
+    # an event that fails (a privilege withdrawn by mistake) is reported until it is applied
+    refund = Jsonb(
+        {
+            "id": "evt_Refund01",
+            "object": "event",
+            "type": "charge.refunded",
+            "data": {
+                "object": {
+                    "id": "ch_Lost01",
+                    "object": "charge",
+                    "payment_intent": "pi_Lost01",
+                    "amount": 30000,
+                    "amount_refunded": 30000,
+                    "currency": "usd",
+                }
+            },
+        }
+    )
+    tamper(
+        books["admin"],
+        "revoke update (recovery, resolution) on public.processor_inconsistencies "
+        "from payment_service",
+    )
+    with client.as_service("payment_service") as req:
+        assert req.scalar("select public.apply_stripe_event(%s) ->> 'status'", (refund,)) == (
+            "failed"
+        )
+    assert [d.check for d in reconcile(books["admin"])] == [
+        "open processor inconsistency",
+        "webhook event refused or failed",
+    ]
+    tamper(
+        books["admin"],
+        "grant update (recovery, resolution) on public.processor_inconsistencies "
+        "to payment_service",
+    )
+    # the payment is funded already: the charge is to be refunded, and the refund settles it
+    with client.as_service("payment_service") as req:
+        decision = req.scalar(
+            "select public.recover_processor_inconsistency(%s)", (recorded["id"],)
+        )
+        assert decision["recovery"] == "refund"
+        assert req.scalar("select public.apply_stripe_event(%s) ->> 'status'", (refund,)) == (
+            "processed"
+        )
+    assert reconcile(books["admin"]) == []
+
+
+def test_the_same_event_delivered_twice_at_once_is_applied_once(books, cluster, empty_database):
+    """The second delivery waits for the first, then finds it processed."""
+    url = cluster.socket_url("authenticator", empty_database)
+    event = succeeded(books["payments"][1], "pi_1Books", 30000, "evt_Concurrent01")
+    settings = (
+        "select set_config('role', 'payment_service', true), "
+        "set_config('request.jwt.claims', '{\"role\": \"payment_service\"}', true)"
+    )
+    with psycopg.connect(url) as first, psycopg.connect(url) as second:
+        first.execute(settings)
+        assert first.execute(
+            "select public.apply_stripe_event(%s) ->> 'status'", (event,)
+        ).fetchone() == ("processed",)
+        answers: list[object] = []
+
+        def deliver_again() -> None:
+            second.execute(settings)
+            row = second.execute("select public.apply_stripe_event(%s)", (event,)).fetchone()
+            assert row is not None
+            answers.append(row[0])
+            second.commit()
+
+        waiting = threading.Thread(target=deliver_again)
+        waiting.start()
+        waiting.join(timeout=1)
+        assert waiting.is_alive(), "the second delivery should wait for the first"
+        first.commit()
+        waiting.join(timeout=30)
+    assert [a["status"] for a in answers] == ["duplicate"]  # type: ignore[index]
+    with psycopg.connect(books["admin"]) as conn:
+        assert conn.execute(
+            "select count(*), min(status::text) from public.webhook_events "
+            "where id = 'evt_Concurrent01'"
+        ).fetchone() == (1, "processed")
+    assert reconcile(books["admin"]) == []

@@ -355,7 +355,17 @@ select is(
 
 -- public.payment_methods: the processor's ids are redacted ------------------------------------
 
+-- hana's customer at the processor, recorded before her first card is saved
+insert into public.processor_customers (user_id, processor_customer_id)
+values (tests.get_supabase_uid('hana'), 'cus_HanaSecret01');
 select tests.begin_request('hana', 'req-payment-methods-post', 'POST', '/rest/v1/payment_methods');
+-- users no longer insert payment methods: the payment-methods function saves it, as
+-- payment_service, in hana's own request
+select set_config('role', 'payment_service', true), set_config(
+  'fixture.actor',
+  (current_setting('fixture.actor')::jsonb || '{"db_role": "payment_service"}')::text,
+  true
+);
 with added as (
   insert into public.payment_methods (
     type, processor_payment_method_id, processor_customer_id, brand, last4, nickname

@@ -418,3 +418,65 @@ $$;
 
 grant execute on function tests.answer(text, uuid), tests.answers_for(text, uuid[])
 to anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+
+-- The border with Stripe: processor events as the stripe-webhook function passes them on.
+
+/**
+ * A Stripe event of `event_type` about `object` (its data.object), as Stripe sends it, with
+ * the id `event_id` (a fresh evt_… when null).
+ */
+create function tests.stripe_event(event_type text, object jsonb, event_id text default null)
+returns jsonb
+language sql
+volatile
+as $$
+  select jsonb_build_object(
+    'id', coalesce(event_id, 'evt_' || replace(gen_random_uuid()::text, '-', '')),
+    'object', 'event',
+    'api_version', '2024-06-20',
+    'created', extract(epoch from now())::bigint,
+    'livemode', false,
+    'type', event_type,
+    'data', jsonb_build_object('object', object)
+  )
+$$;
+
+/**
+ * A PaymentIntent `intent_id` for milestone payment `payment` (named in its metadata), of
+ * `amount` minor units of `intent_currency` (lower case, as Stripe writes it).
+ */
+create function tests.payment_intent(
+  intent_id text, payment uuid, amount bigint, intent_currency text default 'usd',
+  extra jsonb default '{}'
+) returns jsonb
+language sql
+immutable
+as $$
+  select jsonb_build_object(
+    'id', intent_id, 'object', 'payment_intent', 'amount', amount,
+    'currency', intent_currency, 'status', 'succeeded',
+    'metadata', jsonb_build_object('milestone_payment_id', payment)
+  ) || extra
+$$;
+
+/** A Stripe dispute (a chargeback) `dispute_id` over PaymentIntent `intent_id`. */
+create function tests.stripe_dispute(
+  dispute_id text, intent_id text, amount bigint, dispute_status text default 'needs_response',
+  dispute_currency text default 'usd'
+) returns jsonb
+language sql
+immutable
+as $$
+  select jsonb_build_object(
+    'id', dispute_id, 'object', 'dispute', 'amount', amount, 'currency', dispute_currency,
+    'charge', 'ch_' || substr(intent_id, 4), 'payment_intent', intent_id,
+    'reason', 'fraudulent', 'status', dispute_status
+  )
+$$;
+
+grant execute on function tests.stripe_dispute(text, text, bigint, text, text)
+to payment_service, service_role, authenticated, admin;
+grant execute on function tests.stripe_event(text, jsonb, text)
+to payment_service, service_role, authenticated, admin;
+grant execute on function tests.payment_intent(text, uuid, bigint, text, jsonb)
+to payment_service, service_role, authenticated, admin;

@@ -38,6 +38,10 @@ values (tests.get_supabase_uid('alice'), 'pro', 'active', 'sub_9Fixt1', 2900, 'U
 
 -- as the owner at aal2 (so that the policies allow the writes): card numbers in a name
 select tests.authenticate_as('alice', aal => 'aal2');
+-- payment methods are saved by payment_service, in the owner's own request at aal2 (the
+-- payment-methods function); users no longer insert them
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select throws_ok(
   $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname)
     values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '4242 4242 4242 4242')$$,
@@ -80,6 +84,8 @@ select throws_ok(
   'PT422', 'card number in payment_methods.processor_payment_method_id: store the processor''s token (pm_…) instead',
   'a card number dressed up as a processor reference is refused'
 );
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2');
 select throws_ok(
   $$update public.payment_methods set nickname = '4242 4242 4242 4242'
     where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
@@ -100,6 +106,10 @@ select throws_ok(
 );
 
 -- as the owner at aal2: card numbers in metadata
+-- payment methods are saved by payment_service, in the owner's own request at aal2 (the
+-- payment-methods function); users no longer insert them
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select throws_ok(
   $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
     values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '{"note": "5555 5555 5555 4444"}')$$,
@@ -119,6 +129,8 @@ select throws_ok(
   'PT422', 'card number in payment_methods.metadata: store the processor''s token (pm_…) instead',
   'a card number stored as a nested JSON number in metadata is refused'
 );
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2');
 select throws_ok(
   $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency, metadata)
     values ('debit_card', 'acct_1A2b3C4d', 'card_2A2b3C4d', 'USD', '{"card": [378282246310005]}')$$,
@@ -139,6 +151,10 @@ select throws_ok(
 );
 
 -- as the owner at aal2: card verification code keys
+-- payment methods are saved by payment_service, in the owner's own request at aal2 (the
+-- payment-methods function); users no longer insert them
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select throws_ok(
   $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
     values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '{"cvc": "123"}')$$,
@@ -163,6 +179,8 @@ select throws_ok(
   'PT422', 'card verification code key "card-cvc" in payment_methods.metadata: never store it',
   'a card-cvc key inside an array is refused'
 );
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2');
 select throws_ok(
   $$insert into public.payment_transactions (amount_minor, currency, metadata)
     values (500, 'USD', '{"cvv": "999"}')$$,
@@ -171,6 +189,10 @@ select throws_ok(
 );
 
 -- as the owner at aal2: what is not card data is accepted
+-- payment methods are saved by payment_service, in the owner's own request at aal2 (the
+-- payment-methods function); users no longer insert them
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select lives_ok(
   $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname)
     values ('credit_card', 'pm_3A2b3C4d5E', 'cus_1A2b3C4d', '4242424242424241')$$,
@@ -201,6 +223,8 @@ select lives_ok(
       '{"phone": "+1 555 010 0199", "reference": "424242424242", "amount": 1234567890}')$$,
   'the last four digits, a phone number and runs shorter than 13 digits are accepted'
 );
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2');
 select lives_ok(
   $$update public.payment_methods set nickname = 'Travel card' where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
   'an ordinary rename is accepted'

@@ -375,17 +375,20 @@ select is(
   3,
   'payment_service reads every dispute'
 );
+-- payment_service opens and decides chargebacks only (tests/sql/border/chargebacks.test.sql)
 select throws_ok(
   $$insert into public.disputes (milestone_payment_id, reason)
     values ('30000000-0000-0000-0000-000000000005', 'Service complaint')$$,
-  '42501', 'permission denied for table disputes',
-  'payment_service cannot open a dispute'
+  '42501', 'new row violates row-level security policy for table "disputes"',
+  'payment_service cannot open a party''s dispute: only a chargeback'
 );
-select throws_ok(
-  $$update public.disputes set status = 'resolved', outcome = 'release'
-    where id = '40000000-0000-0000-0000-000000000002'$$,
-  '42501', 'permission denied for table disputes',
-  'payment_service cannot resolve a dispute'
+select results_eq(
+  $$with decided as (
+      update public.disputes set status = 'resolved', outcome = 'release'
+      where id = '40000000-0000-0000-0000-000000000002' returning 1
+    ) select count(*)::int from decided$$,
+  $$values (0)$$,
+  'payment_service cannot resolve a party''s dispute: no such row is its to update'
 );
 select throws_ok(
   $$delete from public.disputes where id = '40000000-0000-0000-0000-000000000002'$$,

@@ -205,9 +205,9 @@ select throws_ok(
 select throws_ok(
   $$update public.milestone_payments set status = 'refunded'
     where id = '30000000-0000-0000-0000-000000000011'$$,
-  'PT409',
-  'milestone payment 30000000-0000-0000-0000-000000000011 cannot go from funded to refunded',
-  'the payer cannot refund a funded payment to herself'
+  'PT403',
+  'only the payment_service may move milestone payment 30000000-0000-0000-0000-000000000011 from funded to refunded',
+  'the payer cannot refund a funded payment to herself (only the processor''s refund does)'
 );
 select throws_ok(
   $$update public.milestone_payments set status = 'canceled'
@@ -327,15 +327,15 @@ select throws_ok(
   $$update public.milestone_payments set status = 'refunded'
     where id = '30000000-0000-0000-0000-000000000012'$$,
   'PT403',
-  'only the admin or escrow_service may move milestone payment 30000000-0000-0000-0000-000000000012 from disputed to refunded',
+  'only the admin or escrow_service or payment_service may move milestone payment 30000000-0000-0000-0000-000000000012 from disputed to refunded',
   'the payee cannot settle a dispute by refunding'
 );
 select throws_ok(
   $$update public.milestone_payments set status = 'funded'
     where id = '30000000-0000-0000-0000-000000000012'$$,
-  'PT409',
-  'milestone payment 30000000-0000-0000-0000-000000000012 cannot go from disputed to funded',
-  'the payee cannot take a payment out of dispute'
+  'PT403',
+  'only the payment_service may move milestone payment 30000000-0000-0000-0000-000000000012 from disputed to funded',
+  'the payee cannot take a payment out of dispute (only a chargeback decided for us does)'
 );
 with changed as (
   update public.milestone_payments set status = 'canceled'

@@ -1,7 +1,9 @@
--- public.payment_methods: users see and manage only their own, adding and deleting one needs
--- MFA (aal2); admin reads all; payment_service and service_role have all; no one else has any.
+-- public.payment_methods: users see and manage only their own, and deleting one needs MFA
+-- (aal2); users no longer add one: payment_service adds it in the user's own request at aal2
+-- (the payment-methods function, once the processor confirmed it); admin reads all;
+-- payment_service and service_role have the rest; no one else has any.
 begin;
-select plan(49);
+select plan(52);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -71,9 +73,8 @@ select is(
 select throws_ok(
   $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, brand, last4)
     values ('credit_card', 'pm_5A2b3C4d5E', 'cus_1A2b3C4d', 'visa', '1111')$$,
-  '42501',
-  'new row violates row-level security policy "Adding payment methods requires MFA (aal2)" for table "payment_methods"',
-  'adding a payment method at aal1 is refused: it needs MFA'
+  '42501', 'permission denied for table payment_methods',
+  'adding a payment method at aal1 is refused: users do not insert them'
 );
 select throws_ok(
   format(
@@ -124,19 +125,20 @@ select results_eq(
 
 -- as the owner at aal2
 select tests.authenticate_as('alice', aal => 'aal2');
-select lives_ok(
+select throws_ok(
   $$insert into public.payment_methods (
       type, processor_payment_method_id, processor_customer_id, brand, last4, exp_month, exp_year,
       nickname, metadata
     )
     values ('credit_card', 'pm_8A2b3C4d5E', 'cus_1A2b3C4d', 'visa', '1111', 1, 2032, 'New card',
       '{"source": "checkout"}')$$,
-  'the owner adds a payment method at aal2'
+  '42501', 'permission denied for table payment_methods',
+  'the owner cannot insert a payment method of their choosing even at aal2: the function saves it'
 );
 select is(
-  (select user_id::text from public.payment_methods where processor_payment_method_id = 'pm_8A2b3C4d5E'),
-  current_setting('fixture.alice'),
-  'the new payment method belongs to the owner'
+  (select count(*)::int from public.payment_methods where processor_payment_method_id = 'pm_8A2b3C4d5E'),
+  0,
+  'the refused insert stored nothing'
 );
 select throws_ok(
   format(
@@ -287,14 +289,42 @@ select is(
   2,
   'payment_service reads every user''s payment methods'
 );
-select lives_ok(
+select throws_ok(
   format(
     $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id, brand, last4)
       values (%L, 'credit_card', 'pm_1Service01', 'cus_1A2b3C4d', 'visa', '0077')$$,
     current_setting('fixture.alice')
   ),
-  'payment_service adds a payment method for a user'
+  '42501', 'new row violates row-level security policy for table "payment_methods"',
+  'payment_service cannot add a payment method outside the user''s own request'
 );
+-- the payment-methods function: payment_service in the user's request (the user's claims)
+reset role;
+select tests.authenticate_as('alice', role_name => 'payment_service');
+select throws_ok(
+  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, brand, last4)
+    values ('credit_card', 'pm_1Service01', 'cus_1A2b3C4d', 'visa', '0077')$$,
+  '42501', 'new row violates row-level security policy for table "payment_methods"',
+  'payment_service cannot add a payment method in the user''s aal1 request: it needs MFA'
+);
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
+select lives_ok(
+  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, brand, last4)
+    values ('credit_card', 'pm_1Service01', 'cus_1A2b3C4d', 'visa', '0077')$$,
+  'payment_service adds a payment method in the user''s aal2 request'
+);
+select throws_ok(
+  format(
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id)
+      values (%L, 'credit_card', 'pm_2Service01', 'cus_2A2b3C4d')$$,
+    current_setting('fixture.bob')
+  ),
+  '42501', 'new row violates row-level security policy for table "payment_methods"',
+  'payment_service cannot add a payment method for another user than the request''s'
+);
+reset role;
+select tests.authenticate_as_service('payment_service');
 select results_eq(
   $$with changed as (
       update public.payment_methods set exp_year = 2033
@@ -382,8 +412,8 @@ select results_eq(
 );
 select is(
   (select count(*)::int from public.payment_methods where user_id = tests.get_supabase_uid('alice')),
-  3,
-  'the owner has the fixture card, the card added at aal2 and the one payment_service added'
+  2,
+  'the owner has the fixture card and the one payment_service added in her aal2 request'
 );
 select is(
   (select count(*)::int from public.payment_methods where user_id = tests.get_supabase_uid('bob')),
