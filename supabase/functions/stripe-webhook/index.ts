@@ -1,0 +1,77 @@
+/**
+ * stripe-webhook: Stripe's events, verified and applied once.
+ *
+ * POST with Stripe's raw body and its `Stripe-Signature` header. The signature is verified by
+ * the SDK on the raw body (every v1 signature tried, 300 s tolerance, constant-time compare)
+ * against `STRIPE_WEBHOOK_SECRET`; a missing, malformed, stale or wrong signature is a 400
+ * and nothing is written. A verified event goes to `public.apply_stripe_event` as
+ * `payment_service`, which records it once by its id and applies it in the same transaction:
+ * processed, duplicate, ignored or refused are acknowledged (200); failed is a 500, so that
+ * Stripe delivers it again.
+ */
+import { required } from "../_shared/env.ts";
+import { handler } from "../_shared/errors.ts";
+import { allowMethods, HttpError, json } from "../_shared/http.ts";
+import { rpc, transaction } from "../_shared/db.ts";
+import { cryptoProvider, Stripe } from "../_shared/stripe.ts";
+
+/** Seconds a signature's timestamp may be away from now. */
+export const TOLERANCE_SECONDS = 300;
+
+/** What apply_stripe_event answers. */
+export interface Applied {
+  event_id: string;
+  type: string;
+  status: "processed" | "duplicate" | "ignored" | "refused" | "failed";
+  error?: { code: string; message: string };
+}
+
+const webhooks = Stripe.webhooks;
+
+/** The verified event of `req`, or 400. */
+async function verifiedEvent(req: Request): Promise<{ raw: string; event: Stripe.Event }> {
+  const signature = req.headers.get("stripe-signature");
+  if (!signature) {
+    throw new HttpError(400, "signature_missing", "The Stripe-Signature header is missing");
+  }
+  const raw = await req.text();
+  try {
+    const event = await webhooks.constructEventAsync(
+      raw,
+      signature,
+      required("STRIPE_WEBHOOK_SECRET"),
+      TOLERANCE_SECONDS,
+      cryptoProvider,
+    );
+    return { raw, event };
+  } catch (error) {
+    if (error instanceof Stripe.errors.StripeSignatureVerificationError) {
+      throw new HttpError(400, "signature_invalid", "The Stripe-Signature does not verify", {
+        reason: error.message.split("\n")[0],
+      });
+    }
+    throw new HttpError(400, "payload_invalid", "The body is not a Stripe event");
+  }
+}
+
+export async function handle(req: Request): Promise<Response> {
+  allowMethods(req, "POST");
+  const { raw, event } = await verifiedEvent(req);
+  if (typeof event.id !== "string" || typeof event.type !== "string") {
+    throw new HttpError(400, "payload_invalid", "The body is not a Stripe event");
+  }
+  const headers: Record<string, string> = {};
+  req.headers.forEach((value, name) => {
+    headers[name.toLowerCase()] = value;
+  });
+  const applied = await transaction({
+    role: "payment_service",
+    claims: { role: "payment_service" },
+    method: "POST",
+    path: new URL(req.url).pathname,
+    headers,
+  }, (tx) => rpc<Applied>(tx, "apply_stripe_event", [[raw, "jsonb"]]));
+  return json(applied.status === "failed" ? 500 : 200, applied);
+}
+
+export default { fetch: handler(handle) };
