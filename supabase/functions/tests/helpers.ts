@@ -1,0 +1,204 @@
+/**
+ * What the functions' tests share: a connection as `postgres` for fixtures (it owns the schema
+ * and bypasses RLS), signed JWTs, requests to a handler, and a Stripe client on the local
+ * Stripe. The environment comes from scripts/functions_test.py.
+ */
+import * as jose from "jose";
+import postgres from "postgres";
+import Stripe from "stripe";
+import { required } from "../_shared/env.ts";
+
+export const db = postgres(required("SUPABASE_DB_URL"), {
+  max: 2,
+  prepare: false,
+  onnotice: () => {},
+});
+
+/** The contract with the database side that the functions call (the border with Stripe). */
+export const BORDER_FUNCTIONS = [
+  "public.begin_funding_attempt(uuid,uuid)",
+  "public.record_payment_intent(uuid,integer,text)",
+  "public.record_funding_failure(uuid,integer,text,text)",
+  "public.apply_stripe_event(jsonb)",
+  "public.record_withdrawal_transfer(uuid,text)",
+  "public.record_withdrawal_payout(uuid,text)",
+  "public.withdrawals_to_pay_out()",
+  "public.record_processor_inconsistency(text,text,uuid,bigint,character,text)",
+];
+
+/**
+ * Whether the database has the border's SQL. None of it: the tests that need it are ignored
+ * (and say so). Part of it: an error, so that a renamed function cannot hide a test.
+ */
+export async function borderSql(): Promise<boolean> {
+  const rows = await db`
+    select f, to_regprocedure(f) is not null as present
+    from unnest(${BORDER_FUNCTIONS}::text[]) as f
+  `;
+  const tables = await db`select to_regclass('public.processor_customers') is not null as present`;
+  const present = rows.filter((r) => r.present).length + (tables[0].present ? 1 : 0);
+  if (present === 0) {
+    console.warn("the database has none of the border's SQL: the tests that need it are ignored");
+    return false;
+  }
+  const missing = rows.filter((r) => !r.present).map((r) => r.f);
+  if (!tables[0].present) missing.push("public.processor_customers");
+  if (missing.length) throw new Error(`the border's SQL is incomplete: ${missing.join(", ")}`);
+  return true;
+}
+
+export const HAS_BORDER_SQL = await borderSql();
+
+const secret = new TextEncoder().encode(required("SUPABASE_JWT_SECRET"));
+
+/** A token signed with the project's secret, for `claims`. */
+export async function sign(
+  claims: jose.JWTPayload,
+  options: { secret?: Uint8Array; expiresIn?: number } = {},
+): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return await new jose.SignJWT({ iat: now, exp: now + (options.expiresIn ?? 3600), ...claims })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .sign(options.secret ?? secret);
+}
+
+/** The claims Supabase Auth puts in a user's access token (as payguard.testing builds them). */
+export function userClaims(userId: string, aal: "aal1" | "aal2" = "aal2"): jose.JWTPayload {
+  const now = Math.floor(Date.now() / 1000);
+  const amr = aal === "aal2"
+    ? [{ method: "totp", timestamp: now }, { method: "password", timestamp: now }]
+    : [{ method: "password", timestamp: now }];
+  return {
+    iss: "http://127.0.0.1:54321/auth/v1",
+    aud: "authenticated",
+    sub: userId,
+    email: "",
+    role: "authenticated",
+    aal,
+    amr,
+    session_id: crypto.randomUUID(),
+    is_anonymous: false,
+  };
+}
+
+/** A user's bearer token. */
+export function userToken(userId: string, aal: "aal1" | "aal2" = "aal2"): Promise<string> {
+  return sign(userClaims(userId, aal));
+}
+
+/** The service-role key's token. */
+export function serviceToken(): Promise<string> {
+  return sign({ iss: "supabase-demo", role: "service_role" });
+}
+
+type Handler = { fetch: (req: Request) => Promise<Response> };
+
+/** Call a function's handler as Supabase's runtime would, and read its JSON answer. */
+export async function call(
+  handler: Handler,
+  name: string,
+  options: { token?: string; body?: unknown; method?: string; headers?: HeadersInit } = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const headers = new Headers(options.headers);
+  if (options.token) headers.set("authorization", `Bearer ${options.token}`);
+  headers.set("content-type", "application/json");
+  headers.set("x-forwarded-for", "203.0.113.7");
+  const req = new Request(`http://127.0.0.1/functions/v1/${name}`, {
+    method: options.method ?? "POST",
+    headers,
+    body: options.body === undefined
+      ? undefined
+      : typeof options.body === "string"
+      ? options.body
+      : JSON.stringify(options.body),
+  });
+  const res = await handler.fetch(req);
+  const text = await res.text();
+  if (!(res.headers.get("content-type") ?? "").startsWith("application/json")) {
+    throw new Error(`${name} answered ${res.status} without JSON: ${text}`);
+  }
+  return { status: res.status, body: JSON.parse(text) };
+}
+
+/** Stripe as the tests drive it: the same local Stripe the functions use. */
+export const stripe = new Stripe(required("STRIPE_SECRET_KEY"), (() => {
+  const url = new URL(required("STRIPE_API_BASE"));
+  return {
+    httpClient: Stripe.createFetchHttpClient(),
+    host: url.hostname,
+    port: Number(url.port),
+    protocol: "http" as const,
+    maxNetworkRetries: 0,
+  };
+})());
+
+/** A card PaymentMethod made on the local Stripe from a test card number. */
+export async function testCard(number: string): Promise<Stripe.PaymentMethod> {
+  const params = {
+    type: "card",
+    card: { number, exp_month: 12, exp_year: 2034, cvc: "123" },
+  } as unknown as Stripe.PaymentMethodCreateParams;
+  return await stripe.paymentMethods.create(params);
+}
+
+/** A new confirmed user; `contractor` gives the contractor role. */
+export async function makeUser(name: string, contractor = false): Promise<string> {
+  const id = `${name}-${crypto.randomUUID().slice(0, 8)}`;
+  const metadata = contractor ? { role: "contractor" } : {};
+  const [row] = await db`
+    select tests.create_supabase_user(${id}, metadata => ${db.json(metadata)}) as id
+  `;
+  return row.id as string;
+}
+
+/** A project of `payer` built by `payee`, with escrow and a milestone; its pending payment. */
+export async function pendingPayment(
+  payer: string,
+  payee: string,
+  amountMinor = 40000,
+  currency = "USD",
+): Promise<string> {
+  const [project] = await db`
+    insert into public.projects (owner_id, contractor_id, title)
+    values (${payer}, ${payee}, 'Kitchen remodel') returning id
+  `;
+  const [milestone] = await db`
+    insert into public.project_milestones (project_id, position, title, amount_minor, currency)
+    values (${project.id}, 1, 'Cabinets', ${amountMinor}, ${currency}) returning id
+  `;
+  await db`
+    insert into public.escrow_accounts (user_id, project_id, currency)
+    values (${payer}, ${project.id}, ${currency})
+  `;
+  const [payment] = await db.begin(async (tx) => {
+    await tx`
+      select set_config('role', 'authenticated', true),
+        set_config('request.jwt.claims', ${JSON.stringify(userClaims(payer))}, true)
+    `;
+    return await tx`
+      select public.create_milestone_payment(${milestone.id}, ${crypto.randomUUID()}) ->> 'id' as id
+    `;
+  });
+  if (!payment.id) throw new Error("the fixture's milestone payment was not created");
+  return payment.id as string;
+}
+
+/** Stop the shared connections, for the last test of a file. */
+export async function closeAll(): Promise<void> {
+  await db.end({ timeout: 5 });
+}
+
+/** A test that shares the connections above (so the resource sanitizers are off). */
+export function test(
+  name: string,
+  fn: () => Promise<void>,
+  options: { needsBorderSql?: boolean } = {},
+): void {
+  Deno.test({
+    name,
+    fn,
+    ignore: options.needsBorderSql === true && !HAS_BORDER_SQL,
+    sanitizeOps: false,
+    sanitizeResources: false,
+  });
+}
