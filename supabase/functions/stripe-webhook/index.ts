@@ -43,8 +43,17 @@ async function verifiedEvent(req: Request): Promise<{ raw: string; event: Stripe
       TOLERANCE_SECONDS,
       cryptoProvider,
     );
+    // The SDK refuses timestamps older than the tolerance; one as far in the future was not
+    // made by Stripe's clock either, and would stay replayable for longer.
+    const timestamp = Number(/(?:^|,)\s*t=(\d+)/.exec(signature)?.[1]);
+    if (timestamp - Math.floor(Date.now() / 1000) > TOLERANCE_SECONDS) {
+      throw new HttpError(400, "signature_invalid", "The Stripe-Signature does not verify", {
+        reason: "Timestamp outside the tolerance zone (in the future)",
+      });
+    }
     return { raw, event };
   } catch (error) {
+    if (error instanceof HttpError) throw error;
     if (error instanceof Stripe.errors.StripeSignatureVerificationError) {
       throw new HttpError(400, "signature_invalid", "The Stripe-Signature does not verify", {
         reason: error.message.split("\n")[0],

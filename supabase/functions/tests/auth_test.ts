@@ -14,7 +14,9 @@ function request(authorization?: string): Request {
   return new Request("http://127.0.0.1/functions/v1/x", { method: "POST", headers });
 }
 
-async function refusal(promise: Promise<unknown>): Promise<{ status: number; body: Record<string, unknown> }> {
+async function refusal(
+  promise: Promise<unknown>,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const error = await assertRejects(() => promise, HttpError);
   const res = errorResponse(error);
   assertEquals(res.headers.get("content-type"), "application/json; charset=utf-8");
@@ -91,7 +93,9 @@ test("the service role's token is not a user, and a user's token is not the serv
   const service = await sign({ role: "service_role" });
   const asUser = await refusal(requireUser(request(`Bearer ${service}`)));
   assertEquals(asUser.status, 401, "the service key has no audience 'authenticated'");
-  const asService = await refusal(requireService(request(`Bearer ${await sign(userClaims(USER))}`)));
+  const asService = await refusal(
+    requireService(request(`Bearer ${await sign(userClaims(USER))}`)),
+  );
   assertEquals(asService.status, 403);
   const caller = await requireService(request(`Bearer ${service}`));
   assertEquals(caller.role, "service_role");

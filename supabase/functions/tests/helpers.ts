@@ -121,16 +121,19 @@ export async function call(
 }
 
 /** Stripe as the tests drive it: the same local Stripe the functions use. */
-export const stripe = new Stripe(required("STRIPE_SECRET_KEY"), (() => {
-  const url = new URL(required("STRIPE_API_BASE"));
-  return {
-    httpClient: Stripe.createFetchHttpClient(),
-    host: url.hostname,
-    port: Number(url.port),
-    protocol: "http" as const,
-    maxNetworkRetries: 0,
-  };
-})());
+export const stripe = new Stripe(
+  required("STRIPE_SECRET_KEY"),
+  (() => {
+    const url = new URL(required("STRIPE_API_BASE"));
+    return {
+      httpClient: Stripe.createFetchHttpClient(),
+      host: url.hostname,
+      port: Number(url.port),
+      protocol: "http" as const,
+      maxNetworkRetries: 0,
+    };
+  })(),
+);
 
 /** A card PaymentMethod made on the local Stripe from a test card number. */
 export async function testCard(number: string): Promise<Stripe.PaymentMethod> {
