@@ -130,11 +130,13 @@ export async function rpc<T = unknown>(tx: Tx, name: string, args: Arg[]): Promi
   if (!IDENTIFIER.test(name) || !args.every(([, type]) => TYPE.test(type))) {
     throw new Error(`not an RPC call: ${name}`);
   }
-  const placeholders = args.map(([, type], i) => `$${i + 1}::${type}`).join(", ");
+  // Every value goes as text and is cast by the database: a JSON document passes as the
+  // very text it is (raw webhook bodies), never re-serialised by the driver.
+  const placeholders = args.map(([, type], i) => `$${i + 1}::text::${type}`).join(", ");
   await tx`select set_config('response.status', '', true)`;
   const rows = await tx.unsafe(
     `select public.${name}(${placeholders}) as answer`,
-    args.map(([value]) => value) as postgres.ParameterOrJSON<never>[],
+    args.map(([value]) => value === null || value === undefined ? null : String(value)),
   );
   const [{ status }] = await tx`
     select nullif(current_setting('response.status', true), '')::integer as status
