@@ -50,17 +50,17 @@ export function stripeFailure(error: unknown, what: string): HttpError {
   return new HttpError(502, "processor_error", `Stripe could not ${what}`);
 }
 
-async function recordedCustomer(tx: Tx): Promise<string | null> {
+async function recordedCustomer(tx: Tx, userId: string): Promise<string | null> {
   const rows = await tx`
     select processor_customer_id from public.processor_customers
-    where user_id = (select auth.uid())
+    where user_id = ${userId}::uuid
   `;
   return rows.length ? String(rows[0].processor_customer_id) : null;
 }
 
 /** The user's Stripe customer: the recorded one, else a new one, recorded. */
 async function customerFor(context: RequestContext, caller: Caller): Promise<string> {
-  const existing = await transaction(context, recordedCustomer);
+  const existing = await transaction(context, (tx) => recordedCustomer(tx, caller.userId!));
   if (existing) return existing;
   let customer: Stripe.Customer;
   try {
@@ -78,7 +78,7 @@ async function customerFor(context: RequestContext, caller: Caller): Promise<str
       values (${caller.userId!}::uuid, 'stripe', ${customer.id})
       on conflict (user_id) do nothing
     `;
-    const recorded = await recordedCustomer(tx);
+    const recorded = await recordedCustomer(tx, caller.userId!);
     if (!recorded) throw new Error("processor customer not recorded");
     return recorded;
   });

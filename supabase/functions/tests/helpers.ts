@@ -205,3 +205,53 @@ export function test(
     sanitizeResources: false,
   });
 }
+
+/** Poll `probe` until it answers true, for at most `ms`. */
+export async function waitFor(probe: () => Promise<boolean>, ms = 10000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await probe()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return false;
+}
+
+/**
+ * Serve `handler` on a free local port with Deno.serve, as `deno serve` does, and have the local
+ * Stripe deliver its webhooks there, signed with STRIPE_WEBHOOK_SECRET.
+ */
+export async function serveWebhooks(
+  handler: Handler,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler.fetch);
+  const url = `http://127.0.0.1:${server.addr.port}/functions/v1/stripe-webhook`;
+  const base = required("STRIPE_API_BASE");
+  const res = await fetch(`${base}/_config/webhooks/functions`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ url, secret: required("STRIPE_WEBHOOK_SECRET") }),
+  });
+  await res.body?.cancel();
+  if (!res.ok) throw new Error(`the local Stripe refused the webhook endpoint: ${res.status}`);
+  return { url, close: () => server.shutdown() };
+}
+
+/** The status of a milestone payment, read as postgres. */
+export async function paymentStatus(id: string): Promise<string> {
+  const [row] = await db`select status::text from public.milestone_payments where id = ${id}`;
+  return row.status as string;
+}
+
+/** Point the functions' Stripe client at a port where nothing listens, during `fn`. */
+export async function withStripeUnreachable<T>(fn: () => Promise<T>): Promise<T> {
+  const base = required("STRIPE_API_BASE");
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  Deno.env.set("STRIPE_API_BASE", `http://127.0.0.1:${port}`);
+  try {
+    return await fn();
+  } finally {
+    Deno.env.set("STRIPE_API_BASE", base);
+  }
+}
