@@ -154,7 +154,7 @@ async function answerFor(
       });
     case "requires_payment_method": {
       const failure = intent.last_payment_error;
-      const code = failure?.decline_code ?? failure?.code ?? "payment_failed";
+      const code = failure?.decline_code || failure?.code || "payment_failed";
       const message = failure?.message ?? "The payment failed";
       await recordFailure(context, paymentId, attempt, code, message);
       return json(402, { ...base, code, message });
@@ -226,7 +226,7 @@ export async function handle(req: Request): Promise<Response> {
       });
     }
     if (isStripeError(error) && error.type === "StripeCardError") {
-      const code = error.decline_code ?? error.code ?? "card_declined";
+      const code = error.decline_code || error.code || "card_declined";
       const declined = error.payment_intent;
       if (declined?.id) {
         await recordIntent(context, paymentId, attempt, declined.id).catch(() => {});

@@ -7,6 +7,7 @@ import * as jose from "jose";
 import postgres from "postgres";
 import Stripe from "stripe";
 import { required } from "../_shared/env.ts";
+import paymentMethods from "../payment-methods/index.ts";
 
 export const db = postgres(required("SUPABASE_DB_URL"), {
   max: 2,
@@ -254,4 +255,36 @@ export async function withStripeUnreachable<T>(fn: () => Promise<T>): Promise<T>
   } finally {
     Deno.env.set("STRIPE_API_BASE", base);
   }
+}
+
+/** Save `number` (a test card) for `user` through the function. */
+export async function saveCard(user: string, number = "4242424242424242") {
+  const card = await testCard(number);
+  const answer = await call(paymentMethods, "payment-methods", {
+    token: await userToken(user),
+    body: { payment_method: card.id },
+  });
+  return { card, ...answer };
+}
+
+/**
+ * The rows that report a processor object as inconsistent, from whichever table the database
+ * keeps them in (the one with a processor_object_id column).
+ */
+export async function reportedInconsistencies(
+  objectId: string,
+): Promise<Record<string, unknown>[]> {
+  const tables = await db`
+    select format('%I.%I', c.table_schema, c.table_name) as name
+    from information_schema.columns as c
+    join information_schema.tables as t using (table_schema, table_name)
+    where c.column_name = 'processor_object_id' and t.table_type = 'BASE TABLE'
+  `;
+  if (tables.length !== 1) {
+    throw new Error(`expected one inconsistency table, found ${tables.length}`);
+  }
+  return await db.unsafe(
+    `select * from ${tables[0].name} where processor_object_id = $1`,
+    [objectId],
+  );
 }

@@ -7,22 +7,13 @@ import {
   call,
   db,
   makeUser,
+  saveCard,
   stripe,
   test,
   testCard,
   userToken,
   withStripeUnreachable,
 } from "./helpers.ts";
-
-/** Save `number` (a test card) for `user` through the function. */
-export async function saveCard(user: string, number = "4242424242424242") {
-  const card = await testCard(number);
-  const answer = await call(paymentMethods, "payment-methods", {
-    token: await userToken(user),
-    body: { payment_method: card.id },
-  });
-  return { card, ...answer };
-}
 
 async function customerOf(user: string): Promise<string | null> {
   const rows = await db`
