@@ -17,14 +17,14 @@ export const db = postgres(required("SUPABASE_DB_URL"), {
 
 /** The contract with the database side that the functions call (the border with Stripe). */
 export const BORDER_FUNCTIONS = [
-  "public.begin_funding_attempt(uuid,uuid)",
-  "public.record_payment_intent(uuid,integer,text)",
-  "public.record_funding_failure(uuid,integer,text,text)",
-  "public.apply_stripe_event(jsonb)",
-  "public.record_withdrawal_transfer(uuid,text)",
-  "public.record_withdrawal_payout(uuid,text)",
-  "public.withdrawals_to_pay_out()",
-  "public.record_processor_inconsistency(text,text,uuid,bigint,character,text)",
+  "begin_funding_attempt",
+  "record_payment_intent",
+  "record_funding_failure",
+  "apply_stripe_event",
+  "record_withdrawal_transfer",
+  "record_withdrawal_payout",
+  "withdrawals_to_pay_out",
+  "record_processor_inconsistency",
 ];
 
 /**
@@ -33,7 +33,9 @@ export const BORDER_FUNCTIONS = [
  */
 export async function borderSql(): Promise<boolean> {
   const rows = await db`
-    select f, to_regprocedure(f) is not null as present
+    select f, exists (
+      select from pg_proc where proname = f and pronamespace = 'public'::regnamespace
+    ) as present
     from unnest(${BORDER_FUNCTIONS}::text[]) as f
   `;
   const tables = await db`select to_regclass('public.processor_customers') is not null as present`;
@@ -42,7 +44,7 @@ export async function borderSql(): Promise<boolean> {
     console.warn("the database has none of the border's SQL: the tests that need it are ignored");
     return false;
   }
-  const missing = rows.filter((r) => !r.present).map((r) => r.f);
+  const missing = rows.filter((r) => !r.present).map((r) => `public.${r.f}`);
   if (!tables[0].present) missing.push("public.processor_customers");
   if (missing.length) throw new Error(`the border's SQL is incomplete: ${missing.join(", ")}`);
   return true;
