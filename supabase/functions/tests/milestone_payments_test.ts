@@ -114,7 +114,7 @@ test(
     });
     assertEquals(declined.status, 402, JSON.stringify(declined.body));
     assertEquals(declined.body.code, "card_declined");
-    assertEquals(await paymentStatus(payment), "pending");
+    assertEquals(await paymentStatus(payment), "failed", "failed, not funded, and retryable");
     const good = await saveCard(payer, "4242424242424242");
     const retry = await fund(payer, {
       milestone_payment_id: payment,
