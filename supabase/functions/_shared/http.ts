@@ -28,11 +28,12 @@ export class HttpError extends Error {
   }
 }
 
-/** The request's JSON object body, or 400. */
-export async function readJsonObject(req: Request): Promise<Body> {
+/** The request's JSON object body (`{}` for an empty body when `emptyIsEmpty`), or 400. */
+export async function readJsonObject(req: Request, emptyIsEmpty = false): Promise<Body> {
   let value: unknown;
   try {
-    value = await req.json();
+    const text = await req.text();
+    value = emptyIsEmpty && text.trim() === "" ? {} : JSON.parse(text);
   } catch {
     throw new HttpError(400, "invalid_json", "The request body must be a JSON object");
   }

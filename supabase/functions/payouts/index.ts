@@ -220,7 +220,7 @@ async function payOut(context: RequestContext, due: DuePayout): Promise<PayoutRe
 export async function handle(req: Request): Promise<Response> {
   allowMethods(req, "POST");
   const caller = await requireService(req);
-  const body = req.headers.get("content-length") === "0" ? {} : await readJsonObject(req);
+  const body = await readJsonObject(req, true);
   const only = body.withdrawal_id === undefined ? null : uuidField(body, "withdrawal_id");
   const context = requestContext(req, caller, "payment_service");
 

@@ -290,3 +290,38 @@ export async function reportedInconsistencies(
     [objectId],
   );
 }
+
+const WEBHOOK_SECRET = Deno.env.get("STRIPE_WEBHOOK_SECRET")!;
+const webhookCrypto = Stripe.createSubtleCryptoProvider();
+
+/** An event body as Stripe sends it. */
+export function eventBody(type: string, object: Record<string, unknown>, id?: string): string {
+  return JSON.stringify(
+    {
+      id: id ?? `evt_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
+      object: "event",
+      api_version: "2025-01-27.acacia",
+      created: Math.floor(Date.now() / 1000),
+      livemode: false,
+      pending_webhooks: 1,
+      request: { id: null, idempotency_key: null },
+      type,
+      data: { object },
+    },
+    null,
+    2,
+  );
+}
+
+/** A Stripe-Signature header for `payload`. */
+export async function signature(
+  payload: string,
+  options: { secret?: string; timestamp?: number } = {},
+): Promise<string> {
+  return await Stripe.webhooks.generateTestHeaderStringAsync({
+    payload,
+    secret: options.secret ?? WEBHOOK_SECRET,
+    timestamp: options.timestamp ?? Math.floor(Date.now() / 1000),
+    cryptoProvider: webhookCrypto,
+  });
+}

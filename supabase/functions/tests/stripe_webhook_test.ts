@@ -1,44 +1,8 @@
 // stripe-webhook: only events signed with the endpoint's secret, within 300 s, are applied;
 // anything else is a 400 and writes nothing. Verified events are applied once.
 import { assertEquals, assertMatch } from "./assert.ts";
-import Stripe from "stripe";
 import webhook from "../stripe-webhook/index.ts";
-import { call, db, test } from "./helpers.ts";
-
-const SECRET = Deno.env.get("STRIPE_WEBHOOK_SECRET")!;
-const provider = Stripe.createSubtleCryptoProvider();
-
-/** An event body as Stripe sends it. */
-export function eventBody(type: string, object: Record<string, unknown>, id?: string): string {
-  return JSON.stringify(
-    {
-      id: id ?? `evt_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
-      object: "event",
-      api_version: "2025-01-27.acacia",
-      created: Math.floor(Date.now() / 1000),
-      livemode: false,
-      pending_webhooks: 1,
-      request: { id: null, idempotency_key: null },
-      type,
-      data: { object },
-    },
-    null,
-    2,
-  );
-}
-
-/** A Stripe-Signature header for `payload`. */
-export async function signature(
-  payload: string,
-  options: { secret?: string; timestamp?: number } = {},
-): Promise<string> {
-  return await Stripe.webhooks.generateTestHeaderStringAsync({
-    payload,
-    secret: options.secret ?? SECRET,
-    timestamp: options.timestamp ?? Math.floor(Date.now() / 1000),
-    cryptoProvider: provider,
-  });
-}
+import { call, db, eventBody, signature, test } from "./helpers.ts";
 
 /** Deliver `payload` with `header` as its Stripe-Signature (none when undefined). */
 export function deliver(payload: string, header?: string) {
