@@ -10,7 +10,7 @@
  * Stripe delivers it again.
  */
 import { required } from "../_shared/env.ts";
-import { handler } from "../_shared/errors.ts";
+import { errorResponse, handler } from "../_shared/errors.ts";
 import { allowMethods, HttpError, json } from "../_shared/http.ts";
 import { rpc, transaction } from "../_shared/db.ts";
 import { cryptoProvider, Stripe } from "../_shared/stripe.ts";
@@ -69,18 +69,37 @@ export async function handle(req: Request): Promise<Response> {
   if (typeof event.id !== "string" || typeof event.type !== "string") {
     throw new HttpError(400, "payload_invalid", "The body is not a Stripe event");
   }
+  let applied: Applied;
+  try {
+    applied = await apply(req, raw);
+  } catch (error) {
+    // Whatever kept the event from being recorded (the database unreachable, a privilege
+    // missing, a refusal the database did not record) is Stripe's cue to deliver it again.
+    const answer = errorResponse(error);
+    if (answer.status === 503) return answer;
+    console.error("stripe event not applied", event.id, event.type, error);
+    return json(500, {
+      code: "event_not_applied",
+      message: "The event was not recorded; deliver it again",
+      event_id: event.id,
+    });
+  }
+  return json(applied.status === "failed" ? 500 : 200, applied);
+}
+
+/** Record and apply the event as payment_service, in one transaction. */
+function apply(req: Request, raw: string): Promise<Applied> {
   const headers: Record<string, string> = {};
   req.headers.forEach((value, name) => {
     headers[name.toLowerCase()] = value;
   });
-  const applied = await transaction({
+  return transaction({
     role: "payment_service",
     claims: { role: "payment_service" },
     method: "POST",
     path: new URL(req.url).pathname,
     headers,
   }, (tx) => rpc<Applied>(tx, "apply_stripe_event", [[raw, "jsonb"]]));
-  return json(applied.status === "failed" ? 500 : 200, applied);
 }
 
 export default { fetch: handler(handle) };

@@ -2,7 +2,18 @@
 // anything else is a 400 and writes nothing. Verified events are applied once.
 import { assertEquals, assertMatch } from "./assert.ts";
 import webhook from "../stripe-webhook/index.ts";
-import { call, db, eventBody, signature, test } from "./helpers.ts";
+import { closeDatabase } from "../_shared/db.ts";
+import {
+  call,
+  db,
+  eventBody,
+  makeUser,
+  paymentStatus,
+  pendingPayment,
+  reportedInconsistencies,
+  signature,
+  test,
+} from "./helpers.ts";
 
 /** Deliver `payload` with `header` as its Stripe-Signature (none when undefined). */
 export function deliver(payload: string, header?: string) {
@@ -109,3 +120,122 @@ test("every v1 signature is tried: a valid one beside a wrong one is accepted", 
   assertEquals(status, 200);
   assertEquals(body.status, "ignored");
 }, { needsBorderSql: true });
+
+/** A signed payment_intent.succeeded for `payment`, with `amount` and `currency`. */
+async function succeeded(payment: string, amount: number, currency = "usd") {
+  const intent = `pi_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
+  const payload = eventBody("payment_intent.succeeded", {
+    id: intent,
+    object: "payment_intent",
+    amount,
+    amount_received: amount,
+    currency,
+    status: "succeeded",
+    metadata: { milestone_payment_id: payment },
+  });
+  return { intent, payload, header: await signature(payload) };
+}
+
+async function aPendingPayment(amount = 40000): Promise<string> {
+  return await pendingPayment(await makeUser("hana"), await makeUser("carl", true), amount);
+}
+
+test("the same event delivered twice at once is applied once", async () => {
+  const payment = await aPendingPayment();
+  const { payload, header } = await succeeded(payment, 40000);
+  const answers = await Promise.all([deliver(payload, header), deliver(payload, header)]);
+  assertEquals(answers.map((a) => a.status), [200, 200]);
+  assertEquals(answers.map((a) => a.body.status).sort(), ["duplicate", "processed"]);
+  assertEquals(await paymentStatus(payment), "funded");
+  const [row] = await db`
+    select count(*)::int as n from public.webhook_events where id = ${JSON.parse(payload).id}
+  `;
+  assertEquals(row.n, 1);
+}, { needsBorderSql: true });
+
+test("a valid event for another amount is refused, acknowledged, and reported", async () => {
+  const payment = await aPendingPayment(40000);
+  const { intent, payload, header } = await succeeded(payment, 39999);
+  const { status, body } = await deliver(payload, header);
+  assertEquals(status, 200, "acknowledged: Stripe must not deliver it again");
+  assertEquals(body.status, "refused");
+  assertEquals(await paymentStatus(payment), "pending", "nothing funded");
+  assertEquals((await reportedInconsistencies(intent)).length, 1);
+}, { needsBorderSql: true });
+
+test("a valid event for another currency is refused and acknowledged", async () => {
+  const payment = await aPendingPayment(40000);
+  const { payload, header } = await succeeded(payment, 40000, "eur");
+  const { status, body } = await deliver(payload, header);
+  assertEquals([status, body.status], [200, "refused"]);
+  assertEquals(await paymentStatus(payment), "pending");
+}, { needsBorderSql: true });
+
+test(
+  "out of order: a refund before the charge's success is acknowledged, never a 5xx",
+  async () => {
+    const payment = await aPendingPayment(40000);
+    const { intent, payload, header } = await succeeded(payment, 40000);
+    const refund = eventBody("charge.refunded", {
+      id: `ch_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
+      object: "charge",
+      amount: 40000,
+      amount_refunded: 40000,
+      currency: "usd",
+      refunded: true,
+      payment_intent: intent,
+      metadata: { milestone_payment_id: payment },
+    });
+    const first = await deliver(refund, await signature(refund));
+    assertEquals(first.status, 200, JSON.stringify(first.body));
+    const second = await deliver(payload, header);
+    assertEquals(second.status, 200, JSON.stringify(second.body));
+    assertEquals(
+      [first.body.status, second.body.status].every((s) =>
+        ["processed", "refused"].includes(String(s))
+      ),
+      true,
+      "each is applied or refused by the database's transitions",
+    );
+  },
+  { needsBorderSql: true },
+);
+
+test("the database unreachable: 503, so that Stripe delivers again", async () => {
+  const url = Deno.env.get("SUPABASE_DB_URL")!;
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  await closeDatabase();
+  Deno.env.set("SUPABASE_DB_URL", `postgresql://postgres:postgres@127.0.0.1:${port}/nowhere`);
+  try {
+    const payload = eventBody("customer.created", { id: "cus_unknown000002" });
+    const { status, body } = await deliver(payload, await signature(payload));
+    assertEquals(status, 503);
+    assertEquals(body.code, "database_unavailable");
+  } finally {
+    await closeDatabase();
+    Deno.env.set("SUPABASE_DB_URL", url);
+  }
+});
+
+test(
+  "an event the database could not record is a 500, and is recorded on the next delivery",
+  async () => {
+    const payload = eventBody("customer.created", { id: "cus_unknown000003" });
+    const id = JSON.parse(payload).id;
+    await db`revoke execute on function public.apply_stripe_event(jsonb) from payment_service`;
+    let failed;
+    try {
+      failed = await deliver(payload, await signature(payload));
+    } finally {
+      await db`grant execute on function public.apply_stripe_event(jsonb) to payment_service`;
+    }
+    assertEquals(failed.status, 500);
+    assertEquals(failed.body.code, "event_not_applied");
+    assertEquals((await db`select 1 from public.webhook_events where id = ${id}`).length, 0);
+    const again = await deliver(payload, await signature(payload));
+    assertEquals([again.status, again.body.status], [200, "ignored"]);
+  },
+  { needsBorderSql: true },
+);
