@@ -19,7 +19,8 @@
  */
 import { requireUser } from "../_shared/auth.ts";
 import { type RequestContext, requestContext, rpc, setRole, transaction } from "../_shared/db.ts";
-import { errorResponse, handler, isConnectionError, isPgError } from "../_shared/errors.ts";
+import { errorResponse, isConnectionError, isPgError } from "../_shared/errors.ts";
+import { serve } from "../_shared/serve.ts";
 import { allowMethods, HttpError, json, readJsonObject, uuidField } from "../_shared/http.ts";
 import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
 
@@ -281,4 +282,4 @@ function recordIntent(
     ]));
 }
 
-export default { fetch: handler(handle) };
+export default serve(handle, { cors: true });

@@ -18,7 +18,7 @@ import {
   transaction,
   type Tx,
 } from "../_shared/db.ts";
-import { handler } from "../_shared/errors.ts";
+import { serve } from "../_shared/serve.ts";
 import {
   allowMethods,
   type Body,
@@ -158,4 +158,4 @@ export async function handle(req: Request): Promise<Response> {
   return json(201, row);
 }
 
-export default { fetch: handler(handle) };
+export default serve(handle, { cors: true });

@@ -17,7 +17,8 @@
  */
 import { requireService } from "../_shared/auth.ts";
 import { type RequestContext, requestContext, rpc, transaction } from "../_shared/db.ts";
-import { handler, isPgError } from "../_shared/errors.ts";
+import { isPgError } from "../_shared/errors.ts";
+import { serve } from "../_shared/serve.ts";
 import { allowMethods, HttpError, json, readJsonObject, uuidField } from "../_shared/http.ts";
 import { isStripeError, stripe, stripeUnavailable } from "../_shared/stripe.ts";
 
@@ -241,4 +242,4 @@ export async function handle(req: Request): Promise<Response> {
   return json(failed ? 502 : 200, { results });
 }
 
-export default { fetch: handler(handle) };
+export default serve(handle);

@@ -10,7 +10,8 @@
  * Stripe delivers it again.
  */
 import { required } from "../_shared/env.ts";
-import { errorResponse, handler } from "../_shared/errors.ts";
+import { errorResponse } from "../_shared/errors.ts";
+import { serve } from "../_shared/serve.ts";
 import { allowMethods, HttpError, json } from "../_shared/http.ts";
 import { rpc, transaction } from "../_shared/db.ts";
 import { cryptoProvider, Stripe } from "../_shared/stripe.ts";
@@ -102,4 +103,4 @@ function apply(req: Request, raw: string): Promise<Applied> {
   }, (tx) => rpc<Applied>(tx, "apply_stripe_event", [[raw, "jsonb"]]));
 }
 
-export default { fetch: handler(handle) };
+export default serve(handle);
