@@ -94,7 +94,7 @@ async function chargedButNotRecorded(
   try {
     await asService(context, (tx) =>
       rpc(tx, "record_processor_inconsistency", [
-        ["payment_intent_not_recorded", "text"],
+        ["charge_unrecorded", "text"],
         [intent.id, "text"],
         [paymentId, "uuid"],
         [minorUnits(attempt.amount_minor), "bigint"],

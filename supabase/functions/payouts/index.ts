@@ -138,7 +138,7 @@ async function record(
       await transaction(context, (tx) =>
         rpc(tx, "record_processor_inconsistency", [
           [
-            fn === "record_withdrawal_transfer" ? "transfer_not_recorded" : "payout_not_recorded",
+            fn === "record_withdrawal_transfer" ? "transfer_unrecorded" : "payout_unrecorded",
             "text",
           ],
           [objectId, "text"],

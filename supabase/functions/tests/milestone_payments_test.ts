@@ -6,14 +6,17 @@ import webhook from "../stripe-webhook/index.ts";
 import {
   call,
   db,
+  eventBody,
   makeUser,
   paymentStatus,
   pendingPayment,
   reportedInconsistencies,
   saveCard,
   serveWebhooks,
+  signature,
   stripe,
   test,
+  userClaims,
   userToken,
   waitFor,
   withStripeUnreachable,
@@ -200,6 +203,70 @@ test(
     assertEquals(reported[0].milestone_payment_id, payment);
     assertEquals(String(reported[0].amount_minor), "40000");
     assertEquals(reported[0].currency, "USD");
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "the recovery of a charge the database refused, once the payment is canceled: a refund",
+  async () => {
+    const { payer, payment, method } = await payerWithCard();
+    await db`revoke execute on function public.record_payment_intent(uuid, integer, text) from payment_service`;
+    let answer;
+    try {
+      answer = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    } finally {
+      await db`grant execute on function public.record_payment_intent(uuid, integer, text) to payment_service`;
+    }
+    assertEquals(answer.status, 502);
+    const [reported] = await reportedInconsistencies(answer.body.payment_intent_id as string);
+    assertEquals(reported.kind, "charge_unrecorded");
+    await db.begin(async (tx) => {
+      await tx`select set_config('role', 'authenticated', true),
+      set_config('request.jwt.claims', ${JSON.stringify(userClaims(payer))}, true)`;
+      const [{ a }] = await tx`select public.cancel_milestone_payment(${payment}, 'cancel-1') as a`;
+      assertEquals(a.status, "canceled", JSON.stringify(a));
+    });
+    const [recovered] = await db.begin(async (tx) => {
+      await tx`select set_config('role', 'payment_service', true),
+      set_config('request.jwt.claims', '{"role": "payment_service"}', true)`;
+      return await tx`select public.recover_processor_inconsistency(${reported.id as string}) as r`;
+    });
+    assertEquals(recovered.r.recovery, "refund", JSON.stringify(recovered.r));
+    assertEquals(recovered.r.payment_intent_id, answer.body.payment_intent_id);
+    assertEquals(await paymentStatus(payment), "canceled", "nothing funded");
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "a charge the function could not record is still funded by Stripe's webhook, once",
+  async () => {
+    const { payer, payment, method } = await payerWithCard();
+    await db`revoke execute on function public.record_payment_intent(uuid, integer, text) from payment_service`;
+    let answer;
+    try {
+      answer = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    } finally {
+      await db`grant execute on function public.record_payment_intent(uuid, integer, text) to payment_service`;
+    }
+    assertEquals(answer.status, 502);
+    const intent = await stripe.paymentIntents.retrieve(answer.body.payment_intent_id as string);
+    const payload = eventBody(
+      "payment_intent.succeeded",
+      intent as unknown as Record<string, unknown>,
+    );
+    const delivered = await call(webhook, "stripe-webhook", {
+      body: payload,
+      headers: { "stripe-signature": await signature(payload) },
+    });
+    assertEquals([delivered.status, delivered.body.status], [200, "processed"]);
+    assertEquals(await paymentStatus(payment), "funded");
+    const again = await call(webhook, "stripe-webhook", {
+      body: payload,
+      headers: { "stripe-signature": await signature(payload) },
+    });
+    assertEquals([again.status, again.body.status], [200, "duplicate"]);
   },
   { needsBorderSql: true },
 );
