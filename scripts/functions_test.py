@@ -14,6 +14,7 @@ pointing at both. Both are thrown away afterwards, whatever the outcome.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import socket
 import subprocess
@@ -30,9 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "supabase" / "functions"
 DENO = ROOT / "node_modules" / ".bin" / "deno"
 # Supabase's local default JWT secret; tests sign their tokens with it.
-JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
-STRIPE_SECRET_KEY = "sk_test_payguardfunctions"
-WEBHOOK_SECRET = "whsec_payguardfunctionstests"
+# The local Stripe's key and webhook secret are the test run's own, known to the tests.
+JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
+STRIPE_SECRET_KEY = "sk_test_payguardfunctions"  # noqa: S105
+WEBHOOK_SECRET = "whsec_payguardfunctionstests"  # noqa: S105
 
 
 def free_port() -> int:
@@ -41,9 +43,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The project's test extension of localstripe (Connect: accounts, transfers, payouts), served
+# by payguard's localstripe server, when the checkout has both.
+CONNECT_EXTENSION = ROOT / "tests" / "stripe" / "extension.py"
+
+
+def has_connect_extension() -> bool:
+    return (
+        CONNECT_EXTENSION.is_file()
+        and importlib.util.find_spec("payguard.localstripe_server") is not None
+    )
+
+
+def localstripe_command(port: int) -> list[str]:
+    if has_connect_extension():
+        return [
+            sys.executable,
+            "-m",
+            "payguard.localstripe_server",
+            "--port",
+            str(port),
+            "--extension",
+            str(CONNECT_EXTENSION),
+        ]
+    return [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"]
+
+
 def start_localstripe(port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"],
+        localstripe_command(port),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT / ".payguard",
@@ -57,7 +85,7 @@ def start_localstripe(port: int) -> subprocess.Popen[bytes]:
                 f"http://127.0.0.1:{port}/v1/customers?limit=1",
                 headers={"Authorization": f"Bearer {STRIPE_SECRET_KEY}"},
             )
-            with urllib.request.urlopen(request, timeout=1):
+            with urllib.request.urlopen(request, timeout=1):  # noqa: S310 - a local http URL
                 return process
         except OSError:
             time.sleep(0.2)
@@ -92,6 +120,9 @@ def main() -> int:
             "STRIPE_SECRET_KEY": STRIPE_SECRET_KEY,
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
+            # The payouts tests use the local Stripe's Connect when it has it, else a fake of
+            # the two Connect calls inside the tests.
+            "PAYGUARD_TEST_STRIPE_CONNECT": "local" if has_connect_extension() else "fake",
         }
         env.pop("SUPABASE_JWKS", None)
         env.pop("SUPABASE_JWKS_URL", None)

@@ -42,6 +42,8 @@ export interface PayoutResult {
   stage?: "transfer" | "payout" | "record_transfer" | "record_payout";
   code?: string;
   message?: string;
+  /** Why the database did not record what Stripe made. */
+  detail?: string;
 }
 
 function text(row: Record<string, unknown>, ...names: string[]): string | null {
@@ -184,6 +186,7 @@ async function payOut(context: RequestContext, due: DuePayout): Promise<PayoutRe
         stage: "record_transfer",
         code: "transfer_not_recorded",
         message: "Stripe made the transfer but the database did not record it; it is reported",
+        detail: refused,
       };
     }
   }
@@ -208,6 +211,7 @@ async function payOut(context: RequestContext, due: DuePayout): Promise<PayoutRe
       stage: "record_payout",
       code: "payout_not_recorded",
       message: "Stripe made the payout but the database did not record it; it is reported",
+      detail: refused,
     };
   }
   return {

@@ -4,24 +4,26 @@
 import { assert_, assertEquals } from "./assert.ts";
 import payouts from "../payouts/index.ts";
 import webhook from "../stripe-webhook/index.ts";
-import { fakeConnect } from "./fake_connect.ts";
+import { type ConnectSide, connectSide } from "./connect_side.ts";
 import {
   call,
   db,
   eventBody,
   makeUser,
   reportedInconsistencies,
+  serveWebhooks,
   serviceToken,
   signature,
   test,
+  userClaims,
   userToken,
+  waitFor,
 } from "./helpers.ts";
 
-/** A contractor with money in their wallet and an approved withdrawal of `amount`. */
-async function approvedWithdrawal(amount = 10000) {
+/** A contractor with money in their wallet and an approved withdrawal of `amount` to `account`. */
+async function approvedWithdrawal(account: string, amount = 10000) {
   const carl = await makeUser("carl", true);
   const suffix = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
-  const account = `acct_${suffix}`;
   const [method] = await db`
     insert into public.payout_methods
       (user_id, type, processor_account_id, processor_external_account_id, currency)
@@ -46,22 +48,44 @@ async function withdrawal(id: string) {
   return row;
 }
 
-/** Run `fn` with the functions' Stripe pointed at a fake of the Connect endpoints. */
-async function withFakeConnect<T>(fn: (fake: ReturnType<typeof fakeConnect>) => Promise<T>) {
-  const fake = fakeConnect();
-  const base = Deno.env.get("STRIPE_API_BASE")!;
-  Deno.env.set("STRIPE_API_BASE", fake.base);
+/**
+ * Cancel, as an admin, the approved withdrawals awaiting payout other than `keep` (left by other
+ * tests on purpose, or by an earlier run on a reused database), so that "every due withdrawal"
+ * means this test's own.
+ */
+async function setAsideOtherDue(keep: string[]): Promise<void> {
+  const admin = await makeUser("ada");
+  await db`update public.users set role = 'admin' where id = ${admin}`;
+  await db.begin(async (tx) => {
+    await tx`
+      select set_config('role', 'admin', true),
+        set_config('request.jwt.claims', ${
+      JSON.stringify({ ...userClaims(admin), role: "admin" })
+    }, true)
+    `;
+    await tx`
+      update public.withdrawals
+      set status = 'canceled', failure_reason = 'Set aside by the payouts tests'
+      where status = 'approved' and processor_payout_id is null and not (id = any(${keep}::uuid[]))
+    `;
+  });
+}
+
+/** Run `fn` with Stripe's Connect side for this run. */
+async function withConnect<T>(fn: (side: ConnectSide) => Promise<T>): Promise<T> {
+  const side = connectSide();
   try {
-    return await fn(fake);
+    return await fn(side);
   } finally {
-    Deno.env.set("STRIPE_API_BASE", base);
-    await fake.close();
+    await side.close();
   }
 }
 
 async function payOut(body: Record<string, unknown> = {}) {
   return await call(payouts, "payouts", { token: await serviceToken(), body });
 }
+
+type Result = Record<string, unknown>;
 
 test("without the service role: 401 without a token, 403 with a user's", async () => {
   const none = await call(payouts, "payouts", { body: {} });
@@ -72,107 +96,126 @@ test("without the service role: 401 without a token, 403 with a user's", async (
 });
 
 test(
-  "an approved withdrawal: a transfer and a payout with its keys, recorded, not yet paid",
+  "an approved withdrawal: one transfer and one payout with its keys, recorded, not yet paid",
   async () => {
-    const { account, withdrawal: id } = await approvedWithdrawal(12345);
-    await withFakeConnect(async (fake) => {
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account(), 12345);
       const { status, body } = await payOut({ withdrawal_id: id });
       assertEquals(status, 200, JSON.stringify(body));
-      const [result] = body.results as Record<string, unknown>[];
+      const [result] = body.results as Result[];
       assertEquals(result.status, "sent");
-      const [transfer, payout] = fake.seen;
-      assertEquals(transfer.path, "/v1/transfers");
-      assertEquals(transfer.idempotencyKey, `withdrawal:${id}:transfer`);
-      assertEquals(transfer.account, null, "the platform makes the transfer");
-      assertEquals(transfer.form.amount, "12345");
-      assertEquals(transfer.form.currency, "usd");
-      assertEquals(transfer.form.destination, account);
-      assertEquals(payout.path, "/v1/payouts");
-      assertEquals(payout.idempotencyKey, `withdrawal:${id}:payout`);
-      assertEquals(payout.account, account, "the payout is made on the connected account");
-      assertEquals(payout.form.amount, "12345");
+      assertEquals(await side.transfers(account), [
+        { id: result.transfer_id, amount: 12345, currency: "usd" },
+      ]);
+      assertEquals(await side.payouts(account), [
+        { id: result.payout_id, amount: 12345, currency: "usd" },
+      ]);
+      if (!side.local) {
+        assertEquals(side.keys("/v1/transfers"), [`withdrawal:${id}:transfer`]);
+        assertEquals(side.keys("/v1/payouts"), [`withdrawal:${id}:payout`]);
+      }
       const row = await withdrawal(id);
       assertEquals(row.status, "processing", "it completes only by the webhook");
       assertEquals(row.processor_transfer_id, result.transfer_id);
       assertEquals(row.processor_payout_id, result.payout_id);
       const again = await payOut({ withdrawal_id: id });
       assertEquals(again.status, 404, "a withdrawal paid out is not due again");
-      assertEquals(fake.seen.length, 2, "and Stripe is not called again");
+      assertEquals((await side.transfers(account)).length, 1, "nor transferred again");
+      assertEquals((await side.payouts(account)).length, 1, "nor paid out again");
     });
   },
   { needsBorderSql: true },
 );
 
 test("all due withdrawals are sent by one call without a body", async () => {
-  const a = await approvedWithdrawal(1000);
-  const b = await approvedWithdrawal(2000);
-  await withFakeConnect(async () => {
+  await withConnect(async (side) => {
+    const a = await approvedWithdrawal(await side.account(), 1000);
+    const b = await approvedWithdrawal(await side.account(), 2000);
+    await setAsideOtherDue([a.withdrawal, b.withdrawal]);
     const { status, body } = await call(payouts, "payouts", { token: await serviceToken() });
     assertEquals(status, 200, JSON.stringify(body));
-    const sent = (body.results as Record<string, unknown>[]).map((r) => r.withdrawal_id);
-    assert_(sent.includes(a.withdrawal) && sent.includes(b.withdrawal), "both are sent");
+    const sent = (body.results as Result[]).map((r) => [r.withdrawal_id, r.status]);
+    assertEquals(sent.sort(), [[a.withdrawal, "sent"], [b.withdrawal, "sent"]].sort());
+    assertEquals((await withdrawal(a.withdrawal)).status, "processing");
+    assertEquals((await withdrawal(b.withdrawal)).status, "processing");
   });
-  assertEquals((await withdrawal(a.withdrawal)).status, "processing");
-  assertEquals((await withdrawal(b.withdrawal)).status, "processing");
 }, { needsBorderSql: true });
 
 test(
-  "Stripe failing the payout: 502, the transfer kept, the withdrawal approved and retried once",
+  "Stripe refusing the payout: 502, the transfer kept, the withdrawal approved; the same key replays the refusal",
   async () => {
-    const { withdrawal: id } = await approvedWithdrawal();
-    await withFakeConnect(async (fake) => {
-      fake.fail.payouts = true;
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account());
+      await side.refusePayouts(account, true);
       const failed = await payOut({ withdrawal_id: id });
-      assertEquals(failed.status, 502);
-      const [result] = failed.body.results as Record<string, unknown>[];
+      assertEquals(failed.status, 502, JSON.stringify(failed.body));
+      const [result] = failed.body.results as Result[];
       assertEquals([result.status, result.stage], ["failed", "payout"]);
       const row = await withdrawal(id);
       assertEquals(row.status, "approved", "the reservation stays: still approved");
       assertEquals(row.processor_payout_id, null);
-      assert_(row.processor_transfer_id, "the transfer made is recorded");
-      fake.fail.payouts = false;
+      assertEquals(row.processor_transfer_id, result.transfer_id, "the transfer made is recorded");
+      await side.refusePayouts(account, false);
+      // Stripe keeps the answer to an idempotency key, a refusal too: the retry, under the
+      // withdrawal's one payout key, gets the same refusal, and nothing is paid twice.
+      const retried = await payOut({ withdrawal_id: id });
+      assertEquals(retried.status, 502, JSON.stringify(retried.body));
+      const [again] = retried.body.results as Result[];
+      assertEquals([again.stage, again.code], ["payout", result.code]);
+      assertEquals((await side.transfers(account)).length, 1, "the retry makes no second transfer");
+      assertEquals(await side.payouts(account), [], "and no payout");
+      if (!side.local) {
+        assertEquals(side.keys("/v1/payouts"), [
+          `withdrawal:${id}:payout`,
+          `withdrawal:${id}:payout`,
+        ]);
+      }
+      assertEquals((await withdrawal(id)).status, "approved");
+      await setAsideOtherDue([]);
+    });
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "Stripe unreachable: 502, nothing recorded; the retry, under the same keys, pays once",
+  async () => {
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account());
+      const base = Deno.env.get("STRIPE_API_BASE")!;
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = (listener.addr as Deno.NetAddr).port;
+      listener.close();
+      Deno.env.set("STRIPE_API_BASE", `http://127.0.0.1:${port}`);
+      let answer;
+      try {
+        answer = await payOut({ withdrawal_id: id });
+      } finally {
+        Deno.env.set("STRIPE_API_BASE", base);
+      }
+      assertEquals(answer.status, 502);
+      const [result] = answer.body.results as Result[];
+      assertEquals([result.stage, result.code], ["transfer", "processor_unavailable"]);
+      assertEquals(await withdrawal(id), {
+        status: "approved",
+        processor_transfer_id: null,
+        processor_payout_id: null,
+      });
       const retried = await payOut({ withdrawal_id: id });
       assertEquals(retried.status, 200, JSON.stringify(retried.body));
-      const transfers = fake.seen.filter((s) => s.path === "/v1/transfers");
-      assertEquals(transfers.length, 1, "the retry makes no second transfer");
-      const payoutKeys = fake.seen.filter((s) => s.path === "/v1/payouts").map((s) =>
-        s.idempotencyKey
-      );
-      assertEquals(payoutKeys, [`withdrawal:${id}:payout`, `withdrawal:${id}:payout`]);
+      assertEquals((await side.transfers(account)).length, 1);
+      assertEquals((await side.payouts(account)).length, 1);
       assertEquals((await withdrawal(id)).status, "processing");
     });
   },
   { needsBorderSql: true },
 );
 
-test("Stripe unreachable: 502, nothing recorded, the withdrawal stays approved", async () => {
-  const { withdrawal: id } = await approvedWithdrawal();
-  const base = Deno.env.get("STRIPE_API_BASE")!;
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  Deno.env.set("STRIPE_API_BASE", `http://127.0.0.1:${port}`);
-  let answer;
-  try {
-    answer = await payOut({ withdrawal_id: id });
-  } finally {
-    Deno.env.set("STRIPE_API_BASE", base);
-  }
-  assertEquals(answer.status, 502);
-  const [result] = answer.body.results as Record<string, unknown>[];
-  assertEquals([result.stage, result.code], ["transfer", "processor_unavailable"]);
-  assertEquals(await withdrawal(id), {
-    status: "approved",
-    processor_transfer_id: null,
-    processor_payout_id: null,
-  });
-}, { needsBorderSql: true });
-
 test(
   "a transfer made but refused by the database: reported as an inconsistency, no payout",
   async () => {
-    const { withdrawal: id } = await approvedWithdrawal();
-    await withFakeConnect(async (fake) => {
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account());
       await db`revoke execute on function public.record_withdrawal_transfer(uuid, text) from payment_service`;
       let answer;
       try {
@@ -181,52 +224,86 @@ test(
         await db`grant execute on function public.record_withdrawal_transfer(uuid, text) to payment_service`;
       }
       assertEquals(answer.status, 502);
-      const [result] = answer.body.results as Record<string, unknown>[];
+      const [result] = answer.body.results as Result[];
       assertEquals([result.stage, result.code], ["record_transfer", "transfer_not_recorded"]);
-      assertEquals(fake.seen.map((s) => s.path), ["/v1/transfers"], "no payout follows");
+      assertEquals((await side.transfers(account)).map((t) => t.id), [result.transfer_id]);
+      assertEquals(await side.payouts(account), [], "no payout follows");
       const reported = await reportedInconsistencies(result.transfer_id as string);
       assertEquals(reported.length, 1);
+      assertEquals(reported[0].kind, "transfer_unrecorded");
       assertEquals(String(reported[0].amount_minor), "10000");
     });
   },
   { needsBorderSql: true },
 );
 
-test(
-  "payout.paid completes the withdrawal; payout.failed fails it and releases the money",
-  async () => {
-    const paid = await approvedWithdrawal(3000);
-    const lost = await approvedWithdrawal(4000);
-    let results: Record<string, unknown>[] = [];
-    await withFakeConnect(async () => {
+/** Stripe settling `payout` of `account` as paid or failed, delivered to stripe-webhook. */
+async function settle(
+  side: ConnectSide,
+  account: string,
+  payout: Result,
+  amount: number,
+  outcome: "paid" | "failed",
+): Promise<void> {
+  const base = Deno.env.get("STRIPE_API_BASE")!;
+  if (side.local) {
+    const res = await fetch(
+      `${base}/_test/payouts/${payout.payout_id}/${outcome === "paid" ? "paid" : "fail"}`,
+      {
+        method: "POST",
+        headers: { authorization: `Bearer ${Deno.env.get("STRIPE_SECRET_KEY")}` },
+      },
+    );
+    await res.body?.cancel();
+    assertEquals(res.status, 200);
+    return;
+  }
+  const payload = JSON.stringify({
+    ...JSON.parse(eventBody(`payout.${outcome}`, {
+      id: payout.payout_id,
+      object: "payout",
+      amount,
+      currency: "usd",
+      status: outcome,
+      failure_code: outcome === "failed" ? "account_closed" : null,
+      failure_message: outcome === "failed" ? "The bank account has been closed." : null,
+      metadata: { withdrawal_id: payout.withdrawal_id },
+    })),
+    account,
+  });
+  const answer = await call(webhook, "stripe-webhook", {
+    body: payload,
+    headers: { "stripe-signature": await signature(payload) },
+  });
+  assertEquals(
+    [answer.status, answer.body.status],
+    [200, "processed"],
+    JSON.stringify(answer.body),
+  );
+}
+
+test("payout.paid completes the withdrawal; payout.failed fails it", async () => {
+  const server = await serveWebhooks(webhook);
+  try {
+    await withConnect(async (side) => {
+      const paid = await approvedWithdrawal(await side.account(), 3000);
+      const lost = await approvedWithdrawal(await side.account(), 4000);
+      const sent: Result[] = [];
       for (const w of [paid, lost]) {
-        const { body } = await payOut({ withdrawal_id: w.withdrawal });
-        results = results.concat(body.results as Record<string, unknown>[]);
+        const { status, body } = await payOut({ withdrawal_id: w.withdrawal });
+        assertEquals(status, 200, JSON.stringify(body));
+        sent.push(...body.results as Result[]);
       }
+      assertEquals((await withdrawal(paid.withdrawal)).status, "processing");
+      await settle(side, paid.account, sent[0], 3000, "paid");
+      await settle(side, lost.account, sent[1], 4000, "failed");
+      const settled = await waitFor(async () =>
+        (await withdrawal(paid.withdrawal)).status === "paid" &&
+        (await withdrawal(lost.withdrawal)).status === "failed"
+      );
+      assert_(settled, "the webhooks completed one withdrawal and failed the other");
     });
-    const deliver = async (type: string, w: typeof paid, result: Record<string, unknown>) => {
-      const payload = eventBody(type, {
-        id: result.payout_id,
-        object: "payout",
-        amount: w === paid ? 3000 : 4000,
-        currency: "usd",
-        status: type === "payout.paid" ? "paid" : "failed",
-        failure_code: type === "payout.failed" ? "account_closed" : null,
-        failure_message: type === "payout.failed" ? "The bank account has been closed" : null,
-        metadata: { withdrawal_id: w.withdrawal },
-      });
-      const withAccount = JSON.stringify({ ...JSON.parse(payload), account: w.account });
-      return await call(webhook, "stripe-webhook", {
-        body: withAccount,
-        headers: { "stripe-signature": await signature(withAccount) },
-      });
-    };
-    const ok = await deliver("payout.paid", paid, results[0]);
-    assertEquals([ok.status, ok.body.status], [200, "processed"], JSON.stringify(ok.body));
-    assertEquals((await withdrawal(paid.withdrawal)).status, "paid");
-    const ko = await deliver("payout.failed", lost, results[1]);
-    assertEquals([ko.status, ko.body.status], [200, "processed"], JSON.stringify(ko.body));
-    assertEquals((await withdrawal(lost.withdrawal)).status, "failed");
-  },
-  { needsBorderSql: true },
-);
+  } finally {
+    await server.close();
+  }
+}, { needsBorderSql: true });
