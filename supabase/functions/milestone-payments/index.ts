@@ -220,8 +220,8 @@ export async function handle(req: Request): Promise<Response> {
     if (stripeUnavailable(error)) {
       return json(503, {
         code: "processor_unavailable",
-        message: "Stripe could not be reached; nothing is funded. Retrying is safe: the same " +
-          "attempt is charged at most once.",
+        message: "Stripe could not be reached or failed; nothing is funded yet. Retrying is " +
+          "safe: the same attempt, under the same idempotency key, is charged at most once.",
         milestone_payment_id: paymentId,
         attempt: attempt.attempt,
       });
@@ -230,7 +230,10 @@ export async function handle(req: Request): Promise<Response> {
       const code = error.decline_code || error.code || "card_declined";
       const declined = error.payment_intent;
       if (declined?.id) {
-        await recordIntent(context, paymentId, attempt, declined.id).catch(() => {});
+        await recordIntent(context, paymentId, attempt, declined.id).catch((recordError) =>
+          // The failure below is what matters to the payer; the webhook names the intent too.
+          console.error("record_payment_intent after a decline", declined.id, recordError)
+        );
       }
       await recordFailure(context, paymentId, attempt, code, error.message);
       return json(402, {
