@@ -5,7 +5,7 @@
  */
 import { required } from "../_shared/env.ts";
 import { fakeConnect } from "./fake_connect.ts";
-import { stripe } from "./helpers.ts";
+import { stripe, stripeId } from "./helpers.ts";
 
 export interface StripeObjectSeen {
   id: string;
@@ -78,7 +78,7 @@ function fakeSide(): ConnectSide {
     );
   return {
     local: false,
-    account: () => Promise.resolve(`acct_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`),
+    account: () => Promise.resolve(stripeId("acct", 16)),
     transfers: (account) =>
       Promise.resolve(
         fake.answers("/v1/transfers").filter((a) => a.destination === account).map(

@@ -6,6 +6,8 @@
  * Nothing else of Stripe is imitated here.
  */
 
+import { stripeId } from "./helpers.ts";
+
 export interface Seen {
   path: string;
   answer?: string;
@@ -62,8 +64,7 @@ export function fakeConnect(): FakeConnect {
     }
     let answer = answers.get(key);
     if (!answer) {
-      const id = (kind === "transfers" ? "tr_" : "po_") +
-        crypto.randomUUID().replaceAll("-", "").slice(0, 20);
+      const id = stripeId(kind === "transfers" ? "tr" : "po", 20);
       answer = {
         path,
         id,

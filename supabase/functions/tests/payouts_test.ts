@@ -14,6 +14,7 @@ import {
   serveWebhooks,
   serviceToken,
   signature,
+  stripeId,
   test,
   userClaims,
   userToken,
@@ -23,11 +24,11 @@ import {
 /** A contractor with money in their wallet and an approved withdrawal of `amount` to `account`. */
 async function approvedWithdrawal(account: string, amount = 10000) {
   const carl = await makeUser("carl", true);
-  const suffix = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
+  const externalAccount = stripeId("ba", 12);
   const [method] = await db`
     insert into public.payout_methods
       (user_id, type, processor_account_id, processor_external_account_id, currency)
-    values (${carl}, 'bank_account', ${account}, ${"ba_" + suffix}, 'USD')
+    values (${carl}, 'bank_account', ${account}, ${externalAccount}, 'USD')
     returning id
   `;
   await db`select tests.fund_wallet(${carl}, 900000)`;

@@ -12,6 +12,7 @@ import {
   pendingPayment,
   reportedInconsistencies,
   signature,
+  stripeId,
   test,
 } from "./helpers.ts";
 
@@ -97,7 +98,7 @@ test("a GET is a 405", async () => {
 });
 
 test("a verified event of an unhandled type is recorded as ignored, once", async () => {
-  const id = `evt_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
+  const id = stripeId("evt");
   const payload = eventBody("customer.created", customer, id);
   const first = await deliver(payload, await signature(payload));
   assertEquals(first.status, 200, JSON.stringify(first.body));
@@ -123,7 +124,7 @@ test("every v1 signature is tried: a valid one beside a wrong one is accepted", 
 
 /** A signed payment_intent.succeeded for `payment`, with `amount` and `currency`. */
 async function succeeded(payment: string, amount: number, currency = "usd") {
-  const intent = `pi_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
+  const intent = stripeId("pi");
   const payload = eventBody("payment_intent.succeeded", {
     id: intent,
     object: "payment_intent",
@@ -177,7 +178,7 @@ test(
     const payment = await aPendingPayment(40000);
     const { intent, payload, header } = await succeeded(payment, 40000);
     const refund = eventBody("charge.refunded", {
-      id: `ch_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
+      id: stripeId("ch"),
       object: "charge",
       amount: 40000,
       amount_refunded: 40000,
