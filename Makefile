@@ -7,6 +7,13 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 PAYGUARD := $(VENV)/bin/payguard
 SUPABASE := node_modules/.bin/supabase
+DENO := node_modules/.bin/deno
+FUNCTIONS := supabase/functions
+# Deno's cache (the npm packages deno.lock names) lives with the project's other local state.
+export DENO_DIR := $(CURDIR)/.payguard/deno
+export DENO_NO_UPDATE_CHECK := 1
+# The functions' tests run a local Stripe (localstripe, from PyPI) in the venv.
+LOCALSTRIPE := localstripe==1.15.10
 # The database that the Supabase CLI's checks run against: deployed afresh by every `make test`.
 CHECK_DB := payguard_check
 
@@ -17,12 +24,12 @@ export DO_NOT_TRACK := 1
 export SUPABASE_TELEMETRY_DISABLED := 1
 
 .NOTPARALLEL:
-.PHONY: help setup system-packages demo test bench lint sqlfluff supabase-checks pgtap pytest clean
+.PHONY: help setup system-packages demo test bench lint sqlfluff supabase-checks pgtap deno pytest clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: system-packages $(VENV)/.installed node_modules/.installed ## Install what is missing
+setup: system-packages $(VENV)/.installed node_modules/.installed $(DENO_DIR)/.installed $(VENV)/.localstripe ## Install what is missing
 
 system-packages:
 	@bash scripts/install-system-packages.sh
@@ -38,13 +45,25 @@ node_modules/.installed: package.json package-lock.json
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The npm packages that the functions' deno.lock names, fetched from the registry and checked
+# against the lock (--frozen: a lock that does not match is an error, never rewritten).
+$(DENO_DIR)/.installed: $(FUNCTIONS)/deno.json $(FUNCTIONS)/deno.lock node_modules/.installed
+	@mkdir -p $(DENO_DIR)
+	@cd $(FUNCTIONS) && $(CURDIR)/$(DENO) cache --frozen --quiet */index.ts tests/*.ts
+	@touch $@
+
+$(VENV)/.localstripe: $(VENV)/.installed
+	@$(PYTHON) -c 'import localstripe' 2>/dev/null || \
+	  $(PYTHON) -m pip install --quiet --disable-pip-version-check '$(LOCALSTRIPE)'
+	@touch $@
+
 demo: setup ## Start the embedded database, deploy with seed data, show what is there
 	@$(PAYGUARD) db start
 	@$(PAYGUARD) deploy --seed
 	@$(PAYGUARD) describe
 	@$(PAYGUARD) demo
 
-test: setup lint sqlfluff supabase-checks pgtap pytest ## Every check, in order, stopping at the first failure
+test: setup lint sqlfluff supabase-checks pgtap deno pytest ## Every check, in order, stopping at the first failure
 
 lint: setup ## ruff (lint and format) and mypy
 	@$(VENV)/bin/ruff check python tests/py
@@ -66,6 +85,12 @@ supabase-checks: setup ## On a fresh deploy: the Supabase CLI's checks, policies
 
 pgtap: setup ## pg_prove over tests/sql
 	@$(PAYGUARD) test --sql
+
+deno: setup ## The Edge Functions: deno fmt --check, lint, check, and their tests (real database, local Stripe)
+	@cd $(FUNCTIONS) && $(CURDIR)/$(DENO) fmt --check --quiet
+	@cd $(FUNCTIONS) && $(CURDIR)/$(DENO) lint --quiet
+	@cd $(FUNCTIONS) && $(CURDIR)/$(DENO) check --frozen --quiet */index.ts tests/*.ts
+	@$(PYTHON) scripts/functions_test.py
 
 pytest: setup ## pytest over tests/py
 	@$(PAYGUARD) test --py

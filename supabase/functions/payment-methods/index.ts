@@ -1,0 +1,161 @@
+/**
+ * payment-methods: save a card the client tokenised with Stripe.
+ *
+ * POST {"payment_method": "pm_…", "nickname"?: text, "is_default"?: boolean} with the user's
+ * JWT (aal2). The function never sees card data: it asks Stripe for the method, attaches it
+ * to the user's Stripe customer (created and recorded on first use) unless it already is,
+ * copies brand, last4 and expiry from Stripe, and inserts the row as `payment_service` in a
+ * transaction whose claims are the user's, so the database checks the owner, aal2 and the
+ * customer. Answers 201 with the row; 401 without a valid JWT; 403 when the method belongs to
+ * another customer or the database refuses (e.g. aal1); 409 when it is already saved; 422
+ * when it is not a card Stripe knows; 502/503 when Stripe fails.
+ */
+import { type Caller, requireUser } from "../_shared/auth.ts";
+import {
+  type RequestContext,
+  requestContext,
+  setRole,
+  transaction,
+  type Tx,
+} from "../_shared/db.ts";
+import { serve } from "../_shared/serve.ts";
+import {
+  allowMethods,
+  type Body,
+  HttpError,
+  json,
+  readJsonObject,
+  stringField,
+} from "../_shared/http.ts";
+import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
+
+const PAYMENT_METHOD = /^pm_[A-Za-z0-9]{6,}$/;
+
+/** The Stripe answer for a failed call, as this function's error. */
+export function stripeFailure(error: unknown, what: string): HttpError {
+  if (stripeUnavailable(error)) {
+    return new HttpError(503, "processor_unavailable", `Stripe could not ${what}; try again`);
+  }
+  if (isStripeError(error) && error.statusCode === 404) {
+    return new HttpError(422, "payment_method_unknown", "Stripe knows no such payment method");
+  }
+  if (isStripeError(error) && error.type === "StripeCardError") {
+    return new HttpError(402, error.code ?? "card_declined", error.message);
+  }
+  if (isStripeError(error)) {
+    return new HttpError(502, "processor_error", `Stripe refused to ${what}`, {
+      processor_code: error.code ?? null,
+    });
+  }
+  return new HttpError(502, "processor_error", `Stripe could not ${what}`);
+}
+
+async function recordedCustomer(tx: Tx, userId: string): Promise<string | null> {
+  const rows = await tx`
+    select processor_customer_id from public.processor_customers
+    where user_id = ${userId}::uuid
+  `;
+  return rows.length ? String(rows[0].processor_customer_id) : null;
+}
+
+/** The user's Stripe customer: the recorded one, else a new one, recorded. */
+async function customerFor(context: RequestContext, caller: Caller): Promise<string> {
+  const existing = await transaction(context, (tx) => recordedCustomer(tx, caller.userId!));
+  if (existing) return existing;
+  let customer: Stripe.Customer;
+  try {
+    customer = await stripe().customers.create(
+      { metadata: { user_id: caller.userId! } },
+      { idempotencyKey: `user:${caller.userId}:customer` },
+    );
+  } catch (error) {
+    throw stripeFailure(error, "create the customer");
+  }
+  return await transaction(context, async (tx) => {
+    await setRole(tx, "payment_service");
+    await tx`
+      insert into public.processor_customers (user_id, processor, processor_customer_id)
+      values (${caller.userId!}::uuid, 'stripe', ${customer.id})
+      on conflict (user_id) do nothing
+    `;
+    const recorded = await recordedCustomer(tx, caller.userId!);
+    if (!recorded) throw new Error("processor customer not recorded");
+    return recorded;
+  });
+}
+
+/** The card's type for the database: debit or credit. */
+function methodType(method: Stripe.PaymentMethod): string {
+  return method.card?.funding === "debit" ? "debit_card" : "credit_card";
+}
+
+export async function handle(req: Request): Promise<Response> {
+  allowMethods(req, "POST");
+  const caller = await requireUser(req);
+  const body = await readJsonObject(req);
+  const paymentMethodId = stringField(body, "payment_method", PAYMENT_METHOD, "a Stripe pm_… id");
+  const nickname = body.nickname ?? null;
+  if (nickname !== null && typeof nickname !== "string") {
+    throw new HttpError(422, "invalid_field", "nickname must be text", { field: "nickname" });
+  }
+  const isDefault = body.is_default ?? false;
+  if (typeof isDefault !== "boolean") {
+    throw new HttpError(422, "invalid_field", "is_default must be a boolean", {
+      field: "is_default",
+    });
+  }
+  // The database refuses the insert without aal2 too; asking first spares Stripe a customer
+  // and an attachment that could not be saved.
+  if (caller.claims.aal !== "aal2") {
+    throw new HttpError(
+      403,
+      "PT403",
+      "Saving a payment method needs multi-factor authentication (aal2)",
+    );
+  }
+  const context = requestContext(req, caller);
+
+  const customer = await customerFor(context, caller);
+  let method: Stripe.PaymentMethod;
+  try {
+    method = await stripe().paymentMethods.retrieve(paymentMethodId);
+  } catch (error) {
+    throw stripeFailure(error, "find the payment method");
+  }
+  if (method.type !== "card" || !method.card) {
+    throw new HttpError(422, "payment_method_not_card", "Only cards can be saved");
+  }
+  const owner = typeof method.customer === "string" ? method.customer : method.customer?.id;
+  if (owner && owner !== customer) {
+    throw new HttpError(403, "PT403", "This payment method belongs to another customer");
+  }
+  if (!owner) {
+    try {
+      method = await stripe().paymentMethods.attach(paymentMethodId, { customer }, {
+        idempotencyKey: `payment_method:${paymentMethodId}:attach:${customer}`,
+      });
+    } catch (error) {
+      throw stripeFailure(error, "attach the payment method");
+    }
+  }
+  const card = method.card!;
+  const row = await transaction(context, async (tx) => {
+    await setRole(tx, "payment_service");
+    const rows = await tx`
+      insert into public.payment_methods (
+        user_id, type, processor_payment_method_id, processor_customer_id,
+        brand, last4, exp_month, exp_year, nickname, is_default
+      ) values (
+        ${caller.userId!}::uuid, ${methodType(method)}::public.payment_method_type,
+        ${method.id}, ${customer}, ${card.brand}, ${card.last4}, ${card.exp_month},
+        ${card.exp_year}, ${nickname as string | null}, ${isDefault}
+      )
+      returning id, user_id, type, processor_payment_method_id, brand, last4, exp_month,
+        exp_year, nickname, is_default, created_at
+    `;
+    return rows[0] as Body;
+  });
+  return json(201, row);
+}
+
+export default serve(handle, { cors: true });

@@ -1,0 +1,106 @@
+/**
+ * stripe-webhook: Stripe's events, verified and applied once.
+ *
+ * POST with Stripe's raw body and its `Stripe-Signature` header. The signature is verified by
+ * the SDK on the raw body (every v1 signature tried, 300 s tolerance, constant-time compare)
+ * against `STRIPE_WEBHOOK_SECRET`; a missing, malformed, stale or wrong signature is a 400
+ * and nothing is written. A verified event goes to `public.apply_stripe_event` as
+ * `payment_service`, which records it once by its id and applies it in the same transaction:
+ * processed, duplicate, ignored or refused are acknowledged (200); failed is a 500, so that
+ * Stripe delivers it again.
+ */
+import { required } from "../_shared/env.ts";
+import { errorResponse } from "../_shared/errors.ts";
+import { serve } from "../_shared/serve.ts";
+import { allowMethods, HttpError, json } from "../_shared/http.ts";
+import { rpc, transaction } from "../_shared/db.ts";
+import { cryptoProvider, Stripe } from "../_shared/stripe.ts";
+
+/** Seconds a signature's timestamp may be away from now. */
+export const TOLERANCE_SECONDS = 300;
+
+/** What apply_stripe_event answers. */
+export interface Applied {
+  event_id: string;
+  type: string;
+  status: "processed" | "duplicate" | "ignored" | "refused" | "failed";
+  error?: { code: string; message: string };
+}
+
+const webhooks = Stripe.webhooks;
+
+/** The verified event of `req`, or 400. */
+async function verifiedEvent(req: Request): Promise<{ raw: string; event: Stripe.Event }> {
+  const signature = req.headers.get("stripe-signature");
+  if (!signature) {
+    throw new HttpError(400, "signature_missing", "The Stripe-Signature header is missing");
+  }
+  const raw = await req.text();
+  try {
+    const event = await webhooks.constructEventAsync(
+      raw,
+      signature,
+      required("STRIPE_WEBHOOK_SECRET"),
+      TOLERANCE_SECONDS,
+      cryptoProvider,
+    );
+    // The SDK refuses timestamps older than the tolerance; one as far in the future was not
+    // made by Stripe's clock either, and would stay replayable for longer.
+    const timestamp = Number(/(?:^|,)\s*t=(\d+)/.exec(signature)?.[1]);
+    if (timestamp - Math.floor(Date.now() / 1000) > TOLERANCE_SECONDS) {
+      throw new HttpError(400, "signature_invalid", "The Stripe-Signature does not verify", {
+        reason: "Timestamp outside the tolerance zone (in the future)",
+      });
+    }
+    return { raw, event };
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    if (error instanceof Stripe.errors.StripeSignatureVerificationError) {
+      throw new HttpError(400, "signature_invalid", "The Stripe-Signature does not verify", {
+        reason: error.message.split("\n")[0],
+      });
+    }
+    throw new HttpError(400, "payload_invalid", "The body is not a Stripe event");
+  }
+}
+
+export async function handle(req: Request): Promise<Response> {
+  allowMethods(req, "POST");
+  const { raw, event } = await verifiedEvent(req);
+  if (typeof event.id !== "string" || typeof event.type !== "string") {
+    throw new HttpError(400, "payload_invalid", "The body is not a Stripe event");
+  }
+  let applied: Applied;
+  try {
+    applied = await apply(req, raw);
+  } catch (error) {
+    // Whatever kept the event from being recorded (the database unreachable, a privilege
+    // missing, a refusal the database did not record) is Stripe's cue to deliver it again.
+    const answer = errorResponse(error);
+    if (answer.status === 503) return answer;
+    console.error("stripe event not applied", event.id, event.type, error);
+    return json(500, {
+      code: "event_not_applied",
+      message: "The event was not recorded; deliver it again",
+      event_id: event.id,
+    });
+  }
+  return json(applied.status === "failed" ? 500 : 200, applied);
+}
+
+/** Record and apply the event as payment_service, in one transaction. */
+function apply(req: Request, raw: string): Promise<Applied> {
+  const headers: Record<string, string> = {};
+  req.headers.forEach((value, name) => {
+    headers[name.toLowerCase()] = value;
+  });
+  return transaction({
+    role: "payment_service",
+    claims: { role: "payment_service" },
+    method: "POST",
+    path: new URL(req.url).pathname,
+    headers,
+  }, (tx) => rpc<Applied>(tx, "apply_stripe_event", [[raw, "jsonb"]]));
+}
+
+export default serve(handle);

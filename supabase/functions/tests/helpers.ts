@@ -1,0 +1,338 @@
+/**
+ * What the functions' tests share: a connection as `postgres` for fixtures (it owns the schema
+ * and bypasses RLS), signed JWTs, requests to a handler, and a Stripe client on the local
+ * Stripe. The environment comes from scripts/functions_test.py.
+ */
+import * as jose from "jose";
+import postgres from "postgres";
+import Stripe from "stripe";
+import { required } from "../_shared/env.ts";
+import paymentMethods from "../payment-methods/index.ts";
+
+export const db = postgres(required("SUPABASE_DB_URL"), {
+  max: 2,
+  prepare: false,
+  onnotice: () => {},
+});
+
+/** The contract with the database side that the functions call (the border with Stripe). */
+export const BORDER_FUNCTIONS = [
+  "begin_funding_attempt",
+  "record_payment_intent",
+  "record_funding_failure",
+  "apply_stripe_event",
+  "record_withdrawal_transfer",
+  "record_withdrawal_payout",
+  "withdrawals_to_pay_out",
+  "record_processor_inconsistency",
+];
+
+/**
+ * Whether the database has the border's SQL. None of it: the tests that need it are ignored
+ * (and say so). Part of it: an error, so that a renamed function cannot hide a test.
+ */
+export async function borderSql(): Promise<boolean> {
+  const rows = await db`
+    select f, exists (
+      select from pg_proc where proname = f and pronamespace = 'public'::regnamespace
+    ) as present
+    from unnest(${BORDER_FUNCTIONS}::text[]) as f
+  `;
+  const tables = await db`select to_regclass('public.processor_customers') is not null as present`;
+  const present = rows.filter((r) => r.present).length + (tables[0].present ? 1 : 0);
+  if (present === 0) {
+    console.warn("the database has none of the border's SQL: the tests that need it are ignored");
+    return false;
+  }
+  const missing = rows.filter((r) => !r.present).map((r) => `public.${r.f}`);
+  if (!tables[0].present) missing.push("public.processor_customers");
+  if (missing.length) throw new Error(`the border's SQL is incomplete: ${missing.join(", ")}`);
+  return true;
+}
+
+export const HAS_BORDER_SQL = await borderSql();
+
+const secret = new TextEncoder().encode(required("SUPABASE_JWT_SECRET"));
+
+/** A token signed with the project's secret, for `claims`. */
+export async function sign(
+  claims: jose.JWTPayload,
+  options: { secret?: Uint8Array; expiresIn?: number } = {},
+): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return await new jose.SignJWT({ iat: now, exp: now + (options.expiresIn ?? 3600), ...claims })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .sign(options.secret ?? secret);
+}
+
+/** The claims Supabase Auth puts in a user's access token (as payguard.testing builds them). */
+export function userClaims(userId: string, aal: "aal1" | "aal2" = "aal2"): jose.JWTPayload {
+  const now = Math.floor(Date.now() / 1000);
+  const amr = aal === "aal2"
+    ? [{ method: "totp", timestamp: now }, { method: "password", timestamp: now }]
+    : [{ method: "password", timestamp: now }];
+  return {
+    iss: "http://127.0.0.1:54321/auth/v1",
+    aud: "authenticated",
+    sub: userId,
+    email: "",
+    role: "authenticated",
+    aal,
+    amr,
+    session_id: crypto.randomUUID(),
+    is_anonymous: false,
+  };
+}
+
+/** A user's bearer token. */
+export function userToken(userId: string, aal: "aal1" | "aal2" = "aal2"): Promise<string> {
+  return sign(userClaims(userId, aal));
+}
+
+/** The service-role key's token. */
+export function serviceToken(): Promise<string> {
+  return sign({ iss: "supabase-demo", role: "service_role" });
+}
+
+type Handler = { fetch: (req: Request) => Promise<Response> };
+
+/** Call a function's handler as Supabase's runtime would, and read its JSON answer. */
+export async function call(
+  handler: Handler,
+  name: string,
+  options: { token?: string; body?: unknown; method?: string; headers?: HeadersInit } = {},
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const headers = new Headers(options.headers);
+  if (options.token) headers.set("authorization", `Bearer ${options.token}`);
+  headers.set("content-type", "application/json");
+  headers.set("x-forwarded-for", "203.0.113.7");
+  const req = new Request(`http://127.0.0.1/functions/v1/${name}`, {
+    method: options.method ?? "POST",
+    headers,
+    body: options.body === undefined
+      ? undefined
+      : typeof options.body === "string"
+      ? options.body
+      : JSON.stringify(options.body),
+  });
+  const res = await handler.fetch(req);
+  const text = await res.text();
+  if (!(res.headers.get("content-type") ?? "").startsWith("application/json")) {
+    throw new Error(`${name} answered ${res.status} without JSON: ${text}`);
+  }
+  return { status: res.status, body: JSON.parse(text) };
+}
+
+/** Stripe as the tests drive it: the same local Stripe the functions use. */
+export const stripe = new Stripe(
+  required("STRIPE_SECRET_KEY"),
+  (() => {
+    const url = new URL(required("STRIPE_API_BASE"));
+    return {
+      httpClient: Stripe.createFetchHttpClient(),
+      host: url.hostname,
+      port: Number(url.port),
+      protocol: "http" as const,
+      maxNetworkRetries: 0,
+    };
+  })(),
+);
+
+/** A card PaymentMethod made on the local Stripe from a test card number. */
+export async function testCard(number: string): Promise<Stripe.PaymentMethod> {
+  const params = {
+    type: "card",
+    card: { number, exp_month: 12, exp_year: 2034, cvc: "123" },
+  } as unknown as Stripe.PaymentMethodCreateParams;
+  return await stripe.paymentMethods.create(params);
+}
+
+/** A new confirmed user; `contractor` gives the contractor role. */
+export async function makeUser(name: string, contractor = false): Promise<string> {
+  const id = `${name}-${crypto.randomUUID().slice(0, 8)}`;
+  const metadata = contractor ? { role: "contractor" } : {};
+  const [row] = await db`
+    select tests.create_supabase_user(${id}, metadata => ${db.json(metadata)}) as id
+  `;
+  return row.id as string;
+}
+
+/** A project of `payer` built by `payee`, with escrow and a milestone; its pending payment. */
+export async function pendingPayment(
+  payer: string,
+  payee: string,
+  amountMinor = 40000,
+  currency = "USD",
+): Promise<string> {
+  const [project] = await db`
+    insert into public.projects (owner_id, contractor_id, title)
+    values (${payer}, ${payee}, 'Kitchen remodel') returning id
+  `;
+  const [milestone] = await db`
+    insert into public.project_milestones (project_id, position, title, amount_minor, currency)
+    values (${project.id}, 1, 'Cabinets', ${amountMinor}, ${currency}) returning id
+  `;
+  await db`
+    insert into public.escrow_accounts (user_id, project_id, currency)
+    values (${payer}, ${project.id}, ${currency})
+  `;
+  const [payment] = await db.begin(async (tx) => {
+    await tx`
+      select set_config('role', 'authenticated', true),
+        set_config('request.jwt.claims', ${JSON.stringify(userClaims(payer))}, true)
+    `;
+    return await tx`
+      select public.create_milestone_payment(${milestone.id}, ${crypto.randomUUID()}) ->> 'id' as id
+    `;
+  });
+  if (!payment.id) throw new Error("the fixture's milestone payment was not created");
+  return payment.id as string;
+}
+
+/** Stop the shared connections, for the last test of a file. */
+export async function closeAll(): Promise<void> {
+  await db.end({ timeout: 5 });
+}
+
+/**
+ * A Stripe-like id (`prefix_` and random letters). Letters only: hex digits from a UUID can
+ * line up into 13 to 19 digits that pass Luhn, which the database rightly refuses as a card
+ * number.
+ */
+export function stripeId(prefix: string, length = 24): string {
+  const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  const bytes = crypto.getRandomValues(new Uint8Array(length));
+  return `${prefix}_${Array.from(bytes, (b) => letters[b % letters.length]).join("")}`;
+}
+
+/** A test that shares the connections above (so the resource sanitizers are off). */
+export function test(
+  name: string,
+  fn: () => Promise<void>,
+  options: { needsBorderSql?: boolean } = {},
+): void {
+  Deno.test({
+    name,
+    fn,
+    ignore: options.needsBorderSql === true && !HAS_BORDER_SQL,
+    sanitizeOps: false,
+    sanitizeResources: false,
+  });
+}
+
+/** Poll `probe` until it answers true, for at most `ms`. */
+export async function waitFor(probe: () => Promise<boolean>, ms = 10000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await probe()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return false;
+}
+
+/**
+ * Serve `handler` on a free local port with Deno.serve, as `deno serve` does, and have the local
+ * Stripe deliver its webhooks there, signed with STRIPE_WEBHOOK_SECRET.
+ */
+export async function serveWebhooks(
+  handler: Handler,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler.fetch);
+  const url = `http://127.0.0.1:${server.addr.port}/functions/v1/stripe-webhook`;
+  const base = required("STRIPE_API_BASE");
+  const res = await fetch(`${base}/_config/webhooks/functions`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ url, secret: required("STRIPE_WEBHOOK_SECRET") }),
+  });
+  await res.body?.cancel();
+  if (!res.ok) throw new Error(`the local Stripe refused the webhook endpoint: ${res.status}`);
+  return { url, close: () => server.shutdown() };
+}
+
+/** The status of a milestone payment, read as postgres. */
+export async function paymentStatus(id: string): Promise<string> {
+  const [row] = await db`select status::text from public.milestone_payments where id = ${id}`;
+  return row.status as string;
+}
+
+/** Point the functions' Stripe client at a port where nothing listens, during `fn`. */
+export async function withStripeUnreachable<T>(fn: () => Promise<T>): Promise<T> {
+  const base = required("STRIPE_API_BASE");
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  Deno.env.set("STRIPE_API_BASE", `http://127.0.0.1:${port}`);
+  try {
+    return await fn();
+  } finally {
+    Deno.env.set("STRIPE_API_BASE", base);
+  }
+}
+
+/** Save `number` (a test card) for `user` through the function. */
+export async function saveCard(user: string, number = "4242424242424242") {
+  const card = await testCard(number);
+  const answer = await call(paymentMethods, "payment-methods", {
+    token: await userToken(user),
+    body: { payment_method: card.id },
+  });
+  return { card, ...answer };
+}
+
+/**
+ * The rows that report a processor object as inconsistent, from whichever table the database
+ * keeps them in (the one with a processor_object_id column).
+ */
+export async function reportedInconsistencies(
+  objectId: string,
+): Promise<Record<string, unknown>[]> {
+  const tables = await db`
+    select format('%I.%I', c.table_schema, c.table_name) as name
+    from information_schema.columns as c
+    join information_schema.tables as t using (table_schema, table_name)
+    where c.column_name = 'processor_object_id' and t.table_type = 'BASE TABLE'
+  `;
+  if (tables.length !== 1) {
+    throw new Error(`expected one inconsistency table, found ${tables.length}`);
+  }
+  return await db.unsafe(
+    `select * from ${tables[0].name} where processor_object_id = $1`,
+    [objectId],
+  );
+}
+
+const WEBHOOK_SECRET = Deno.env.get("STRIPE_WEBHOOK_SECRET")!;
+const webhookCrypto = Stripe.createSubtleCryptoProvider();
+
+/** An event body as Stripe sends it. */
+export function eventBody(type: string, object: Record<string, unknown>, id?: string): string {
+  return JSON.stringify(
+    {
+      id: id ?? stripeId("evt"),
+      object: "event",
+      api_version: "2025-01-27.acacia",
+      created: Math.floor(Date.now() / 1000),
+      livemode: false,
+      pending_webhooks: 1,
+      request: { id: null, idempotency_key: null },
+      type,
+      data: { object },
+    },
+    null,
+    2,
+  );
+}
+
+/** A Stripe-Signature header for `payload`. */
+export async function signature(
+  payload: string,
+  options: { secret?: string; timestamp?: number } = {},
+): Promise<string> {
+  return await Stripe.webhooks.generateTestHeaderStringAsync({
+    payload,
+    secret: options.secret ?? WEBHOOK_SECRET,
+    timestamp: options.timestamp ?? Math.floor(Date.now() / 1000),
+    cryptoProvider: webhookCrypto,
+  });
+}

@@ -1,0 +1,272 @@
+// milestone-payments: a PaymentIntent for exactly the payment's amount, charged at most once
+// per attempt; the payment is funded only by Stripe's webhook.
+import { assert_, assertEquals } from "./assert.ts";
+import milestonePayments from "../milestone-payments/index.ts";
+import webhook from "../stripe-webhook/index.ts";
+import {
+  call,
+  db,
+  eventBody,
+  makeUser,
+  paymentStatus,
+  pendingPayment,
+  reportedInconsistencies,
+  saveCard,
+  serveWebhooks,
+  signature,
+  stripe,
+  test,
+  userClaims,
+  userToken,
+  waitFor,
+  withStripeUnreachable,
+} from "./helpers.ts";
+
+/** A payer with a saved card (`number`) and a pending payment of `amount` to a contractor. */
+async function payerWithCard(number = "4242424242424242", amount = 40000) {
+  const payer = await makeUser("hana");
+  const payee = await makeUser("carl", true);
+  const saved = await saveCard(payer, number);
+  assertEquals(saved.status, 201, JSON.stringify(saved.body));
+  const payment = await pendingPayment(payer, payee, amount);
+  return { payer, payee, payment, method: saved.body.id as string, card: saved.card };
+}
+
+function fund(payer: string, body: Record<string, unknown>, aal: "aal1" | "aal2" = "aal2") {
+  return userToken(payer, aal).then((token) =>
+    call(milestonePayments, "milestone-payments", { token, body })
+  );
+}
+
+async function intentsFor(payment: string) {
+  const list = await stripe.paymentIntents.list({ limit: 100 });
+  return list.data.filter((pi) => pi.metadata?.milestone_payment_id === payment);
+}
+
+test("without a token: 401", async () => {
+  const { status } = await call(milestonePayments, "milestone-payments", { body: {} });
+  assertEquals(status, 401);
+});
+
+test("ids that are not UUIDs are a 422 naming the field", async () => {
+  const payer = await makeUser("hana");
+  const { status, body } = await fund(payer, {
+    milestone_payment_id: "1 or 1=1",
+    payment_method_id: crypto.randomUUID(),
+  });
+  assertEquals(status, 422);
+  assertEquals(body.field, "milestone_payment_id");
+});
+
+test("a charged card: 202, exactly the payment's amount, funded only by the webhook", async () => {
+  const { payer, payment, method } = await payerWithCard("4242424242424242", 40000);
+  const answer = await fund(payer, {
+    milestone_payment_id: payment,
+    payment_method_id: method,
+    amount_minor: 1, // a client-sent amount is ignored
+    currency: "JPY",
+  });
+  assertEquals(answer.status, 202, JSON.stringify(answer.body));
+  assertEquals(answer.body.status, "succeeded");
+  const intent = await stripe.paymentIntents.retrieve(answer.body.payment_intent_id as string);
+  assertEquals(intent.amount, 40000);
+  assertEquals(intent.currency, "usd");
+  assertEquals(intent.metadata.milestone_payment_id, payment);
+  assertEquals(await paymentStatus(payment), "pending", "the function's own view funds nothing");
+}, { needsBorderSql: true });
+
+test("the webhook that follows the charge funds the payment", async () => {
+  const server = await serveWebhooks(webhook);
+  try {
+    const { payer, payment, method } = await payerWithCard();
+    const answer = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    assertEquals(answer.status, 202, JSON.stringify(answer.body));
+    const funded = await waitFor(async () => (await paymentStatus(payment)) === "funded");
+    assert_(funded, "the payment_intent.succeeded webhook funded the payment");
+    const [row] = await db`
+      select processor_payment_intent_id from public.milestone_payments where id = ${payment}
+    `;
+    assertEquals(row.processor_payment_intent_id, answer.body.payment_intent_id);
+  } finally {
+    await server.close();
+    await fetch(`${Deno.env.get("STRIPE_API_BASE")}/_config/webhooks/functions`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ url: "http://127.0.0.1:9/nowhere", secret: "whsec_off" }),
+    }).then((r) => r.body?.cancel());
+  }
+}, { needsBorderSql: true });
+
+test("a retried request charges once: the same attempt, the same PaymentIntent", async () => {
+  const { payer, payment, method } = await payerWithCard();
+  const first = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+  const second = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+  assertEquals([first.status, second.status], [202, 202]);
+  assertEquals(second.body.payment_intent_id, first.body.payment_intent_id);
+  assertEquals(second.body.attempt, first.body.attempt);
+  assertEquals((await intentsFor(payment)).length, 1, "Stripe holds one PaymentIntent");
+}, { needsBorderSql: true });
+
+test(
+  "a declined card: 402, the failure recorded, nothing funded, and a new attempt may follow",
+  async () => {
+    const { payer, payee, payment, method } = await payerWithCard("4000000000000341");
+    const declined = await fund(payer, {
+      milestone_payment_id: payment,
+      payment_method_id: method,
+    });
+    assertEquals(declined.status, 402, JSON.stringify(declined.body));
+    assertEquals(declined.body.code, "card_declined");
+    assertEquals(await paymentStatus(payment), "failed", "failed, not funded, and retryable");
+    const good = await saveCard(payer, "4242424242424242");
+    const retry = await fund(payer, {
+      milestone_payment_id: payment,
+      payment_method_id: good.body.id,
+    });
+    assertEquals(retry.status, 202, JSON.stringify(retry.body));
+    assertEquals(retry.body.attempt, (declined.body.attempt as number) + 1, "a new attempt");
+    assert_(payee);
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "3-D Secure required: 409 with what the client needs to authenticate, nothing funded",
+  async () => {
+    const { payer, payment, method } = await payerWithCard("4000002760003184");
+    const answer = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    assertEquals(answer.status, 409, JSON.stringify(answer.body));
+    assertEquals(answer.body.code, "authentication_required");
+    assert_(String(answer.body.client_secret).startsWith(String(answer.body.payment_intent_id)));
+    assert_(answer.body.next_action, "the next action is given");
+    assertEquals(await paymentStatus(payment), "pending");
+  },
+  { needsBorderSql: true },
+);
+
+test("Stripe unreachable: 503, nothing charged or funded, and the retry charges once", async () => {
+  const { payer, payment, method } = await payerWithCard();
+  const down = await withStripeUnreachable(() =>
+    fund(payer, { milestone_payment_id: payment, payment_method_id: method })
+  );
+  assertEquals(down.status, 503);
+  assertEquals(down.body.code, "processor_unavailable");
+  assertEquals((await intentsFor(payment)).length, 0);
+  const up = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+  assertEquals(up.status, 202);
+  assertEquals(up.body.attempt, down.body.attempt, "the same attempt, the same idempotency key");
+  assertEquals((await intentsFor(payment)).length, 1);
+}, { needsBorderSql: true });
+
+test("another user's payment is refused by the database, and Stripe is not asked", async () => {
+  const { payment } = await payerWithCard();
+  const mallory = await makeUser("mallory");
+  const card = await saveCard(mallory);
+  const answer = await fund(mallory, {
+    milestone_payment_id: payment,
+    payment_method_id: card.body.id,
+  });
+  assert_([403, 404].includes(answer.status), `refused: ${JSON.stringify(answer.body)}`);
+  assertEquals((await intentsFor(payment)).length, 0);
+}, { needsBorderSql: true });
+
+test("another user's payment method is refused by the database", async () => {
+  const { payer, payment } = await payerWithCard();
+  const mallory = await makeUser("mallory");
+  const card = await saveCard(mallory);
+  const answer = await fund(payer, {
+    milestone_payment_id: payment,
+    payment_method_id: card.body.id,
+  });
+  assert_([403, 404].includes(answer.status), `refused: ${JSON.stringify(answer.body)}`);
+  assertEquals((await intentsFor(payment)).length, 0);
+}, { needsBorderSql: true });
+
+test(
+  "charged but the database refuses the record: 502, and the inconsistency is reported",
+  async () => {
+    const { payer, payment, method } = await payerWithCard();
+    await db`revoke execute on function public.record_payment_intent(uuid, integer, text) from payment_service`;
+    let answer;
+    try {
+      answer = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    } finally {
+      await db`grant execute on function public.record_payment_intent(uuid, integer, text) to payment_service`;
+    }
+    assertEquals(answer.status, 502, JSON.stringify(answer.body));
+    assertEquals(answer.body.code, "charge_not_recorded");
+    const intents = await intentsFor(payment);
+    assertEquals(intents.map((pi) => pi.id), [answer.body.payment_intent_id]);
+    assertEquals(await paymentStatus(payment), "pending");
+    const reported = await reportedInconsistencies(answer.body.payment_intent_id as string);
+    assertEquals(reported.length, 1, "one inconsistency names the PaymentIntent");
+    assertEquals(reported[0].milestone_payment_id, payment);
+    assertEquals(String(reported[0].amount_minor), "40000");
+    assertEquals(reported[0].currency, "USD");
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "the recovery of a charge the database refused, once the payment is canceled: a refund",
+  async () => {
+    const { payer, payment, method } = await payerWithCard();
+    await db`revoke execute on function public.record_payment_intent(uuid, integer, text) from payment_service`;
+    let answer;
+    try {
+      answer = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    } finally {
+      await db`grant execute on function public.record_payment_intent(uuid, integer, text) to payment_service`;
+    }
+    assertEquals(answer.status, 502);
+    const [reported] = await reportedInconsistencies(answer.body.payment_intent_id as string);
+    assertEquals(reported.kind, "charge_unrecorded");
+    await db.begin(async (tx) => {
+      await tx`select set_config('role', 'authenticated', true),
+      set_config('request.jwt.claims', ${JSON.stringify(userClaims(payer))}, true)`;
+      const [{ a }] = await tx`select public.cancel_milestone_payment(${payment}, 'cancel-1') as a`;
+      assertEquals(a.status, "canceled", JSON.stringify(a));
+    });
+    const [recovered] = await db.begin(async (tx) => {
+      await tx`select set_config('role', 'payment_service', true),
+      set_config('request.jwt.claims', '{"role": "payment_service"}', true)`;
+      return await tx`select public.recover_processor_inconsistency(${reported.id as string}) as r`;
+    });
+    assertEquals(recovered.r.recovery, "refund", JSON.stringify(recovered.r));
+    assertEquals(recovered.r.payment_intent_id, answer.body.payment_intent_id);
+    assertEquals(await paymentStatus(payment), "canceled", "nothing funded");
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "a charge the function could not record is still funded by Stripe's webhook, once",
+  async () => {
+    const { payer, payment, method } = await payerWithCard();
+    await db`revoke execute on function public.record_payment_intent(uuid, integer, text) from payment_service`;
+    let answer;
+    try {
+      answer = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    } finally {
+      await db`grant execute on function public.record_payment_intent(uuid, integer, text) to payment_service`;
+    }
+    assertEquals(answer.status, 502);
+    const intent = await stripe.paymentIntents.retrieve(answer.body.payment_intent_id as string);
+    const payload = eventBody(
+      "payment_intent.succeeded",
+      intent as unknown as Record<string, unknown>,
+    );
+    const delivered = await call(webhook, "stripe-webhook", {
+      body: payload,
+      headers: { "stripe-signature": await signature(payload) },
+    });
+    assertEquals([delivered.status, delivered.body.status], [200, "processed"]);
+    assertEquals(await paymentStatus(payment), "funded");
+    const again = await call(webhook, "stripe-webhook", {
+      body: payload,
+      headers: { "stripe-signature": await signature(payload) },
+    });
+    assertEquals([again.status, again.body.status], [200, "duplicate"]);
+  },
+  { needsBorderSql: true },
+);

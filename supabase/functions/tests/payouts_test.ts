@@ -1,0 +1,310 @@
+// payouts: an approved withdrawal is sent to the contractor's connected account as a transfer
+// and a payout, each with its withdrawal's idempotency key; it completes or fails only by the
+// webhook, and a Stripe failure leaves it approved and retryable, never paid twice.
+import { assert_, assertEquals } from "./assert.ts";
+import payouts from "../payouts/index.ts";
+import webhook from "../stripe-webhook/index.ts";
+import { type ConnectSide, connectSide } from "./connect_side.ts";
+import {
+  call,
+  db,
+  eventBody,
+  makeUser,
+  reportedInconsistencies,
+  serveWebhooks,
+  serviceToken,
+  signature,
+  stripeId,
+  test,
+  userClaims,
+  userToken,
+  waitFor,
+} from "./helpers.ts";
+
+/** A contractor with money in their wallet and an approved withdrawal of `amount` to `account`. */
+async function approvedWithdrawal(account: string, amount = 10000) {
+  const carl = await makeUser("carl", true);
+  const externalAccount = stripeId("ba", 12);
+  const [method] = await db`
+    insert into public.payout_methods
+      (user_id, type, processor_account_id, processor_external_account_id, currency)
+    values (${carl}, 'bank_account', ${account}, ${externalAccount}, 'USD')
+    returning id
+  `;
+  await db`select tests.fund_wallet(${carl}, 900000)`;
+  const [withdrawal] = await db`
+    insert into public.withdrawals (user_id, payout_method_id, amount_minor, currency)
+    values (${carl}, ${method.id}, ${amount}, 'USD')
+    returning id, status::text
+  `;
+  assertEquals(withdrawal.status, "approved", "a small withdrawal is approved at once");
+  return { carl, account, withdrawal: withdrawal.id as string };
+}
+
+async function withdrawal(id: string) {
+  const [row] = await db`
+    select status::text, processor_transfer_id, processor_payout_id
+    from public.withdrawals where id = ${id}
+  `;
+  return row;
+}
+
+/**
+ * Cancel, as an admin, the approved withdrawals awaiting payout other than `keep` (left by other
+ * tests on purpose, or by an earlier run on a reused database), so that "every due withdrawal"
+ * means this test's own.
+ */
+async function setAsideOtherDue(keep: string[]): Promise<void> {
+  const admin = await makeUser("ada");
+  await db`update public.users set role = 'admin' where id = ${admin}`;
+  await db.begin(async (tx) => {
+    await tx`
+      select set_config('role', 'admin', true),
+        set_config('request.jwt.claims', ${
+      JSON.stringify({ ...userClaims(admin), role: "admin" })
+    }, true)
+    `;
+    await tx`
+      update public.withdrawals
+      set status = 'canceled', failure_reason = 'Set aside by the payouts tests'
+      where status = 'approved' and processor_payout_id is null and not (id = any(${keep}::uuid[]))
+    `;
+  });
+}
+
+/** Run `fn` with Stripe's Connect side for this run. */
+async function withConnect<T>(fn: (side: ConnectSide) => Promise<T>): Promise<T> {
+  const side = connectSide();
+  try {
+    return await fn(side);
+  } finally {
+    await side.close();
+  }
+}
+
+async function payOut(body: Record<string, unknown> = {}) {
+  return await call(payouts, "payouts", { token: await serviceToken(), body });
+}
+
+type Result = Record<string, unknown>;
+
+test("without the service role: 401 without a token, 403 with a user's", async () => {
+  const none = await call(payouts, "payouts", { body: {} });
+  assertEquals(none.status, 401);
+  const user = await makeUser("hana");
+  const asUser = await call(payouts, "payouts", { token: await userToken(user), body: {} });
+  assertEquals(asUser.status, 403);
+});
+
+test(
+  "an approved withdrawal: one transfer and one payout with its keys, recorded, not yet paid",
+  async () => {
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account(), 12345);
+      const { status, body } = await payOut({ withdrawal_id: id });
+      assertEquals(status, 200, JSON.stringify(body));
+      const [result] = body.results as Result[];
+      assertEquals(result.status, "sent");
+      assertEquals(await side.transfers(account), [
+        { id: result.transfer_id, amount: 12345, currency: "usd" },
+      ]);
+      assertEquals(await side.payouts(account), [
+        { id: result.payout_id, amount: 12345, currency: "usd" },
+      ]);
+      if (!side.local) {
+        assertEquals(side.keys("/v1/transfers"), [`withdrawal:${id}:transfer`]);
+        assertEquals(side.keys("/v1/payouts"), [`withdrawal:${id}:payout`]);
+      }
+      const row = await withdrawal(id);
+      assertEquals(row.status, "processing", "it completes only by the webhook");
+      assertEquals(row.processor_transfer_id, result.transfer_id);
+      assertEquals(row.processor_payout_id, result.payout_id);
+      const again = await payOut({ withdrawal_id: id });
+      assertEquals(again.status, 404, "a withdrawal paid out is not due again");
+      assertEquals((await side.transfers(account)).length, 1, "nor transferred again");
+      assertEquals((await side.payouts(account)).length, 1, "nor paid out again");
+    });
+  },
+  { needsBorderSql: true },
+);
+
+test("all due withdrawals are sent by one call without a body", async () => {
+  await withConnect(async (side) => {
+    const a = await approvedWithdrawal(await side.account(), 1000);
+    const b = await approvedWithdrawal(await side.account(), 2000);
+    await setAsideOtherDue([a.withdrawal, b.withdrawal]);
+    const { status, body } = await call(payouts, "payouts", { token: await serviceToken() });
+    assertEquals(status, 200, JSON.stringify(body));
+    const sent = (body.results as Result[]).map((r) => [r.withdrawal_id, r.status]);
+    assertEquals(sent.sort(), [[a.withdrawal, "sent"], [b.withdrawal, "sent"]].sort());
+    assertEquals((await withdrawal(a.withdrawal)).status, "processing");
+    assertEquals((await withdrawal(b.withdrawal)).status, "processing");
+  });
+}, { needsBorderSql: true });
+
+test(
+  "Stripe refusing the payout: 502, the transfer kept, the withdrawal approved; the same key replays the refusal",
+  async () => {
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account());
+      await side.refusePayouts(account, true);
+      const failed = await payOut({ withdrawal_id: id });
+      assertEquals(failed.status, 502, JSON.stringify(failed.body));
+      const [result] = failed.body.results as Result[];
+      assertEquals([result.status, result.stage], ["failed", "payout"]);
+      const row = await withdrawal(id);
+      assertEquals(row.status, "approved", "the reservation stays: still approved");
+      assertEquals(row.processor_payout_id, null);
+      assertEquals(row.processor_transfer_id, result.transfer_id, "the transfer made is recorded");
+      await side.refusePayouts(account, false);
+      // Stripe keeps the answer to an idempotency key, a refusal too: the retry, under the
+      // withdrawal's one payout key, gets the same refusal, and nothing is paid twice.
+      const retried = await payOut({ withdrawal_id: id });
+      assertEquals(retried.status, 502, JSON.stringify(retried.body));
+      const [again] = retried.body.results as Result[];
+      assertEquals([again.stage, again.code], ["payout", result.code]);
+      assertEquals((await side.transfers(account)).length, 1, "the retry makes no second transfer");
+      assertEquals(await side.payouts(account), [], "and no payout");
+      if (!side.local) {
+        assertEquals(side.keys("/v1/payouts"), [
+          `withdrawal:${id}:payout`,
+          `withdrawal:${id}:payout`,
+        ]);
+      }
+      assertEquals((await withdrawal(id)).status, "approved");
+      await setAsideOtherDue([]);
+    });
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "Stripe unreachable: 502, nothing recorded; the retry, under the same keys, pays once",
+  async () => {
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account());
+      const base = Deno.env.get("STRIPE_API_BASE")!;
+      const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const port = (listener.addr as Deno.NetAddr).port;
+      listener.close();
+      Deno.env.set("STRIPE_API_BASE", `http://127.0.0.1:${port}`);
+      let answer;
+      try {
+        answer = await payOut({ withdrawal_id: id });
+      } finally {
+        Deno.env.set("STRIPE_API_BASE", base);
+      }
+      assertEquals(answer.status, 502);
+      const [result] = answer.body.results as Result[];
+      assertEquals([result.stage, result.code], ["transfer", "processor_unavailable"]);
+      assertEquals(await withdrawal(id), {
+        status: "approved",
+        processor_transfer_id: null,
+        processor_payout_id: null,
+      });
+      const retried = await payOut({ withdrawal_id: id });
+      assertEquals(retried.status, 200, JSON.stringify(retried.body));
+      assertEquals((await side.transfers(account)).length, 1);
+      assertEquals((await side.payouts(account)).length, 1);
+      assertEquals((await withdrawal(id)).status, "processing");
+    });
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "a transfer made but refused by the database: reported as an inconsistency, no payout",
+  async () => {
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account());
+      await db`revoke execute on function public.record_withdrawal_transfer(uuid, text) from payment_service`;
+      let answer;
+      try {
+        answer = await payOut({ withdrawal_id: id });
+      } finally {
+        await db`grant execute on function public.record_withdrawal_transfer(uuid, text) to payment_service`;
+      }
+      assertEquals(answer.status, 502);
+      const [result] = answer.body.results as Result[];
+      assertEquals([result.stage, result.code], ["record_transfer", "transfer_not_recorded"]);
+      assertEquals((await side.transfers(account)).map((t) => t.id), [result.transfer_id]);
+      assertEquals(await side.payouts(account), [], "no payout follows");
+      const reported = await reportedInconsistencies(result.transfer_id as string);
+      assertEquals(reported.length, 1);
+      assertEquals(reported[0].kind, "transfer_unrecorded");
+      assertEquals(String(reported[0].amount_minor), "10000");
+    });
+  },
+  { needsBorderSql: true },
+);
+
+/** Stripe settling `payout` of `account` as paid or failed, delivered to stripe-webhook. */
+async function settle(
+  side: ConnectSide,
+  account: string,
+  payout: Result,
+  amount: number,
+  outcome: "paid" | "failed",
+): Promise<void> {
+  const base = Deno.env.get("STRIPE_API_BASE")!;
+  if (side.local) {
+    const res = await fetch(
+      `${base}/_test/payouts/${payout.payout_id}/${outcome === "paid" ? "paid" : "fail"}`,
+      {
+        method: "POST",
+        headers: { authorization: `Bearer ${Deno.env.get("STRIPE_SECRET_KEY")}` },
+      },
+    );
+    await res.body?.cancel();
+    assertEquals(res.status, 200);
+    return;
+  }
+  const payload = JSON.stringify({
+    ...JSON.parse(eventBody(`payout.${outcome}`, {
+      id: payout.payout_id,
+      object: "payout",
+      amount,
+      currency: "usd",
+      status: outcome,
+      failure_code: outcome === "failed" ? "account_closed" : null,
+      failure_message: outcome === "failed" ? "The bank account has been closed." : null,
+      metadata: { withdrawal_id: payout.withdrawal_id },
+    })),
+    account,
+  });
+  const answer = await call(webhook, "stripe-webhook", {
+    body: payload,
+    headers: { "stripe-signature": await signature(payload) },
+  });
+  assertEquals(
+    [answer.status, answer.body.status],
+    [200, "processed"],
+    JSON.stringify(answer.body),
+  );
+}
+
+test("payout.paid completes the withdrawal; payout.failed fails it", async () => {
+  const server = await serveWebhooks(webhook);
+  try {
+    await withConnect(async (side) => {
+      const paid = await approvedWithdrawal(await side.account(), 3000);
+      const lost = await approvedWithdrawal(await side.account(), 4000);
+      const sent: Result[] = [];
+      for (const w of [paid, lost]) {
+        const { status, body } = await payOut({ withdrawal_id: w.withdrawal });
+        assertEquals(status, 200, JSON.stringify(body));
+        sent.push(...body.results as Result[]);
+      }
+      assertEquals((await withdrawal(paid.withdrawal)).status, "processing");
+      await settle(side, paid.account, sent[0], 3000, "paid");
+      await settle(side, lost.account, sent[1], 4000, "failed");
+      const settled = await waitFor(async () =>
+        (await withdrawal(paid.withdrawal)).status === "paid" &&
+        (await withdrawal(lost.withdrawal)).status === "failed"
+      );
+      assert_(settled, "the webhooks completed one withdrawal and failed the other");
+    });
+  } finally {
+    await server.close();
+  }
+}, { needsBorderSql: true });

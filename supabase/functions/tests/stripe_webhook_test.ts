@@ -1,0 +1,242 @@
+// stripe-webhook: only events signed with the endpoint's secret, within 300 s, are applied;
+// anything else is a 400 and writes nothing. Verified events are applied once.
+import { assertEquals, assertMatch } from "./assert.ts";
+import webhook from "../stripe-webhook/index.ts";
+import { closeDatabase } from "../_shared/db.ts";
+import {
+  call,
+  db,
+  eventBody,
+  makeUser,
+  paymentStatus,
+  pendingPayment,
+  reportedInconsistencies,
+  signature,
+  stripeId,
+  test,
+} from "./helpers.ts";
+
+/** Deliver `payload` with `header` as its Stripe-Signature (none when undefined). */
+export function deliver(payload: string, header?: string) {
+  return call(webhook, "stripe-webhook", {
+    body: payload,
+    headers: header === undefined ? {} : { "stripe-signature": header },
+  });
+}
+
+async function eventCount(): Promise<number> {
+  const [row] = await db`select count(*)::int as n from public.webhook_events`;
+  return row.n as number;
+}
+
+/** `attempt` is refused with 400 and `code`, and no event is recorded. */
+async function refusedAndNothingWritten(
+  attempt: () => Promise<{ status: number; body: Record<string, unknown> }>,
+  code: string,
+): Promise<Record<string, unknown>> {
+  const before = await eventCount();
+  const { status, body } = await attempt();
+  assertEquals(status, 400);
+  assertEquals(body.code, code);
+  assertEquals(await eventCount(), before, "nothing is written");
+  return body;
+}
+
+const customer = { id: "cus_unknown000001", object: "customer" };
+
+test("an event without a Stripe-Signature is a 400", async () => {
+  const payload = eventBody("customer.created", customer);
+  await refusedAndNothingWritten(() => deliver(payload), "signature_missing");
+});
+
+test("a malformed Stripe-Signature is a 400", async () => {
+  const payload = eventBody("customer.created", customer);
+  for (
+    const header of ["garbage", "t=abc,v1=", "v1=deadbeef", `t=${Math.floor(Date.now() / 1000)}`]
+  ) {
+    await refusedAndNothingWritten(() => deliver(payload, header), "signature_invalid");
+  }
+});
+
+test("a signature made with another secret is a 400", async () => {
+  const payload = eventBody("customer.created", customer);
+  const header = await signature(payload, { secret: "whsec_someoneelse" });
+  await refusedAndNothingWritten(() => deliver(payload, header), "signature_invalid");
+});
+
+test("a forged body under a real signature is a 400", async () => {
+  const signed = eventBody("customer.created", customer);
+  const header = await signature(signed);
+  const forged = signed.replace("customer.created", "payout.paid");
+  await refusedAndNothingWritten(() => deliver(forged, header), "signature_invalid");
+});
+
+test("a body re-serialised (not the raw bytes signed) is a 400", async () => {
+  const signed = eventBody("customer.created", customer);
+  const header = await signature(signed);
+  const compact = JSON.stringify(JSON.parse(signed));
+  await refusedAndNothingWritten(() => deliver(compact, header), "signature_invalid");
+});
+
+test("a signature older than 300 s is a 400 that says the timestamp is outside tolerance", async () => {
+  const payload = eventBody("customer.created", customer);
+  const header = await signature(payload, { timestamp: Math.floor(Date.now() / 1000) - 301 });
+  const body = await refusedAndNothingWritten(() => deliver(payload, header), "signature_invalid");
+  assertMatch(String(body.reason), /tolerance/i);
+});
+
+test("a signature from the future beyond 300 s is a 400", async () => {
+  const payload = eventBody("customer.created", customer);
+  const header = await signature(payload, { timestamp: Math.floor(Date.now() / 1000) + 600 });
+  await refusedAndNothingWritten(() => deliver(payload, header), "signature_invalid");
+});
+
+test("a GET is a 405", async () => {
+  const { status, body } = await call(webhook, "stripe-webhook", { method: "GET" });
+  assertEquals(status, 405);
+  assertEquals(body.code, "method_not_allowed");
+});
+
+test("a verified event of an unhandled type is recorded as ignored, once", async () => {
+  const id = stripeId("evt");
+  const payload = eventBody("customer.created", customer, id);
+  const first = await deliver(payload, await signature(payload));
+  assertEquals(first.status, 200, JSON.stringify(first.body));
+  assertEquals(first.body.event_id, id);
+  assertEquals(first.body.status, "ignored");
+  const again = await deliver(payload, await signature(payload));
+  assertEquals(again.status, 200, "a replay is acknowledged");
+  assertEquals(again.body.status, "duplicate", "and changes nothing");
+  const rows = await db`select status::text from public.webhook_events where id = ${id}`;
+  assertEquals(rows.map((r) => r.status), ["ignored"]);
+}, { needsBorderSql: true });
+
+test("every v1 signature is tried: a valid one beside a wrong one is accepted", async () => {
+  const payload = eventBody("customer.created", customer);
+  const good = await signature(payload);
+  const t = /t=(\d+)/.exec(good)![1];
+  const v1 = /v1=([0-9a-f]+)/.exec(good)![1];
+  const header = `t=${t},v1=${"0".repeat(64)},v1=${v1}`;
+  const { status, body } = await deliver(payload, header);
+  assertEquals(status, 200);
+  assertEquals(body.status, "ignored");
+}, { needsBorderSql: true });
+
+/** A signed payment_intent.succeeded for `payment`, with `amount` and `currency`. */
+async function succeeded(payment: string, amount: number, currency = "usd") {
+  const intent = stripeId("pi");
+  const payload = eventBody("payment_intent.succeeded", {
+    id: intent,
+    object: "payment_intent",
+    amount,
+    amount_received: amount,
+    currency,
+    status: "succeeded",
+    metadata: { milestone_payment_id: payment },
+  });
+  return { intent, payload, header: await signature(payload) };
+}
+
+async function aPendingPayment(amount = 40000): Promise<string> {
+  return await pendingPayment(await makeUser("hana"), await makeUser("carl", true), amount);
+}
+
+test("the same event delivered twice at once is applied once", async () => {
+  const payment = await aPendingPayment();
+  const { payload, header } = await succeeded(payment, 40000);
+  const answers = await Promise.all([deliver(payload, header), deliver(payload, header)]);
+  assertEquals(answers.map((a) => a.status), [200, 200]);
+  assertEquals(answers.map((a) => a.body.status).sort(), ["duplicate", "processed"]);
+  assertEquals(await paymentStatus(payment), "funded");
+  const [row] = await db`
+    select count(*)::int as n from public.webhook_events where id = ${JSON.parse(payload).id}
+  `;
+  assertEquals(row.n, 1);
+}, { needsBorderSql: true });
+
+test("a valid event for another amount is refused, acknowledged, and reported", async () => {
+  const payment = await aPendingPayment(40000);
+  const { intent, payload, header } = await succeeded(payment, 39999);
+  const { status, body } = await deliver(payload, header);
+  assertEquals(status, 200, "acknowledged: Stripe must not deliver it again");
+  assertEquals(body.status, "refused");
+  assertEquals(await paymentStatus(payment), "pending", "nothing funded");
+  assertEquals((await reportedInconsistencies(intent)).length, 1);
+}, { needsBorderSql: true });
+
+test("a valid event for another currency is refused and acknowledged", async () => {
+  const payment = await aPendingPayment(40000);
+  const { payload, header } = await succeeded(payment, 40000, "eur");
+  const { status, body } = await deliver(payload, header);
+  assertEquals([status, body.status], [200, "refused"]);
+  assertEquals(await paymentStatus(payment), "pending");
+}, { needsBorderSql: true });
+
+test(
+  "out of order: a refund before the charge's success is acknowledged, never a 5xx",
+  async () => {
+    const payment = await aPendingPayment(40000);
+    const { intent, payload, header } = await succeeded(payment, 40000);
+    const refund = eventBody("charge.refunded", {
+      id: stripeId("ch"),
+      object: "charge",
+      amount: 40000,
+      amount_refunded: 40000,
+      currency: "usd",
+      refunded: true,
+      payment_intent: intent,
+      metadata: { milestone_payment_id: payment },
+    });
+    const first = await deliver(refund, await signature(refund));
+    assertEquals(first.status, 200, JSON.stringify(first.body));
+    const second = await deliver(payload, header);
+    assertEquals(second.status, 200, JSON.stringify(second.body));
+    assertEquals(
+      [first.body.status, second.body.status].every((s) =>
+        ["processed", "refused"].includes(String(s))
+      ),
+      true,
+      "each is applied or refused by the database's transitions",
+    );
+  },
+  { needsBorderSql: true },
+);
+
+test("the database unreachable: 503, so that Stripe delivers again", async () => {
+  const url = Deno.env.get("SUPABASE_DB_URL")!;
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  await closeDatabase();
+  Deno.env.set("SUPABASE_DB_URL", `postgresql://postgres:postgres@127.0.0.1:${port}/nowhere`);
+  try {
+    const payload = eventBody("customer.created", { id: "cus_unknown000002" });
+    const { status, body } = await deliver(payload, await signature(payload));
+    assertEquals(status, 503);
+    assertEquals(body.code, "database_unavailable");
+  } finally {
+    await closeDatabase();
+    Deno.env.set("SUPABASE_DB_URL", url);
+  }
+});
+
+test(
+  "an event the database could not record is a 500, and is recorded on the next delivery",
+  async () => {
+    const payload = eventBody("customer.created", { id: "cus_unknown000003" });
+    const id = JSON.parse(payload).id;
+    await db`revoke execute on function public.apply_stripe_event(jsonb) from payment_service`;
+    let failed;
+    try {
+      failed = await deliver(payload, await signature(payload));
+    } finally {
+      await db`grant execute on function public.apply_stripe_event(jsonb) to payment_service`;
+    }
+    assertEquals(failed.status, 500);
+    assertEquals(failed.body.code, "event_not_applied");
+    assertEquals((await db`select 1 from public.webhook_events where id = ${id}`).length, 0);
+    const again = await deliver(payload, await signature(payload));
+    assertEquals([again.status, again.body.status], [200, "ignored"]);
+  },
+  { needsBorderSql: true },
+);
