@@ -5,6 +5,7 @@ Load with `pytest_plugins`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -179,10 +180,10 @@ def stripe_test_api(local_stripe: LocalStripe, stripe_client: stripe.StripeClien
     return StripeTestApi(local_stripe, stripe_client)
 
 
-@pytest.fixture
-def webhook_receiver(local_stripe: LocalStripe) -> Iterator[WebhookReceiver]:
-    """A webhook endpoint registered with the local Stripe for one test (its own name and
-    secret), removed afterwards."""
+@contextlib.contextmanager
+def receiver_server() -> Iterator[WebhookReceiver]:
+    """An HTTP endpoint on 127.0.0.1 that records every POST made to it (its secret is for the
+    webhook it may be registered as)."""
     receiver: WebhookReceiver
 
     class Handler(BaseHTTPRequestHandler):
@@ -198,17 +199,36 @@ def webhook_receiver(local_stripe: LocalStripe) -> Iterator[WebhookReceiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    name = f"test-{uuid.uuid4().hex[:8]}"
     receiver = WebhookReceiver(
         url=f"http://127.0.0.1:{server.server_port}/", secret=f"whsec_{uuid.uuid4().hex}"
     )
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[WebhookReceiver]:
+    """An HTTP endpoint recording what is posted to it, not registered with the local Stripe."""
+    with receiver_server() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def webhook_receiver(local_stripe: LocalStripe) -> Iterator[WebhookReceiver]:
+    """A webhook endpoint registered with the local Stripe for one test (its own name and
+    secret), removed afterwards."""
     base = local_stripe.status().api_base
     assert base is not None
-    configure_webhook(base, name, receiver.url, receiver.secret)
-    yield receiver
-    http("DELETE", f"{base}/_config/webhooks/{name}")
-    server.shutdown()
-    server.server_close()
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    with receiver_server() as receiver:
+        configure_webhook(base, name, receiver.url, receiver.secret)
+        try:
+            yield receiver
+        finally:
+            http("DELETE", f"{base}/_config/webhooks/{name}")
 
 
 ServeFunctions = Callable[..., Functions]
