@@ -120,10 +120,10 @@ def read_stripe(client: stripe.StripeClient, account_ids: Iterable[str]) -> Stri
     charges = [
         Charge(
             id=c.id,
-            payment_intent_id=_id(c.get("payment_intent")),
+            payment_intent_id=_id(getattr(c, "payment_intent", None)),
             status=str(c.status),
             amount=int(c.amount),
-            amount_refunded=int(c.get("amount_refunded") or 0),
+            amount_refunded=int(getattr(c, "amount_refunded", 0) or 0),
             currency=str(c.currency).upper(),
         )
         for c in _all(client.v1.charges.list({"limit": 100}))
@@ -247,4 +247,4 @@ def _id(value: Any) -> str | None:
     """An expandable field's id: the string, or the expanded object's id."""
     if value is None or isinstance(value, str):
         return value
-    return str(value["id"])
+    return str(value.id)
