@@ -236,3 +236,37 @@ def test_an_unauthenticated_request_is_refused(local_stripe):
     base = local_stripe.status().api_base
     assert http("GET", f"{base}/v1/accounts").status == 401
     assert http("GET", f"{base}/v1/accounts", token="sk_test_any").status == 200
+
+
+def test_a_failed_delivery_is_retried_each_attempt_signed_afresh(
+    stripe_client, stripe_test_api, webhook_receiver
+):
+    before = stripe_test_api.configure_delivery(retries=2, retry_delay=1.1)
+    try:
+        webhook_receiver.fail_first = 1
+        customer = stripe_client.v1.customers.create({"email": "retry@example.test"})
+        first = webhook_receiver.wait_for_event("customer.created", customer.id)
+        webhook_receiver.seen.clear()
+        second = webhook_receiver.wait_for_event("customer.created", customer.id)
+    finally:
+        stripe_test_api.configure_delivery(**{k: before[k] for k in ("retries", "retry_delay")})
+    assert first.body == second.body
+    assert first.signature != second.signature, "a retry is signed with its own time"
+    for attempt in (first, second):
+        stripe.Webhook.construct_event(attempt.body, attempt.signature, webhook_receiver.secret)
+
+
+def test_an_event_is_delivered_again_on_request(stripe_client, stripe_test_api, webhook_receiver):
+    customer = stripe_client.v1.customers.create({"email": "again@example.test"})
+    first = webhook_receiver.wait_for_event("customer.created", customer.id)
+    stripe_test_api.deliver_again(first.event["id"])
+    webhook_receiver.seen.clear()
+    again = webhook_receiver.wait_for_event("customer.created", customer.id)
+    assert again.event["id"] == first.event["id"]
+    stripe.Webhook.construct_event(again.body, again.signature, webhook_receiver.secret)
+
+
+def test_delivery_settings_are_checked(stripe_test_api):
+    answer = http("POST", stripe_test_api.api_base + "/_config/delivery", {"retries": -1})
+    assert answer.status == 400
+    assert "at least 0" in answer.body["error"]["message"]

@@ -7,6 +7,8 @@ runs `install(app)` before it serves). It adds:
 - connect.py: connected accounts, transfers, payouts on a connected account (`Stripe-Account`),
   their events (account.updated, transfer.created, payout.created/paid/failed);
 - disputes.py: disputes on charges (charge.dispute.created/closed);
+- delivery.py: webhook delivery signed at each attempt, with a tunable delay, retries of a
+  failed delivery, and an event sent again on request;
 - here: the events localstripe leaves out (charge.refunded after a refund,
   payment_intent.canceled after a cancel), `Idempotency-Key` on POST requests (the same key
   and parameters replay the first answer, other parameters are refused, as on Stripe), and
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import connect
+import delivery
 import disputes
 from aiohttp import web
 from localstripe.errors import UserError
@@ -113,6 +116,7 @@ def install(app: web.Application) -> None:
     router = Router()
     connect.register(router)
     disputes.register(router)
+    delivery.register(router)
     router.add("DELETE", "/_config/webhooks/{id}", forget_webhook)
     app.middlewares.append(idempotency)
     app.middlewares.append(missing_events)

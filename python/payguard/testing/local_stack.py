@@ -29,6 +29,8 @@ from payguard.project import Project
 from payguard.testing.request import user_claims
 
 DELIVERY_TIMEOUT = 15.0
+# Seconds between an API call and its webhook in tests (localstripe waits one second).
+TEST_DELIVERY_DELAY = 0.1
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,17 @@ class StripeTestApi:
     def decide_dispute(self, dispute_id: str, status: str) -> Any:
         return self.call("POST", f"/_test/disputes/{dispute_id}/close", {"status": status})
 
+    def configure_delivery(self, **settings: float) -> dict[str, float]:
+        """Webhook delivery: `delay` before the first attempt, `retries` after a failed one,
+        `retry_delay` between attempts (seconds); returns the settings now in force."""
+        answer = http("POST", self.api_base + "/_config/delivery", dict(settings))
+        assert answer.status == 200, answer.body
+        return dict(answer.body)
+
+    def deliver_again(self, event_id: str) -> Any:
+        """Send an event again, as Stripe's "resend" does (same event, a new signature)."""
+        return self.call("POST", f"/_test/events/{event_id}/deliver")
+
     def forget_everything(self) -> None:
         """Delete every object (localstripe's DELETE /_config/data); webhooks stay."""
         self.call("DELETE", "/_config/data")
@@ -127,6 +140,8 @@ class WebhookReceiver:
     url: str
     secret: str
     answer_status: int = 200
+    # This many deliveries are answered 500 first (they are recorded all the same).
+    fail_first: int = 0
     deliveries: queue.Queue[Delivery] = field(default_factory=queue.Queue)
     seen: list[Delivery] = field(default_factory=list)
 
@@ -162,9 +177,14 @@ def local_stripe(
     project: Project, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalStripe]:
     """localstripe with the test extension, for the whole session, its state in a temporary
-    folder (a developer's own local Stripe is left alone); objects in memory only."""
+    folder (a developer's own local Stripe is left alone); objects in memory only; webhooks
+    sent TEST_DELIVERY_DELAY after the call, once (stripe_test_api.configure_delivery)."""
     local = LocalStripe(tmp_path_factory.mktemp("localstripe"))
     local.start(extension=project.root / TEST_EXTENSION, persist=False)
+    base = local.status().api_base
+    assert base is not None
+    answer = http("POST", f"{base}/_config/delivery", {"delay": TEST_DELIVERY_DELAY})
+    assert answer.status == 200, answer.body
     yield local
     local.stop()
 
@@ -190,7 +210,11 @@ def receiver_server() -> Iterator[WebhookReceiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             receiver.deliveries.put(Delivery(self.headers.get("Stripe-Signature", ""), body))
-            self.send_response(receiver.answer_status)
+            status = receiver.answer_status
+            if receiver.fail_first > 0:
+                receiver.fail_first -= 1
+                status = 500
+            self.send_response(status)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -198,7 +222,7 @@ def receiver_server() -> Iterator[WebhookReceiver]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     receiver = WebhookReceiver(
         url=f"http://127.0.0.1:{server.server_port}/", secret=f"whsec_{uuid.uuid4().hex}"
     )
