@@ -1,10 +1,11 @@
 """`payguard stripe …`: localstripe as the project's local Stripe.
 
-It runs in the background on a free 127.0.0.1 port, its state under .payguard/stripe/: its
-objects (kept across restarts unless started fresh), its log, and the webhook signing secret,
-made once and kept, so that the functions and the local Stripe agree on it. Any `sk_…` key is
-accepted; payguard uses API_KEY. Webhooks are delivered to the URL given by
-`deliver_webhooks_to` (the served `stripe-webhook` function), signed with that secret.
+It runs in the background on a free 127.0.0.1 port (the last one again when it is free), its
+state under .payguard/stripe/: its objects (kept across restarts unless started fresh), its
+log, and the webhook signing secret, made once and kept, so that the functions and the local
+Stripe agree on it. Any `sk_…` key is accepted; payguard uses API_KEY. Webhooks are delivered
+to the URL given by `deliver_webhooks_to` (the served `stripe-webhook` function), signed with
+that secret.
 
 `extension` loads a test extension (tests/stripe/): it adds what localstripe lacks (Connect
 accounts, transfers, payouts on connected accounts, disputes, ...) for tests only.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -63,6 +65,18 @@ class LocalStripe:
         return self.state_dir / "objects.pickle"
 
     @property
+    def port_file(self) -> Path:
+        """The port of the last start, taken again when free, so that URLs stay valid."""
+        return self.state_dir / "port"
+
+    def _last_port(self) -> int | None:
+        try:
+            last = int(self.port_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return last if port_is_free(last) else None
+
+    @property
     def secret_file(self) -> Path:
         return self.state_dir / "webhook-secret"
 
@@ -104,8 +118,10 @@ class LocalStripe:
         current = self.status()
         if current.running:
             wanted_extension = None if extension is None else str(extension.resolve())
-            if (port is not None and port != current.port) or wanted_extension != (
-                current.extension
+            if (
+                fresh
+                or (port is not None and port != current.port)
+                or wanted_extension != current.extension
             ):
                 raise PayguardError(
                     f"localstripe already runs on port {current.port} "
@@ -115,7 +131,7 @@ class LocalStripe:
             return current
         if extension is not None and not extension.is_file():
             raise PayguardError(f"no localstripe extension at {extension}")
-        chosen = port or free_port()
+        chosen = port or self._last_port() or free_port()
         argv = [sys.executable, "-m", "payguard.localstripe_server", "--port", str(chosen)]
         if persist:
             argv += ["--data-file", str(self.data_file)]
@@ -124,6 +140,7 @@ class LocalStripe:
         if extension is not None:
             argv += ["--extension", str(extension.resolve())]
         self.webhook_secret()
+        self.port_file.write_text(f"{chosen}\n")
         self.service.start(
             argv,
             port=chosen,
@@ -150,6 +167,15 @@ class LocalStripe:
         if base is None:
             raise PayguardError("localstripe does not run; start it with `payguard stripe start`")
         return base
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def api_base(port: int) -> str:

@@ -88,6 +88,11 @@ class Service:
                     f"{self.last_log_line()}"
                 )
             time.sleep(0.05)
+        if process.poll() is not None:
+            raise PayguardError(
+                f"{self.name} exited with code {process.returncode}, and something else "
+                f"listens on port {port}: {self.last_log_line()}"
+            )
         recorded = {**(details or {}), "pid": process.pid, "port": port, "argv0": argv[0]}
         self.state_file.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
         return recorded

@@ -69,3 +69,16 @@ def test_the_test_extension_is_loaded_only_when_asked_for(stripe_cli, project, s
     result = runner.invoke(app, ["--workdir", str(scratch_project.root), "stripe", "start"])
     assert result.exit_code == 1
     assert "already runs" in result.output
+
+
+def test_a_restart_takes_the_same_port_and_fresh_is_refused_while_running(
+    stripe_cli, scratch_project
+):
+    started = json.loads(stripe_cli("start", "--json"))
+    result = runner.invoke(
+        app, ["--workdir", str(scratch_project.root), "stripe", "start", "--fresh"]
+    )
+    assert result.exit_code == 1
+    assert "stop it first" in result.output
+    stripe_cli("stop")
+    assert json.loads(stripe_cli("start", "--json"))["port"] == started["port"]
