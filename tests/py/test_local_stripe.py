@@ -5,6 +5,7 @@ relies on, through stripe-python, and the signed webhook events that follow."""
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import stripe
@@ -270,3 +271,28 @@ def test_delivery_settings_are_checked(stripe_test_api):
     answer = http("POST", stripe_test_api.api_base + "/_config/delivery", {"retries": -1})
     assert answer.status == 400
     assert "at least 0" in answer.body["error"]["message"]
+
+
+def test_concurrent_requests_with_one_idempotency_key_charge_once(stripe_client):
+    customer, method = customer_with(stripe_client, VISA)
+    key = f"milestone_payment:{uuid.uuid4()}:attempt:1"
+    params = {
+        "amount": 800,
+        "currency": "usd",
+        "customer": customer,
+        "payment_method": method,
+        "confirm": True,
+    }
+
+    def create(_: int) -> str:
+        return stripe_client.v1.payment_intents.create(params, {"idempotency_key": key}).id
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(create, range(8)))
+    assert len(ids) == 1
+    charges = [
+        c
+        for c in stripe_client.v1.charges.list({"limit": 100}).auto_paging_iter()
+        if c.payment_intent in ids
+    ]
+    assert len(charges) == 1

@@ -11,7 +11,8 @@ runs `install(app)` before it serves). It adds:
   failed delivery, and an event sent again on request;
 - here: the events localstripe leaves out (charge.refunded after a refund,
   payment_intent.canceled after a cancel), `Idempotency-Key` on POST requests (the same key
-  and parameters replay the first answer, other parameters are refused, as on Stripe), and
+  and parameters replay the first answer, other parameters are refused, as on Stripe; kept
+  in memory, forgotten with the objects by DELETE /_config/data), and
   DELETE /_config/webhooks/{name} to stop delivering to a webhook.
 """
 
@@ -43,6 +44,8 @@ NOT_KEPT = {401, 429}
 
 @web.middleware
 async def idempotency(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "DELETE" and request.path == "/_config/data":
+        _answers.clear()  # the objects they name are forgotten too
     key = request.headers.get("Idempotency-Key")
     if request.method != "POST" or not key:
         return await handler(request)
