@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from payguard.cli import app
 from payguard.errors import PayguardError
 from payguard.jwt import verify
-from payguard.testing.local_stack import http, user_token
+from payguard.testing.local_stack import FunctionsClient
 
 # Answers with its request's path, the environment a function sees, and the bearer token.
 ECHO = """
@@ -74,20 +74,22 @@ def test_a_function_sees_supabase_environment_for_the_test_database(
 ):
     functions = serve_functions(database, functions_dir, names=["echo"])
     url = functions.status()["echo"]
-    token = user_token("6f1a2b3c-0000-4000-8000-000000000001")
-    answer = http("POST", url, {"hello": 1}, token=token)
+    answer = FunctionsClient(functions).call(
+        "echo", {"hello": 1}, user="6f1a2b3c-0000-4000-8000-000000000001", aal="aal2"
+    )
     assert answer.status == 200, answer.body
+    token = answer.body["authorization"].removeprefix("Bearer ")
     env = answer.body["env"]
     stripe_now = local_stripe.status()
     assert answer.body["path"] == "/echo"
-    assert answer.body["authorization"] == f"Bearer {token}"
     assert env["SUPABASE_DB_URL"] == cluster.url(database)
     assert env["STRIPE_API_BASE"] == stripe_now.api_base
     assert env["STRIPE_WEBHOOK_SECRET"] == stripe_now.webhook_secret
     assert env["STRIPE_SECRET_KEY"].startswith("sk_test_")
     assert env["DATABASE_URL"] is None, "payguard's own environment leaked into the function"
     secret = env["SUPABASE_JWT_SECRET"]
-    assert verify(token, secret)["sub"] == "6f1a2b3c-0000-4000-8000-000000000001"
+    claims = verify(token, secret)
+    assert (claims["sub"], claims["aal"]) == ("6f1a2b3c-0000-4000-8000-000000000001", "aal2")
     assert verify(env["SUPABASE_ANON_KEY"], secret)["role"] == "anon"
     assert verify(env["SUPABASE_SERVICE_ROLE_KEY"], secret)["role"] == "service_role"
 

@@ -74,6 +74,32 @@ def user_token(user_id: uuid.UUID | str, *, aal: str = "aal1", **overrides: Any)
     return sign({**user_claims(user_id, aal=aal), **overrides})
 
 
+@dataclass(frozen=True)
+class FunctionsClient:
+    """Requests to served functions, as an app would make them: a user's signed token, or
+    none (`user=None`), or a given one (`token=`)."""
+
+    functions: Functions
+
+    def call(
+        self,
+        name: str,
+        body: Any = None,
+        *,
+        user: uuid.UUID | str | None = None,
+        aal: str = "aal1",
+        token: str | None = None,
+        method: str = "POST",
+        path: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        url = self.functions.status().get(name)
+        assert url is not None, f"the function {name} is not served"
+        if token is None and user is not None:
+            token = user_token(user, aal=aal)
+        return http(method, url + path, body, token=token, headers=headers)
+
+
 @dataclass
 class StripeTestApi:
     """The local Stripe, and the test extension's triggers (what a bank or Stripe's own
@@ -268,8 +294,9 @@ def serve_functions(
     """serve_functions(database, functions_dir=None, names=None, extra_env=None) serves the
     functions (supabase/functions by default) with Supabase's environment, pointing at
     `database` in the embedded cluster and at the local Stripe, whose webhooks then go to the
-    served `stripe-webhook`; returns the Functions (status() gives their URLs). Everything it
-    served stops after the module."""
+    served `stripe-webhook`; returns the Functions (status() gives their URLs;
+    FunctionsClient(functions).call(name, body, user=…, aal=…) calls one with a signed token).
+    Everything it served stops after the module."""
     served: list[Functions] = []
 
     def serve(
