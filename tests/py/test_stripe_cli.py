@@ -82,3 +82,18 @@ def test_a_restart_takes_the_same_port_and_fresh_is_refused_while_running(
     assert "stop it first" in result.output
     stripe_cli("stop")
     assert json.loads(stripe_cli("start", "--json"))["port"] == started["port"]
+
+
+def test_an_extension_that_fails_to_load_is_a_clear_error(scratch_project, tmp_path):
+    broken = tmp_path / "broken_extension.py"
+    broken.write_text("def install(app):\n    raise RuntimeError('this extension is broken')\n")
+    result = runner.invoke(
+        app, ["--workdir", str(scratch_project.root), "stripe", "start", "--extension", str(broken)]
+    )
+    assert result.exit_code == 1
+    assert "localstripe exited with code 1" in result.output
+    assert "this extension is broken" in result.output
+    status = runner.invoke(
+        app, ["--workdir", str(scratch_project.root), "stripe", "status", "--json"]
+    )
+    assert json.loads(status.output)["running"] is False
