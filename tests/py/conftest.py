@@ -1,5 +1,7 @@
 """Fixtures shared by the pytest suite. The database fixtures (project, cluster, database,
-database_url, admin_url, db, client, make_user) come from payguard's own plugin."""
+database_url, admin_url, db, client, make_user) come from payguard's own plugin; the local
+Stripe, its webhook receiver and the served functions (local_stripe, stripe_client,
+stripe_test_api, webhook_receiver, serve_functions) from payguard.testing.local_stack."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from payguard.databases import drop_database, recreate_database
 from payguard.project import Project
 from payguard.testing.client import AppClient
 
-pytest_plugins = ["payguard.testing.fixtures"]
+pytest_plugins = ["payguard.testing.fixtures", "payguard.testing.local_stack"]
 
 MigrationWriter = Callable[[str, str], Path]
 

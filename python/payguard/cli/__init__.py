@@ -10,7 +10,19 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli import audit, bench, db, demo, deploy, describe, policies, reconcile, suites
+from payguard.cli import (
+    audit,
+    bench,
+    db,
+    demo,
+    deploy,
+    describe,
+    functions,
+    policies,
+    reconcile,
+    stripe,
+    suites,
+)
 from payguard.cli.common import State
 
 app = typer.Typer(
@@ -23,6 +35,8 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(policies.app, name="policies")
 app.add_typer(audit.app, name="audit")
+app.add_typer(stripe.app, name="stripe")
+app.add_typer(functions.app, name="functions")
 app.command("deploy")(deploy.deploy)
 app.command("test")(suites.run_suites)
 app.command("describe")(describe.describe)

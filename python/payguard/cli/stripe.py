@@ -1,0 +1,79 @@
+"""`payguard stripe …`: the local Stripe (localstripe) in the background."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from payguard.cli.common import boundary, out, print_json, state
+from payguard.functions import Functions
+from payguard.local_stripe import API_KEY, LocalStripe, LocalStripeStatus
+
+app = typer.Typer(
+    help="Run localstripe, a local Stripe, under .payguard/stripe/.", no_args_is_help=True
+)
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+@app.command()
+@boundary
+def start(
+    ctx: typer.Context,
+    port: Annotated[
+        int | None, typer.Option(help="Listen on this port (default: a free one).")
+    ] = None,
+    extension: Annotated[
+        Path | None,
+        typer.Option(
+            help="Load a TEST extension into localstripe (tests/stripe/extension.py adds Connect "
+            "accounts, transfers, payouts and disputes); for tests and local development only.",
+            dir_okay=False,
+        ),
+    ] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Forget the objects kept so far.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Start localstripe (plain unless --extension) and, when the functions are served,
+    deliver its webhooks to `stripe-webhook`. Safe to run again."""
+    project = state(ctx).project()
+    local = LocalStripe.for_project(project)
+    local.start(port=port, extension=extension, fresh=fresh)
+    target = Functions.for_project(project).webhook_url()
+    if target is not None:
+        local.deliver_webhooks_to(target)
+    show(local.status(), as_json)
+
+
+@app.command()
+@boundary
+def stop(ctx: typer.Context) -> None:
+    """Stop localstripe. Stopping it when it does not run is not an error."""
+    local = LocalStripe.for_project(state(ctx).project())
+    out.print("stopped" if local.stop() else "not running")
+
+
+@app.command()
+@boundary
+def status(ctx: typer.Context, as_json: Json = False) -> None:
+    """Say whether localstripe runs, where, and the webhook signing secret."""
+    show(LocalStripe.for_project(state(ctx).project()).status(), as_json)
+
+
+def show(current: LocalStripeStatus, as_json: bool) -> None:
+    if as_json:
+        print_json({**current.as_dict(), "api_key": API_KEY})
+        return
+    if not current.running:
+        out.print("stopped")
+    else:
+        out.print(f"running         pid {current.pid}  port {current.port}")
+        out.print(f"api base        {current.api_base}  (STRIPE_API_BASE)")
+        out.print(f"api key         {API_KEY}  (any sk_ key is accepted)")
+        out.print(
+            f"webhooks to     {current.webhook_url or '(none yet: payguard functions serve)'}"
+        )
+        out.print(f"extension       {current.extension or '(none: plain localstripe)'}")
+    out.print(f"webhook secret  {current.webhook_secret}  (STRIPE_WEBHOOK_SECRET)")

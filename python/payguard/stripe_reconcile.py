@@ -1,0 +1,250 @@
+"""`payguard reconcile --stripe`: do payguard's books and Stripe's records agree?
+
+Stripe's side is read with stripe-python (payment intents, charges, connected accounts and
+their payouts), payguard's from the database, in one read-only snapshot; `compare` then lists
+every difference:
+- a succeeded charge with no funded payment (one not fully refunded: a charge the database
+  refused and that was refunded is settled);
+- a funded payment with no succeeded charge on Stripe;
+- a payment whose charge differs in amount or currency;
+- a payout on Stripe with no withdrawal, a withdrawal in processing or paid with no payout on
+  Stripe, and a payout whose amount, currency or outcome differs from its withdrawal's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import stripe
+
+from payguard.db import connect
+from payguard.errors import PayguardError
+from payguard.reconcile import Difference
+
+# A payment in these states has been funded once: its charge must exist and have succeeded.
+FUNDED_STATES = ("funded", "disputed", "released", "refunded", "split")
+# A withdrawal in these states has had its payout sent.
+PAID_OUT_STATES = ("processing", "paid")
+# A payout in these states moved, or is moving, money.
+LIVE_PAYOUT_STATES = ("pending", "in_transit", "paid")
+NOT_FOUND = 404
+
+CHECKS = (
+    "charge with no funded payment",
+    "funded payment with no succeeded charge",
+    "charge and payment differ",
+    "payout with no withdrawal",
+    "withdrawal paid out with no payout",
+    "payout and withdrawal differ",
+)
+
+
+@dataclass(frozen=True)
+class Payment:
+    id: str
+    status: str
+    amount_minor: int
+    currency: str
+    payment_intent_id: str | None
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    id: str
+    status: str
+    amount_minor: int
+    currency: str
+    payout_id: str | None
+    account_id: str | None
+
+
+@dataclass(frozen=True)
+class Charge:
+    id: str
+    payment_intent_id: str | None
+    status: str
+    amount: int
+    amount_refunded: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Payout:
+    id: str
+    account_id: str
+    status: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Books:
+    payments: list[Payment]
+    withdrawals: list[Withdrawal]
+
+
+@dataclass(frozen=True)
+class StripeRecords:
+    charges: list[Charge]
+    payouts: list[Payout]
+
+
+def read_books(url: str) -> Books:
+    """payguard's side, from one read-only snapshot."""
+    with connect(url) as conn, conn.transaction():
+        conn.execute("set transaction isolation level repeatable read, read only")
+        payments = [
+            Payment(str(row[0]), str(row[1]), int(row[2]), str(row[3]), row[4])
+            for row in conn.execute(
+                "select id, status::text, amount_minor, currency, processor_payment_intent_id "
+                "from public.milestone_payments order by created_at, id"
+            )
+        ]
+        withdrawals = [
+            Withdrawal(str(row[0]), str(row[1]), int(row[2]), str(row[3]), row[4], row[5])
+            for row in conn.execute(
+                "select w.id, w.status::text, w.amount_minor, w.currency, w.processor_payout_id, "
+                "m.processor_account_id from public.withdrawals as w "
+                "left join public.payout_methods as m on m.id = w.payout_method_id "
+                "order by w.created_at, w.id"
+            )
+        ]
+    return Books(payments, withdrawals)
+
+
+def read_stripe(client: stripe.StripeClient, account_ids: Iterable[str]) -> StripeRecords:
+    """Stripe's side: every charge, and every payout of the connected accounts (those Stripe
+    lists, and `account_ids`, the accounts payguard pays out to)."""
+    charges = [
+        Charge(
+            id=c.id,
+            payment_intent_id=_id(getattr(c, "payment_intent", None)),
+            status=str(c.status),
+            amount=int(c.amount),
+            amount_refunded=int(getattr(c, "amount_refunded", 0) or 0),
+            currency=str(c.currency).upper(),
+        )
+        for c in _all(client.v1.charges.list({"limit": 100}))
+    ]
+    accounts = set(account_ids)
+    try:
+        accounts |= {a.id for a in _all(client.v1.accounts.list({"limit": 100}))}
+    except stripe.StripeError as exc:
+        # A Stripe without Connect (plain localstripe): only the accounts payguard knows.
+        if exc.http_status != NOT_FOUND:
+            raise
+    payouts = [
+        Payout(p.id, account, str(p.status), int(p.amount), str(p.currency).upper())
+        for account in sorted(accounts)
+        for p in _all(client.v1.payouts.list({"limit": 100}, {"stripe_account": account}))
+    ]
+    return StripeRecords(charges, payouts)
+
+
+def compare(books: Books, records: StripeRecords) -> list[Difference]:
+    """Every difference between payguard's books and Stripe's records."""
+    found: list[Difference] = []
+    funded = {p.payment_intent_id: p for p in books.payments if p.status in FUNDED_STATES}
+    succeeded: dict[str, Charge] = {}
+    for charge in records.charges:
+        if charge.status != "succeeded":
+            continue
+        if charge.payment_intent_id is not None:
+            succeeded[charge.payment_intent_id] = charge
+        if charge.payment_intent_id in funded or charge.amount_refunded >= charge.amount:
+            continue
+        found.append(
+            Difference(
+                CHECKS[0],
+                f"{charge.id} (payment intent {charge.payment_intent_id or 'none'}, "
+                f"{charge.amount} {charge.currency})",
+            )
+        )
+    for payment in books.payments:
+        if payment.status not in FUNDED_STATES:
+            continue
+        matched = succeeded.get(payment.payment_intent_id or "")
+        if matched is None:
+            found.append(
+                Difference(
+                    CHECKS[1],
+                    f"{payment.id} ({payment.status}, payment intent "
+                    f"{payment.payment_intent_id or 'none'})",
+                )
+            )
+        elif (matched.amount, matched.currency) != (payment.amount_minor, payment.currency):
+            found.append(
+                Difference(
+                    CHECKS[2],
+                    f"{payment.id}: payguard {payment.amount_minor} {payment.currency}, "
+                    f"Stripe {matched.id} {matched.amount} {matched.currency}",
+                )
+            )
+    by_payout = {w.payout_id: w for w in books.withdrawals if w.payout_id is not None}
+    payouts = {p.id: p for p in records.payouts}
+    for payout in records.payouts:
+        withdrawal = by_payout.get(payout.id)
+        if withdrawal is None:
+            if payout.status in LIVE_PAYOUT_STATES:
+                found.append(
+                    Difference(
+                        CHECKS[3],
+                        f"{payout.id} on {payout.account_id} ({payout.status}, "
+                        f"{payout.amount} {payout.currency})",
+                    )
+                )
+            continue
+        problems = []
+        if (payout.amount, payout.currency) != (withdrawal.amount_minor, withdrawal.currency):
+            problems.append(
+                f"payguard {withdrawal.amount_minor} {withdrawal.currency}, "
+                f"Stripe {payout.amount} {payout.currency}"
+            )
+        if payout.account_id != withdrawal.account_id:
+            problems.append(
+                f"payguard's account {withdrawal.account_id}, Stripe's {payout.account_id}"
+            )
+        if (payout.status == "paid") != (withdrawal.status == "paid") or (
+            payout.status in ("failed", "canceled") and withdrawal.status in PAID_OUT_STATES
+        ):
+            problems.append(f"payguard {withdrawal.status}, Stripe {payout.status}")
+        if problems:
+            found.append(
+                Difference(CHECKS[5], f"{withdrawal.id} / {payout.id}: " + "; ".join(problems))
+            )
+    for withdrawal in books.withdrawals:
+        if withdrawal.status in PAID_OUT_STATES and (
+            withdrawal.payout_id is None or withdrawal.payout_id not in payouts
+        ):
+            found.append(
+                Difference(
+                    CHECKS[4],
+                    f"{withdrawal.id} ({withdrawal.status}, payout "
+                    f"{withdrawal.payout_id or 'none'})",
+                )
+            )
+    return found
+
+
+def reconcile_stripe(url: str, client: stripe.StripeClient) -> list[Difference]:
+    """Every difference between the database at `url` and the Stripe `client` reaches."""
+    books = read_books(url)
+    accounts = {w.account_id for w in books.withdrawals if w.account_id is not None}
+    try:
+        records = read_stripe(client, accounts)
+    except stripe.StripeError as exc:
+        raise PayguardError(f"cannot read Stripe's records: {exc}") from None
+    return compare(books, records)
+
+
+def _all(page: Any) -> Iterator[Any]:
+    return iter(page.auto_paging_iter())
+
+
+def _id(value: Any) -> str | None:
+    """An expandable field's id: the string, or the expanded object's id."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value.id)

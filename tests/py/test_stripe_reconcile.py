@@ -1,0 +1,297 @@
+"""`payguard reconcile --stripe`: payguard's books against Stripe's records. First each kind
+of difference on hand-made records (and its absence when they agree), then the real thing: a
+payment funded by a real PaymentIntent and a withdrawal paid out through Connect on the local
+Stripe reconcile clean, and each planted inconsistency is reported, by the library and by the
+command (exit 1, --json)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from payguard.cli import app
+from payguard.stripe_reconcile import (
+    CHECKS,
+    Books,
+    Charge,
+    Payment,
+    Payout,
+    StripeRecords,
+    Withdrawal,
+    compare,
+    reconcile_stripe,
+)
+
+PAYMENT = Payment("mp1", "funded", 30000, "USD", "pi_One")
+CHARGE = Charge("ch_One", "pi_One", "succeeded", 30000, 0, "USD")
+WITHDRAWAL = Withdrawal("w1", "paid", 20000, "USD", "po_One", "acct_One")
+PAYOUT = Payout("po_One", "acct_One", "paid", 20000, "USD")
+
+
+def checks(books: Books, records: StripeRecords) -> list[str]:
+    return [d.check for d in compare(books, records)]
+
+
+def test_agreeing_records_have_no_difference():
+    books = Books([PAYMENT, Payment("mp2", "pending", 100, "USD", None)], [WITHDRAWAL])
+    records = StripeRecords(
+        [CHARGE, Charge("ch_Failed", "pi_Two", "failed", 100, 0, "USD")], [PAYOUT]
+    )
+    assert checks(books, records) == []
+
+
+def test_a_charge_with_no_funded_payment_unless_it_was_refunded_whole():
+    stray = Charge("ch_Stray", "pi_Stray", "succeeded", 500, 0, "USD")
+    assert checks(Books([PAYMENT], []), StripeRecords([CHARGE, stray], [])) == [CHECKS[0]]
+    pending = Payment("mp2", "pending", 500, "USD", "pi_Stray")
+    assert checks(Books([PAYMENT, pending], []), StripeRecords([CHARGE, stray], [])) == [
+        CHECKS[0]
+    ], "a payment that is not funded does not account for its charge"
+    partly = Charge("ch_Stray", "pi_Stray", "succeeded", 500, 499, "USD")
+    assert checks(Books([PAYMENT], []), StripeRecords([CHARGE, partly], [])) == [CHECKS[0]]
+    refunded = Charge("ch_Stray", "pi_Stray", "succeeded", 500, 500, "USD")
+    assert checks(Books([PAYMENT], []), StripeRecords([CHARGE, refunded], [])) == []
+
+
+def test_a_funded_payment_with_no_succeeded_charge():
+    failed = Charge("ch_One", "pi_One", "failed", 30000, 0, "USD")
+    assert checks(Books([PAYMENT], []), StripeRecords([failed], [])) == [CHECKS[1]]
+    assert checks(Books([PAYMENT], []), StripeRecords([], [])) == [CHECKS[1]]
+    released = Payment("mp1", "released", 30000, "USD", None)
+    assert checks(Books([released], []), StripeRecords([], [])) == [CHECKS[1]]
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"), [(29999, "USD"), (30000, "EUR")], ids=["amount", "currency"]
+)
+def test_a_charge_that_differs_from_its_payment(amount, currency):
+    charge = Charge("ch_One", "pi_One", "succeeded", amount, 0, currency)
+    found = compare(Books([PAYMENT], []), StripeRecords([charge], []))
+    assert [d.check for d in found] == [CHECKS[2]]
+    assert f"Stripe ch_One {amount} {currency}" in found[0].subject
+
+
+def test_a_payout_in_one_place_only():
+    stray = Payout("po_Stray", "acct_One", "pending", 100, "USD")
+    failed = Payout("po_Failed", "acct_One", "failed", 100, "USD")
+    assert checks(Books([], [WITHDRAWAL]), StripeRecords([], [PAYOUT, stray, failed])) == [
+        CHECKS[3]
+    ]
+    assert checks(Books([], [WITHDRAWAL]), StripeRecords([], [])) == [CHECKS[4]]
+    processing = Withdrawal("w2", "processing", 100, "USD", None, "acct_One")
+    approved = Withdrawal("w3", "approved", 100, "USD", None, "acct_One")
+    assert checks(Books([], [processing, approved]), StripeRecords([], [])) == [CHECKS[4]]
+
+
+@pytest.mark.parametrize(
+    ("payout", "detail"),
+    [
+        (Payout("po_One", "acct_One", "paid", 19999, "USD"), "payguard 20000 USD, Stripe 19999"),
+        (Payout("po_One", "acct_One", "paid", 20000, "EUR"), "Stripe 20000 EUR"),
+        (Payout("po_One", "acct_Other", "paid", 20000, "USD"), "Stripe's acct_Other"),
+        (Payout("po_One", "acct_One", "pending", 20000, "USD"), "payguard paid, Stripe pending"),
+        (Payout("po_One", "acct_One", "failed", 20000, "USD"), "payguard paid, Stripe failed"),
+    ],
+    ids=["amount", "currency", "account", "still pending", "failed"],
+)
+def test_a_payout_that_differs_from_its_withdrawal(payout, detail):
+    found = compare(Books([], [WITHDRAWAL]), StripeRecords([], [payout]))
+    assert [d.check for d in found] == [CHECKS[5]]
+    assert detail in found[0].subject
+
+
+def test_a_failed_payout_of_a_processing_withdrawal_differs():
+    processing = Withdrawal("w1", "processing", 20000, "USD", "po_One", "acct_One")
+    failed = Payout("po_One", "acct_One", "failed", 20000, "USD")
+    assert checks(Books([], [processing]), StripeRecords([], [failed])) == [CHECKS[5]]
+    pending = Payout("po_One", "acct_One", "pending", 20000, "USD")
+    assert checks(Books([], [processing]), StripeRecords([], [pending])) == []
+
+
+# -- against the database and the local Stripe ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def books(database_url, stripe_test_api):
+    """A clean start: Stripe forgets every object, the hold periods are lifted."""
+    stripe_test_api.forget_everything()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "update private.settings set value = '0' "
+            "where key in ('escrow_hold_seconds', 'payout_hold_seconds')"
+        )
+
+
+def new_payment(db, make_user, amount: int = 30000):
+    homeowner, contractor = make_user(), make_user()
+    project_id, milestone_id = uuid.uuid4(), uuid.uuid4()
+    db.execute(
+        "insert into public.projects (id, owner_id, contractor_id, title) values (%s, %s, %s, 'P')",
+        (project_id, homeowner, contractor),
+    )
+    db.execute(
+        "insert into public.project_milestones (id, project_id, position, title, amount_minor, "
+        "currency) values (%s, %s, 1, 'M', %s, 'USD')",
+        (milestone_id, project_id, amount),
+    )
+    db.execute(
+        "insert into public.escrow_accounts (user_id, project_id, currency) values (%s, %s, 'USD')",
+        (homeowner, project_id),
+    )
+    row = db.execute(
+        "insert into public.milestone_payments (milestone_id, payer_id) values (%s, %s) "
+        "returning id",
+        (milestone_id, homeowner),
+    ).fetchone()
+    return row[0]
+
+
+def charge(stripe_client, amount: int, payment=None) -> str:
+    customer = stripe_client.v1.customers.create({"email": "payer@example.test"})
+    method = stripe_client.v1.payment_methods.retrieve("pm_card_visa")
+    stripe_client.v1.payment_methods.attach(method.id, {"customer": customer.id})
+    intent = stripe_client.v1.payment_intents.create(
+        {
+            "amount": amount,
+            "currency": "usd",
+            "customer": customer.id,
+            "payment_method": method.id,
+            "confirm": True,
+            "metadata": {"milestone_payment_id": str(payment)},
+        }
+    )
+    assert intent.status == "succeeded"
+    return intent.id
+
+
+def fund(client, payment, intent: str, amount: int = 30000) -> None:
+    with client.as_service("payment_service") as req:
+        req.rpc("fund_milestone_payment", payment, intent, amount, "USD", f"fund-{intent}")
+
+
+def paid_withdrawal(db, client, make_user, stripe_client, stripe_test_api, payout_id=None):
+    """A contractor's withdrawal of 20000 USD to a verified connected account, sent through a
+    transfer and a payout on the local Stripe (unless `payout_id` is given: then nothing is
+    sent) and completed; returns (withdrawal id, account id, payout id)."""
+    contractor = make_user()
+    account = stripe_client.v1.accounts.create({"type": "custom", "country": "US"})
+    stripe_test_api.verify_account(account.id)
+    method = db.execute(
+        "insert into public.payout_methods (user_id, type, processor_account_id, "
+        "processor_external_account_id, currency) values (%s, 'bank_account', %s, %s, 'USD') "
+        "returning id",
+        (contractor, account.id, f"ba_{uuid.uuid4().hex[:10]}"),
+    ).fetchone()[0]
+    db.execute("select tests.fund_wallet(%s, 20000)", (contractor,))
+    with client.as_user(contractor, aal="aal2") as req:
+        req.rpc("request_withdrawal", method, 20000, "USD", f"withdraw-{uuid.uuid4()}")
+    withdrawal = db.execute(
+        "select id, status::text from public.withdrawals where user_id = %s", (contractor,)
+    ).fetchone()
+    assert withdrawal[1] == "approved", withdrawal
+    if payout_id is None:
+        stripe_client.v1.transfers.create(
+            {"amount": 20000, "currency": "usd", "destination": account.id}
+        )
+        payout_id = stripe_client.v1.payouts.create(
+            {"amount": 20000, "currency": "usd"}, {"stripe_account": account.id}
+        ).id
+    with client.as_service("payment_service") as req:
+        req.rpc("complete_withdrawal", withdrawal[0], payout_id, f"complete-{withdrawal[0]}")
+    return withdrawal[0], account.id, payout_id
+
+
+def found(admin_url, stripe_client) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for difference in reconcile_stripe(admin_url, stripe_client):
+        grouped.setdefault(difference.check, []).append(difference.subject)
+    return grouped
+
+
+def run_cli(admin_url, local_stripe, monkeypatch):
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_reconcile")
+    monkeypatch.setenv("STRIPE_API_BASE", local_stripe.status().api_base)
+    return CliRunner().invoke(app, ["reconcile", "--stripe", "--json", "--db-url", admin_url])
+
+
+def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
+    books,
+    db,
+    client,
+    make_user,
+    admin_url,
+    stripe_client,
+    stripe_test_api,
+    local_stripe,
+    monkeypatch,
+):
+    payment = new_payment(db, make_user)
+    fund(client, payment, charge(stripe_client, 30000, payment))
+    withdrawal, _, payout = paid_withdrawal(db, client, make_user, stripe_client, stripe_test_api)
+    stripe_test_api.settle_payout(payout, "paid")
+    assert found(admin_url, stripe_client) == {}
+    result = run_cli(admin_url, local_stripe, monkeypatch)
+    assert (result.exit_code, json.loads(result.output)) == (0, []), result.output
+
+    # Stripe charged, payguard recorded nothing.
+    stray = charge(stripe_client, 4500)
+    # payguard funded a payment Stripe never charged.
+    unpaid = new_payment(db, make_user)
+    fund(client, unpaid, "pi_NeverCharged01")
+    # Stripe charged less than the payment's amount.
+    short = new_payment(db, make_user)
+    fund(client, short, charge(stripe_client, 29999, short))
+    # A payout Stripe sent for no withdrawal, a withdrawal paid with no payout on Stripe, and
+    # a withdrawal paid whose payout is still pending.
+    account = stripe_client.v1.accounts.retrieve(
+        db.execute(
+            "select m.processor_account_id from public.withdrawals as w "
+            "join public.payout_methods as m on m.id = w.payout_method_id where w.id = %s",
+            (withdrawal,),
+        ).fetchone()[0]
+    )
+    stripe_client.v1.transfers.create({"amount": 100, "currency": "usd", "destination": account.id})
+    extra = stripe_client.v1.payouts.create(
+        {"amount": 100, "currency": "usd"}, {"stripe_account": account.id}
+    )
+    ghost, _, _ = paid_withdrawal(
+        db, client, make_user, stripe_client, stripe_test_api, payout_id="po_NeverSent01"
+    )
+    pending, _, pending_payout = paid_withdrawal(
+        db, client, make_user, stripe_client, stripe_test_api
+    )
+
+    differences = found(admin_url, stripe_client)
+    assert sorted(differences) == sorted(CHECKS)
+    assert [s.split(" ")[0] for s in differences[CHECKS[0]]] == [
+        stripe_client.v1.payment_intents.retrieve(stray).latest_charge.id
+    ]
+    assert differences[CHECKS[1]] == [f"{unpaid} (funded, payment intent pi_NeverCharged01)"]
+    assert [s.split(":")[0] for s in differences[CHECKS[2]]] == [str(short)]
+    assert [s.split(" ")[0] for s in differences[CHECKS[3]]] == [extra.id]
+    assert differences[CHECKS[4]] == [f"{ghost} (paid, payout po_NeverSent01)"]
+    assert differences[CHECKS[5]] == [
+        f"{pending} / {pending_payout}: payguard paid, Stripe pending"
+    ]
+
+    result = run_cli(admin_url, local_stripe, monkeypatch)
+    assert result.exit_code == 1
+    reported = json.loads(result.output)
+    assert sorted({d["check"] for d in reported}) == sorted(CHECKS)
+    assert len(reported) == 6
+
+    # Refunding the stray charge settles it.
+    stripe_client.v1.refunds.create({"payment_intent": stray})
+    assert CHECKS[0] not in found(admin_url, stripe_client)
+
+
+def test_an_unreachable_stripe_is_a_clear_error(admin_url, monkeypatch):
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_reconcile")
+    monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:9")
+    result = CliRunner().invoke(app, ["reconcile", "--stripe", "--db-url", admin_url])
+    assert result.exit_code == 1
+    assert "cannot read Stripe's records" in result.output
