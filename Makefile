@@ -12,8 +12,6 @@ FUNCTIONS := supabase/functions
 # Deno's cache (the npm packages deno.lock names) lives with the project's other local state.
 export DENO_DIR := $(CURDIR)/.payguard/deno
 export DENO_NO_UPDATE_CHECK := 1
-# The functions' tests run a local Stripe (localstripe, from PyPI) in the venv.
-LOCALSTRIPE := localstripe==1.15.10
 # The database that the Supabase CLI's checks run against: deployed afresh by every `make test`.
 CHECK_DB := payguard_check
 
@@ -29,7 +27,7 @@ export SUPABASE_TELEMETRY_DISABLED := 1
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: system-packages $(VENV)/.installed node_modules/.installed $(DENO_DIR)/.installed $(VENV)/.localstripe ## Install what is missing
+setup: system-packages $(VENV)/.installed node_modules/.installed $(DENO_DIR)/.installed ## Install what is missing
 
 system-packages:
 	@bash scripts/install-system-packages.sh
@@ -52,11 +50,6 @@ $(DENO_DIR)/.installed: $(FUNCTIONS)/deno.json $(FUNCTIONS)/deno.lock node_modul
 	@cd $(FUNCTIONS) && $(CURDIR)/$(DENO) cache --frozen --quiet */index.ts tests/*.ts
 	@touch $@
 
-$(VENV)/.localstripe: $(VENV)/.installed
-	@$(PYTHON) -c 'import localstripe' 2>/dev/null || \
-	  $(PYTHON) -m pip install --quiet --disable-pip-version-check '$(LOCALSTRIPE)'
-	@touch $@
-
 demo: setup ## Start the embedded database, deploy with seed data, show what is there
 	@$(PAYGUARD) db start
 	@$(PAYGUARD) deploy --seed
@@ -66,8 +59,8 @@ demo: setup ## Start the embedded database, deploy with seed data, show what is 
 test: setup lint sqlfluff supabase-checks pgtap deno pytest ## Every check, in order, stopping at the first failure
 
 lint: setup ## ruff (lint and format) and mypy
-	@$(VENV)/bin/ruff check python tests/py
-	@$(VENV)/bin/ruff format --check python tests/py
+	@$(VENV)/bin/ruff check python tests/py tests/stripe
+	@$(VENV)/bin/ruff format --check python tests/py tests/stripe
 	@$(VENV)/bin/mypy python/payguard
 
 sqlfluff: setup ## sqlfluff (postgres dialect) on the migrations, the stand-in and the test helpers

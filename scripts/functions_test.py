@@ -1,7 +1,8 @@
 """Run the Edge Functions' Deno tests against a real database and a local Stripe.
 
 The database is a fresh clone of the test template (migrations and the `tests` helpers); the
-local Stripe is localstripe, started on a free port for the run. The functions read the
+local Stripe is localstripe with the project's test extension (tests/stripe/extension.py),
+started on a free port for the run. The functions read the
 environment Supabase's runtime gives them (SUPABASE_DB_URL, SUPABASE_JWT_SECRET, ...), here
 pointing at both. Both are thrown away afterwards, whatever the outcome.
 
@@ -14,7 +15,6 @@ pointing at both. Both are thrown away afterwards, whatever the outcome.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import socket
 import subprocess
@@ -43,30 +43,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# The project's test extension of localstripe (Connect: accounts, transfers, payouts), served
-# by payguard's localstripe server, when the checkout has both.
-CONNECT_EXTENSION = ROOT / "tests" / "stripe" / "extension.py"
-
-
-def has_connect_extension() -> bool:
-    return (
-        CONNECT_EXTENSION.is_file()
-        and importlib.util.find_spec("payguard.localstripe_server") is not None
-    )
+# The project's test extension of localstripe (Connect: accounts, transfers, payouts, and the
+# events localstripe lacks), served by payguard's localstripe server.
+STRIPE_EXTENSION = ROOT / "tests" / "stripe" / "extension.py"
 
 
 def localstripe_command(port: int) -> list[str]:
-    if has_connect_extension():
-        return [
-            sys.executable,
-            "-m",
-            "payguard.localstripe_server",
-            "--port",
-            str(port),
-            "--extension",
-            str(CONNECT_EXTENSION),
-        ]
-    return [sys.executable, "-m", "localstripe", "--port", str(port), "--from-scratch"]
+    return [
+        sys.executable,
+        "-m",
+        "payguard.localstripe_server",
+        "--port",
+        str(port),
+        "--extension",
+        str(STRIPE_EXTENSION),
+    ]
 
 
 def start_localstripe(port: int) -> subprocess.Popen[bytes]:
@@ -120,9 +111,6 @@ def main() -> int:
             "STRIPE_SECRET_KEY": STRIPE_SECRET_KEY,
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
-            # The payouts tests use the local Stripe's Connect when it has it, else a fake of
-            # the two Connect calls inside the tests.
-            "PAYGUARD_TEST_STRIPE_CONNECT": "local" if has_connect_extension() else "fake",
         }
         env.pop("SUPABASE_JWKS", None)
         env.pop("SUPABASE_JWKS_URL", None)

@@ -246,12 +246,11 @@ def scenario() -> list[Step]:
         ),
         Step(
             "Hana (homeowner, with MFA)",
-            "tries to save a card number as a nickname",
+            "tries to write a card number into her card's nickname",
             False,
             _changes(
-                "insert into public.payment_methods (type, processor_payment_method_id, "
-                "processor_customer_id, nickname) values ('credit_card', 'pm_1DemoSecond', "
-                "'cus_DemoHana01', 'my card 4242 4242 4242 4242') returning id",
+                "update public.payment_methods set nickname = 'my card 4242 4242 4242 4242' "
+                "returning id",
                 **hana_mfa,
             ),
         ),

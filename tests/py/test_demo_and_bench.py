@@ -20,6 +20,11 @@ def test_every_demo_step_is_allowed_or_refused_as_it_says(project):
     ]
     assert unexpected == []
     assert sum(not o.allowed for o in outcomes) >= 10, "the demo shows attacks being refused"
+    card_number = [o for o in outcomes if "card number" in o.step.action]
+    assert len(card_number) == 1
+    assert card_number[0].detail.startswith("PT422"), (
+        "the card-data guard refuses it, not a missing privilege: " + card_number[0].detail
+    )
 
 
 def test_the_benchmark_lists_each_users_own_rows(cluster, project):

@@ -1,11 +1,11 @@
 /**
- * Stripe's Connect side for the payouts tests: the local Stripe's test extension when the run
- * has it (PAYGUARD_TEST_STRIPE_CONNECT=local, set by scripts/functions_test.py), else the small
- * in-test fake of the two calls (fake_connect.ts), the functions' Stripe pointed at it.
+ * Stripe's Connect side for the payouts tests: the local Stripe's test extension
+ * (tests/stripe/ at the project's root, served by scripts/functions_test.py): connected
+ * accounts, transfers and their reversals, payouts on a connected account, and the test
+ * routes that play Stripe's verification of an account and the bank's answer to a payout.
  */
 import { required } from "../_shared/env.ts";
-import { fakeConnect } from "./fake_connect.ts";
-import { stripe, stripeId } from "./helpers.ts";
+import { stripe } from "./helpers.ts";
 
 export interface StripeObjectSeen {
   id: string;
@@ -14,8 +14,6 @@ export interface StripeObjectSeen {
 }
 
 export interface ConnectSide {
-  /** Whether this is the local Stripe (true) or the in-test fake. */
-  local: boolean;
   /** A connected account that can receive payouts. */
   account(): Promise<string>;
   /** The transfers Stripe made to `account`. */
@@ -24,8 +22,6 @@ export interface ConnectSide {
   payouts(account: string): Promise<StripeObjectSeen[]>;
   /** Have Stripe refuse payouts on `account` (or accept them again). */
   refusePayouts(account: string, refuse: boolean): Promise<void>;
-  /** The idempotency keys the fake saw on `path` (the local Stripe does not show them). */
-  keys(path: string): string[] | null;
   close(): Promise<void>;
 }
 
@@ -44,7 +40,6 @@ async function testRoute(path: string, form: Record<string, string>): Promise<vo
 
 function localConnect(): ConnectSide {
   return {
-    local: true,
     async account() {
       const created = await stripe.accounts.create({ type: "custom" });
       await testRoute(`/_test/accounts/${created.id}/verify`, { outcome: "verified" });
@@ -63,47 +58,11 @@ function localConnect(): ConnectSide {
         outcome: refuse ? "restricted" : "verified",
       });
     },
-    keys: () => null,
     close: () => Promise.resolve(),
-  };
-}
-
-function fakeSide(): ConnectSide {
-  const fake = fakeConnect();
-  const base = required("STRIPE_API_BASE");
-  Deno.env.set("STRIPE_API_BASE", fake.base);
-  const seen = (path: string, account: string, header: boolean) =>
-    fake.seen.filter((s) =>
-      s.path === path && (header ? s.account === account : s.form.destination === account)
-    );
-  return {
-    local: false,
-    account: () => Promise.resolve(stripeId("acct", 16)),
-    transfers: (account) =>
-      Promise.resolve(
-        fake.answers("/v1/transfers").filter((a) => a.destination === account).map(
-          ({ id, amount, currency }) => ({ id, amount, currency }),
-        ),
-      ),
-    payouts: (account) =>
-      Promise.resolve(
-        fake.answers("/v1/payouts").filter((a) =>
-          seen("/v1/payouts", account, true).some((s) => s.answer === a.id)
-        ).map(({ id, amount, currency }) => ({ id, amount, currency })),
-      ),
-    refusePayouts(_account, refuse) {
-      fake.fail.payouts = refuse;
-      return Promise.resolve();
-    },
-    keys: (path) => fake.seen.filter((s) => s.path === path).map((s) => s.idempotencyKey ?? ""),
-    async close() {
-      Deno.env.set("STRIPE_API_BASE", base);
-      await fake.close();
-    },
   };
 }
 
 /** The Connect side of this run; close it after the test. */
 export function connectSide(): ConnectSide {
-  return Deno.env.get("PAYGUARD_TEST_STRIPE_CONNECT") === "local" ? localConnect() : fakeSide();
+  return localConnect();
 }
