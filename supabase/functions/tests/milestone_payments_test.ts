@@ -38,6 +38,16 @@ function fund(payer: string, body: Record<string, unknown>, aal: "aal1" | "aal2"
   );
 }
 
+/** recover_processor_inconsistency as payment_service. */
+async function recover(id: string): Promise<Record<string, unknown>> {
+  const [row] = await db.begin(async (tx) => {
+    await tx`select set_config('role', 'payment_service', true),
+      set_config('request.jwt.claims', '{"role": "payment_service"}', true)`;
+    return await tx`select public.recover_processor_inconsistency(${id}) as r`;
+  });
+  return row.r as Record<string, unknown>;
+}
+
 async function intentsFor(payment: string) {
   const list = await stripe.paymentIntents.list({ limit: 100 });
   return list.data.filter((pi) => pi.metadata?.milestone_payment_id === payment);
@@ -262,11 +272,63 @@ test(
     });
     assertEquals([delivered.status, delivered.body.status], [200, "processed"]);
     assertEquals(await paymentStatus(payment), "funded");
+    const [reported] = await reportedInconsistencies(intent.id);
+    assertEquals(reported.kind, "charge_unrecorded");
+    assertEquals(reported.recovery, "fund", "the funding resolved the report of the charge");
+    assert_(reported.resolved_at !== null, "in the webhook's own transaction");
+    const recovered = await recover(reported.id as string);
+    assertEquals([recovered.recovery, recovered.resolved], ["fund", true], "nothing to refund");
+    assertEquals(await paymentStatus(payment), "funded");
     const again = await call(webhook, "stripe-webhook", {
       body: payload,
       headers: { "stripe-signature": await signature(payload) },
     });
     assertEquals([again.status, again.body.status], [200, "duplicate"]);
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "a charge the function could not record, recovered before the webhook: the attempt it was made for is funded, not refunded",
+  async () => {
+    const { payer, payment, method } = await payerWithCard();
+    await db`revoke execute on function public.record_payment_intent(uuid, integer, text) from payment_service`;
+    let answer;
+    try {
+      answer = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    } finally {
+      await db`grant execute on function public.record_payment_intent(uuid, integer, text) to payment_service`;
+    }
+    assertEquals(answer.status, 502);
+    const intentId = answer.body.payment_intent_id as string;
+    const [reported] = await reportedInconsistencies(intentId);
+    const recovered = await recover(reported.id as string);
+    assertEquals([recovered.recovery, recovered.resolved], ["fund", true]);
+    assertEquals(await paymentStatus(payment), "funded");
+    const attempts = await db`
+      select attempt, status, processor_payment_intent_id from public.funding_attempts
+      where milestone_payment_id = ${payment}
+    `;
+    assertEquals(
+      attempts.map((a) => [a.attempt, a.status, a.processor_payment_intent_id]),
+      [[1, "succeeded", intentId]],
+      "the open attempt took the charge's intent",
+    );
+    const intent = await stripe.paymentIntents.retrieve(intentId);
+    const payload = eventBody(
+      "payment_intent.succeeded",
+      intent as unknown as Record<string, unknown>,
+    );
+    const delivered = await call(webhook, "stripe-webhook", {
+      body: payload,
+      headers: { "stripe-signature": await signature(payload) },
+    });
+    assertEquals([delivered.status, delivered.body.status], [200, "processed"]);
+    const [{ count }] = await db`
+      select count(*)::int as count from public.payment_transactions
+      where processor_transaction_id = ${intentId} and type = 'charge'
+    `;
+    assertEquals(count, 1, "Stripe's success afterwards funds nothing twice");
   },
   { needsBorderSql: true },
 );
