@@ -168,16 +168,66 @@ test("Stripe unreachable: 503, nothing charged or funded, and the retry charges 
   assertEquals((await intentsFor(payment)).length, 1);
 }, { needsBorderSql: true });
 
-test("another user's payment is refused by the database, and Stripe is not asked", async () => {
-  const { payment } = await payerWithCard();
+test(
+  "another user's payment: 404 as for a missing one, the refusal recorded, and Stripe is not asked",
+  async () => {
+    const { payment } = await payerWithCard();
+    const mallory = await makeUser("mallory");
+    const card = await saveCard(mallory);
+    const answer = await fund(mallory, {
+      milestone_payment_id: payment,
+      payment_method_id: card.body.id,
+    });
+    assertEquals(answer.status, 404, JSON.stringify(answer.body));
+    assertEquals(answer.body.code, "PT404");
+    assertEquals(answer.body.message, `no milestone payment ${payment} that you may fund`);
+    const missing = crypto.randomUUID();
+    const other = await fund(mallory, {
+      milestone_payment_id: missing,
+      payment_method_id: card.body.id,
+    });
+    assertEquals(
+      [other.status, other.body.code, other.body.message],
+      [404, "PT404", `no milestone payment ${missing} that you may fund`],
+      "a missing payment gets the same answer",
+    );
+    assertEquals((await intentsFor(payment)).length, 0);
+    const recorded = await db`
+      select entity_id, success, metadata ->> 'http_status' as status
+      from public.payment_audit_logs
+      where operation = 'begin_funding_attempt' and user_id = ${mallory}
+      order by seq
+    `;
+    assertEquals(
+      recorded.map((r) => [r.entity_id, r.success, r.status]),
+      [[payment, false, "404"], [missing, false, "404"]],
+      "each refusal is committed as an audit row",
+    );
+    const [counted] = await db`
+      select sum(call_count)::int as calls from private.rate_limit_counters
+      where user_id = ${mallory} and operation = 'milestone_payments.fund'
+    `;
+    assertEquals(counted.calls, 2, "and counts towards the caller's limit");
+  },
+  { needsBorderSql: true },
+);
+
+test("past the limit, a payer's refused requests are answered 429", async () => {
   const mallory = await makeUser("mallory");
   const card = await saveCard(mallory);
-  const answer = await fund(mallory, {
-    milestone_payment_id: payment,
-    payment_method_id: card.body.id,
-  });
-  assert_([403, 404].includes(answer.status), `refused: ${JSON.stringify(answer.body)}`);
-  assertEquals((await intentsFor(payment)).length, 0);
+  // The limit's window is a minute of the clock: start well inside one.
+  const second = new Date().getUTCSeconds();
+  if (second > 45) await new Promise((done) => setTimeout(done, (61 - second) * 1000));
+  const statuses: number[] = [];
+  for (let i = 0; i < 21; i++) {
+    const answer = await fund(mallory, {
+      milestone_payment_id: crypto.randomUUID(),
+      payment_method_id: card.body.id,
+    });
+    statuses.push(answer.status);
+  }
+  assertEquals(statuses.slice(0, 20), Array(20).fill(404));
+  assertEquals(statuses[20], 429, "the 21st in the window is over the limit");
 }, { needsBorderSql: true });
 
 test("another user's payment method is refused by the database", async () => {

@@ -59,21 +59,21 @@ select is(
   'and no second attempt was opened'
 );
 select throws_ok(
-  $$select public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
-    '40000000-0000-4000-8000-000000000002')$$,
+  $$select tests.raise_if_refused(public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
+    '40000000-0000-4000-8000-000000000002'))$$,
   'PT409',
   'milestone payment 30000000-0000-4000-8000-000000000001 is being charged to another payment method (attempt 1)',
   'another card while an attempt is in flight is refused'
 );
 select throws_ok(
-  $$select public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
-    '40000000-0000-4000-8000-000000000003')$$,
+  $$select tests.raise_if_refused(public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
+    '40000000-0000-4000-8000-000000000003'))$$,
   'PT404', 'no payment method 40000000-0000-4000-8000-000000000003 of yours',
   'another user''s payment method is refused'
 );
 select throws_ok(
-  $$select public.begin_funding_attempt('30000000-0000-4000-8000-000000000002',
-    '40000000-0000-4000-8000-000000000001')$$,
+  $$select tests.raise_if_refused(public.begin_funding_attempt('30000000-0000-4000-8000-000000000002',
+    '40000000-0000-4000-8000-000000000001'))$$,
   'PT403', 'funding milestone payment 30000000-0000-4000-8000-000000000002 needs MFA (aal2)',
   'a payment above the MFA threshold needs aal2'
 );
@@ -110,8 +110,8 @@ select is(
 reset role;
 select tests.authenticate_as('bob', aal => 'aal2');
 select throws_ok(
-  $$select public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
-    '40000000-0000-4000-8000-000000000003')$$,
+  $$select tests.raise_if_refused(public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
+    '40000000-0000-4000-8000-000000000003'))$$,
   'PT404', 'no milestone payment 30000000-0000-4000-8000-000000000001 that you may fund',
   'a stranger cannot fund (or learn of) another user''s payment'
 );
@@ -125,8 +125,8 @@ select is(
 reset role;
 select tests.authenticate_as_service('payment_service');
 select throws_ok(
-  $$select public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
-    '40000000-0000-4000-8000-000000000001')$$,
+  $$select tests.raise_if_refused(public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
+    '40000000-0000-4000-8000-000000000001'))$$,
   '42501', 'permission denied for function begin_funding_attempt',
   'payment_service does not open attempts: the payer does'
 );
@@ -242,8 +242,8 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('hana');
 select throws_ok(
-  $$select public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
-    '40000000-0000-4000-8000-000000000001')$$,
+  $$select tests.raise_if_refused(public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
+    '40000000-0000-4000-8000-000000000001'))$$,
   'PT409',
   'milestone payment 30000000-0000-4000-8000-000000000001 is funded: only a pending or failed payment is funded',
   'a funded payment is not charged again'

@@ -197,15 +197,16 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('ada', role_name => 'admin');
 select throws_ok(
-  $$select public.resolve_processor_inconsistency(current_setting('fixture.i3')::uuid,
-    'Recovered from the contractor by invoice 2026-118.')$$,
+  $$select tests.raise_if_refused(public.resolve_processor_inconsistency(
+    current_setting('fixture.i3')::uuid, 'Recovered from the contractor by invoice 2026-118.'))$$,
   'PT403', 'resolving a processor inconsistency needs MFA (aal2)',
   'resolving one needs aal2'
 );
 reset role;
 select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select throws_ok(
-  $$select public.resolve_processor_inconsistency(current_setting('fixture.i3')::uuid, '....')$$,
+  $$select tests.raise_if_refused(public.resolve_processor_inconsistency(
+    current_setting('fixture.i3')::uuid, '....'))$$,
   'PT422',
   format('resolving processor inconsistency %s needs a written resolution of 10 to 2000 characters',
     current_setting('fixture.i3')),
@@ -217,8 +218,8 @@ select ok(
   'an admin at aal2 resolves it in writing'
 );
 select throws_ok(
-  $$select public.resolve_processor_inconsistency(current_setting('fixture.i3')::uuid,
-    'Another story told afterwards.')$$,
+  $$select tests.raise_if_refused(public.resolve_processor_inconsistency(
+    current_setting('fixture.i3')::uuid, 'Another story told afterwards.'))$$,
   'PT409', null,
   'a resolution is set once'
 );
