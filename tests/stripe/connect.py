@@ -3,7 +3,10 @@ accounts, transfers from the platform to them, their balances, and payouts from 
 to their bank (requests carrying `Stripe-Account: acct_…`).
 
 Events (`account` set to the connected account where Stripe sets it): account.updated,
-transfer.created, payout.created, payout.paid, payout.failed. A payout stays `pending` until a
+transfer.created, transfer.reversed, payout.created, payout.paid, payout.failed. A transfer is
+reversed by POST /v1/transfers/{id}/reversals (its amount, or what is left of it, taken back
+from the connected account's balance: `balance_insufficient` when the balance is short, as on
+Stripe), listed by GET /v1/transfers/{id}/reversals. A payout stays `pending` until a
 test settles it: POST /_test/payouts/{id}/paid or /_test/payouts/{id}/fail (a failed payout's
 amount returns to the account's balance, as on Stripe). POST /_test/accounts/{id}/verify with
 `outcome=verified|restricted` plays Stripe's verification of the account.
@@ -142,6 +145,41 @@ class Transfer(StripeObject):
         destination._balance[self.currency] = destination._balance.get(self.currency, 0) + amount
 
 
+class TransferReversal(StripeObject):
+    """A reversal of (part of) a transfer: the amount goes back from the connected account's
+    balance to the platform's."""
+
+    object = "transfer_reversal"
+    _id_prefix = "trr_"
+
+    def __init__(self, transfer: Transfer, **data: Any) -> None:
+        unexpected(data, {"amount", "metadata", "description", "refund_application_fee"})
+        left = transfer.amount - transfer.amount_reversed
+        amount = left if data.get("amount") is None else as_int(data.get("amount"))
+        require(left > 0, "This transfer has already been fully reversed.", "transfer_reversed")
+        require(
+            amount is not None and 0 < amount <= left,
+            "amount must be a positive integer, at most what is left of the transfer",
+        )
+        assert amount is not None
+        destination = find_account(transfer.destination)
+        require(
+            destination._balance.get(transfer.currency, 0) >= amount,
+            "Insufficient funds in the connected account's balance to reverse this transfer.",
+            "balance_insufficient",
+        )
+        super().__init__()
+        self.amount = amount
+        self.currency = transfer.currency
+        self.transfer = transfer.id
+        self.balance_transaction = f"txn_{random_id(24)}"
+        self.destination_payment_refund = f"pyr_{random_id(24)}"
+        self.metadata = data.get("metadata") or {}
+        destination._balance[transfer.currency] -= amount
+        transfer.amount_reversed += amount
+        transfer.reversed = transfer.amount_reversed == transfer.amount
+
+
 class ConnectedPayout(StripeObject):
     """A payout from a connected account's balance (stored apart from the platform's own
     payouts, which localstripe serves)."""
@@ -277,6 +315,27 @@ def list_transfers(data: dict[str, Any], account: str | None) -> List:
     return listing("/v1/transfers", items, data)
 
 
+def reversals_of(transfer: Transfer) -> list[TransferReversal]:
+    return [
+        v
+        for k, v in store.items()
+        if k.startswith("transfer_reversal:") and v.transfer == transfer.id
+    ]
+
+
+def create_reversal(data: dict[str, Any], account: str | None, id: str) -> TransferReversal:
+    require(account is None, "reversals are made by the platform, without Stripe-Account")
+    transfer = retrieve_transfer({}, None, id)
+    created = TransferReversal(transfer, **data)
+    emit("transfer.reversed", transfer)
+    return created
+
+
+def list_reversals(data: dict[str, Any], account: str | None, id: str) -> List:
+    transfer = retrieve_transfer({}, None, id)
+    return listing(f"/v1/transfers/{id}/reversals", reversals_of(transfer), data)
+
+
 def create_payout(data: dict[str, Any], account: str) -> ConnectedPayout:
     created = ConnectedPayout(account, **data)
     emit("payout.created", created, account)
@@ -324,6 +383,8 @@ def register(router: Router) -> None:
     router.add("POST", "/v1/transfers", create_transfer)
     router.add("GET", "/v1/transfers", list_transfers)
     router.add("GET", "/v1/transfers/{id}", retrieve_transfer)
+    router.add("POST", "/v1/transfers/{id}/reversals", create_reversal)
+    router.add("GET", "/v1/transfers/{id}/reversals", list_reversals)
     router.add("POST", "/v1/payouts", create_payout, connected=True)
     router.add("GET", "/v1/payouts", list_payouts, connected=True)
     router.add("GET", "/v1/payouts/{id}", retrieve_payout, connected=True)

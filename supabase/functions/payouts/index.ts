@@ -1,19 +1,33 @@
 /**
- * payouts: send approved withdrawals to the contractors' connected accounts.
+ * payouts: send approved withdrawals to the contractors' connected accounts, and take back the
+ * transfers of withdrawals that ended unpaid.
  *
- * POST {} (every approved withdrawal not yet paid out) or {"withdrawal_id": uuid} with the
- * project's service-role JWT. As `payment_service`, `public.withdrawals_to_pay_out()` names
- * each withdrawal's amount, currency, connected account (acct_…) and any transfer already
- * made. For each, the function creates a transfer to the connected account and then a payout
- * on it (Stripe-Account header), each with the idempotency key derived from the withdrawal
- * (`withdrawal:<id>:transfer`, `withdrawal:<id>:payout`), and records each id as soon as Stripe
- * answers. A withdrawal completes or fails only by Stripe's payout.paid / payout.failed
- * webhook. When Stripe fails, nothing is recorded for that step: the reservation stays and the
- * withdrawal is retried by the next call, with the same keys, so nothing is paid twice.
+ * POST {} (every approved withdrawal not yet paid out, and every transfer to reverse) or
+ * {"withdrawal_id": uuid} with the project's service-role JWT. As `payment_service`,
+ * `public.withdrawals_to_pay_out()` names each withdrawal's amount, currency, connected account
+ * (acct_…), any transfer already made, and the idempotency keys of the attempt each step is at.
+ * For each, the function creates a transfer to the connected account (unless one is recorded:
+ * a transfer made is never sent again) and then a payout on it (Stripe-Account header), and
+ * records each id as soon as Stripe answers. A withdrawal completes or fails only by Stripe's
+ * payout.paid / payout.failed webhook.
  *
- * Answers 200 {results: [...]} when every withdrawal was sent, 502 with the same body when
- * one or more failed at Stripe (each result says where), 404 when the named withdrawal is not
- * awaiting payout, 401/403 without the service role.
+ * Stripe keeps its first answer to an idempotency key, a refusal too. So a refusal Stripe
+ * answered (4xx: an account that cannot receive payouts yet, a short balance) is recorded
+ * (`record_withdrawal_processor_failure`) and the step's next attempt gets the next key,
+ * while a request that got no answer (network, 5xx, 429) records nothing and is retried under
+ * the same key, which Stripe runs at most once. Either way the withdrawal stays approved, its
+ * money reserved.
+ *
+ * `public.withdrawals_to_reverse()` names the withdrawals that failed or were canceled after
+ * their transfer (the money is back on the connected account, and in the wallet): the
+ * function reverses each transfer (`POST /v1/transfers/{id}/reversals`, key
+ * `withdrawal:<id>:reversal`, the next one after a recorded refusal) and records the reversal
+ * (`record_withdrawal_transfer_reversal`), which resolves its `transfer_unreversed`
+ * inconsistency.
+ *
+ * Answers 200 {results: [...]} when every step succeeded, 502 with the same body when one or
+ * more failed (each result says where), 404 when the named withdrawal has nothing to send or
+ * reverse, 401/403 without the service role.
  */
 import { requireService } from "../_shared/auth.ts";
 import { type RequestContext, requestContext, rpc, transaction } from "../_shared/db.ts";
@@ -33,17 +47,35 @@ export interface DuePayout {
   payout_idempotency_key: string;
 }
 
+/** A withdrawal whose transfer is to be reversed, as withdrawals_to_reverse() names it. */
+export interface DueReversal {
+  withdrawal_id: string;
+  amount_minor: number;
+  currency: string;
+  transfer_id: string;
+  reversal_idempotency_key: string;
+}
+
 /** One withdrawal's outcome. */
 export interface PayoutResult {
   withdrawal_id: string;
-  status: "sent" | "failed";
+  status: "sent" | "reversed" | "failed";
   transfer_id: string | null;
-  payout_id: string | null;
-  stage?: "transfer" | "payout" | "record_transfer" | "record_payout";
+  payout_id?: string | null;
+  reversal_id?: string | null;
+  stage?:
+    | "transfer"
+    | "payout"
+    | "reversal"
+    | "record_transfer"
+    | "record_payout"
+    | "record_reversal";
   code?: string;
   message?: string;
   /** Why the database did not record what Stripe made. */
   detail?: string;
+  /** For a refusal Stripe answered: recorded, and the step is retried under this key. */
+  next_idempotency_key?: string;
 }
 
 function text(row: Record<string, unknown>, ...names: string[]): string | null {
@@ -94,27 +126,91 @@ async function dueWithdrawals(context: RequestContext): Promise<DuePayout[]> {
   return flat.map(duePayout);
 }
 
-function stripeFailure(
-  due: DuePayout,
-  stage: PayoutResult["stage"],
+/** The rows of withdrawals_to_reverse(), checked. */
+async function dueReversals(context: RequestContext): Promise<DueReversal[]> {
+  const rows = await transaction(context, async (tx) => {
+    return await tx`select * from public.withdrawals_to_reverse()`;
+  });
+  return rows.map((row) => {
+    const id = text(row, "withdrawal_id");
+    const transfer = text(row, "processor_transfer_id");
+    const key = text(row, "reversal_idempotency_key");
+    const raw = row.amount_minor;
+    const amount = typeof raw === "string" ? Number(raw) : raw;
+    if (
+      !id || !transfer || !/^tr_/.test(transfer) || !key || typeof amount !== "number" ||
+      !Number.isSafeInteger(amount) || amount <= 0 || String(amount) !== String(raw)
+    ) {
+      throw new Error(
+        `withdrawals_to_reverse() answered a row this function cannot reverse: ${id}`,
+      );
+    }
+    return {
+      withdrawal_id: id,
+      amount_minor: amount,
+      currency: String(row.currency),
+      transfer_id: transfer,
+      reversal_idempotency_key: key,
+    };
+  });
+}
+
+/**
+ * A refusal that Stripe answered and keeps for its idempotency key (a 4xx other than an
+ * authentication, idempotency or rate-limit error): retrying under the same key would only
+ * replay it. Anything else (no answer, a 5xx, a 429) is retried under the same key.
+ */
+export function answeredRefusal(error: unknown): boolean {
+  if (!isStripeError(error) || stripeUnavailable(error)) return false;
+  if (error.type === "StripeIdempotencyError") return false;
+  return error.statusCode !== undefined && [400, 402, 403, 404].includes(error.statusCode);
+}
+
+async function stripeFailure(
+  context: RequestContext,
+  withdrawalId: string,
+  stage: "transfer" | "payout" | "reversal",
+  idempotencyKey: string,
   error: unknown,
   transferId: string | null,
-): PayoutResult {
+): Promise<PayoutResult> {
   const code = stripeUnavailable(error)
     ? "processor_unavailable"
     : isStripeError(error)
     ? error.code ?? "processor_error"
     : "processor_error";
-  return {
-    withdrawal_id: due.withdrawal_id,
+  const result: PayoutResult = {
+    withdrawal_id: withdrawalId,
     status: "failed",
     transfer_id: transferId,
-    payout_id: null,
     stage,
     code,
-    message: `Stripe did not accept the ${stage}; the withdrawal stays approved and is retried ` +
-      "safely",
+    message: stage === "reversal"
+      ? "Stripe did not reverse the transfer; it is retried by the next call"
+      : `Stripe did not accept the ${stage}; the withdrawal stays approved and is retried ` +
+        "safely",
   };
+  if (stage !== "reversal") result.payout_id = null;
+  if (answeredRefusal(error)) {
+    try {
+      const recorded = await transaction(
+        context,
+        (tx) =>
+          rpc<{ next_idempotency_key: string }>(tx, "record_withdrawal_processor_failure", [
+            [withdrawalId, "uuid"],
+            [stage, "text"],
+            [idempotencyKey, "text"],
+            [code, "text"],
+            [(error as Error).message.slice(0, 500), "text"],
+          ]),
+      );
+      result.next_idempotency_key = recorded.next_idempotency_key;
+    } catch (recordError) {
+      // Unrecorded, the next call sends the same key again and gets the same refusal: safe.
+      console.error("record_withdrawal_processor_failure", withdrawalId, stage, recordError);
+    }
+  }
+  return result;
 }
 
 /** Record a Stripe object's id; when the database refuses it, report the inconsistency. */
@@ -174,7 +270,14 @@ async function payOut(context: RequestContext, due: DuePayout): Promise<PayoutRe
       }, { idempotencyKey: due.transfer_idempotency_key });
       transferId = transfer.id;
     } catch (error) {
-      return stripeFailure(due, "transfer", error, null);
+      return await stripeFailure(
+        context,
+        due.withdrawal_id,
+        "transfer",
+        due.transfer_idempotency_key,
+        error,
+        null,
+      );
     }
     const refused = await record(context, due, "record_withdrawal_transfer", transferId);
     if (refused) {
@@ -199,7 +302,14 @@ async function payOut(context: RequestContext, due: DuePayout): Promise<PayoutRe
     }, { idempotencyKey: due.payout_idempotency_key, stripeAccount: due.account_id });
     payoutId = payout.id;
   } catch (error) {
-    return stripeFailure(due, "payout", error, transferId);
+    return await stripeFailure(
+      context,
+      due.withdrawal_id,
+      "payout",
+      due.payout_idempotency_key,
+      error,
+      transferId,
+    );
   }
   const refused = await record(context, due, "record_withdrawal_payout", payoutId);
   if (refused) {
@@ -222,6 +332,58 @@ async function payOut(context: RequestContext, due: DuePayout): Promise<PayoutRe
   };
 }
 
+/** Reverse a transfer of a withdrawal that ended unpaid, and record the reversal. */
+async function reverse(context: RequestContext, due: DueReversal): Promise<PayoutResult> {
+  let reversalId: string;
+  try {
+    const reversal = await stripe().transfers.createReversal(due.transfer_id, {
+      amount: due.amount_minor,
+      metadata: { withdrawal_id: due.withdrawal_id },
+    }, { idempotencyKey: due.reversal_idempotency_key });
+    reversalId = reversal.id;
+  } catch (error) {
+    return await stripeFailure(
+      context,
+      due.withdrawal_id,
+      "reversal",
+      due.reversal_idempotency_key,
+      error,
+      due.transfer_id,
+    );
+  }
+  try {
+    await transaction(context, (tx) =>
+      rpc(tx, "record_withdrawal_transfer_reversal", [
+        [due.withdrawal_id, "uuid"],
+        [reversalId, "text"],
+      ]));
+  } catch (error) {
+    // The transfer_unreversed inconsistency stays open, and the next call sends the same key:
+    // Stripe replays this reversal, which is then recorded.
+    return {
+      withdrawal_id: due.withdrawal_id,
+      status: "failed",
+      transfer_id: due.transfer_id,
+      reversal_id: reversalId,
+      stage: "record_reversal",
+      code: "reversal_not_recorded",
+      message: "Stripe reversed the transfer but the database did not record it; it stays " +
+        "reported until the next call records it",
+      detail: isPgError(error)
+        ? `${error.code}: ${error.message}`
+        : error instanceof HttpError
+        ? `${String(error.body.code)}: ${error.message}`
+        : "database unreachable",
+    };
+  }
+  return {
+    withdrawal_id: due.withdrawal_id,
+    status: "reversed",
+    transfer_id: due.transfer_id,
+    reversal_id: reversalId,
+  };
+}
+
 export async function handle(req: Request): Promise<Response> {
   allowMethods(req, "POST");
   const caller = await requireService(req);
@@ -230,18 +392,21 @@ export async function handle(req: Request): Promise<Response> {
   const context = requestContext(req, caller, "payment_service");
 
   let due = await dueWithdrawals(context);
+  let reversals = await dueReversals(context);
   if (only) {
     due = due.filter((d) => d.withdrawal_id === only);
-    if (due.length === 0) {
+    reversals = reversals.filter((r) => r.withdrawal_id === only);
+    if (due.length === 0 && reversals.length === 0) {
       throw new HttpError(
         404,
         "withdrawal_not_due",
-        "No approved withdrawal awaits payout with this id",
+        "No approved withdrawal awaits payout, nor any transfer its reversal, with this id",
       );
     }
   }
   const results: PayoutResult[] = [];
   for (const d of due) results.push(await payOut(context, d));
+  for (const r of reversals) results.push(await reverse(context, r));
   const failed = results.some((r) => r.status === "failed");
   return json(failed ? 502 : 200, { results });
 }

@@ -280,26 +280,13 @@ export async function saveCard(user: string, number = "4242424242424242") {
   return { card, ...answer };
 }
 
-/**
- * The rows that report a processor object as inconsistent, from whichever table the database
- * keeps them in (the one with a processor_object_id column).
- */
+/** The processor inconsistencies recorded about a processor object. */
 export async function reportedInconsistencies(
   objectId: string,
 ): Promise<Record<string, unknown>[]> {
-  const tables = await db`
-    select format('%I.%I', c.table_schema, c.table_name) as name
-    from information_schema.columns as c
-    join information_schema.tables as t using (table_schema, table_name)
-    where c.column_name = 'processor_object_id' and t.table_type = 'BASE TABLE'
+  return await db`
+    select * from public.processor_inconsistencies where processor_object_id = ${objectId}
   `;
-  if (tables.length !== 1) {
-    throw new Error(`expected one inconsistency table, found ${tables.length}`);
-  }
-  return await db.unsafe(
-    `select * from ${tables[0].name} where processor_object_id = $1`,
-    [objectId],
-  );
 }
 
 const WEBHOOK_SECRET = Deno.env.get("STRIPE_WEBHOOK_SECRET")!;

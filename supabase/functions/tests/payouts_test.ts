@@ -12,6 +12,7 @@ import {
   reportedInconsistencies,
   serveWebhooks,
   serviceToken,
+  stripe,
   stripeId,
   test,
   userClaims,
@@ -45,6 +46,16 @@ async function withdrawal(id: string) {
     from public.withdrawals where id = ${id}
   `;
   return row;
+}
+
+/** The processor's refusals (and reversals) recorded for withdrawal `id`, in order. */
+async function attempts(id: string) {
+  const rows = await db`
+    select step, attempt, status, coalesce(failure_code, processor_object_id) as what
+    from public.withdrawal_processor_attempts where withdrawal_id = ${id}
+    order by created_at, attempt
+  `;
+  return rows.map((r) => [r.step, r.attempt, r.status, r.what]);
 }
 
 /**
@@ -129,15 +140,23 @@ test("all due withdrawals are sent by one call without a body", async () => {
     await setAsideOtherDue([a.withdrawal, b.withdrawal]);
     const { status, body } = await call(payouts, "payouts", { token: await serviceToken() });
     assertEquals(status, 200, JSON.stringify(body));
-    const sent = (body.results as Result[]).map((r) => [r.withdrawal_id, r.status]);
+    const results = body.results as Result[];
+    const sent = results.filter((r) => r.status !== "reversed").map((r) => [
+      r.withdrawal_id,
+      r.status,
+    ]);
     assertEquals(sent.sort(), [[a.withdrawal, "sent"], [b.withdrawal, "sent"]].sort());
+    assert_(
+      results.every((r) => r.status !== "reversed" || r.reversal_id),
+      "any other result is the reversal of a set-aside withdrawal's transfer",
+    );
     assertEquals((await withdrawal(a.withdrawal)).status, "processing");
     assertEquals((await withdrawal(b.withdrawal)).status, "processing");
   });
 }, { needsBorderSql: true });
 
 test(
-  "Stripe refusing the payout: 502, the transfer kept, the withdrawal approved; the same key replays the refusal",
+  "Stripe refusing the payout: 502, the refusal recorded with its code; once the account can be paid, the retry under the next key pays once",
   async () => {
     await withConnect(async (side) => {
       const { account, withdrawal: id } = await approvedWithdrawal(await side.account());
@@ -145,21 +164,55 @@ test(
       const failed = await payOut({ withdrawal_id: id });
       assertEquals(failed.status, 502, JSON.stringify(failed.body));
       const [result] = failed.body.results as Result[];
-      assertEquals([result.status, result.stage], ["failed", "payout"]);
+      assertEquals(
+        [result.status, result.stage, result.code, result.next_idempotency_key],
+        ["failed", "payout", "payouts_not_allowed", `withdrawal:${id}:payout:2`],
+      );
       const row = await withdrawal(id);
       assertEquals(row.status, "approved", "the reservation stays: still approved");
       assertEquals(row.processor_payout_id, null);
       assertEquals(row.processor_transfer_id, result.transfer_id, "the transfer made is recorded");
+      assertEquals(await attempts(id), [["payout", 1, "failed", "payouts_not_allowed"]]);
       await side.refusePayouts(account, false);
-      // Stripe keeps the answer to an idempotency key, a refusal too: the retry, under the
-      // withdrawal's one payout key, gets the same refusal, and nothing is paid twice.
+      // Stripe keeps the answer to an idempotency key, a refusal too: under the first key the
+      // retry would be refused for a day. It goes under the next attempt's key, and pays.
       const retried = await payOut({ withdrawal_id: id });
-      assertEquals(retried.status, 502, JSON.stringify(retried.body));
-      const [again] = retried.body.results as Result[];
-      assertEquals([again.stage, again.code], ["payout", result.code]);
+      assertEquals(retried.status, 200, JSON.stringify(retried.body));
+      const [sent] = retried.body.results as Result[];
+      assertEquals([sent.status, sent.transfer_id], ["sent", result.transfer_id]);
       assertEquals((await side.transfers(account)).length, 1, "the retry makes no second transfer");
-      assertEquals(await side.payouts(account), [], "and no payout");
-      assertEquals((await withdrawal(id)).status, "approved");
+      assertEquals(
+        (await side.payouts(account)).map((p) => p.id),
+        [sent.payout_id],
+        "and one payout",
+      );
+      assertEquals((await withdrawal(id)).status, "processing");
+      const again = await payOut({ withdrawal_id: id });
+      assertEquals(again.status, 404, "nothing is due any more");
+    });
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "a payout refused again after a retry: each refusal is recorded once, under its own key",
+  async () => {
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account());
+      await side.refusePayouts(account, true);
+      const first = await payOut({ withdrawal_id: id });
+      const second = await payOut({ withdrawal_id: id });
+      assertEquals([first.status, second.status], [502, 502]);
+      assertEquals(
+        (second.body.results as Result[])[0].next_idempotency_key,
+        `withdrawal:${id}:payout:3`,
+      );
+      assertEquals(await attempts(id), [
+        ["payout", 1, "failed", "payouts_not_allowed"],
+        ["payout", 2, "failed", "payouts_not_allowed"],
+      ]);
+      assertEquals((await side.transfers(account)).length, 1, "one transfer in all");
+      assertEquals(await side.payouts(account), []);
       await setAsideOtherDue([]);
     });
   },
@@ -266,3 +319,102 @@ test("payout.paid completes the withdrawal; payout.failed fails it", async () =>
     await server.close();
   }
 }, { needsBorderSql: true });
+
+test(
+  "a payout failed after its transfer: the transfer is reversed once, and its inconsistency resolved",
+  async () => {
+    const server = await serveWebhooks(webhook);
+    try {
+      await withConnect(async (side) => {
+        const { account, withdrawal: id } = await approvedWithdrawal(await side.account(), 5000);
+        const sent = await payOut({ withdrawal_id: id });
+        assertEquals(sent.status, 200, JSON.stringify(sent.body));
+        const [result] = sent.body.results as Result[];
+        await settle(result, "failed");
+        assert_(
+          await waitFor(async () => (await withdrawal(id)).status === "failed"),
+          "payout.failed fails the withdrawal",
+        );
+        const transferId = result.transfer_id as string;
+        const [open] = await reportedInconsistencies(transferId);
+        assertEquals(
+          [open.kind, String(open.amount_minor), open.resolution],
+          ["transfer_unreversed", "5000", null],
+          "until it is reversed, the transfer is an open inconsistency",
+        );
+        const reversed = await payOut({ withdrawal_id: id });
+        assertEquals(reversed.status, 200, JSON.stringify(reversed.body));
+        const [done] = reversed.body.results as Result[];
+        assertEquals([done.status, done.transfer_id], ["reversed", transferId]);
+        const transfer = await stripe.transfers.retrieve(transferId);
+        assertEquals([transfer.amount_reversed, transfer.reversed], [5000, true]);
+        const reversals = await stripe.transfers.listReversals(transferId);
+        assertEquals(reversals.data.map((r) => r.id), [done.reversal_id]);
+        assertEquals(await attempts(id), [["reversal", 1, "succeeded", done.reversal_id]]);
+        const [closed] = await reportedInconsistencies(transferId);
+        assert_(closed.resolution !== null, "the reversal resolves the inconsistency");
+        const again = await payOut({ withdrawal_id: id });
+        assertEquals(again.status, 404, "nothing is left to reverse");
+        assertEquals((await stripe.transfers.listReversals(transferId)).data.length, 1);
+        assertEquals((await side.payouts(account)).length, 1);
+      });
+    } finally {
+      await server.close();
+    }
+  },
+  { needsBorderSql: true },
+);
+
+test(
+  "a transfer reversal Stripe refuses is recorded, and retried under the next key",
+  async () => {
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account(), 7000);
+      const sent = await payOut({ withdrawal_id: id });
+      const [result] = sent.body.results as Result[];
+      // payout.failed reaches the database before the local Stripe returns the payout's amount
+      // to the account: its balance, all paid out, cannot cover the reversal yet.
+      assertEquals((await withdrawal(id)).status, "processing");
+      await db.begin(async (tx) => {
+        await tx`select set_config('role', 'payment_service', true),
+          set_config('request.jwt.claims', '{"role": "payment_service"}', true)`;
+        await tx`select public.apply_stripe_event(${
+          tx.json({
+            id: stripeId("evt"),
+            object: "event",
+            type: "payout.failed",
+            data: {
+              object: {
+                id: String(result.payout_id),
+                object: "payout",
+                amount: 7000,
+                currency: "usd",
+                status: "failed",
+                failure_code: "account_closed",
+              },
+            },
+          })
+        })`;
+      });
+      assertEquals((await withdrawal(id)).status, "failed");
+      const refused = await payOut({ withdrawal_id: id });
+      assertEquals(refused.status, 502, JSON.stringify(refused.body));
+      const [failed] = refused.body.results as Result[];
+      assertEquals(
+        [failed.stage, failed.code, failed.next_idempotency_key],
+        ["reversal", "balance_insufficient", `withdrawal:${id}:reversal:2`],
+      );
+      await settle(result, "failed"); // the amount is back on the account
+      const retried = await payOut({ withdrawal_id: id });
+      assertEquals(retried.status, 200, JSON.stringify(retried.body));
+      const [done] = retried.body.results as Result[];
+      assertEquals(done.status, "reversed");
+      assertEquals(await attempts(id), [
+        ["reversal", 1, "failed", "balance_insufficient"],
+        ["reversal", 2, "succeeded", done.reversal_id],
+      ]);
+      assertEquals((await side.transfers(account)).length, 1);
+    });
+  },
+  { needsBorderSql: true },
+);
