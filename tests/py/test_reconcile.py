@@ -254,3 +254,66 @@ def test_the_same_event_delivered_twice_at_once_is_applied_once(books, cluster, 
             "where id = 'evt_Concurrent01'"
         ).fetchone() == (1, "processed")
     assert reconcile(books["admin"]) == []
+
+
+def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_is_reversed(
+    books, cluster, empty_database
+):
+    """payout.failed puts the money back on the connected account while the wallet gets it
+    back too: reported until the transfer is reversed and the reversal recorded."""
+    with psycopg.connect(books["admin"], autocommit=True) as conn:
+        conn.execute("set role postgres")
+        conn.execute("update private.settings set value = '0' where key = 'payout_hold_seconds'")
+        row = conn.execute(
+            "select payee_id from public.milestone_payments where id = %s",
+            (books["payments"][0],),
+        ).fetchone()
+        assert row is not None
+        carl = row[0]
+        method = conn.execute(
+            "insert into public.payout_methods (user_id, type, processor_account_id, "
+            "processor_external_account_id, currency) "
+            "values (%s, 'bank_account', 'acct_Books01', 'ba_Books01', 'USD') returning id",
+            (carl,),
+        ).fetchone()
+        assert method is not None
+        withdrawal = conn.execute(
+            "insert into public.withdrawals (user_id, payout_method_id, amount_minor, currency) "
+            "values (%s, %s, 10000, 'USD') returning id, status::text",
+            (carl, method[0]),
+        ).fetchone()
+        assert withdrawal is not None
+        assert withdrawal[1] == "approved"
+    failed = Jsonb(
+        {
+            "id": "evt_PayoutFailed01",
+            "object": "event",
+            "type": "payout.failed",
+            "data": {
+                "object": {
+                    "id": "po_Books01",
+                    "object": "payout",
+                    "amount": 10000,
+                    "currency": "usd",
+                    "status": "failed",
+                    "failure_code": "account_closed",
+                }
+            },
+        }
+    )
+    client = AppClient(cluster.socket_url("authenticator", empty_database))
+    with client.as_service("payment_service") as req:
+        req.scalar("select public.record_withdrawal_transfer(%s, 'tr_Books01')", (withdrawal[0],))
+        req.scalar("select public.record_withdrawal_payout(%s, 'po_Books01')", (withdrawal[0],))
+        assert req.scalar("select public.apply_stripe_event(%s) ->> 'status'", (failed,)) == (
+            "processed"
+        )
+    found = reconcile(books["admin"])
+    assert [d.check for d in found] == ["open processor inconsistency"]
+    assert found[0].subject.startswith("transfer_unreversed tr_Books01")
+    with client.as_service("payment_service") as req:
+        req.scalar(
+            "select public.record_withdrawal_transfer_reversal(%s, 'trr_Books01')",
+            (withdrawal[0],),
+        )
+    assert reconcile(books["admin"]) == []
