@@ -8,13 +8,18 @@ every difference:
 - a funded payment with no succeeded charge on Stripe;
 - a payment whose charge differs in amount or currency;
 - a payout on Stripe with no withdrawal, a withdrawal in processing or paid with no payout on
-  Stripe, and a payout whose amount, currency or outcome differs from its withdrawal's.
+  Stripe, and a payout whose amount, currency or outcome differs from its withdrawal's;
+- a withdrawal's recorded transfer that Stripe does not have, or whose amount, currency or
+  connected account differs, that payguard recorded as reversed while Stripe did not reverse
+  it whole, or that Stripe reversed while the withdrawal is still being paid out or paid.
+  (A withdrawal that ended unpaid whose transfer is not reversed yet is reported by the
+  database's own checks, as an open `transfer_unreversed` inconsistency.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import stripe
@@ -38,7 +43,10 @@ CHECKS = (
     "payout with no withdrawal",
     "withdrawal paid out with no payout",
     "payout and withdrawal differ",
+    "transfer and withdrawal differ",
 )
+# A withdrawal in these states still pays its transfer out, or has: it must not be reversed.
+TRANSFER_KEPT_STATES = ("approved", "processing", "paid")
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,8 @@ class Withdrawal:
     currency: str
     payout_id: str | None
     account_id: str | None
+    transfer_id: str | None = None
+    reversal_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,15 @@ class Payout:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    id: str
+    destination: str | None
+    amount: int
+    amount_reversed: int
+    currency: str
+
+
+@dataclass(frozen=True)
 class Books:
     payments: list[Payment]
     withdrawals: list[Withdrawal]
@@ -89,6 +108,7 @@ class Books:
 class StripeRecords:
     charges: list[Charge]
     payouts: list[Payout]
+    transfers: list[Transfer] = field(default_factory=list)
 
 
 def read_books(url: str) -> Books:
@@ -102,11 +122,24 @@ def read_books(url: str) -> Books:
                 "from public.milestone_payments order by created_at, id"
             )
         ]
+        # The transfers and their reversals, where the border's migrations recorded them.
+        reversals = conn.execute(
+            "select to_regclass('public.withdrawal_processor_attempts') is not null"
+        ).fetchone()
+        transfer_columns = (
+            "w.processor_transfer_id, (select a.processor_object_id "
+            "from public.withdrawal_processor_attempts as a where a.withdrawal_id = w.id "
+            "and a.step = 'reversal' and a.status = 'succeeded')"
+            if reversals and reversals[0]
+            else "null::text, null::text"
+        )
         withdrawals = [
-            Withdrawal(str(row[0]), str(row[1]), int(row[2]), str(row[3]), row[4], row[5])
+            Withdrawal(
+                str(row[0]), str(row[1]), int(row[2]), str(row[3]), row[4], row[5], row[6], row[7]
+            )
             for row in conn.execute(
                 "select w.id, w.status::text, w.amount_minor, w.currency, w.processor_payout_id, "
-                "m.processor_account_id from public.withdrawals as w "
+                f"m.processor_account_id, {transfer_columns} from public.withdrawals as w "
                 "left join public.payout_methods as m on m.id = w.payout_method_id "
                 "order by w.created_at, w.id"
             )
@@ -129,8 +162,19 @@ def read_stripe(client: stripe.StripeClient, account_ids: Iterable[str]) -> Stri
         for c in _all(client.v1.charges.list({"limit": 100}))
     ]
     accounts = set(account_ids)
+    transfers: list[Transfer] = []
     try:
         accounts |= {a.id for a in _all(client.v1.accounts.list({"limit": 100}))}
+        transfers = [
+            Transfer(
+                id=t.id,
+                destination=_id(getattr(t, "destination", None)),
+                amount=int(t.amount),
+                amount_reversed=int(getattr(t, "amount_reversed", 0) or 0),
+                currency=str(t.currency).upper(),
+            )
+            for t in _all(client.v1.transfers.list({"limit": 100}))
+        ]
     except stripe.StripeError as exc:
         # A Stripe without Connect (plain localstripe): only the accounts payguard knows.
         if exc.http_status != NOT_FOUND:
@@ -140,7 +184,7 @@ def read_stripe(client: stripe.StripeClient, account_ids: Iterable[str]) -> Stri
         for account in sorted(accounts)
         for p in _all(client.v1.payouts.list({"limit": 100}, {"stripe_account": account}))
     ]
-    return StripeRecords(charges, payouts)
+    return StripeRecords(charges, payouts, transfers)
 
 
 def compare(books: Books, records: StripeRecords) -> list[Difference]:
@@ -223,6 +267,48 @@ def compare(books: Books, records: StripeRecords) -> list[Difference]:
                     CHECKS[4],
                     f"{withdrawal.id} ({withdrawal.status}, payout "
                     f"{withdrawal.payout_id or 'none'})",
+                )
+            )
+    found.extend(_transfer_differences(books, records))
+    return found
+
+
+def _transfer_differences(books: Books, records: StripeRecords) -> list[Difference]:
+    transfers = {t.id: t for t in records.transfers}
+    found: list[Difference] = []
+    for withdrawal in books.withdrawals:
+        if withdrawal.transfer_id is None:
+            continue
+        transfer = transfers.get(withdrawal.transfer_id)
+        problems = []
+        if transfer is None:
+            problems.append("Stripe has no such transfer")
+        else:
+            if (transfer.amount, transfer.currency) != (
+                withdrawal.amount_minor,
+                withdrawal.currency,
+            ):
+                problems.append(
+                    f"payguard {withdrawal.amount_minor} {withdrawal.currency}, "
+                    f"Stripe {transfer.amount} {transfer.currency}"
+                )
+            if transfer.destination != withdrawal.account_id:
+                problems.append(
+                    f"payguard's account {withdrawal.account_id}, Stripe's {transfer.destination}"
+                )
+            if withdrawal.reversal_id is not None and transfer.amount_reversed < transfer.amount:
+                problems.append(
+                    f"payguard reversed it ({withdrawal.reversal_id}), Stripe reversed "
+                    f"{transfer.amount_reversed} of {transfer.amount}"
+                )
+            if withdrawal.status in TRANSFER_KEPT_STATES and transfer.amount_reversed > 0:
+                problems.append(
+                    f"payguard {withdrawal.status}, Stripe reversed {transfer.amount_reversed}"
+                )
+        if problems:
+            found.append(
+                Difference(
+                    CHECKS[6], f"{withdrawal.id} / {withdrawal.transfer_id}: " + "; ".join(problems)
                 )
             )
     return found

@@ -21,6 +21,7 @@ from payguard.stripe_reconcile import (
     Payment,
     Payout,
     StripeRecords,
+    Transfer,
     Withdrawal,
     compare,
     reconcile_stripe,
@@ -112,6 +113,37 @@ def test_a_failed_payout_of_a_processing_withdrawal_differs():
     assert checks(Books([], [processing]), StripeRecords([], [pending])) == []
 
 
+def test_a_transfer_that_differs_from_its_withdrawal():
+    paid = Withdrawal("w4", "paid", 20000, "USD", "po_Four", "acct_One", "tr_Four")
+    payout = Payout("po_Four", "acct_One", "paid", 20000, "USD")
+    made = Transfer("tr_Four", "acct_One", 20000, 0, "USD")
+    assert checks(Books([], [paid]), StripeRecords([], [payout], [made])) == []
+    assert checks(Books([], [paid]), StripeRecords([], [payout], [])) == [CHECKS[6]]
+    taken_back = Transfer("tr_Four", "acct_One", 20000, 20000, "USD")
+    assert checks(Books([], [paid]), StripeRecords([], [payout], [taken_back])) == [CHECKS[6]]
+    other = Transfer("tr_Four", "acct_Two", 19999, 0, "USD")
+    [difference] = compare(Books([], [paid]), StripeRecords([], [payout], [other]))
+    assert difference.subject == (
+        "w4 / tr_Four: payguard 20000 USD, Stripe 19999 USD; payguard's account acct_One, "
+        "Stripe's acct_Two"
+    )
+
+
+def test_a_reversal_recorded_is_a_reversal_on_stripe():
+    failed = Withdrawal("w5", "failed", 20000, "USD", "po_Five", "acct_One", "tr_Five", "trr_Five")
+    returned = Payout("po_Five", "acct_One", "failed", 20000, "USD")
+    reversed_whole = Transfer("tr_Five", "acct_One", 20000, 20000, "USD")
+    assert checks(Books([], [failed]), StripeRecords([], [returned], [reversed_whole])) == []
+    kept = Transfer("tr_Five", "acct_One", 20000, 0, "USD")
+    [difference] = compare(Books([], [failed]), StripeRecords([], [returned], [kept]))
+    assert difference.subject == (
+        "w5 / tr_Five: payguard reversed it (trr_Five), Stripe reversed 0 of 20000"
+    )
+    # Not reversed on either side yet: the database reports it (transfer_unreversed).
+    unreversed = Withdrawal("w5", "failed", 20000, "USD", "po_Five", "acct_One", "tr_Five")
+    assert checks(Books([], [unreversed]), StripeRecords([], [returned], [kept])) == []
+
+
 # -- against the database and the local Stripe ----------------------------------------------
 
 
@@ -171,6 +203,27 @@ def charge(stripe_client, amount: int, payment=None) -> str:
 def fund(client, payment, intent: str, amount: int = 30000) -> None:
     with client.as_service("payment_service") as req:
         req.rpc("fund_milestone_payment", payment, intent, amount, "USD", f"fund-{intent}")
+
+
+def approved_withdrawal(db, client, make_user, stripe_client, stripe_test_api):
+    """A contractor's approved withdrawal of 20000 USD to a verified connected account."""
+    contractor = make_user()
+    account = stripe_client.v1.accounts.create({"type": "custom", "country": "US"})
+    stripe_test_api.verify_account(account.id)
+    method = db.execute(
+        "insert into public.payout_methods (user_id, type, processor_account_id, "
+        "processor_external_account_id, currency) values (%s, 'bank_account', %s, %s, 'USD') "
+        "returning id",
+        (contractor, account.id, f"ba_{uuid.uuid4().hex[:10]}"),
+    ).fetchone()[0]
+    db.execute("select tests.fund_wallet(%s, 20000)", (contractor,))
+    with client.as_user(contractor, aal="aal2") as req:
+        req.rpc("request_withdrawal", method, 20000, "USD", f"withdraw-{uuid.uuid4()}")
+    withdrawal = db.execute(
+        "select id, status::text from public.withdrawals where user_id = %s", (contractor,)
+    ).fetchone()
+    assert withdrawal[1] == "approved", withdrawal
+    return withdrawal[0]
 
 
 def paid_withdrawal(db, client, make_user, stripe_client, stripe_test_api, payout_id=None):
@@ -264,6 +317,10 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
     pending, _, pending_payout = paid_withdrawal(
         db, client, make_user, stripe_client, stripe_test_api
     )
+    # A transfer payguard recorded that Stripe never made.
+    unmade = approved_withdrawal(db, client, make_user, stripe_client, stripe_test_api)
+    with client.as_service("payment_service") as req:
+        req.rpc("record_withdrawal_transfer", unmade, "tr_NeverMade01")
 
     differences = found(admin_url, stripe_client)
     assert sorted(differences) == sorted(CHECKS)
@@ -277,12 +334,13 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
     assert differences[CHECKS[5]] == [
         f"{pending} / {pending_payout}: payguard paid, Stripe pending"
     ]
+    assert differences[CHECKS[6]] == [f"{unmade} / tr_NeverMade01: Stripe has no such transfer"]
 
     result = run_cli(admin_url, local_stripe, monkeypatch)
     assert result.exit_code == 1
     reported = json.loads(result.output)
     assert sorted({d["check"] for d in reported}) == sorted(CHECKS)
-    assert len(reported) == 6
+    assert len(reported) == 7
 
     # Refunding the stray charge settles it.
     stripe_client.v1.refunds.create({"payment_intent": stray})
