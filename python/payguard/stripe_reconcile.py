@@ -1,8 +1,8 @@
 """`payguard reconcile --stripe`: do payguard's books and Stripe's records agree?
 
-Stripe's side is read with stripe-python (payment intents, charges, connected accounts and
-their payouts), payguard's from the database, in one read-only snapshot; `compare` then lists
-every difference:
+Stripe's side is read with stripe-python (charges, transfers, connected accounts and their
+payouts), payguard's from the database, in one read-only snapshot; `compare` then lists every
+difference:
 - a succeeded charge with no funded payment (one not fully refunded: a charge the database
   refused and that was refunded is settled);
 - a funded payment with no succeeded charge on Stripe;
