@@ -1,0 +1,51 @@
+"""The border with Stripe end to end: the local Stripe (localstripe with the test extension,
+stateful, signing and delivering its webhooks), the Edge Functions served by Deno, and the
+embedded database. A card is saved, a milestone payment funded by a real PaymentIntent and by
+its webhook, released, withdrawn with dual control, paid out through Connect and completed by
+`payout.paid`; then both reconciliations are clean. Each step's state is checked by the flow
+itself (payguard.testing.stripe_flow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from payguard.cli import app
+from payguard.local_stripe import API_KEY
+from payguard.reconcile import reconcile
+from payguard.testing.local_stack import FunctionsClient
+from payguard.testing.stripe_flow import Border, Flow
+
+
+@pytest.fixture(scope="module")
+def border(serve_functions, database, database_url, cluster, stripe_test_api) -> Border:
+    """Stripe with no objects, the functions served against this module's database."""
+    stripe_test_api.forget_everything()
+    functions = serve_functions(database)
+    border = Border(
+        database_url,
+        cluster.socket_url("authenticator", database),
+        FunctionsClient(functions),
+        stripe_test_api,
+    )
+    border.lift_holds()
+    return border
+
+
+def test_a_payment_funded_through_stripe_is_released_withdrawn_paid_out_and_reconciles(
+    border, admin_url, local_stripe, monkeypatch
+):
+    flow = Flow(border).run()
+    assert flow.ids["dual_control"], "the amount is meant to need two admins' approval"
+    assert set(flow.timings) >= {"fund (PaymentIntent, webhook)", "payout.paid completes it"}
+
+    assert reconcile(admin_url) == []
+    runner = CliRunner()
+    result = runner.invoke(app, ["reconcile", "--json", "--db-url", admin_url])
+    assert (result.exit_code, json.loads(result.output)) == (0, []), result.output
+    monkeypatch.setenv("STRIPE_SECRET_KEY", API_KEY)
+    monkeypatch.setenv("STRIPE_API_BASE", local_stripe.status().api_base)
+    result = runner.invoke(app, ["reconcile", "--stripe", "--json", "--db-url", admin_url])
+    assert (result.exit_code, json.loads(result.output)) == (0, []), result.output
