@@ -11,6 +11,8 @@ tests and timed by `payguard bench --only webhooks`."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,13 +26,27 @@ from psycopg.types.json import Jsonb
 
 from payguard.jwt import api_key
 from payguard.testing.client import AppClient, Session
-from payguard.testing.local_stack import FunctionsClient, StripeTestApi
+from payguard.testing.local_stack import FunctionsClient, Response, StripeTestApi, http
 
 WAIT_TIMEOUT = 15.0
 POLL_INTERVAL = 0.02
 # Stripe's test card that is charged without 3-D Secure.
 VISA = "4242424242424242"
 T = TypeVar("T")
+
+
+def signature(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """A `Stripe-Signature` header for `body`, as Stripe signs: `t=<time>,v1=<HMAC-SHA256 of
+    "<time>.<body>" with the endpoint's secret>`."""
+    t = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def post_event(url: str, body: bytes, signature: str | None) -> Response:
+    """A delivery to the `stripe-webhook` function at `url`, as Stripe makes it."""
+    headers = {} if signature is None else {"Stripe-Signature": signature}
+    return http("POST", url, body, headers=headers)
 
 
 class FlowError(AssertionError):
@@ -264,22 +280,28 @@ class Flow:
         expect(b.payment_status(payment) == "pending", "a new payment is pending")
         self.ids["payment"] = payment
 
+    def charge(self) -> str:
+        """The payer's request to `milestone-payments`: Stripe charges the card; the id of the
+        PaymentIntent (the payment is funded only when its webhook is applied)."""
+        answer = self.border.functions.call(
+            "milestone-payments",
+            {
+                "milestone_payment_id": str(self.ids["payment"]),
+                "payment_method_id": str(self.ids["payment_method"]),
+            },
+            user=self.ids["homeowner"],
+            aal="aal2",
+        )
+        expect(answer.status == 202, f"funding: {answer.status} {answer.body}")
+        expect(answer.body["status"] == "succeeded", f"the charge: {answer.body}")
+        return str(answer.body["payment_intent_id"])
+
     def fund(self) -> None:
         b, payment = self.border, self.ids["payment"]
         with self.step("fund (PaymentIntent, webhook)"):
-            answer = b.functions.call(
-                "milestone-payments",
-                {
-                    "milestone_payment_id": str(payment),
-                    "payment_method_id": str(self.ids["payment_method"]),
-                },
-                user=self.ids["homeowner"],
-                aal="aal2",
-            )
-            expect(answer.status == 202, f"funding: {answer.status} {answer.body}")
-            expect(answer.body["status"] == "succeeded", f"the charge: {answer.body}")
+            intent_id = self.charge()
             wait_until(lambda: b.payment_status(payment), lambda s: s == "funded", "the payment")
-        intent = b.stripe.v1.payment_intents.retrieve(answer.body["payment_intent_id"])
+        intent = b.stripe.v1.payment_intents.retrieve(intent_id)
         expect(
             (intent.status, intent.amount, intent.currency, intent.customer)
             == ("succeeded", self.amount, self.currency.lower(), self.ids["customer"]),

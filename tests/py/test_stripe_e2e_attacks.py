@@ -1,0 +1,199 @@
+"""Attacks on the webhook, end to end: deliveries POSTed to the served `stripe-webhook`
+function, which checks their signature and hands them to the database. Here the local Stripe
+delivers its events to a sink instead, so that each test decides what reaches the function,
+when and how often: the events are Stripe's own (real PaymentIntents, refunds, payouts),
+signed by it with the endpoint's secret. A forged, re-keyed, stale, missing or tampered
+signature is refused (400) and writes nothing; a replayed or concurrently duplicated event is
+applied once; out-of-order events and an event for another amount or currency are refused by
+the database's transitions and reported. After each, the ledger reconciles (`payguard
+reconcile`'s ledger checks; refused events and open inconsistencies are reported by design)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from payguard.reconcile import CHECKS, REQUIRES, reconcile
+from payguard.testing.local_stack import (
+    DELIVERY_TIMEOUT,
+    Delivery,
+    FunctionsClient,
+    WebhookReceiver,
+    receiver_server,
+)
+from payguard.testing.stripe_flow import Border, Flow, post_event, signature
+
+LEDGER_CHECKS = [name for name, _ in CHECKS if name not in REQUIRES]
+
+
+@dataclass
+class Stage:
+    border: Border
+    sink: WebhookReceiver
+    url: str
+    secret: str
+    admin_url: str
+
+    def flow(self, amount: int = 30_000) -> Flow:
+        """A payer with a saved card and a pending milestone payment of `amount` USD."""
+        flow = Flow(self.border, amount=amount)
+        flow.parties()
+        flow.save_card()
+        flow.create_payment()
+        return flow
+
+    def captured(self, type_: str, object_id: str) -> Delivery:
+        """Stripe's delivery of the event of `type_` about `object_id`, held back."""
+        return self.sink.wait_for_event(type_, object_id)
+
+    def next_delivery(self, event_id: str) -> Delivery:
+        """The next delivery of `event_id` to arrive (a resend)."""
+        deadline = time.monotonic() + DELIVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                delivery = self.sink.deliveries.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.sink.seen.append(delivery)
+            if delivery.event["id"] == event_id:
+                return delivery
+        raise AssertionError(f"{event_id} was not delivered again")
+
+    def deliver(self, delivery: Delivery) -> dict[str, Any]:
+        """Pass Stripe's delivery on to the function, as it was sent; the function's answer."""
+        answer = post_event(self.url, delivery.body, delivery.signature)
+        assert answer.status == 200, (answer.status, answer.body)
+        assert isinstance(answer.body, dict)
+        return answer.body
+
+    def recorded(self, event_id: str) -> int:
+        return int(
+            self.border.scalar(
+                "select count(*) from public.webhook_events where id = %s", (event_id,)
+            )
+        )
+
+    def fundings(self, payment: uuid.UUID) -> int:
+        return int(
+            self.border.scalar(
+                "select count(*) from private.ledger_transfers where reference_id = %s "
+                "and code = 'milestone_funding'",
+                (payment,),
+            )
+        )
+
+    def open_inconsistencies(self, object_id: str) -> list[str]:
+        with self.border.sql() as conn:
+            rows = conn.execute(
+                "select kind from public.processor_inconsistencies "
+                "where processor_object_id = %s and resolution is null order by kind",
+                (object_id,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def assert_ledger_reconciles(self) -> None:
+        found = [d for d in reconcile(self.admin_url) if d.check in LEDGER_CHECKS]
+        assert found == [], found
+
+
+@pytest.fixture(scope="module")
+def stage(
+    serve_functions, database, database_url, admin_url, cluster, stripe_test_api, local_stripe
+) -> Iterator[Stage]:
+    functions = serve_functions(database)
+    border = Border(
+        database_url,
+        cluster.socket_url("authenticator", database),
+        FunctionsClient(functions),
+        stripe_test_api,
+    )
+    border.lift_holds()
+    with receiver_server() as sink:
+        local_stripe.deliver_webhooks_to(sink.url)
+        yield Stage(
+            border,
+            sink,
+            functions.status()["stripe-webhook"],
+            local_stripe.webhook_secret(),
+            admin_url,
+        )
+
+
+def test_forged_rekeyed_stale_missing_or_tampered_signatures_are_refused_and_write_nothing(stage):
+    flow = stage.flow()
+    intent = flow.charge()
+    genuine = stage.captured("payment_intent.succeeded", intent)
+    event_id, body, now = genuine.event["id"], genuine.body, int(time.time())
+    tampered = body.replace(b'"amount": 30000', b'"amount": 30001')
+    assert tampered != body
+    attempts = {
+        "forged": (body, f"t={now},v1={'5' * 64}"),
+        "the wrong secret": (body, signature(body, f"whsec_{uuid.uuid4().hex}")),
+        "stale (301 s old)": (body, signature(body, stage.secret, now - 301)),
+        "from the future (301 s ahead)": (body, signature(body, stage.secret, now + 301)),
+        "missing": (body, None),
+        "malformed": (body, "v1=not-a-signature"),
+        "a v0 scheme only": (body, signature(body, stage.secret).replace("v1=", "v0=")),
+        "a tampered body": (tampered, genuine.signature),
+    }
+    for name, (sent, header) in attempts.items():
+        answer = post_event(stage.url, sent, header)
+        assert answer.status == 400, (name, answer.status, answer.body)
+        assert isinstance(answer.body, dict) and answer.body.get("message"), name
+    assert stage.recorded(event_id) == 0, "a refused delivery wrote the event"
+    assert stage.border.payment_status(flow.ids["payment"]) == "pending"
+    assert stage.border.escrow_balance(flow.ids["escrow"]) == 0
+    stage.assert_ledger_reconciles()
+
+    assert stage.deliver(genuine)["status"] == "processed"
+    assert stage.border.payment_status(flow.ids["payment"]) == "funded"
+    stage.assert_ledger_reconciles()
+
+
+def test_a_replayed_event_is_acknowledged_and_changes_nothing(stage, stripe_test_api):
+    flow = stage.flow()
+    genuine = stage.captured("payment_intent.succeeded", flow.charge())
+    event_id = genuine.event["id"]
+    assert stage.deliver(genuine)["status"] == "processed"
+    # An attacker replays what they captured, within the tolerance; Stripe resends it.
+    assert stage.deliver(genuine)["status"] == "duplicate"
+    stripe_test_api.deliver_again(event_id)
+    resent = stage.next_delivery(event_id)
+    assert resent.body == genuine.body, "a resend is the same event"
+    assert stage.deliver(resent)["status"] == "duplicate"
+    assert stage.recorded(event_id) == 1
+    assert stage.fundings(flow.ids["payment"]) == 1
+    assert stage.border.escrow_balance(flow.ids["escrow"]) == flow.amount
+    stage.assert_ledger_reconciles()
+
+
+def test_the_same_event_delivered_concurrently_is_applied_once(stage):
+    flow = stage.flow()
+    genuine = stage.captured("payment_intent.succeeded", flow.charge())
+    copies = 8
+    start = threading.Barrier(copies)
+    answers: list[Any] = [None] * copies
+
+    def send(number: int) -> None:
+        start.wait()
+        answers[number] = post_event(stage.url, genuine.body, genuine.signature)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status for a in answers] == [200] * copies, [a.body for a in answers]
+    statuses = sorted(a.body["status"] for a in answers)
+    assert statuses == ["duplicate"] * (copies - 1) + ["processed"], statuses
+    assert stage.recorded(genuine.event["id"]) == 1
+    assert stage.fundings(flow.ids["payment"]) == 1
+    assert stage.border.escrow_balance(flow.ids["escrow"]) == flow.amount
+    stage.assert_ledger_reconciles()
