@@ -275,3 +275,102 @@ def test_reconcile_stripe_reports_a_funded_payment_whose_charge_was_refunded(sta
     # charge.refunded is lost on the way: payguard still holds the money in escrow.
     found = reconcile_stripe(stage.admin_url, stripe_client)
     assert any(str(flow.ids["payment"]) in d.subject for d in found), found
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"), [(29_999, "usd"), (30_000, "eur")], ids=["amount", "currency"]
+)
+def test_a_valid_event_for_another_amount_or_currency_is_refused_reported_and_recovered(
+    stage, stripe_client, amount, currency
+):
+    flow = stage.flow(30_000)
+    # A genuine PaymentIntent naming the payment, for another amount or currency.
+    intent = stripe_client.v1.payment_intents.create(
+        {
+            "amount": amount,
+            "currency": currency,
+            "customer": flow.ids["customer"],
+            "payment_method": flow.ids["card"],
+            "confirm": True,
+            "metadata": {"milestone_payment_id": str(flow.ids["payment"])},
+        }
+    )
+    assert intent.status == "succeeded"
+    answer = stage.deliver(stage.captured("payment_intent.succeeded", intent.id))
+    assert answer["status"] == "refused", answer
+    assert answer["error"]["code"].startswith("PT"), answer
+    assert stage.border.payment_status(flow.ids["payment"]) == "pending"
+    assert stage.fundings(flow.ids["payment"]) == 0
+    assert stage.open_inconsistencies(intent.id) == ["charge_refused"]
+    stage.assert_ledger_reconciles()
+
+    # Recovery: the charge cannot fund this payment; it is refunded, and its refund closes
+    # the inconsistency.
+    charge = intent.latest_charge if isinstance(intent.latest_charge, str) else None
+    charge = charge or stripe_client.v1.payment_intents.retrieve(intent.id).latest_charge
+    charge_id = charge if isinstance(charge, str) else charge.id
+    stripe_client.v1.refunds.create({"payment_intent": intent.id})
+    assert stage.deliver(stage.captured("charge.refunded", charge_id))["status"] == "processed"
+    assert stage.open_inconsistencies(intent.id) == []
+    assert stage.border.payment_status(flow.ids["payment"]) == "pending"
+    stage.assert_ledger_reconciles()
+
+
+def test_a_payout_paid_before_its_withdrawal_is_approved_is_refused(stage, stripe_client):
+    border = stage.border
+    flow = Flow(border)
+    flow.parties()
+    contractor, amount = flow.ids["contractor"], 600_000
+    with border.sql() as conn:
+        conn.execute("select tests.fund_wallet(%s, %s)", (contractor, amount))
+    account = stripe_client.v1.accounts.create({"type": "custom", "country": "US"})
+    with border.user_request(contractor) as req:
+        method = req.scalar(
+            "insert into public.payout_methods (type, processor_account_id, "
+            "processor_external_account_id, currency) "
+            "values ('bank_account', %s, 'ba_EarlyPayoutTest', 'USD') returning id",
+            (account.id,),
+        )
+    border.stripe_api.verify_account(account.id)
+    verified = stage.sink.wait_for(
+        lambda e: (
+            e["type"] == "account.updated"
+            and e["data"]["object"]["id"] == account.id
+            and e["data"]["object"]["payouts_enabled"]
+        )
+    )
+    assert stage.deliver(verified)["status"] == "processed"
+    flow.ids.update(payable=amount, account=account.id, payout_method=method)
+    flow.withdraw()
+    withdrawal = flow.ids["withdrawal"]
+    assert border.withdrawal_status(withdrawal) == "requested", "it needs two approvals"
+
+    # A payout on the contractor's account that names the withdrawal, paid before approval.
+    stripe_client.v1.transfers.create(
+        {"amount": amount, "currency": "usd", "destination": account.id}
+    )
+    early = stripe_client.v1.payouts.create(
+        {"amount": amount, "currency": "usd", "metadata": {"withdrawal_id": str(withdrawal)}},
+        {"stripe_account": account.id},
+    )
+    border.stripe_api.settle_payout(early.id, "paid")
+    answer = stage.deliver(stage.captured("payout.paid", early.id))
+    assert answer["status"] == "refused", answer
+    assert answer["error"]["code"] == "PT409", answer
+    assert "cannot go from requested to paid" in answer["error"]["message"], answer
+    assert border.withdrawal_status(withdrawal) == "requested"
+    assert border.wallet(contractor)["reserved_minor"] == amount, "still reserved, not paid"
+    stage.assert_ledger_reconciles()
+    found = reconcile_stripe(stage.admin_url, stripe_client)
+    assert [d.check for d in found if early.id in d.subject] == ["payout with no withdrawal"]
+
+    # Approved and paid out as it should be, it completes.
+    flow.approve()
+    flow.pay_out()
+    border.stripe_api.settle_payout(flow.ids["payout"], "paid")
+    assert stage.deliver(stage.captured("payout.paid", flow.ids["payout"]))["status"] == (
+        "processed"
+    )
+    assert border.withdrawal_status(withdrawal) == "paid"
+    assert border.wallet(contractor)["posted_minor"] == 0
+    stage.assert_ledger_reconciles()
