@@ -10,99 +10,26 @@ reconcile`'s ledger checks; refused events and open inconsistencies are reported
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from payguard.reconcile import CHECKS, REQUIRES, reconcile
+from payguard.reconcile import reconcile
 from payguard.stripe_reconcile import reconcile_stripe
 from payguard.testing.client import ApiError
-from payguard.testing.local_stack import (
-    DELIVERY_TIMEOUT,
-    Delivery,
-    FunctionsClient,
-    WebhookReceiver,
-    receiver_server,
+from payguard.testing.local_stack import FunctionsClient
+from payguard.testing.stripe_flow import (
+    Border,
+    Flow,
+    Stage,
+    held_webhooks,
+    post_event,
+    signature,
 )
-from payguard.testing.stripe_flow import Border, Flow, post_event, signature
-
-LEDGER_CHECKS = [name for name, _ in CHECKS if name not in REQUIRES]
-
-
-@dataclass
-class Stage:
-    border: Border
-    sink: WebhookReceiver
-    url: str
-    secret: str
-    admin_url: str
-
-    def flow(self, amount: int = 30_000) -> Flow:
-        """A payer with a saved card and a pending milestone payment of `amount` USD."""
-        flow = Flow(self.border, amount=amount)
-        flow.parties()
-        flow.save_card()
-        flow.create_payment()
-        return flow
-
-    def captured(self, type_: str, object_id: str) -> Delivery:
-        """Stripe's delivery of the event of `type_` about `object_id`, held back."""
-        return self.sink.wait_for_event(type_, object_id)
-
-    def next_delivery(self, event_id: str) -> Delivery:
-        """The next delivery of `event_id` to arrive (a resend)."""
-        deadline = time.monotonic() + DELIVERY_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                delivery = self.sink.deliveries.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            self.sink.seen.append(delivery)
-            if delivery.event["id"] == event_id:
-                return delivery
-        raise AssertionError(f"{event_id} was not delivered again")
-
-    def deliver(self, delivery: Delivery) -> dict[str, Any]:
-        """Pass Stripe's delivery on to the function, as it was sent; the function's answer."""
-        answer = post_event(self.url, delivery.body, delivery.signature)
-        assert answer.status == 200, (answer.status, answer.body)
-        assert isinstance(answer.body, dict)
-        return answer.body
-
-    def recorded(self, event_id: str) -> int:
-        return int(
-            self.border.scalar(
-                "select count(*) from public.webhook_events where id = %s", (event_id,)
-            )
-        )
-
-    def fundings(self, payment: uuid.UUID) -> int:
-        return int(
-            self.border.scalar(
-                "select count(*) from private.ledger_transfers where reference_id = %s "
-                "and code = 'milestone_funding'",
-                (payment,),
-            )
-        )
-
-    def open_inconsistencies(self, object_id: str) -> list[str]:
-        with self.border.sql() as conn:
-            rows = conn.execute(
-                "select kind from public.processor_inconsistencies "
-                "where processor_object_id = %s and resolution is null order by kind",
-                (object_id,),
-            ).fetchall()
-        return [str(r[0]) for r in rows]
-
-    def assert_ledger_reconciles(self) -> None:
-        found = [d for d in reconcile(self.admin_url) if d.check in LEDGER_CHECKS]
-        assert found == [], found
 
 
 @pytest.fixture(scope="module")
@@ -117,15 +44,8 @@ def stage(
         stripe_test_api,
     )
     border.lift_holds()
-    with receiver_server() as sink:
-        local_stripe.deliver_webhooks_to(sink.url)
-        yield Stage(
-            border,
-            sink,
-            functions.status()["stripe-webhook"],
-            local_stripe.webhook_secret(),
-            admin_url,
-        )
+    with held_webhooks(border, local_stripe, functions, admin_url) as stage:
+        yield stage
 
 
 def test_forged_rekeyed_stale_missing_or_tampered_signatures_are_refused_and_write_nothing(stage):

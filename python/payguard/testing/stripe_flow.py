@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import queue
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,9 +25,21 @@ import psycopg
 import stripe
 from psycopg.types.json import Jsonb
 
+from payguard.functions import WEBHOOK_FUNCTION, Functions
 from payguard.jwt import api_key
+from payguard.local_stripe import LocalStripe
+from payguard.reconcile import CHECKS, REQUIRES, reconcile
 from payguard.testing.client import AppClient, Session
-from payguard.testing.local_stack import FunctionsClient, Response, StripeTestApi, http
+from payguard.testing.local_stack import (
+    DELIVERY_TIMEOUT,
+    Delivery,
+    FunctionsClient,
+    Response,
+    StripeTestApi,
+    WebhookReceiver,
+    http,
+    receiver_server,
+)
 
 WAIT_TIMEOUT = 15.0
 POLL_INTERVAL = 0.02
@@ -463,3 +476,94 @@ class Flow:
             ),
             f"the contractor's wallet is empty: {wallet}",
         )
+
+
+LEDGER_CHECKS = [name for name, _ in CHECKS if name not in REQUIRES]
+
+
+@dataclass
+class Stage:
+    """Stripe's webhooks held back in a sink, each passed on to the served `stripe-webhook`
+    by the test that wants it, when it wants it."""
+
+    border: Border
+    sink: WebhookReceiver
+    url: str
+    secret: str
+    admin_url: str
+
+    def flow(self, amount: int = 30_000) -> Flow:
+        """A payer with a saved card and a pending milestone payment of `amount` USD."""
+        flow = Flow(self.border, amount=amount)
+        flow.parties()
+        flow.save_card()
+        flow.create_payment()
+        return flow
+
+    def captured(self, type_: str, object_id: str) -> Delivery:
+        """Stripe's delivery of the event of `type_` about `object_id`, held back."""
+        return self.sink.wait_for_event(type_, object_id)
+
+    def next_delivery(self, event_id: str) -> Delivery:
+        """The next delivery of `event_id` to arrive (a resend)."""
+        deadline = time.monotonic() + DELIVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                delivery = self.sink.deliveries.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self.sink.seen.append(delivery)
+            if delivery.event["id"] == event_id:
+                return delivery
+        raise FlowError(f"{event_id} was not delivered again")
+
+    def deliver(self, delivery: Delivery) -> dict[str, Any]:
+        """Pass Stripe's delivery on to the function, as it was sent; the function's answer."""
+        answer = post_event(self.url, delivery.body, delivery.signature)
+        expect(answer.status == 200, f"the webhook answered {answer.status} {answer.body}")
+        expect(isinstance(answer.body, dict), f"the webhook answered {answer.body!r}")
+        return dict(answer.body)
+
+    def recorded(self, event_id: str) -> int:
+        return int(
+            self.border.scalar(
+                "select count(*) from public.webhook_events where id = %s", (event_id,)
+            )
+        )
+
+    def fundings(self, payment: uuid.UUID) -> int:
+        return int(
+            self.border.scalar(
+                "select count(*) from private.ledger_transfers where reference_id = %s "
+                "and code = 'milestone_funding'",
+                (payment,),
+            )
+        )
+
+    def open_inconsistencies(self, object_id: str) -> list[str]:
+        with self.border.sql() as conn:
+            rows = conn.execute(
+                "select kind from public.processor_inconsistencies "
+                "where processor_object_id = %s and resolution is null order by kind",
+                (object_id,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def assert_ledger_reconciles(self) -> None:
+        found = [d for d in reconcile(self.admin_url) if d.check in LEDGER_CHECKS]
+        expect(found == [], f"the ledger does not reconcile: {found}")
+
+
+@contextmanager
+def held_webhooks(
+    border: Border, local_stripe: LocalStripe, functions: Functions, admin_url: str
+) -> Iterator[Stage]:
+    """The local Stripe's webhooks go to a sink instead of the served `stripe-webhook` (the
+    function is still served, at Stage.url) until the end of the block."""
+    url = functions.status()[WEBHOOK_FUNCTION]
+    with receiver_server() as sink:
+        local_stripe.deliver_webhooks_to(sink.url)
+        try:
+            yield Stage(border, sink, url, local_stripe.webhook_secret(), admin_url)
+        finally:
+            local_stripe.deliver_webhooks_to(url)
