@@ -241,26 +241,8 @@ def test_a_payout_paid_before_its_withdrawal_is_approved_is_refused(stage, strip
     flow = Flow(border)
     flow.parties()
     contractor, amount = flow.ids["contractor"], 600_000
-    with border.sql() as conn:
-        conn.execute("select tests.fund_wallet(%s, %s)", (contractor, amount))
-    account = stripe_client.v1.accounts.create({"type": "custom", "country": "US"})
-    with border.user_request(contractor) as req:
-        method = req.scalar(
-            "insert into public.payout_methods (type, processor_account_id, "
-            "processor_external_account_id, currency) "
-            "values ('bank_account', %s, 'ba_EarlyPayoutTest', 'USD') returning id",
-            (account.id,),
-        )
-    border.stripe_api.verify_account(account.id)
-    verified = stage.sink.wait_for(
-        lambda e: (
-            e["type"] == "account.updated"
-            and e["data"]["object"]["id"] == account.id
-            and e["data"]["object"]["payouts_enabled"]
-        )
-    )
-    assert stage.deliver(verified)["status"] == "processed"
-    flow.ids.update(payable=amount, account=account.id, payout_method=method)
+    stage.ready_to_withdraw(flow, amount)
+    account = stripe_client.v1.accounts.retrieve(flow.ids["account"])
     flow.withdraw()
     withdrawal = flow.ids["withdrawal"]
     assert border.withdrawal_status(withdrawal) == "requested", "it needs two approvals"

@@ -500,6 +500,32 @@ class Stage:
         flow.create_payment()
         return flow
 
+    def ready_to_withdraw(self, flow: Flow, amount: int) -> None:
+        """The flow's contractor with `amount` in their wallet (a test helper's funding) and a
+        payout method on a connected account that Stripe verified, its `account.updated`
+        applied; then the flow can `withdraw()` it."""
+        border, contractor = self.border, flow.ids["contractor"]
+        with border.sql() as conn:
+            conn.execute("select tests.fund_wallet(%s, %s)", (contractor, amount))
+        account = border.stripe.v1.accounts.create({"type": "custom", "country": "US"})
+        with border.user_request(contractor) as req:
+            method = req.scalar(
+                "insert into public.payout_methods (type, processor_account_id, "
+                "processor_external_account_id, currency) "
+                "values ('bank_account', %s, %s, 'USD') returning id",
+                (account.id, f"ba_{account.id.removeprefix('acct_')}"),
+            )
+        border.stripe_api.verify_account(account.id)
+        verified = self.sink.wait_for(
+            lambda e: (
+                e["type"] == "account.updated"
+                and e["data"]["object"]["id"] == account.id
+                and bool(e["data"]["object"]["payouts_enabled"])
+            )
+        )
+        expect(self.deliver(verified)["status"] == "processed", "account.updated applied")
+        flow.ids.update(payable=amount, account=account.id, payout_method=method)
+
     def captured(self, type_: str, object_id: str) -> Delivery:
         """Stripe's delivery of the event of `type_` about `object_id`, held back."""
         return self.sink.wait_for_event(type_, object_id)
