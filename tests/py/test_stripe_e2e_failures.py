@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from payguard.jwt import api_key
+from payguard.reconcile import reconcile
 from payguard.stripe_reconcile import reconcile_stripe
 from payguard.testing.local_stack import FunctionsClient
 from payguard.testing.stripe_flow import Border, Flow, Stage, held_webhooks
@@ -142,3 +143,120 @@ def test_stripe_unreachable_while_paying_out_keeps_the_reservation_and_a_retry_p
     assert stage.border.withdrawal_status(withdrawal) == "paid"
     stage.assert_ledger_reconciles()
     assert mentioning(reconcile_stripe(stage.admin_url, stripe_client), str(withdrawal)) == []
+
+
+def recover(client, inconsistency: Any) -> dict[str, Any]:
+    with client.as_service("payment_service") as req:
+        answer = req.rpc("recover_processor_inconsistency", inconsistency)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def inconsistency_of(stage: Stage, intent: str) -> Any:
+    return stage.border.scalar(
+        "select id from public.processor_inconsistencies "
+        "where processor_object_id = %s and kind = 'charge_refused'",
+        (intent,),
+    )
+
+
+def test_a_charge_for_a_payment_canceled_before_its_webhook_is_reported_and_refunded(
+    stage, client, stripe_client
+):
+    flow = stage.flow()
+    payment = flow.ids["payment"]
+    intent = flow.charge()
+    # The payer cancels while Stripe's webhook is on its way.
+    with stage.border.user_request(flow.ids["homeowner"]) as req:
+        req.rpc("cancel_milestone_payment", payment, f"cancel-{uuid.uuid4()}")
+    assert stage.border.payment_status(payment) == "canceled"
+    answer = stage.deliver(stage.captured("payment_intent.succeeded", intent))
+    assert answer["status"] == "refused", answer
+    assert stage.border.payment_status(payment) == "canceled"
+    assert stage.fundings(payment) == 0
+    stage.assert_ledger_reconciles()
+
+    # Reported on both sides, with Stripe's ids.
+    assert "open processor inconsistency" in mentioning(reconcile(stage.admin_url), intent)
+    charge = stripe_client.v1.payment_intents.retrieve(intent).latest_charge
+    charge_id = charge if isinstance(charge, str) else charge.id
+    found = reconcile_stripe(stage.admin_url, stripe_client)
+    assert mentioning(found, charge_id) == ["charge with no funded payment"], found
+
+    # Recovery: the payment cannot be funded any more, so the charge is refunded (once, even
+    # if the refund is sent twice), and its charge.refunded settles the inconsistency.
+    recovery = recover(client, inconsistency_of(stage, intent))
+    assert recovery["recovery"] == "refund", recovery
+    key = recovery["refund_idempotency_key"]
+    refunds = [
+        stripe_client.v1.refunds.create({"payment_intent": intent}, {"idempotency_key": key}).id
+        for _ in range(2)
+    ]
+    assert refunds[0] == refunds[1], "the same key replays the first refund"
+    assert stripe_client.v1.charges.retrieve(charge_id).amount_refunded == flow.amount
+    assert stage.deliver(stage.captured("charge.refunded", charge_id))["status"] == "processed"
+    # Settled; the refused event itself stays on the report, by design.
+    assert mentioning(reconcile(stage.admin_url), intent) == ["webhook event refused or failed"]
+    assert mentioning(reconcile_stripe(stage.admin_url, stripe_client), charge_id) == []
+    stage.assert_ledger_reconciles()
+
+
+@pytest.fixture
+def refuse_funding(stage) -> Iterator[Any]:
+    """refuse_funding(payment): a trigger refuses to fund that payment (PT409) until the test
+    ends."""
+    created: list[str] = []
+
+    def install(payment: uuid.UUID) -> None:
+        name = f"test_refuse_{payment.hex[:12]}"
+        with stage.border.sql() as conn:
+            conn.execute(
+                f"create function public.{name}() returns trigger language plpgsql as $$ "
+                "begin raise exception 'funding refused for the test' using errcode = 'PT409'; "
+                "end $$"
+            )
+            conn.execute(
+                f"create trigger {name} before update on public.milestone_payments "
+                f"for each row when (new.id = '{payment}' and new.status = 'funded') "
+                f"execute function public.{name}()"
+            )
+        created.append(name)
+
+    yield install
+    with stage.border.sql() as conn:
+        for name in created:
+            conn.execute(f"drop trigger if exists {name} on public.milestone_payments")
+            conn.execute(f"drop function if exists public.{name}()")
+
+
+def test_a_charge_the_database_refused_is_reported_and_funds_the_payment_on_recovery(
+    stage, client, stripe_client, refuse_funding
+):
+    flow = stage.flow()
+    payment = flow.ids["payment"]
+    refuse_funding(payment)
+    intent = flow.charge()
+    answer = stage.deliver(stage.captured("payment_intent.succeeded", intent))
+    assert (answer["status"], answer["error"]["code"]) == ("refused", "PT409"), answer
+    assert stage.border.payment_status(payment) == "pending"
+    assert stage.fundings(payment) == 0
+    assert "open processor inconsistency" in mentioning(reconcile(stage.admin_url), intent)
+    assert mentioning(reconcile_stripe(stage.admin_url, stripe_client), intent) == [
+        "charge with no funded payment"
+    ]
+    stage.assert_ledger_reconciles()
+
+    # The database accepts again: the payment is still fundable, so recovery funds it with
+    # that charge, once.
+    with stage.border.sql() as conn:
+        conn.execute(f"drop trigger test_refuse_{payment.hex[:12]} on public.milestone_payments")
+    recovery = recover(client, inconsistency_of(stage, intent))
+    assert (recovery["recovery"], recovery["resolved"]) == ("fund", True), recovery
+    assert stage.border.payment_status(payment) == "funded"
+    assert stage.fundings(payment) == 1
+    assert stage.border.escrow_balance(flow.ids["escrow"]) == flow.amount
+    # Settled; the refused event itself stays on the report, by design.
+    assert mentioning(reconcile(stage.admin_url), intent) == ["webhook event refused or failed"]
+    assert mentioning(reconcile_stripe(stage.admin_url, stripe_client), intent) == []
+    assert mentioning(reconcile_stripe(stage.admin_url, stripe_client), str(payment)) == []
+    stage.assert_ledger_reconciles()
