@@ -12,6 +12,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from payguard.bench import webhooks
 from payguard.cli import app
 from payguard.local_stripe import API_KEY
 from payguard.reconcile import reconcile
@@ -49,3 +50,36 @@ def test_a_payment_funded_through_stripe_is_released_withdrawn_paid_out_and_reco
     monkeypatch.setenv("STRIPE_API_BASE", local_stripe.status().api_base)
     result = runner.invoke(app, ["reconcile", "--stripe", "--json", "--db-url", admin_url])
     assert (result.exit_code, json.loads(result.output)) == (0, []), result.output
+
+
+def test_the_webhook_benchmark_applies_every_event_both_ways_and_times_the_flow(
+    border, local_stripe
+):
+    """A smoke run of `payguard bench --only webhooks` at tiny sizes, on this module's stack
+    (after the flow above, whose reconciliation with Stripe it would spoil: its events name
+    PaymentIntents Stripe never made)."""
+    before = border.scalar("select count(*) from public.milestone_payments where status = 'funded'")
+    result = webhooks.run(
+        border,
+        border.functions.functions.status()["stripe-webhook"],
+        local_stripe.webhook_secret(),
+        events=6,
+        clients=2,
+        rounds=2,
+        flows=1,
+    )
+    assert [(r.side, r.events) for r in result.rounds] == [
+        ("function", 3),
+        ("sql", 3),
+        ("sql", 3),
+        ("function", 3),
+    ]
+    assert result.function_rate > 0
+    assert result.sql_rate > 0
+    assert result.ratio > 0
+    # 12 events funded 12 payments; the flow's payment is released by the end.
+    after = border.scalar("select count(*) from public.milestone_payments where status = 'funded'")
+    assert after - before == 12
+    assert len(result.flow_seconds) == 1
+    assert result.flow_seconds[0] > 0
+    assert result.flow_median == result.flow_seconds[0]
