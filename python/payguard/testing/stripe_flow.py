@@ -42,9 +42,9 @@ from payguard.testing.local_stack import (
 )
 
 WAIT_TIMEOUT = 15.0
+POLL_INTERVAL = 0.02
 # Steps that set the scene rather than belong to the flow.
 SETUP_STEPS = frozenset({"parties"})
-POLL_INTERVAL = 0.02
 # Stripe's test card that is charged without 3-D Secure.
 VISA = "4242424242424242"
 T = TypeVar("T")
