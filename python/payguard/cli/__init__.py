@@ -22,6 +22,7 @@ from payguard.cli import (
     reconcile,
     stripe,
     suites,
+    token,
 )
 from payguard.cli.common import State
 
@@ -43,6 +44,7 @@ app.command("describe")(describe.describe)
 app.command("demo")(demo.demo)
 app.command("bench")(bench.bench)
 app.command("reconcile")(reconcile.reconcile)
+app.command("token")(token.token)
 
 
 @app.callback()

@@ -26,6 +26,7 @@ class Suite(StrEnum):
     transitions = "transitions"
     audit = "audit"
     card = "card"
+    webhooks = "webhooks"
 
 
 @boundary
@@ -41,6 +42,13 @@ def bench(
     audit_rows: Annotated[
         int, typer.Option(help="Audit: rows in the log that `audit verify` checks.")
     ] = 1_000_000,
+    webhook_events: Annotated[
+        int, typer.Option(help="Webhooks: events applied per side (function, SQL).")
+    ] = 400,
+    webhook_clients: Annotated[
+        int, typer.Option(help="Webhooks: concurrent senders per side.")
+    ] = 8,
+    flows: Annotated[int, typer.Option(help="Webhooks: end-to-end flows timed.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the data and the sampling.")] = 7,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
@@ -49,7 +57,9 @@ def bench(
     pgbench's TPC-B, with the audit trail on and off; the audit sealer's lag; the speed
     of `audit verify` over a million-row log (grown from the release benchmark's); and the
     card-number guard's false positives, card numbers found and cost per call, against the
-    previous guard."""
+    previous guard; Stripe's webhooks applied per second through the served stripe-webhook
+    function against the same events applied by SQL, and the end-to-end flow's time (needs
+    the dev extras: it runs on the test stack)."""
     project = state(ctx).project()
     cluster = Cluster.for_project(project)
     report: dict[str, object] = {}
@@ -173,5 +183,44 @@ def bench(
                     f"rounds): previous {c.previous_us:.2f} us, present {c.present_us:.2f} us, "
                     f"ratio {c.ratio:.2f}"
                 )
+    if only in (Suite.all, Suite.webhooks):
+        from payguard.bench import webhooks  # the test stack: needs the dev extras
+
+        hooks = webhooks.serve_and_run(
+            project,
+            cluster,
+            events=webhook_events,
+            clients=webhook_clients,
+            flows=flows,
+            seed=seed,
+            progress=(lambda _: None) if as_json else out.print,
+        )
+        report["webhooks"] = hooks.as_dict()
+        if not as_json:
+            table = Table(
+                "clients",
+                "events/side",
+                "function events/s",
+                "SQL events/s",
+                "ratio",
+                title="payment_intent.succeeded applied through the served stripe-webhook "
+                "(signed, verified, one transaction) against apply_stripe_event by SQL, "
+                "alternating rounds of the same run",
+            )
+            table.add_row(
+                str(hooks.clients),
+                str(hooks.events_per_side),
+                f"{hooks.function_rate:.0f}",
+                f"{hooks.sql_rate:.0f}",
+                f"{hooks.ratio:.3f}x",
+            )
+            out.print(table)
+            out.print(
+                f"end-to-end flow (card saved to payout.paid), {len(hooks.flow_seconds)} runs: "
+                f"median {hooks.flow_median:.2f} s ("
+                + ", ".join(f"{s:.2f}" for s in hooks.flow_seconds)
+                + "); steps of the median run: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in hooks.flow_steps.items())
+            )
     if as_json:
         print_json(report)
