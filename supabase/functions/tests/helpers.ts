@@ -220,6 +220,15 @@ export function test(
   });
 }
 
+/**
+ * Wait, if need be, until the current minute of the clock (a rate limit's window) has more
+ * than 15 seconds left, so that the calls of a test that counts them fall in one window.
+ */
+export async function insideOneWindow(): Promise<void> {
+  const second = new Date().getUTCSeconds();
+  if (second > 45) await new Promise((done) => setTimeout(done, (61 - second) * 1000));
+}
+
 /** Poll `probe` until it answers true, for at most `ms`. */
 export async function waitFor(probe: () => Promise<boolean>, ms = 10000): Promise<boolean> {
   const deadline = Date.now() + ms;

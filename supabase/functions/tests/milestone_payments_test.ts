@@ -7,6 +7,7 @@ import {
   call,
   db,
   eventBody,
+  insideOneWindow,
   makeUser,
   paymentStatus,
   pendingPayment,
@@ -216,8 +217,7 @@ test("past the limit, a payer's refused requests are answered 429", async () => 
   const mallory = await makeUser("mallory");
   const card = await saveCard(mallory);
   // The limit's window is a minute of the clock: start well inside one.
-  const second = new Date().getUTCSeconds();
-  if (second > 45) await new Promise((done) => setTimeout(done, (61 - second) * 1000));
+  await insideOneWindow();
   const statuses: number[] = [];
   for (let i = 0; i < 21; i++) {
     const answer = await fund(mallory, {
@@ -229,6 +229,29 @@ test("past the limit, a payer's refused requests are answered 429", async () => 
   assertEquals(statuses.slice(0, 20), Array(20).fill(404));
   assertEquals(statuses[20], 429, "the 21st in the window is over the limit");
 }, { needsBorderSql: true });
+
+test(
+  "a payer repeating a request for an open 3-D Secure attempt meets the limit before Stripe: 429, Stripe not asked",
+  async () => {
+    const { payer, payment, method } = await payerWithCard("4000002760003184");
+    await insideOneWindow();
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const answer = await fund(payer, {
+        milestone_payment_id: payment,
+        payment_method_id: method,
+      });
+      statuses.push(answer.status);
+    }
+    assertEquals(new Set(statuses), new Set([409]), "each asked Stripe for the open intent");
+    const past = await withStripeUnreachable(() =>
+      fund(payer, { milestone_payment_id: payment, payment_method_id: method })
+    );
+    assertEquals(past.status, 429, JSON.stringify(past.body));
+    assertEquals(past.body.code, "PT429");
+    assertEquals((await intentsFor(payment)).length, 1, "one PaymentIntent");
+  },
+);
 
 test("another user's payment method is refused by the database", async () => {
   const { payer, payment } = await payerWithCard();
