@@ -405,3 +405,88 @@ test(
   },
   { needsBorderSql: true },
 );
+
+/** Move the opening of `payment`'s attempt `attempt` back by `seconds` (a trigger keeps it). */
+async function ageAttempt(payment: string, attempt: number, seconds: number): Promise<void> {
+  await db.begin(async (tx) => {
+    await tx`alter table public.funding_attempts disable trigger keep_row_timestamps`;
+    await tx`
+      update public.funding_attempts set created_at = now() - make_interval(secs => ${seconds})
+      where milestone_payment_id = ${payment} and attempt = ${attempt}
+    `;
+    await tx`alter table public.funding_attempts enable trigger keep_row_timestamps`;
+  });
+}
+
+async function attemptsOf(payment: string) {
+  const rows = await db`
+    select attempt, status, failure_code, processor_payment_intent_id from public.funding_attempts
+    where milestone_payment_id = ${payment} order by attempt
+  `;
+  return rows.map((a) => [a.attempt, a.status, a.failure_code, a.processor_payment_intent_id]);
+}
+
+test(
+  "an attempt whose card was deleted before Stripe answered is abandoned a minute later: another card is charged once",
+  async () => {
+    const { payer, payment, method } = await payerWithCard();
+    const down = await withStripeUnreachable(() =>
+      fund(payer, { milestone_payment_id: payment, payment_method_id: method })
+    );
+    assertEquals(down.status, 503, "attempt 1 is open, no PaymentIntent recorded");
+    await db`delete from public.payment_methods where id = ${method}`;
+    const other = await saveCard(payer, "5555555555554444");
+    const body = { milestone_payment_id: payment, payment_method_id: other.body.id };
+    const early = await fund(payer, body);
+    assertEquals(early.status, 409, JSON.stringify(early.body));
+    assertEquals(
+      early.body.hint,
+      "retry with the same payment method, or with another one in a minute",
+    );
+    await ageAttempt(payment, 1, 61);
+    const answer = await fund(payer, body);
+    assertEquals(answer.status, 202, JSON.stringify(answer.body));
+    assertEquals(answer.body.attempt, 2);
+    const intents = await intentsFor(payment);
+    assertEquals(intents.map((pi) => [pi.id, pi.metadata.funding_attempt, pi.payment_method]), [
+      [answer.body.payment_intent_id, "2", other.card.id],
+    ], "one PaymentIntent, the new attempt's, on the other card");
+    assertEquals(await attemptsOf(payment), [
+      [1, "failed", "abandoned", null],
+      [2, "open", null, answer.body.payment_intent_id],
+    ]);
+  },
+);
+
+test(
+  "an attempt Stripe refuses to charge (not a decline) fails at once: the next request opens the next attempt",
+  async () => {
+    const { payer, payment, method } = await payerWithCard();
+    const other = await saveCard(payer, "5555555555554444");
+    // The payer's customer is gone from Stripe: Stripe answers 404 to an attempt, not a
+    // decline, and would replay that answer to the attempt's key.
+    const [customer] = await db`
+      select processor_customer_id from public.payment_methods where id = ${method}
+    `;
+    await stripe.customers.del(customer.processor_customer_id as string);
+    const refused = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    assertEquals(refused.status, 502, JSON.stringify(refused.body));
+    assertEquals([refused.body.code, refused.body.attempt], ["processor_error", 1]);
+    const next = await fund(payer, {
+      milestone_payment_id: payment,
+      payment_method_id: other.body.id,
+    });
+    assertEquals(next.status, 502, JSON.stringify(next.body));
+    assertEquals(next.body.attempt, 2, "another card is not refused 409: a new attempt, at once");
+    const attempts = await db`
+      select attempt, status, failure_code, idempotency_key from public.funding_attempts
+      where milestone_payment_id = ${payment} order by attempt
+    `;
+    assertEquals(
+      attempts.map((a) => [a.attempt, a.status, a.failure_code !== null]),
+      [[1, "failed", true], [2, "failed", true]],
+      "each attempt failed with Stripe's code, and the payer may try again",
+    );
+    assertEquals((await intentsFor(payment)).length, 0, "nothing charged");
+  },
+);
