@@ -365,6 +365,64 @@ test(
   { needsBorderSql: true },
 );
 
+/** What `user` may withdraw in USD, as they read it. */
+async function withdrawable(user: string): Promise<number> {
+  const [row] = await db.begin(async (tx) => {
+    await tx`
+      select set_config('role', 'authenticated', true),
+        set_config('request.jwt.claims', ${JSON.stringify(userClaims(user))}, true)
+    `;
+    return await tx`
+      select withdrawable_minor from public.my_wallet_balances() where currency = 'USD'
+    `;
+  });
+  return Number(row?.withdrawable_minor ?? 0);
+}
+
+test(
+  "a payout failed after its transfer keeps the money reserved until the reversal, which a run sends before its transfers",
+  async () => {
+    const server = await serveWebhooks(webhook);
+    try {
+      await withConnect(async (side) => {
+        const lost = await approvedWithdrawal(await side.account(), 6000);
+        const sent = await payOut({ withdrawal_id: lost.withdrawal });
+        assertEquals(sent.status, 200, JSON.stringify(sent.body));
+        const before = await withdrawable(lost.carl);
+        await settle((sent.body.results as Result[])[0], "failed");
+        assert_(
+          await waitFor(async () => (await withdrawal(lost.withdrawal)).status === "failed"),
+          "payout.failed fails the withdrawal",
+        );
+        assertEquals(
+          await withdrawable(lost.carl),
+          before,
+          "the money is on the connected account, not back in the wallet",
+        );
+        const next = await approvedWithdrawal(await side.account(), 7000);
+        await setAsideOtherDue([next.withdrawal]);
+        const run = await payOut();
+        const results = run.body.results as Result[];
+        const reversedAt = results.findIndex((r) =>
+          r.withdrawal_id === lost.withdrawal && r.status === "reversed"
+        );
+        const sentAt = results.findIndex((r) =>
+          r.withdrawal_id === next.withdrawal && r.status === "sent"
+        );
+        assert_(reversedAt >= 0 && sentAt >= 0, JSON.stringify(results));
+        assert_(reversedAt < sentAt, "the reversal is sent before the run's new transfer");
+        assertEquals(
+          await withdrawable(lost.carl),
+          before + 6000,
+          "once the reversal is recorded, the money is back in the wallet",
+        );
+      });
+    } finally {
+      await server.close();
+    }
+  },
+);
+
 test(
   "a transfer reversal Stripe refuses is recorded, and retried under the next key",
   async () => {
