@@ -84,7 +84,7 @@ test("a charged card: 202, exactly the payment's amount, funded only by the webh
   assertEquals(intent.currency, "usd");
   assertEquals(intent.metadata.milestone_payment_id, payment);
   assertEquals(await paymentStatus(payment), "pending", "the function's own view funds nothing");
-}, { needsBorderSql: true });
+});
 
 test("the webhook that follows the charge funds the payment", async () => {
   const server = await serveWebhooks(webhook);
@@ -106,7 +106,7 @@ test("the webhook that follows the charge funds the payment", async () => {
       body: new URLSearchParams({ url: "http://127.0.0.1:9/nowhere", secret: "whsec_off" }),
     }).then((r) => r.body?.cancel());
   }
-}, { needsBorderSql: true });
+});
 
 test("a retried request charges once: the same attempt, the same PaymentIntent", async () => {
   const { payer, payment, method } = await payerWithCard();
@@ -116,7 +116,7 @@ test("a retried request charges once: the same attempt, the same PaymentIntent",
   assertEquals(second.body.payment_intent_id, first.body.payment_intent_id);
   assertEquals(second.body.attempt, first.body.attempt);
   assertEquals((await intentsFor(payment)).length, 1, "Stripe holds one PaymentIntent");
-}, { needsBorderSql: true });
+});
 
 test(
   "a declined card: 402, the failure recorded, nothing funded, and a new attempt may follow",
@@ -138,7 +138,6 @@ test(
     assertEquals(retry.body.attempt, (declined.body.attempt as number) + 1, "a new attempt");
     assert_(payee);
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -152,7 +151,6 @@ test(
     assert_(answer.body.next_action, "the next action is given");
     assertEquals(await paymentStatus(payment), "pending");
   },
-  { needsBorderSql: true },
 );
 
 test("Stripe unreachable: 503, nothing charged or funded, and the retry charges once", async () => {
@@ -167,7 +165,7 @@ test("Stripe unreachable: 503, nothing charged or funded, and the retry charges 
   assertEquals(up.status, 202);
   assertEquals(up.body.attempt, down.body.attempt, "the same attempt, the same idempotency key");
   assertEquals((await intentsFor(payment)).length, 1);
-}, { needsBorderSql: true });
+});
 
 test(
   "another user's payment: 404 as for a missing one, the refusal recorded, and Stripe is not asked",
@@ -210,7 +208,6 @@ test(
     `;
     assertEquals(counted.calls, 2, "and counts towards the caller's limit");
   },
-  { needsBorderSql: true },
 );
 
 test("past the limit, a payer's refused requests are answered 429", async () => {
@@ -228,7 +225,7 @@ test("past the limit, a payer's refused requests are answered 429", async () => 
   }
   assertEquals(statuses.slice(0, 20), Array(20).fill(404));
   assertEquals(statuses[20], 429, "the 21st in the window is over the limit");
-}, { needsBorderSql: true });
+});
 
 test(
   "a payer repeating a request for an open 3-D Secure attempt meets the limit before Stripe: 429, Stripe not asked",
@@ -263,7 +260,7 @@ test("another user's payment method is refused by the database", async () => {
   });
   assert_([403, 404].includes(answer.status), `refused: ${JSON.stringify(answer.body)}`);
   assertEquals((await intentsFor(payment)).length, 0);
-}, { needsBorderSql: true });
+});
 
 test(
   "charged but the database refuses the record: 502, and the inconsistency is reported",
@@ -287,7 +284,6 @@ test(
     assertEquals(String(reported[0].amount_minor), "40000");
     assertEquals(reported[0].currency, "USD");
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -319,7 +315,6 @@ test(
     assertEquals(recovered.r.payment_intent_id, answer.body.payment_intent_id);
     assertEquals(await paymentStatus(payment), "canceled", "nothing funded");
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -358,7 +353,6 @@ test(
     });
     assertEquals([again.status, again.body.status], [200, "duplicate"]);
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -403,7 +397,6 @@ test(
     `;
     assertEquals(count, 1, "Stripe's success afterwards funds nothing twice");
   },
-  { needsBorderSql: true },
 );
 
 /** Move the opening of `payment`'s attempt `attempt` back by `seconds` (a trigger keeps it). */

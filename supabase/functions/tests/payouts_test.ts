@@ -130,7 +130,6 @@ test(
       assertEquals((await side.payouts(account)).length, 1, "nor paid out again");
     });
   },
-  { needsBorderSql: true },
 );
 
 test("all due withdrawals are sent by one call without a body", async () => {
@@ -153,7 +152,7 @@ test("all due withdrawals are sent by one call without a body", async () => {
     assertEquals((await withdrawal(a.withdrawal)).status, "processing");
     assertEquals((await withdrawal(b.withdrawal)).status, "processing");
   });
-}, { needsBorderSql: true });
+});
 
 test(
   "Stripe refusing the payout: 502, the refusal recorded with its code; once the account can be paid, the retry under the next key pays once",
@@ -191,7 +190,6 @@ test(
       assertEquals(again.status, 404, "nothing is due any more");
     });
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -216,7 +214,6 @@ test(
       await setAsideOtherDue([]);
     });
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -250,7 +247,6 @@ test(
       assertEquals((await withdrawal(id)).status, "processing");
     });
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -276,7 +272,6 @@ test(
       assertEquals(String(reported[0].amount_minor), "10000");
     });
   },
-  { needsBorderSql: true },
 );
 
 /** Stripe settling `payout` of `account` as paid or failed, delivered to stripe-webhook. */
@@ -318,7 +313,7 @@ test("payout.paid completes the withdrawal; payout.failed fails it", async () =>
   } finally {
     await server.close();
   }
-}, { needsBorderSql: true });
+});
 
 test(
   "a payout failed after its transfer: the transfer is reversed once, and its inconsistency resolved",
@@ -362,7 +357,6 @@ test(
       await server.close();
     }
   },
-  { needsBorderSql: true },
 );
 
 /** What `user` may withdraw in USD, as they read it. */
@@ -474,5 +468,4 @@ test(
       assertEquals((await side.transfers(account)).length, 1);
     });
   },
-  { needsBorderSql: true },
 );
