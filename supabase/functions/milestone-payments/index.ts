@@ -8,6 +8,11 @@
  * client sent), with metadata naming the payment, and records the intent's id as
  * `payment_service`. The payment becomes funded only by Stripe's webhook.
  *
+ * An open attempt that recorded no PaymentIntent is abandoned by begin_funding_attempt when
+ * the payer asks with another payment method a minute after it opened; an attempt Stripe
+ * refuses to charge (an invalid request, e.g. its card or customer gone) is recorded as
+ * failed at once, so that the next request opens the next attempt under the next key.
+ *
  * Answers: 202 {status: "processing"|"succeeded", payment_intent_id} (charged or charging;
  * funded when the webhook arrives); 402 {code: "card_declined", …} when the card is declined
  * (the failure is recorded, a new attempt may follow); 409 {code: "authentication_required",
@@ -242,6 +247,27 @@ export async function handle(req: Request): Promise<Response> {
         milestone_payment_id: paymentId,
         attempt: attempt.attempt,
         payment_intent_id: declined?.id ?? null,
+      });
+    }
+    if (isStripeError(error) && error.type === "StripeInvalidRequestError") {
+      // Stripe answered that it will not charge this attempt (e.g. the card or customer is
+      // gone), and would replay that answer to its key for 24 hours: the attempt fails, so
+      // that the next request opens the next one, under the next key.
+      const refused = error.payment_intent;
+      if (refused?.id) {
+        await recordIntent(context, paymentId, attempt, refused.id).catch((recordError) =>
+          console.error("record_payment_intent after a refusal", refused.id, recordError)
+        );
+      }
+      const code = error.code || "invalid_request";
+      await recordFailure(context, paymentId, attempt, code, error.message);
+      return json(502, {
+        code: "processor_error",
+        message: "Stripe refused the PaymentIntent; nothing is funded. The attempt is closed: " +
+          "a new request opens the next one.",
+        processor_code: error.code ?? null,
+        milestone_payment_id: paymentId,
+        attempt: attempt.attempt,
       });
     }
     if (isStripeError(error)) {

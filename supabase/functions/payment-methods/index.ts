@@ -2,18 +2,22 @@
  * payment-methods: save a card the client tokenised with Stripe.
  *
  * POST {"payment_method": "pm_…", "nickname"?: text, "is_default"?: boolean} with the user's
- * JWT (aal2). The function never sees card data: it asks Stripe for the method, attaches it
+ * JWT (aal2). Its first database call, `public.begin_saving_payment_method`, commits before
+ * Stripe is asked anything: every request counts towards the caller's payment_methods.save
+ * limit (429 past it, nothing asked of Stripe) and needs aal2 (403 otherwise), and names the
+ * caller's recorded customer. The function never sees card data: it asks Stripe for the method, attaches it
  * to the user's Stripe customer (created and recorded on first use) unless it already is,
  * copies brand, last4 and expiry from Stripe, and inserts the row as `payment_service` in a
  * transaction whose claims are the user's, so the database checks the owner, aal2 and the
  * customer. Answers 201 with the row; 401 without a valid JWT; 403 when the method belongs to
  * another customer or the database refuses (e.g. aal1); 409 when it is already saved; 422
- * when it is not a card Stripe knows; 502/503 when Stripe fails.
+ * when it is not a card Stripe knows; 429 past the limit; 502/503 when Stripe fails.
  */
 import { type Caller, requireUser } from "../_shared/auth.ts";
 import {
   type RequestContext,
   requestContext,
+  rpc,
   setRole,
   transaction,
   type Tx,
@@ -58,10 +62,16 @@ async function recordedCustomer(tx: Tx, userId: string): Promise<string | null> 
   return rows.length ? String(rows[0].processor_customer_id) : null;
 }
 
-/** The user's Stripe customer: the recorded one, else a new one, recorded. */
-async function customerFor(context: RequestContext, caller: Caller): Promise<string> {
-  const existing = await transaction(context, (tx) => recordedCustomer(tx, caller.userId!));
-  if (existing) return existing;
+/**
+ * The user's Stripe customer: `recorded` (as begin_saving_payment_method named it), else a
+ * new one, recorded.
+ */
+async function customerFor(
+  context: RequestContext,
+  caller: Caller,
+  recorded: string | null,
+): Promise<string> {
+  if (recorded) return recorded;
   let customer: Stripe.Customer;
   try {
     customer = await stripe().customers.create(
@@ -104,18 +114,14 @@ export async function handle(req: Request): Promise<Response> {
       field: "is_default",
     });
   }
-  // The database refuses the insert without aal2 too; asking first spares Stripe a customer
-  // and an attachment that could not be saved.
-  if (caller.claims.aal !== "aal2") {
-    throw new HttpError(
-      403,
-      "PT403",
-      "Saving a payment method needs multi-factor authentication (aal2)",
-    );
-  }
   const context = requestContext(req, caller);
 
-  const customer = await customerFor(context, caller);
+  // Counted, and aal2 checked, in a transaction that commits before Stripe is asked anything.
+  const allowed = await transaction(
+    context,
+    (tx) => rpc<{ customer_id: string | null }>(tx, "begin_saving_payment_method", []),
+  );
+  const customer = await customerFor(context, caller, allowed.customer_id);
   let method: Stripe.PaymentMethod;
   try {
     method = await stripe().paymentMethods.retrieve(paymentMethodId);

@@ -23,7 +23,8 @@
  * function reverses each transfer (`POST /v1/transfers/{id}/reversals`, key
  * `withdrawal:<id>:reversal`, the next one after a recorded refusal) and records the reversal
  * (`record_withdrawal_transfer_reversal`), which resolves its `transfer_unreversed`
- * inconsistency.
+ * inconsistency and only then returns the money to the wallet (until then it stays reserved,
+ * so it cannot be withdrawn a second time). Reversals are sent before the run's transfers.
  *
  * Answers 200 {results: [...]} when every step succeeded, 502 with the same body when one or
  * more failed (each result says where), 404 when the named withdrawal has nothing to send or
@@ -404,9 +405,11 @@ export async function handle(req: Request): Promise<Response> {
       );
     }
   }
+  // Reversals first: the money of withdrawals that ended unpaid comes back to the platform
+  // before any new transfer of the run leaves it.
   const results: PayoutResult[] = [];
-  for (const d of due) results.push(await payOut(context, d));
   for (const r of reversals) results.push(await reverse(context, r));
+  for (const d of due) results.push(await payOut(context, d));
   const failed = results.some((r) => r.status === "failed");
   return json(failed ? 502 : 200, { results });
 }

@@ -15,43 +15,6 @@ export const db = postgres(required("SUPABASE_DB_URL"), {
   onnotice: () => {},
 });
 
-/** The contract with the database side that the functions call (the border with Stripe). */
-export const BORDER_FUNCTIONS = [
-  "begin_funding_attempt",
-  "record_payment_intent",
-  "record_funding_failure",
-  "apply_stripe_event",
-  "record_withdrawal_transfer",
-  "record_withdrawal_payout",
-  "withdrawals_to_pay_out",
-  "record_processor_inconsistency",
-];
-
-/**
- * Whether the database has the border's SQL. None of it: the tests that need it are ignored
- * (and say so). Part of it: an error, so that a renamed function cannot hide a test.
- */
-export async function borderSql(): Promise<boolean> {
-  const rows = await db`
-    select f, exists (
-      select from pg_proc where proname = f and pronamespace = 'public'::regnamespace
-    ) as present
-    from unnest(${BORDER_FUNCTIONS}::text[]) as f
-  `;
-  const tables = await db`select to_regclass('public.processor_customers') is not null as present`;
-  const present = rows.filter((r) => r.present).length + (tables[0].present ? 1 : 0);
-  if (present === 0) {
-    console.warn("the database has none of the border's SQL: the tests that need it are ignored");
-    return false;
-  }
-  const missing = rows.filter((r) => !r.present).map((r) => `public.${r.f}`);
-  if (!tables[0].present) missing.push("public.processor_customers");
-  if (missing.length) throw new Error(`the border's SQL is incomplete: ${missing.join(", ")}`);
-  return true;
-}
-
-export const HAS_BORDER_SQL = await borderSql();
-
 const secret = new TextEncoder().encode(required("SUPABASE_JWT_SECRET"));
 
 /** A token signed with the project's secret, for `claims`. */
@@ -206,18 +169,22 @@ export function stripeId(prefix: string, length = 24): string {
 }
 
 /** A test that shares the connections above (so the resource sanitizers are off). */
-export function test(
-  name: string,
-  fn: () => Promise<void>,
-  options: { needsBorderSql?: boolean } = {},
-): void {
+export function test(name: string, fn: () => Promise<void>): void {
   Deno.test({
     name,
     fn,
-    ignore: options.needsBorderSql === true && !HAS_BORDER_SQL,
     sanitizeOps: false,
     sanitizeResources: false,
   });
+}
+
+/**
+ * Wait, if need be, until the current minute of the clock (a rate limit's window) has more
+ * than 15 seconds left, so that the calls of a test that counts them fall in one window.
+ */
+export async function insideOneWindow(): Promise<void> {
+  const second = new Date().getUTCSeconds();
+  if (second > 45) await new Promise((done) => setTimeout(done, (61 - second) * 1000));
 }
 
 /** Poll `probe` until it answers true, for at most `ms`. */

@@ -7,6 +7,7 @@ import {
   call,
   db,
   eventBody,
+  insideOneWindow,
   makeUser,
   paymentStatus,
   pendingPayment,
@@ -83,7 +84,7 @@ test("a charged card: 202, exactly the payment's amount, funded only by the webh
   assertEquals(intent.currency, "usd");
   assertEquals(intent.metadata.milestone_payment_id, payment);
   assertEquals(await paymentStatus(payment), "pending", "the function's own view funds nothing");
-}, { needsBorderSql: true });
+});
 
 test("the webhook that follows the charge funds the payment", async () => {
   const server = await serveWebhooks(webhook);
@@ -105,7 +106,7 @@ test("the webhook that follows the charge funds the payment", async () => {
       body: new URLSearchParams({ url: "http://127.0.0.1:9/nowhere", secret: "whsec_off" }),
     }).then((r) => r.body?.cancel());
   }
-}, { needsBorderSql: true });
+});
 
 test("a retried request charges once: the same attempt, the same PaymentIntent", async () => {
   const { payer, payment, method } = await payerWithCard();
@@ -115,7 +116,7 @@ test("a retried request charges once: the same attempt, the same PaymentIntent",
   assertEquals(second.body.payment_intent_id, first.body.payment_intent_id);
   assertEquals(second.body.attempt, first.body.attempt);
   assertEquals((await intentsFor(payment)).length, 1, "Stripe holds one PaymentIntent");
-}, { needsBorderSql: true });
+});
 
 test(
   "a declined card: 402, the failure recorded, nothing funded, and a new attempt may follow",
@@ -137,7 +138,6 @@ test(
     assertEquals(retry.body.attempt, (declined.body.attempt as number) + 1, "a new attempt");
     assert_(payee);
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -151,7 +151,6 @@ test(
     assert_(answer.body.next_action, "the next action is given");
     assertEquals(await paymentStatus(payment), "pending");
   },
-  { needsBorderSql: true },
 );
 
 test("Stripe unreachable: 503, nothing charged or funded, and the retry charges once", async () => {
@@ -166,7 +165,7 @@ test("Stripe unreachable: 503, nothing charged or funded, and the retry charges 
   assertEquals(up.status, 202);
   assertEquals(up.body.attempt, down.body.attempt, "the same attempt, the same idempotency key");
   assertEquals((await intentsFor(payment)).length, 1);
-}, { needsBorderSql: true });
+});
 
 test(
   "another user's payment: 404 as for a missing one, the refusal recorded, and Stripe is not asked",
@@ -209,15 +208,13 @@ test(
     `;
     assertEquals(counted.calls, 2, "and counts towards the caller's limit");
   },
-  { needsBorderSql: true },
 );
 
 test("past the limit, a payer's refused requests are answered 429", async () => {
   const mallory = await makeUser("mallory");
   const card = await saveCard(mallory);
   // The limit's window is a minute of the clock: start well inside one.
-  const second = new Date().getUTCSeconds();
-  if (second > 45) await new Promise((done) => setTimeout(done, (61 - second) * 1000));
+  await insideOneWindow();
   const statuses: number[] = [];
   for (let i = 0; i < 21; i++) {
     const answer = await fund(mallory, {
@@ -228,7 +225,30 @@ test("past the limit, a payer's refused requests are answered 429", async () => 
   }
   assertEquals(statuses.slice(0, 20), Array(20).fill(404));
   assertEquals(statuses[20], 429, "the 21st in the window is over the limit");
-}, { needsBorderSql: true });
+});
+
+test(
+  "a payer repeating a request for an open 3-D Secure attempt meets the limit before Stripe: 429, Stripe not asked",
+  async () => {
+    const { payer, payment, method } = await payerWithCard("4000002760003184");
+    await insideOneWindow();
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const answer = await fund(payer, {
+        milestone_payment_id: payment,
+        payment_method_id: method,
+      });
+      statuses.push(answer.status);
+    }
+    assertEquals(new Set(statuses), new Set([409]), "each asked Stripe for the open intent");
+    const past = await withStripeUnreachable(() =>
+      fund(payer, { milestone_payment_id: payment, payment_method_id: method })
+    );
+    assertEquals(past.status, 429, JSON.stringify(past.body));
+    assertEquals(past.body.code, "PT429");
+    assertEquals((await intentsFor(payment)).length, 1, "one PaymentIntent");
+  },
+);
 
 test("another user's payment method is refused by the database", async () => {
   const { payer, payment } = await payerWithCard();
@@ -240,7 +260,7 @@ test("another user's payment method is refused by the database", async () => {
   });
   assert_([403, 404].includes(answer.status), `refused: ${JSON.stringify(answer.body)}`);
   assertEquals((await intentsFor(payment)).length, 0);
-}, { needsBorderSql: true });
+});
 
 test(
   "charged but the database refuses the record: 502, and the inconsistency is reported",
@@ -264,7 +284,6 @@ test(
     assertEquals(String(reported[0].amount_minor), "40000");
     assertEquals(reported[0].currency, "USD");
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -296,7 +315,6 @@ test(
     assertEquals(recovered.r.payment_intent_id, answer.body.payment_intent_id);
     assertEquals(await paymentStatus(payment), "canceled", "nothing funded");
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -335,7 +353,6 @@ test(
     });
     assertEquals([again.status, again.body.status], [200, "duplicate"]);
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -380,5 +397,89 @@ test(
     `;
     assertEquals(count, 1, "Stripe's success afterwards funds nothing twice");
   },
-  { needsBorderSql: true },
+);
+
+/** Move the opening of `payment`'s attempt `attempt` back by `seconds` (a trigger keeps it). */
+async function ageAttempt(payment: string, attempt: number, seconds: number): Promise<void> {
+  await db.begin(async (tx) => {
+    await tx`alter table public.funding_attempts disable trigger keep_row_timestamps`;
+    await tx`
+      update public.funding_attempts set created_at = now() - make_interval(secs => ${seconds})
+      where milestone_payment_id = ${payment} and attempt = ${attempt}
+    `;
+    await tx`alter table public.funding_attempts enable trigger keep_row_timestamps`;
+  });
+}
+
+async function attemptsOf(payment: string) {
+  const rows = await db`
+    select attempt, status, failure_code, processor_payment_intent_id from public.funding_attempts
+    where milestone_payment_id = ${payment} order by attempt
+  `;
+  return rows.map((a) => [a.attempt, a.status, a.failure_code, a.processor_payment_intent_id]);
+}
+
+test(
+  "an attempt whose card was deleted before Stripe answered is abandoned a minute later: another card is charged once",
+  async () => {
+    const { payer, payment, method } = await payerWithCard();
+    const down = await withStripeUnreachable(() =>
+      fund(payer, { milestone_payment_id: payment, payment_method_id: method })
+    );
+    assertEquals(down.status, 503, "attempt 1 is open, no PaymentIntent recorded");
+    await db`delete from public.payment_methods where id = ${method}`;
+    const other = await saveCard(payer, "5555555555554444");
+    const body = { milestone_payment_id: payment, payment_method_id: other.body.id };
+    const early = await fund(payer, body);
+    assertEquals(early.status, 409, JSON.stringify(early.body));
+    assertEquals(
+      early.body.hint,
+      "retry with the same payment method, or with another one in a minute",
+    );
+    await ageAttempt(payment, 1, 61);
+    const answer = await fund(payer, body);
+    assertEquals(answer.status, 202, JSON.stringify(answer.body));
+    assertEquals(answer.body.attempt, 2);
+    const intents = await intentsFor(payment);
+    assertEquals(intents.map((pi) => [pi.id, pi.metadata.funding_attempt, pi.payment_method]), [
+      [answer.body.payment_intent_id, "2", other.card.id],
+    ], "one PaymentIntent, the new attempt's, on the other card");
+    assertEquals(await attemptsOf(payment), [
+      [1, "failed", "abandoned", null],
+      [2, "open", null, answer.body.payment_intent_id],
+    ]);
+  },
+);
+
+test(
+  "an attempt Stripe refuses to charge (not a decline) fails at once: the next request opens the next attempt",
+  async () => {
+    const { payer, payment, method } = await payerWithCard();
+    const other = await saveCard(payer, "5555555555554444");
+    // The payer's customer is gone from Stripe: Stripe answers 404 to an attempt, not a
+    // decline, and would replay that answer to the attempt's key.
+    const [customer] = await db`
+      select processor_customer_id from public.payment_methods where id = ${method}
+    `;
+    await stripe.customers.del(customer.processor_customer_id as string);
+    const refused = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    assertEquals(refused.status, 502, JSON.stringify(refused.body));
+    assertEquals([refused.body.code, refused.body.attempt], ["processor_error", 1]);
+    const next = await fund(payer, {
+      milestone_payment_id: payment,
+      payment_method_id: other.body.id,
+    });
+    assertEquals(next.status, 502, JSON.stringify(next.body));
+    assertEquals(next.body.attempt, 2, "another card is not refused 409: a new attempt, at once");
+    const attempts = await db`
+      select attempt, status, failure_code, idempotency_key from public.funding_attempts
+      where milestone_payment_id = ${payment} order by attempt
+    `;
+    assertEquals(
+      attempts.map((a) => [a.attempt, a.status, a.failure_code !== null]),
+      [[1, "failed", true], [2, "failed", true]],
+      "each attempt failed with Stripe's code, and the payer may try again",
+    );
+    assertEquals((await intentsFor(payment)).length, 0, "nothing charged");
+  },
 );

@@ -6,6 +6,7 @@ import paymentMethods from "../payment-methods/index.ts";
 import {
   call,
   db,
+  insideOneWindow,
   makeUser,
   saveCard,
   stripe,
@@ -66,7 +67,7 @@ test("aal1 is refused before Stripe is asked: no customer, no row", async () => 
     await db`select count(*)::int as n from public.payment_methods where user_id = ${user}`;
   assertEquals(rows.n, 0);
   assertEquals((await stripe.paymentMethods.retrieve(card.id)).customer, null, "not attached");
-}, { needsBorderSql: true });
+});
 
 test(
   "a card is saved with Stripe's brand, last4 and expiry, attached to the user's customer",
@@ -89,7 +90,6 @@ test(
   `;
     assertEquals(row.processor_customer_id, customer);
   },
-  { needsBorderSql: true },
 );
 
 test("a second card reuses the user's customer", async () => {
@@ -106,7 +106,7 @@ test("a second card reuses the user's customer", async () => {
     (await stripe.paymentMethods.retrieve(second.card.id)).customer,
     await customerOf(user),
   );
-}, { needsBorderSql: true });
+});
 
 test(
   "another user's card (attached to their customer) is refused: 403, nothing saved",
@@ -124,7 +124,6 @@ test(
       await db`select count(*)::int as n from public.payment_methods where user_id = ${mallory}`;
     assertEquals(rows.n, 0);
   },
-  { needsBorderSql: true },
 );
 
 test("the same card twice is a 409, one row", async () => {
@@ -140,7 +139,7 @@ test("the same card twice is a 409, one row", async () => {
     select count(*)::int as n from public.payment_methods where processor_payment_method_id = ${card.id}
   `;
   assertEquals(rows.n, 1);
-}, { needsBorderSql: true });
+});
 
 test("a payment method Stripe does not know is a 422", async () => {
   const user = await makeUser("hana");
@@ -150,7 +149,7 @@ test("a payment method Stripe does not know is a 422", async () => {
   });
   assertEquals(status, 422);
   assertEquals(body.code, "payment_method_unknown");
-}, { needsBorderSql: true });
+});
 
 test("a card Stripe declines at attachment is a 402, nothing saved", async () => {
   const user = await makeUser("hana");
@@ -160,7 +159,7 @@ test("a card Stripe declines at attachment is a 402, nothing saved", async () =>
   const [rows] =
     await db`select count(*)::int as n from public.payment_methods where user_id = ${user}`;
   assertEquals(rows.n, 0);
-}, { needsBorderSql: true });
+});
 
 test("Stripe unreachable is a 503 and nothing is saved", async () => {
   const user = await makeUser("hana");
@@ -172,4 +171,56 @@ test("Stripe unreachable is a 503 and nothing is saved", async () => {
   assertEquals(status, 503);
   assertEquals(body.code, "processor_unavailable");
   assertEquals(await customerOf(user), null);
-}, { needsBorderSql: true });
+});
+
+test(
+  "every request counts towards the limit before Stripe is asked: past 20 a minute, 429 and no Stripe call",
+  async () => {
+    const user = await makeUser("hana");
+    const token = await userToken(user);
+    await insideOneWindow();
+    const unknown = { payment_method: "pm_doesnotexist000001" };
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      statuses.push(
+        (await call(paymentMethods, "payment-methods", { token, body: unknown })).status,
+      );
+    }
+    assertEquals(new Set(statuses), new Set([422]), "Stripe was asked, and knew no such method");
+    // Stripe unreachable now: an answer other than 503 was given without asking it.
+    const past = await withStripeUnreachable(() =>
+      call(paymentMethods, "payment-methods", { token, body: unknown })
+    );
+    assertEquals(past.status, 429, JSON.stringify(past.body));
+    assertEquals(past.body.code, "PT429");
+    const [counter] = await db`
+      select call_count from private.rate_limit_counters
+      where user_id = ${user} and operation = 'payment_methods.save'
+      order by window_start desc limit 1
+    `;
+    assertEquals(counter.call_count, 21, "each request counted, the refused one too");
+  },
+);
+
+test("a request that Stripe could not answer counts too: retries meet the limit", async () => {
+  const user = await makeUser("hana");
+  const token = await userToken(user);
+  const card = await testCard("4242424242424242");
+  await insideOneWindow();
+  const statuses = await withStripeUnreachable(async () => {
+    const seen: number[] = [];
+    for (let i = 0; i < 21; i++) {
+      seen.push(
+        (await call(paymentMethods, "payment-methods", {
+          token,
+          body: { payment_method: card.id },
+        }))
+          .status,
+      );
+    }
+    return seen;
+  });
+  assertEquals(statuses.slice(0, 20), Array(20).fill(503));
+  assertEquals(statuses[20], 429);
+  assertEquals(await customerOf(user), null, "nothing recorded");
+});

@@ -130,7 +130,6 @@ test(
       assertEquals((await side.payouts(account)).length, 1, "nor paid out again");
     });
   },
-  { needsBorderSql: true },
 );
 
 test("all due withdrawals are sent by one call without a body", async () => {
@@ -153,7 +152,7 @@ test("all due withdrawals are sent by one call without a body", async () => {
     assertEquals((await withdrawal(a.withdrawal)).status, "processing");
     assertEquals((await withdrawal(b.withdrawal)).status, "processing");
   });
-}, { needsBorderSql: true });
+});
 
 test(
   "Stripe refusing the payout: 502, the refusal recorded with its code; once the account can be paid, the retry under the next key pays once",
@@ -191,7 +190,6 @@ test(
       assertEquals(again.status, 404, "nothing is due any more");
     });
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -216,7 +214,6 @@ test(
       await setAsideOtherDue([]);
     });
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -250,7 +247,6 @@ test(
       assertEquals((await withdrawal(id)).status, "processing");
     });
   },
-  { needsBorderSql: true },
 );
 
 test(
@@ -276,7 +272,6 @@ test(
       assertEquals(String(reported[0].amount_minor), "10000");
     });
   },
-  { needsBorderSql: true },
 );
 
 /** Stripe settling `payout` of `account` as paid or failed, delivered to stripe-webhook. */
@@ -318,7 +313,7 @@ test("payout.paid completes the withdrawal; payout.failed fails it", async () =>
   } finally {
     await server.close();
   }
-}, { needsBorderSql: true });
+});
 
 test(
   "a payout failed after its transfer: the transfer is reversed once, and its inconsistency resolved",
@@ -362,7 +357,64 @@ test(
       await server.close();
     }
   },
-  { needsBorderSql: true },
+);
+
+/** What `user` may withdraw in USD, as they read it. */
+async function withdrawable(user: string): Promise<number> {
+  const [row] = await db.begin(async (tx) => {
+    await tx`
+      select set_config('role', 'authenticated', true),
+        set_config('request.jwt.claims', ${JSON.stringify(userClaims(user))}, true)
+    `;
+    return await tx`
+      select withdrawable_minor from public.my_wallet_balances() where currency = 'USD'
+    `;
+  });
+  return Number(row?.withdrawable_minor ?? 0);
+}
+
+test(
+  "a payout failed after its transfer keeps the money reserved until the reversal, which a run sends before its transfers",
+  async () => {
+    const server = await serveWebhooks(webhook);
+    try {
+      await withConnect(async (side) => {
+        const lost = await approvedWithdrawal(await side.account(), 6000);
+        const sent = await payOut({ withdrawal_id: lost.withdrawal });
+        assertEquals(sent.status, 200, JSON.stringify(sent.body));
+        const before = await withdrawable(lost.carl);
+        await settle((sent.body.results as Result[])[0], "failed");
+        assert_(
+          await waitFor(async () => (await withdrawal(lost.withdrawal)).status === "failed"),
+          "payout.failed fails the withdrawal",
+        );
+        assertEquals(
+          await withdrawable(lost.carl),
+          before,
+          "the money is on the connected account, not back in the wallet",
+        );
+        const next = await approvedWithdrawal(await side.account(), 7000);
+        await setAsideOtherDue([next.withdrawal]);
+        const run = await payOut();
+        const results = run.body.results as Result[];
+        const reversedAt = results.findIndex((r) =>
+          r.withdrawal_id === lost.withdrawal && r.status === "reversed"
+        );
+        const sentAt = results.findIndex((r) =>
+          r.withdrawal_id === next.withdrawal && r.status === "sent"
+        );
+        assert_(reversedAt >= 0 && sentAt >= 0, JSON.stringify(results));
+        assert_(reversedAt < sentAt, "the reversal is sent before the run's new transfer");
+        assertEquals(
+          await withdrawable(lost.carl),
+          before + 6000,
+          "once the reversal is recorded, the money is back in the wallet",
+        );
+      });
+    } finally {
+      await server.close();
+    }
+  },
 );
 
 test(
@@ -416,5 +468,4 @@ test(
       assertEquals((await side.transfers(account)).length, 1);
     });
   },
-  { needsBorderSql: true },
 );

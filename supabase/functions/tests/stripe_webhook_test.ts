@@ -109,7 +109,7 @@ test("a verified event of an unhandled type is recorded as ignored, once", async
   assertEquals(again.body.status, "duplicate", "and changes nothing");
   const rows = await db`select status::text from public.webhook_events where id = ${id}`;
   assertEquals(rows.map((r) => r.status), ["ignored"]);
-}, { needsBorderSql: true });
+});
 
 test("every v1 signature is tried: a valid one beside a wrong one is accepted", async () => {
   const payload = eventBody("customer.created", customer);
@@ -120,7 +120,7 @@ test("every v1 signature is tried: a valid one beside a wrong one is accepted", 
   const { status, body } = await deliver(payload, header);
   assertEquals(status, 200);
   assertEquals(body.status, "ignored");
-}, { needsBorderSql: true });
+});
 
 /** A signed payment_intent.succeeded for `payment`, with `amount` and `currency`. */
 async function succeeded(payment: string, amount: number, currency = "usd") {
@@ -152,7 +152,7 @@ test("the same event delivered twice at once is applied once", async () => {
     select count(*)::int as n from public.webhook_events where id = ${JSON.parse(payload).id}
   `;
   assertEquals(row.n, 1);
-}, { needsBorderSql: true });
+});
 
 test("a valid event for another amount is refused, acknowledged, and reported", async () => {
   const payment = await aPendingPayment(40000);
@@ -162,7 +162,7 @@ test("a valid event for another amount is refused, acknowledged, and reported", 
   assertEquals(body.status, "refused");
   assertEquals(await paymentStatus(payment), "pending", "nothing funded");
   assertEquals((await reportedInconsistencies(intent)).length, 1);
-}, { needsBorderSql: true });
+});
 
 test("a valid event for another currency is refused and acknowledged", async () => {
   const payment = await aPendingPayment(40000);
@@ -170,7 +170,7 @@ test("a valid event for another currency is refused and acknowledged", async () 
   const { status, body } = await deliver(payload, header);
   assertEquals([status, body.status], [200, "refused"]);
   assertEquals(await paymentStatus(payment), "pending");
-}, { needsBorderSql: true });
+});
 
 test(
   "out of order: a refund before the charge's success is acknowledged, never a 5xx",
@@ -199,7 +199,6 @@ test(
       "each is applied or refused by the database's transitions",
     );
   },
-  { needsBorderSql: true },
 );
 
 test("the database unreachable: 503, so that Stripe delivers again", async () => {
@@ -238,5 +237,4 @@ test(
     const again = await deliver(payload, await signature(payload));
     assertEquals([again.status, again.body.status], [200, "ignored"]);
   },
-  { needsBorderSql: true },
 );

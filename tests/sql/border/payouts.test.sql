@@ -1,8 +1,8 @@
 -- Payouts: payment_service lists the approved withdrawals due (withdrawals_to_pay_out), records
 -- each transfer and payout once (same id again: nothing; another: PT409), only for an approved
 -- withdrawal, which moves to processing with its payout; payout.paid completes it and
--- payout.failed fails it (the reservation is posted or voided), out of order deliveries are
--- refused; account.updated records a payout method's verification, and no payout goes to an
+-- payout.failed fails it (the reservation is posted, or kept until the transfer is reversed),
+-- out of order deliveries are refused; account.updated records a payout method's verification, and no payout goes to an
 -- account the processor says cannot receive one.
 begin;
 select plan(31);
@@ -154,7 +154,8 @@ select results_eq(
   'w1 is paid, its reservation posted once'
 );
 
--- payout.failed fails it: the reservation is voided, the money back in the wallet
+-- payout.failed fails it: the money is on the connected account, so the reservation stays
+-- until the transfer is reversed
 select tests.authenticate_as_service('payment_service');
 select public.record_withdrawal_transfer('d0000000-0000-4000-8000-000000000002', 'tr_W2');
 select public.record_withdrawal_payout('d0000000-0000-4000-8000-000000000002', 'po_W2');
@@ -172,8 +173,8 @@ select results_eq(
       where t.pending_id = private.withdrawal_reservation(w.id) and t.kind = 'void_pending'
     )
     from public.withdrawals as w where w.id = 'd0000000-0000-4000-8000-000000000002'$$,
-  $$values ('failed', 'The bank account has been closed.', 1)$$,
-  'w2 is failed with the processor''s reason, its reservation voided'
+  $$values ('failed', 'The bank account has been closed.', 0)$$,
+  'w2 is failed with the processor''s reason; its reservation is kept until its transfer is reversed'
 );
 
 -- out of order, and the wrong amount
