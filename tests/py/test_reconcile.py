@@ -289,6 +289,7 @@ def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_i
             "id": "evt_PayoutFailed01",
             "object": "event",
             "type": "payout.failed",
+            "account": "acct_Books01",
             "data": {
                 "object": {
                     "id": "po_Books01",

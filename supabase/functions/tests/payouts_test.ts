@@ -383,6 +383,7 @@ test(
             id: stripeId("evt"),
             object: "event",
             type: "payout.failed",
+            account,
             data: {
               object: {
                 id: String(result.payout_id),

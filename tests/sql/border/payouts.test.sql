@@ -139,7 +139,7 @@ select is_empty(
 -- payout.paid completes the withdrawal whose payout it is
 select is(
   public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W1", "object": "payout",
-    "amount": 10000, "currency": "usd", "status": "paid"}')) ->> 'status',
+    "amount": 10000, "currency": "usd", "status": "paid"}') || '{"account": "acct_1Carl01"}') ->> 'status',
   'processed',
   'payout.paid is applied'
 );
@@ -161,7 +161,7 @@ select public.record_withdrawal_payout('d0000000-0000-4000-8000-000000000002', '
 select is(
   public.apply_stripe_event(tests.stripe_event('payout.failed', '{"id": "po_W2", "object": "payout",
     "amount": 20000, "currency": "usd", "status": "failed", "failure_code": "account_closed",
-    "failure_message": "The bank account has been closed."}')) ->> 'status',
+    "failure_message": "The bank account has been closed."}') || '{"account": "acct_1Carl01"}') ->> 'status',
   'processed',
   'payout.failed is applied'
 );
@@ -182,7 +182,7 @@ select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W4early",
       "object": "payout", "amount": 600000, "currency": "usd",
-      "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000004"}}')) as a$$,
+      "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000004"}}') || '{"account": "acct_1Carl01"}') as a$$,
   $$values ('refused', 'PT409')$$,
   'a payout.paid for a withdrawal not yet approved is refused'
 );
@@ -195,7 +195,7 @@ select results_eq(
 select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payout.failed', '{"id": "po_W1",
-      "object": "payout", "amount": 10000, "currency": "usd"}')) as a$$,
+      "object": "payout", "amount": 10000, "currency": "usd"}') || '{"account": "acct_1Carl01"}') as a$$,
   $$values ('refused', 'PT409')$$,
   'a payout.failed after the payout was paid is refused'
 );
@@ -203,14 +203,14 @@ select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W3",
       "object": "payout", "amount": 31000, "currency": "usd",
-      "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}')) as a$$,
+      "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}') || '{"account": "acct_1Carl01"}') as a$$,
   $$values ('refused', 'PT409')$$,
   'a payout of another amount than the withdrawal''s is refused'
 );
 select is(
   public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W3", "object": "payout",
     "amount": 30000, "currency": "usd",
-    "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}')) ->> 'status',
+    "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}') || '{"account": "acct_1Carl01"}') ->> 'status',
   'processed',
   'a payout.paid that arrives before its payout id was recorded completes the withdrawal it names'
 );
