@@ -235,6 +235,7 @@ def approved_withdrawal(db, client, make_user, stripe_client, stripe_test_api):
         "returning id",
         (contractor, account.id, f"ba_{uuid.uuid4().hex[:10]}"),
     ).fetchone()[0]
+    db.execute("select tests.verify_connected_account(%s)", (account.id,))
     db.execute("select tests.fund_wallet(%s, 20000)", (contractor,))
     with client.as_user(contractor, aal="aal2") as req:
         req.rpc("request_withdrawal", method, 20000, "USD", f"withdraw-{uuid.uuid4()}")
@@ -258,6 +259,7 @@ def paid_withdrawal(db, client, make_user, stripe_client, stripe_test_api, payou
         "returning id",
         (contractor, account.id, f"ba_{uuid.uuid4().hex[:10]}"),
     ).fetchone()[0]
+    db.execute("select tests.verify_connected_account(%s)", (account.id,))
     db.execute("select tests.fund_wallet(%s, 20000)", (contractor,))
     with client.as_user(contractor, aal="aal2") as req:
         req.rpc("request_withdrawal", method, 20000, "USD", f"withdraw-{uuid.uuid4()}")

@@ -39,6 +39,8 @@ values
   'acct_1CarlStd', 'ba_1CarlStd', 'USD'),
 ('c0000000-0000-4000-8000-0000000000e1', tests.get_supabase_uid('eve'), 'bank_account',
   'acct_1EveExp', 'ba_1EveExp', 'USD');
+select tests.verify_connected_account('acct_1CarlStd');
+select tests.verify_connected_account('acct_1EveExp');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 50000);
 select tests.fund_wallet(tests.get_supabase_uid('eve'), 50000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
@@ -204,19 +206,21 @@ select results_eq(
 );
 select is(
   (select verification_status from public.payout_methods where id = 'c0000000-0000-4000-8000-0000000000e1'),
-  'unverified',
+  'verified',
   'and changes nothing'
 );
 select is(
   public.apply_stripe_event(tests.stripe_event('account.updated', '{"id": "acct_1EveExp",
-    "object": "account", "payouts_enabled": true}') || '{"account": "acct_1EveExp"}') ->> 'status',
+    "object": "account", "payouts_enabled": false,
+    "requirements": {"disabled_reason": "requirements.past_due"}}')
+    || '{"account": "acct_1EveExp"}') ->> 'status',
   'processed',
   'an account.updated from the account it is about is applied'
 );
 select is(
   (select verification_status from public.payout_methods where id = 'c0000000-0000-4000-8000-0000000000e1'),
-  'verified',
-  'its payout method is verified'
+  'pending',
+  'its payout method is pending'
 );
 
 -- card-like text the payer controls is redacted, and the event still applied

@@ -5,7 +5,7 @@
 -- refused; account.updated records a payout method's verification, and no payout goes to an
 -- account the processor says cannot receive one.
 begin;
-select plan(31);
+select plan(33);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -26,6 +26,7 @@ values
   'acct_1Carl01', 'ba_1Carl01', 'USD'),
 ('c0000000-0000-4000-8000-0000000000d2', tests.get_supabase_uid('dora'), 'bank_account',
   'acct_1Dora01', 'ba_1Dora01', 'USD');
+select tests.verify_connected_account('acct_1Carl01');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 900000);
 select tests.fund_wallet(tests.get_supabase_uid('dora'), 50000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
@@ -77,6 +78,16 @@ select results_eq(
       'withdrawal:d0000000-0000-4000-8000-000000000003:transfer',
       'withdrawal:d0000000-0000-4000-8000-000000000003:payout')$$,
   'the approved withdrawals are due, with their connected account and idempotency keys; the one awaiting approval is not'
+);
+select is_empty(
+  $$select 1 from public.withdrawals_to_pay_out() where processor_account_id = 'acct_1Dora01'$$,
+  'a withdrawal to an account the processor never verified is not due'
+);
+select throws_ok(
+  $$select public.record_withdrawal_transfer('d0000000-0000-4000-8000-000000000005', 'tr_W5early')$$,
+  'PT409',
+  'withdrawal d0000000-0000-4000-8000-000000000005: the processor cannot pay out to its payout method yet',
+  'and no transfer is recorded for it'
 );
 
 -- the transfer, then the payout, each recorded once

@@ -484,3 +484,19 @@ grant execute on function tests.stripe_event(text, jsonb, text)
 to payment_service, service_role, authenticated, admin;
 grant execute on function tests.payment_intent(text, uuid, bigint, text, jsonb)
 to payment_service, service_role, authenticated, admin;
+
+-- Connected accounts (processor_accounts) ----------------------------------------------------
+
+/**
+ * The processor's verification of connected account `account_id`, as account.updated records
+ * it: the account and its payout methods become `verified` (only a verified account is paid).
+ */
+create function tests.verify_connected_account(account_id text) returns void
+language sql
+volatile
+as $$
+  update public.processor_accounts set verification_status = 'verified'
+  where processor_account_id = account_id;
+  update public.payout_methods set verification_status = 'verified'
+  where processor_account_id = account_id;
+$$;
