@@ -73,6 +73,11 @@ values (
 )
 on conflict (id) do nothing;
 
+-- Carl's connected account, as onboarding records it (payment_service), then his bank account on it.
+insert into public.processor_accounts (processor_account_id, user_id)
+values ('acct_DemoCarl01', '00000000-0000-4000-8000-00000000c001')
+on conflict (processor_account_id) do nothing;
+
 insert into public.payout_methods (
   id, user_id, type, processor_account_id, processor_external_account_id, bank_name, last4,
   currency, nickname, is_default

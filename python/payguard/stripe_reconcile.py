@@ -7,6 +7,8 @@ difference:
   refused and that was refunded is settled);
 - a funded payment with no succeeded charge on Stripe;
 - a payment whose charge differs in amount or currency;
+- a payment payguard still holds (funded, disputed or released) whose charge Stripe refunded
+  in full: the payer has the money back while the escrow still counts it;
 - a payout on Stripe with no withdrawal, a withdrawal in processing or paid with no payout on
   Stripe, and a payout whose amount, currency or outcome differs from its withdrawal's;
 - a withdrawal's recorded transfer that Stripe does not have, or whose amount, currency or
@@ -44,7 +46,11 @@ CHECKS = (
     "withdrawal paid out with no payout",
     "payout and withdrawal differ",
     "transfer and withdrawal differ",
+    "payment held with its charge refunded",
 )
+# A payment in these states still holds its charge's money: a charge refunded in full means
+# the money is counted twice.
+HELD_STATES = ("funded", "disputed", "released")
 # A withdrawal in these states still pays its transfer out, or has: it must not be reversed.
 TRANSFER_KEPT_STATES = ("approved", "processing", "paid")
 
@@ -224,6 +230,14 @@ def compare(books: Books, records: StripeRecords) -> list[Difference]:
                     CHECKS[2],
                     f"{payment.id}: payguard {payment.amount_minor} {payment.currency}, "
                     f"Stripe {matched.id} {matched.amount} {matched.currency}",
+                )
+            )
+        elif payment.status in HELD_STATES and matched.amount_refunded >= matched.amount:
+            found.append(
+                Difference(
+                    CHECKS[7],
+                    f"{payment.id} ({payment.status}): Stripe refunded {matched.id} in full "
+                    f"({matched.amount_refunded} {matched.currency})",
                 )
             )
     by_payout = {w.payout_id: w for w in books.withdrawals if w.payout_id is not None}

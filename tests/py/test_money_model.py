@@ -108,9 +108,14 @@ class PaymentWorld(RuleBasedStateMachine):
         )
         self.payout = self.db.execute(
             "insert into public.payout_methods (user_id, type, processor_account_id, "
-            "processor_external_account_id, currency) values (%s, 'bank_account', 'acct_Model1', "
+            "processor_external_account_id, currency) values (%s, 'bank_account', %s, "
             "%s, 'USD') returning id",
-            (self.users["payee"], f"ba_{uuid.uuid4().hex[:12]}"),
+            # Each payee has a connected account of their own: an account is one user's.
+            (
+                self.users["payee"],
+                f"acct_Model{uuid.uuid4().hex[:12]}",
+                f"ba_{uuid.uuid4().hex[:12]}",
+            ),
         ).fetchone()[0]  # type: ignore[index]
         self.payments: list[Payment] = []
         self.withdrawals: list[Withdrawal] = []

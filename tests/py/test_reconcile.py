@@ -277,6 +277,11 @@ def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_i
             (carl,),
         ).fetchone()
         assert method is not None
+        # Only an account the processor verified is paid (account.updated, played here).
+        conn.execute(
+            "update public.processor_accounts set verification_status = 'verified' "
+            "where processor_account_id = 'acct_Books01'"
+        )
         withdrawal = conn.execute(
             "insert into public.withdrawals (user_id, payout_method_id, amount_minor, currency) "
             "values (%s, %s, 10000, 'USD') returning id, status::text",
@@ -289,6 +294,7 @@ def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_i
             "id": "evt_PayoutFailed01",
             "object": "event",
             "type": "payout.failed",
+            "account": "acct_Books01",
             "data": {
                 "object": {
                     "id": "po_Books01",

@@ -66,6 +66,25 @@ def test_a_funded_payment_with_no_succeeded_charge():
     assert checks(Books([released], []), StripeRecords([], [])) == [CHECKS[1]]
 
 
+@pytest.mark.parametrize("status", ["funded", "disputed", "released"])
+def test_a_held_payment_whose_charge_was_refunded_in_full(status):
+    held = Payment("mp1", status, 30000, "USD", "pi_One")
+    refunded = Charge("ch_One", "pi_One", "succeeded", 30000, 30000, "USD")
+    found = compare(Books([held], []), StripeRecords([refunded], []))
+    assert [d.check for d in found] == [CHECKS[7]]
+    assert "refunded ch_One in full" in found[0].subject
+    partly = Charge("ch_One", "pi_One", "succeeded", 30000, 29999, "USD")
+    assert checks(Books([held], []), StripeRecords([partly], [])) == [], (
+        "a partial refund is not reported by this check"
+    )
+
+
+def test_a_refunded_payment_whose_charge_was_refunded_agrees():
+    done = Payment("mp1", "refunded", 30000, "USD", "pi_One")
+    refunded = Charge("ch_One", "pi_One", "succeeded", 30000, 30000, "USD")
+    assert checks(Books([done], []), StripeRecords([refunded], [])) == []
+
+
 @pytest.mark.parametrize(
     ("amount", "currency"), [(29999, "USD"), (30000, "EUR")], ids=["amount", "currency"]
 )
@@ -216,6 +235,7 @@ def approved_withdrawal(db, client, make_user, stripe_client, stripe_test_api):
         "returning id",
         (contractor, account.id, f"ba_{uuid.uuid4().hex[:10]}"),
     ).fetchone()[0]
+    db.execute("select tests.verify_connected_account(%s)", (account.id,))
     db.execute("select tests.fund_wallet(%s, 20000)", (contractor,))
     with client.as_user(contractor, aal="aal2") as req:
         req.rpc("request_withdrawal", method, 20000, "USD", f"withdraw-{uuid.uuid4()}")
@@ -239,6 +259,7 @@ def paid_withdrawal(db, client, make_user, stripe_client, stripe_test_api, payou
         "returning id",
         (contractor, account.id, f"ba_{uuid.uuid4().hex[:10]}"),
     ).fetchone()[0]
+    db.execute("select tests.verify_connected_account(%s)", (account.id,))
     db.execute("select tests.fund_wallet(%s, 20000)", (contractor,))
     with client.as_user(contractor, aal="aal2") as req:
         req.rpc("request_withdrawal", method, 20000, "USD", f"withdraw-{uuid.uuid4()}")
@@ -298,6 +319,11 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
     # Stripe charged less than the payment's amount.
     short = new_payment(db, make_user)
     fund(client, short, charge(stripe_client, 29999, short))
+    # Stripe refunded a charge whose payment payguard still holds.
+    held = new_payment(db, make_user)
+    held_intent = charge(stripe_client, 30000, held)
+    fund(client, held, held_intent)
+    stripe_client.v1.refunds.create({"payment_intent": held_intent})
     # A payout Stripe sent for no withdrawal, a withdrawal paid with no payout on Stripe, and
     # a withdrawal paid whose payout is still pending.
     account = stripe_client.v1.accounts.retrieve(
@@ -335,12 +361,13 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
         f"{pending} / {pending_payout}: payguard paid, Stripe pending"
     ]
     assert differences[CHECKS[6]] == [f"{unmade} / tr_NeverMade01: Stripe has no such transfer"]
+    assert [s.split(":")[0] for s in differences[CHECKS[7]]] == [f"{held} (funded)"]
 
     result = run_cli(admin_url, local_stripe, monkeypatch)
     assert result.exit_code == 1
     reported = json.loads(result.output)
     assert sorted({d["check"] for d in reported}) == sorted(CHECKS)
-    assert len(reported) == 7
+    assert len(reported) == 8
 
     # Refunding the stray charge settles it.
     stripe_client.v1.refunds.create({"payment_intent": stray})

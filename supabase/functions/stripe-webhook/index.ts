@@ -3,13 +3,15 @@
  *
  * POST with Stripe's raw body and its `Stripe-Signature` header. The signature is verified by
  * the SDK on the raw body (every v1 signature tried, 300 s tolerance, constant-time compare)
- * against `STRIPE_WEBHOOK_SECRET`; a missing, malformed, stale or wrong signature is a 400
- * and nothing is written. A verified event goes to `public.apply_stripe_event` as
+ * against each of the endpoints' signing secrets: `STRIPE_WEBHOOK_SECRET` (a comma-separated
+ * list: Stripe signs the platform's endpoint and the Connect endpoint with different secrets,
+ * and a rolled secret lives beside its successor for a while) and `STRIPE_CONNECT_WEBHOOK_SECRET`
+ * when set. A missing, malformed, stale or wrong signature is a 400 and nothing is written. A verified event goes to `public.apply_stripe_event` as
  * `payment_service`, which records it once by its id and applies it in the same transaction:
  * processed, duplicate, ignored or refused are acknowledged (200); failed is a 500, so that
  * Stripe delivers it again.
  */
-import { required } from "../_shared/env.ts";
+import { optional, required } from "../_shared/env.ts";
 import { errorResponse } from "../_shared/errors.ts";
 import { serve } from "../_shared/serve.ts";
 import { allowMethods, HttpError, json } from "../_shared/http.ts";
@@ -29,21 +31,55 @@ export interface Applied {
 
 const webhooks = Stripe.webhooks;
 
+/**
+ * The signing secrets an event may be signed with: the comma-separated `STRIPE_WEBHOOK_SECRET`
+ * (at least one) and `STRIPE_CONNECT_WEBHOOK_SECRET`, blanks dropped.
+ */
+export function webhookSecrets(): string[] {
+  const secrets = [
+    ...required("STRIPE_WEBHOOK_SECRET").split(","),
+    ...(optional("STRIPE_CONNECT_WEBHOOK_SECRET") ?? "").split(","),
+  ].map((secret) => secret.trim()).filter((secret) => secret !== "");
+  if (secrets.length === 0) {
+    throw new Error("STRIPE_WEBHOOK_SECRET holds no secret; the function cannot run without it");
+  }
+  return secrets;
+}
+
+/** The event `raw` holds when `signature` verifies with one of `secrets`; else the last error. */
+async function constructEvent(
+  raw: string,
+  signature: string,
+  secrets: string[],
+): Promise<Stripe.Event> {
+  let refusal: unknown;
+  for (const secret of secrets) {
+    try {
+      return await webhooks.constructEventAsync(
+        raw,
+        signature,
+        secret,
+        TOLERANCE_SECONDS,
+        cryptoProvider,
+      );
+    } catch (error) {
+      if (!(error instanceof Stripe.errors.StripeSignatureVerificationError)) throw error;
+      refusal = error;
+    }
+  }
+  throw refusal;
+}
+
 /** The verified event of `req`, or 400. */
 async function verifiedEvent(req: Request): Promise<{ raw: string; event: Stripe.Event }> {
   const signature = req.headers.get("stripe-signature");
   if (!signature) {
     throw new HttpError(400, "signature_missing", "The Stripe-Signature header is missing");
   }
+  const secrets = webhookSecrets();
   const raw = await req.text();
   try {
-    const event = await webhooks.constructEventAsync(
-      raw,
-      signature,
-      required("STRIPE_WEBHOOK_SECRET"),
-      TOLERANCE_SECONDS,
-      cryptoProvider,
-    );
+    const event = await constructEvent(raw, signature, secrets);
     // The SDK refuses timestamps older than the tolerance; one as far in the future was not
     // made by Stripe's clock either, and would stay replayable for longer.
     const timestamp = Number(/(?:^|,)\s*t=(\d+)/.exec(signature)?.[1]);

@@ -30,6 +30,8 @@ async function approvedWithdrawal(account: string, amount = 10000) {
     values (${carl}, 'bank_account', ${account}, ${externalAccount}, 'USD')
     returning id
   `;
+  // Only an account the processor verified is paid (account.updated, played here).
+  await db`select tests.verify_connected_account(${account})`;
   await db`select tests.fund_wallet(${carl}, 900000)`;
   const [withdrawal] = await db`
     insert into public.withdrawals (user_id, payout_method_id, amount_minor, currency)
@@ -435,6 +437,7 @@ test(
             id: stripeId("evt"),
             object: "event",
             type: "payout.failed",
+            account,
             data: {
               object: {
                 id: String(result.payout_id),

@@ -64,6 +64,59 @@ test("a signature made with another secret is a 400", async () => {
   await refusedAndNothingWritten(() => deliver(payload, header), "signature_invalid");
 });
 
+/** Run `body` with the environment variables of `values` set, then restore them. */
+async function withEnv(values: Record<string, string>, body: () => Promise<void>) {
+  const before = Object.fromEntries(Object.keys(values).map((k) => [k, Deno.env.get(k)]));
+  for (const [name, value] of Object.entries(values)) Deno.env.set(name, value);
+  try {
+    await body();
+  } finally {
+    for (const [name, value] of Object.entries(before)) {
+      if (value === undefined) Deno.env.delete(name);
+      else Deno.env.set(name, value);
+    }
+  }
+}
+
+const PLATFORM_SECRET = Deno.env.get("STRIPE_WEBHOOK_SECRET")!;
+
+test("each secret of a comma-separated STRIPE_WEBHOOK_SECRET verifies; no other does", async () => {
+  await withEnv(
+    { STRIPE_WEBHOOK_SECRET: `${PLATFORM_SECRET}, whsec_connectendpoint` },
+    async () => {
+      for (const secret of [PLATFORM_SECRET, "whsec_connectendpoint"]) {
+        const payload = eventBody("customer.created", customer);
+        const { status, body } = await deliver(payload, await signature(payload, { secret }));
+        assertEquals(status, 200, JSON.stringify(body));
+        assertEquals(body.status, "ignored");
+      }
+      const payload = eventBody("customer.created", customer);
+      const header = await signature(payload, { secret: "whsec_someoneelse" });
+      await refusedAndNothingWritten(() => deliver(payload, header), "signature_invalid");
+    },
+  );
+});
+
+test("STRIPE_CONNECT_WEBHOOK_SECRET verifies the Connect endpoint's events too", async () => {
+  await withEnv({ STRIPE_CONNECT_WEBHOOK_SECRET: "whsec_connectonly" }, async () => {
+    const payload = eventBody("customer.created", customer);
+    const connect = await deliver(
+      payload,
+      await signature(payload, { secret: "whsec_connectonly" }),
+    );
+    assertEquals(connect.status, 200, JSON.stringify(connect.body));
+    const other = eventBody("customer.created", customer);
+    const platform = await deliver(other, await signature(other));
+    assertEquals(platform.status, 200, "the platform's secret still verifies");
+    const stale = eventBody("customer.created", customer);
+    const header = await signature(stale, {
+      secret: "whsec_connectonly",
+      timestamp: Math.floor(Date.now() / 1000) - 301,
+    });
+    await refusedAndNothingWritten(() => deliver(stale, header), "signature_invalid");
+  });
+});
+
 test("a forged body under a real signature is a 400", async () => {
   const signed = eventBody("customer.created", customer);
   const header = await signature(signed);

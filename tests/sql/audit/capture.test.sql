@@ -412,6 +412,10 @@ select is(
 
 -- public.payout_methods: the connected account and the external account are redacted ----------
 
+-- carl's connected account, recorded at onboarding
+reset role;
+insert into public.processor_accounts (processor_account_id, user_id)
+values ('acct_CarlSecret01', tests.get_supabase_uid('carl'));
 select tests.begin_request('carl', 'req-payout-methods-post', 'POST', '/rest/v1/payout_methods');
 with added as (
   insert into public.payout_methods (

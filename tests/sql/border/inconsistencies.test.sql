@@ -165,15 +165,16 @@ reset role;
 select tests.authenticate_as('aud', role_name => 'auditor');
 select is(
   (select count(*)::int from public.processor_inconsistencies),
-  2,
+  3,
   'an auditor reads them'
 );
 reset role;
 select tests.authenticate_as('ada', role_name => 'admin');
 select is(
-  (select count(*)::int from public.processor_inconsistencies where resolution is null),
-  0,
-  'an admin reads them: none is open'
+  (select array_agg(kind || ' ' || processor_object_id) from public.processor_inconsistencies
+    where resolution is null),
+  array['refund_refused ch_P1late'],
+  'an admin reads them: only the refused partial refund is open'
 );
 select throws_ok(
   $$insert into public.processor_inconsistencies (kind, processor_object_id) values ('made_up', 'pi_Adm01')$$,
