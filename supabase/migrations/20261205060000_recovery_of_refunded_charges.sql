@@ -5,10 +5,11 @@
 -- payment when it was still pending, with money the payer already had back: the recovery asked
 -- whether the payment could be funded, not whether the charge still stood.
 --
--- Now recovery looks for a charge.refunded event of the intent first (in any state: it may
--- itself have been refused, having come before the success). When there is one, the
--- inconsistency is resolved as refunded, naming that event, and nothing is funded or refunded
--- again. A payment that the same intent funded is still resolved as funded, before anything
+-- Now recovery looks first for a charge.refunded event of the intent that was refused (having
+-- come before the success, it found nothing to refund; one that failed is applied again on its
+-- next delivery, and one that was processed already settled the charge). When there is one,
+-- the inconsistency is resolved as refunded, naming that event, and nothing is funded or
+-- refunded again. A payment that the same intent funded is still resolved as funded, before anything
 -- else.
 
 create or replace function public.recover_processor_inconsistency(inconsistency_id uuid)
@@ -52,19 +53,18 @@ begin
       returning * into found_one;
     elsif exists (
       select from public.webhook_events as e
-      where e.type = 'charge.refunded'
+      where e.type = 'charge.refunded' and e.status = 'refused'
         and e.payload -> 'data' -> 'object' ->> 'payment_intent' = found_one.processor_object_id
     ) then
-      -- The processor refunded this charge already (its success came after the refund, or was
-      -- refused for another reason): the payer has the money back, so nothing is funded and
-      -- nothing is refunded again.
+      -- The processor refunded this charge already, and its refund was refused (it came before
+      -- the success): the payer has the money back, so nothing is funded or refunded again.
       update public.processor_inconsistencies as i
       set recovery = 'refund',
         resolution = 'Refunded: the processor refunded PaymentIntent '
         || found_one.processor_object_id || ' (charge.refunded '
         || (
           select e.id from public.webhook_events as e
-          where e.type = 'charge.refunded'
+          where e.type = 'charge.refunded' and e.status = 'refused'
             and e.payload -> 'data' -> 'object' ->> 'payment_intent'
             = found_one.processor_object_id
           order by e.received_at limit 1

@@ -173,11 +173,6 @@ def test_recovering_a_success_that_came_after_its_refund_does_not_fund_the_payme
     assert stage.fundings(flow.ids["payment"]) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: reconcile --stripe counts a charge refunded in whole as the succeeded charge "
-    "of a funded payment, so a payment funded by money the payer has back is not reported",
-)
 def test_reconcile_stripe_reports_a_funded_payment_whose_charge_was_refunded(stage, stripe_client):
     flow = stage.flow()
     intent = flow.charge()

@@ -193,6 +193,14 @@ class Border:
         """A request of `user` through PostgREST, at aal2 with a fresh MFA step-up."""
         return self.app.as_user(user, aal="aal2", role=role)
 
+    def onboard(self, user: uuid.UUID) -> str:
+        """A connected account made on Stripe for `user` and recorded as theirs by
+        payment_service, as onboarding does; returns its acct_ id."""
+        account = self.stripe.v1.accounts.create({"type": "custom", "country": "US"})
+        with self.app.as_service("payment_service") as req:
+            req.rpc("record_processor_account", user, account.id)
+        return str(account.id)
+
 
 @dataclass
 class Flow:
@@ -359,15 +367,15 @@ class Flow:
     def verify_account(self) -> None:
         b, contractor = self.border, self.ids["contractor"]
         with self.step("connected account verified (account.updated)"):
-            account = b.stripe.v1.accounts.create({"type": "custom", "country": "US"})
+            account = b.onboard(contractor)
             with b.user_request(contractor) as req:
                 method = req.scalar(
                     "insert into public.payout_methods (type, processor_account_id, "
                     "processor_external_account_id, currency, nickname) "
                     "values ('bank_account', %s, %s, %s, 'Checking') returning id",
-                    (account.id, f"ba_{uuid.uuid4().hex[:12]}", self.currency),
+                    (account, f"ba_{uuid.uuid4().hex[:12]}", self.currency),
                 )
-            b.stripe_api.verify_account(account.id)
+            b.stripe_api.verify_account(account)
             status = wait_until(
                 lambda: b.scalar(
                     "select verification_status from public.payout_methods where id = %s",
@@ -378,10 +386,10 @@ class Flow:
             )
         expect(status == "verified", "the payout method is verified")
         expect(
-            b.event_status("account.updated", account.id) == "processed",
+            b.event_status("account.updated", account) == "processed",
             "account.updated was applied",
         )
-        self.ids.update(account=account.id, payout_method=method)
+        self.ids.update(account=account, payout_method=method)
 
     def withdraw(self) -> None:
         b, amount = self.border, self.ids["payable"]
@@ -510,24 +518,24 @@ class Stage:
         border, contractor = self.border, flow.ids["contractor"]
         with border.sql() as conn:
             conn.execute("select tests.fund_wallet(%s, %s)", (contractor, amount))
-        account = border.stripe.v1.accounts.create({"type": "custom", "country": "US"})
+        account = border.onboard(contractor)
         with border.user_request(contractor) as req:
             method = req.scalar(
                 "insert into public.payout_methods (type, processor_account_id, "
                 "processor_external_account_id, currency) "
                 "values ('bank_account', %s, %s, 'USD') returning id",
-                (account.id, f"ba_{account.id.removeprefix('acct_')}"),
+                (account, f"ba_{account.removeprefix('acct_')}"),
             )
-        border.stripe_api.verify_account(account.id)
+        border.stripe_api.verify_account(account)
         verified = self.sink.wait_for(
             lambda e: (
                 e["type"] == "account.updated"
-                and e["data"]["object"]["id"] == account.id
+                and e["data"]["object"]["id"] == account
                 and bool(e["data"]["object"]["payouts_enabled"])
             )
         )
         expect(self.deliver(verified)["status"] == "processed", "account.updated applied")
-        flow.ids.update(payable=amount, account=account.id, payout_method=method)
+        flow.ids.update(payable=amount, account=account, payout_method=method)
 
     def captured(self, type_: str, object_id: str) -> Delivery:
         """Stripe's delivery of the event of `type_` about `object_id`, held back."""
