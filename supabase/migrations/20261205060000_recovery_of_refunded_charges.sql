@@ -9,8 +9,8 @@
 -- come before the success, it found nothing to refund; one that failed is applied again on its
 -- next delivery, and one that was processed already settled the charge). When there is one,
 -- the inconsistency is resolved as refunded, naming that event, and nothing is funded or
--- refunded again. A payment that the same intent funded is still resolved as funded, before anything
--- else.
+-- refunded again. A payment that the same intent funded is still resolved as funded, before
+-- anything else.
 
 create or replace function public.recover_processor_inconsistency(inconsistency_id uuid)
 returns jsonb
