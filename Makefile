@@ -59,8 +59,8 @@ demo: setup ## Start the embedded database, deploy with seed data, show what is 
 test: setup lint sqlfluff supabase-checks pgtap deno pytest ## Every check, in order, stopping at the first failure
 
 lint: setup ## ruff (lint and format) and mypy
-	@$(VENV)/bin/ruff check python tests/py tests/stripe
-	@$(VENV)/bin/ruff format --check python tests/py tests/stripe
+	@$(VENV)/bin/ruff check python tests/py tests/stripe scripts
+	@$(VENV)/bin/ruff format --check python tests/py tests/stripe scripts
 	@$(VENV)/bin/mypy python/payguard
 
 sqlfluff: setup ## sqlfluff (postgres dialect) on the migrations, the stand-in and the test helpers
