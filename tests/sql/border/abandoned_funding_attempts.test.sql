@@ -11,19 +11,7 @@ grant usage on schema extensions to payment_service;
 
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-select format('20000000-0000-4000-8000-00000000000%s', n)::uuid,
-  '10000000-0000-4000-8000-000000000001', n, 'M' || n, 10000 * n, 'USD'
-from generate_series(1, 2) as n;
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-4000-8000-000000000001', 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-select format('30000000-0000-4000-8000-00000000000%s', n)::uuid,
-  format('20000000-0000-4000-8000-00000000000%s', n)::uuid, tests.get_supabase_uid('hana')
-from generate_series(1, 2) as n;
+select tests.create_project_payments('hana', 'carl', 2);
 insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
 values
 ('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaCard01', 'cus_HanaCust01'),

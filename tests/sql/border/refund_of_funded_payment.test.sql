@@ -9,19 +9,7 @@ grant usage on schema extensions to payment_service, escrow_service, admin, audi
 -- fixtures, as postgres: hana pays carl for p1 (funded by pi_Held01 below) and p2 (pending)
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-select format('20000000-0000-4000-8000-00000000000%s', n)::uuid,
-  '10000000-0000-4000-8000-000000000001', n, 'Milestone ' || n, 10000 * n, 'USD'
-from generate_series(1, 2) as n;
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-4000-8000-000000000001', 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-select format('30000000-0000-4000-8000-00000000000%s', n)::uuid,
-  format('20000000-0000-4000-8000-00000000000%s', n)::uuid, tests.get_supabase_uid('hana')
-from generate_series(1, 2) as n;
+select tests.create_project_payments('hana', 'carl', 2);
 
 select tests.authenticate_as_service('payment_service');
 select public.apply_stripe_event(tests.stripe_event('payment_intent.succeeded',

@@ -500,3 +500,31 @@ as $$
   update public.payout_methods set verification_status = 'verified'
   where processor_account_id = account_id;
 $$;
+
+-- A project with pending milestone payments ---------------------------------------------------
+
+/**
+ * The border tests' fixture: `owner`'s project 10000000-…-000000000001 for `contractor`, its
+ * escrow account in USD, and `payments` milestones 20000000-…-00000000000n of 10000 × n USD,
+ * each with its pending milestone payment 30000000-…-00000000000n paid by `owner`
+ * (n = 1 … payments, at most 9). Run as the owner of the schema.
+ */
+create function tests.create_project_payments(owner text, contractor text, payments integer)
+returns void
+language sql
+volatile
+as $$
+  insert into public.projects (id, owner_id, contractor_id, title)
+  values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid(owner),
+    tests.get_supabase_uid(contractor), 'Kitchen remodel');
+  insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
+  select format('20000000-0000-4000-8000-00000000000%s', n)::uuid,
+    '10000000-0000-4000-8000-000000000001', n, 'Milestone ' || n, 10000 * n, 'USD'
+  from generate_series(1, payments) as n;
+  insert into public.escrow_accounts (user_id, project_id, currency)
+  values (tests.get_supabase_uid(owner), '10000000-0000-4000-8000-000000000001', 'USD');
+  insert into public.milestone_payments (id, milestone_id, payer_id)
+  select format('30000000-0000-4000-8000-00000000000%s', n)::uuid,
+    format('20000000-0000-4000-8000-00000000000%s', n)::uuid, tests.get_supabase_uid(owner)
+  from generate_series(1, payments) as n;
+$$;
