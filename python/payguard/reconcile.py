@@ -11,8 +11,9 @@ Read-only checks, each a query that lists what is wrong:
 - every funded milestone payment has its processor transaction (succeeded, same amount and
   currency) and its funding posted to escrow once, for its amount;
 - no inconsistency with the processor is open (a charge the database refused or could not
-  record, a chargeback it refused), and no webhook event is refused or failed: each is listed
-  with the processor's id, for operations.
+  record, a chargeback it refused), and no webhook event is refused or failed unless a
+  resolved inconsistency settles it (public.settle_webhook_event, or the resolution of the
+  one its refusal opened): each is listed with the processor's id, for operations.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ CHECKS: tuple[tuple[str, str], ...] = (
         "|| coalesce(' of ' || (e.payload -> 'data' -> 'object' ->> 'id'), '') "
         "|| coalesce(' (' || e.error_code || ')', '') || coalesce(': ' || e.error_message, '') "
         "from public.webhook_events as e where e.status in ('refused', 'failed') "
+        "and not exists (select from public.processor_inconsistencies as i "
+        "where i.webhook_event_id = e.id and i.resolution is not null) "
         "order by e.received_at, e.id",
     ),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import psycopg
 import pytest
@@ -322,4 +323,57 @@ def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_i
             "select public.record_withdrawal_transfer_reversal(%s, 'trr_Books01')",
             (withdrawal[0],),
         )
+    assert reconcile(books["admin"]) == []
+
+
+def test_a_refused_event_is_reported_until_an_admin_settles_it(books, cluster, empty_database):
+    """A refused event that moves no money opens no inconsistency: it stays listed until an
+    admin settles it in writing; a refused money event leaves the list once its inconsistency
+    is resolved."""
+    foreign = Jsonb(
+        {
+            "id": "evt_Foreign01",
+            "object": "event",
+            "type": "account.updated",
+            "account": "acct_Mine0001",
+            "data": {"object": {"id": "acct_Other001", "object": "account"}},
+        }
+    )
+    client = AppClient(cluster.socket_url("authenticator", empty_database))
+    with client.as_service("payment_service") as req:
+        assert req.scalar("select public.apply_stripe_event(%s) ->> 'status'", (foreign,)) == (
+            "refused"
+        )
+        assert req.scalar(
+            "select public.apply_stripe_event(%s) ->> 'status'",
+            (succeeded(books["payments"][1], "pi_Twice02", 30000, "evt_Twice02"),),
+        ) == ("refused")
+    assert sorted((d.check, d.subject.split(" ")[0]) for d in reconcile(books["admin"])) == [
+        ("open processor inconsistency", "charge_refused"),
+        ("webhook event refused or failed", "evt_Foreign01"),
+        ("webhook event refused or failed", "evt_Twice02"),
+    ]
+    admin = uuid.uuid4()
+    tamper(
+        books["admin"],
+        "insert into auth.users (id, aud, role, email) values "
+        f"('{admin}', 'authenticated', 'authenticated', '{admin}@example.test')",
+        f"update public.users set role = 'admin' where id = '{admin}'",
+    )
+    with client.as_user(admin, aal="aal2", role="admin") as req:
+        settled = req.scalar(
+            "select public.settle_webhook_event('evt_Foreign01', "
+            "'Not our connected account: nothing to do.')"
+        )
+        assert settled["kind"] == "webhook_event_refused"
+        inconsistency = req.scalar(
+            "select id from public.processor_inconsistencies where processor_object_id = "
+            "'pi_Twice02'"
+        )
+        resolved = req.scalar(
+            "select public.resolve_processor_inconsistency(%s, 'Refunded by hand from the "
+            "dashboard.')",
+            (inconsistency,),
+        )
+        assert resolved["resolved_at"] is not None
     assert reconcile(books["admin"]) == []
