@@ -13,7 +13,8 @@ difference:
   Stripe, and a payout whose amount, currency or outcome differs from its withdrawal's;
 - a withdrawal's recorded transfer that Stripe does not have, or whose amount, currency or
   connected account differs, that payguard recorded as reversed while Stripe did not reverse
-  it whole, or that Stripe reversed while the withdrawal is still being paid out or paid.
+  it whole, or that Stripe reversed while the withdrawal is still being paid out or paid, or
+  after operations left it with the payee (its money counted as paid out).
   (A withdrawal that ended unpaid whose transfer is not reversed yet is reported by the
   database's own checks, as an open `transfer_unreversed` inconsistency.)
 """
@@ -74,6 +75,8 @@ class Withdrawal:
     account_id: str | None
     transfer_id: str | None = None
     reversal_id: str | None = None
+    # An admin left the unreversed transfer with the payee: its money counts as paid out.
+    left_with_payee: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,13 +142,26 @@ def read_books(url: str) -> Books:
             if reversals and reversals[0]
             else "null::text, null::text"
         )
+        left = conn.execute(
+            "select to_regprocedure('private.transfer_left_with_payee(uuid)') is not null"
+        ).fetchone()
+        left_column = "private.transfer_left_with_payee(w.id)" if left and left[0] else "false"
         withdrawals = [
             Withdrawal(
-                str(row[0]), str(row[1]), int(row[2]), str(row[3]), row[4], row[5], row[6], row[7]
+                str(row[0]),
+                str(row[1]),
+                int(row[2]),
+                str(row[3]),
+                row[4],
+                row[5],
+                row[6],
+                row[7],
+                bool(row[8]),
             )
             for row in conn.execute(
                 "select w.id, w.status::text, w.amount_minor, w.currency, w.processor_payout_id, "
-                f"m.processor_account_id, {transfer_columns} from public.withdrawals as w "
+                f"m.processor_account_id, {transfer_columns}, {left_column} "
+                "from public.withdrawals as w "
                 "left join public.payout_methods as m on m.id = w.payout_method_id "
                 "order by w.created_at, w.id"
             )
@@ -314,6 +330,10 @@ def _transfer_differences(books: Books, records: StripeRecords) -> list[Differen
                 problems.append(
                     f"payguard reversed it ({withdrawal.reversal_id}), Stripe reversed "
                     f"{transfer.amount_reversed} of {transfer.amount}"
+                )
+            if withdrawal.left_with_payee and transfer.amount_reversed > 0:
+                problems.append(
+                    f"payguard left it with the payee, Stripe reversed {transfer.amount_reversed}"
                 )
             if withdrawal.status in TRANSFER_KEPT_STATES and transfer.amount_reversed > 0:
                 problems.append(

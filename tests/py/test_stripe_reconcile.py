@@ -163,6 +163,21 @@ def test_a_reversal_recorded_is_a_reversal_on_stripe():
     assert checks(Books([], [unreversed]), StripeRecords([], [returned], [kept])) == []
 
 
+def test_a_transfer_left_with_the_payee_is_not_reversed_on_stripe():
+    left = Withdrawal(
+        "w6", "failed", 20000, "USD", "po_Six", "acct_One", "tr_Six", left_with_payee=True
+    )
+    returned = Payout("po_Six", "acct_One", "failed", 20000, "USD")
+    kept = Transfer("tr_Six", "acct_One", 20000, 0, "USD")
+    assert checks(Books([], [left]), StripeRecords([], [returned], [kept])) == []
+    # Reversed on Stripe after the money was counted as paid out: it is back on the platform.
+    reversed_after = Transfer("tr_Six", "acct_One", 20000, 20000, "USD")
+    [difference] = compare(Books([], [left]), StripeRecords([], [returned], [reversed_after]))
+    assert difference.subject == (
+        "w6 / tr_Six: payguard left it with the payee, Stripe reversed 20000"
+    )
+
+
 # -- against the database and the local Stripe ----------------------------------------------
 
 
