@@ -35,6 +35,11 @@ DENO = ROOT / "node_modules" / ".bin" / "deno"
 JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105
 STRIPE_SECRET_KEY = "sk_test_payguardfunctions"  # noqa: S105
 WEBHOOK_SECRET = "whsec_payguardfunctionstests"  # noqa: S105
+# Where payout-accounts sends a contractor back from Stripe's onboarding (the app's pages).
+ONBOARDING_URLS = {
+    "PAYGUARD_ONBOARDING_RETURN_URL": "http://127.0.0.1:3000/payouts/onboarding/return",
+    "PAYGUARD_ONBOARDING_REFRESH_URL": "http://127.0.0.1:3000/payouts/onboarding/refresh",
+}
 
 
 def free_port() -> int:
@@ -111,7 +116,9 @@ def main() -> int:
             "STRIPE_SECRET_KEY": STRIPE_SECRET_KEY,
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
+            **ONBOARDING_URLS,
         }
+        env.pop("PAYGUARD_ONBOARDING_ORIGINS", None)
         env.pop("SUPABASE_JWKS", None)
         env.pop("SUPABASE_JWKS_URL", None)
         command = [str(DENO), "test", "--frozen", "--allow-all", *args.deno_args]

@@ -24,6 +24,8 @@ from payguard.project import Project
 from payguard.services import Service
 
 WEBHOOK_FUNCTION = "stripe-webhook"
+# The Supabase CLI's default `[auth] site_url`: the app, locally.
+DEFAULT_SITE_URL = "http://127.0.0.1:3000"
 # What the process keeps from payguard's own environment: what Deno needs to run at all.
 PASSED_THROUGH = ("PATH", "HOME", "DENO_DIR", "TMPDIR", "LANG", "NO_COLOR")
 DENO_PERMISSIONS = ("--allow-net", "--allow-env", "--allow-read")
@@ -48,10 +50,28 @@ def supabase_environment(project: Project, db_url: str, stripe: StripeSettings) 
         "SUPABASE_SERVICE_ROLE_KEY": api_key("service_role"),
         "STRIPE_SECRET_KEY": stripe.secret_key,
         "STRIPE_WEBHOOK_SECRET": stripe.webhook_secret,
+        **onboarding_urls(project),
     }
     if stripe.api_base is not None:
         env["STRIPE_API_BASE"] = stripe.api_base
     return env
+
+
+def onboarding_urls(project: Project) -> dict[str, str]:
+    """The project's secrets for payout-accounts, locally: where Stripe's onboarding sends a
+    contractor back (the app's pages under `[auth] site_url` of supabase/config.toml)."""
+    site = DEFAULT_SITE_URL
+    try:
+        config = tomllib.loads((project.supabase_dir / "config.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        config = {}
+    configured = config.get("auth", {}).get("site_url")
+    if isinstance(configured, str) and configured.startswith(("http://", "https://")):
+        site = configured.rstrip("/")
+    return {
+        "PAYGUARD_ONBOARDING_RETURN_URL": f"{site}/payouts/onboarding/return",
+        "PAYGUARD_ONBOARDING_REFRESH_URL": f"{site}/payouts/onboarding/refresh",
+    }
 
 
 def api_port(project: Project) -> int:

@@ -22,7 +22,7 @@ ECHO = """
 const names = [
   "SUPABASE_URL", "SUPABASE_DB_URL", "SUPABASE_JWT_SECRET", "SUPABASE_ANON_KEY",
   "SUPABASE_SERVICE_ROLE_KEY", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE",
-  "DATABASE_URL",
+  "PAYGUARD_ONBOARDING_RETURN_URL", "PAYGUARD_ONBOARDING_REFRESH_URL", "DATABASE_URL",
 ];
 export default {
   fetch(req: Request): Response {
@@ -86,6 +86,12 @@ def test_a_function_sees_supabase_environment_for_the_test_database(
     assert env["STRIPE_API_BASE"] == stripe_now.api_base
     assert env["STRIPE_WEBHOOK_SECRET"] == stripe_now.webhook_secret
     assert env["STRIPE_SECRET_KEY"].startswith("sk_test_")
+    assert env["PAYGUARD_ONBOARDING_RETURN_URL"] == (
+        "http://127.0.0.1:3000/payouts/onboarding/return"
+    ), "the app's page under config.toml's site_url"
+    assert env["PAYGUARD_ONBOARDING_REFRESH_URL"] == (
+        "http://127.0.0.1:3000/payouts/onboarding/refresh"
+    )
     assert env["DATABASE_URL"] is None, "payguard's own environment leaked into the function"
     secret = env["SUPABASE_JWT_SECRET"]
     claims = verify(token, secret)

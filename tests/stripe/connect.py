@@ -9,11 +9,16 @@ from the connected account's balance: `balance_insufficient` when the balance is
 Stripe), listed by GET /v1/transfers/{id}/reversals. A payout stays `pending` until a
 test settles it: POST /_test/payouts/{id}/paid or /_test/payouts/{id}/fail (a failed payout's
 amount returns to the account's balance, as on Stripe). POST /_test/accounts/{id}/verify with
-`outcome=verified|restricted` plays Stripe's verification of the account.
+`outcome=verified|restricted` plays Stripe's verification of the account. An account is made
+only in a country Connect supports (`country_unsupported` otherwise, as on Stripe). An
+onboarding link (POST /v1/account_links) names an account, where to send the user back
+(`return_url`) and where to send them for a new link (`refresh_url`); it expires after five
+minutes, its `url` is not a page, and GET /_test/account_links?account=… lists the links made.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from localstripe.errors import UserError
@@ -37,6 +42,35 @@ ACCOUNT_FIELDS = {
     "settings",
     "controller",
 }
+# The countries where Stripe Connect makes accounts (a sample: Stripe's list is longer).
+CONNECT_COUNTRIES = {
+    "AT",
+    "AU",
+    "BE",
+    "CA",
+    "CH",
+    "DE",
+    "DK",
+    "ES",
+    "FI",
+    "FR",
+    "GB",
+    "IE",
+    "IT",
+    "JP",
+    "LU",
+    "MX",
+    "NL",
+    "NO",
+    "NZ",
+    "PL",
+    "PT",
+    "SE",
+    "SG",
+    "US",
+}
+ACCOUNT_LINK_TYPES = {"account_onboarding", "account_update"}
+ACCOUNT_LINK_SECONDS = 300
 OUTCOMES = {
     "verified": {"charges_enabled": True, "payouts_enabled": True, "disabled_reason": None},
     "restricted": {
@@ -68,9 +102,15 @@ class Account(StripeObject):
     def __init__(self, **data: Any) -> None:
         unexpected(data, ACCOUNT_FIELDS)
         require(data.get("type", "custom") in ("custom", "express", "standard"))
+        country = data.get("country", "US")
+        require(
+            country in CONNECT_COUNTRIES,
+            f"Connected accounts cannot be created in {country!r}.",
+            "country_unsupported",
+        )
         super().__init__()
         self.type = data.get("type", "custom")
-        self.country = data.get("country", "US")
+        self.country = country
         self.email = data.get("email")
         self.business_type = data.get("business_type")
         self.capabilities = {
@@ -98,6 +138,46 @@ class Account(StripeObject):
         self.requirements = {
             "currently_due": [] if outcome == "verified" else ["individual.verification.document"],
             "disabled_reason": settings["disabled_reason"],
+        }
+
+
+class AccountLink(StripeObject):
+    """A single-use link to Stripe's hosted onboarding of a connected account (here: not a
+    page; kept so that tests can see what was asked)."""
+
+    object = "account_link"
+    _id_prefix = "acctlink_"
+
+    def __init__(self, **data: Any) -> None:
+        unexpected(
+            data, {"account", "refresh_url", "return_url", "type", "collect", "collection_options"}
+        )
+        account = find_account(str(data.get("account")))
+        require(
+            data.get("type") in ACCOUNT_LINK_TYPES,
+            "type must be account_onboarding or account_update",
+        )
+        for name in ("refresh_url", "return_url"):
+            url = data.get(name)
+            require(
+                isinstance(url, str) and re.fullmatch(r"https?://[^\s/?#]+[^\s]*", url) is not None,
+                f"Not a valid URL: {name}",
+                "url_invalid",
+            )
+        super().__init__()
+        self.account = account.id
+        self.type = data["type"]
+        self.refresh_url = data["refresh_url"]
+        self.return_url = data["return_url"]
+        self.expires_at = self.created + ACCOUNT_LINK_SECONDS
+        self.url = f"https://connect.stripe.test/setup/{self.id}"
+
+    def _export(self, expand: Any = None) -> dict[str, Any]:
+        return {
+            "object": "account_link",
+            "created": self.created,
+            "expires_at": self.expires_at,
+            "url": self.url,
         }
 
 
@@ -284,6 +364,38 @@ def list_accounts(data: dict[str, Any], account: str | None) -> List:
     return listing("/v1/accounts", items, data)
 
 
+def create_account_link(data: dict[str, Any], account: str | None) -> AccountLink:
+    require(account is None, "account links are made by the platform, without Stripe-Account")
+    return AccountLink(**data)
+
+
+def list_account_links(data: dict[str, Any], account: str | None) -> dict[str, Any]:
+    """The links made (for tests), oldest first: what each was asked with."""
+    named = data.get("account")
+    links = sorted(
+        (
+            v
+            for k, v in store.items()
+            if k.startswith("account_link:") and named in (None, v.account)
+        ),
+        key=lambda link: (link.created, link.id),
+    )
+    return {
+        "object": "list",
+        "data": [
+            {
+                "account": link.account,
+                "type": link.type,
+                "refresh_url": link.refresh_url,
+                "return_url": link.return_url,
+                "url": link.url,
+                "expires_at": link.expires_at,
+            }
+            for link in links
+        ],
+    }
+
+
 def verify_account(data: dict[str, Any], account: str | None, id: str) -> Account:
     found = find_account(id)
     found._verify(str(data.get("outcome", "verified")))
@@ -389,5 +501,7 @@ def register(router: Router) -> None:
     router.add("GET", "/v1/payouts", list_payouts, connected=True)
     router.add("GET", "/v1/payouts/{id}", retrieve_payout, connected=True)
     router.add("GET", "/v1/balance", balance, connected=True)
+    router.add("POST", "/v1/account_links", create_account_link)
+    router.add("GET", "/_test/account_links", list_account_links)
     router.add("POST", "/_test/accounts/{id}/verify", verify_account)
     router.add("POST", "/_test/payouts/{id}/{outcome:paid|fail}", settle_payout)

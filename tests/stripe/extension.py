@@ -4,9 +4,9 @@ real Stripe, or plain localstripe, needs none of it.
 
 Loaded by `payguard stripe start --extension tests/stripe/extension.py` (localstripe's server
 runs `install(app)` before it serves). It adds:
-- connect.py: connected accounts, transfers and their reversals, payouts on a connected account
-  (`Stripe-Account`), their events (account.updated, transfer.created, transfer.reversed,
-  payout.created/paid/failed);
+- connect.py: connected accounts and their onboarding links (Account Links), transfers and
+  their reversals, payouts on a connected account (`Stripe-Account`), their events
+  (account.updated, transfer.created, transfer.reversed, payout.created/paid/failed);
 - disputes.py: disputes on charges (charge.dispute.created/closed);
 - delivery.py: webhook delivery signed at each attempt, with a tunable delay, retries of a
   failed delivery, and an event sent again on request;

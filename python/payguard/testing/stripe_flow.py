@@ -1,9 +1,10 @@
 """The whole border with Stripe, end to end, as the app, Stripe and operations drive it: a card
 saved through `payment-methods`, a milestone payment created by its payer and funded by a real
 PaymentIntent through `milestone-payments`, funded by the webhook the local Stripe signs and
-delivers to the served `stripe-webhook`, released, the contractor's connected account verified
-(`account.updated`), a withdrawal requested, approved (by two admins from the dual-control
-threshold on), paid out through `payouts` and completed by `payout.paid`.
+delivers to the served `stripe-webhook`, released, the contractor's connected account made
+through `payout-accounts` and verified (`account.updated`), a withdrawal requested, approved
+(by two admins from the dual-control threshold on), paid out through `payouts` and completed by
+`payout.paid`.
 
 Each step checks the state it leads to (the payment's status, the ledger's balances, the
 withdrawal's status, Stripe's objects) and raises FlowError otherwise. Used by the end-to-end
@@ -194,12 +195,25 @@ class Border:
         return self.app.as_user(user, aal="aal2", role=role)
 
     def onboard(self, user: uuid.UUID) -> str:
-        """A connected account made on Stripe for `user` and recorded as theirs by
-        payment_service, as onboarding does; returns its acct_ id."""
-        account = self.stripe.v1.accounts.create({"type": "custom", "country": "US"})
-        with self.app.as_service("payment_service") as req:
-            req.rpc("record_processor_account", user, account.id)
-        return str(account.id)
+        """The contractor's connected account, made at Stripe and recorded as theirs by the
+        served `payout-accounts` function (aal2); returns its acct_ id."""
+        answer = self.functions.call("payout-accounts", {}, user=user, aal="aal2")
+        expect(answer.status in (200, 201), f"payout-accounts answered {answer}")
+        account = str(answer.body["processor_account_id"])
+        expect(
+            self.scalar(
+                "select user_id from public.processor_accounts where processor_account_id = %s",
+                (account,),
+            )
+            == user,
+            f"{account} is recorded as the contractor's",
+        )
+        metadata = self.stripe.v1.accounts.retrieve(account).to_dict().get("metadata") or {}
+        expect(
+            metadata.get("user_id") == str(user),
+            f"the account at Stripe names its user: {metadata}",
+        )
+        return account
 
 
 @dataclass

@@ -34,13 +34,14 @@ select results_eq(
   $$select rpc, operation, rate_level from private.rate_limit_rules where rpc is not null order by rpc$$,
   $$values
     ('begin_funding_attempt', 'milestone_payments.fund', 'medium'),
+    ('begin_onboarding_payout_account', 'processor_accounts.onboard', 'medium'),
     ('begin_saving_payment_method', 'payment_methods.save', 'medium'),
     ('cancel_milestone_payment', 'milestone_payments.cancel', 'medium'),
     ('create_milestone_payment', 'milestone_payments.insert', 'medium'),
     ('open_dispute', 'disputes.insert', 'medium'),
     ('release_milestone_payment', 'milestone_payments.release', 'high'),
     ('request_withdrawal', 'withdrawals.insert', 'high')$$,
-  'create, cancel, fund, saving a card and dispute are Medium, release and withdraw High'
+  'create, cancel, fund, saving a card, onboarding for payouts and dispute are Medium, release and withdraw High'
 );
 
 -- sam tries to pay hana's milestone 45 times in one minute (Medium: 20 calls)
