@@ -13,6 +13,7 @@
 import postgres from "postgres";
 import type { Caller } from "./auth.ts";
 import { required } from "./env.ts";
+import { isConnectionError } from "./errors.ts";
 import { type Body, HttpError } from "./http.ts";
 
 export type Sql = postgres.Sql;
@@ -89,27 +90,46 @@ export async function transaction<T>(
   context: RequestContext,
   fn: (tx: Tx) => Promise<T>,
 ): Promise<T> {
-  const outcome = await database().begin(async (tx) => {
-    await tx`
-      select
-        set_config('search_path', 'public, extensions', true),
-        set_config('role', ${context.role}, true),
-        set_config('request.jwt.claims', ${JSON.stringify(context.claims)}, true),
-        set_config('request.method', ${context.method}, true),
-        set_config('request.path', ${context.path}, true),
-        set_config('request.headers', ${JSON.stringify(context.headers)}, true),
-        set_config('request.cookies', '{}', true)
-    `;
-    try {
-      return { value: await fn(tx) };
-    } catch (error) {
-      if (error instanceof Refused) return { refused: error };
-      throw error;
-    }
-  });
+  let lostTimer: ReturnType<typeof setTimeout> | undefined;
+  let outcome: { value: T } | { refused: Refused };
+  try {
+    outcome = await database().begin(async (tx) => {
+      try {
+        await tx`
+          select
+            set_config('search_path', 'public, extensions', true),
+            set_config('role', ${context.role}, true),
+            set_config('request.jwt.claims', ${JSON.stringify(context.claims)}, true),
+            set_config('request.method', ${context.method}, true),
+            set_config('request.path', ${context.path}, true),
+            set_config('request.headers', ${JSON.stringify(context.headers)}, true),
+            set_config('request.cookies', '{}', true)
+        `;
+        return { value: await fn(tx) };
+      } catch (error) {
+        if (error instanceof Refused) return { refused: error };
+        if (!isConnectionError(error)) throw error;
+        // The connection broke: the server rolls the transaction back by itself. Letting
+        // this callback fail would make postgres.js send ROLLBACK on the dead connection,
+        // whose write throws outside any request and ends the whole process (postgres.js
+        // 3.4.x, porsager/postgres#1208). So it settles neither way: begin() itself fails
+        // with CONNECTION_CLOSED when the connection closes, and the timer below is then
+        // cleared. Only if the connection stays open (a connection error the server did not
+        // follow by closing) does it fail after CONNECTION_LOST_WAIT_MS, and ROLLBACK is sent.
+        return await new Promise<never>((_, reject) => {
+          lostTimer = setTimeout(() => reject(error), CONNECTION_LOST_WAIT_MS);
+        });
+      }
+    });
+  } finally {
+    clearTimeout(lostTimer);
+  }
   if ("refused" in outcome) throw outcome.refused;
-  return outcome.value as T;
+  return outcome.value;
 }
+
+/** How long a transaction whose connection broke waits for postgres.js to close it. */
+const CONNECTION_LOST_WAIT_MS = 5_000;
 
 /** Act as `role` from here on in this transaction (the claims stay the caller's). */
 export async function setRole(tx: Tx, role: string): Promise<void> {

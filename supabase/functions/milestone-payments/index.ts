@@ -9,14 +9,18 @@
  * `payment_service`. The payment becomes funded only by Stripe's webhook.
  *
  * An open attempt that recorded no PaymentIntent is abandoned by begin_funding_attempt when
- * the payer asks with another payment method a minute after it opened; an attempt Stripe
+ * the payer asks with another payment method a minute after it opened; one that has a
+ * PaymentIntent (e.g. waiting for a 3-D Secure that will not come) is replaced: its intent is
+ * canceled at Stripe, the attempt recorded as failed, and the next one opened; an attempt Stripe
  * refuses to charge (an invalid request, e.g. its card or customer gone) is recorded as
  * failed at once, so that the next request opens the next attempt under the next key.
  *
  * Answers: 202 {status: "processing"|"succeeded", payment_intent_id} (charged or charging;
  * funded when the webhook arrives); 402 {code: "card_declined", …} when the card is declined
  * (the failure is recorded, a new attempt may follow); 409 {code: "authentication_required",
- * client_secret, next_action} when 3-D Secure must be completed by the client; the database's
+ * client_secret, next_action} when 3-D Secure must be completed by the client; 409
+ * {code: "charge_in_progress"} when another payment method's attempt is charged or charging
+ * and Stripe will not cancel it; the database's
  * own status for a refusal (401/403/404/409/422/429); 503 when Stripe or the database could not
  * be reached (nothing charged twice: a retry reuses the attempt's idempotency key); 502 when
  * Stripe charged but the database refused or lost the record, which is then reported as a
@@ -38,6 +42,8 @@ export interface Attempt {
   customer_id: string;
   payment_method_id: string;
   payment_intent_id: string | null;
+  /** The open attempt is another payment method's, with a PaymentIntent: cancel it first. */
+  cancel_to_replace?: boolean;
 }
 
 /** The amount as an exact integer of minor units, or an error: never a float. */
@@ -207,10 +213,18 @@ export async function handle(req: Request): Promise<Response> {
   const methodId = uuidField(body, "payment_method_id");
   const context = requestContext(req, caller);
 
-  const attempt = await transaction(
-    context,
-    (tx) => rpc<Attempt>(tx, "begin_funding_attempt", [[paymentId, "uuid"], [methodId, "uuid"]]),
-  );
+  const begin = () =>
+    transaction(
+      context,
+      (tx) => rpc<Attempt>(tx, "begin_funding_attempt", [[paymentId, "uuid"], [methodId, "uuid"]]),
+    );
+  let attempt = await begin();
+  if (attempt.cancel_to_replace) {
+    const kept = await cancelToReplace(context, paymentId, attempt);
+    if (kept) return kept;
+    attempt = await begin();
+    if (attempt.cancel_to_replace) return stillOpen(paymentId, attempt, "open");
+  }
   const amount = minorUnits(attempt.amount_minor);
 
   let intent: Stripe.PaymentIntent;
@@ -222,15 +236,7 @@ export async function handle(req: Request): Promise<Response> {
         { idempotencyKey: attempt.idempotency_key },
       );
   } catch (error) {
-    if (stripeUnavailable(error)) {
-      return json(503, {
-        code: "processor_unavailable",
-        message: "Stripe could not be reached or failed; nothing is funded yet. Retrying is " +
-          "safe: the same attempt, under the same idempotency key, is charged at most once.",
-        milestone_payment_id: paymentId,
-        attempt: attempt.attempt,
-      });
-    }
+    if (stripeUnavailable(error)) return unavailable(paymentId, attempt);
     if (isStripeError(error) && error.type === "StripeCardError") {
       const code = error.decline_code || error.code || "card_declined";
       const declined = error.payment_intent;
@@ -295,6 +301,82 @@ export async function handle(req: Request): Promise<Response> {
     }
   }
   return await answerFor(context, paymentId, attempt, intent);
+}
+
+/**
+ * The open attempt is charged with another payment method (or one since deleted) and has a
+ * PaymentIntent, e.g. waiting for a 3-D Secure the payer will not complete. It is canceled at
+ * Stripe first; only once Stripe says it is canceled (or failed) is the attempt recorded as
+ * failed, so that the next request to the database opens the next attempt: never two live
+ * PaymentIntents for one payment. null when it is out of the way, else the answer.
+ */
+async function cancelToReplace(
+  context: RequestContext,
+  paymentId: string,
+  attempt: Attempt,
+): Promise<Response | null> {
+  const intentId = attempt.payment_intent_id;
+  if (!intentId) throw new Error("cancel_to_replace names no PaymentIntent");
+  let intent: Stripe.PaymentIntent;
+  try {
+    intent = await stripe().paymentIntents.cancel(intentId);
+  } catch (error) {
+    if (stripeUnavailable(error)) return unavailable(paymentId, attempt);
+    if (!isStripeError(error)) throw error;
+    // Stripe will not cancel it (already canceled or failed, or succeeded, or processing):
+    // what it is now decides.
+    try {
+      intent = await stripe().paymentIntents.retrieve(intentId);
+    } catch (readError) {
+      if (stripeUnavailable(readError)) return unavailable(paymentId, attempt);
+      throw readError;
+    }
+  }
+  let code: string, message: string;
+  if (intent.status === "canceled") {
+    code = "canceled";
+    message = "Canceled at Stripe: the payer chose another payment method";
+  } else if (intent.status === "requires_payment_method") {
+    const failure = intent.last_payment_error;
+    code = failure?.decline_code || failure?.code || "payment_failed";
+    message = failure?.message ?? "The payment failed";
+  } else {
+    return stillOpen(paymentId, attempt, intent.status);
+  }
+  await transaction(context, async (tx) => {
+    await setRole(tx, "payment_service");
+    return await rpc(tx, "record_funding_failure", [
+      [paymentId, "uuid"],
+      [attempt.attempt, "integer"],
+      [code, "text"],
+      [message.slice(0, 500), "text"],
+    ]);
+  });
+  return null;
+}
+
+function unavailable(paymentId: string, attempt: Attempt): Response {
+  return json(503, {
+    code: "processor_unavailable",
+    message: "Stripe could not be reached or failed; nothing is funded yet. Retrying is " +
+      "safe: the same attempt, under the same idempotency key, is charged at most once.",
+    milestone_payment_id: paymentId,
+    attempt: attempt.attempt,
+  });
+}
+
+/** The open attempt's PaymentIntent is charged or charging: nothing else is charged. */
+function stillOpen(paymentId: string, attempt: Attempt, status: string): Response {
+  return json(409, {
+    code: "charge_in_progress",
+    message: `Attempt ${attempt.attempt} of this payment is charged with another payment ` +
+      `method and its PaymentIntent is ${status}: nothing else is charged. It is funded when ` +
+      "Stripe confirms that charge.",
+    milestone_payment_id: paymentId,
+    attempt: attempt.attempt,
+    payment_intent_id: attempt.payment_intent_id,
+    payment_intent_status: status,
+  });
 }
 
 function recordIntent(

@@ -179,12 +179,37 @@ export function test(name: string, fn: () => Promise<void>): void {
 }
 
 /**
- * Wait, if need be, until the current minute of the clock (a rate limit's window) has more
- * than 15 seconds left, so that the calls of a test that counts them fall in one window.
+ * Set `user`'s count of `operation` to `calls` (as postgres, a test fixture) in the current
+ * window of its rate limit and in the next one, so that the user's next request is counted as
+ * call `calls + 1` whichever of the two windows it falls in: a test of the limit neither waits
+ * for nor depends on the clock (a request follows its fixture by far less than a window).
  */
-export async function insideOneWindow(): Promise<void> {
-  const second = new Date().getUTCSeconds();
-  if (second > 45) await new Promise((done) => setTimeout(done, (61 - second) * 1000));
+export async function setRateCount(user: string, operation: string, calls: number): Promise<void> {
+  const rows = await db`
+    with rule as (
+      select (private.setting('velocity_limits') -> r.rate_level ->> 'seconds')::int as seconds
+      from private.rate_limit_rules as r where r.operation = ${operation}
+    ),
+    current_window as (
+      select floor(extract(epoch from now()) / rule.seconds) * rule.seconds as start, rule.seconds
+      from rule
+    )
+    insert into private.rate_limit_counters as c (user_id, operation, window_start, call_count)
+    select ${user}, ${operation}, to_timestamp(w.start + n * w.seconds), ${calls}
+    from current_window as w cross join (values (0), (1)) as next(n)
+    on conflict (user_id, operation, window_start) do update set call_count = excluded.call_count
+    returning c.window_start
+  `;
+  if (rows.length !== 2) throw new Error(`no rate limit for ${operation}`);
+}
+
+/** Every call of `operation` counted for `user`, over all windows. */
+export async function countedCalls(user: string, operation: string): Promise<number> {
+  const [row] = await db`
+    select coalesce(sum(call_count), 0)::int as calls from private.rate_limit_counters
+    where user_id = ${user} and operation = ${operation}
+  `;
+  return row.calls as number;
 }
 
 /** Poll `probe` until it answers true, for at most `ms`. */

@@ -1,19 +1,21 @@
 // milestone-payments: a PaymentIntent for exactly the payment's amount, charged at most once
 // per attempt; the payment is funded only by Stripe's webhook.
 import { assert_, assertEquals } from "./assert.ts";
+import { required } from "../_shared/env.ts";
 import milestonePayments from "../milestone-payments/index.ts";
 import webhook from "../stripe-webhook/index.ts";
 import {
   call,
+  countedCalls,
   db,
   eventBody,
-  insideOneWindow,
   makeUser,
   paymentStatus,
   pendingPayment,
   reportedInconsistencies,
   saveCard,
   serveWebhooks,
+  setRateCount,
   signature,
   stripe,
   test,
@@ -213,37 +215,40 @@ test(
 test("past the limit, a payer's refused requests are answered 429", async () => {
   const mallory = await makeUser("mallory");
   const card = await saveCard(mallory);
-  // The limit's window is a minute of the clock: start well inside one.
-  await insideOneWindow();
-  const statuses: number[] = [];
-  for (let i = 0; i < 21; i++) {
-    const answer = await fund(mallory, {
-      milestone_payment_id: crypto.randomUUID(),
-      payment_method_id: card.body.id,
-    });
-    statuses.push(answer.status);
-  }
-  assertEquals(statuses.slice(0, 20), Array(20).fill(404));
-  assertEquals(statuses[20], 429, "the 21st in the window is over the limit");
+  const refused = () =>
+    fund(mallory, { milestone_payment_id: crypto.randomUUID(), payment_method_id: card.body.id });
+  const fundLimit = "milestone_payments.fund";
+  // 19 calls counted in the window: the 20th, refused by the database, is answered and counted.
+  await setRateCount(mallory, fundLimit, 19);
+  const counted = await countedCalls(mallory, fundLimit);
+  assertEquals((await refused()).status, 404, "the 20th in the window is answered");
+  assertEquals(await countedCalls(mallory, fundLimit), counted + 1, "and counted");
+  // 20 counted: the 21st is over the limit.
+  await setRateCount(mallory, fundLimit, 20);
+  const past = await refused();
+  assertEquals(past.status, 429, "the 21st in the window is over the limit");
+  assertEquals(past.body.code, "PT429");
 });
 
 test(
   "a payer repeating a request for an open 3-D Secure attempt meets the limit before Stripe: 429, Stripe not asked",
   async () => {
     const { payer, payment, method } = await payerWithCard("4000002760003184");
-    await insideOneWindow();
+    const fundLimit = "milestone_payments.fund";
+    const again = () => fund(payer, { milestone_payment_id: payment, payment_method_id: method });
     const statuses: number[] = [];
-    for (let i = 0; i < 20; i++) {
-      const answer = await fund(payer, {
-        milestone_payment_id: payment,
-        payment_method_id: method,
-      });
-      statuses.push(answer.status);
-    }
-    assertEquals(new Set(statuses), new Set([409]), "each asked Stripe for the open intent");
-    const past = await withStripeUnreachable(() =>
-      fund(payer, { milestone_payment_id: payment, payment_method_id: method })
-    );
+    for (let i = 0; i < 3; i++) statuses.push((await again()).status);
+    assertEquals(statuses, [409, 409, 409], "each asked Stripe for the open intent");
+    // 19 counted in the window: the 20th repeat is still answered (Stripe asked), and counted.
+    await setRateCount(payer, fundLimit, 19);
+    const counted = await countedCalls(payer, fundLimit);
+    const twentieth = await again();
+    assertEquals(twentieth.status, 409, JSON.stringify(twentieth.body));
+    assertEquals(twentieth.body.code, "authentication_required");
+    assertEquals(await countedCalls(payer, fundLimit), counted + 1, "counted");
+    // 20 counted: the 21st is refused before Stripe (unreachable now) is asked.
+    await setRateCount(payer, fundLimit, 20);
+    const past = await withStripeUnreachable(again);
     assertEquals(past.status, 429, JSON.stringify(past.body));
     assertEquals(past.body.code, "PT429");
     assertEquals((await intentsFor(payment)).length, 1, "one PaymentIntent");
@@ -481,5 +486,90 @@ test(
       "each attempt failed with Stripe's code, and the payer may try again",
     );
     assertEquals((await intentsFor(payment)).length, 0, "nothing charged");
+  },
+);
+
+/** Complete (or fail) the 3-D Secure of PaymentIntent `id` at the local Stripe, as the payer's
+ * browser would; its HTTP status. */
+async function authenticate(id: string, success: boolean): Promise<number> {
+  const intent = await stripe.paymentIntents.retrieve(id);
+  const res = await fetch(`${required("STRIPE_API_BASE")}/v1/payment_intents/${id}/_authenticate`, {
+    method: "POST",
+    headers: {
+      authorization: `Bearer ${required("STRIPE_SECRET_KEY")}`,
+      "content-type": "application/x-www-form-urlencoded",
+    },
+    body: new URLSearchParams({
+      client_secret: String(intent.client_secret),
+      success: String(success),
+    }),
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
+test(
+  "an attempt waiting for 3-D Secure whose card was deleted does not block: another card cancels its PaymentIntent at Stripe first, then is charged once",
+  async () => {
+    const { payer, payment, method } = await payerWithCard("4000002760003184");
+    const pending = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    assertEquals(pending.status, 409, JSON.stringify(pending.body));
+    assertEquals(pending.body.code, "authentication_required");
+    const first = pending.body.payment_intent_id as string;
+    await db`delete from public.payment_methods where id = ${method}`;
+    const other = await saveCard(payer, "5555555555554444");
+
+    const answer = await fund(payer, {
+      milestone_payment_id: payment,
+      payment_method_id: other.body.id,
+    });
+    assertEquals(answer.status, 202, JSON.stringify(answer.body));
+    assertEquals(answer.body.attempt, 2);
+    const second = answer.body.payment_intent_id as string;
+    const intents = await intentsFor(payment);
+    assertEquals(
+      intents.map((pi) => [pi.id, pi.status, pi.metadata.funding_attempt]).sort(),
+      [[first, "canceled", "1"], [second, "succeeded", "2"]].sort(),
+      "the 3-D Secure intent canceled at Stripe before the other card was charged",
+    );
+    assertEquals(await attemptsOf(payment), [
+      [1, "failed", "canceled", first],
+      [2, "open", null, second],
+    ]);
+    assert_(
+      (await authenticate(first, true)) >= 400,
+      "the canceled intent can no longer be completed",
+    );
+    assertEquals((await stripe.paymentIntents.retrieve(first)).status, "canceled");
+  },
+);
+
+test(
+  "an attempt whose 3-D Secure was completed meanwhile is not replaced: 409 charge_in_progress, nothing else charged",
+  async () => {
+    const { payer, payment, method } = await payerWithCard("4000002760003184");
+    const pending = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
+    assertEquals(pending.status, 409, JSON.stringify(pending.body));
+    const first = pending.body.payment_intent_id as string;
+    assertEquals(await authenticate(first, true), 200);
+    assertEquals((await stripe.paymentIntents.retrieve(first)).status, "succeeded");
+    const other = await saveCard(payer, "5555555555554444");
+
+    const answer = await fund(payer, {
+      milestone_payment_id: payment,
+      payment_method_id: other.body.id,
+    });
+    assertEquals(answer.status, 409, JSON.stringify(answer.body));
+    assertEquals(
+      [answer.body.code, answer.body.payment_intent_id, answer.body.payment_intent_status],
+      ["charge_in_progress", first, "succeeded"],
+    );
+    assertEquals(
+      (await intentsFor(payment)).map((pi) => [pi.id, pi.status]),
+      [[first, "succeeded"]],
+      "no second PaymentIntent",
+    );
+    assertEquals(await attemptsOf(payment), [[1, "open", null, first]]);
+    assertEquals(await paymentStatus(payment), "pending", "funded only by its webhook");
   },
 );
