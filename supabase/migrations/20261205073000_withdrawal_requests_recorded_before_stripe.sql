@@ -570,12 +570,14 @@ $$;
  * processor, so no request under that key can still be in flight after a minute; an ended
  * withdrawal's key is never sent again). PT409 also for a withdrawal that has not ended, one
  * with a transfer recorded, and another key than the unanswered request's; PT404 for an
- * unknown withdrawal. Returns {withdrawal_id, idempotency_key, failure_code}.
+ * unknown withdrawal. Returns {withdrawal_id, idempotency_key, failure_code}. Security definer:
+ * the requests are no API role's to read.
  */
 create function public.record_withdrawal_transfer_not_made(
   withdrawal_id uuid, idempotency_key text
 ) returns jsonb
 language plpgsql
+security definer
 set search_path = ''
 as $$
 declare
