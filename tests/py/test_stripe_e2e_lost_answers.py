@@ -7,7 +7,9 @@ A transfer made whose answer was lost is recorded nowhere by the answer, but its
 recorded before Stripe was asked: a withdrawal canceled meanwhile keeps its money reserved, the
 next run finds the transfer and takes it back, and `reconcile --stripe` reports it until then.
 A payout the connected account's owner makes naming the withdrawal moves nothing, and an
-unrelated payout on the account is ignored, without an inconsistency."""
+unrelated payout on the account is ignored, without an inconsistency. A reversal Stripe refuses
+for good is not tried on every run: it waits, until operations leave the transfer with the
+payee."""
 
 from __future__ import annotations
 
@@ -212,4 +214,58 @@ def test_the_account_owners_payout_naming_the_withdrawal_moves_nothing(stage, cu
     paid = stage.deliver(stage.captured("payout.paid", result["payout_id"]))
     assert paid["status"] == "processed", paid
     assert border.withdrawal_status(withdrawal) == "paid"
+    stage.assert_ledger_reconciles()
+
+
+def test_a_reversal_refused_for_good_backs_off_until_operations_leave_the_transfer_with_the_payee(
+    stage, cut, stripe_client, client
+):
+    proxy, functions = cut
+    border = stage.border
+    flow = approved(stage)
+    withdrawal, account = flow.ids["withdrawal"], flow.ids["account"]
+    contractor = flow.ids["contractor"]
+    # The payout is made, its answer lost; operations cancel the withdrawal; the bank pays it.
+    proxy.lose("POST", "/v1/payouts", times=3)
+    try:
+        answer = pay_out(functions, withdrawal)
+    finally:
+        proxy.answer_all()
+    assert answer.status == 502, answer.body
+    assert answer.body["results"][0]["stage"] == "payout", answer.body
+    [payout] = stripe_client.v1.payouts.list({"limit": 10}, {"stripe_account": account}).data
+    cancel(border, withdrawal)
+    border.stripe_api.settle_payout(payout.id, "paid")
+    paid = stage.deliver(stage.captured("payout.paid", payout.id))
+    assert paid["status"] == "ignored", paid
+
+    def mine(run: Any) -> list[tuple[str, str | None]]:
+        return [
+            (r["status"], r.get("code"))
+            for r in run.body["results"]
+            if r["withdrawal_id"] == str(withdrawal)
+        ]
+
+    every = {"token": api_key("service_role")}
+    first = functions.call("payouts", {}, **every)
+    assert mine(first) == [("failed", "balance_insufficient")], first.body
+    assert mine(functions.call("payouts", {}, **every)) == [], "the next run leaves it be"
+    reported = [
+        d.subject
+        for d in reconcile_stripe(stage.admin_url, stripe_client)
+        if payout.id in d.subject
+    ]
+    assert len(reported) == 1, reported
+    assert str(withdrawal) in reported[0], "it names the withdrawal its metadata names"
+
+    admin = border.make_user(f"ops-{uuid.uuid4().hex[:6]}", "admin")
+    with client.as_user(admin, aal="aal2", role="admin") as req:
+        req.rpc(
+            "leave_transfer_with_payee",
+            withdrawal,
+            "The bank paid the payout to the contractor; the transfer stays with them.",
+        )
+    wallet = border.wallet(contractor)
+    assert (wallet["posted_minor"], wallet["reserved_minor"]) == (0, 0), wallet
+    assert mine(functions.call("payouts", {}, **every)) == []
     stage.assert_ledger_reconciles()
