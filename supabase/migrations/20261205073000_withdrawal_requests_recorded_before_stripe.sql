@@ -404,12 +404,37 @@ when (
 execute function private.withdrawal_transfer_to_reverse();
 
 /**
+ * Resolve the open `kind` inconsistency (transfer_unrecorded, payout_unrecorded) about
+ * `object_id`, reported when the database refused to record it, now that withdrawal
+ * `withdrawal` records it. Security definer: payment_service resolves no inconsistency itself.
+ */
+create function private.resolve_unrecorded_withdrawal_object(
+  kind text, object_id text, withdrawal uuid
+) returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  update public.processor_inconsistencies as i
+  set resolution = 'Recorded: ' || object_id || ' is recorded for withdrawal ' || withdrawal
+  where i.kind = resolve_unrecorded_withdrawal_object.kind
+    and i.kind in ('transfer_unrecorded', 'payout_unrecorded')
+    and i.processor_object_id = object_id and i.resolution is null
+$$;
+
+revoke all on function private.resolve_unrecorded_withdrawal_object(text, text, uuid) from public;
+grant execute on function private.resolve_unrecorded_withdrawal_object(text, text, uuid)
+to payment_service;
+
+/**
  * Record the processor's transfer `transfer_id` for withdrawal `withdrawal_id`
  * (payment_service), as in 20261205020500_withdrawal_payouts.sql: set once, while the
  * withdrawal is approved (and its payout method payable). Also for a withdrawal that failed or
  * was canceled while its transfer request was unanswered: the transfer found at the processor
  * is recorded, which opens its transfer_unreversed inconsistency, and it is reversed like any
- * other (its reservation kept until then). PT422 for an id that is not tr_….
+ * other (its reservation kept until then). PT422 for an id that is not tr_…. A
+ * transfer_unrecorded inconsistency about the transfer (reported when an earlier call could
+ * not record it) is resolved with it.
  */
 create or replace function public.record_withdrawal_transfer(withdrawal_id uuid, transfer_id text)
 returns jsonb
@@ -439,6 +464,9 @@ begin
     set processor_transfer_id = record_withdrawal_transfer.transfer_id
     where w.id = record_withdrawal_transfer.withdrawal_id
     returning * into withdrawal;
+    perform private.resolve_unrecorded_withdrawal_object(
+      'transfer_unrecorded', transfer_id, withdrawal.id
+    );
     return to_jsonb(withdrawal);
   end if;
   if withdrawal.status <> 'approved' then
@@ -455,6 +483,9 @@ begin
   set processor_transfer_id = record_withdrawal_transfer.transfer_id
   where w.id = record_withdrawal_transfer.withdrawal_id
   returning * into withdrawal;
+  perform private.resolve_unrecorded_withdrawal_object(
+    'transfer_unrecorded', transfer_id, withdrawal.id
+  );
   return to_jsonb(withdrawal);
 end
 $$;

@@ -106,7 +106,8 @@ $$;
  * processing. Then the payout's events that came before (kept as ignored) are applied, in the
  * order they were received: payout.paid completes the withdrawal, payout.failed fails it. A
  * kept event refused then is marked refused and recorded as a payout_refused inconsistency.
- * PT422 for an id that is not po_….
+ * A payout_unrecorded inconsistency about the payout is resolved with it. PT422 for an id that
+ * is not po_….
  */
 create or replace function public.record_withdrawal_payout(withdrawal_id uuid, payout_id text)
 returns jsonb
@@ -151,6 +152,7 @@ begin
   set status = 'processing', processor_payout_id = record_withdrawal_payout.payout_id
   where w.id = record_withdrawal_payout.withdrawal_id
   returning * into withdrawal;
+  perform private.resolve_unrecorded_withdrawal_object('payout_unrecorded', payout_id, withdrawal.id);
   for kept in
     select * from public.webhook_events as e
     where e.type in ('payout.paid', 'payout.failed') and e.status = 'ignored'

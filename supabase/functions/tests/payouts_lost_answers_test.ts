@@ -4,7 +4,15 @@
 // the transfer is found (and reversed) or found not made; and a refused reversal backs off.
 import { assert_, assertEquals } from "./assert.ts";
 import webhook from "../stripe-webhook/index.ts";
-import { serveWebhooks, stripe, stripeId, test, waitFor } from "./helpers.ts";
+import {
+  db,
+  reportedInconsistencies,
+  serveWebhooks,
+  stripe,
+  stripeId,
+  test,
+  waitFor,
+} from "./helpers.ts";
 import {
   ageRequests,
   approvedWithdrawal,
@@ -68,6 +76,34 @@ test(
       const [result] = body.results as Result[];
       assertEquals(result.status, "sent");
       assertEquals((await side.transfers(account)).map((t) => t.id), [result.transfer_id]);
+    });
+  },
+);
+
+test(
+  "a transfer the database refused to record is found by the next run, recorded once, and its report resolved",
+  async () => {
+    await withConnect(async (side) => {
+      const { account, withdrawal: id } = await approvedWithdrawal(await side.account(), 8200);
+      await db`revoke execute on function public.record_withdrawal_transfer(uuid, text) from payment_service`;
+      let refused;
+      try {
+        refused = await payOut({ withdrawal_id: id });
+      } finally {
+        await db`grant execute on function public.record_withdrawal_transfer(uuid, text) to payment_service`;
+      }
+      const [first] = refused.body.results as Result[];
+      assertEquals([first.stage, first.code], ["record_transfer", "transfer_not_recorded"]);
+      const transferId = String(first.transfer_id);
+      await forgetIdempotencyKeys();
+      const { status, body } = await payOut({ withdrawal_id: id });
+      assertEquals(status, 200, JSON.stringify(body));
+      const [result] = body.results as Result[];
+      assertEquals([result.status, result.transfer_id], ["sent", transferId]);
+      assertEquals((await side.transfers(account)).map((t) => t.id), [transferId]);
+      const [report] = await reportedInconsistencies(transferId);
+      assertEquals(report.kind, "transfer_unrecorded");
+      assert_(report.resolution !== null, "recording the transfer resolves its report");
     });
   },
 );

@@ -146,7 +146,10 @@ select throws_ok(
   'PT409', null,
   'within a minute of its request, the transfer may still be in flight: not settled as not made'
 );
--- Stripe made it: the transfer found is recorded on the canceled withdrawal, and reversed
+-- Stripe made it (an earlier run could not record it: reported); the transfer found is
+-- recorded on the canceled withdrawal, and reversed
+select public.record_processor_inconsistency('transfer_unrecorded', 'tr_W1found', null, 10000,
+  'USD', 'withdrawal d0000000-0000-4000-8000-000000000001: the database was unreachable');
 select is(
   public.record_withdrawal_transfer('d0000000-0000-4000-8000-000000000001', 'tr_W1found')
     ->> 'processor_transfer_id',
@@ -155,9 +158,11 @@ select is(
 );
 select results_eq(
   $$select kind, amount_minor, resolution from public.processor_inconsistencies
-    where processor_object_id = 'tr_W1found'$$,
-  $$values ('transfer_unreversed', 10000::bigint, null::text)$$,
-  'which opens its transfer_unreversed inconsistency'
+    where processor_object_id = 'tr_W1found' order by kind$$,
+  $$values ('transfer_unrecorded', 10000::bigint,
+      'Recorded: tr_W1found is recorded for withdrawal d0000000-0000-4000-8000-000000000001'),
+    ('transfer_unreversed', 10000::bigint, null::text)$$,
+  'which resolves the report that it was unrecorded and opens its transfer_unreversed inconsistency'
 );
 select results_eq(
   $$select withdrawal_id::text, processor_transfer_id, due from public.withdrawals_to_reverse()$$,
@@ -290,7 +295,8 @@ select results_eq(
 );
 select is(
   (select count(*)::int from public.processor_inconsistencies
-    where processor_object_id = 'tr_W1found' and resolution is null),
+    where processor_object_id = 'tr_W1found' and kind = 'transfer_unreversed'
+      and resolution is null),
   1,
   'its transfer_unreversed inconsistency stays open for operations'
 );
