@@ -17,6 +17,9 @@ difference:
   after operations left it with the payee (its money counted as paid out).
   (A withdrawal that ended unpaid whose transfer is not reversed yet is reported by the
   database's own checks, as an open `transfer_unreversed` inconsistency.)
+- a transfer on Stripe that no withdrawal records and that Stripe has not reversed whole (a
+  transfer made whose answer was lost, or made twice), naming the withdrawal its
+  `metadata.withdrawal_id` names. Payouts that no withdrawal records name theirs too.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ CHECKS = (
     "payout and withdrawal differ",
     "transfer and withdrawal differ",
     "payment held with its charge refunded",
+    "transfer with no withdrawal",
 )
 # A payment in these states still holds its charge's money: a charge refunded in full means
 # the money is counted twice.
@@ -96,6 +100,8 @@ class Payout:
     status: str
     amount: int
     currency: str
+    # The withdrawal its metadata names, if any (anyone who makes payouts on the account can).
+    withdrawal_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,8 @@ class Transfer:
     amount: int
     amount_reversed: int
     currency: str
+    # The withdrawal its metadata names, if any.
+    withdrawal_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +202,7 @@ def read_stripe(client: stripe.StripeClient, account_ids: Iterable[str]) -> Stri
                 amount=int(t.amount),
                 amount_reversed=int(getattr(t, "amount_reversed", 0) or 0),
                 currency=str(t.currency).upper(),
+                withdrawal_id=_metadata(t, "withdrawal_id"),
             )
             for t in _all(client.v1.transfers.list({"limit": 100}))
         ]
@@ -202,7 +211,14 @@ def read_stripe(client: stripe.StripeClient, account_ids: Iterable[str]) -> Stri
         if exc.http_status != NOT_FOUND:
             raise
     payouts = [
-        Payout(p.id, account, str(p.status), int(p.amount), str(p.currency).upper())
+        Payout(
+            p.id,
+            account,
+            str(p.status),
+            int(p.amount),
+            str(p.currency).upper(),
+            _metadata(p, "withdrawal_id"),
+        )
         for account in sorted(accounts)
         for p in _all(client.v1.payouts.list({"limit": 100}, {"stripe_account": account}))
     ]
@@ -266,7 +282,7 @@ def compare(books: Books, records: StripeRecords) -> list[Difference]:
                     Difference(
                         CHECKS[3],
                         f"{payout.id} on {payout.account_id} ({payout.status}, "
-                        f"{payout.amount} {payout.currency})",
+                        f"{payout.amount} {payout.currency}" + _names(payout.withdrawal_id) + ")",
                     )
                 )
             continue
@@ -300,6 +316,7 @@ def compare(books: Books, records: StripeRecords) -> list[Difference]:
                 )
             )
     found.extend(_transfer_differences(books, records))
+    found.extend(_unrecorded_transfers(books, records))
     return found
 
 
@@ -348,6 +365,27 @@ def _transfer_differences(books: Books, records: StripeRecords) -> list[Differen
     return found
 
 
+def _unrecorded_transfers(books: Books, records: StripeRecords) -> list[Difference]:
+    """Every transfer no withdrawal records that still holds money on a connected account: a
+    transfer whose answer was lost before payguard recorded it, or one made a second time."""
+    recorded = {w.transfer_id for w in books.withdrawals if w.transfer_id is not None}
+    return [
+        Difference(
+            CHECKS[8],
+            f"{transfer.id} to {transfer.destination or 'no account'} ({transfer.amount} "
+            f"{transfer.currency}, {transfer.amount_reversed} reversed"
+            + _names(transfer.withdrawal_id)
+            + ")",
+        )
+        for transfer in records.transfers
+        if transfer.id not in recorded and transfer.amount_reversed < transfer.amount
+    ]
+
+
+def _names(withdrawal_id: str | None) -> str:
+    return f"; metadata.withdrawal_id {withdrawal_id}" if withdrawal_id else ""
+
+
 def reconcile_stripe(url: str, client: stripe.StripeClient) -> list[Difference]:
     """Every difference between the database at `url` and the Stripe `client` reaches."""
     books = read_books(url)
@@ -361,6 +399,15 @@ def reconcile_stripe(url: str, client: stripe.StripeClient) -> list[Difference]:
 
 def _all(page: Any) -> Iterator[Any]:
     return iter(page.auto_paging_iter())
+
+
+def _metadata(obj: Any, key: str) -> str | None:
+    """A Stripe object's metadata value `key`, or None."""
+    metadata = getattr(obj, "metadata", None)
+    if metadata is None:
+        return None
+    value = metadata.to_dict().get(key) if hasattr(metadata, "to_dict") else None
+    return str(value) if value else None
 
 
 def _id(value: Any) -> str | None:

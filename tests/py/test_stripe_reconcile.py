@@ -178,6 +178,37 @@ def test_a_transfer_left_with_the_payee_is_not_reversed_on_stripe():
     )
 
 
+def test_a_transfer_no_withdrawal_records_is_reported_with_the_withdrawal_it_names():
+    paid = Withdrawal("w4", "paid", 20000, "USD", "po_Four", "acct_One", "tr_Four")
+    payout = Payout("po_Four", "acct_One", "paid", 20000, "USD", "w4")
+    made = Transfer("tr_Four", "acct_One", 20000, 0, "USD", "w4")
+    assert checks(Books([], [paid]), StripeRecords([], [payout], [made])) == []
+    # The same withdrawal's transfer made a second time, its answer lost: unrecorded.
+    lost = Transfer("tr_Lost", "acct_One", 20000, 0, "USD", "w4")
+    bare = Transfer("tr_Bare", "acct_Two", 500, 100, "USD")
+    [first, second] = compare(Books([], [paid]), StripeRecords([], [payout], [made, lost, bare]))
+    assert (first.check, first.subject) == (
+        CHECKS[8],
+        "tr_Lost to acct_One (20000 USD, 0 reversed; metadata.withdrawal_id w4)",
+    )
+    assert (second.check, second.subject) == (
+        CHECKS[8],
+        "tr_Bare to acct_Two (500 USD, 100 reversed)",
+    )
+    # Reversed whole, it holds no money on the account.
+    back = Transfer("tr_Lost", "acct_One", 20000, 20000, "USD", "w4")
+    assert checks(Books([], [paid]), StripeRecords([], [payout], [made, back])) == []
+
+
+def test_a_payout_no_withdrawal_records_names_the_withdrawal_its_metadata_names():
+    stray = Payout("po_Stray", "acct_One", "pending", 20000, "USD", "w1")
+    [difference] = compare(Books([], [WITHDRAWAL]), StripeRecords([], [PAYOUT, stray]))
+    assert (difference.check, difference.subject) == (
+        CHECKS[3],
+        "po_Stray on acct_One (pending, 20000 USD; metadata.withdrawal_id w1)",
+    )
+
+
 # -- against the database and the local Stripe ----------------------------------------------
 
 
@@ -263,8 +294,8 @@ def approved_withdrawal(db, client, make_user, stripe_client, stripe_test_api):
 
 def paid_withdrawal(db, client, make_user, stripe_client, stripe_test_api, payout_id=None):
     """A contractor's withdrawal of 20000 USD to a verified connected account, sent through a
-    transfer and a payout on the local Stripe (unless `payout_id` is given: then nothing is
-    sent) and completed; returns (withdrawal id, account id, payout id)."""
+    transfer (recorded) and a payout on the local Stripe (unless `payout_id` is given: then
+    nothing is sent) and completed; returns (withdrawal id, account id, payout id)."""
     contractor = make_user()
     account = stripe_client.v1.accounts.create({"type": "custom", "country": "US"})
     stripe_test_api.verify_account(account.id)
@@ -283,9 +314,11 @@ def paid_withdrawal(db, client, make_user, stripe_client, stripe_test_api, payou
     ).fetchone()
     assert withdrawal[1] == "approved", withdrawal
     if payout_id is None:
-        stripe_client.v1.transfers.create(
+        transfer = stripe_client.v1.transfers.create(
             {"amount": 20000, "currency": "usd", "destination": account.id}
         )
+        with client.as_service("payment_service") as req:
+            req.rpc("record_withdrawal_transfer", withdrawal[0], transfer.id)
         payout_id = stripe_client.v1.payouts.create(
             {"amount": 20000, "currency": "usd"}, {"stripe_account": account.id}
         ).id
@@ -348,7 +381,10 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
             (withdrawal,),
         ).fetchone()[0]
     )
-    stripe_client.v1.transfers.create({"amount": 100, "currency": "usd", "destination": account.id})
+    # The transfer that funds it is one no withdrawal records.
+    funding = stripe_client.v1.transfers.create(
+        {"amount": 100, "currency": "usd", "destination": account.id}
+    )
     extra = stripe_client.v1.payouts.create(
         {"amount": 100, "currency": "usd"}, {"stripe_account": account.id}
     )
@@ -377,12 +413,13 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
     ]
     assert differences[CHECKS[6]] == [f"{unmade} / tr_NeverMade01: Stripe has no such transfer"]
     assert [s.split(":")[0] for s in differences[CHECKS[7]]] == [f"{held} (funded)"]
+    assert differences[CHECKS[8]] == [f"{funding.id} to {account.id} (100 USD, 0 reversed)"]
 
     result = run_cli(admin_url, local_stripe, monkeypatch)
     assert result.exit_code == 1
     reported = json.loads(result.output)
     assert sorted({d["check"] for d in reported}) == sorted(CHECKS)
-    assert len(reported) == 8
+    assert len(reported) == 9
 
     # Refunding the stray charge settles it.
     stripe_client.v1.refunds.create({"payment_intent": stray})

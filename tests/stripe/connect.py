@@ -2,6 +2,8 @@
 accounts, transfers from the platform to them, their balances, and payouts from their balance
 to their bank (requests carrying `Stripe-Account: acct_…`).
 
+Transfers are listed by `destination` and by `transfer_group`, as on Stripe.
+
 Events (`account` set to the connected account where Stripe sets it): account.updated,
 transfer.created, transfer.reversed, payout.created, payout.paid, payout.failed. A transfer is
 reversed by POST /v1/transfers/{id}/reversals (its amount, or what is left of it, taken back
@@ -419,10 +421,13 @@ def retrieve_transfer(data: dict[str, Any], account: str | None, id: str) -> Tra
 
 def list_transfers(data: dict[str, Any], account: str | None) -> List:
     destination = data.get("destination")
+    group = data.get("transfer_group")
     items = [
         v
         for k, v in store.items()
-        if k.startswith("transfer:") and destination in (None, v.destination)
+        if k.startswith("transfer:")
+        and destination in (None, v.destination)
+        and group in (None, v.transfer_group)
     ]
     return listing("/v1/transfers", items, data)
 

@@ -13,7 +13,8 @@ runs `install(app)` before it serves). It adds:
 - here: the events localstripe leaves out (charge.refunded after a refund,
   payment_intent.canceled after a cancel), `Idempotency-Key` on POST requests (the same key
   and parameters replay the first answer, other parameters are refused, as on Stripe; kept
-  in memory, forgotten with the objects by DELETE /_config/data), and
+  in memory, forgotten with the objects by DELETE /_config/data, or alone by
+  DELETE /_test/idempotency_keys, which plays the 24 hours after which Stripe forgets them), and
   DELETE /_config/webhooks/{name} to stop delivering to a webhook.
 """
 
@@ -116,12 +117,19 @@ def forget_webhook(data: dict[str, Any], account: str | None, id: str) -> web.Re
     return web.Response()
 
 
+def forget_idempotency_keys(data: dict[str, Any], account: str | None) -> web.Response:
+    """Forget every kept answer, as Stripe does 24 hours after a key's first use."""
+    _answers.clear()
+    return web.Response()
+
+
 def install(app: web.Application) -> None:
     router = Router()
     connect.register(router)
     disputes.register(router)
     delivery.register(router)
     router.add("DELETE", "/_config/webhooks/{id}", forget_webhook)
+    router.add("DELETE", "/_test/idempotency_keys", forget_idempotency_keys)
     app.middlewares.append(idempotency)
     app.middlewares.append(missing_events)
     app.middlewares.append(router.middleware)

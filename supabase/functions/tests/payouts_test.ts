@@ -4,7 +4,6 @@
 import { assert_, assertEquals } from "./assert.ts";
 import payouts from "../payouts/index.ts";
 import webhook from "../stripe-webhook/index.ts";
-import { type ConnectSide, connectSide } from "./connect_side.ts";
 import {
   call,
   db,
@@ -15,89 +14,20 @@ import {
   stripe,
   stripeId,
   test,
-  userClaims,
   userToken,
   waitFor,
 } from "./helpers.ts";
-
-/** A contractor with money in their wallet and an approved withdrawal of `amount` to `account`. */
-async function approvedWithdrawal(account: string, amount = 10000) {
-  const carl = await makeUser("carl", true);
-  const externalAccount = stripeId("ba", 12);
-  const [method] = await db`
-    insert into public.payout_methods
-      (user_id, type, processor_account_id, processor_external_account_id, currency)
-    values (${carl}, 'bank_account', ${account}, ${externalAccount}, 'USD')
-    returning id
-  `;
-  // Only an account the processor verified is paid (account.updated, played here).
-  await db`select tests.verify_connected_account(${account})`;
-  await db`select tests.fund_wallet(${carl}, 900000)`;
-  const [withdrawal] = await db`
-    insert into public.withdrawals (user_id, payout_method_id, amount_minor, currency)
-    values (${carl}, ${method.id}, ${amount}, 'USD')
-    returning id, status::text
-  `;
-  assertEquals(withdrawal.status, "approved", "a small withdrawal is approved at once");
-  return { carl, account, withdrawal: withdrawal.id as string };
-}
-
-async function withdrawal(id: string) {
-  const [row] = await db`
-    select status::text, processor_transfer_id, processor_payout_id
-    from public.withdrawals where id = ${id}
-  `;
-  return row;
-}
-
-/** The processor's refusals (and reversals) recorded for withdrawal `id`, in order. */
-async function attempts(id: string) {
-  const rows = await db`
-    select step, attempt, status, coalesce(failure_code, processor_object_id) as what
-    from public.withdrawal_processor_attempts where withdrawal_id = ${id}
-    order by created_at, attempt
-  `;
-  return rows.map((r) => [r.step, r.attempt, r.status, r.what]);
-}
-
-/**
- * Cancel, as an admin, the approved withdrawals awaiting payout other than `keep` (left by other
- * tests on purpose, or by an earlier run on a reused database), so that "every due withdrawal"
- * means this test's own.
- */
-async function setAsideOtherDue(keep: string[]): Promise<void> {
-  const admin = await makeUser("ada");
-  await db`update public.users set role = 'admin' where id = ${admin}`;
-  await db.begin(async (tx) => {
-    await tx`
-      select set_config('role', 'admin', true),
-        set_config('request.jwt.claims', ${
-      JSON.stringify({ ...userClaims(admin), role: "admin" })
-    }, true)
-    `;
-    await tx`
-      update public.withdrawals
-      set status = 'canceled', failure_reason = 'Set aside by the payouts tests'
-      where status = 'approved' and processor_payout_id is null and not (id = any(${keep}::uuid[]))
-    `;
-  });
-}
-
-/** Run `fn` with Stripe's Connect side for this run. */
-async function withConnect<T>(fn: (side: ConnectSide) => Promise<T>): Promise<T> {
-  const side = connectSide();
-  try {
-    return await fn(side);
-  } finally {
-    await side.close();
-  }
-}
-
-async function payOut(body: Record<string, unknown> = {}) {
-  return await call(payouts, "payouts", { token: await serviceToken(), body });
-}
-
-type Result = Record<string, unknown>;
+import {
+  approvedWithdrawal,
+  attempts,
+  payOut,
+  type Result,
+  setAsideOtherDue,
+  settle,
+  withConnect,
+  withdrawable,
+  withdrawal,
+} from "./withdrawals.ts";
 
 test("without the service role: 401 without a token, 403 with a user's", async () => {
   const none = await call(payouts, "payouts", { body: {} });
@@ -276,21 +206,6 @@ test(
   },
 );
 
-/** Stripe settling `payout` of `account` as paid or failed, delivered to stripe-webhook. */
-async function settle(payout: Result, outcome: "paid" | "failed"): Promise<void> {
-  const res = await fetch(
-    `${Deno.env.get("STRIPE_API_BASE")}/_test/payouts/${payout.payout_id}/${
-      outcome === "paid" ? "paid" : "fail"
-    }`,
-    {
-      method: "POST",
-      headers: { authorization: `Bearer ${Deno.env.get("STRIPE_SECRET_KEY")}` },
-    },
-  );
-  await res.body?.cancel();
-  assertEquals(res.status, 200);
-}
-
 test("payout.paid completes the withdrawal; payout.failed fails it", async () => {
   const server = await serveWebhooks(webhook);
   try {
@@ -360,20 +275,6 @@ test(
     }
   },
 );
-
-/** What `user` may withdraw in USD, as they read it. */
-async function withdrawable(user: string): Promise<number> {
-  const [row] = await db.begin(async (tx) => {
-    await tx`
-      select set_config('role', 'authenticated', true),
-        set_config('request.jwt.claims', ${JSON.stringify(userClaims(user))}, true)
-    `;
-    return await tx`
-      select withdrawable_minor from public.my_wallet_balances() where currency = 'USD'
-    `;
-  });
-  return Number(row?.withdrawable_minor ?? 0);
-}
 
 test(
   "a payout failed after its transfer keeps the money reserved until the reversal, which a run sends before its transfers",

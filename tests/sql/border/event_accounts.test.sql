@@ -1,7 +1,8 @@
 -- Whose event it is: payment_intent.*, charge.* and chargeback events are the platform's own
 -- and carry no `account` (refused otherwise, an inconsistency recorded when money moved,
--- which no recovery funds from); payout.* events carry the connected account of the
--- withdrawal's payout method, however the withdrawal is found; account.updated updates the
+-- which no recovery funds from); payout.* events move only the withdrawal that recorded the
+-- payout, from its payout method's connected account (a payout no withdrawal records is
+-- ignored, whatever its metadata names); account.updated updates the
 -- account it is about. Card-like text in an event is redacted from what is stored and the
 -- event still applied; every refused money event records an inconsistency; a body that is
 -- not a JSON object is PT422.
@@ -116,23 +117,23 @@ select results_eq(
   'each refused money event of a connected account is an inconsistency; the failure moved none'
 );
 
--- a payout is the withdrawal's connected account's, on every lookup path
+-- a payout moves only the withdrawal that recorded it, and only from that withdrawal's
+-- connected account: metadata naming a withdrawal moves nothing
 select results_eq(
-  $$select a ->> 'status', a -> 'error' ->> 'code', a -> 'error' ->> 'message'
-    from public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_Carls01",
+  $$select a ->> 'status', a -> 'error' ->> 'code'
+    from public.apply_stripe_event(tests.stripe_event('payout.failed', '{"id": "po_Carls01",
       "object": "payout", "amount": 20000, "currency": "usd",
       "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-0000000000e1"}}')
       || '{"account": "acct_1CarlStd"}') as a$$,
-  $$values ('refused', 'PT403', 'payout po_Carls01 was made on account acct_1CarlStd, not on the '
-    || 'connected account of withdrawal d0000000-0000-4000-8000-0000000000e1')$$,
-  'a payout of another connected account naming eve''s withdrawal in its metadata is refused'
+  $$values ('ignored', null::text)$$,
+  'a payout of another connected account naming eve''s withdrawal in its metadata is ignored'
 );
 select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
-    from public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_Platform01",
+    from public.apply_stripe_event(tests.stripe_event('payout.failed', '{"id": "po_Platform01",
       "object": "payout", "amount": 20000, "currency": "usd",
       "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-0000000000e1"}}')) as a$$,
-  $$values ('refused', 'PT403')$$,
+  $$values ('ignored', null::text)$$,
   'so is a payout of the platform''s own balance'
 );
 select public.record_withdrawal_transfer('d0000000-0000-4000-8000-0000000000e1', 'tr_Eve01');
@@ -143,7 +144,7 @@ select results_eq(
       "object": "payout", "amount": 20000, "currency": "usd"}')
       || '{"account": "acct_1CarlStd"}') as a$$,
   $$values ('refused', 'PT403')$$,
-  'and one with the recorded payout id but another account'
+  'and one with the recorded payout id but another account is refused'
 );
 select results_eq(
   $$select status::text, processor_payout_id from public.withdrawals
@@ -154,9 +155,8 @@ select results_eq(
 select results_eq(
   $$select kind, processor_object_id, webhook_event_id is not null from public.processor_inconsistencies
     where kind = 'payout_refused' order by processor_object_id$$,
-  $$values ('payout_refused', 'po_Carls01', true), ('payout_refused', 'po_Eve01', true),
-    ('payout_refused', 'po_Platform01', true)$$,
-  'each refused payout is an inconsistency operations see'
+  $$values ('payout_refused', 'po_Eve01', true)$$,
+  'the refused payout is an inconsistency operations see; the ignored ones open none'
 );
 select is(
   public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_Eve01",
@@ -170,16 +170,18 @@ select is(
     "object": "payout", "amount": 10000, "currency": "usd",
     "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-0000000000c1"}}')
     || '{"account": "acct_1CarlStd"}') ->> 'status',
-  'processed',
-  'and carl''s, found by its metadata, his'
+  'ignored',
+  'carl''s payout.paid, before its payout is recorded, is kept'
 );
+select public.record_withdrawal_transfer('d0000000-0000-4000-8000-0000000000c1', 'tr_Carl01');
+select public.record_withdrawal_payout('d0000000-0000-4000-8000-0000000000c1', 'po_Carl01');
 select results_eq(
   $$select id::text, status::text from public.withdrawals
     where id in ('d0000000-0000-4000-8000-0000000000c1', 'd0000000-0000-4000-8000-0000000000e1')
     order by id$$,
   $$values ('d0000000-0000-4000-8000-0000000000c1', 'paid'),
     ('d0000000-0000-4000-8000-0000000000e1', 'paid')$$,
-  'both are paid'
+  'both are paid: carl''s once his payout was recorded'
 );
 
 -- account.updated is about the account it names, from that account

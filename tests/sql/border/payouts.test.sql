@@ -2,10 +2,11 @@
 -- each transfer and payout once (same id again: nothing; another: PT409), only for an approved
 -- withdrawal, which moves to processing with its payout; payout.paid completes it and
 -- payout.failed fails it (the reservation is posted, or kept until the transfer is reversed),
--- out of order deliveries are refused; account.updated records a payout method's verification, and no payout goes to an
+-- an event for a payout not yet recorded is ignored and kept, and applied when payguard records
+-- that payout (metadata moves nothing); account.updated records a payout method's verification, and no payout goes to an
 -- account the processor says cannot receive one.
 begin;
-select plan(33);
+select plan(36);
 
 -- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
 -- call the assertions. It grants nothing on any table, and is rolled back with the test.
@@ -188,15 +189,16 @@ select results_eq(
   'w2 is failed with the processor''s reason; its reservation is kept until its transfer is reversed'
 );
 
--- out of order, and the wrong amount
+-- out of order, and the wrong amount: a payout no withdrawal records is ignored, whatever its
+-- metadata names; its event is kept, and applied once payguard records that payout
 select tests.authenticate_as_service('payment_service');
 select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W4early",
       "object": "payout", "amount": 600000, "currency": "usd",
       "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000004"}}') || '{"account": "acct_1Carl01"}') as a$$,
-  $$values ('refused', 'PT409')$$,
-  'a payout.paid for a withdrawal not yet approved is refused'
+  $$values ('ignored', null::text)$$,
+  'a payout.paid naming a withdrawal not yet approved in its metadata is ignored'
 );
 select results_eq(
   $$select status::text, processor_payout_id from public.withdrawals
@@ -215,22 +217,40 @@ select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W3",
       "object": "payout", "amount": 31000, "currency": "usd",
-      "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}') || '{"account": "acct_1Carl01"}') as a$$,
-  $$values ('refused', 'PT409')$$,
-  'a payout of another amount than the withdrawal''s is refused'
+      "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}', 'evt_W3amount') || '{"account": "acct_1Carl01"}') as a$$,
+  $$values ('ignored', null::text)$$,
+  'a payout of another amount, before its payout id was recorded, is ignored'
 );
 select is(
   public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W3", "object": "payout",
     "amount": 30000, "currency": "usd",
-    "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}') || '{"account": "acct_1Carl01"}') ->> 'status',
-  'processed',
-  'a payout.paid that arrives before its payout id was recorded completes the withdrawal it names'
+    "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}', 'evt_W3paid') || '{"account": "acct_1Carl01"}') ->> 'status',
+  'ignored',
+  'and so is a payout.paid that arrives before its payout id was recorded'
 );
 select results_eq(
   $$select status::text, processor_payout_id from public.withdrawals
     where id = 'd0000000-0000-4000-8000-000000000003'$$,
-  $$values ('paid', 'po_W3')$$,
-  'w3 is paid by po_W3'
+  $$values ('approved', null::text)$$,
+  'an event never moves an approved withdrawal'
+);
+select public.record_withdrawal_transfer('d0000000-0000-4000-8000-000000000003', 'tr_W3');
+select is(
+  public.record_withdrawal_payout('d0000000-0000-4000-8000-000000000003', 'po_W3') ->> 'status',
+  'paid',
+  'recording po_W3 applies its kept payout.paid: w3 is paid'
+);
+select results_eq(
+  $$select id, status::text, error_code from public.webhook_events
+    where id in ('evt_W3amount', 'evt_W3paid') order by id$$,
+  $$values ('evt_W3amount', 'refused', 'PT409'), ('evt_W3paid', 'processed', null::text)$$,
+  'the kept event of another amount is refused then, the right one processed'
+);
+select results_eq(
+  $$select kind, webhook_event_id, resolution from public.processor_inconsistencies
+    where processor_object_id = 'po_W3'$$,
+  $$values ('payout_refused', 'evt_W3amount', null::text)$$,
+  'and the refused one is reported'
 );
 
 -- account.updated: the processor's word on a connected account
