@@ -13,7 +13,9 @@ Read-only checks, each a query that lists what is wrong:
 - no inconsistency with the processor is open (a charge the database refused or could not
   record, a chargeback it refused), and no webhook event is refused or failed unless a
   resolved inconsistency settles it (public.settle_webhook_event, or the resolution of the
-  one its refusal opened): each is listed with the processor's id, for operations.
+  one its refusal opened): each is listed with the processor's id, for operations;
+- every refund payguard owes (a dispute resolved as a refund or a split, a recovered charge)
+  has been confirmed by the processor's charge.refunded: one due or sent is listed.
 """
 
 from __future__ import annotations
@@ -124,6 +126,18 @@ CHECKS: tuple[tuple[str, str], ...] = (
         "where i.webhook_event_id = e.id and i.resolution is not null) "
         "order by e.received_at, e.id",
     ),
+    (
+        "refund owed and not confirmed",
+        "select o.payment_intent_id || ': ' || o.amount_minor::text || ' ' || o.currency "
+        "|| coalesce(' of milestone payment ' || o.milestone_payment_id::text, '') "
+        "|| coalesce(' (processor inconsistency ' || o.processor_inconsistency_id::text "
+        "|| ')', '') "
+        "|| ', ' || o.status || coalesce(' as ' || o.processor_refund_id, '') "
+        "|| coalesce(', last refused: ' || o.last_failure_code, '') "
+        "|| ', key ' || o.idempotency_key "
+        "from private.refund_obligations as o where o.status in ('due', 'sent') "
+        "order by o.created_at, o.id",
+    ),
 )
 
 
@@ -132,6 +146,7 @@ CHECKS: tuple[tuple[str, str], ...] = (
 REQUIRES: dict[str, str] = {
     "open processor inconsistency": "public.processor_inconsistencies",
     "webhook event refused or failed": "public.processor_inconsistencies",
+    "refund owed and not confirmed": "private.refund_obligations",
 }
 
 

@@ -7,8 +7,11 @@ difference:
   refused and that was refunded is settled);
 - a funded payment with no succeeded charge on Stripe;
 - a payment whose charge differs in amount or currency;
-- a payment payguard still holds (funded, disputed or released) whose charge Stripe refunded
-  in full: the payer has the money back while the escrow still counts it;
+- a payment payguard still holds (funded, disputed or released) whose charge Stripe refunded,
+  in full or in part: the payer has (some of) the money back while the escrow still counts it;
+- a payment payguard refunded (a dispute resolved as a refund) whose charge Stripe has not
+  refunded by its amount, or split whose charge Stripe has not refunded by the payer's share
+  (a chargeback that the card issuer decided is not a refund: the issuer took the money back);
 - a payout on Stripe with no withdrawal, a withdrawal in processing or paid with no payout on
   Stripe, and a payout whose amount, currency or outcome differs from its withdrawal's;
 - a withdrawal's recorded transfer that Stripe does not have, or whose amount, currency or
@@ -52,6 +55,7 @@ CHECKS = (
     "transfer and withdrawal differ",
     "payment held with its charge refunded",
     "transfer with no withdrawal",
+    "refund and payment differ",
 )
 # A payment in these states still holds its charge's money: a charge refunded in full means
 # the money is counted twice.
@@ -67,6 +71,9 @@ class Payment:
     amount_minor: int
     currency: str
     payment_intent_id: str | None
+    # What payguard gave the payer back by a refund (refunded: the whole amount, split: the
+    # payer's share); None when no refund is owed (a chargeback took the money back instead).
+    payer_refund_minor: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,16 +135,36 @@ class StripeRecords:
     transfers: list[Transfer] = field(default_factory=list)
 
 
+# Each payment, and what payguard gave its payer back by a refund: the whole amount when
+# refunded (unless by a chargeback the card issuer decided, which is no refund at Stripe), the
+# payer's share when split.
+PAYMENTS_QUERY = (
+    "select mp.id, mp.status::text, mp.amount_minor, mp.currency, "
+    "mp.processor_payment_intent_id, case "
+    "when mp.status = 'refunded' and not exists (select from public.disputes as d "
+    "where d.milestone_payment_id = mp.id and d.processor_dispute_id is not null "
+    "and d.status = 'resolved') then mp.amount_minor "
+    "when mp.status = 'split' then mp.amount_minor - (select d.payee_share_minor "
+    "from public.disputes as d where d.milestone_payment_id = mp.id and d.status = 'resolved' "
+    "and d.outcome = 'split' order by d.resolved_at desc limit 1) end "
+    "from public.milestone_payments as mp order by mp.created_at, mp.id"
+)
+
+
 def read_books(url: str) -> Books:
     """payguard's side, from one read-only snapshot."""
     with connect(url) as conn, conn.transaction():
         conn.execute("set transaction isolation level repeatable read, read only")
         payments = [
-            Payment(str(row[0]), str(row[1]), int(row[2]), str(row[3]), row[4])
-            for row in conn.execute(
-                "select id, status::text, amount_minor, currency, processor_payment_intent_id "
-                "from public.milestone_payments order by created_at, id"
+            Payment(
+                str(row[0]),
+                str(row[1]),
+                int(row[2]),
+                str(row[3]),
+                row[4],
+                None if row[5] is None else int(row[5]),
             )
+            for row in conn.execute(PAYMENTS_QUERY)
         ]
         # The transfers and their reversals, where the border's migrations recorded them.
         reversals = conn.execute(
@@ -264,11 +291,16 @@ def compare(books: Books, records: StripeRecords) -> list[Difference]:
                     f"Stripe {matched.id} {matched.amount} {matched.currency}",
                 )
             )
-        elif payment.status in HELD_STATES and matched.amount_refunded >= matched.amount:
+        elif payment.status in HELD_STATES and matched.amount_refunded > 0:
+            how = (
+                "in full"
+                if matched.amount_refunded >= matched.amount
+                else f"in part, {matched.amount_refunded} of {matched.amount}"
+            )
             found.append(
                 Difference(
                     CHECKS[7],
-                    f"{payment.id} ({payment.status}): Stripe refunded {matched.id} in full "
+                    f"{payment.id} ({payment.status}): Stripe refunded {matched.id} {how} "
                     f"({matched.amount_refunded} {matched.currency})",
                 )
             )
@@ -317,6 +349,33 @@ def compare(books: Books, records: StripeRecords) -> list[Difference]:
             )
     found.extend(_transfer_differences(books, records))
     found.extend(_unrecorded_transfers(books, records))
+    found.extend(_refund_differences(books, records))
+    return found
+
+
+def _refund_differences(books: Books, records: StripeRecords) -> list[Difference]:
+    """Refunds payguard decided (a payment refunded or split) that Stripe did not make for the
+    payer's amount: the ledger gave the payer money back that their card never received, or
+    Stripe refunded more than payguard decided."""
+    succeeded = {
+        c.payment_intent_id: c
+        for c in records.charges
+        if c.status == "succeeded" and c.payment_intent_id is not None
+    }
+    found: list[Difference] = []
+    for payment in books.payments:
+        if payment.payer_refund_minor is None:
+            continue
+        charge = succeeded.get(payment.payment_intent_id or "")
+        if charge is None or charge.amount_refunded == payment.payer_refund_minor:
+            continue
+        found.append(
+            Difference(
+                CHECKS[9],
+                f"{payment.id} ({payment.status}): payguard refunds {payment.payer_refund_minor} "
+                f"{payment.currency}, Stripe refunded {charge.amount_refunded} of {charge.id}",
+            )
+        )
     return found
 
 

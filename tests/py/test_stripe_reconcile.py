@@ -67,22 +67,49 @@ def test_a_funded_payment_with_no_succeeded_charge():
 
 
 @pytest.mark.parametrize("status", ["funded", "disputed", "released"])
-def test_a_held_payment_whose_charge_was_refunded_in_full(status):
+def test_a_held_payment_whose_charge_was_refunded_in_full_or_in_part(status):
     held = Payment("mp1", status, 30000, "USD", "pi_One")
     refunded = Charge("ch_One", "pi_One", "succeeded", 30000, 30000, "USD")
     found = compare(Books([held], []), StripeRecords([refunded], []))
     assert [d.check for d in found] == [CHECKS[7]]
     assert "refunded ch_One in full" in found[0].subject
-    partly = Charge("ch_One", "pi_One", "succeeded", 30000, 29999, "USD")
-    assert checks(Books([held], []), StripeRecords([partly], [])) == [], (
-        "a partial refund is not reported by this check"
-    )
+    partly = Charge("ch_One", "pi_One", "succeeded", 30000, 10000, "USD")
+    found = compare(Books([held], []), StripeRecords([partly], []))
+    assert [d.check for d in found] == [CHECKS[7]], "a partial refund is reported too"
+    assert "refunded ch_One in part, 10000 of 30000" in found[0].subject
+    unrefunded = Charge("ch_One", "pi_One", "succeeded", 30000, 0, "USD")
+    assert checks(Books([held], []), StripeRecords([unrefunded], [])) == []
 
 
 def test_a_refunded_payment_whose_charge_was_refunded_agrees():
-    done = Payment("mp1", "refunded", 30000, "USD", "pi_One")
+    done = Payment("mp1", "refunded", 30000, "USD", "pi_One", 30000)
     refunded = Charge("ch_One", "pi_One", "succeeded", 30000, 30000, "USD")
     assert checks(Books([done], []), StripeRecords([refunded], [])) == []
+
+
+@pytest.mark.parametrize("refunded", [0, 10000, 29999])
+def test_a_refunded_payment_whose_charge_stripe_did_not_refund_whole(refunded):
+    done = Payment("mp1", "refunded", 30000, "USD", "pi_One", 30000)
+    charge = Charge("ch_One", "pi_One", "succeeded", 30000, refunded, "USD")
+    found = compare(Books([done], []), StripeRecords([charge], []))
+    assert [d.check for d in found] == [CHECKS[9]]
+    assert f"payguard refunds 30000 USD, Stripe refunded {refunded} of ch_One" in found[0].subject
+
+
+def test_a_split_is_refunded_by_the_payers_share_exactly():
+    split = Payment("mp1", "split", 30000, "USD", "pi_One", 20000)
+    share = Charge("ch_One", "pi_One", "succeeded", 30000, 20000, "USD")
+    assert checks(Books([split], []), StripeRecords([share], [])) == []
+    for refunded in (0, 10000, 30000):
+        charge = Charge("ch_One", "pi_One", "succeeded", 30000, refunded, "USD")
+        assert checks(Books([split], []), StripeRecords([charge], [])) == [CHECKS[9]], refunded
+
+
+def test_a_chargeback_refund_owes_no_refund_at_stripe():
+    """A payment refunded by a lost chargeback: the issuer took the money back, Stripe's charge
+    is not refunded, and nothing is reported."""
+    lost = Payment("mp1", "refunded", 30000, "USD", "pi_One", None)
+    assert checks(Books([lost], []), StripeRecords([CHARGE], [])) == []
 
 
 @pytest.mark.parametrize(
@@ -372,6 +399,22 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
     held_intent = charge(stripe_client, 30000, held)
     fund(client, held, held_intent)
     stripe_client.v1.refunds.create({"payment_intent": held_intent})
+    # payguard refunded a payment (a dispute decided for the payer) whose charge Stripe did not
+    # refund.
+    unrefunded = new_payment(db, make_user)
+    fund(client, unrefunded, charge(stripe_client, 30000, unrefunded))
+    db.execute(
+        "alter table public.milestone_payments disable trigger check_milestone_payment_transition"
+    )
+    db.execute(
+        "update public.milestone_payments set status = 'disputed' where id = %s", (unrefunded,)
+    )
+    db.execute(
+        "update public.milestone_payments set status = 'refunded' where id = %s", (unrefunded,)
+    )
+    db.execute(
+        "alter table public.milestone_payments enable trigger check_milestone_payment_transition"
+    )
     # A payout Stripe sent for no withdrawal, a withdrawal paid with no payout on Stripe, and
     # a withdrawal paid whose payout is still pending.
     account = stripe_client.v1.accounts.retrieve(
@@ -414,12 +457,30 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
     assert differences[CHECKS[6]] == [f"{unmade} / tr_NeverMade01: Stripe has no such transfer"]
     assert [s.split(":")[0] for s in differences[CHECKS[7]]] == [f"{held} (funded)"]
     assert differences[CHECKS[8]] == [f"{funding.id} to {account.id} (100 USD, 0 reversed)"]
+    assert [s.split(",")[0] for s in differences[CHECKS[9]]] == [
+        f"{unrefunded} (refunded): payguard refunds 30000 USD"
+    ]
+    assert differences[CHECKS[9]][0].endswith(
+        "Stripe refunded 0 of "
+        + (
+            stripe_client.v1.payment_intents.retrieve(
+                db.execute(
+                    "select processor_payment_intent_id from public.milestone_payments "
+                    "where id = %s",
+                    (unrefunded,),
+                ).fetchone()[0]
+            ).latest_charge.id
+        )
+    )
 
     result = run_cli(admin_url, local_stripe, monkeypatch)
     assert result.exit_code == 1
     reported = json.loads(result.output)
-    assert sorted({d["check"] for d in reported}) == sorted(CHECKS)
-    assert len(reported) == 9
+    # The database's side reports the refund payguard owes for the refunded payment, too.
+    assert sorted({d["check"] for d in reported}) == sorted(
+        [*CHECKS, "refund owed and not confirmed"]
+    )
+    assert len(reported) == 11
 
     # Refunding the stray charge settles it.
     stripe_client.v1.refunds.create({"payment_intent": stray})

@@ -7,12 +7,15 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary, out, print_json, state
+from payguard.cli.common import boundary, out, print_json, state, target
+from payguard.cli.deploy import DbUrl
 from payguard.functions import Functions
 from payguard.local_stripe import API_KEY, LocalStripe, LocalStripeStatus
+from payguard.stripe_recover import recover as run_recover
 
 app = typer.Typer(
-    help="Run localstripe, a local Stripe, under .payguard/stripe/.", no_args_is_help=True
+    help="Run localstripe, a local Stripe, under .payguard/stripe/; recover refused charges.",
+    no_args_is_help=True,
 )
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
@@ -77,3 +80,32 @@ def show(current: LocalStripeStatus, as_json: bool) -> None:
         )
         out.print(f"extension       {current.extension or '(none: plain localstripe)'}")
     out.print(f"webhook secret  {current.webhook_secret}  (STRIPE_WEBHOOK_SECRET)")
+
+
+@app.command()
+@boundary
+def recover(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> None:
+    """Recover the charges the database refused or did not record (fund the payment while it
+    can be, else owe the charge back), as payment_service; list the refunds owed, which the
+    refunds function sends to Stripe. Safe to run again."""
+    url = target(state(ctx).project(), db_url).url
+    recovered, due = run_recover(url)
+    if as_json:
+        print_json(
+            {
+                "recoveries": [r.__dict__ for r in recovered],
+                "refunds_due": [d.__dict__ for d in due],
+            }
+        )
+        return
+    for r in recovered:
+        decided = f"{r.recovery or 'undecided'}{', resolved' if r.resolved else ''}"
+        out.print(f"{r.kind} {r.payment_intent_id} ({r.inconsistency_id}): {decided}", markup=False)
+    for d in due:
+        refused = f", last refused: {d.last_failure_code}" if d.last_failure_code else ""
+        out.print(
+            f"refund due: {d.payment_intent_id} {d.amount_minor} {d.currency} ({d.reason}, key "
+            f"{d.idempotency_key}{refused})",
+            markup=False,
+        )
+    out.print(f"{len(recovered)} recovered, {len(due)} refunds due (sent by the refunds function)")
