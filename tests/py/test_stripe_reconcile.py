@@ -18,6 +18,7 @@ from payguard.stripe_reconcile import (
     CHECKS,
     Books,
     Charge,
+    Dispute,
     Payment,
     Payout,
     StripeRecords,
@@ -176,6 +177,47 @@ def test_a_transfer_left_with_the_payee_is_not_reversed_on_stripe():
     assert difference.subject == (
         "w6 / tr_Six: payguard left it with the payee, Stripe reversed 20000"
     )
+
+
+@pytest.mark.parametrize(
+    ("dispute_status", "agreeing", "differing"),
+    [
+        ("needs_response", "disputed", "funded"),
+        ("under_review", "disputed", "released"),
+        ("warning_needs_response", "disputed", "funded"),
+        ("lost", "refunded", "disputed"),
+        ("lost", "refunded", "released"),
+        ("won", "funded", "disputed"),
+        ("won", "released", "disputed"),
+    ],
+)
+def test_a_chargeback_whose_payment_is_not_where_its_state_puts_it(
+    dispute_status, agreeing, differing
+):
+    chargeback = Dispute("dp_One", "pi_One", "ch_One", dispute_status)
+    refunded = 30000 if agreeing == "refunded" else 0
+    charge = Charge("ch_One", "pi_One", "succeeded", 30000, refunded, "USD")
+    payment = Payment("mp1", agreeing, 30000, "USD", "pi_One")
+    assert checks(Books([payment], []), StripeRecords([charge], [], disputes=[chargeback])) == []
+    other = Payment("mp1", differing, 30000, "USD", "pi_One")
+    [difference] = [
+        d
+        for d in compare(Books([other], []), StripeRecords([charge], [], disputes=[chargeback]))
+        if d.check == CHECKS[8]
+    ]
+    assert difference.subject == (
+        f"dp_One ({dispute_status}, charge ch_One, payment intent pi_One): "
+        f"payment mp1 is {differing}"
+    )
+
+
+def test_a_chargeback_of_a_charge_no_payment_holds():
+    chargeback = Dispute("dp_Two", "pi_Two", "ch_Two", "needs_response")
+    assert [
+        d.subject for d in compare(Books([], []), StripeRecords([], [], disputes=[chargeback]))
+    ] == [
+        "dp_Two (needs_response, charge ch_Two, payment intent pi_Two): no payment holds its charge"
+    ]
 
 
 # -- against the database and the local Stripe ----------------------------------------------
