@@ -11,6 +11,10 @@
 -- restricted: a rejection is Stripe's last word on an account), whichever arrives last.
 
 alter table public.processor_accounts add column state_as_of timestamptz;
+-- A time cannot hold card data: the card-data guard and the audit trail name the columns that
+-- cannot, and are renewed with the new one.
+select private.renew_card_data_guard('public.processor_accounts');
+select private.renew_audit_trail('public.processor_accounts');
 
 comment on column public.processor_accounts.state_as_of is
 'The processor''s time (account.updated''s created) of the verification state recorded; older '

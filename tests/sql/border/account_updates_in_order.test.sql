@@ -61,8 +61,8 @@ select is_empty(
 );
 select results_eq(
   $$select status::text, error_code from public.webhook_events
-    where type = 'account.updated' order by received_at, id$$,
-  $$values ('processed', null::text), ('ignored', null::text)$$,
+    where type = 'account.updated' order by status::text$$,
+  $$values ('ignored', null::text), ('processed', null::text)$$,
   'both events are recorded: the late one as ignored'
 );
 
