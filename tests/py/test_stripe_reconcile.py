@@ -381,6 +381,14 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
     held_intent = charge(stripe_client, 30000, held)
     fund(client, held, held_intent)
     stripe_client.v1.refunds.create({"payment_intent": held_intent})
+    # A chargeback Stripe opened that payguard never applied: its payment is still funded.
+    charged_back = new_payment(db, make_user)
+    charged_back_intent = charge(stripe_client, 30000, charged_back)
+    fund(client, charged_back, charged_back_intent)
+    charged_back_charge = stripe_client.v1.payment_intents.retrieve(
+        charged_back_intent
+    ).latest_charge.id
+    chargeback = stripe_test_api.dispute(charged_back_charge)
     # A payout Stripe sent for no withdrawal, a withdrawal paid with no payout on Stripe, and
     # a withdrawal paid whose payout is still pending.
     account = stripe_client.v1.accounts.retrieve(
@@ -418,13 +426,17 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
         f"{pending} / {pending_payout}: payguard paid, Stripe pending"
     ]
     assert differences[CHECKS[6]] == [f"{unmade} / tr_NeverMade01: Stripe has no such transfer"]
+    assert differences[CHECKS[8]] == [
+        f"{chargeback['id']} (needs_response, charge {charged_back_charge}, payment intent "
+        f"{charged_back_intent}): payment {charged_back} is funded"
+    ]
     assert [s.split(":")[0] for s in differences[CHECKS[7]]] == [f"{held} (funded)"]
 
     result = run_cli(admin_url, local_stripe, monkeypatch)
     assert result.exit_code == 1
     reported = json.loads(result.output)
     assert sorted({d["check"] for d in reported}) == sorted(CHECKS)
-    assert len(reported) == 8
+    assert len(reported) == 9
 
     # Refunding the stray charge settles it.
     stripe_client.v1.refunds.create({"payment_intent": stray})
