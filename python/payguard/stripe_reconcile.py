@@ -23,12 +23,14 @@ difference:
 - a transfer on Stripe that no withdrawal records and that Stripe has not reversed whole (a
   transfer made whose answer was lost, or made twice), naming the withdrawal its
   `metadata.withdrawal_id` names. Payouts that no withdrawal records name theirs too.
+- a chargeback (a Stripe dispute) whose payment is not where its state puts it: disputed
+  while the chargeback is open, refunded once it is lost, no longer disputed once it is won.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import stripe
@@ -56,6 +58,7 @@ CHECKS = (
     "payment held with its charge refunded",
     "transfer with no withdrawal",
     "refund and payment differ",
+    "chargeback and payment differ",
 )
 # A payment in these states still holds its charge's money: a charge refunded in full means
 # the money is counted twice.
@@ -123,6 +126,29 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class Dispute:
+    """A chargeback at Stripe."""
+
+    id: str
+    payment_intent_id: str | None
+    charge_id: str | None
+    status: str
+
+
+# A chargeback in these states is open: its payment must be disputed.
+OPEN_DISPUTE_STATES = (
+    "warning_needs_response",
+    "warning_under_review",
+    "needs_response",
+    "under_review",
+)
+# Decided for the payer: the money went back to them, the payment must be refunded.
+LOST_DISPUTE_STATES = ("lost", "charge_refunded")
+# Decided for the platform: the payment is held (or was released) again, not disputed.
+WON_DISPUTE_STATES = ("won", "warning_closed")
+
+
+@dataclass(frozen=True)
 class Books:
     payments: list[Payment]
     withdrawals: list[Withdrawal]
@@ -133,6 +159,7 @@ class StripeRecords:
     charges: list[Charge]
     payouts: list[Payout]
     transfers: list[Transfer] = field(default_factory=list)
+    disputes: list[Dispute] = field(default_factory=list)
 
 
 # Each payment, and what payguard gave its payer back by a refund: the whole amount when
@@ -350,6 +377,7 @@ def compare(books: Books, records: StripeRecords) -> list[Difference]:
     found.extend(_transfer_differences(books, records))
     found.extend(_unrecorded_transfers(books, records))
     found.extend(_refund_differences(books, records))
+    found.extend(_dispute_differences(books, records))
     return found
 
 
@@ -445,12 +473,60 @@ def _names(withdrawal_id: str | None) -> str:
     return f"; metadata.withdrawal_id {withdrawal_id}" if withdrawal_id else ""
 
 
+def read_disputes(client: stripe.StripeClient) -> list[Dispute]:
+    """Stripe's chargebacks (none from a Stripe that serves no disputes)."""
+    try:
+        return [
+            Dispute(
+                id=d.id,
+                payment_intent_id=_id(getattr(d, "payment_intent", None)),
+                charge_id=_id(getattr(d, "charge", None)),
+                status=str(d.status),
+            )
+            for d in _all(client.v1.disputes.list({"limit": 100}))
+        ]
+    except stripe.StripeError as exc:
+        if exc.http_status != NOT_FOUND:
+            raise
+        return []
+
+
+def _dispute_differences(books: Books, records: StripeRecords) -> list[Difference]:
+    """Chargebacks whose payment is not disputed while they are open, not refunded once lost,
+    still disputed once won; and chargebacks of a charge no payment holds."""
+    by_intent = {p.payment_intent_id: p for p in books.payments if p.payment_intent_id}
+    found: list[Difference] = []
+    for dispute in records.disputes:
+        payment = by_intent.get(dispute.payment_intent_id or "")
+        subject = (
+            f"{dispute.id} ({dispute.status}, charge {dispute.charge_id or 'none'}, "
+            f"payment intent {dispute.payment_intent_id or 'none'})"
+        )
+        if payment is None:
+            found.append(Difference(CHECKS[10], f"{subject}: no payment holds its charge"))
+            continue
+        if dispute.status in OPEN_DISPUTE_STATES:
+            expected_ok = payment.status == "disputed"
+        elif dispute.status in LOST_DISPUTE_STATES:
+            expected_ok = payment.status == "refunded"
+        elif dispute.status in WON_DISPUTE_STATES:
+            expected_ok = payment.status != "disputed"
+        else:
+            expected_ok = False
+        if not expected_ok:
+            found.append(
+                Difference(CHECKS[10], f"{subject}: payment {payment.id} is {payment.status}")
+            )
+    return found
+
+
 def reconcile_stripe(url: str, client: stripe.StripeClient) -> list[Difference]:
     """Every difference between the database at `url` and the Stripe `client` reaches."""
     books = read_books(url)
     accounts = {w.account_id for w in books.withdrawals if w.account_id is not None}
     try:
         records = read_stripe(client, accounts)
+        records = replace(records, disputes=read_disputes(client))
     except stripe.StripeError as exc:
         raise PayguardError(f"cannot read Stripe's records: {exc}") from None
     return compare(books, records)

@@ -18,6 +18,7 @@ from payguard.stripe_reconcile import (
     CHECKS,
     Books,
     Charge,
+    Dispute,
     Payment,
     Payout,
     StripeRecords,
@@ -236,6 +237,47 @@ def test_a_payout_no_withdrawal_records_names_the_withdrawal_its_metadata_names(
     )
 
 
+@pytest.mark.parametrize(
+    ("dispute_status", "agreeing", "differing"),
+    [
+        ("needs_response", "disputed", "funded"),
+        ("under_review", "disputed", "released"),
+        ("warning_needs_response", "disputed", "funded"),
+        ("lost", "refunded", "disputed"),
+        ("lost", "refunded", "released"),
+        ("won", "funded", "disputed"),
+        ("won", "released", "disputed"),
+    ],
+)
+def test_a_chargeback_whose_payment_is_not_where_its_state_puts_it(
+    dispute_status, agreeing, differing
+):
+    chargeback = Dispute("dp_One", "pi_One", "ch_One", dispute_status)
+    refunded = 30000 if agreeing == "refunded" else 0
+    charge = Charge("ch_One", "pi_One", "succeeded", 30000, refunded, "USD")
+    payment = Payment("mp1", agreeing, 30000, "USD", "pi_One")
+    assert checks(Books([payment], []), StripeRecords([charge], [], disputes=[chargeback])) == []
+    other = Payment("mp1", differing, 30000, "USD", "pi_One")
+    [difference] = [
+        d
+        for d in compare(Books([other], []), StripeRecords([charge], [], disputes=[chargeback]))
+        if d.check == CHECKS[10]
+    ]
+    assert difference.subject == (
+        f"dp_One ({dispute_status}, charge ch_One, payment intent pi_One): "
+        f"payment mp1 is {differing}"
+    )
+
+
+def test_a_chargeback_of_a_charge_no_payment_holds():
+    chargeback = Dispute("dp_Two", "pi_Two", "ch_Two", "needs_response")
+    assert [
+        d.subject for d in compare(Books([], []), StripeRecords([], [], disputes=[chargeback]))
+    ] == [
+        "dp_Two (needs_response, charge ch_Two, payment intent pi_Two): no payment holds its charge"
+    ]
+
+
 # -- against the database and the local Stripe ----------------------------------------------
 
 
@@ -415,6 +457,14 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
     db.execute(
         "alter table public.milestone_payments enable trigger check_milestone_payment_transition"
     )
+    # A chargeback Stripe opened that payguard never applied: its payment is still funded.
+    charged_back = new_payment(db, make_user)
+    charged_back_intent = charge(stripe_client, 30000, charged_back)
+    fund(client, charged_back, charged_back_intent)
+    charged_back_charge = stripe_client.v1.payment_intents.retrieve(
+        charged_back_intent
+    ).latest_charge.id
+    chargeback = stripe_test_api.dispute(charged_back_charge)
     # A payout Stripe sent for no withdrawal, a withdrawal paid with no payout on Stripe, and
     # a withdrawal paid whose payout is still pending.
     account = stripe_client.v1.accounts.retrieve(
@@ -455,6 +505,10 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
         f"{pending} / {pending_payout}: payguard paid, Stripe pending"
     ]
     assert differences[CHECKS[6]] == [f"{unmade} / tr_NeverMade01: Stripe has no such transfer"]
+    assert differences[CHECKS[10]] == [
+        f"{chargeback['id']} (needs_response, charge {charged_back_charge}, payment intent "
+        f"{charged_back_intent}): payment {charged_back} is funded"
+    ]
     assert [s.split(":")[0] for s in differences[CHECKS[7]]] == [f"{held} (funded)"]
     assert differences[CHECKS[8]] == [f"{funding.id} to {account.id} (100 USD, 0 reversed)"]
     assert [s.split(",")[0] for s in differences[CHECKS[9]]] == [
@@ -480,7 +534,7 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
     assert sorted({d["check"] for d in reported}) == sorted(
         [*CHECKS, "refund owed and not confirmed"]
     )
-    assert len(reported) == 11
+    assert len(reported) == 12
 
     # Refunding the stray charge settles it.
     stripe_client.v1.refunds.create({"payment_intent": stray})

@@ -8,6 +8,8 @@ runs `install(app)` before it serves). It adds:
   their reversals, payouts on a connected account (`Stripe-Account`), their events
   (account.updated, transfer.created, transfer.reversed, payout.created/paid/failed);
 - disputes.py: disputes on charges (charge.dispute.created/closed);
+- setup_intents.py: a SetupIntent that succeeds attaches its card to its customer, and refuses
+  a card attached to another (as Stripe does);
 - delivery.py: webhook delivery signed at each attempt, with a tunable delay, retries of a
   failed delivery, and an event sent again on request;
 - here: the events localstripe leaves out (charge.refunded after a refund,
@@ -30,6 +32,7 @@ from typing import Any
 import connect
 import delivery
 import disputes
+import setup_intents
 from aiohttp import web
 from localstripe.errors import UserError
 from localstripe.resources import Charge, PaymentIntent
@@ -127,6 +130,7 @@ def install(app: web.Application) -> None:
     router = Router()
     connect.register(router)
     disputes.register(router)
+    setup_intents.register(router)
     delivery.register(router)
     router.add("DELETE", "/_config/webhooks/{id}", forget_webhook)
     router.add("DELETE", "/_test/idempotency_keys", forget_idempotency_keys)

@@ -9,14 +9,17 @@
  * when set. A missing, malformed, stale or wrong signature is a 400 and nothing is written. A verified event goes to `public.apply_stripe_event` as
  * `payment_service`, which records it once by its id and applies it in the same transaction:
  * processed, duplicate, ignored or refused are acknowledged (200); failed is a 500, so that
- * Stripe delivers it again.
+ * Stripe delivers it again. Text jsonb cannot hold (NUL, a lone surrogate) is replaced first
+ * (storable.ts); an event the database still cannot read is recorded as refused by its id and
+ * type alone, with the database's error, so that it is reported rather than delivered for ever.
  */
 import { optional, required } from "../_shared/env.ts";
-import { errorResponse } from "../_shared/errors.ts";
+import { errorResponse, isPgError } from "../_shared/errors.ts";
 import { serve } from "../_shared/serve.ts";
 import { allowMethods, HttpError, json } from "../_shared/http.ts";
 import { rpc, transaction } from "../_shared/db.ts";
 import { cryptoProvider, Stripe } from "../_shared/stripe.ts";
+import { storableEvent } from "./storable.ts";
 
 /** Seconds a signature's timestamp may be away from now. */
 export const TOLERANCE_SECONDS = 300;
@@ -108,7 +111,7 @@ export async function handle(req: Request): Promise<Response> {
   }
   let applied: Applied;
   try {
-    applied = await apply(req, raw);
+    applied = await applyOrRecordUnreadable(req, raw, event);
   } catch (error) {
     // Whatever kept the event from being recorded (the database unreachable, a privilege
     // missing, a refusal the database did not record) is Stripe's cue to deliver it again.
@@ -122,6 +125,43 @@ export async function handle(req: Request): Promise<Response> {
     });
   }
   return json(applied.status === "failed" ? 500 : 200, applied);
+}
+
+/**
+ * True for an error the database raised because it could not read the event's text as jsonb
+ * (data exceptions, class 22, such as 22P05 for an escape it does not support; a nesting past
+ * its stack, class 54): the same text would fail the same way on every delivery.
+ */
+function unreadable(error: unknown): error is { code: string; message: string } {
+  return isPgError(error) && (error.code.startsWith("22") || error.code.startsWith("54"));
+}
+
+/**
+ * Apply the event, its unstorable characters replaced; should the database still be unable to
+ * read it, record it by its id, type, creation time and account alone, with the database's
+ * error (`payguard_unreadable`): apply_stripe_event refuses that (it has no data.object), so
+ * the event is recorded once, acknowledged, and reported by `payguard reconcile`.
+ */
+async function applyOrRecordUnreadable(
+  req: Request,
+  raw: string,
+  event: Stripe.Event,
+): Promise<Applied> {
+  try {
+    return await apply(req, storableEvent(raw).text);
+  } catch (error) {
+    if (!unreadable(error)) throw error;
+    console.error("stripe event unreadable by the database", event.id, event.type, error.code);
+    const stub: Record<string, unknown> = {
+      id: event.id,
+      object: "event",
+      type: event.type,
+      created: event.created,
+      payguard_unreadable: { code: error.code, message: error.message.slice(0, 500) },
+    };
+    if (typeof event.account === "string") stub.account = event.account;
+    return await apply(req, JSON.stringify(stub));
+  }
 }
 
 /** Record and apply the event as payment_service, in one transaction. */

@@ -262,14 +262,65 @@ export async function withStripeUnreachable<T>(fn: () => Promise<T>): Promise<T>
   }
 }
 
-/** Save `number` (a test card) for `user` through the function. */
+/**
+ * SetupIntent `id` confirmed with the card `number`, as Stripe.js confirms it with the card
+ * the user types (the card is tokenised by the confirmation): Stripe's answer, or the error it
+ * answered with (a declined card).
+ */
+export async function confirmSetup(
+  id: string,
+  clientSecret: string,
+  number: string,
+): Promise<{ intent: Stripe.SetupIntent | null; error: unknown }> {
+  const params = {
+    client_secret: clientSecret,
+    payment_method_data: {
+      type: "card",
+      card: { number, exp_month: 12, exp_year: 2034, cvc: "123" },
+    },
+  } as unknown as Stripe.SetupIntentConfirmParams;
+  try {
+    return { intent: await stripe.setupIntents.confirm(id, params), error: null };
+  } catch (error) {
+    return { intent: null, error };
+  }
+}
+
+/**
+ * The cardholder completes the 3-D Secure of SetupIntent `id` in Stripe.js (the extension's
+ * trigger plays it); Stripe's status.
+ */
+export async function authenticateSetup(id: string): Promise<number> {
+  const answer = await fetch(
+    `${required("STRIPE_API_BASE")}/_test/setup_intents/${id}/authenticate`,
+    { method: "POST", headers: { authorization: `Bearer ${required("STRIPE_SECRET_KEY")}` } },
+  );
+  await answer.body?.cancel();
+  return answer.status;
+}
+
+/**
+ * Save `number` (a test card) for `user` through the function, as the app does: a SetupIntent
+ * asked for, confirmed with the card, then named. The function's last answer, with the card
+ * (Stripe's PaymentMethod; null when none was made) and the SetupIntent's id.
+ */
 export async function saveCard(user: string, number = "4242424242424242") {
-  const card = await testCard(number);
+  const token = await userToken(user);
+  const setup = await call(paymentMethods, "payment-methods", { token, body: {} });
+  if (setup.status !== 200) return { card: null, setupIntent: null, ...setup };
+  const setupIntent = setup.body.setup_intent_id as string;
+  const { intent } = await confirmSetup(setupIntent, setup.body.client_secret as string, number);
+  if (intent?.status === "requires_action") await authenticateSetup(setupIntent);
+  const confirmed = await stripe.setupIntents.retrieve(setupIntent);
+  const cardId = typeof confirmed.payment_method === "string"
+    ? confirmed.payment_method
+    : confirmed.payment_method?.id;
+  const card = cardId ? await stripe.paymentMethods.retrieve(cardId) : null;
   const answer = await call(paymentMethods, "payment-methods", {
-    token: await userToken(user),
-    body: { payment_method: card.id },
+    token,
+    body: { setup_intent: setupIntent },
   });
-  return { card, ...answer };
+  return { card, setupIntent, ...answer };
 }
 
 /** The processor inconsistencies recorded about a processor object. */

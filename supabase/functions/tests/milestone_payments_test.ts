@@ -447,7 +447,7 @@ test(
     assertEquals(answer.body.attempt, 2);
     const intents = await intentsFor(payment);
     assertEquals(intents.map((pi) => [pi.id, pi.metadata.funding_attempt, pi.payment_method]), [
-      [answer.body.payment_intent_id, "2", other.card.id],
+      [answer.body.payment_intent_id, "2", other.card!.id],
     ], "one PaymentIntent, the new attempt's, on the other card");
     assertEquals(await attemptsOf(payment), [
       [1, "failed", "abandoned", null],

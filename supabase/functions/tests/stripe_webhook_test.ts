@@ -291,3 +291,98 @@ test(
     assertEquals([again.status, again.body.status], [200, "ignored"]);
   },
 );
+
+test(
+  "a NUL the payer typed: the event is applied with it replaced, once, and says so",
+  async () => {
+    const payment = await aPendingPayment(40000);
+    const { intent, payload } = await succeeded(payment, 40000);
+    const event = JSON.parse(payload);
+    event.data.object.description = "Kitchen\u0000 cabinets";
+    event.data.object.metadata["note\u0000"] = "x";
+    const body = JSON.stringify(event);
+    assertMatch(body, /\\u0000/, "the body carries the escape jsonb refuses");
+    const first = await deliver(body, await signature(body));
+    assertEquals([first.status, first.body.status], [200, "processed"], JSON.stringify(first.body));
+    assertEquals(await paymentStatus(payment), "funded");
+    const [row] = await db`
+      select payload -> 'data' -> 'object' ->> 'description' as description,
+        payload -> 'data' -> 'object' -> 'metadata' ? ${"note\uFFFD"} as key_replaced,
+        payload ->> 'payguard_replaced_characters' as replaced
+      from public.webhook_events where id = ${event.id}
+    `;
+    assertEquals(
+      [row.description, row.key_replaced, row.replaced],
+      ["Kitchen\uFFFD cabinets", true, "2"],
+      "the stored payload holds the replacement characters and counts them",
+    );
+    const again = await deliver(body, await signature(body));
+    assertEquals([again.status, again.body.status], [200, "duplicate"]);
+    assertEquals((await reportedInconsistencies(intent)).length, 0);
+  },
+);
+
+test("a lone surrogate: the event is recorded with it replaced", async () => {
+  const payload = eventBody("customer.created", {
+    id: stripeId("cus"),
+    object: "customer",
+    name: "@@",
+  });
+  const body = payload.replace('"@@"', '"Hana \\ud800 and \\udc00, \\ud83d\\ude00"');
+  const { status, body: answer } = await deliver(body, await signature(body));
+  assertEquals([status, answer.status], [200, "ignored"], JSON.stringify(answer));
+  const [row] = await db`
+    select payload -> 'data' -> 'object' ->> 'name' as name,
+      payload ->> 'payguard_replaced_characters' as replaced
+    from public.webhook_events where id = ${JSON.parse(payload).id}
+  `;
+  assertEquals(
+    [row.name, row.replaced],
+    ["Hana \uFFFD and \uFFFD, \u{1F600}", "2"],
+    "only the unpaired halves are replaced; a pair is a character",
+  );
+});
+
+test("an event with no such text is stored exactly as Stripe sent it", async () => {
+  const payload = eventBody("customer.created", {
+    id: stripeId("cus"),
+    object: "customer",
+    name: "Hana \\u0000 literally, \u{1F600}",
+  });
+  const { status } = await deliver(payload, await signature(payload));
+  assertEquals(status, 200);
+  const [row] = await db`
+    select payload = ${payload}::text::jsonb as same, payload ? 'payguard_replaced_characters' as marked
+    from public.webhook_events where id = ${JSON.parse(payload).id}
+  `;
+  assertEquals([row.same, row.marked], [true, false]);
+});
+
+test(
+  "an event the database cannot read at all is recorded as refused with its error, and acknowledged",
+  async () => {
+    const payload = eventBody("payment_intent.succeeded", {
+      id: stripeId("pi"),
+      object: "payment_intent",
+      metadata: { deep: "@@" },
+    });
+    const depth = 200_000;
+    const body = payload.replace('"@@"', "[".repeat(depth) + "]".repeat(depth));
+    const id = JSON.parse(payload).id;
+    const first = await deliver(body, await signature(body));
+    assertEquals([first.status, first.body.status], [200, "refused"], JSON.stringify(first.body));
+    const [row] = await db`
+      select status::text, type, payload -> 'payguard_unreadable' ->> 'code' as code,
+        payload ? 'data' as has_data
+      from public.webhook_events where id = ${id}
+    `;
+    assertEquals([row.status, row.type, row.has_data], [
+      "refused",
+      "payment_intent.succeeded",
+      false,
+    ]);
+    assertMatch(String(row.code), /^(22|54)/, "the database's error is kept with the event");
+    const again = await deliver(body, await signature(body));
+    assertEquals([again.status, again.body.status], [200, "duplicate"], "recorded once");
+  },
+);

@@ -188,8 +188,8 @@ select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('charge.dispute.closed',
       tests.stripe_dispute('du_Unknown01', 'pi_Charge1', 10000, 'lost'))) as a$$,
-  $$values ('refused', 'PT404')$$,
-  'the decision of a chargeback no dispute records is refused'
+  $$values ('refused', 'PT409')$$,
+  'the decision of a chargeback no dispute records, over a payment already refunded, is refused'
 );
 select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'

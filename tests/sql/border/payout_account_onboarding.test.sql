@@ -131,6 +131,7 @@ reset role;
 select tests.authenticate_as_service('payment_service');
 select public.apply_stripe_event(
   '{"id": "evt_1CarlVerified", "type": "account.updated", "account": "acct_1CarlOnboard",
+    "created": 1765000000,
     "data": {"object": {"id": "acct_1CarlOnboard", "object": "account",
     "payouts_enabled": true}}}'::jsonb
 );
