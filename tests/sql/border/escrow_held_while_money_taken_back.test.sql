@@ -17,7 +17,7 @@ update private.settings set value = '0' where key = 'escrow_hold_seconds';
 select tests.create_project_payments('hana', 'carl', 3);
 
 select tests.authenticate_as_service('payment_service');
--- p1 and p3 funded; p2's chargeback comes before its success, which then funds it
+-- p1 and p3 funded; p2's chargeback comes before its success, which funds then disputes it
 select public.apply_stripe_event(tests.stripe_event('payment_intent.succeeded',
   tests.payment_intent('pi_Back' || n, format('30000000-0000-4000-8000-00000000000%s', n)::uuid,
     10000 * n)))
@@ -38,8 +38,8 @@ reset role;
 select results_eq(
   $$select kind, coalesce(milestone_payment_id::text, 'none') from public.processor_inconsistencies
     where resolution is null order by kind$$,
-  $$values ('chargeback_refused', 'none'), ('refund_refused', '30000000-0000-4000-8000-000000000001')$$,
-  'both are reported; the early chargeback names no payment, only its PaymentIntent'
+  $$values ('refund_refused', '30000000-0000-4000-8000-000000000001')$$,
+  'the partial refund is reported; the early chargeback was applied by the success'
 );
 
 -- staff cannot release a funded payment in any case: who comes first
@@ -60,11 +60,11 @@ select throws_ok(
   'PT409', null,
   'p1, partly refunded at the processor, is not released'
 );
-select throws_ok(
-  $$update public.milestone_payments set status = 'released'
+select results_eq(
+  $$select status::text from public.milestone_payments
     where id = '30000000-0000-4000-8000-000000000002'$$,
-  'PT409', null,
-  'nor p2, under a chargeback that came before its success'
+  $$values ('disputed')$$,
+  'p2, whose chargeback came before its success, is disputed by it: it is not released'
 );
 select results_eq(
   $$select a ->> 'code', current_setting('response.status')
@@ -110,9 +110,11 @@ select lives_ok(
 select public.resolve_processor_inconsistency(i.id,
   'The refund was a mistake, reversed by the processor: the charge stands')
 from public.processor_inconsistencies as i where i.processor_object_id = 'ch_Back1';
-select public.resolve_processor_inconsistency(i.id,
-  'The chargeback was withdrawn by the card issuer: the charge stands')
-from public.processor_inconsistencies as i where i.processor_object_id = 'du_Early2';
+reset role;
+-- the card issuer decides p2's chargeback for the platform: p2 is funded again
+select tests.authenticate_as_service('payment_service');
+select public.apply_stripe_event(tests.stripe_event('charge.dispute.closed',
+  tests.stripe_dispute('du_Early2', 'pi_Back2', 20000, 'won')));
 reset role;
 select tests.authenticate_as('hana', aal => 'aal2');
 select lives_ok(
