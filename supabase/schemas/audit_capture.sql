@@ -818,29 +818,64 @@ comment on column public.payment_audit_logs.row_hash is
 
 -- Triggers
 
-create trigger audit_trail after insert or delete or update on private.fee_schedule for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on private.fee_schedule
+for each row
+execute function private.capture_audit_row(
   'currency', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on private.fee_schedule for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on private.fee_schedule
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete on private.ledger_accounts for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete
+on private.ledger_accounts
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'kind', 'user_id', 'escrow_account_id', 'debits_must_not_exceed_credits', 'created_at'
 );
 
-create trigger audit_trail_updates after update on private.ledger_accounts referencing old table as removed new table as added for each statement execute function private.capture_audit_updates(
+create trigger audit_trail_updates
+after update
+on private.ledger_accounts
+referencing old table as removed new table as added
+for each statement
+execute function private.capture_audit_updates(
   'id', 'id', 'kind', 'user_id', 'escrow_account_id', 'debits_must_not_exceed_credits', 'created_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on private.ledger_accounts for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on private.ledger_accounts
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert on private.ledger_entries referencing new table as inserted for each statement execute function private.capture_audit_inserts(
+create trigger audit_trail
+after insert
+on private.ledger_entries
+referencing new table as inserted
+for each statement
+execute function private.capture_audit_inserts(
   'id', 'transfer_id', 'account_id', 'created_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on private.ledger_entries for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on private.ledger_entries
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert on private.ledger_transfers referencing new table as inserted for each statement execute function private.capture_audit_inserts(
+create trigger audit_trail
+after insert
+on private.ledger_transfers
+referencing new table as inserted
+for each statement
+execute function private.capture_audit_inserts(
   'id',
   'id',
   'kind',
@@ -851,9 +886,17 @@ create trigger audit_trail after insert on private.ledger_transfers referencing 
   'created_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on private.ledger_transfers for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on private.ledger_transfers
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on private.refund_obligations for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on private.refund_obligations
+for each row
+execute function private.capture_audit_row(
   'id',
   'id',
   'milestone_payment_id',
@@ -865,13 +908,25 @@ create trigger audit_trail after insert or delete or update on private.refund_ob
   'updated_at'
 );
 
-create trigger audit_trail after insert or delete or update on private.settings for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on private.settings
+for each row
+execute function private.capture_audit_row(
   'key', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on private.settings for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on private.settings
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.disputes for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.disputes
+for each row
+execute function private.capture_audit_row(
   'id',
   'id',
   'milestone_payment_id',
@@ -884,21 +939,45 @@ create trigger audit_trail after insert or delete or update on public.disputes f
   'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.disputes for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.disputes
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.escrow_accounts for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.escrow_accounts
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'user_id', 'project_id', 'status', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.escrow_accounts for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.escrow_accounts
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.funding_attempts for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.funding_attempts
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'milestone_payment_id', 'payment_method_id', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.funding_attempts for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.funding_attempts
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.milestone_payments for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.milestone_payments
+for each row
+execute function private.capture_audit_row(
   'id',
   'id',
   'milestone_id',
@@ -912,62 +991,134 @@ create trigger audit_trail after insert or delete or update on public.milestone_
   'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.milestone_payments for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.milestone_payments
+for each statement
+execute function private.refuse_unaudited_truncate();
 
 create trigger stamp_audit_log_row
 before insert on public.payment_audit_logs
 for each row when (pg_trigger_depth() = 0 or not new.success)
 execute function private.stamp_audit_log_row();
 
-create trigger audit_trail after insert or delete or update on public.payment_methods for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.payment_methods
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'user_id', 'type', 'is_default', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.payment_methods for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.payment_methods
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.payment_transactions for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.payment_transactions
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'user_id', 'payment_method_id', 'type', 'status', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.payment_transactions for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.payment_transactions
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.payout_methods for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.payout_methods
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'user_id', 'type', 'is_default', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.payout_methods for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.payout_methods
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.processor_accounts for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.processor_accounts
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'user_id', 'created_at', 'updated_at', 'state_as_of'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.processor_accounts for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.processor_accounts
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.processor_customers for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.processor_customers
+for each row
+execute function private.capture_audit_row(
   'user_id', 'user_id', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.processor_customers for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.processor_customers
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.processor_inconsistencies for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.processor_inconsistencies
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'milestone_payment_id', 'resolved_at', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.processor_inconsistencies for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.processor_inconsistencies
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.project_milestones for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.project_milestones
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'project_id', 'status', 'due_on', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.project_milestones for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.project_milestones
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.projects for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.projects
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'owner_id', 'contractor_id', 'status', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.projects for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.projects
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.subscriptions for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.subscriptions
+for each row
+execute function private.capture_audit_row(
   'id',
   'id',
   'user_id',
@@ -978,9 +1129,17 @@ create trigger audit_trail after insert or delete or update on public.subscripti
   'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.subscriptions for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.subscriptions
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.users for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.users
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'role', 'created_at', 'updated_at'
 );
 
@@ -988,28 +1147,64 @@ create trigger forget_audit_actor
 after insert or delete or update of role on public.users
 for each statement execute function private.forget_audit_actor();
 
-create trigger refuse_unaudited_truncate before truncate on public.users for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.users
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.webhook_events for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.webhook_events
+for each row
+execute function private.capture_audit_row(
   'id', 'status', 'received_at', 'processed_at', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.webhook_events for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.webhook_events
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.withdrawal_approvals for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.withdrawal_approvals
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'withdrawal_id', 'approved_by', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.withdrawal_approvals for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.withdrawal_approvals
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.withdrawal_processor_attempts for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.withdrawal_processor_attempts
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'withdrawal_id', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.withdrawal_processor_attempts for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.withdrawal_processor_attempts
+for each statement
+execute function private.refuse_unaudited_truncate();
 
-create trigger audit_trail after insert or delete or update on public.withdrawals for each row execute function private.capture_audit_row(
+create trigger audit_trail
+after insert or delete or update
+on public.withdrawals
+for each row
+execute function private.capture_audit_row(
   'id', 'id', 'user_id', 'payout_method_id', 'status', 'processed_at', 'created_at', 'updated_at'
 );
 
-create trigger refuse_unaudited_truncate before truncate on public.withdrawals for each statement execute function private.refuse_unaudited_truncate();
+create trigger refuse_unaudited_truncate
+before truncate
+on public.withdrawals
+for each statement
+execute function private.refuse_unaudited_truncate();

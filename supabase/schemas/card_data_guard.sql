@@ -1132,6 +1132,10 @@ $$;
 
 -- The settings and the fee schedule, which the audit trail also records, are guarded too
 -- (the ledger's own tables hold ids, amounts, times and codes their constraints limit).
-create trigger refuse_card_data before insert or update on private.settings for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on private.settings
+for each row
+execute function private.refuse_card_data(
   'updated_at'
 );

@@ -282,7 +282,11 @@ create trigger record_dispute_resolution
 before insert or update on public.disputes
 for each row execute function private.record_dispute_resolution();
 
-create trigger refuse_card_data before insert or update on public.disputes for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.disputes
+for each row
+execute function private.refuse_card_data(
   'id',
   'milestone_payment_id',
   'opened_by',

@@ -597,7 +597,11 @@ create trigger keep_row_timestamps
 before insert or update on public.escrow_accounts
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update of currency on public.escrow_accounts for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update of currency
+on public.escrow_accounts
+for each row
+execute function private.refuse_card_data(
   'id', 'user_id', 'project_id', 'status', 'created_at', 'updated_at'
 );
 
@@ -619,8 +623,10 @@ for each row
 when (old.status is distinct from new.status)
 execute function private.post_milestone_payment_transition();
 
-create trigger refuse_card_data before insert or update of currency,
-processor_payment_intent_id on public.milestone_payments for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update of currency, processor_payment_intent_id
+on public.milestone_payments
+for each row execute function private.refuse_card_data(
   'id',
   'milestone_id',
   'escrow_account_id',

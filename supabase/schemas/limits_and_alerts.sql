@@ -571,7 +571,11 @@ create trigger keep_row_timestamps
 before insert or update on public.notifications
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.notifications for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.notifications
+for each row
+execute function private.refuse_card_data(
   'id', 'user_id', 'milestone_payment_id', 'withdrawal_id', 'read_at', 'created_at', 'updated_at'
 );
 
@@ -595,7 +599,11 @@ create trigger keep_row_timestamps
 before insert or update on public.security_alerts
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.security_alerts for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.security_alerts
+for each row
+execute function private.refuse_card_data(
   'id', 'kind', 'user_id', 'created_at', 'updated_at'
 );
 

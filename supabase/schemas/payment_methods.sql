@@ -141,7 +141,11 @@ create trigger keep_row_timestamps
 before insert or update on public.payment_methods
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.payment_methods for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.payment_methods
+for each row
+execute function private.refuse_card_data(
   'id', 'user_id', 'type', 'is_default', 'created_at', 'updated_at'
 );
 
@@ -149,7 +153,11 @@ create trigger keep_row_timestamps
 before insert or update on public.payout_methods
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.payout_methods for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.payout_methods
+for each row
+execute function private.refuse_card_data(
   'id', 'user_id', 'type', 'is_default', 'created_at', 'updated_at'
 );
 

@@ -4099,7 +4099,11 @@ create trigger keep_row_timestamps
 before insert or update on private.payout_account_onboardings
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on private.payout_account_onboardings for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on private.payout_account_onboardings
+for each row
+execute function private.refuse_card_data(
   'user_id', 'pinned_at', 'created_at', 'updated_at'
 );
 
@@ -4111,7 +4115,11 @@ create trigger keep_row_timestamps
 before insert or update on private.refund_obligations
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on private.refund_obligations for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on private.refund_obligations
+for each row
+execute function private.refuse_card_data(
   'id',
   'milestone_payment_id',
   'processor_inconsistency_id',
@@ -4130,7 +4138,11 @@ create trigger keep_withdrawal_processor_request
 before update or delete on private.withdrawal_processor_requests
 for each row execute function private.keep_withdrawal_processor_request();
 
-create trigger refuse_card_data before insert or update on private.withdrawal_processor_requests for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on private.withdrawal_processor_requests
+for each row
+execute function private.refuse_card_data(
   'id', 'withdrawal_id', 'created_at', 'updated_at'
 );
 
@@ -4142,7 +4154,11 @@ create trigger keep_row_timestamps
 before insert or update on public.funding_attempts
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.funding_attempts for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.funding_attempts
+for each row
+execute function private.refuse_card_data(
   'id', 'milestone_payment_id', 'payment_method_id', 'created_at', 'updated_at'
 );
 
@@ -4183,7 +4199,11 @@ create trigger keep_row_timestamps
 before insert or update on public.processor_accounts
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.processor_accounts for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.processor_accounts
+for each row
+execute function private.refuse_card_data(
   'id', 'user_id', 'created_at', 'updated_at', 'state_as_of'
 );
 
@@ -4195,7 +4215,11 @@ create trigger keep_row_timestamps
 before insert or update on public.processor_customers
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.processor_customers for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.processor_customers
+for each row
+execute function private.refuse_card_data(
   'user_id', 'created_at', 'updated_at'
 );
 
@@ -4219,7 +4243,11 @@ create trigger record_refund_obligation
 after insert or update of recovery, resolution on public.processor_inconsistencies
 for each row execute function private.record_refund_obligation_of_recovery();
 
-create trigger refuse_card_data before insert or update on public.processor_inconsistencies for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.processor_inconsistencies
+for each row
+execute function private.refuse_card_data(
   'id', 'milestone_payment_id', 'resolved_at', 'created_at', 'updated_at'
 );
 
@@ -4227,7 +4255,11 @@ create trigger keep_row_timestamps
 before insert or update on public.webhook_events
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.webhook_events for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.webhook_events
+for each row
+execute function private.refuse_card_data(
   'status', 'received_at', 'processed_at', 'created_at', 'updated_at'
 );
 
@@ -4239,7 +4271,11 @@ create trigger keep_withdrawal_processor_attempt
 before update or delete on public.withdrawal_processor_attempts
 for each row execute function private.keep_withdrawal_processor_attempt();
 
-create trigger refuse_card_data before insert or update on public.withdrawal_processor_attempts for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.withdrawal_processor_attempts
+for each row
+execute function private.refuse_card_data(
   'id', 'withdrawal_id', 'created_at', 'updated_at'
 );
 

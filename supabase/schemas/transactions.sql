@@ -104,7 +104,11 @@ comment on table private.fee_schedule is
 
 -- Triggers
 
-create trigger refuse_card_data before insert or update on private.fee_schedule for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on private.fee_schedule
+for each row
+execute function private.refuse_card_data(
   'updated_at'
 );
 
@@ -112,7 +116,11 @@ create trigger keep_row_timestamps
 before insert or update on public.payment_transactions
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.payment_transactions for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.payment_transactions
+for each row
+execute function private.refuse_card_data(
   'id', 'user_id', 'payment_method_id', 'type', 'status', 'created_at', 'updated_at'
 );
 
@@ -120,7 +128,11 @@ create trigger keep_row_timestamps
 before insert or update on public.subscriptions
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.subscriptions for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.subscriptions
+for each row
+execute function private.refuse_card_data(
   'id',
   'user_id',
   'status',

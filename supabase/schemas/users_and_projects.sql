@@ -227,7 +227,11 @@ create trigger keep_row_timestamps
 before insert or update on public.project_milestones
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.project_milestones for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.project_milestones
+for each row
+execute function private.refuse_card_data(
   'id', 'project_id', 'status', 'due_on', 'created_at', 'updated_at'
 );
 
@@ -235,7 +239,11 @@ create trigger keep_row_timestamps
 before insert or update on public.projects
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.projects for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.projects
+for each row
+execute function private.refuse_card_data(
   'id', 'owner_id', 'contractor_id', 'status', 'created_at', 'updated_at'
 );
 
@@ -248,7 +256,11 @@ before insert or update on public.users
 for each row execute function private.keep_row_timestamps();
 
 -- A phone number is no card number, but every other text here may not hold one.
-create trigger refuse_card_data before insert or update on public.users for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.users
+for each row
+execute function private.refuse_card_data(
   'id', 'role', 'created_at', 'updated_at'
 );
 

@@ -578,7 +578,11 @@ create trigger keep_row_timestamps
 before insert or update on public.withdrawal_approvals
 for each row execute function private.keep_row_timestamps();
 
-create trigger refuse_card_data before insert or update on public.withdrawal_approvals for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.withdrawal_approvals
+for each row
+execute function private.refuse_card_data(
   'id', 'withdrawal_id', 'approved_by', 'created_at', 'updated_at'
 );
 
@@ -594,7 +598,11 @@ create trigger keep_settled_withdrawals
 before delete on public.withdrawals
 for each row execute function private.keep_settled_withdrawals();
 
-create trigger refuse_card_data before insert or update on public.withdrawals for each row execute function private.refuse_card_data(
+create trigger refuse_card_data
+before insert or update
+on public.withdrawals
+for each row
+execute function private.refuse_card_data(
   'id', 'user_id', 'payout_method_id', 'status', 'processed_at', 'created_at', 'updated_at'
 );
 
