@@ -131,6 +131,17 @@ def deploy(
 def plan(history: list[AppliedMigration], migrations: list[MigrationFile]) -> list[MigrationFile]:
     """The migrations to apply, in order; raises if the history and the files disagree."""
     files = {m.version: m for m in migrations}
+    oldest = min(files, default="")
+    squashed = [a for a in history if a.version not in files and a.version < oldest]
+    if squashed:
+        raise PayguardError(
+            f"refusing to deploy, nothing was applied: this database was deployed from the "
+            f"migration history before the baseline ({len(squashed)} applied migrations, from "
+            f"{squashed[0].version} to {squashed[-1].version}, were squashed into the baseline "
+            f"migrations from {oldest} on). It cannot be upgraded in place: dump its data, "
+            "recreate the database, deploy the baseline and restore the data, as "
+            "docs/schema-changes.md (Databases deployed before the baseline) describes"
+        )
     problems: list[str] = []
     for applied in history:
         local = files.get(applied.version)

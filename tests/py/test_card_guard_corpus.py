@@ -253,8 +253,8 @@ def test_letters_of_every_script_end_a_run_of_digits(db):
     assert flagged == []
 
 
-def test_the_benchmark_runs_the_previous_guard_beside_the_present_one(database_url, project):
-    result = card_guard_bench.run(database_url, project.migrations_dir, rounds=1)
+def test_the_benchmark_runs_the_previous_guard_beside_the_present_one(database_url):
+    result = card_guard_bench.run(database_url, rounds=1)
     previous, present = result.found["previous"], result.found["present"]
     assert present.flagged == present.lines
     # the previous guard, loaded from its migrations, misses the forms it did not read

@@ -23,11 +23,9 @@ from payguard.errors import PayguardError
 from payguard.sql_split import split_statements
 
 BASELINE_SCHEMA = "card_guard_baseline"
-# (migration, function): the previous guard, as its last migration left it.
-BASELINE_SOURCES = (
-    ("20261126061300_card_data_guard.sql", "private.passes_luhn"),
-    ("20261126075900_card_number_prefilter.sql", "private.holds_card_number"),
-)
+# The previous guard's functions (its Luhn check and its prefiltered search), kept beside this
+# module since the migrations that defined them were squashed into the baseline.
+PREVIOUS_GUARD = Path(__file__).with_name("card_guard_previous.sql")
 PRESENT = "private.holds_card_number"
 PREVIOUS = f"{BASELINE_SCHEMA}.holds_card_number"
 
@@ -89,36 +87,28 @@ class Result:
         }
 
 
-def baseline_sql(migrations_dir: Path) -> list[str]:
+def baseline_sql() -> list[str]:
     """The previous guard's functions, renamed into BASELINE_SCHEMA."""
-    statements: list[str] = []
-    for file_name, function in BASELINE_SOURCES:
-        path = migrations_dir / file_name
-        if not path.exists():
-            raise PayguardError(f"{path} is missing: the previous guard cannot be loaded")
-        defines = re.compile(
-            rf"^create (or replace )?function {re.escape(function)}\(", re.MULTILINE
-        )
-        found = [
-            s.text
-            for s in split_statements(path.read_text(encoding="utf-8"))
-            if defines.search(s.text)
-        ]
-        if not found:
-            raise PayguardError(f"{path.name} does not define {function}")
-        statements.append(
-            found[-1]
-            .replace("create function", "create or replace function", 1)
-            .replace("private.", f"{BASELINE_SCHEMA}.")
-        )
-    return statements
+    if not PREVIOUS_GUARD.is_file():
+        raise PayguardError(f"{PREVIOUS_GUARD} is missing: the previous guard cannot be loaded")
+    return [
+        re.sub(
+            r"^create (or replace )?function",
+            "create or replace function",
+            s.text,
+            count=1,
+            flags=re.M,
+        ).replace("private.", f"{BASELINE_SCHEMA}.")
+        for s in split_statements(PREVIOUS_GUARD.read_text(encoding="utf-8"))
+        if re.search(r"^create (or replace )?function", s.text, re.M)
+    ]
 
 
-def load_baseline(conn: Connection, migrations_dir: Path) -> None:
+def load_baseline(conn: Connection) -> None:
     with conn.transaction():
         conn.execute(f"drop schema if exists {BASELINE_SCHEMA} cascade")
         conn.execute(f"create schema {BASELINE_SCHEMA}")
-        for statement in baseline_sql(migrations_dir):
+        for statement in baseline_sql():
             conn.execute(statement)
 
 
@@ -168,11 +158,11 @@ def cost(conn: Connection, corpus: str, texts: list[str], rounds: int) -> Cost:
     )
 
 
-def run(url: str, migrations_dir: Path, rounds: int = 7) -> Result:
+def run(url: str, rounds: int = 7) -> Result:
     non_card = card_corpus.non_card()
     cards = card_corpus.cards()
     with connect(url) as conn:
-        load_baseline(conn, migrations_dir)
+        load_baseline(conn)
         try:
             false_positives = {
                 "previous": rates(conn, PREVIOUS, non_card),

@@ -159,7 +159,7 @@ def bench(
             )
     if only in (Suite.all, Suite.card):
         reset(project, database=CARD_DATABASE, seed=False)
-        guard = card_guard.run(cluster.socket_url(APP_ROLE, CARD_DATABASE), project.migrations_dir)
+        guard = card_guard.run(cluster.socket_url(APP_ROLE, CARD_DATABASE))
         report["card_guard"] = guard.as_dict()
         if not as_json:
             table = Table(

@@ -1,0 +1,132 @@
+-- Baseline migration, generated from supabase/schemas/helpers.sql
+-- when the migration history was squashed. Like every migration, it never changes once
+-- landed: a later change is made in the schema file, then in a new migration.
+
+set local check_function_bodies = off;
+
+-- Section: row timestamps
+--
+-- created_at and updated_at are the database's to keep: a client cannot back-date a row.
+
+/**
+ * BEFORE INSERT OR UPDATE trigger: sets created_at and updated_at from the clock, whatever
+ * the statement asked for, and keeps created_at as it was on update.
+ */
+create or replace function private.keep_row_timestamps() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if tg_op = 'INSERT' then
+    new.created_at := now();
+  else
+    new.created_at := old.created_at;
+  end if;
+  new.updated_at := now();
+  return new;
+end
+$$;
+
+-- Section: written reasons
+--
+-- A decision that settles money carries a reason in words: an admin's approval of a
+-- withdrawal (withdrawal_approvals.reason, up to 2000 characters), the resolution that
+-- closes a dispute (up to 5000), and an admin's cancel of a withdrawal (its failure_reason,
+-- up to the column's 500). Each is kept in its row, and so in the audit row of its write;
+-- anything else is refused with PT422 and the rule's message. The checks on the tables hold
+-- the first two for every path (NOT VALID: rows recorded before the rule stay as they were).
+--
+-- A reason is words: white space, invisible characters and punctuation alone are not.
+-- PostgreSQL's [[:space:]] does not know Unicode's, so "10 characters once trimmed" would
+-- accept twelve zero-width spaces, no-break spaces, byte-order marks, Hangul fillers,
+-- braille blanks, control characters, soft hyphens or combining marks alone, or ten full
+-- stops. So:
+--   * private.written_text(value) is what a text writes: its characters that show nothing
+--     removed (controls, Unicode's format characters such as zero-width spaces, joiners,
+--     direction marks and the byte-order mark, variation selectors, tags, combining marks
+--     standing alone on nothing, invisible fillers), every run of white space (Unicode's
+--     too) as one space, trimmed;
+--   * private.is_written(value, max_chars) holds when that is at least 10 characters long
+--     and holds a letter or a digit (a character that is not white space, punctuation or a
+--     symbol), and the value is at most max_chars long once trimmed (the column's bound).
+
+/**
+ * The text with its leading and trailing white space removed: what a written reason says.
+ * Immutable, for the checks on the tables that keep one; the roles that write those tables
+ * execute their checks, so they may call it.
+ */
+create or replace function private.trimmed(value text) returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select regexp_replace(value, '^[[:space:]]+|[[:space:]]+$', '', 'g')
+$$;
+
+grant execute on function private.trimmed(text) to admin;
+grant execute on function private.trimmed(text) to authenticated;
+grant execute on function private.trimmed(text) to escrow_service;
+grant execute on function private.trimmed(text) to payment_service;
+
+/**
+ * What `value` writes: its characters that show nothing removed (controls, format
+ * characters, variation selectors, tags, combining marks, invisible fillers), each run of
+ * white space (Unicode's spaces included) as one space, trimmed.
+ */
+create or replace function private.written_text(value text) returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select btrim(regexp_replace(
+    regexp_replace(
+      regexp_replace(
+        value,
+        '[[:space:]\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]', ' ', 'g'
+      ),
+      '[\u0001-\u001F\u007F-\u009F\u00AD\u034F\u0600-\u0605\u061C\u06DD\u070F\u115F\u1160'
+      || '\u17B4\u17B5\u180E\u200B-\u200F\u202A-\u202E\u2060-\u206F\u2800\u3164\uFE00-\uFE0F'
+      || '\uFEFF\uFFA0\uFFF9-\uFFFB\U000E0000-\U000E0FFF\u0300-\u036F\u1AB0-\u1AFF'
+      || '\u1DC0-\u1DFF\u20D0-\u20FF\uFE20-\uFE2F]',
+      '', 'g'
+    ),
+    ' {2,}', ' ', 'g'
+  ), ' ')
+$$;
+
+grant execute on function private.written_text(text) to admin;
+grant execute on function private.written_text(text) to authenticated;
+grant execute on function private.written_text(text) to escrow_service;
+grant execute on function private.written_text(text) to payment_service;
+grant execute on function private.written_text(text) to service_role;
+
+/**
+ * Whether `value` is a written reason: at least 10 characters of writing
+ * (private.written_text) with a letter or a digit among them, and at most `max_chars` long
+ * once trimmed.
+ */
+create or replace function private.is_written(value text, max_chars integer) returns boolean
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select coalesce(
+    char_length(private.trimmed(value)) <= max_chars
+    and char_length(private.written_text(value)) >= 10
+    and private.written_text(value) ~ (
+      '[^ !-/:-@[-`{-~\u00A1-\u00BF\u00D7\u00F7\u2010-\u2027\u2030-\u205E\u20A0-\u20CF'
+      || '\u2190-\u2BFF\u3001-\u3003\u3008-\u3020\u3030\u30FB\uFE10-\uFE1F\uFE30-\uFE6F'
+      || '\uFF01-\uFF0F\uFF1A-\uFF20\uFF3B-\uFF40\uFF5B-\uFF65\U0001F000-\U0001FAFF]'
+    ),
+    false
+  )
+$$;
+
+grant execute on function private.is_written(text, integer) to admin;
+grant execute on function private.is_written(text, integer) to authenticated;
+grant execute on function private.is_written(text, integer) to escrow_service;
+grant execute on function private.is_written(text, integer) to payment_service;
+grant execute on function private.is_written(text, integer) to service_role;
