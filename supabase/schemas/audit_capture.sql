@@ -100,7 +100,7 @@ create table private.audit_actor_key (
 );
 
 /** A text that holds a card-number-like run, replaced whole; the text itself otherwise. */
-create function private.without_card_numbers(candidate text) returns text
+create or replace function private.without_card_numbers(candidate text) returns text
 language plpgsql
 immutable
 set search_path = ''
@@ -253,7 +253,7 @@ $$;
  * the fingerprint) and equal values match. The listed values are random processor ids and
  * whole payloads; a short guessable value (a bare account number) would need a keyed hash.
  */
-create function private.audit_redact(table_name text, row_values jsonb) returns jsonb
+create or replace function private.audit_redact(table_name text, row_values jsonb) returns jsonb
 language plpgsql
 immutable
 set search_path = ''
@@ -468,7 +468,7 @@ end
 $$;
 
 /** BEFORE TRUNCATE on every audited table: a truncate would change rows unseen. */
-create function private.refuse_unaudited_truncate() returns trigger
+create or replace function private.refuse_unaudited_truncate() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -590,7 +590,7 @@ $$;
  * AFTER INSERT, UPDATE OR DELETE on public.users, for each statement: a user's application
  * role may have changed, so the actor is worked out again for the next audit row.
  */
-create function private.forget_audit_actor() returns trigger
+create or replace function private.forget_audit_actor() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -605,7 +605,7 @@ $$;
  * by "[removed: it held card data]"; the columns read are those that can hold it
  * (private.card_data_columns).
  */
-create function private.without_card_values(relation regclass, row_values jsonb) returns jsonb
+create or replace function private.without_card_values(relation regclass, row_values jsonb) returns jsonb
 language plpgsql
 stable
 set search_path = ''
@@ -630,7 +630,7 @@ $$;
  * `candidate` as an address (v4 or v6; a port, and the brackets around a v6 address, are
  * dropped); null when it is not one.
  */
-create function private.client_address(candidate text) returns inet
+create or replace function private.client_address(candidate text) returns inet
 language plpgsql
 immutable
 set search_path = ''
@@ -654,7 +654,7 @@ $$;
  * holds a card number (a v6 address's groups can be chosen), its /48 network instead, whose
  * 12 hex digits cannot hold one.
  */
-create function private.audit_address(address inet) returns text
+create or replace function private.audit_address(address inet) returns text
 language plpgsql
 immutable
 strict
@@ -671,7 +671,7 @@ end
 $$;
 
 /** The address in `candidate` (private.client_address) as the audit trail records it. */
-create function private.audit_address(candidate text) returns text
+create or replace function private.audit_address(candidate text) returns text
 language sql
 immutable
 set search_path = ''
@@ -686,7 +686,7 @@ $$;
  * calls it (a column added later is searched anyway, at a cost; one retyped to hold text is
  * not until this runs).
  */
-create function private.renew_audit_trail(relation regclass) returns void
+create or replace function private.renew_audit_trail(relation regclass) returns void
 language plpgsql
 set search_path = ''
 as $$
@@ -721,7 +721,7 @@ end
 $$;
 
 /** The number of trusted proxy hops (private.settings, trusted_proxy_hops); 0 when unset. */
-create function private.trusted_proxy_hops() returns integer
+create or replace function private.trusted_proxy_hops() returns integer
 language sql
 stable
 security definer
@@ -740,7 +740,7 @@ $$;
  * card number in what is kept), each hop that holds card data written
  * "[removed: it held card data]". Null when no hop fits.
  */
-create function private.forwarded_chain(hops text[]) returns text
+create or replace function private.forwarded_chain(hops text[]) returns text
 language plpgsql
 immutable
 set search_path = ''

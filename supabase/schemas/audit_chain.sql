@@ -54,7 +54,7 @@ create table private.audit_purges (
  * columns in a fixed order (the time as epoch seconds with microseconds, so that no session
  * setting changes it). `payguard audit verify` computes the same text independently.
  */
-create function private.audit_row_canonical(l public.payment_audit_logs) returns text
+create or replace function private.audit_row_canonical(l public.payment_audit_logs) returns text
 language sql
 immutable
 set search_path = ''
@@ -70,7 +70,7 @@ $$;
  * How long audit rows are kept: 10 years, the payment policy's retention (PCI DSS 10.5.1
  * asks for at least 12 months). A constant, not a setting: shortening it takes a migration.
  */
-create function private.audit_retention() returns interval
+create or replace function private.audit_retention() returns interval
 language sql
 immutable
 set search_path = ''
@@ -114,7 +114,7 @@ begin
 end
 $$;
 
-create function private.refuse_audit_log_truncate() returns trigger
+create or replace function private.refuse_audit_log_truncate() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -125,7 +125,7 @@ end
 $$;
 
 /** The chain's head: the last seal, else the last purge, else the start (zero hash). */
-create function private.audit_chain_head(out through_seq bigint, out head_hash bytea)
+create or replace function private.audit_chain_head(out through_seq bigint, out head_hash bytea)
 language sql
 stable
 set search_path = ''
@@ -290,7 +290,7 @@ end
 $$;
 
 /** BEFORE UPDATE OR DELETE on private.audit_seals and private.audit_purges. */
-create function private.refuse_audit_record_change() returns trigger
+create or replace function private.refuse_audit_record_change() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -308,7 +308,7 @@ $$;
  * Remove the sealed audit rows older than the retention period, from the start of the
  * chain up to the first row that is newer or not yet sealed. Returns what it did.
  */
-create function private.purge_audit_logs() returns jsonb
+create or replace function private.purge_audit_logs() returns jsonb
 language plpgsql
 security definer
 set search_path = ''
@@ -364,7 +364,7 @@ $$;
  * The history of one entity, e.g. ('milestone_payments', '<id>'). Security invoker: it
  * returns only what the caller may read of the audit log (auditors and system admins).
  */
-create function public.audit_history(entity_type text, entity_id text)
+create or replace function public.audit_history(entity_type text, entity_id text)
 returns setof public.payment_audit_logs
 language sql
 stable

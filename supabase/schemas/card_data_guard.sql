@@ -939,7 +939,7 @@ $$;
  * uuids, dates, times and intervals, and enums, whose values are flags, ids, points in time
  * and states, not text someone writes.
  */
-create function private.may_hold_card_data(column_type oid) returns boolean
+create or replace function private.may_hold_card_data(column_type oid) returns boolean
 language sql
 stable
 strict
@@ -958,7 +958,7 @@ as $$
 $$;
 
 /** The columns of `relation` that can hold card data, or that cannot (`readable` false). */
-create function private.card_data_columns(relation regclass, readable boolean default true)
+create or replace function private.card_data_columns(relation regclass, readable boolean default true)
 returns text[]
 language sql
 stable
@@ -975,7 +975,7 @@ $$;
  * The scalars of a JSON array, those of the arrays nested in it included, in order, joined
  * by spaces: the text a number split across the items reads as.
  */
-create function private.json_array_text(candidate jsonb) returns text
+create or replace function private.json_array_text(candidate jsonb) returns text
 language sql
 immutable
 strict
@@ -1051,7 +1051,7 @@ end
 $$;
 
 /** True when `candidate` holds card data: a card number or a card verification code key. */
-create function private.holds_card_data(candidate jsonb) returns boolean
+create or replace function private.holds_card_data(candidate jsonb) returns boolean
 language sql
 immutable
 strict
@@ -1067,7 +1067,7 @@ $$;
  * events) with arguments naming the columns it need not read, from the catalog as it is now.
  * A migration that adds or retypes a column of a guarded table calls it.
  */
-create function private.renew_card_data_guard(relation regclass) returns void
+create or replace function private.renew_card_data_guard(relation regclass) returns void
 language plpgsql
 set search_path = ''
 as $$
@@ -1109,7 +1109,7 @@ $$;
  * makes a letter.
  * Every key private.is_card_verification_key accepts matches it, so false means none.
  */
-create function private.may_name_card_verification(candidate text) returns boolean
+create or replace function private.may_name_card_verification(candidate text) returns boolean
 language plpgsql
 immutable
 strict

@@ -176,7 +176,7 @@ $$;
  * deleted, by any role (no API role may delete disputes at all; this holds the tables' owner
  * too).
  */
-create function private.keep_closed_disputes() returns trigger
+create or replace function private.keep_closed_disputes() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -197,7 +197,7 @@ $$;
  * already settled with the same outcome (settled directly, which closes its dispute) is
  * left as it is; any other state refuses the resolution.
  */
-create function private.settle_disputed_milestone_payment() returns trigger
+create or replace function private.settle_disputed_milestone_payment() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -231,7 +231,7 @@ $$;
  * decides it, and the processor reports the decision); a party's dispute is never one
  * (its processor dispute id is set only when payment_service opens it).
  */
-create function private.keep_chargebacks_to_the_processor() returns trigger
+create or replace function private.keep_chargebacks_to_the_processor() returns trigger
 language plpgsql
 set search_path = ''
 as $$

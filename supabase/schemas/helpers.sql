@@ -16,7 +16,7 @@ set local check_function_bodies = off;
  * BEFORE INSERT OR UPDATE trigger: sets created_at and updated_at from the clock, whatever
  * the statement asked for, and keeps created_at as it was on update.
  */
-create function private.keep_row_timestamps() returns trigger
+create or replace function private.keep_row_timestamps() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -51,7 +51,7 @@ $$;
  * Immutable, for the checks on the tables that keep one; the roles that write those tables
  * execute their checks, so they may call it.
  */
-create function private.trimmed(value text) returns text
+create or replace function private.trimmed(value text) returns text
 language sql
 immutable
 parallel safe
@@ -87,7 +87,7 @@ $$;
  * characters, variation selectors, tags, combining marks, invisible fillers), each run of
  * white space (Unicode's spaces included) as one space, trimmed.
  */
-create function private.written_text(value text) returns text
+create or replace function private.written_text(value text) returns text
 language sql
 immutable
 parallel safe
@@ -114,7 +114,7 @@ $$;
  * (private.written_text) with a letter or a digit among them, and at most `max_chars` long
  * once trimmed.
  */
-create function private.is_written(value text, max_chars integer) returns boolean
+create or replace function private.is_written(value text, max_chars integer) returns boolean
 language sql
 immutable
 parallel safe

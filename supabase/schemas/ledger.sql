@@ -215,7 +215,7 @@ left join lateral (
 where a.debits_must_not_exceed_credits;
 
 /** BEFORE UPDATE, DELETE or TRUNCATE trigger: the ledger's history is never rewritten. */
-create function private.refuse_ledger_rewrite() returns trigger
+create or replace function private.refuse_ledger_rewrite() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -230,7 +230,7 @@ $$;
  * the debits it recorded equal the credits. Security definer: it fires at commit as
  * whichever role is current then, which may read no ledger table.
  */
-create function private.check_transfer_balances() returns trigger
+create or replace function private.check_transfer_balances() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -255,7 +255,7 @@ end
 $$;
 
 /** The platform's account of `kind` (platform_fees, processor_clearing) in `currency`. */
-create function private.ledger_system_account(
+create or replace function private.ledger_system_account(
   account_kind private.ledger_account_kind, account_currency char(3)
 ) returns uuid
 language plpgsql
@@ -282,7 +282,7 @@ end
 $$;
 
 /** The wallet of `owner` in `wallet_currency`, opened on first use. */
-create function private.ledger_wallet(owner uuid, wallet_currency char(3)) returns uuid
+create or replace function private.ledger_wallet(owner uuid, wallet_currency char(3)) returns uuid
 language plpgsql
 security definer
 set search_path = ''
@@ -304,7 +304,7 @@ end
 $$;
 
 /** AFTER INSERT trigger on escrow_accounts: each escrow account has its ledger account. */
-create function private.open_escrow_ledger_account() returns trigger
+create or replace function private.open_escrow_ledger_account() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -446,7 +446,7 @@ $$;
 -- its own balanced, immutable row; only the bookkeeping around them is shared.
 
 /** One single-phase transfer, not yet posted: an element for private.ledger_transfers(). */
-create function private.ledger_move(
+create or replace function private.ledger_move(
   transfer_code text,
   debit_account uuid,
   credit_account uuid,
@@ -532,7 +532,7 @@ $$;
  * refuse it again). Accounts without a limit are neither locked nor numbered. The escrow
  * accounts' cached balances follow. Set-based, with no subtransaction.
  */
-create function private.record_entries(changes private.ledger_change[]) returns void
+create or replace function private.record_entries(changes private.ledger_change[]) returns void
 language plpgsql
 security definer
 set search_path = ''

@@ -176,7 +176,7 @@ end
 $$;
 
 /** Alerts for a payment event of `amount` by `actor`: a large amount, after hours. */
-create function private.check_payment_activity(
+create or replace function private.check_payment_activity(
   actor uuid, activity text, amount bigint, activity_currency char(3)
 ) returns void
 language plpgsql
@@ -233,7 +233,7 @@ $$;
  * AFTER INSERT OR UPDATE trigger on milestone_payments: notify both parties of each event,
  * and raise the alerts it calls for.
  */
-create function private.milestone_payment_events() returns trigger
+create or replace function private.milestone_payment_events() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -289,7 +289,7 @@ end
 $$;
 
 /** AFTER INSERT OR UPDATE trigger on withdrawals: notify the owner; alert on large ones. */
-create function private.withdrawal_events() returns trigger
+create or replace function private.withdrawal_events() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -314,7 +314,7 @@ end
 $$;
 
 /** AFTER INSERT OR DELETE trigger on payment_methods: the owner hears of each change. */
-create function private.payment_method_events() returns trigger
+create or replace function private.payment_method_events() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -353,7 +353,7 @@ $$;
  * Refuse (PT422) an amount over the operation's limit, or one that would take the user's
  * total for the day over its daily limit; otherwise count it. Only users' requests.
  */
-create function private.enforce_amount_limit(
+create or replace function private.enforce_amount_limit(
   requested_operation text, amount bigint, amount_currency char(3)
 ) returns void
 language plpgsql
@@ -446,7 +446,7 @@ as $$
 $$;
 
 /** The caller's wallet balances, from the ledger (PostgREST: /rpc/my_wallet_balances). */
-create function public.my_wallet_balances() returns table (
+create or replace function public.my_wallet_balances() returns table (
   currency char(3), posted_minor bigint, reserved_minor bigint, withdrawable_minor bigint
 )
 language sql
@@ -457,7 +457,7 @@ as $$
 $$;
 
 /** The message of a call refused over a velocity limit, as private.enforce_rate_limit says it. */
-create function private.rate_limit_message(
+create or replace function private.rate_limit_message(
   limited_operation text, max_calls integer, window_seconds integer
 ) returns text
 language sql

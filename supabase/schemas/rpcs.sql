@@ -48,7 +48,7 @@ $$;
  * The stored answer of an earlier call with this key, or null when the key is new, in which
  * case it is claimed (a concurrent call with the same key waits for this one to finish).
  */
-create function private.idempotency_replay(
+create or replace function private.idempotency_replay(
   operation text, idempotency_key text, parameters jsonb
 ) returns jsonb
 language plpgsql
@@ -90,7 +90,7 @@ end
 $$;
 
 /** Store the answer to a call, under its key. */
-create function private.idempotency_store(
+create or replace function private.idempotency_store(
   operation text, idempotency_key text, parameters jsonb, response jsonb
 ) returns jsonb
 language sql
@@ -106,7 +106,7 @@ as $$
 $$;
 
 /** Pay a milestone of one's own project (the amount and the payee come from the milestone). */
-create function private.create_milestone_payment(milestone_id uuid, idempotency_key text)
+create or replace function private.create_milestone_payment(milestone_id uuid, idempotency_key text)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -189,7 +189,7 @@ end
 $$;
 
 /** The payer: release a funded payment to the payee. */
-create function private.release_milestone_payment(milestone_payment_id uuid, idempotency_key text)
+create or replace function private.release_milestone_payment(milestone_payment_id uuid, idempotency_key text)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -216,7 +216,7 @@ end
 $$;
 
 /** The payer: cancel a payment that is still pending. */
-create function private.cancel_milestone_payment(milestone_payment_id uuid, idempotency_key text)
+create or replace function private.cancel_milestone_payment(milestone_payment_id uuid, idempotency_key text)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -243,7 +243,7 @@ end
 $$;
 
 /** A party: dispute a funded payment. */
-create function private.open_dispute(
+create or replace function private.open_dispute(
   milestone_payment_id uuid, reason text, idempotency_key text
 ) returns jsonb
 language plpgsql
@@ -304,7 +304,7 @@ end
 $$;
 
 /** The owner (aal2): withdraw from their wallet to one of their payout methods. */
-create function private.request_withdrawal(
+create or replace function private.request_withdrawal(
   payout_method_id uuid, amount_minor bigint, currency char(3), idempotency_key text
 ) returns jsonb
 language plpgsql
@@ -330,7 +330,7 @@ end
 $$;
 
 /** payment_service: the payout succeeded; the reservation is posted. */
-create function private.complete_withdrawal(
+create or replace function private.complete_withdrawal(
   withdrawal_id uuid, processor_payout_id text, idempotency_key text
 ) returns jsonb
 language plpgsql
@@ -359,7 +359,7 @@ end
 $$;
 
 /** payment_service: the payout failed; the reservation is voided. */
-create function private.fail_withdrawal(
+create or replace function private.fail_withdrawal(
   withdrawal_id uuid, failure_reason text, idempotency_key text
 ) returns jsonb
 language plpgsql
@@ -545,7 +545,7 @@ end
 $$;
 
 /** private.create_milestone_payment, with a refusal recorded and answered as above. */
-create function public.create_milestone_payment(
+create or replace function public.create_milestone_payment(
   milestone_id uuid,
   idempotency_key text
 ) returns jsonb
@@ -576,7 +576,7 @@ end
 $$;
 
 /** private.fund_milestone_payment, with a refusal recorded and answered as above. */
-create function public.fund_milestone_payment(
+create or replace function public.fund_milestone_payment(
   milestone_payment_id uuid,
   processor_payment_intent_id text,
   amount_minor bigint,
@@ -612,7 +612,7 @@ end
 $$;
 
 /** private.release_milestone_payment, with a refusal recorded and answered as above. */
-create function public.release_milestone_payment(
+create or replace function public.release_milestone_payment(
   milestone_payment_id uuid,
   idempotency_key text
 ) returns jsonb
@@ -643,7 +643,7 @@ end
 $$;
 
 /** private.cancel_milestone_payment, with a refusal recorded and answered as above. */
-create function public.cancel_milestone_payment(
+create or replace function public.cancel_milestone_payment(
   milestone_payment_id uuid,
   idempotency_key text
 ) returns jsonb
@@ -674,7 +674,7 @@ end
 $$;
 
 /** private.open_dispute, with a refusal recorded and answered as above. */
-create function public.open_dispute(
+create or replace function public.open_dispute(
   milestone_payment_id uuid,
   reason text,
   idempotency_key text
@@ -706,7 +706,7 @@ end
 $$;
 
 /** private.resolve_dispute, with a refusal recorded and answered as above. */
-create function public.resolve_dispute(
+create or replace function public.resolve_dispute(
   dispute_id uuid,
   outcome public.dispute_outcome,
   resolution text,
@@ -740,7 +740,7 @@ end
 $$;
 
 /** private.request_withdrawal, with a refusal recorded and answered as above. */
-create function public.request_withdrawal(
+create or replace function public.request_withdrawal(
   payout_method_id uuid,
   amount_minor bigint,
   currency char(3),
@@ -773,7 +773,7 @@ end
 $$;
 
 /** private.complete_withdrawal, with a refusal recorded and answered as above. */
-create function public.complete_withdrawal(
+create or replace function public.complete_withdrawal(
   withdrawal_id uuid,
   processor_payout_id text,
   idempotency_key text
@@ -805,7 +805,7 @@ end
 $$;
 
 /** private.fail_withdrawal, with a refusal recorded and answered as above. */
-create function public.fail_withdrawal(
+create or replace function public.fail_withdrawal(
   withdrawal_id uuid,
   failure_reason text,
   idempotency_key text
@@ -865,7 +865,7 @@ $$;
  * What is kept of an oversized value: its length in characters and its SHA-256, or only
  * its length when it holds 13 digits or more (a card number's hash is not to be kept).
  */
-create function private.oversized_marker(value text) returns text
+create or replace function private.oversized_marker(value text) returns text
 language sql
 immutable
 strict
@@ -885,7 +885,7 @@ $$;
  * An argument of a refused call as its audit row keeps it: itself when its text (a
  * string's characters, else its JSON text) is at most `max_chars` long, else the marker.
  */
-create function private.bounded_argument(value jsonb, max_chars integer) returns jsonb
+create or replace function private.bounded_argument(value jsonb, max_chars integer) returns jsonb
 language plpgsql
 immutable
 set search_path = ''
@@ -904,7 +904,7 @@ $$;
  * `value` cut to at most `max_chars` characters: its start, without a run of digits cut in
  * two, then the marker.
  */
-create function private.bounded_text(value text, max_chars integer) returns text
+create or replace function private.bounded_text(value text, max_chars integer) returns text
 language plpgsql
 immutable
 set search_path = ''
@@ -926,7 +926,7 @@ $$;
  * The user a request as `authenticated` is counted against: its token's sub when that names
  * a user, else null (no sub, or the sub of no user), the shared counter of such requests.
  */
-create function private.counted_caller() returns uuid
+create or replace function private.counted_caller() returns uuid
 language plpgsql
 stable
 security definer
@@ -951,7 +951,7 @@ $$;
  * staff and the owner are not, nor an operation without a rule). The counter row stays
  * locked until the request ends.
  */
-create function private.count_call(
+create or replace function private.count_call(
   requested_operation text,
   out caller uuid,
   out counted integer,

@@ -27,7 +27,7 @@ create table private.settings (
 /**
  * The value of a setting; raises if it is missing, so a typo never reads as "no limit".
  */
-create function private.setting(setting_key text) returns jsonb
+create or replace function private.setting(setting_key text) returns jsonb
 language plpgsql
 stable
 security definer

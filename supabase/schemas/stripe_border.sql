@@ -362,7 +362,7 @@ create index refund_obligations_due_idx
 on private.refund_obligations (created_at) where status = 'due';
 
 /** A recorded customer never changes: a user keeps the customer their cards are saved under. */
-create function private.keep_processor_customer() returns trigger
+create or replace function private.keep_processor_customer() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -378,7 +378,7 @@ $$;
  * with no recorded customer records it (the function that saves it has just created it); a
  * customer recorded for another user is refused.
  */
-create function private.check_payment_method_customer() returns trigger
+create or replace function private.check_payment_method_customer() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -414,7 +414,7 @@ $$;
  * recorded once, and it ends once (open to failed or succeeded; a failed one may still
  * succeed), with a failure code only when it fails. Attempts are never deleted.
  */
-create function private.check_funding_attempt() returns trigger
+create or replace function private.check_funding_attempt() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -603,7 +603,7 @@ $$;
  * payment `milestone_payment_id` (payment_service): set once, the same value again changes
  * nothing, another one is refused (PT409); unknown attempt PT404. Returns the attempt.
  */
-create function public.record_payment_intent(
+create or replace function public.record_payment_intent(
   milestone_payment_id uuid, attempt integer, payment_intent_id text
 ) returns jsonb
 language plpgsql
@@ -632,7 +632,7 @@ $$;
  * webhook's payment_intent.payment_failed may report the same failure: whichever comes
  * second changes nothing. A succeeded attempt is not failed (PT409). Returns the attempt.
  */
-create function public.record_funding_failure(
+create or replace function public.record_funding_failure(
   milestone_payment_id uuid, attempt integer, code text, message text
 ) returns jsonb
 language plpgsql
@@ -931,7 +931,7 @@ begin
 end
 $$;
 
-create function private.new_processor_inconsistency() returns trigger
+create or replace function private.new_processor_inconsistency() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -949,7 +949,7 @@ $$;
  * once per kind and object: the same again returns the first record. `webhook_event_id` names
  * the event that found it, if one did. Returns the record.
  */
-create function public.record_processor_inconsistency(
+create or replace function public.record_processor_inconsistency(
   kind text,
   processor_object_id text,
   milestone_payment_id uuid,
@@ -1160,7 +1160,7 @@ $$;
  * deadlocks, serialization failures, lock or statement timeouts, a missing privilege), which
  * the processor's next delivery retries.
  */
-create function private.refuses_event(error_state text) returns boolean
+create or replace function private.refuses_event(error_state text) returns boolean
 language sql
 immutable
 set search_path = ''
@@ -1170,7 +1170,7 @@ as $$
 $$;
 
 /** An amount in minor units from the processor's object: a JSON integer, never a float. */
-create function private.event_amount(object jsonb, field text) returns bigint
+create or replace function private.event_amount(object jsonb, field text) returns bigint
 language plpgsql
 immutable
 set search_path = ''
@@ -1186,7 +1186,7 @@ end
 $$;
 
 /** A currency from the processor's object (Stripe writes them in lower case). */
-create function private.event_currency(object jsonb) returns char(3)
+create or replace function private.event_currency(object jsonb) returns char(3)
 language plpgsql
 immutable
 set search_path = ''
@@ -1205,7 +1205,7 @@ $$;
  * checked against the intent's amount and currency (PT422 without one, PT404 for an unknown
  * payment, PT409 for another amount or currency).
  */
-create function private.event_milestone_payment(intent jsonb)
+create or replace function private.event_milestone_payment(intent jsonb)
 returns public.milestone_payments
 language plpgsql
 set search_path = ''
@@ -1243,7 +1243,7 @@ $$;
  * before the function recorded it: it is recorded now). Null when the payment has no attempt
  * (a charge made outside begin_funding_attempt). Refused (PT409) when the intent is neither.
  */
-create function private.event_funding_attempt(payment uuid, intent_id text)
+create or replace function private.event_funding_attempt(payment uuid, intent_id text)
 returns public.funding_attempts
 language plpgsql
 set search_path = ''
@@ -1491,7 +1491,7 @@ $$;
 --     of a recovery once set, and only together with its resolution.
 
 /** The kinds of inconsistency that a charge's funding of its payment settles. */
-create function private.settled_by_funding(kind text) returns boolean
+create or replace function private.settled_by_funding(kind text) returns boolean
 language sql
 immutable
 set search_path = ''
@@ -1504,7 +1504,7 @@ $$;
  * the open inconsistencies about that charge (recovery 'fund'). Security definer: a funding
  * by any path settles them, whoever funds.
  */
-create function private.resolve_inconsistencies_of_funding() returns trigger
+create or replace function private.resolve_inconsistencies_of_funding() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -1526,7 +1526,7 @@ $$;
  * new_processor_inconsistency, which times the resolution): a charge that already funded its
  * payment is recorded resolved, recovered by that funding.
  */
-create function private.inconsistency_already_funded() returns trigger
+create or replace function private.inconsistency_already_funded() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -1549,7 +1549,7 @@ end
 $$;
 
 /** private.begin_funding_attempt, with a refusal recorded, counted and answered. */
-create function public.begin_funding_attempt(
+create or replace function public.begin_funding_attempt(
   milestone_payment_id uuid, payment_method_id uuid
 ) returns jsonb
 language plpgsql
@@ -1581,7 +1581,7 @@ end
 $$;
 
 /** private.resolve_processor_inconsistency, with a refusal recorded and answered. */
-create function public.resolve_processor_inconsistency(inconsistency_id uuid, resolution text)
+create or replace function public.resolve_processor_inconsistency(inconsistency_id uuid, resolution text)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -1610,7 +1610,7 @@ end
 $$;
 
 /** A processor's answer is a record: never changed, never deleted. */
-create function private.keep_withdrawal_processor_attempt() returns trigger
+create or replace function private.keep_withdrawal_processor_attempt() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -1626,7 +1626,7 @@ $$;
  * 'reversal') of withdrawal `withdrawal`: `withdrawal:<id>:<step>` for the first, then
  * `withdrawal:<id>:<step>:<n>`.
  */
-create function private.withdrawal_step_key(withdrawal uuid, step text, attempt integer)
+create or replace function private.withdrawal_step_key(withdrawal uuid, step text, attempt integer)
 returns text
 language sql
 immutable
@@ -1637,7 +1637,7 @@ as $$
 $$;
 
 /** The attempt that step `step` of withdrawal `withdrawal` is at: one more than its refusals. */
-create function private.withdrawal_step_attempt(withdrawal uuid, step text) returns integer
+create or replace function private.withdrawal_step_attempt(withdrawal uuid, step text) returns integer
 language sql
 stable
 set search_path = ''
@@ -1653,7 +1653,7 @@ $$;
  * attempt each step is at (a step the processor refused gets the next key), and the
  * attempts' numbers; the last refusal's code, if any.
  */
-create function public.withdrawals_to_pay_out()
+create or replace function public.withdrawals_to_pay_out()
 returns table (
   withdrawal_id uuid,
   user_id uuid,
@@ -1819,7 +1819,7 @@ $$;
  * transfer was made records a transfer_unreversed inconsistency, open until the transfer is
  * reversed. Security definer: whoever fails or cancels it, the record is made.
  */
-create function private.withdrawal_transfer_to_reverse() returns trigger
+create or replace function private.withdrawal_transfer_to_reverse() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -1941,7 +1941,7 @@ $$;
  * ids, amounts and currencies of a Stripe object stay as they are. Security definer: the
  * card-data guard's helpers are the owner's; this reads nothing.
  */
-create function private.event_without_card_data(candidate jsonb) returns jsonb
+create or replace function private.event_without_card_data(candidate jsonb) returns jsonb
 language plpgsql
 immutable
 security definer
@@ -1984,7 +1984,7 @@ $$;
  * `detail` with anything that looks like a card number removed, for an inconsistency's
  * detail. Security definer, like event_without_card_data.
  */
-create function private.event_detail_without_card_numbers(detail text) returns text
+create or replace function private.event_detail_without_card_numbers(detail text) returns text
 language sql
 immutable
 security definer
@@ -1998,7 +1998,7 @@ $$;
  * money. An event of a connected account that should have been the platform's is one kind
  * of its own, whatever its type.
  */
-create function private.refused_event_inconsistency_kind(event_type text, connected text)
+create or replace function private.refused_event_inconsistency_kind(event_type text, connected text)
 returns text
 language sql
 immutable
@@ -2131,7 +2131,7 @@ end
 $$;
 
 /** An account's owner is set once; the account itself is never renamed. */
-create function private.keep_processor_account_owner() returns trigger
+create or replace function private.keep_processor_account_owner() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -2151,7 +2151,7 @@ $$;
  * onboarding). An account account.updated recorded first gets its owner; the same owner again
  * changes nothing; another owner is PT409.
  */
-create function public.record_processor_account(user_id uuid, processor_account_id text)
+create or replace function public.record_processor_account(user_id uuid, processor_account_id text)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -2190,7 +2190,7 @@ $$;
  * the method's owner; an account recorded for another user is refused. Security definer: it
  * reads and records accounts the writer may not.
  */
-create function private.check_payout_method_account() returns trigger
+create or replace function private.check_payout_method_account() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -2294,7 +2294,7 @@ $$;
  * caller's recorded Stripe customer (`customer_id`, null before the first card). Raises its
  * refusals; public.begin_saving_payment_method records and answers them.
  */
-create function private.begin_saving_payment_method() returns jsonb
+create or replace function private.begin_saving_payment_method() returns jsonb
 language plpgsql
 security definer
 set search_path = ''
@@ -2322,7 +2322,7 @@ end
 $$;
 
 /** private.begin_saving_payment_method, with a refusal recorded, counted and answered. */
-create function public.begin_saving_payment_method() returns jsonb
+create or replace function public.begin_saving_payment_method() returns jsonb
 language plpgsql
 set search_path = ''
 as $$
@@ -2354,7 +2354,7 @@ $$;
  * Security definer, for record_withdrawal_transfer_reversal (payment_service may not resolve
  * ledger transfers itself).
  */
-create function private.void_reversed_withdrawal_reservation(withdrawal uuid) returns void
+create or replace function private.void_reversed_withdrawal_reservation(withdrawal uuid) returns void
 language plpgsql
 security definer
 set search_path = ''
@@ -2375,7 +2375,7 @@ end
 $$;
 
 /** The idempotency key of `user_id`'s attempt `attempt` at making their connected account. */
-create function private.payout_account_key(user_id uuid, attempt integer) returns text
+create or replace function private.payout_account_key(user_id uuid, attempt integer) returns text
 language sql
 immutable
 set search_path = ''
@@ -2393,7 +2393,7 @@ $$;
  * connected_account_default_country; the email of the user's profile). Raises its refusals;
  * public.begin_onboarding_payout_account records and answers them.
  */
-create function private.begin_onboarding_payout_account(requested_country text)
+create or replace function private.begin_onboarding_payout_account(requested_country text)
 returns jsonb
 language plpgsql
 security definer
@@ -2457,7 +2457,7 @@ end
 $$;
 
 /** private.begin_onboarding_payout_account, with a refusal recorded, counted and answered. */
-create function public.begin_onboarding_payout_account(country text default null)
+create or replace function public.begin_onboarding_payout_account(country text default null)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -2492,7 +2492,7 @@ $$;
  * (PT409); the same refusal again changes nothing. The next request opens the next attempt,
  * with its own parameters. Answers {user_id, attempt, failure_code, next_idempotency_key}.
  */
-create function public.record_payout_account_refusal(
+create or replace function public.record_payout_account_refusal(
   user_id uuid, idempotency_key text, code text, message text
 ) returns jsonb
 language plpgsql
@@ -2564,7 +2564,7 @@ $$;
  * already settled. PT404 for an unknown event. Returns the inconsistency. Security definer:
  * admins do not write processor_inconsistencies.
  */
-create function private.settle_webhook_event(event_id text, resolution text)
+create or replace function private.settle_webhook_event(event_id text, resolution text)
 returns jsonb
 language plpgsql
 security definer
@@ -2624,7 +2624,7 @@ end
 $$;
 
 /** private.settle_webhook_event, with a refusal recorded and answered. */
-create function public.settle_webhook_event(event_id text, resolution text)
+create or replace function public.settle_webhook_event(event_id text, resolution text)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -2678,7 +2678,7 @@ $$;
 --     words alone.
 
 /** True when the transfer of withdrawal `withdrawal` was left with the payee by an admin. */
-create function private.transfer_left_with_payee(withdrawal uuid) returns boolean
+create or replace function private.transfer_left_with_payee(withdrawal uuid) returns boolean
 language sql
 stable
 security definer
@@ -2706,7 +2706,7 @@ $$;
  * {withdrawal_id, processor_transfer_id, inconsistency_id, resolved_at}. Security definer:
  * admins neither resolve ledger transfers nor write processor_inconsistencies.
  */
-create function private.leave_transfer_with_payee(withdrawal_id uuid, resolution text)
+create or replace function private.leave_transfer_with_payee(withdrawal_id uuid, resolution text)
 returns jsonb
 language plpgsql
 security definer
@@ -2777,7 +2777,7 @@ end
 $$;
 
 /** private.leave_transfer_with_payee, with a refusal recorded and answered. */
-create function public.leave_transfer_with_payee(withdrawal_id uuid, resolution text)
+create or replace function public.leave_transfer_with_payee(withdrawal_id uuid, resolution text)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -2892,7 +2892,7 @@ $$;
  * with it when that was its current attempt.
  * Raises a refusal (PTxyz) that apply_stripe_event records.
  */
-create function private.apply_payment_intent_failure(event jsonb) returns text
+create or replace function private.apply_payment_intent_failure(event jsonb) returns text
 language plpgsql
 set search_path = ''
 as $$
@@ -3160,7 +3160,7 @@ end
 $$;
 
 /** A request sent to the processor is a record: never changed, never deleted. */
-create function private.keep_withdrawal_processor_request() returns trigger
+create or replace function private.keep_withdrawal_processor_request() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -3177,7 +3177,7 @@ $$;
  * recorded on the withdrawal, and no answer (a refusal, or a finding that it was not made)
  * recorded under its key in withdrawal_processor_attempts. Null when there is none.
  */
-create function private.unanswered_withdrawal_request(withdrawal uuid, step text)
+create or replace function private.unanswered_withdrawal_request(withdrawal uuid, step text)
 returns private.withdrawal_processor_requests
 language sql
 stable
@@ -3200,7 +3200,7 @@ as $$
 $$;
 
 /** Whether withdrawal `withdrawal` has a transfer request the processor may have carried out. */
-create function private.withdrawal_transfer_unanswered(withdrawal uuid) returns boolean
+create or replace function private.withdrawal_transfer_unanswered(withdrawal uuid) returns boolean
 language sql
 stable
 security definer
@@ -3221,7 +3221,7 @@ $$;
  * recorded, a payout before its transfer or after one is recorded, a payout method the
  * processor cannot pay yet. PT404 for an unknown withdrawal, PT422 for another step.
  */
-create function public.begin_withdrawal_step(withdrawal_id uuid, step text) returns jsonb
+create or replace function public.begin_withdrawal_step(withdrawal_id uuid, step text) returns jsonb
 language plpgsql
 security definer
 set search_path = ''
@@ -3295,7 +3295,7 @@ $$;
  * recorded, once its last transfer request is answered: the processor made no transfer for it.
  * Does nothing while a request is unanswered or for a withdrawal that has not ended.
  */
-create function private.void_untransferred_withdrawal_reservation(withdrawal uuid) returns void
+create or replace function private.void_untransferred_withdrawal_reservation(withdrawal uuid) returns void
 language plpgsql
 security definer
 set search_path = ''
@@ -3316,7 +3316,7 @@ $$;
  * `object_id`, reported when the database refused to record it, now that withdrawal
  * `withdrawal` records it. Security definer: payment_service resolves no inconsistency itself.
  */
-create function private.resolve_unrecorded_withdrawal_object(
+create or replace function private.resolve_unrecorded_withdrawal_object(
   kind text, object_id text, withdrawal uuid
 ) returns void
 language sql
@@ -3342,7 +3342,7 @@ $$;
  * unknown withdrawal. Returns {withdrawal_id, idempotency_key, failure_code}. Security definer:
  * the requests are no API role's to read.
  */
-create function public.record_withdrawal_transfer_not_made(
+create or replace function public.record_withdrawal_transfer_not_made(
   withdrawal_id uuid, idempotency_key text
 ) returns jsonb
 language plpgsql
@@ -3400,7 +3400,7 @@ $$;
  * until the payouts function finds it (record_withdrawal_transfer, then its reversal) or finds
  * that it was not made (record_withdrawal_transfer_not_made).
  */
-create function public.withdrawals_with_unanswered_transfer()
+create or replace function public.withdrawals_with_unanswered_transfer()
 returns table (
   withdrawal_id uuid,
   status text,
@@ -3435,7 +3435,7 @@ $$;
  * next tried: 2^(refusals-1) hours after the last refusal; null when there was none, and after
  * the fifth) and `due` (no refusal yet, or retry_after passed, and fewer than five refusals).
  */
-create function public.withdrawals_to_reverse()
+create or replace function public.withdrawals_to_reverse()
 returns table (
   withdrawal_id uuid,
   status text,
@@ -3491,7 +3491,7 @@ $$;
  * due → sent → confirmed (due → confirmed when charge.refunded comes first), or due →
  * canceled; its attempt only grows, and only while it is due; Stripe's refund id is set once.
  */
-create function private.keep_refund_obligation() returns trigger
+create or replace function private.keep_refund_obligation() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -3533,7 +3533,7 @@ end
 $$;
 
 /** The idempotency key of attempt `attempt` of the refund whose first key is `base`. */
-create function private.refund_key(base text, attempt integer) returns text
+create or replace function private.refund_key(base text, attempt integer) returns text
 language sql
 immutable
 set search_path = ''
@@ -3548,7 +3548,7 @@ $$;
  * A chargeback that the card issuer decided is not one: the issuer took the money back.
  * Security definer: the staff role that decided cannot write the obligation itself.
  */
-create function private.record_refund_obligation_of_payment() returns trigger
+create or replace function private.record_refund_obligation_of_payment() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -3597,7 +3597,7 @@ $$;
  * `processor_inconsistency:<id>:refund`. An inconsistency settled otherwise before the refund
  * was sent (funded by its charge after all, or resolved by an admin) cancels it.
  */
-create function private.record_refund_obligation_of_recovery() returns trigger
+create or replace function private.record_refund_obligation_of_recovery() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -3630,7 +3630,7 @@ $$;
  * that). Each with its PaymentIntent, amount, currency, the key of its current attempt and
  * what it refunds.
  */
-create function public.refunds_to_send()
+create or replace function public.refunds_to_send()
 returns table (
   refund_obligation_id uuid,
   reason text,
@@ -3665,7 +3665,7 @@ $$;
  * charge.refunded confirmed it); another refund id is PT409, an unknown obligation PT404, a
  * canceled one PT409. Returns the obligation.
  */
-create function public.record_refund_sent(refund_obligation_id uuid, refund_id text)
+create or replace function public.record_refund_sent(refund_obligation_id uuid, refund_id text)
 returns jsonb
 language plpgsql
 security definer
@@ -3713,7 +3713,7 @@ $$;
  * one is PT409 (the same refusal recorded again changes nothing), an obligation no longer due
  * PT409. Returns {refund_obligation_id, attempt, failure_code, next_idempotency_key}.
  */
-create function public.record_refund_refusal(
+create or replace function public.record_refund_refusal(
   refund_obligation_id uuid,
   idempotency_key text,
   code text,
@@ -3774,7 +3774,7 @@ $$;
  * payment that has no recovery yet. The refunds function runs recover_processor_inconsistency
  * on each, as `payguard stripe recover` does.
  */
-create function public.inconsistencies_to_recover()
+create or replace function public.inconsistencies_to_recover()
 returns table (inconsistency_id uuid, kind text, payment_intent_id text)
 language sql
 stable
@@ -3796,7 +3796,7 @@ $$;
  * null, the obligation of a recovered charge, unless it was canceled. Returns the obligation
  * confirmed, or null when none is owed. An amount other than the obligation's is PT422.
  */
-create function private.confirm_refund_obligation(
+create or replace function private.confirm_refund_obligation(
   payment uuid,
   payment_intent_id text,
   amount bigint,
@@ -3861,7 +3861,7 @@ $$;
  * says the processor may have taken back money of milestone payment `payment`, funded by
  * PaymentIntent `payment_intent_id`; null when there is none.
  */
-create function private.processor_took_money_back(payment uuid, payment_intent_id text)
+create or replace function private.processor_took_money_back(payment uuid, payment_intent_id text)
 returns uuid
 language sql
 stable
@@ -3892,7 +3892,7 @@ $$;
  * Named to run after check_milestone_payment_transition, so that who may move the payment is
  * answered first.
  */
-create function private.hold_escrow_while_processor_took_money_back() returns trigger
+create or replace function private.hold_escrow_while_processor_took_money_back() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -3939,7 +3939,7 @@ $$;
  * that its event was applied after all. Security definer: payment_service records
  * inconsistencies and does not otherwise change them.
  */
-create function private.resolve_chargeback_inconsistency(
+create or replace function private.resolve_chargeback_inconsistency(
   inconsistency_kind text, dispute_id text, resolution text
 ) returns void
 language sql
@@ -3960,7 +3960,7 @@ $$;
  * each chargeback, the latest the processor made when there are several. Closed disputes only
  * with a status that decides them.
  */
-create function private.refused_chargeback_events(
+create or replace function private.refused_chargeback_events(
   event_type text, intent_id text, dispute_id text default null
 ) returns setof jsonb
 language sql
@@ -3990,7 +3990,7 @@ as $$
 $$;
 
 /** How far along its course a connected account's verification state is. */
-create function private.account_state_rank(state text) returns integer
+create or replace function private.account_state_rank(state text) returns integer
 language sql
 immutable
 set search_path = ''

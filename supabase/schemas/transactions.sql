@@ -68,7 +68,7 @@ create table private.fee_schedule (
 );
 
 /** The platform fee on releasing `amount` minor units of `fee_currency`. */
-create function private.platform_fee(amount bigint, fee_currency char(3)) returns bigint
+create or replace function private.platform_fee(amount bigint, fee_currency char(3)) returns bigint
 language plpgsql
 stable
 security definer

@@ -74,7 +74,7 @@ create table public.project_milestones (
  * AFTER INSERT trigger on auth.users: creates the profile. The role requested at sign-up is
  * honoured only for homeowner and contractor; anything else makes a homeowner.
  */
-create function private.create_user_profile() returns trigger
+create or replace function private.create_user_profile() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -168,7 +168,7 @@ $$;
 -- records, with any card number in the old value removed).
 
 /** A phone number in E.164 form, or null when `candidate` cannot be read as one. */
-create function private.e164_phone(candidate text) returns text
+create or replace function private.e164_phone(candidate text) returns text
 language sql
 immutable
 strict
@@ -191,7 +191,7 @@ $$;
  * echo the row). It runs before the card-data guard, so that a value too long to be a phone
  * number is refused for its format.
  */
-create function private.check_user_phone() returns trigger
+create or replace function private.check_user_phone() returns trigger
 language plpgsql
 set search_path = ''
 as $$

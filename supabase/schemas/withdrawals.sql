@@ -384,7 +384,7 @@ end
 $$;
 
 /** AFTER INSERT trigger on withdrawal_approvals: the second distinct approval approves. */
-create function private.approve_withdrawal_when_two() returns trigger
+create or replace function private.approve_withdrawal_when_two() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -407,7 +407,7 @@ $$;
  * updating role may read; only roles that may change these columns reach it
  * (payment_service, service_role).
  */
-create function private.keep_payout_method_of_withdrawals() returns trigger
+create or replace function private.keep_payout_method_of_withdrawals() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -429,7 +429,7 @@ $$;
  * never deleted, by any role (no API role may delete withdrawals at all; this holds the
  * tables' owner too).
  */
-create function private.keep_settled_withdrawals() returns trigger
+create or replace function private.keep_settled_withdrawals() returns trigger
 language plpgsql
 set search_path = ''
 as $$
@@ -447,7 +447,7 @@ $$;
  * (approved, processed or canceled), an approval is a settled record and never changes. No
  * API role may update or delete approvals at all; this holds the tables' owner too.
  */
-create function private.keep_acted_on_approvals() returns trigger
+create or replace function private.keep_acted_on_approvals() returns trigger
 language plpgsql
 security definer
 set search_path = ''
@@ -471,7 +471,7 @@ $$;
  * An admin approves a withdrawal that waits for dual control, saying why. The same key with
  * the same parameters replays the first answer.
  */
-create function private.approve_withdrawal(
+create or replace function private.approve_withdrawal(
   withdrawal_id uuid,
   reason text,
   idempotency_key text
@@ -497,7 +497,7 @@ $$;
  * private.approve_withdrawal, with a refusal recorded and answered as PostgREST would
  * (20261126080500_rpc_refused_calls.sql).
  */
-create function public.approve_withdrawal(
+create or replace function public.approve_withdrawal(
   withdrawal_id uuid,
   reason text,
   idempotency_key text
