@@ -191,8 +191,9 @@ for each row execute function private.refuse_card_data(
 -- it, and the policy refuses it as it refuses an unknown id. The amount limits count only a
 -- row that the caller is the owner of, by the same tests the insert policies make (the payer
 -- of their own milestone, their own payout method, their own payment method); any other row
--- is left to the policy, which refuses it. The velocity limits run first: they count the
--- caller's calls whatever the row, and answer the same for any id.
+-- is left to the policy, which refuses it. The velocity limits (limit_rate) run before the
+-- policy too: they count the caller's calls whatever the row, and answer the same for any
+-- id.
 
 /**
  * BEFORE INSERT trigger on milestone_payments: payee, amount and currency from the
