@@ -25,7 +25,7 @@ create table public.escrow_accounts (
   project_id uuid not null references public.projects (id),
   currency char(3) not null check (currency ~ '^[A-Z]{3}$'),
   balance_minor bigint not null default 0 check (balance_minor >= 0),
-  -- Frozen: nothing is released or refunded out of it.
+  -- Frozen: nothing is released, refunded or split out of it; only an open one is funded.
   status public.escrow_status not null default 'open',
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
@@ -447,7 +447,7 @@ grant execute on function private.split_share(uuid) to escrow_service;
  *   withdrawn): payment_service, and the money never left escrow in the ledger, so nothing
  *   is posted again.
  *
- * Nothing is released or refunded out of a frozen escrow account.
+ * Nothing is released, refunded or split out of a frozen escrow account.
  */
 create or replace function private.check_milestone_payment_transition() returns trigger
 language plpgsql

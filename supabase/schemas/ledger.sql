@@ -12,8 +12,8 @@
 -- are where its latest entry left them; a transfer locks these accounts' rows, in account id
 -- order so that two transfers never deadlock, and checks the limit before it records
 -- anything. Platform fees and processor clearing have no limit and take part in nearly every
--- transfer: their rows are never locked, and their balances are the sums of their entries.
--- So no transfer waits for another on a hot account.
+-- transfer: their rows are never locked for update, and their balances are the sums of their
+-- entries. So no transfer waits for another on a hot account.
 --
 -- Everything here lives in `private` and is granted to no API role: money moves only
 -- through the security definer functions below, which the payment triggers call.
@@ -204,7 +204,7 @@ create table private.ledger_entries (
   amount bigint not null,
   created_at timestamptz not null default now(),
   -- The running totals of an account with a limit (see the column comments); null for the
-  -- others, which nothing orders.
+  -- others, whose entries are not numbered.
   account_version bigint,
   account_debits_pending bigint,
   account_debits_posted bigint,
