@@ -8,9 +8,9 @@
 --
 -- Alerts and notifications are written by triggers, as the owner; no client writes either.
 -- The limits apply to users' requests only (the role `authenticated`), in BEFORE triggers,
--- so that they answer before row-level security's WITH CHECK: the amount limits count only
--- a row of the caller's own, and leave any other to the policy, so that a refusal tells a
--- stranger nothing (see escrow_and_milestone_payments.sql).
+-- which run before row-level security's WITH CHECK. So the amount limits count only a row
+-- of the caller's own and leave any other to the policy: their refusal tells a stranger
+-- nothing (see escrow_and_milestone_payments.sql).
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -46,7 +46,7 @@ create type public.security_alert_kind as enum (
 create table public.security_alerts (
   id uuid primary key default gen_random_uuid(),
   kind public.security_alert_kind not null,
-  -- Who raised it; null for the shared counter of requests whose token names no user.
+  -- The user it concerns; null for the shared counter of requests whose token names no user.
   user_id uuid references public.users (id),
   -- What was done, e.g. milestone_payments.release.
   operation text not null,
