@@ -3,6 +3,29 @@
 -- Disputes over a funded milestone payment, opened by a party or by a chargeback, and settled
 -- once by a written decision: release, refund or split.
 --
+-- A party opens a dispute, which puts the payment in dispute; staff who are no party to the
+-- payment decide it. A chargeback's dispute is opened and decided by payment_service, from
+-- the processor's events: the card issuer decides it. A dispute is settled once, with a
+-- written reason, by exactly the decision made, and then never changes; for every role and
+-- path (resolve_dispute, an update of the dispute, an update of the payment, the tables'
+-- owner):
+--   * a closed dispute (resolved or withdrawn) never changes and is never deleted (PT409).
+--     A correction of settled money is a correcting ledger transfer, never an edit of the
+--     decision; a settled payment cannot be disputed again (its transitions end there);
+--   * closing a dispute needs a written resolution (private.is_written, PT422); it is kept
+--     in the row, and so in the audit row of the update. A disputed payment settled
+--     directly (escrow_service or an admin updating the payment) closes its open dispute
+--     with that dispute's written resolution, so the resolution is written on the dispute
+--     first;
+--   * resolving a dispute settles its payment in the same statement, as the outcome says,
+--     through the payment's own transition rules (who, no party, a frozen escrow): the
+--     record and the ledger cannot disagree;
+--   * a split posts the share of the dispute being resolved, named for that statement only
+--     in the setting payguard.settling_dispute; a payment is split by nothing else (an
+--     update of the payment to split is refused, PT422);
+--   * who may act comes first: a party to the payment (an admin who is its payer or payee)
+--     is refused (PT403) before anything about the dispute's state is said.
+--
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
 -- check` proves that the migrations and these files build the same database.
@@ -10,54 +33,55 @@
 
 set local check_function_bodies = off;
 
--- Disputes over a funded milestone payment. A party opens one, which puts the payment in
--- dispute; an admin resolves it.
+-- Section: disputes
+
 create type public.dispute_status as enum ('open', 'resolved', 'withdrawn');
 
 create type public.dispute_outcome as enum ('release', 'refund', 'split');
 
 create table public.disputes (
-  id uuid default gen_random_uuid() not null,
+  id uuid not null default gen_random_uuid(),
   milestone_payment_id uuid not null,
-  opened_by uuid default auth.uid() not null,
+  opened_by uuid not null default auth.uid(),
   reason text not null,
-  status dispute_status default 'open'::dispute_status not null,
-  outcome dispute_outcome,
+  status public.dispute_status not null default 'open',
+  -- The decision: set exactly when the dispute is resolved.
+  outcome public.dispute_outcome,
   -- for a split: what the payee gets; the rest goes back to the payer
   payee_share_minor bigint,
+  -- Why it was closed, in words (disputes_closed_with_resolution_check below).
   resolution text,
+  -- Who closed it and when: the database's to record.
   resolved_by uuid,
-  resolved_at timestamp with time zone,
-  created_at timestamp with time zone default now() not null,
-  updated_at timestamp with time zone default now() not null,
+  resolved_at timestamptz,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  -- For a chargeback: the processor's dispute; null for a party's dispute.
   processor_dispute_id text,
   constraint disputes_pkey primary key (id),
+  constraint disputes_milestone_payment_id_fkey foreign key (milestone_payment_id)
+  references public.milestone_payments (id),
+  constraint disputes_opened_by_fkey foreign key (opened_by) references public.users (id),
+  constraint disputes_reason_check check (char_length(reason) between 1 and 5000),
+  constraint disputes_payee_share_minor_check check (payee_share_minor > 0),
+  constraint disputes_resolution_check check (char_length(resolution) <= 5000),
+  constraint disputes_resolved_by_fkey foreign key (resolved_by) references public.users (id),
   constraint disputes_processor_dispute_id_key unique (processor_dispute_id),
-  constraint disputes_milestone_payment_id_fkey foreign key (
-    milestone_payment_id
-  ) references milestone_payments (id),
-  constraint disputes_opened_by_fkey foreign key (opened_by) references users (id),
-  constraint disputes_resolved_by_fkey foreign key (resolved_by) references users (id),
-  constraint disputes_check check (((status = 'resolved'::dispute_status) = (outcome is not null))),
-  constraint disputes_check1 check (
-    ((outcome = 'split'::dispute_outcome) = (payee_share_minor is not null))
-  ),
-  constraint disputes_payee_share_minor_check check ((payee_share_minor > 0)),
-  constraint disputes_processor_dispute_id_check check (
-    (processor_dispute_id ~ '^(dp|du)_[A-Za-z0-9]+$'::text)
-  ),
-  constraint disputes_reason_check check ((
-    (char_length(reason) >= 1)
-    and (char_length(reason) <= 5000)
-  )),
-  constraint disputes_resolution_check check ((char_length(resolution) <= 5000))
+  constraint disputes_processor_dispute_id_check
+  check (processor_dispute_id ~ '^(dp|du)_[A-Za-z0-9]+$'),
+  constraint disputes_check check ((status = 'resolved') = (outcome is not null)),
+  constraint disputes_check1 check ((outcome = 'split') = (payee_share_minor is not null))
 );
 
+-- A closed dispute carries a written resolution. Not valid: disputes closed before a
+-- written resolution was asked for stay as they were recorded.
 alter table public.disputes
-add constraint disputes_closed_with_resolution_check check ((
-  (status = 'open'::dispute_status)
-  or private.is_written(resolution, 5000)
-)) not valid;
+add constraint disputes_closed_with_resolution_check check (
+  status = 'open' or private.is_written(resolution, 5000)
+) not valid;
+
+comment on table public.disputes is
+'A dispute a payer or payee opened over a milestone payment, and how an admin resolved it.';
 
 create index disputes_milestone_payment_id_idx on public.disputes (milestone_payment_id);
 
@@ -65,14 +89,72 @@ create index disputes_opened_by_idx on public.disputes (opened_by);
 
 create index disputes_resolved_by_idx on public.disputes (resolved_by);
 
+-- One open dispute per payment at a time: every open dispute of a payment has the key
+-- (payment, null), which NULLS NOT DISTINCT makes conflict; a closed one is keyed by its own
+-- id. Not a partial index, for the planner's sake (see
+-- milestone_payments_one_live_per_milestone_key in escrow_and_milestone_payments.sql).
 create unique index disputes_one_open_per_payment_key
 on public.disputes (
   milestone_payment_id, (case when status <> 'open' then id end)
 ) nulls not distinct;
 
+create trigger keep_row_timestamps
+before insert or update on public.disputes
+for each row execute function private.keep_row_timestamps();
+
+-- The columns listed cannot hold card data; every other one is read.
+create trigger refuse_card_data
+before insert or update
+on public.disputes
+for each row
+execute function private.refuse_card_data(
+  'id',
+  'milestone_payment_id',
+  'opened_by',
+  'status',
+  'outcome',
+  'resolved_by',
+  'resolved_at',
+  'created_at',
+  'updated_at'
+);
+
 /**
- * BEFORE INSERT OR UPDATE trigger on disputes, as in 20261204232400_dispute_settlement.sql:
- * who, whether, what; closing one needs a resolution that private.is_written accepts.
+ * True when the milestone payment has an open dispute that the caller may see. Security
+ * invoker: it reads disputes under the caller's row-level security, so it tells a party
+ * about their own payments and a stranger nothing.
+ */
+create or replace function private.has_open_dispute(milestone_payment uuid) returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return (
+    select exists (
+      select from public.disputes as d
+      where d.milestone_payment_id = milestone_payment and d.status = 'open'
+    )
+  );
+end
+$$;
+
+grant execute on function private.has_open_dispute(uuid) to admin;
+grant execute on function private.has_open_dispute(uuid) to authenticated;
+grant execute on function private.has_open_dispute(uuid) to escrow_service;
+grant execute on function private.has_open_dispute(uuid) to payment_service;
+
+-- Section: opening and deciding a dispute
+--
+-- The BEFORE triggers fire in name order: keep_chargebacks_to_the_processor (who may touch a
+-- chargeback), then record_dispute_resolution (who, whether, what for every dispute).
+
+/**
+ * BEFORE INSERT OR UPDATE trigger on disputes. A dispute opens undecided. An update is
+ * checked in the order who (never a party to the payment), whether (a closed dispute never
+ * changes), what (no share while undecided; a resolution that private.is_written accepts to
+ * close it); who closed it and when are the database's to record. Security definer, because
+ * staff roles such as admin may not read the `auth` schema that auth.uid() lives in.
  */
 create or replace function private.record_dispute_resolution() returns trigger
 language plpgsql
@@ -131,10 +213,49 @@ begin
 end
 $$;
 
+create trigger record_dispute_resolution
+before insert or update on public.disputes
+for each row execute function private.record_dispute_resolution();
+
 /**
- * Opening a party's dispute disputes its payment, as the party. A chargeback's dispute does
- * not: payment_service disputes the payment itself, in the same transaction, so that the
- * transition trigger sees payment_service as the actor.
+ * A chargeback's dispute is opened and closed by payment_service alone (the card issuer
+ * decides it, and the processor reports the decision); a party's dispute is never one
+ * (its processor dispute id is set only when payment_service opens it).
+ */
+create or replace function private.keep_chargebacks_to_the_processor() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if tg_op = 'INSERT' then
+    if new.processor_dispute_id is not null and current_user <> 'payment_service' then
+      raise exception 'a chargeback''s dispute is opened only from the processor''s event'
+      using errcode = 'PT403';
+    end if;
+    return new;
+  end if;
+  if new.processor_dispute_id is distinct from old.processor_dispute_id then
+    raise exception 'dispute %: its processor dispute id never changes', old.id
+    using errcode = 'PT409';
+  end if;
+  if old.processor_dispute_id is not null and new.status is distinct from old.status
+    and current_user <> 'payment_service' then
+    raise exception 'dispute % is chargeback %: the card issuer decides it, and the processor '
+    'reports the decision', old.id, old.processor_dispute_id
+    using errcode = 'PT403';
+  end if;
+  return new;
+end
+$$;
+
+create trigger keep_chargebacks_to_the_processor
+before insert or update on public.disputes
+for each row execute function private.keep_chargebacks_to_the_processor();
+
+/**
+ * AFTER INSERT trigger on disputes: opening a party's dispute disputes its payment, as the
+ * party. A chargeback's dispute does not: payment_service disputes the payment itself, in
+ * the same transaction, so that the transition trigger sees payment_service as the actor.
  */
 create or replace function private.dispute_milestone_payment() returns trigger
 language plpgsql
@@ -151,43 +272,9 @@ begin
 end
 $$;
 
-/**
- * True when the milestone payment has an open dispute that the caller may see. Security
- * invoker: it reads disputes under the caller's row-level security, so it tells a party
- * about their own payments and a stranger nothing.
- */
-create or replace function private.has_open_dispute(milestone_payment uuid) returns boolean
-language plpgsql
-stable
-set search_path = ''
-as $$
-begin
-  return (
-    select exists (
-      select from public.disputes as d
-      where d.milestone_payment_id = milestone_payment and d.status = 'open'
-    )
-  );
-end
-$$;
-
-/**
- * BEFORE DELETE trigger on disputes: a closed dispute is a settled record and is never
- * deleted, by any role (no API role may delete disputes at all; this holds the tables' owner
- * too).
- */
-create or replace function private.keep_closed_disputes() returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  if old.status <> 'open' then
-    raise exception 'dispute % is %: a closed dispute is never deleted', old.id, old.status
-    using errcode = 'PT409';
-  end if;
-  return old;
-end
-$$;
+create trigger dispute_milestone_payment
+after insert on public.disputes
+for each row execute function private.dispute_milestone_payment();
 
 /**
  * AFTER UPDATE trigger on disputes, when one is resolved: its payment is settled in the same
@@ -226,86 +313,29 @@ begin
 end
 $$;
 
-/**
- * A chargeback's dispute is opened and closed by payment_service alone (the card issuer
- * decides it, and the processor reports the decision); a party's dispute is never one
- * (its processor dispute id is set only when payment_service opens it).
- */
-create or replace function private.keep_chargebacks_to_the_processor() returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  if tg_op = 'INSERT' then
-    if new.processor_dispute_id is not null and current_user <> 'payment_service' then
-      raise exception 'a chargeback''s dispute is opened only from the processor''s event'
-      using errcode = 'PT403';
-    end if;
-    return new;
-  end if;
-  if new.processor_dispute_id is distinct from old.processor_dispute_id then
-    raise exception 'dispute %: its processor dispute id never changes', old.id
-    using errcode = 'PT409';
-  end if;
-  if old.processor_dispute_id is not null and new.status is distinct from old.status
-    and current_user <> 'payment_service' then
-    raise exception 'dispute % is chargeback %: the card issuer decides it, and the processor '
-    'reports the decision', old.id, old.processor_dispute_id
-    using errcode = 'PT403';
-  end if;
-  return new;
-end
-$$;
-
-comment on table public.disputes is
-'A dispute a payer or payee opened over a milestone payment, and how an admin resolved it.';
-
--- Triggers
-
-create trigger dispute_milestone_payment
-after insert on public.disputes
-for each row execute function private.dispute_milestone_payment();
-
-create trigger keep_chargebacks_to_the_processor
-before insert or update on public.disputes
-for each row execute function private.keep_chargebacks_to_the_processor();
-
-create trigger keep_closed_disputes
-before delete on public.disputes
-for each row execute function private.keep_closed_disputes();
-
-create trigger keep_row_timestamps
-before insert or update on public.disputes
-for each row execute function private.keep_row_timestamps();
-
-create trigger record_dispute_resolution
-before insert or update on public.disputes
-for each row execute function private.record_dispute_resolution();
-
-create trigger refuse_card_data
-before insert or update
-on public.disputes
-for each row
-execute function private.refuse_card_data(
-  'id',
-  'milestone_payment_id',
-  'opened_by',
-  'status',
-  'outcome',
-  'resolved_by',
-  'resolved_at',
-  'created_at',
-  'updated_at'
-);
-
 create trigger settle_disputed_milestone_payment
 after update of status on public.disputes
 for each row when (old.status is distinct from new.status and new.status = 'resolved')
 execute function private.settle_disputed_milestone_payment();
 
--- Privileges
+/**
+ * BEFORE DELETE trigger on disputes: a closed dispute is a settled record and is never
+ * deleted, by any role (no API role may delete disputes at all; this holds the tables' owner
+ * too).
+ */
+create or replace function private.keep_closed_disputes() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if old.status <> 'open' then
+    raise exception 'dispute % is %: a closed dispute is never deleted', old.id, old.status
+    using errcode = 'PT409';
+  end if;
+  return old;
+end
+$$;
 
-grant execute on function private.has_open_dispute(uuid) to admin;
-grant execute on function private.has_open_dispute(uuid) to authenticated;
-grant execute on function private.has_open_dispute(uuid) to escrow_service;
-grant execute on function private.has_open_dispute(uuid) to payment_service;
+create trigger keep_closed_disputes
+before delete on public.disputes
+for each row execute function private.keep_closed_disputes();

@@ -1,7 +1,11 @@
 -- Escrow and milestone payments
 --
--- The homeowner's money held for a project and the payment of each milestone out of it: the
--- states a payment moves through, held by triggers, and the money each move posts to the ledger.
+-- The homeowner's money held for a project (its escrow account) and the payment of each
+-- milestone out of it: how a payment is created, the states it moves through and who may
+-- move it, held by triggers, and the money each move posts to the ledger (ledger.sql).
+--
+-- A client names only the milestone it pays; who pays, who is paid, how much and in which
+-- currency come from the project and the milestone, never from the request.
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -11,9 +15,8 @@
 
 set local check_function_bodies = off;
 
--- Escrow: the homeowner's money held for a project, and the payment of each milestone out of
--- it. A client names only the milestone it pays; who pays, who is paid, how much and in
--- which currency come from the project and the milestone, never from the request.
+-- Section: escrow accounts
+
 create type public.escrow_status as enum ('open', 'frozen', 'closed');
 
 create table public.escrow_accounts (
@@ -22,13 +25,75 @@ create table public.escrow_accounts (
   project_id uuid not null references public.projects (id),
   currency char(3) not null check (currency ~ '^[A-Z]{3}$'),
   balance_minor bigint not null default 0 check (balance_minor >= 0),
+  -- Frozen: nothing is released, refunded or split out of it; only an open one is funded.
   status public.escrow_status not null default 'open',
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   unique (project_id, currency)
 );
 
+comment on table public.escrow_accounts is
+'The escrow of a project, held for its owner (user_id). The balance is the ledger''s to set.';
+
+comment on column public.escrow_accounts.balance_minor is
+'Derived from the ledger; no user may write it.';
+
 create index escrow_accounts_user_id_idx on public.escrow_accounts (user_id);
+
+create trigger keep_row_timestamps
+before insert or update on public.escrow_accounts
+for each row execute function private.keep_row_timestamps();
+
+-- The currency is the only free text a client writes here.
+create trigger refuse_card_data
+before insert or update of currency
+on public.escrow_accounts
+for each row
+execute function private.refuse_card_data(
+  'id', 'user_id', 'project_id', 'status', 'created_at', 'updated_at'
+);
+
+/** The status of an escrow account (open, frozen, closed), or null. */
+create or replace function private.escrow_status(escrow uuid) returns public.escrow_status
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select e.status from public.escrow_accounts as e where e.id = escrow
+  );
+end
+$$;
+
+grant execute on function private.escrow_status(uuid) to admin;
+grant execute on function private.escrow_status(uuid) to authenticated;
+grant execute on function private.escrow_status(uuid) to escrow_service;
+grant execute on function private.escrow_status(uuid) to payment_service;
+
+/** The open escrow account of the milestone's project in `escrow_currency`, if any. */
+create or replace function private.escrow_account_for_milestone(
+  milestone uuid, escrow_currency char(3)
+) returns uuid
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select e.id
+    from public.project_milestones as m
+    join public.escrow_accounts as e on m.project_id = e.project_id
+    where m.id = milestone and e.currency = escrow_currency and e.status = 'open'
+  );
+end
+$$;
+
+grant execute on function private.escrow_account_for_milestone(uuid, character) to payment_service;
+
+-- Section: milestone payments
 
 create type public.milestone_payment_status as enum (
   'pending',
@@ -44,19 +109,28 @@ create type public.milestone_payment_status as enum (
 create table public.milestone_payments (
   id uuid primary key default gen_random_uuid(),
   milestone_id uuid not null references public.project_milestones (id),
+  -- The project's open escrow account in the payment's currency, set once, by funding at
+  -- the latest.
   escrow_account_id uuid references public.escrow_accounts (id),
   payer_id uuid not null default auth.uid() references public.users (id),
   payee_id uuid not null references public.users (id),
   amount_minor bigint not null check (amount_minor > 0),
   currency char(3) not null check (currency ~ '^[A-Z]{3}$'),
   status public.milestone_payment_status not null default 'pending',
-  processor_payment_intent_id text unique check (processor_payment_intent_id ~ '^pi_[A-Za-z0-9]+$'),
+  -- The processor's PaymentIntent, set once; a payment is funded only with it.
+  processor_payment_intent_id text unique
+  check (processor_payment_intent_id ~ '^pi_[A-Za-z0-9]+$'),
+  -- Set by the transition trigger only.
   funded_at timestamptz,
   released_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   check (payer_id <> payee_id)
 );
+
+comment on table public.milestone_payments is
+'The payment of one milestone: pending, funded into escrow, then released, disputed, refunded '
+'or canceled, along the transitions the trigger milestone_payment_transition allows.';
 
 create index milestone_payments_milestone_id_idx on public.milestone_payments (milestone_id);
 
@@ -67,44 +141,64 @@ create index milestone_payments_payer_id_idx on public.milestone_payments (payer
 
 create index milestone_payments_payee_id_idx on public.milestone_payments (payee_id);
 
--- "One live payment per milestone" and "one open dispute per payment", without partial
--- indexes.
---
--- Both rules were unique partial indexes (`where status not in ('canceled', 'refunded')`,
--- `where status = 'open'`). The update policies of these tables test the status too, and
+-- One live payment per milestone. Every live payment of a milestone has the same key,
+-- (milestone, null), and NULLS NOT DISTINCT makes a second one conflict; a canceled or
+-- refunded payment is keyed by its own id. Deliberately not a partial unique index (`where
+-- status not in ('canceled', 'refunded')`): the update policies test the status too, and
 -- when a query's conditions imply a partial index's predicate, the planner costs a full scan
--- of that index as if it returned one row: a party's `update … where id = $1` on
--- milestone_payments scanned every live payment instead of reading one by its primary key
--- (measured: 12,000 rows filtered per release, a cost that grew with the table). The same
--- rules as full unique indexes on an expression, with NULLS NOT DISTINCT: every live row
--- of a milestone (or open dispute of a payment) has the same key, (milestone, null), so a
--- second one conflicts; a row that is no longer live is keyed by its own id.
+-- of that index as if it returned one row, so a party's `update … where id = $1` would scan
+-- every live payment instead of reading one by its primary key (12,000 rows filtered per
+-- release when measured, a cost that grows with the table). disputes.sql keeps one open
+-- dispute per payment the same way.
 create unique index milestone_payments_one_live_per_milestone_key
 on public.milestone_payments (
   milestone_id, (case when status in ('canceled', 'refunded') then id end)
 ) nulls not distinct;
 
--- A stranger learns nothing of a row that is not theirs, not even from a trigger.
+create trigger keep_row_timestamps
+before insert or update on public.milestone_payments
+for each row execute function private.keep_row_timestamps();
+
+-- The currency and the PaymentIntent id are the only free text written here.
+create trigger refuse_card_data
+before insert or update of currency, processor_payment_intent_id
+on public.milestone_payments
+for each row execute function private.refuse_card_data(
+  'id',
+  'milestone_id',
+  'escrow_account_id',
+  'payer_id',
+  'payee_id',
+  'status',
+  'funded_at',
+  'released_at',
+  'created_at',
+  'updated_at'
+);
+
+-- Section: creating a milestone payment
 --
--- BEFORE triggers fire in name order and before row-level security's WITH CHECK, so a
--- trigger that refuses runs before the policy that would have refused the row as not the
--- caller's. derive_milestone_payment copied any milestone's amount into a stranger's row,
--- and limit_amount then refused it with that amount in the message ("… of 123457 USD would
--- take today's total …", 422) where an id that does not exist got 403: the stranger
--- learned that the milestone exists, and its amount.
+-- A stranger learns nothing of a row that is not theirs, not even from a trigger. BEFORE
+-- triggers fire in name order and before row-level security's WITH CHECK, so a trigger that
+-- refuses runs before the policy that would have refused the row as not the caller's. If
+-- derive_milestone_payment copied any milestone's amount into a stranger's row, limit_amount
+-- would refuse it with that amount in the message ("… of 123457 USD would take today's total
+-- …", 422) where an id that does not exist gets 403: the stranger would learn that the
+-- milestone exists, and its amount.
 --
--- Authorization comes first now. A user's milestone payment is derived from the milestone
--- only when the user owns the milestone; for anyone else's the row stays as the caller
--- sent it, and the policy refuses it as it refuses an unknown id. The amount limits count
--- only a row that the caller is the owner of, by the same tests the insert policies make
--- (the payer of their own milestone, their own payout method, their own payment method);
--- any other row is left to the policy, which refuses it. The velocity limits keep running
--- first: they count the caller's calls whatever the row, and answer the same for any id.
+-- So authorization comes first. A user's milestone payment is derived from the milestone
+-- only when the user owns the milestone; for anyone else's the row stays as the caller sent
+-- it, and the policy refuses it as it refuses an unknown id. The amount limits count only a
+-- row that the caller is the owner of, by the same tests the insert policies make (the payer
+-- of their own milestone, their own payout method, their own payment method); any other row
+-- is left to the policy, which refuses it. The velocity limits (limit_rate) run before the
+-- policy too: they count the caller's calls whatever the row, and answer the same for any
+-- id.
 
 /**
  * BEFORE INSERT trigger on milestone_payments: payee, amount and currency from the
- * milestone (as in 20261126070000_milestone_payment_money.sql), only for a user who owns
- * it. Another user's row is left as sent, for the policy to refuse without the trigger
+ * milestone, and its project's open escrow account in that currency, only for a user who
+ * owns it. Another user's row is left as sent, for the policy to refuse without the trigger
  * having read the milestone for them.
  */
 create or replace function private.derive_milestone_payment() returns trigger
@@ -151,6 +245,10 @@ begin
 end
 $$;
 
+create trigger derive_milestone_payment
+before insert on public.milestone_payments
+for each row execute function private.derive_milestone_payment();
+
 /** True when the requesting user owns the project of the milestone. */
 create or replace function private.owns_milestone(milestone uuid) returns boolean
 language plpgsql
@@ -169,6 +267,34 @@ begin
 end
 $$;
 
+grant execute on function private.owns_milestone(uuid) to authenticated;
+
+-- Section: transitions
+--
+-- The check trigger (security invoker, so it knows who asks) decides whether a transition is
+-- allowed, including the hold period and the step-up for large releases. The posting
+-- trigger (security definer, since only it may touch the ledger) runs after it, in the same
+-- transaction: a refused or failed posting undoes the transition.
+
+-- The hold periods and the step-up window, read by the transition rules here and by
+-- withdrawals.sql (payout_hold_seconds).
+insert into private.settings (key, value, description)
+values
+(
+  'escrow_hold_seconds', '259200',
+  'How long funds stay in escrow after funding before the payer may release them '
+  || '(against fake completion claims).'
+),
+(
+  'payout_hold_seconds', '86400',
+  'How long released funds wait in a wallet before they may be withdrawn.'
+),
+(
+  'step_up_window_seconds', '900',
+  'A release at or above the MFA threshold needs an MFA step-up (the newest MFA entry of '
+  || 'the session''s amr) no older than this.'
+);
+
 /** True when the requesting user is the payer or the payee of the milestone payment. */
 create or replace function private.is_milestone_payment_party(milestone_payment uuid)
 returns boolean
@@ -186,6 +312,11 @@ begin
   );
 end
 $$;
+
+grant execute on function private.is_milestone_payment_party(uuid) to admin;
+grant execute on function private.is_milestone_payment_party(uuid) to authenticated;
+grant execute on function private.is_milestone_payment_party(uuid) to escrow_service;
+grant execute on function private.is_milestone_payment_party(uuid) to payment_service;
 
 /**
  * Who is asking, for the transition rules: a service or staff role by its database role
@@ -211,16 +342,113 @@ begin
 end
 $$;
 
--- The moves of a milestone payment that the processor decides, applied by payment_service from
--- its verified events:
--- - pending>failed: the charge was declined or canceled (nothing moved); failed>funded when a
---   new attempt succeeds; failed>canceled by the payer who gives up;
--- - funded>refunded: the processor confirms a refund of the whole charge;
--- - funded>disputed: a chargeback opens a dispute over the payment (its processor dispute id
---   set), and disputed>refunded when the issuer decides it for the payer (the dispute resolved
---   as a refund), disputed>funded when the issuer decides it for us (the dispute withdrawn):
---   the money never left escrow in the ledger, so nothing is posted again.
--- No one else gains a move: the other roles' moves are unchanged.
+grant execute on function private.milestone_payment_actor(milestone_payments, name) to admin;
+grant execute on function private.milestone_payment_actor(
+  milestone_payments, name
+) to authenticated;
+grant execute on function private.milestone_payment_actor(
+  milestone_payments, name
+) to escrow_service;
+grant execute on function private.milestone_payment_actor(
+  milestone_payments, name
+) to payment_service;
+
+/**
+ * True when the request's newest MFA step-up (an amr entry of an MFA method) is no older
+ * than the step_up_window_seconds setting.
+ */
+create or replace function private.has_recent_step_up() returns boolean
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select coalesce(
+      extract(epoch from now())::bigint - max((entry ->> 'timestamp')::bigint)
+      <= (private.setting('step_up_window_seconds') #>> '{}')::bigint,
+      false
+    )
+    from jsonb_array_elements(coalesce((select auth.jwt()) -> 'amr', '[]')) as entry
+    where entry ->> 'method' in (
+      'totp', 'webauthn', 'phone', 'mfa/totp', 'mfa/webauthn', 'mfa/phone'
+    )
+  );
+end
+$$;
+
+grant execute on function private.has_recent_step_up() to authenticated;
+
+/** When funds funded at `funded` leave their escrow hold period. */
+create or replace function private.escrow_held_until(funded timestamptz) returns timestamptz
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select funded + make_interval(secs => (private.setting('escrow_hold_seconds') #>> '{}')::bigint)
+  );
+end
+$$;
+
+grant execute on function private.escrow_held_until(timestamp with time zone) to authenticated;
+
+/**
+ * The payee's share of a split of `payment`: that of the dispute being resolved in this
+ * statement (payguard.settling_dispute), when it was resolved, in this transaction, as a
+ * split of this payment with a share below its amount; otherwise null. Never another
+ * dispute's: a setting that names an earlier dispute finds nothing.
+ */
+create or replace function private.split_share(payment uuid) returns bigint
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select d.payee_share_minor
+    from public.disputes as d
+    join public.milestone_payments as mp on mp.id = d.milestone_payment_id
+    where d.id = nullif(current_setting('payguard.settling_dispute', true), '')::uuid
+      and d.milestone_payment_id = payment and d.status = 'resolved' and d.outcome = 'split'
+      and d.resolved_at = now() and d.payee_share_minor < mp.amount_minor
+  );
+end
+$$;
+
+grant execute on function private.split_share(uuid) to admin;
+grant execute on function private.split_share(uuid) to escrow_service;
+
+/**
+ * BEFORE UPDATE trigger on milestone_payments: the moves a payment may make, and who may
+ * make each. Its milestone, payer, payee, amount and currency never change; its
+ * PaymentIntent id and escrow account are set once; funded_at and released_at are the
+ * trigger's to set.
+ *
+ * - pending>funded: payment_service, from the processor's verified events, with the
+ *   PaymentIntent id, into the project's open escrow account;
+ * - pending>failed: payment_service, the charge was declined or canceled (nothing moved);
+ *   failed>funded when a new attempt succeeds; pending or failed>canceled by the payer;
+ * - funded>released: the payer, with no open dispute, after the escrow hold period, and
+ *   with a recent MFA step-up at or above the MFA threshold;
+ * - funded>refunded: payment_service, when the processor confirms a refund of the whole
+ *   charge;
+ * - funded>disputed: a party or payment_service (a chargeback), by opening a dispute over
+ *   the payment;
+ * - disputed>released, refunded or split: staff (admin, escrow_service) who are no party to
+ *   it, while its dispute is open or by deciding it (a split only by a decision with the
+ *   payee's share);
+ * - disputed>refunded when the issuer decides a chargeback for the payer (the dispute
+ *   resolved as a refund), disputed>funded when it decides it for us (the dispute
+ *   withdrawn): payment_service, and the money never left escrow in the ledger, so nothing
+ *   is posted again.
+ *
+ * Nothing is released, refunded or split out of a frozen escrow account.
+ */
 create or replace function private.check_milestone_payment_transition() returns trigger
 language plpgsql
 set search_path = ''
@@ -375,102 +603,29 @@ begin
 end
 $$;
 
-/** The status of an escrow account (open, frozen, closed), or null. */
-create or replace function private.escrow_status(escrow uuid) returns public.escrow_status
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-begin
-  return (
-    select e.status from public.escrow_accounts as e where e.id = escrow
-  );
-end
-$$;
+create trigger check_milestone_payment_transition
+before update on public.milestone_payments
+for each row execute function private.check_milestone_payment_transition();
 
-/** The open escrow account of the milestone's project in `escrow_currency`, if any. */
-create or replace function private.escrow_account_for_milestone(
-  milestone uuid, escrow_currency char(3)
-) returns uuid
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-begin
-  return (
-    select e.id
-    from public.project_milestones as m
-    join public.escrow_accounts as e on m.project_id = e.project_id
-    where m.id = milestone and e.currency = escrow_currency and e.status = 'open'
-  );
-end
-$$;
+-- Section: the money each transition moves
+--
+--   pending  -> funded     clearing -> escrow, the amount
+--   funded   -> released   escrow -> payee's wallet, the amount less the platform fee;
+--                          escrow -> platform fees, the fee
+--   disputed -> released   the same
+--   funded   -> refunded   escrow -> clearing, the amount
+--   disputed -> refunded   the same
+--   disputed -> split      escrow -> payee, the dispute's share less its fee; escrow -> fees,
+--                          the fee; escrow -> clearing, the rest
+--   funded   -> disputed   nothing moves: a disputed payment cannot be released by its payer
+--   disputed -> funded     nothing moves: the money never left escrow
+--   pending  -> canceled   nothing had moved
 
 /**
- * True when the request's newest MFA step-up (an amr entry of an MFA method) is no older
- * than the step_up_window_seconds setting.
+ * AFTER UPDATE trigger on milestone_payments: posts the transition's money to the ledger, as
+ * above. Funding also opens the payee's wallet in the currency. A disputed payment settled
+ * directly (not by deciding its dispute) closes the open dispute with the same outcome.
  */
-create or replace function private.has_recent_step_up() returns boolean
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-begin
-  return (
-    select coalesce(
-      extract(epoch from now())::bigint - max((entry ->> 'timestamp')::bigint)
-      <= (private.setting('step_up_window_seconds') #>> '{}')::bigint,
-      false
-    )
-    from jsonb_array_elements(coalesce((select auth.jwt()) -> 'amr', '[]')) as entry
-    where entry ->> 'method' in (
-      'totp', 'webauthn', 'phone', 'mfa/totp', 'mfa/webauthn', 'mfa/phone'
-    )
-  );
-end
-$$;
-
-/** When funds funded at `funded` leave their escrow hold period. */
-create or replace function private.escrow_held_until(funded timestamptz) returns timestamptz
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-begin
-  return (
-    select funded + make_interval(secs => (private.setting('escrow_hold_seconds') #>> '{}')::bigint)
-  );
-end
-$$;
-
-/**
- * The payee's share of a split of `payment`: that of the dispute being resolved in this
- * statement (payguard.settling_dispute), when it was resolved, in this transaction, as a
- * split of this payment with a share below its amount; otherwise null. Never another
- * dispute's: a setting that names an earlier dispute finds nothing.
- */
-create or replace function private.split_share(payment uuid) returns bigint
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-begin
-  return (
-    select d.payee_share_minor
-    from public.disputes as d
-    join public.milestone_payments as mp on mp.id = d.milestone_payment_id
-    where d.id = nullif(current_setting('payguard.settling_dispute', true), '')::uuid
-      and d.milestone_payment_id = payment and d.status = 'resolved' and d.outcome = 'split'
-      and d.resolved_at = now() and d.payee_share_minor < mp.amount_minor
-  );
-end
-$$;
-
 create or replace function private.post_milestone_payment_transition() returns trigger
 language plpgsql
 security definer
@@ -548,120 +703,8 @@ begin
 end
 $$;
 
--- The milestone payment transitions now move money through the ledger.
---
---   pending  -> funded     clearing -> escrow, the amount
---   funded   -> released   escrow -> payee's wallet, the amount less the platform fee;
---                          escrow -> platform fees, the fee
---   disputed -> released   the same
---   disputed -> refunded   escrow -> clearing, the amount
---   disputed -> split      escrow -> payee, the dispute's share less its fee; escrow -> fees,
---                          the fee; escrow -> clearing, the rest
---   funded   -> disputed   nothing moves: a disputed payment cannot be released by its payer
---   pending  -> canceled   nothing had moved
---
--- The check trigger (security invoker, so it knows who asks) decides whether a transition is
--- allowed; this migration adds to it the hold period and the step-up for large releases. The
--- posting trigger (security definer, since only it may touch the ledger) runs after it,
--- in the same transaction: a refused or failed posting undoes the transition.
-insert into private.settings (key, value, description)
-values
-(
-  'escrow_hold_seconds', '259200',
-  'How long funds stay in escrow after funding before the payer may release them '
-  || '(against fake completion claims).'
-),
-(
-  'payout_hold_seconds', '86400',
-  'How long released funds wait in a wallet before they may be withdrawn.'
-),
-(
-  'step_up_window_seconds', '900',
-  'A release at or above the MFA threshold needs an MFA step-up (the newest MFA entry of '
-  || 'the session''s amr) no older than this.'
-);
-
-comment on table public.escrow_accounts is
-'The escrow of a project, held for its owner (user_id). The balance is the ledger''s to set.';
-
-comment on column public.escrow_accounts.balance_minor is
-'Derived from the ledger; no user may write it.';
-
-comment on table public.milestone_payments is
-'The payment of one milestone: pending, funded into escrow, then released, disputed, refunded '
-'or canceled, along the transitions the trigger milestone_payment_transition allows.';
-
--- Triggers
-
-create trigger keep_row_timestamps
-before insert or update on public.escrow_accounts
-for each row execute function private.keep_row_timestamps();
-
-create trigger refuse_card_data
-before insert or update of currency
-on public.escrow_accounts
-for each row
-execute function private.refuse_card_data(
-  'id', 'user_id', 'project_id', 'status', 'created_at', 'updated_at'
-);
-
-create trigger check_milestone_payment_transition
-before update on public.milestone_payments
-for each row execute function private.check_milestone_payment_transition();
-
-create trigger derive_milestone_payment
-before insert on public.milestone_payments
-for each row execute function private.derive_milestone_payment();
-
-create trigger keep_row_timestamps
-before insert or update on public.milestone_payments
-for each row execute function private.keep_row_timestamps();
-
 create trigger post_milestone_payment_transition
 after update of status on public.milestone_payments
 for each row
 when (old.status is distinct from new.status)
 execute function private.post_milestone_payment_transition();
-
-create trigger refuse_card_data
-before insert or update of currency, processor_payment_intent_id
-on public.milestone_payments
-for each row execute function private.refuse_card_data(
-  'id',
-  'milestone_id',
-  'escrow_account_id',
-  'payer_id',
-  'payee_id',
-  'status',
-  'funded_at',
-  'released_at',
-  'created_at',
-  'updated_at'
-);
-
--- Privileges
-
-grant execute on function private.escrow_account_for_milestone(uuid, character) to payment_service;
-grant execute on function private.escrow_held_until(timestamp with time zone) to authenticated;
-grant execute on function private.escrow_status(uuid) to admin;
-grant execute on function private.escrow_status(uuid) to authenticated;
-grant execute on function private.escrow_status(uuid) to escrow_service;
-grant execute on function private.escrow_status(uuid) to payment_service;
-grant execute on function private.has_recent_step_up() to authenticated;
-grant execute on function private.is_milestone_payment_party(uuid) to admin;
-grant execute on function private.is_milestone_payment_party(uuid) to authenticated;
-grant execute on function private.is_milestone_payment_party(uuid) to escrow_service;
-grant execute on function private.is_milestone_payment_party(uuid) to payment_service;
-grant execute on function private.milestone_payment_actor(milestone_payments, name) to admin;
-grant execute on function private.milestone_payment_actor(
-  milestone_payments, name
-) to authenticated;
-grant execute on function private.milestone_payment_actor(
-  milestone_payments, name
-) to escrow_service;
-grant execute on function private.milestone_payment_actor(
-  milestone_payments, name
-) to payment_service;
-grant execute on function private.owns_milestone(uuid) to authenticated;
-grant execute on function private.split_share(uuid) to admin;
-grant execute on function private.split_share(uuid) to escrow_service;

@@ -1,7 +1,8 @@
 -- Shared helpers
 --
--- Small functions every domain uses: row timestamps kept by the database, the request's caller
--- and claims, written reasons, hot helpers kept in PL/pgSQL so their plans are cached.
+-- Small functions every domain uses: row timestamps kept by the database, and the test of a
+-- written reason. (The caller's claims and ownership tests live with the tables they read;
+-- settings.sql holds private.setting.)
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -10,6 +11,8 @@
 
 set local check_function_bodies = off;
 
+-- Section: row timestamps
+--
 -- created_at and updated_at are the database's to keep: a client cannot back-date a row.
 
 /**
@@ -31,20 +34,28 @@ begin
 end
 $$;
 
--- An admin's approval of a withdrawal carries a written reason.
+-- Section: written reasons
 --
--- Dual control recorded who approved a large withdrawal and when, never why. Each approval
--- now carries a reason of 10 to 2000 characters once leading and trailing white space is
--- trimmed (PT422 otherwise), kept in the row and so in the audit row of its insert.
--- approve_withdrawal takes it as a new parameter, before the idempotency key (the old
--- signature is dropped); a direct insert names it (the policy migration after this one
--- grants admin the column). Approvals recorded before stay as they were recorded: the
--- column's check is NOT VALID, so it holds every approval from now on.
+-- A decision that settles money carries a reason in words: an admin's approval of a
+-- withdrawal (withdrawal_approvals.reason, up to 2000 characters), the resolution that
+-- closes a dispute (up to 5000), and an admin's cancel of a withdrawal (its failure_reason,
+-- up to the column's 500). Each is kept in its row, and so in the audit row of its write;
+-- anything else is refused with PT422 and the rule's message. The checks on the tables hold
+-- the first two for every path (NOT VALID: rows recorded before the rule stay as they were).
 --
--- The checks of an approval run in the order who, whether, what: never the withdrawal's
--- owner (PT403), only a withdrawal that waits for approval (PT409), then the reason. And an
--- approval that was acted on (its withdrawal is no longer waiting) is a settled record: it
--- is never updated nor deleted, by any role.
+-- A reason is words: white space, invisible characters and punctuation alone are not.
+-- PostgreSQL's [[:space:]] does not know Unicode's, so "10 characters once trimmed" would
+-- accept twelve zero-width spaces, no-break spaces, byte-order marks, Hangul fillers,
+-- braille blanks, control characters, soft hyphens or combining marks alone, or ten full
+-- stops. So:
+--   * private.written_text(value) is what a text writes: its characters that show nothing
+--     removed (controls, Unicode's format characters such as zero-width spaces, joiners,
+--     direction marks and the byte-order mark, variation selectors, tags, combining marks
+--     standing alone on nothing, invisible fillers), every run of white space (Unicode's
+--     too) as one space, trimmed;
+--   * private.is_written(value, max_chars) holds when that is at least 10 characters long
+--     and holds a letter or a digit (a character that is not white space, punctuation or a
+--     symbol), and the value is at most max_chars long once trimmed (the column's bound).
 
 /**
  * The text with its leading and trailing white space removed: what a written reason says.
@@ -60,27 +71,10 @@ as $$
   select regexp_replace(value, '^[[:space:]]+|[[:space:]]+$', '', 'g')
 $$;
 
--- A written reason is words: white space, invisible characters and punctuation alone are not.
---
--- Closing a dispute and approving a withdrawal needed 10 characters "once trimmed" of white
--- space, and PostgreSQL's [[:space:]] does not know Unicode's: twelve zero-width spaces,
--- no-break spaces, byte-order marks, Hangul fillers, braille blanks, control characters,
--- soft hyphens or combining marks alone, or ten full stops, closed a dispute (and settled its
--- money) or approved a withdrawal. And an admin canceled a withdrawal (a settlement: its
--- reservation is voided) without any reason at all. Now:
---   * private.written_text(value) is what a text writes: its characters that show nothing
---     removed (controls, Unicode's format characters such as zero-width spaces, joiners,
---     direction marks and the byte-order mark, variation selectors, tags, combining marks
---     standing alone on nothing, invisible fillers), every run of white space (Unicode's
---     too) as one space, trimmed;
---   * private.is_written(value, max_chars) holds when that is at least 10 characters long
---     and holds a letter or a digit (a character that is not white space, punctuation or a
---     symbol), and the value is at most max_chars long once trimmed (the column's bound);
---   * a dispute's resolution (to close it), an approval's reason, and an admin's cancel of a
---     withdrawal (its failure_reason, up to the column's 500 characters) must be written,
---     with PT422 and the rule's message otherwise; the checks on the tables hold the first
---     two for every path, and replace the trimmed-length ones (NOT VALID: the rows already
---     recorded stay as they were).
+grant execute on function private.trimmed(text) to admin;
+grant execute on function private.trimmed(text) to authenticated;
+grant execute on function private.trimmed(text) to escrow_service;
+grant execute on function private.trimmed(text) to payment_service;
 
 /**
  * What `value` writes: its characters that show nothing removed (controls, format
@@ -109,6 +103,12 @@ as $$
   ), ' ')
 $$;
 
+grant execute on function private.written_text(text) to admin;
+grant execute on function private.written_text(text) to authenticated;
+grant execute on function private.written_text(text) to escrow_service;
+grant execute on function private.written_text(text) to payment_service;
+grant execute on function private.written_text(text) to service_role;
+
 /**
  * Whether `value` is a written reason: at least 10 characters of writing
  * (private.written_text) with a letter or a digit among them, and at most `max_chars` long
@@ -132,19 +132,8 @@ as $$
   )
 $$;
 
--- Privileges
-
 grant execute on function private.is_written(text, integer) to admin;
 grant execute on function private.is_written(text, integer) to authenticated;
 grant execute on function private.is_written(text, integer) to escrow_service;
 grant execute on function private.is_written(text, integer) to payment_service;
 grant execute on function private.is_written(text, integer) to service_role;
-grant execute on function private.trimmed(text) to admin;
-grant execute on function private.trimmed(text) to authenticated;
-grant execute on function private.trimmed(text) to escrow_service;
-grant execute on function private.trimmed(text) to payment_service;
-grant execute on function private.written_text(text) to admin;
-grant execute on function private.written_text(text) to authenticated;
-grant execute on function private.written_text(text) to escrow_service;
-grant execute on function private.written_text(text) to payment_service;
-grant execute on function private.written_text(text) to service_role;

@@ -1,8 +1,22 @@
 -- Ledger
 --
--- The double-entry ledger behind every movement of money, after TigerBeetle's model: accounts,
--- transfers (single-phase or two-phase), entries that balance per transfer, running balances,
--- and no edits in place.
+-- The double-entry ledger behind every movement of money, after TigerBeetle's model.
+--
+-- Accounts keep debits and credits, pending and posted. A transfer moves an amount from a
+-- debit account to a credit account, in one phase (posted at once) or two (pending, then
+-- posted or voided, once). Entries record what each transfer did to each account's
+-- balances, bucket by bucket. Transfers and entries are never changed or removed.
+--
+-- Wallets and escrow accounts must never have more debits than credits. Each of their
+-- entries is numbered and carries the account's totals after it, so an account's balances
+-- are where its latest entry left them; a transfer locks these accounts' rows, in account id
+-- order so that two transfers never deadlock, and checks the limit before it records
+-- anything. Platform fees and processor clearing have no limit and take part in nearly every
+-- transfer: their rows are never locked for update, and their balances are the sums of their
+-- entries. So no transfer waits for another on a hot account.
+--
+-- Everything here lives in `private` and is granted to no API role: money moves only
+-- through the security definer functions below, which the payment triggers call.
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -11,248 +25,51 @@
 
 set local check_function_bodies = off;
 
--- The double-entry ledger behind every movement of money, after TigerBeetle's model.
---
--- Accounts keep debits and credits, pending and posted. A transfer moves an amount from a
--- debit account to a credit account, in one phase (posted at once) or two (pending, then
--- posted or voided, once). Entries record what each transfer did to each account's
--- balances, bucket by bucket. Transfers and entries are never changed or removed.
---
--- Wallets and escrow accounts must never have more debits than credits: their balances are
--- kept on their rows and checked under row locks, taken in account id order so that two
--- transfers never deadlock. Platform fees and processor clearing have no limit, and take
--- part in nearly every transfer: their rows are never locked or updated, and their balances
--- are the sums of their entries. So no transfer waits for another on a hot account.
---
--- Everything here lives in `private` and is granted to no API role: money moves only
--- through the security definer functions below, which the payment triggers call.
+-- Section: accounts
+
 create type private.ledger_account_kind as enum (
   'user_wallet', 'escrow', 'platform_fees', 'processor_clearing'
 );
 
 create table private.ledger_accounts (
-  id uuid default gen_random_uuid() not null,
+  id uuid not null default gen_random_uuid(),
   kind private.ledger_account_kind not null,
-  currency character(3) not null,
+  currency char(3) not null,
+  -- The owner of a wallet; null for the other kinds.
   user_id uuid,
+  -- The escrow account an escrow ledger account belongs to; null for the other kinds.
   escrow_account_id uuid,
-  -- Kept for accounts with a limit only; for the others, see private.ledger_balances.
+  -- True exactly for wallets and escrow: the accounts whose entries carry running totals and
+  -- whose rows a transfer locks (see private.record_entries).
   debits_must_not_exceed_credits boolean not null,
-  created_at timestamp with time zone default now() not null,
+  created_at timestamptz not null default now(),
   constraint ledger_accounts_pkey primary key (id),
   constraint ledger_accounts_escrow_account_id_key unique (escrow_account_id),
-  constraint ledger_accounts_escrow_account_id_fkey foreign key (
-    escrow_account_id
-  ) references escrow_accounts (id),
-  constraint ledger_accounts_user_id_fkey foreign key (user_id) references users (id),
-  constraint ledger_accounts_check check (
-    ((kind = 'user_wallet'::private.ledger_account_kind) = (user_id is not null))
-  ),
-  constraint ledger_accounts_check1 check (
-    ((kind = 'escrow'::private.ledger_account_kind) = (escrow_account_id is not null))
-  ),
+  constraint ledger_accounts_escrow_account_id_fkey foreign key (escrow_account_id)
+  references public.escrow_accounts (id),
+  constraint ledger_accounts_user_id_fkey foreign key (user_id) references public.users (id),
+  constraint ledger_accounts_check check ((kind = 'user_wallet') = (user_id is not null)),
+  constraint ledger_accounts_check1 check ((kind = 'escrow') = (escrow_account_id is not null)),
   constraint ledger_accounts_check2 check (
-    (
-      debits_must_not_exceed_credits
-      = (
-        kind
-        = any(
-          array['user_wallet'::private.ledger_account_kind, 'escrow'::private.ledger_account_kind]
-        )
-      )
-    )
+    debits_must_not_exceed_credits = (kind in ('user_wallet', 'escrow'))
   ),
-  constraint ledger_accounts_currency_check check ((currency ~ '^[A-Z]{3}$'::text))
+  constraint ledger_accounts_currency_check check (currency ~ '^[A-Z]{3}$')
 );
+
+comment on table private.ledger_accounts is
+'Ledger accounts. They hold no balances: see private.ledger_limited_balances (accounts with '
+'a limit, from their latest entries) and private.ledger_balances (every account, summed).';
 
 create index ledger_accounts_user_id_idx on private.ledger_accounts (user_id);
 
+-- One wallet per user and currency, one account of each system kind per currency: the
+-- lookups below open them on first use, and concurrent first uses meet here.
 create unique index ledger_accounts_one_wallet_idx on private.ledger_accounts (user_id, currency)
 where kind = 'user_wallet';
 
 create unique index ledger_accounts_one_system_account_idx
 on private.ledger_accounts (kind, currency)
 where kind in ('platform_fees', 'processor_clearing');
-
-create type private.ledger_transfer_kind as enum (
-  'single_phase', 'pending', 'post_pending', 'void_pending'
-);
-
-create table private.ledger_transfers (
-  id uuid primary key default gen_random_uuid(),
-  kind private.ledger_transfer_kind not null,
-  code text not null check (code ~ '^[a-z_]+$'),
-  debit_account_id uuid not null references private.ledger_accounts (id),
-  credit_account_id uuid not null references private.ledger_accounts (id),
-  amount bigint not null check (amount > 0),
-  currency char(3) not null check (currency ~ '^[A-Z]{3}$'),
-  pending_id uuid references private.ledger_transfers (id),
-  reference_type text,
-  reference_id uuid,
-  created_at timestamptz not null default now(),
-  check (debit_account_id <> credit_account_id),
-  check ((kind in ('post_pending', 'void_pending')) = (pending_id is not null))
-);
-
-create index ledger_transfers_debit_account_id_idx
-on private.ledger_transfers (debit_account_id);
-
-create index ledger_transfers_credit_account_id_idx
-on private.ledger_transfers (credit_account_id);
-
-create unique index ledger_transfers_resolved_once_idx on private.ledger_transfers (pending_id);
-
-create index ledger_transfers_reference_idx
-on private.ledger_transfers (reference_type, reference_id);
-
-create table private.ledger_entries (
-  id bigint generated always as identity not null,
-  transfer_id uuid not null,
-  account_id uuid not null,
-  side text not null,
-  bucket text not null,
-  amount bigint not null,
-  created_at timestamp with time zone default now() not null,
-  account_version bigint,
-  account_debits_pending bigint,
-  account_debits_posted bigint,
-  account_credits_pending bigint,
-  account_credits_posted bigint,
-  constraint ledger_entries_pkey primary key (id),
-  constraint ledger_entries_account_id_fkey foreign key (
-    account_id
-  ) references private.ledger_accounts (id),
-  constraint ledger_entries_transfer_id_fkey foreign key (
-    transfer_id
-  ) references private.ledger_transfers (id),
-  constraint ledger_entries_account_totals_together check ((
-    ((account_version is null) = (account_debits_pending is null))
-    and ((account_version is null) = (account_debits_posted is null))
-    and ((account_version is null) = (account_credits_pending is null))
-    and ((account_version is null) = (account_credits_posted is null))
-  )),
-  constraint ledger_entries_account_totals_valid check ((
-    (account_version >= 1)
-    and (account_debits_pending >= 0)
-    and (account_debits_posted >= 0)
-    and (account_credits_pending >= 0)
-    and (account_credits_posted >= 0)
-  )),
-  constraint ledger_entries_amount_check check ((amount <> 0)),
-  constraint ledger_entries_bucket_check check (
-    (bucket = any(array['pending'::text, 'posted'::text]))
-  ),
-  constraint ledger_entries_side_check check ((side = any(array['debit'::text, 'credit'::text])))
-);
-
-alter table private.ledger_entries
-add constraint ledger_entries_account_within_limit check (
-  ((account_debits_pending + account_debits_posted) <= account_credits_posted)
-) not valid;
-
-create index ledger_entries_transfer_id_idx on private.ledger_entries (transfer_id);
-
-/** Every account's balances, summed from its entries (hot accounts' only source). */
-create view private.ledger_balances as
-select
-  a.id as account_id,
-  a.kind,
-  a.currency,
-  coalesce(sum(e.amount) filter (where e.side = 'debit' and e.bucket = 'pending'), 0)::bigint
-    as debits_pending,
-  coalesce(sum(e.amount) filter (where e.side = 'debit' and e.bucket = 'posted'), 0)::bigint
-    as debits_posted,
-  coalesce(sum(e.amount) filter (where e.side = 'credit' and e.bucket = 'pending'), 0)::bigint
-    as credits_pending,
-  coalesce(sum(e.amount) filter (where e.side = 'credit' and e.bucket = 'posted'), 0)::bigint
-    as credits_posted
-from private.ledger_accounts as a
-left join private.ledger_entries as e on a.id = e.account_id
-group by a.id, a.kind, a.currency;
-
-create type private.ledger_change as (
-  transfer_id uuid,
-  account_id uuid,
-  side text,
-  bucket text,
-  amount bigint
-);
-
--- One history per account; it also finds an account's entries, as the index it replaces did.
-create unique index ledger_entries_account_version_idx
-on private.ledger_entries (account_id, account_version);
-
-/**
- * The balances of the accounts with a limit (wallets, escrow), where their latest entries
- * left them; zero for an account without entries. `account_version` is the latest entry's
- * number.
- */
-create view private.ledger_limited_balances as
-select
-  a.id as account_id,
-  a.kind,
-  a.currency,
-  a.user_id,
-  a.escrow_account_id,
-  coalesce(latest.account_version, 0) as account_version,
-  coalesce(latest.account_debits_pending, 0) as debits_pending,
-  coalesce(latest.account_debits_posted, 0) as debits_posted,
-  coalesce(latest.account_credits_pending, 0) as credits_pending,
-  coalesce(latest.account_credits_posted, 0) as credits_posted
-from private.ledger_accounts as a
-left join lateral (
-  select
-    e.account_version,
-    e.account_debits_pending,
-    e.account_debits_posted,
-    e.account_credits_pending,
-    e.account_credits_posted
-  from private.ledger_entries as e
-  where e.account_id = a.id and e.account_version is not null
-  order by e.account_version desc
-  limit 1
-) as latest on true
-where a.debits_must_not_exceed_credits;
-
-/** BEFORE UPDATE, DELETE or TRUNCATE trigger: the ledger's history is never rewritten. */
-create or replace function private.refuse_ledger_rewrite() returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  raise exception '% are immutable: post a correcting transfer instead', tg_table_name
-  using errcode = 'PT409';
-end
-$$;
-
-/**
- * Constraint trigger, checked at commit for each transfer that got entries: in each bucket,
- * the debits it recorded equal the credits. Security definer: it fires at commit as
- * whichever role is current then, which may read no ledger table.
- */
-create or replace function private.check_transfer_balances() returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  unbalanced text;
-begin
-  select e.bucket into unbalanced
-  from private.ledger_entries as e
-  where e.transfer_id = new.transfer_id
-  group by e.bucket
-  having sum(e.amount) filter (where e.side = 'debit')
-    is distinct from sum(e.amount) filter (where e.side = 'credit')
-  limit 1;
-  if unbalanced is not null then
-    raise exception 'ledger transfer % does not balance (% debits differ from credits)',
-    new.transfer_id, unbalanced
-    using errcode = 'PT500';
-  end if;
-  return null;
-end
-$$;
 
 /** The platform's account of `kind` (platform_fees, processor_clearing) in `currency`. */
 create or replace function private.ledger_system_account(
@@ -303,6 +120,20 @@ begin
 end
 $$;
 
+/** The ledger account of an escrow account. */
+create or replace function private.ledger_escrow_account(escrow uuid) returns uuid
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select a.id from private.ledger_accounts as a where a.escrow_account_id = escrow
+  );
+end
+$$;
+
 /** AFTER INSERT trigger on escrow_accounts: each escrow account has its ledger account. */
 create or replace function private.open_escrow_ledger_account() returns trigger
 language plpgsql
@@ -318,24 +149,254 @@ begin
 end
 $$;
 
-/** The ledger account of an escrow account. */
-create or replace function private.ledger_escrow_account(escrow uuid) returns uuid
+-- Opens the escrow's ledger account with it, so that every escrow can receive money at once.
+create trigger open_escrow_ledger_account
+after insert on public.escrow_accounts
+for each row execute function private.open_escrow_ledger_account();
+
+-- Section: transfers and entries
+
+create type private.ledger_transfer_kind as enum (
+  'single_phase', 'pending', 'post_pending', 'void_pending'
+);
+
+create table private.ledger_transfers (
+  id uuid primary key default gen_random_uuid(),
+  kind private.ledger_transfer_kind not null,
+  -- What the transfer is for: milestone_funding, platform_fee, withdrawal, ...
+  code text not null check (code ~ '^[a-z_]+$'),
+  debit_account_id uuid not null references private.ledger_accounts (id),
+  credit_account_id uuid not null references private.ledger_accounts (id),
+  amount bigint not null check (amount > 0),
+  currency char(3) not null check (currency ~ '^[A-Z]{3}$'),
+  -- For post_pending and void_pending: the pending transfer resolved.
+  pending_id uuid references private.ledger_transfers (id),
+  -- What the transfer is about, e.g. ('milestone_payment', the payment's id).
+  reference_type text,
+  reference_id uuid,
+  created_at timestamptz not null default now(),
+  check (debit_account_id <> credit_account_id),
+  check ((kind in ('post_pending', 'void_pending')) = (pending_id is not null))
+);
+
+comment on table private.ledger_transfers is
+'Immutable transfers. A pending transfer is resolved at most once, by a post_pending or a '
+'void_pending transfer naming it (unique index on pending_id).';
+
+create index ledger_transfers_debit_account_id_idx
+on private.ledger_transfers (debit_account_id);
+
+create index ledger_transfers_credit_account_id_idx
+on private.ledger_transfers (credit_account_id);
+
+create unique index ledger_transfers_resolved_once_idx on private.ledger_transfers (pending_id);
+
+create index ledger_transfers_reference_idx
+on private.ledger_transfers (reference_type, reference_id);
+
+create table private.ledger_entries (
+  id bigint generated always as identity not null,
+  transfer_id uuid not null,
+  account_id uuid not null,
+  side text not null,
+  bucket text not null,
+  -- Signed: resolving a pending transfer takes its amount back out of the pending bucket.
+  amount bigint not null,
+  created_at timestamptz not null default now(),
+  -- The running totals of an account with a limit (see the column comments); null for the
+  -- others, whose entries are not numbered.
+  account_version bigint,
+  account_debits_pending bigint,
+  account_debits_posted bigint,
+  account_credits_pending bigint,
+  account_credits_posted bigint,
+  constraint ledger_entries_pkey primary key (id),
+  constraint ledger_entries_account_id_fkey foreign key (account_id)
+  references private.ledger_accounts (id),
+  constraint ledger_entries_transfer_id_fkey foreign key (transfer_id)
+  references private.ledger_transfers (id),
+  constraint ledger_entries_account_totals_together check (
+    (account_version is null) = (account_debits_pending is null)
+    and (account_version is null) = (account_debits_posted is null)
+    and (account_version is null) = (account_credits_pending is null)
+    and (account_version is null) = (account_credits_posted is null)
+  ),
+  constraint ledger_entries_account_totals_valid check (
+    account_version >= 1
+    and account_debits_pending >= 0 and account_debits_posted >= 0
+    and account_credits_pending >= 0 and account_credits_posted >= 0
+  ),
+  constraint ledger_entries_amount_check check (amount <> 0),
+  constraint ledger_entries_bucket_check check (bucket in ('pending', 'posted')),
+  constraint ledger_entries_side_check check (side in ('debit', 'credit'))
+);
+
+-- The limit, entry by entry: no entry leaves its account with more debits than posted
+-- credits. Not valid: the earliest entries got their totals after the fact, and their limit
+-- was checked per call, on the call's sum, in an order within the call that is not
+-- recorded; every new entry is checked.
+alter table private.ledger_entries
+add constraint ledger_entries_account_within_limit check (
+  account_debits_pending + account_debits_posted <= account_credits_posted
+) not valid;
+
+comment on table private.ledger_entries is
+'What each transfer did to each account: a signed change of its debits or credits, pending '
+'or posted. An account''s balances are the sums of its entries.';
+
+comment on column private.ledger_entries.account_version is
+'For an account with a limit: this entry''s number among the account''s entries (1, 2, ...). '
+'Null for the others.';
+
+comment on column private.ledger_entries.account_debits_pending is
+'For an account with a limit: its pending debits after this entry. Null for the others.';
+
+comment on column private.ledger_entries.account_debits_posted is
+'For an account with a limit: its posted debits after this entry. Null for the others.';
+
+comment on column private.ledger_entries.account_credits_pending is
+'For an account with a limit: its pending credits after this entry. Null for the others.';
+
+comment on column private.ledger_entries.account_credits_posted is
+'For an account with a limit: its posted credits after this entry. Null for the others.';
+
+create index ledger_entries_transfer_id_idx on private.ledger_entries (transfer_id);
+
+-- One history per account, numbered without gaps or duplicates; it also finds an account's
+-- entries, and its latest one.
+create unique index ledger_entries_account_version_idx
+on private.ledger_entries (account_id, account_version);
+
+/** BEFORE UPDATE, DELETE or TRUNCATE trigger: the ledger's history is never rewritten. */
+create or replace function private.refuse_ledger_rewrite() returns trigger
 language plpgsql
-stable
-security definer
 set search_path = ''
 as $$
 begin
-  return (
-    select a.id from private.ledger_accounts as a where a.escrow_account_id = escrow
-  );
+  raise exception '% are immutable: post a correcting transfer instead', tg_table_name
+  using errcode = 'PT409';
 end
 $$;
 
+create trigger refuse_ledger_rewrite
+before update or delete on private.ledger_transfers
+for each row execute function private.refuse_ledger_rewrite();
+
+create trigger refuse_ledger_truncate
+before truncate on private.ledger_transfers
+for each statement execute function private.refuse_ledger_rewrite();
+
+create trigger refuse_ledger_rewrite
+before update or delete on private.ledger_entries
+for each row execute function private.refuse_ledger_rewrite();
+
+create trigger refuse_ledger_truncate
+before truncate on private.ledger_entries
+for each statement execute function private.refuse_ledger_rewrite();
+
+/**
+ * Constraint trigger, checked at commit for each transfer that got entries: in each bucket,
+ * the debits it recorded equal the credits. Security definer: it fires at commit as
+ * whichever role is current then, which may read no ledger table.
+ */
+create or replace function private.check_transfer_balances() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  unbalanced text;
+begin
+  select e.bucket into unbalanced
+  from private.ledger_entries as e
+  where e.transfer_id = new.transfer_id
+  group by e.bucket
+  having sum(e.amount) filter (where e.side = 'debit')
+    is distinct from sum(e.amount) filter (where e.side = 'credit')
+  limit 1;
+  if unbalanced is not null then
+    raise exception 'ledger transfer % does not balance (% debits differ from credits)',
+    new.transfer_id, unbalanced
+    using errcode = 'PT500';
+  end if;
+  return null;
+end
+$$;
+
+create constraint trigger check_transfer_balances
+after insert on private.ledger_entries
+deferrable initially deferred
+for each row execute function private.check_transfer_balances();
+
+-- Section: balances
+
+/** Every account's balances, summed from its entries (hot accounts' only source). */
+create view private.ledger_balances as
+select
+  a.id as account_id,
+  a.kind,
+  a.currency,
+  coalesce(sum(e.amount) filter (where e.side = 'debit' and e.bucket = 'pending'), 0)::bigint
+    as debits_pending,
+  coalesce(sum(e.amount) filter (where e.side = 'debit' and e.bucket = 'posted'), 0)::bigint
+    as debits_posted,
+  coalesce(sum(e.amount) filter (where e.side = 'credit' and e.bucket = 'pending'), 0)::bigint
+    as credits_pending,
+  coalesce(sum(e.amount) filter (where e.side = 'credit' and e.bucket = 'posted'), 0)::bigint
+    as credits_posted
+from private.ledger_accounts as a
+left join private.ledger_entries as e on a.id = e.account_id
+group by a.id, a.kind, a.currency;
+
+/**
+ * The balances of the accounts with a limit (wallets, escrow), where their latest entries
+ * left them; zero for an account without entries. `account_version` is the latest entry's
+ * number.
+ */
+create view private.ledger_limited_balances as
+select
+  a.id as account_id,
+  a.kind,
+  a.currency,
+  a.user_id,
+  a.escrow_account_id,
+  coalesce(latest.account_version, 0) as account_version,
+  coalesce(latest.account_debits_pending, 0) as debits_pending,
+  coalesce(latest.account_debits_posted, 0) as debits_posted,
+  coalesce(latest.account_credits_pending, 0) as credits_pending,
+  coalesce(latest.account_credits_posted, 0) as credits_posted
+from private.ledger_accounts as a
+left join lateral (
+  select
+    e.account_version,
+    e.account_debits_pending,
+    e.account_debits_posted,
+    e.account_credits_pending,
+    e.account_credits_posted
+  from private.ledger_entries as e
+  where e.account_id = a.id and e.account_version is not null
+  order by e.account_version desc
+  limit 1
+) as latest on true
+where a.debits_must_not_exceed_credits;
+
+-- Section: moving money
+
+create type private.ledger_change as (
+  transfer_id uuid,
+  account_id uuid,
+  side text,
+  bucket text,
+  amount bigint
+);
+
+comment on type private.ledger_change is
+'What a transfer does to one account''s balances: a signed amount of its debits or credits, '
+'pending or posted (an entry before it is recorded).';
+
 /**
  * Move `amount` of `currency` from `debit_account` to `credit_account`, posted at once or
- * pending. Returns the transfer's id. As in 20261126065000_ledger.sql, its entries recorded
- * by the function above.
+ * pending. Returns the transfer's id; its entries are recorded by private.record_entries().
  */
 create or replace function private.ledger_transfer(
   transfer_code text,
@@ -386,7 +447,7 @@ $$;
 
 /**
  * Post (`post` true) or void a pending transfer, once: a second attempt, concurrent or not,
- * is refused. Returns the resolving transfer's id. As in 20261126065000_ledger.sql.
+ * is refused. Returns the resolving transfer's id.
  */
 create or replace function private.ledger_resolve(pending_transfer uuid, post boolean)
 returns uuid
@@ -438,7 +499,7 @@ $$;
 -- Linked transfers: the transfers of one event posted together.
 --
 -- A release moves the payee's share and the platform fee out of the same escrow; a split
--- also returns the rest. Posted one by one, each transfer locked, checked and updated the
+-- also returns the rest. Posted one by one, each transfer would lock, check and update the
 -- escrow's ledger account and its cached balance again: two or three times the work, and as
 -- many audit rows for the same balance. private.ledger_transfers() posts a list of
 -- single-phase transfers at once: every row inserted in one statement, the limited accounts
@@ -476,7 +537,7 @@ $$;
 
 /**
  * Post `moves` (from private.ledger_move) together: all or none. Each must move a positive
- * amount between two accounts of its currency. As in 20261126080800_ledger_linked_transfers.sql.
+ * amount between two accounts of its currency.
  */
 create or replace function private.ledger_transfers(moves private.ledger_transfers[]) returns void
 language plpgsql
@@ -523,14 +584,16 @@ end
 $$;
 
 /**
- * Record `changes` as entries, all or none, at read committed isolation only (see the top of
- * this file). The limited accounts among them are locked in id order (so concurrent
- * transfers never deadlock); their entries are numbered on from each account's latest and
- * carry its totals on, what raises the room under the limit first (credits, resolving
- * debits), so that an account's last entry is its lowest point, and are recorded in that
- * order; an overdraft is refused naming the account (and the entries' check constraint would
- * refuse it again). Accounts without a limit are neither locked nor numbered. The escrow
- * accounts' cached balances follow. Set-based, with no subtransaction.
+ * Record `changes` as entries, all or none, at read committed isolation only: the balances
+ * the lock protects are read by a statement after the lock, whose snapshot must see the
+ * entries of every transfer that held the lock before. The limited accounts among them are
+ * locked in id order (so concurrent transfers never deadlock); their entries are numbered on
+ * from each account's latest and carry its totals on, what raises the room under the limit
+ * first (credits, resolving debits), so that an account's last entry is its lowest point,
+ * and are recorded in that order; an overdraft is refused naming the account (and the
+ * entries' check constraint would refuse it again). Accounts without a limit are neither
+ * locked nor numbered. The escrow accounts' cached balances follow. Set-based, with no
+ * subtransaction.
  */
 create or replace function private.record_entries(changes private.ledger_change[]) returns void
 language plpgsql
@@ -653,62 +716,3 @@ begin
     and e.balance_minor is distinct from last.posted;
 end
 $$;
-
-comment on table private.ledger_accounts is
-'Ledger accounts. They hold no balances: see private.ledger_limited_balances (accounts with '
-'a limit, from their latest entries) and private.ledger_balances (every account, summed).';
-
-comment on table private.ledger_transfers is
-'Immutable transfers. A pending transfer is resolved at most once, by a post_pending or a '
-'void_pending transfer naming it (unique index on pending_id).';
-
-comment on table private.ledger_entries is
-'What each transfer did to each account: a signed change of its debits or credits, pending '
-'or posted. An account''s balances are the sums of its entries.';
-
-comment on type private.ledger_change is
-'What a transfer does to one account''s balances: a signed amount of its debits or credits, '
-'pending or posted (an entry before it is recorded).';
-
-comment on column private.ledger_entries.account_version is
-'For an account with a limit: this entry''s number among the account''s entries (1, 2, ...). '
-'Null for the others.';
-
-comment on column private.ledger_entries.account_debits_pending is
-'For an account with a limit: its pending debits after this entry. Null for the others.';
-
-comment on column private.ledger_entries.account_debits_posted is
-'For an account with a limit: its posted debits after this entry. Null for the others.';
-
-comment on column private.ledger_entries.account_credits_pending is
-'For an account with a limit: its pending credits after this entry. Null for the others.';
-
-comment on column private.ledger_entries.account_credits_posted is
-'For an account with a limit: its posted credits after this entry. Null for the others.';
-
--- Triggers
-
-create constraint trigger check_transfer_balances
-after insert on private.ledger_entries
-deferrable initially deferred
-for each row execute function private.check_transfer_balances();
-
-create trigger refuse_ledger_rewrite
-before update or delete on private.ledger_entries
-for each row execute function private.refuse_ledger_rewrite();
-
-create trigger refuse_ledger_truncate
-before truncate on private.ledger_entries
-for each statement execute function private.refuse_ledger_rewrite();
-
-create trigger refuse_ledger_rewrite
-before update or delete on private.ledger_transfers
-for each row execute function private.refuse_ledger_rewrite();
-
-create trigger refuse_ledger_truncate
-before truncate on private.ledger_transfers
-for each statement execute function private.refuse_ledger_rewrite();
-
-create trigger open_escrow_ledger_account
-after insert on public.escrow_accounts
-for each row execute function private.open_escrow_ledger_account();

@@ -1,7 +1,16 @@
 -- Limits and alerts
 --
--- Amount limits per operation and per day, rate limits, the wallets users may read,
--- notifications for the parties to every payment event, and security alerts for staff.
+-- What people must hear of, and what a user may do how often: security alerts for staff
+-- (amount thresholds, velocity limits, a new payment method followed by a large payment,
+-- activity after hours), notifications for the parties to every payment event (the source
+-- document's user stories 2, 3 and 5), rate limits per operation (the endpoint matrix's
+-- levels), amount limits per operation and per day, and the wallets users may read.
+--
+-- Alerts and notifications are written by triggers, as the owner; no client writes either.
+-- The limits apply to users' requests only (the role `authenticated`), in BEFORE triggers,
+-- which run before row-level security's WITH CHECK. So the amount limits count only a row
+-- of the caller's own and leave any other to the policy: their refusal tells a stranger
+-- nothing (see escrow_and_milestone_payments.sql).
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -10,90 +19,6 @@
 -- tests/sql/limits_and_alerts/
 
 set local check_function_bodies = off;
-
--- What people must hear of: notifications for the parties to every payment event (the
--- source document's user stories 2, 3 and 5), and security alerts for staff (amount
--- thresholds, velocity limits, a new payment method followed by a large payment, activity
--- after hours). Both are written by triggers, as the owner; no client writes either.
-create table public.notifications (
-  id uuid primary key default gen_random_uuid(),
-  user_id uuid not null references public.users (id) on delete cascade,
-  event text not null check (event ~ '^[a-z_.]+$'),
-  title text not null check (char_length(title) between 1 and 200),
-  milestone_payment_id uuid references public.milestone_payments (id),
-  withdrawal_id uuid references public.withdrawals (id),
-  amount_minor bigint check (amount_minor > 0),
-  currency char(3) check (currency ~ '^[A-Z]{3}$'),
-  read_at timestamptz,
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now()
-);
-
-create index notifications_user_id_idx on public.notifications (user_id, created_at desc);
-
-create index notifications_milestone_payment_id_idx on public.notifications (milestone_payment_id);
-
-create index notifications_withdrawal_id_idx on public.notifications (withdrawal_id);
-
-create type public.security_alert_kind as enum (
-  'amount_threshold', 'velocity_limit', 'new_method_large_payment', 'after_hours'
-);
-
-create table public.security_alerts (
-  id uuid primary key default gen_random_uuid(),
-  kind public.security_alert_kind not null,
-  user_id uuid references public.users (id),
-  operation text not null,
-  details jsonb not null default '{}' check (jsonb_typeof(details) = 'object'),
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now()
-);
-
-create index security_alerts_user_id_idx on public.security_alerts (user_id);
-
-create index security_alerts_created_at_idx on public.security_alerts (created_at desc);
-
--- The endpoint matrix's rate limiting, per operation.
-create table private.rate_limit_rules (
-  operation text not null,
-  rate_level text not null,
-  rpc text,
-  constraint rate_limit_rules_pkey primary key (operation),
-  constraint rate_limit_rules_rpc_key unique (rpc),
-  constraint rate_limit_rules_rate_level_check check (
-    (rate_level = any(array['low'::text, 'medium'::text, 'high'::text]))
-  )
-);
-
--- One counter per user, operation and fixed window.
-create table private.rate_limit_counters (
-  user_id uuid,
-  operation text not null,
-  window_start timestamp with time zone not null,
-  call_count integer not null,
-  refusal_alert_id uuid,
-  constraint rate_limit_counters_user_id_operation_window_start_key unique nulls not distinct (
-    user_id, operation, window_start
-  ),
-  constraint rate_limit_counters_operation_fkey foreign key (
-    operation
-  ) references private.rate_limit_rules (operation),
-  constraint rate_limit_counters_user_id_fkey foreign key (user_id) references users (
-    id
-  ) on delete cascade
-);
-
-create index rate_limit_counters_operation_idx on private.rate_limit_counters (operation);
-
--- What each user moved per operation, currency and UTC day.
-create table private.daily_amounts (
-  user_id uuid not null references public.users (id) on delete cascade,
-  operation text not null,
-  currency char(3) not null,
-  utc_day date not null,
-  total_minor bigint not null check (total_minor >= 0),
-  primary key (user_id, operation, currency, utc_day)
-);
 
 /** The setting `key` (per currency, with a default) for `for_currency`. */
 create or replace function private.currency_setting(key text, for_currency char(3)) returns bigint
@@ -112,6 +37,60 @@ begin
 end
 $$;
 
+-- Section: security alerts
+
+create type public.security_alert_kind as enum (
+  'amount_threshold', 'velocity_limit', 'new_method_large_payment', 'after_hours'
+);
+
+create table public.security_alerts (
+  id uuid primary key default gen_random_uuid(),
+  kind public.security_alert_kind not null,
+  -- The user it concerns; null for the shared counter of requests whose token names no user.
+  user_id uuid references public.users (id),
+  -- What was done, e.g. milestone_payments.release.
+  operation text not null,
+  details jsonb not null default '{}' check (jsonb_typeof(details) = 'object'),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+
+comment on table public.security_alerts is
+'Signals of possible fraud for admins and auditors (source document: real-time alerting).';
+
+create index security_alerts_user_id_idx on public.security_alerts (user_id);
+
+create index security_alerts_created_at_idx on public.security_alerts (created_at desc);
+
+create trigger keep_row_timestamps
+before insert or update on public.security_alerts
+for each row execute function private.keep_row_timestamps();
+
+-- The columns listed cannot hold card data; every other one is read.
+create trigger refuse_card_data
+before insert or update
+on public.security_alerts
+for each row
+execute function private.refuse_card_data(
+  'id', 'kind', 'user_id', 'created_at', 'updated_at'
+);
+
+insert into private.settings (key, value, description)
+values
+(
+  'alert_amount_threshold_minor',
+  '{"default": 1000000, "USD": 1000000, "EUR": 1000000, "GBP": 800000, "JPY": 1500000}',
+  'Per currency, the amount at or above which a payment or withdrawal raises a security alert.'
+),
+(
+  'new_method_window_seconds', '86400',
+  'A large payment this soon after its payer added a payment method raises an alert.'
+),
+(
+  'business_hours', '{"time_zone": "America/New_York", "from": 7, "to": 21}',
+  'Payment activity outside these local hours raises an after-hours alert.'
+);
+
 /** Write a security alert. */
 create or replace function private.raise_security_alert(
   alert_kind public.security_alert_kind, subject uuid, alert_operation text, alert_details jsonb
@@ -123,55 +102,6 @@ as $$
 begin
   insert into public.security_alerts (kind, user_id, operation, details)
   values (alert_kind, subject, alert_operation, alert_details);
-end
-$$;
-
-/**
- * The velocity limit of `requested_operation` for the requesting user's call, as in
- * 20261126071500_notifications_and_alerts.sql; a user's request whose token names no user
- * is counted in the shared counter of such requests.
- */
-create or replace function private.enforce_rate_limit(requested_operation text)
-returns void
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  requester uuid;
-  limits jsonb;
-  window_seconds int;
-  counted int;
-begin
-  -- Only users' requests: the role PostgREST switched to (this function runs as its owner).
-  if current_setting('role', true) is distinct from 'authenticated' then
-    return;
-  end if;
-  select private.setting('velocity_limits') -> r.rate_level into limits
-  from private.rate_limit_rules as r where r.operation = requested_operation;
-  if limits is null then
-    return;
-  end if;
-  requester := private.counted_caller();
-  window_seconds := (limits ->> 'seconds')::int;
-  insert into private.rate_limit_counters as c (user_id, operation, window_start, call_count)
-  values (
-    requester, requested_operation,
-    to_timestamp(floor(extract(epoch from now()) / window_seconds) * window_seconds), 1
-  )
-  on conflict (user_id, operation, window_start) do update set call_count = c.call_count + 1
-  returning c.call_count into counted;
-  if counted > (limits ->> 'calls')::int then
-    raise exception 'too many % calls: at most % per % seconds',
-    requested_operation, limits ->> 'calls', window_seconds
-    using errcode = 'PT429', hint = 'wait for the window to pass, then retry';
-  end if;
-  if counted = (limits ->> 'calls')::int then
-    perform private.raise_security_alert(
-      'velocity_limit', requester, requested_operation,
-      jsonb_build_object('calls', counted, 'window_seconds', window_seconds)
-    );
-  end if;
 end
 $$;
 
@@ -203,6 +133,46 @@ begin
   end if;
 end
 $$;
+
+-- Section: notifications
+
+create table public.notifications (
+  id uuid primary key default gen_random_uuid(),
+  user_id uuid not null references public.users (id) on delete cascade,
+  -- What happened, e.g. milestone_payment.released, withdrawal.requested.
+  event text not null check (event ~ '^[a-z_.]+$'),
+  title text not null check (char_length(title) between 1 and 200),
+  milestone_payment_id uuid references public.milestone_payments (id),
+  withdrawal_id uuid references public.withdrawals (id),
+  amount_minor bigint check (amount_minor > 0),
+  currency char(3) check (currency ~ '^[A-Z]{3}$'),
+  -- Set by its user, who may update this column only.
+  read_at timestamptz,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+
+comment on table public.notifications is
+'A payment event a party must hear of. Users read their own and mark them read.';
+
+create index notifications_user_id_idx on public.notifications (user_id, created_at desc);
+
+create index notifications_milestone_payment_id_idx on public.notifications (milestone_payment_id);
+
+create index notifications_withdrawal_id_idx on public.notifications (withdrawal_id);
+
+create trigger keep_row_timestamps
+before insert or update on public.notifications
+for each row execute function private.keep_row_timestamps();
+
+-- The columns listed cannot hold card data; every other one is read.
+create trigger refuse_card_data
+before insert or update
+on public.notifications
+for each row
+execute function private.refuse_card_data(
+  'id', 'user_id', 'milestone_payment_id', 'withdrawal_id', 'read_at', 'created_at', 'updated_at'
+);
 
 /** Tell `recipient` of a payment event. */
 create or replace function private.notify(
@@ -288,6 +258,10 @@ begin
 end
 $$;
 
+create trigger milestone_payment_events
+after insert or update of status on public.milestone_payments
+for each row execute function private.milestone_payment_events();
+
 /** AFTER INSERT OR UPDATE trigger on withdrawals: notify the owner; alert on large ones. */
 create or replace function private.withdrawal_events() returns trigger
 language plpgsql
@@ -313,6 +287,10 @@ begin
 end
 $$;
 
+create trigger withdrawal_events
+after insert or update of status on public.withdrawals
+for each row execute function private.withdrawal_events();
+
 /** AFTER INSERT OR DELETE trigger on payment_methods: the owner hears of each change. */
 create or replace function private.payment_method_events() returns trigger
 language plpgsql
@@ -327,6 +305,133 @@ begin
   end if;
   return null;
 end
+$$;
+
+create trigger payment_method_events
+after insert or delete on public.payment_methods
+for each row execute function private.payment_method_events();
+
+-- Section: rate limits
+
+insert into private.settings (key, value, description)
+values (
+  'velocity_limits',
+  (
+    '{"low": {"calls": 60, "seconds": 60}, "medium": {"calls": 20, "seconds": 60},'
+    || ' "high": {"calls": 5, "seconds": 60}}'
+  )::jsonb,
+  'The endpoint matrix''s rate-limit levels, as calls per window, per user and operation.'
+);
+
+-- The endpoint matrix's rate limiting, per operation.
+create table private.rate_limit_rules (
+  -- The table and what is done to it (milestone_payments.release), or an RPC's operation.
+  operation text not null,
+  -- A level of the velocity_limits setting.
+  rate_level text not null,
+  rpc text,
+  constraint rate_limit_rules_pkey primary key (operation),
+  constraint rate_limit_rules_rate_level_check check (rate_level in ('low', 'medium', 'high')),
+  constraint rate_limit_rules_rpc_key unique (rpc)
+);
+
+comment on column private.rate_limit_rules.rpc is
+'The public RPC that performs the operation: its refused calls count against this limit.';
+
+insert into private.rate_limit_rules (operation, rate_level, rpc)
+values
+('payment_methods.insert', 'medium', null),
+('payment_methods.delete', 'medium', null),
+('payment_transactions.insert', 'high', null),
+('escrow_accounts.insert', 'high', null),
+('milestone_payments.insert', 'medium', 'create_milestone_payment'),
+('milestone_payments.release', 'high', 'release_milestone_payment'),
+('milestone_payments.cancel', 'medium', 'cancel_milestone_payment'),
+('disputes.insert', 'medium', 'open_dispute'),
+('withdrawals.insert', 'high', 'request_withdrawal');
+
+-- One counter per user, operation and fixed window; the requests whose token names no user
+-- share one counter (user_id null: the key treats nulls as equal).
+create table private.rate_limit_counters (
+  user_id uuid,
+  operation text not null,
+  window_start timestamptz not null,
+  call_count integer not null,
+  refusal_alert_id uuid,
+  constraint rate_limit_counters_user_id_fkey foreign key (user_id)
+  references public.users (id) on delete cascade,
+  constraint rate_limit_counters_operation_fkey foreign key (operation)
+  references private.rate_limit_rules (operation),
+  constraint rate_limit_counters_user_id_operation_window_start_key
+  unique nulls not distinct (user_id, operation, window_start)
+);
+
+comment on column private.rate_limit_counters.refusal_alert_id is
+'The security alert that counts the refused calls over the limit in this window.';
+
+create index rate_limit_counters_operation_idx on private.rate_limit_counters (operation);
+
+/**
+ * The velocity limit of `requested_operation` for the requesting user's call: counted in its
+ * fixed window, refused (PT429) past the limit, with a security alert when the limit is
+ * reached. A user's request whose token names no user is counted in the shared counter of
+ * such requests (private.counted_caller).
+ */
+create or replace function private.enforce_rate_limit(requested_operation text)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  requester uuid;
+  limits jsonb;
+  window_seconds int;
+  counted int;
+begin
+  -- Only users' requests: the role PostgREST switched to (this function runs as its owner).
+  if current_setting('role', true) is distinct from 'authenticated' then
+    return;
+  end if;
+  select private.setting('velocity_limits') -> r.rate_level into limits
+  from private.rate_limit_rules as r where r.operation = requested_operation;
+  if limits is null then
+    return;
+  end if;
+  requester := private.counted_caller();
+  window_seconds := (limits ->> 'seconds')::int;
+  insert into private.rate_limit_counters as c (user_id, operation, window_start, call_count)
+  values (
+    requester, requested_operation,
+    to_timestamp(floor(extract(epoch from now()) / window_seconds) * window_seconds), 1
+  )
+  on conflict (user_id, operation, window_start) do update set call_count = c.call_count + 1
+  returning c.call_count into counted;
+  if counted > (limits ->> 'calls')::int then
+    raise exception 'too many % calls: at most % per % seconds',
+    requested_operation, limits ->> 'calls', window_seconds
+    using errcode = 'PT429', hint = 'wait for the window to pass, then retry';
+  end if;
+  if counted = (limits ->> 'calls')::int then
+    perform private.raise_security_alert(
+      'velocity_limit', requester, requested_operation,
+      jsonb_build_object('calls', counted, 'window_seconds', window_seconds)
+    );
+  end if;
+end
+$$;
+
+/** The message of a call refused over a velocity limit, as private.enforce_rate_limit says it. */
+create or replace function private.rate_limit_message(
+  limited_operation text, max_calls integer, window_seconds integer
+) returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select format(
+    'too many %s calls: at most %s per %s seconds', limited_operation, max_calls, window_seconds
+  )
 $$;
 
 /** BEFORE trigger: the velocity limit of the operation the statement performs. */
@@ -348,6 +453,55 @@ begin
   return case when tg_op = 'DELETE' then old else new end;
 end
 $$;
+
+create trigger limit_rate
+before insert or delete on public.payment_methods
+for each row execute function private.limit_rate();
+
+create trigger limit_rate
+before insert on public.payment_transactions
+for each row execute function private.limit_rate();
+
+create trigger limit_rate
+before insert on public.escrow_accounts
+for each row execute function private.limit_rate();
+
+-- Releasing and canceling are limited as operations of their own.
+create trigger limit_rate
+before insert or update of status on public.milestone_payments
+for each row execute function private.limit_rate();
+
+create trigger limit_rate
+before insert on public.disputes
+for each row execute function private.limit_rate();
+
+create trigger limit_rate
+before insert on public.withdrawals
+for each row execute function private.limit_rate();
+
+-- Section: amount limits
+
+insert into private.settings (key, value, description)
+values (
+  'amount_limits',
+  '{
+    "milestone_payments.insert": {"per_operation": 5000000, "per_day": 20000000},
+    "payment_transactions.insert": {"per_operation": 1000000, "per_day": 5000000},
+    "withdrawals.insert": {"per_operation": 2500000, "per_day": 5000000}
+  }',
+  'Per operation, the largest amount one request may move and the most one user may move '
+  || 'in a UTC day, in minor units of any currency.'
+);
+
+-- What each user moved per operation, currency and UTC day.
+create table private.daily_amounts (
+  user_id uuid not null references public.users (id) on delete cascade,
+  operation text not null,
+  currency char(3) not null,
+  utc_day date not null,
+  total_minor bigint not null check (total_minor >= 0),
+  primary key (user_id, operation, currency, utc_day)
+);
 
 /**
  * Refuse (PT422) an amount over the operation's limit, or one that would take the user's
@@ -423,6 +577,21 @@ begin
 end
 $$;
 
+-- After derive_milestone_payment (alphabetical order), so the amount is the milestone's.
+create trigger limit_amount
+before insert on public.milestone_payments
+for each row execute function private.limit_amount();
+
+create trigger limit_amount
+before insert on public.payment_transactions
+for each row execute function private.limit_amount();
+
+create trigger limit_amount
+before insert on public.withdrawals
+for each row execute function private.limit_amount();
+
+-- Section: wallets
+
 /**
  * The requesting user's wallets: posted balance, what is reserved by pending withdrawals,
  * and what they may withdraw now. Nobody else's.
@@ -445,6 +614,8 @@ as $$
   order by b.currency
 $$;
 
+grant execute on function private.requester_wallets() to authenticated;
+
 /** The caller's wallet balances, from the ledger (PostgREST: /rpc/my_wallet_balances). */
 create or replace function public.my_wallet_balances() returns table (
   currency char(3), posted_minor bigint, reserved_minor bigint, withdrawable_minor bigint
@@ -456,170 +627,4 @@ as $$
   select * from private.requester_wallets()
 $$;
 
-/** The message of a call refused over a velocity limit, as private.enforce_rate_limit says it. */
-create or replace function private.rate_limit_message(
-  limited_operation text, max_calls integer, window_seconds integer
-) returns text
-language sql
-immutable
-set search_path = ''
-as $$
-  select format(
-    'too many %s calls: at most %s per %s seconds', limited_operation, max_calls, window_seconds
-  )
-$$;
-
-insert into private.settings (key, value, description)
-values
-(
-  'alert_amount_threshold_minor',
-  '{"default": 1000000, "USD": 1000000, "EUR": 1000000, "GBP": 800000, "JPY": 1500000}',
-  'Per currency, the amount at or above which a payment or withdrawal raises a security alert.'
-),
-(
-  'new_method_window_seconds', '86400',
-  'A large payment this soon after its payer added a payment method raises an alert.'
-),
-(
-  'business_hours', '{"time_zone": "America/New_York", "from": 7, "to": 21}',
-  'Payment activity outside these local hours raises an after-hours alert.'
-),
-(
-  'velocity_limits',
-  (
-    '{"low": {"calls": 60, "seconds": 60}, "medium": {"calls": 20, "seconds": 60},'
-    || ' "high": {"calls": 5, "seconds": 60}}'
-  )::jsonb,
-  'The endpoint matrix''s rate-limit levels, as calls per window, per user and operation.'
-);
-
-insert into private.rate_limit_rules (operation, rate_level)
-values
-('payment_methods.insert', 'medium'),
-('payment_methods.delete', 'medium'),
-('payment_transactions.insert', 'high'),
-('escrow_accounts.insert', 'high'),
-('milestone_payments.insert', 'medium'),
-('milestone_payments.release', 'high'),
-('disputes.insert', 'medium'),
-('withdrawals.insert', 'high');
-
--- Amount limits per operation and per day, and the wallet balances users may read.
-insert into private.settings (key, value, description)
-values (
-  'amount_limits',
-  '{
-    "milestone_payments.insert": {"per_operation": 5000000, "per_day": 20000000},
-    "payment_transactions.insert": {"per_operation": 1000000, "per_day": 5000000},
-    "withdrawals.insert": {"per_operation": 2500000, "per_day": 5000000}
-  }',
-  'Per operation, the largest amount one request may move and the most one user may move '
-  || 'in a UTC day, in minor units of any currency.'
-);
-
-insert into private.rate_limit_rules (operation, rate_level)
-values ('milestone_payments.cancel', 'medium');
-
-update private.rate_limit_rules as r
-set rpc = m.rpc
-from (
-  values
-  ('milestone_payments.insert', 'create_milestone_payment'),
-  ('milestone_payments.release', 'release_milestone_payment'),
-  ('milestone_payments.cancel', 'cancel_milestone_payment'),
-  ('disputes.insert', 'open_dispute'),
-  ('withdrawals.insert', 'request_withdrawal')
-) as m (operation, rpc)
-where r.operation = m.operation;
-
-comment on table public.notifications is
-'A payment event a party must hear of. Users read their own and mark them read.';
-
-comment on table public.security_alerts is
-'Signals of possible fraud for admins and auditors (source document: real-time alerting).';
-
-comment on column private.rate_limit_rules.rpc is
-'The public RPC that performs the operation: its refused calls count against this limit.';
-
-comment on column private.rate_limit_counters.refusal_alert_id is
-'The security alert that counts the refused calls over the limit in this window.';
-
--- Triggers
-
-create trigger limit_rate
-before insert on public.disputes
-for each row execute function private.limit_rate();
-
-create trigger limit_rate
-before insert on public.escrow_accounts
-for each row execute function private.limit_rate();
-
--- After derive_milestone_payment (alphabetical order), so the amount is the milestone's.
-create trigger limit_amount
-before insert on public.milestone_payments
-for each row execute function private.limit_amount();
-
-create trigger limit_rate
-before insert or update of status on public.milestone_payments
-for each row execute function private.limit_rate();
-
-create trigger milestone_payment_events
-after insert or update of status on public.milestone_payments
-for each row execute function private.milestone_payment_events();
-
-create trigger keep_row_timestamps
-before insert or update on public.notifications
-for each row execute function private.keep_row_timestamps();
-
-create trigger refuse_card_data
-before insert or update
-on public.notifications
-for each row
-execute function private.refuse_card_data(
-  'id', 'user_id', 'milestone_payment_id', 'withdrawal_id', 'read_at', 'created_at', 'updated_at'
-);
-
-create trigger limit_rate
-before insert or delete on public.payment_methods
-for each row execute function private.limit_rate();
-
-create trigger payment_method_events
-after insert or delete on public.payment_methods
-for each row execute function private.payment_method_events();
-
-create trigger limit_amount
-before insert on public.payment_transactions
-for each row execute function private.limit_amount();
-
-create trigger limit_rate
-before insert on public.payment_transactions
-for each row execute function private.limit_rate();
-
-create trigger keep_row_timestamps
-before insert or update on public.security_alerts
-for each row execute function private.keep_row_timestamps();
-
-create trigger refuse_card_data
-before insert or update
-on public.security_alerts
-for each row
-execute function private.refuse_card_data(
-  'id', 'kind', 'user_id', 'created_at', 'updated_at'
-);
-
-create trigger limit_amount
-before insert on public.withdrawals
-for each row execute function private.limit_amount();
-
-create trigger limit_rate
-before insert on public.withdrawals
-for each row execute function private.limit_rate();
-
-create trigger withdrawal_events
-after insert or update of status on public.withdrawals
-for each row execute function private.withdrawal_events();
-
--- Privileges
-
 grant execute on function my_wallet_balances() to authenticated;
-grant execute on function private.requester_wallets() to authenticated;

@@ -31,9 +31,15 @@ alter default privileges for role postgres
 revoke execute on functions from public;
 
 -- The schema for what app clients must never call or read directly: security-definer
--- helpers, the ledger, settings and counters. It is not in `pgrst.db_schemas`, and no API
--- role may even look up names in it.
+-- helpers, the ledger, settings and counters. PostgREST does not expose it (it is not in
+-- `pgrst.db_schemas`) and its tables grant nothing. Policies call helper functions here
+-- with the caller's privileges, so the API roles may look names up in it (usage, below),
+-- and EXECUTE is granted function by function.
 create schema private;
+
+comment on schema private is
+'Internal objects of payguard: never exposed through the API. Functions here that run as '
+'security definer set search_path to the empty string and qualify every name.';
 
 -- The database roles of the payment domain.
 --
@@ -56,21 +62,34 @@ begin
 end
 $roles$;
 
+-- Usage of the schemas: of private for every role whose policies and functions call its
+-- helpers, authenticated included; of public for the payment roles and staff (anon,
+-- authenticated and service_role have it from Supabase).
+grant usage on schema private to admin;
+grant usage on schema private to auditor;
+grant usage on schema private to authenticated;
+grant usage on schema private to escrow_service;
+grant usage on schema private to payment_service;
+grant usage on schema public to admin;
+grant usage on schema public to auditor;
+grant usage on schema public to escrow_service;
+grant usage on schema public to payment_service;
+
 -- The API roles create no temporary objects, so none can stand in for a built-in type inside a
 -- function that runs as its owner.
 --
 -- Every security definer function sets search_path = '', and names every table and function
 -- of ours schema-qualified; the built-in types it names (text, jsonb, uuid, integer, …) it
 -- names bare. With an empty search path PostgreSQL still looks in the session's temporary
--- schema first for types and tables (never for functions or operators). Every role held the
--- TEMPORARY privilege on the database through PUBLIC, so an `authenticated` session on a
--- direct connection could create `pg_temp.text` as a domain over text whose check calls a
--- function of its own: private.refused_call (or any security definer function that declares
--- a text variable) then ran that function as the owner, postgres, with BYPASSRLS. It could
--- have written the audit log and the rate-limit counters, or anything else.
+-- schema first for types and tables (never for functions or operators). By default every
+-- role holds the TEMPORARY privilege on the database through PUBLIC, so an `authenticated`
+-- session on a direct connection could create `pg_temp.text` as a domain over text whose
+-- check calls a function of its own: private.refused_call (or any security definer function
+-- that declares a text variable) would then run that function as the owner, postgres, with
+-- BYPASSRLS, and could write the audit log and the rate-limit counters, or anything else.
 --
 -- PostgREST, the Edge Functions and the tests' requests never create temporary objects. The
--- privilege is taken from PUBLIC and given back to every other role that held it through
+-- privilege is taken from PUBLIC and given to every other role that would hold it through
 -- PUBLIC (the database's owner keeps it as owner); the API roles and the role PostgREST logs
 -- in as get none. PostgreSQL checks the privilege against the current role at each creation
 -- in the temporary schema, so a session whose temporary schema already exists is refused
@@ -106,19 +125,3 @@ begin
   end loop;
 end
 $revoke_temporary$;
-
-comment on schema private is
-'Internal objects of payguard: never exposed through the API. Functions here that run as '
-'security definer set search_path to the empty string and qualify every name.';
-
--- Privileges
-
-grant usage on schema private to admin;
-grant usage on schema private to auditor;
-grant usage on schema private to authenticated;
-grant usage on schema private to escrow_service;
-grant usage on schema private to payment_service;
-grant usage on schema public to admin;
-grant usage on schema public to auditor;
-grant usage on schema public to escrow_service;
-grant usage on schema public to payment_service;

@@ -10,8 +10,11 @@
 
 set local check_function_bodies = off;
 
+-- Section: payment transactions
+--
 -- Every charge, refund, payout, fee and transfer the processor reports, or a user starts.
 -- A user may start a charge; its status, type and processor id are the service's to set.
+
 create type public.transaction_type as enum ('charge', 'refund', 'payout', 'fee', 'transfer');
 
 create type public.transaction_status as enum ('pending', 'succeeded', 'failed', 'canceled');
@@ -24,19 +27,40 @@ create table public.payment_transactions (
   status public.transaction_status not null default 'pending',
   amount_minor bigint not null check (amount_minor > 0),
   currency char(3) not null check (currency ~ '^[A-Z]{3}$'),
-  processor_transaction_id text unique check (processor_transaction_id ~ '^[a-z]+_[A-Za-z0-9]+$'),
+  -- The processor's id of the object behind it (its prefix and id), once it reports one.
+  processor_transaction_id text unique
+  check (processor_transaction_id ~ '^[a-z]+_[A-Za-z0-9]+$'),
   description text check (char_length(description) <= 500),
   metadata jsonb not null default '{}' check (jsonb_typeof(metadata) = 'object'),
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
 
+comment on table public.payment_transactions is
+'A movement of money at the processor, in minor units of currency.';
+
 create index payment_transactions_user_id_idx on public.payment_transactions (user_id);
 
 create index payment_transactions_payment_method_id_idx
 on public.payment_transactions (payment_method_id);
 
+create trigger keep_row_timestamps
+before insert or update on public.payment_transactions
+for each row execute function private.keep_row_timestamps();
+
+-- The columns listed cannot hold card data; every other one is read.
+create trigger refuse_card_data
+before insert or update
+on public.payment_transactions
+for each row
+execute function private.refuse_card_data(
+  'id', 'user_id', 'payment_method_id', 'type', 'status', 'created_at', 'updated_at'
+);
+
+-- Section: subscriptions
+--
 -- Users' subscriptions to paid plans, as the processor reports them.
+
 create type public.subscription_status as enum (
   'trialing', 'active', 'past_due', 'canceled', 'unpaid', 'incomplete'
 );
@@ -56,16 +80,56 @@ create table public.subscriptions (
   updated_at timestamptz not null default now()
 );
 
+comment on table public.subscriptions is 'A user''s subscription, written by payment_service.';
+
 create index subscriptions_user_id_idx on public.subscriptions (user_id);
 
+create trigger keep_row_timestamps
+before insert or update on public.subscriptions
+for each row execute function private.keep_row_timestamps();
+
+-- The columns listed cannot hold card data; every other one is read.
+create trigger refuse_card_data
+before insert or update
+on public.subscriptions
+for each row
+execute function private.refuse_card_data(
+  'id',
+  'user_id',
+  'status',
+  'current_period_end',
+  'cancel_at_period_end',
+  'created_at',
+  'updated_at'
+);
+
+-- Section: the platform fee
+--
 -- The platform's fee on a released milestone payment, computed on the server from a
 -- schedule: never from anything a client sends (threat model: processing fee manipulation).
+
 create table private.fee_schedule (
   currency char(3) primary key check (currency ~ '^[A-Z]{3}$'),
   rate_bps int not null check (rate_bps between 0 and 10000),
   fixed_minor bigint not null default 0 check (fixed_minor >= 0),
   updated_at timestamptz not null default now()
 );
+
+comment on table private.fee_schedule is
+'Per currency, the platform fee on a release: rate_bps basis points of the amount, rounded '
+'half up, plus fixed_minor, never more than the amount.';
+
+-- The columns listed cannot hold card data; every other one is read.
+create trigger refuse_card_data
+before insert or update
+on private.fee_schedule
+for each row
+execute function private.refuse_card_data(
+  'updated_at'
+);
+
+insert into private.fee_schedule (currency, rate_bps, fixed_minor)
+values ('USD', 500, 0), ('EUR', 500, 0), ('GBP', 500, 0), ('JPY', 500, 0);
 
 /** The platform fee on releasing `amount` minor units of `fee_currency`. */
 create or replace function private.platform_fee(amount bigint, fee_currency char(3)) returns bigint
@@ -89,55 +153,3 @@ begin
   );
 end
 $$;
-
-insert into private.fee_schedule (currency, rate_bps, fixed_minor)
-values ('USD', 500, 0), ('EUR', 500, 0), ('GBP', 500, 0), ('JPY', 500, 0);
-
-comment on table public.payment_transactions is
-'A movement of money at the processor, in minor units of currency.';
-
-comment on table public.subscriptions is 'A user''s subscription, written by payment_service.';
-
-comment on table private.fee_schedule is
-'Per currency, the platform fee on a release: rate_bps basis points of the amount, rounded '
-'half up, plus fixed_minor, never more than the amount.';
-
--- Triggers
-
-create trigger refuse_card_data
-before insert or update
-on private.fee_schedule
-for each row
-execute function private.refuse_card_data(
-  'updated_at'
-);
-
-create trigger keep_row_timestamps
-before insert or update on public.payment_transactions
-for each row execute function private.keep_row_timestamps();
-
-create trigger refuse_card_data
-before insert or update
-on public.payment_transactions
-for each row
-execute function private.refuse_card_data(
-  'id', 'user_id', 'payment_method_id', 'type', 'status', 'created_at', 'updated_at'
-);
-
-create trigger keep_row_timestamps
-before insert or update on public.subscriptions
-for each row execute function private.keep_row_timestamps();
-
-create trigger refuse_card_data
-before insert or update
-on public.subscriptions
-for each row
-execute function private.refuse_card_data(
-  'id',
-  'user_id',
-  'status',
-  'current_period_end',
-  'cancel_at_period_end',
-  'created_at',
-  'updated_at'
-);

@@ -10,6 +10,8 @@
 
 set local check_function_bodies = off;
 
+-- Section: users
+--
 -- The public profile of each Supabase user, and the user's application role.
 --
 -- The role decides what staff may see (auditors read the audit log, admins manage roles), so
@@ -20,54 +22,40 @@ create type public.app_role as enum (
 );
 
 create table public.users (
+  -- The Supabase user's id: a profile lives and dies with its user.
   id uuid not null,
   email text,
   full_name text,
   phone text,
-  role app_role default 'homeowner'::app_role not null,
-  created_at timestamp with time zone default now() not null,
-  updated_at timestamp with time zone default now() not null,
+  role public.app_role not null default 'homeowner',
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
   constraint users_pkey primary key (id),
   constraint users_id_fkey foreign key (id) references auth.users (id) on delete cascade,
-  constraint users_full_name_check check ((char_length(full_name) <= 200)),
-  constraint users_phone_e164 check ((phone ~ '^\+[1-9][0-9]{6,14}$'::text))
+  constraint users_full_name_check check (char_length(full_name) <= 200),
+  -- See "A user's phone number" below.
+  constraint users_phone_e164 check (phone ~ '^\+[1-9][0-9]{6,14}$')
 );
+
+comment on table public.users is
+'A Supabase user''s profile. `role` is the application role: only an admin may change it.';
+
+comment on column public.users.phone is
+'An E.164 phone number: + and 7 to 15 digits, no spaces. The card-data guard reads it.';
 
 create index users_role_idx on public.users (role);
 
--- Projects and their milestones: what a homeowner pays a contractor for.
-create type public.project_status as enum ('draft', 'open', 'in_progress', 'completed', 'canceled');
+create trigger keep_row_timestamps
+before insert or update on public.users
+for each row execute function private.keep_row_timestamps();
 
-create table public.projects (
-  id uuid primary key default gen_random_uuid(),
-  owner_id uuid not null default auth.uid() references public.users (id),
-  contractor_id uuid references public.users (id),
-  title text not null check (char_length(title) between 1 and 200),
-  description text check (char_length(description) <= 5000),
-  status public.project_status not null default 'draft',
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  check (contractor_id is distinct from owner_id)
-);
-
-create index projects_owner_id_idx on public.projects (owner_id);
-
-create index projects_contractor_id_idx on public.projects (contractor_id);
-
-create type public.milestone_status as enum ('planned', 'in_progress', 'completed', 'approved');
-
-create table public.project_milestones (
-  id uuid primary key default gen_random_uuid(),
-  project_id uuid not null references public.projects (id) on delete cascade,
-  position int not null check (position > 0),
-  title text not null check (char_length(title) between 1 and 200),
-  amount_minor bigint not null check (amount_minor > 0),
-  currency char(3) not null check (currency ~ '^[A-Z]{3}$'),
-  status public.milestone_status not null default 'planned',
-  due_on date,
-  created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  unique (project_id, position)
+-- Every text column is read, the phone number included (see "A user's phone number" below).
+create trigger refuse_card_data
+before insert or update
+on public.users
+for each row
+execute function private.refuse_card_data(
+  'id', 'role', 'created_at', 'updated_at'
 );
 
 /**
@@ -95,6 +83,10 @@ begin
 end
 $$;
 
+create trigger create_user_profile
+after insert on auth.users
+for each row execute function private.create_user_profile();
+
 /**
  * True when the requesting user's application role is one of `roles`. Security definer, so
  * that a policy can ask without granting the caller a read of other profiles.
@@ -115,59 +107,26 @@ begin
 end
 $$;
 
-/** True when the requesting user owns the project. */
-create or replace function private.owns_project(project uuid) returns boolean
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-begin
-  return (
-    select exists (
-      select from public.projects as p
-      where p.id = project and p.owner_id = (select auth.uid())
-    )
-  );
-end
-$$;
-
-/** True when the requesting user owns the project or is its contractor. */
-create or replace function private.is_project_party(project uuid) returns boolean
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-begin
-  return (
-    select exists (
-      select from public.projects as p
-      where p.id = project and (select auth.uid()) in (p.owner_id, p.contractor_id)
-    )
-  );
-end
-$$;
+grant execute on function private.has_app_role(app_role[]) to admin;
+grant execute on function private.has_app_role(app_role[]) to auditor;
+grant execute on function private.has_app_role(app_role[]) to authenticated;
+grant execute on function private.has_app_role(app_role[]) to escrow_service;
+grant execute on function private.has_app_role(app_role[]) to payment_service;
 
 -- A user's phone number has a format: E.164, a + and at most 15 digits (ITU-T E.164 caps an
 -- international number at 15 digits), with no spaces or punctuation.
 --
--- It used to be free text of up to 32 characters, and the card-data guard skipped it, since a
--- phone number written with its spaces can look like a card number. That exemption let a
--- 16-digit number that passes Luhn be stored in it. Now the format keeps out everything but a
--- phone number (a card number of 16 to 19 digits cannot be one), and the guard reads the column
--- like any other since 20261204230000_card_number_forms.sql: a 13- to 15-digit number that
--- passes Luhn is refused as a card number even here, since nothing tells the two apart.
---
--- Existing numbers are normalised where that is unambiguous: spaces, dots, dashes, slashes
--- and parentheses removed, a leading 00 read as +, and an empty string as no number. A number
--- that is still not E.164 (no country code, letters, too long), or whose E.164 form the guard
--- reads as a card number, stops the migration, naming the user ids (never the numbers):
--- someone who can reach those users must correct or clear them first, for
--- example `update public.users set phone = null where id = '…'` (which the audit trail
--- records, with any card number in the old value removed).
+-- A phone number written with its spaces can look like a card number, yet exempting the
+-- column from the card-data guard would let a 16-digit number that passes Luhn be stored in
+-- it. So the format keeps out everything but a phone number (a card number of 16 to 19
+-- digits cannot be one), and the guard reads the column like any other: a 13- to 15-digit
+-- number that passes Luhn is refused as a card number even here, since nothing tells the two
+-- apart.
 
-/** A phone number in E.164 form, or null when `candidate` cannot be read as one. */
+/**
+ * A phone number in E.164 form, or null when `candidate` cannot be read as one: spaces,
+ * dots, dashes, slashes and parentheses removed, a leading 00 read as +.
+ */
 create or replace function private.e164_phone(candidate text) returns text
 language sql
 immutable
@@ -205,40 +164,41 @@ begin
 end
 $$;
 
-comment on table public.users is
-'A Supabase user''s profile. `role` is the application role: only an admin may change it.';
+create trigger check_user_phone
+before insert or update of phone on public.users
+for each row execute function private.check_user_phone();
+
+-- Section: projects and milestones
+--
+-- What a homeowner pays a contractor for.
+
+create type public.project_status as enum ('draft', 'open', 'in_progress', 'completed', 'canceled');
+
+create table public.projects (
+  id uuid primary key default gen_random_uuid(),
+  owner_id uuid not null default auth.uid() references public.users (id),
+  -- The contractor hired, who is paid for its milestones; never the owner.
+  contractor_id uuid references public.users (id),
+  title text not null check (char_length(title) between 1 and 200),
+  description text check (char_length(description) <= 5000),
+  status public.project_status not null default 'draft',
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  check (contractor_id is distinct from owner_id)
+);
 
 comment on table public.projects is
 'A homeowner''s project (owner_id) and the contractor hired for it (contractor_id).';
 
-comment on table public.project_milestones is
-'A milestone of a project and the amount (minor units of currency) due when it is done.';
+create index projects_owner_id_idx on public.projects (owner_id);
 
-comment on column public.users.phone is
-'An E.164 phone number: + and 7 to 15 digits, no spaces. The card-data guard reads it.';
-
--- Triggers
-
-create trigger create_user_profile
-after insert on auth.users
-for each row execute function private.create_user_profile();
-
-create trigger keep_row_timestamps
-before insert or update on public.project_milestones
-for each row execute function private.keep_row_timestamps();
-
-create trigger refuse_card_data
-before insert or update
-on public.project_milestones
-for each row
-execute function private.refuse_card_data(
-  'id', 'project_id', 'status', 'due_on', 'created_at', 'updated_at'
-);
+create index projects_contractor_id_idx on public.projects (contractor_id);
 
 create trigger keep_row_timestamps
 before insert or update on public.projects
 for each row execute function private.keep_row_timestamps();
 
+-- The columns listed cannot hold card data; every other one is read.
 create trigger refuse_card_data
 before insert or update
 on public.projects
@@ -247,29 +207,74 @@ execute function private.refuse_card_data(
   'id', 'owner_id', 'contractor_id', 'status', 'created_at', 'updated_at'
 );
 
-create trigger check_user_phone
-before insert or update of phone on public.users
-for each row execute function private.check_user_phone();
+/** True when the requesting user owns the project. */
+create or replace function private.owns_project(project uuid) returns boolean
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select exists (
+      select from public.projects as p
+      where p.id = project and p.owner_id = (select auth.uid())
+    )
+  );
+end
+$$;
 
-create trigger keep_row_timestamps
-before insert or update on public.users
-for each row execute function private.keep_row_timestamps();
+grant execute on function private.owns_project(uuid) to authenticated;
 
--- A phone number is no card number, but every other text here may not hold one.
-create trigger refuse_card_data
-before insert or update
-on public.users
-for each row
-execute function private.refuse_card_data(
-  'id', 'role', 'created_at', 'updated_at'
+/** True when the requesting user owns the project or is its contractor. */
+create or replace function private.is_project_party(project uuid) returns boolean
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select exists (
+      select from public.projects as p
+      where p.id = project and (select auth.uid()) in (p.owner_id, p.contractor_id)
+    )
+  );
+end
+$$;
+
+grant execute on function private.is_project_party(uuid) to authenticated;
+
+create type public.milestone_status as enum ('planned', 'in_progress', 'completed', 'approved');
+
+create table public.project_milestones (
+  id uuid primary key default gen_random_uuid(),
+  project_id uuid not null references public.projects (id) on delete cascade,
+  -- Its place among the project's milestones (1, 2, ...).
+  position int not null check (position > 0),
+  title text not null check (char_length(title) between 1 and 200),
+  -- What its milestone payment moves: a payment takes amount and currency from here.
+  amount_minor bigint not null check (amount_minor > 0),
+  currency char(3) not null check (currency ~ '^[A-Z]{3}$'),
+  status public.milestone_status not null default 'planned',
+  due_on date,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  unique (project_id, position)
 );
 
--- Privileges
+comment on table public.project_milestones is
+'A milestone of a project and the amount (minor units of currency) due when it is done.';
 
-grant execute on function private.has_app_role(app_role[]) to admin;
-grant execute on function private.has_app_role(app_role[]) to auditor;
-grant execute on function private.has_app_role(app_role[]) to authenticated;
-grant execute on function private.has_app_role(app_role[]) to escrow_service;
-grant execute on function private.has_app_role(app_role[]) to payment_service;
-grant execute on function private.is_project_party(uuid) to authenticated;
-grant execute on function private.owns_project(uuid) to authenticated;
+create trigger keep_row_timestamps
+before insert or update on public.project_milestones
+for each row execute function private.keep_row_timestamps();
+
+-- The columns listed cannot hold card data; every other one is read.
+create trigger refuse_card_data
+before insert or update
+on public.project_milestones
+for each row
+execute function private.refuse_card_data(
+  'id', 'project_id', 'status', 'due_on', 'created_at', 'updated_at'
+);

@@ -1,7 +1,21 @@
 -- Withdrawals
 --
--- A contractor's request to pay out their balance: the reservation in their wallet, approval
--- (two admins above a threshold), and settlement.
+-- A contractor's request to pay out their balance to one of their payout methods: the
+-- reservation of the amount in their wallet, approval (two distinct admins at or above a
+-- threshold), the transitions of its processing, and the settlement of the reservation.
+-- The processor's side (transfers, payouts, their attempts and failures) is in
+-- stripe_border.sql.
+--
+-- Withdrawals move money: a request reserves the amount in the user's wallet (a pending
+-- transfer to clearing); payment_service posts it when the payout succeeds, or it is voided
+-- when the payout fails or the request is canceled. Released funds are withdrawable only
+-- after the payout hold, and a large withdrawal waits for two distinct admins' approval.
+--
+--   requested -> approved    by the second admin approval (at once below the threshold)
+--   approved  -> processing  payment_service, sending the payout
+--   processing -> paid       payment_service: the reservation is posted
+--   processing -> failed     payment_service: the reservation is voided
+--   requested, approved -> canceled   admin, with a written reason: the reservation is voided
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -11,66 +25,72 @@
 
 set local check_function_bodies = off;
 
--- A contractor's request to pay out their balance to a payout method, and its processing.
+-- Section: withdrawals
+
 create type public.withdrawal_status as enum (
   'requested', 'approved', 'processing', 'paid', 'failed', 'canceled'
 );
 
 create table public.withdrawals (
-  id uuid default gen_random_uuid() not null,
-  user_id uuid default auth.uid() not null,
+  id uuid not null default gen_random_uuid(),
+  user_id uuid not null default auth.uid(),
+  -- One of the owner's payout methods, in the withdrawal's currency (the foreign key below).
   payout_method_id uuid not null,
   amount_minor bigint not null,
-  currency character(3) not null,
-  status withdrawal_status default 'requested'::withdrawal_status not null,
+  currency char(3) not null,
+  status public.withdrawal_status not null default 'requested',
+  -- The processing facts, each recorded once by the transition that records it.
   processor_payout_id text,
   failure_reason text,
-  processed_at timestamp with time zone,
-  created_at timestamp with time zone default now() not null,
-  updated_at timestamp with time zone default now() not null,
+  processed_at timestamptz,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  -- The processor's transfer to the payee's connected account, set once.
   processor_transfer_id text,
   constraint withdrawals_pkey primary key (id),
+  constraint withdrawals_user_id_fkey foreign key (user_id) references public.users (id),
+  constraint withdrawals_payout_method_owner_currency_fkey
+  foreign key (payout_method_id, user_id, currency)
+  references public.payout_methods (id, user_id, currency),
+  constraint withdrawals_amount_minor_check check (amount_minor > 0),
+  constraint withdrawals_currency_check check (currency ~ '^[A-Z]{3}$'),
   constraint withdrawals_processor_payout_id_key unique (processor_payout_id),
+  constraint withdrawals_processor_payout_id_check
+  check (processor_payout_id ~ '^po_[A-Za-z0-9]+$'),
+  constraint withdrawals_failure_reason_check check (char_length(failure_reason) <= 500),
   constraint withdrawals_processor_transfer_id_key unique (processor_transfer_id),
-  constraint withdrawals_payout_method_owner_currency_fkey foreign key (
-    payout_method_id, user_id, currency
-  ) references payout_methods (id, user_id, currency),
-  constraint withdrawals_user_id_fkey foreign key (user_id) references users (id),
-  constraint withdrawals_amount_minor_check check ((amount_minor > 0)),
-  constraint withdrawals_currency_check check ((currency ~ '^[A-Z]{3}$'::text)),
-  constraint withdrawals_failure_reason_check check ((char_length(failure_reason) <= 500)),
-  constraint withdrawals_processor_payout_id_check check (
-    (processor_payout_id ~ '^po_[A-Za-z0-9]+$'::text)
-  ),
-  constraint withdrawals_processor_transfer_id_check check (
-    (processor_transfer_id ~ '^tr_[A-Za-z0-9]+$'::text)
-  )
+  constraint withdrawals_processor_transfer_id_check
+  check (processor_transfer_id ~ '^tr_[A-Za-z0-9]+$')
 );
+
+comment on table public.withdrawals is
+'A payout of a user''s available balance to one of their payout methods.';
 
 create index withdrawals_user_id_idx on public.withdrawals (user_id);
 
-create table public.withdrawal_approvals (
-  id uuid default gen_random_uuid() not null,
-  withdrawal_id uuid not null,
-  approved_by uuid default auth.uid() not null,
-  created_at timestamp with time zone default now() not null,
-  updated_at timestamp with time zone default now() not null,
-  reason text,
-  constraint withdrawal_approvals_pkey primary key (id),
-  constraint withdrawal_approvals_withdrawal_id_approved_by_key unique (withdrawal_id, approved_by),
-  constraint withdrawal_approvals_approved_by_fkey foreign key (approved_by) references users (id),
-  constraint withdrawal_approvals_withdrawal_id_fkey foreign key (
-    withdrawal_id
-  ) references withdrawals (id)
-);
-
-alter table public.withdrawal_approvals
-add constraint withdrawal_approvals_reason_check check (private.is_written(reason, 2000)) not valid;
-
-create index withdrawal_approvals_approved_by_idx on public.withdrawal_approvals (approved_by);
-
 create index withdrawals_payout_method_id_user_id_currency_idx
 on public.withdrawals (payout_method_id, user_id, currency);
+
+create trigger keep_row_timestamps
+before insert or update on public.withdrawals
+for each row execute function private.keep_row_timestamps();
+
+-- The columns listed cannot hold card data; every other one is read.
+create trigger refuse_card_data
+before insert or update
+on public.withdrawals
+for each row
+execute function private.refuse_card_data(
+  'id', 'user_id', 'payout_method_id', 'status', 'processed_at', 'created_at', 'updated_at'
+);
+
+insert into private.settings (key, value, description)
+values (
+  'withdrawal_dual_control_threshold_minor',
+  '{"default": 500000, "USD": 500000, "EUR": 500000, "GBP": 400000, "JPY": 750000}',
+  'Per currency, the amount in minor units at or above which a withdrawal needs two distinct '
+  || 'admins'' approval before it is processed.'
+);
 
 /** The amount at or above which a withdrawal in `withdrawal_currency` needs dual control. */
 create or replace function private.dual_control_threshold(withdrawal_currency char(3))
@@ -118,17 +138,16 @@ begin
 end
 $$;
 
--- A withdrawal is paid out in its payout method's currency, to its owner's payout method.
+-- Section: requesting a withdrawal
 --
--- A withdrawal in USD to a payout method that pays out in EUR was accepted, approved and
--- paid: nothing compared the two currencies. Now:
+-- A withdrawal is paid out in its payout method's currency, to its owner's payout method:
 --   * requesting one in another currency than its payout method's is refused (PT422), before
 --     anything is reserved;
 --   * a foreign key makes each withdrawal's (payout method, owner, currency) those of a
 --     payout method, for every role that writes withdrawals, the tables' owner included;
 --   * a payout method that a withdrawal names keeps its owner and currency (PT409): a bank
 --     account in another currency is another payout method. A withdrawal's own payout
---     method, owner and currency never change already (check_withdrawal_transition).
+--     method, owner and currency never change (check_withdrawal_transition).
 -- A user who names another user's payout method is refused by the insert policy ("Users can
 -- withdraw only to their own payout methods") exactly as for one that does not exist: the
 -- currency check reads only the requester's own payout methods, so it tells nobody the
@@ -136,9 +155,10 @@ $$;
 
 /**
  * BEFORE INSERT trigger on withdrawals: the currency matches the payout method's; then the
- * amount is reserved in the owner's wallet, as in 20261126070500_withdrawal_money.sql.
- * Its processing facts (payout id, failure reason, time) start empty: the transitions that
- * happen later record them.
+ * amount is reserved in the owner's wallet (a pending transfer to processor clearing), under
+ * the wallet's lock. Below the dual-control threshold, counted over the owner's withdrawals
+ * of the day, the withdrawal starts approved. Its processing facts (payout id, failure
+ * reason, time) start empty: the transitions that happen later record them.
  */
 create or replace function private.reserve_withdrawal() returns trigger
 language plpgsql
@@ -193,6 +213,10 @@ begin
 end
 $$;
 
+create trigger reserve_withdrawal
+before insert on public.withdrawals
+for each row execute function private.reserve_withdrawal();
+
 /** The pending transfer that reserves a withdrawal's amount. */
 create or replace function private.withdrawal_reservation(withdrawal uuid) returns uuid
 language plpgsql
@@ -209,11 +233,43 @@ end
 $$;
 
 /**
+ * BEFORE UPDATE trigger on payout_methods: a payout method that a withdrawal names keeps its
+ * id, owner and currency, so that every withdrawal stays what it was, a payout to its owner
+ * in its payout method's currency. Security definer, to see every withdrawal whatever the
+ * updating role may read; only roles that may change these columns reach it
+ * (payment_service, service_role).
+ */
+create or replace function private.keep_payout_method_of_withdrawals() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if (new.id, new.user_id, new.currency) is distinct from (old.id, old.user_id, old.currency)
+    and exists (select from public.withdrawals as w where w.payout_method_id = old.id) then
+    raise exception 'payout method % has withdrawals: its owner and currency never change',
+    old.id
+    using errcode = 'PT409',
+    hint = 'add a new payout method for another account, owner or currency';
+  end if;
+  return new;
+end
+$$;
+
+create trigger keep_payout_method_of_withdrawals
+before update of id, user_id, currency on public.payout_methods
+for each row execute function private.keep_payout_method_of_withdrawals();
+
+-- Section: transitions and settlement
+
+/**
  * BEFORE UPDATE trigger on withdrawals: the transitions, who makes them, and the facts each
- * one records, as in 20261204234200_written_reasons_are_words.sql, except that a settled
- * withdrawal takes one change: payment_service recording the transfer of a withdrawal that
- * failed or was canceled while its transfer request was unanswered (keep_withdrawal_transfer
- * checks that it was), and nothing else with it.
+ * one records: the processor's payout id once, when the payout is sent or paid; a failure
+ * reason once, when it fails or is canceled (a written one to cancel); the time it was
+ * processed, by the database, when it ends. A settled withdrawal takes one change only:
+ * payment_service recording the transfer of a withdrawal that failed or was canceled while
+ * its transfer request was unanswered (keep_withdrawal_transfer checks that it was), and
+ * nothing else with it.
  *
  *   requested  -> approved    postgres, once two distinct admins approved
  *   approved   -> processing  payment_service (may record the payout id)
@@ -324,13 +380,17 @@ begin
 end
 $$;
 
+create trigger check_withdrawal_transition
+before update on public.withdrawals
+for each row execute function private.check_withdrawal_transition();
+
 /**
- * AFTER UPDATE trigger on withdrawals: settle the reservation when the withdrawal ends, as in
- * 20261205050200_reservation_kept_until_transfer_reversed.sql, except that a withdrawal that
- * fails or is canceled while its transfer request is unanswered keeps its reservation: the
- * transfer may exist at the processor. It is voided once the processor is found to have no
- * transfer for it (record_withdrawal_transfer_not_made, or a refusal recorded), or kept until
- * the reversal of the transfer found (record_withdrawal_transfer).
+ * AFTER UPDATE trigger on withdrawals: settles the reservation when the withdrawal ends. A
+ * paid withdrawal posts it. A withdrawal that fails or is canceled voids it, unless the
+ * processor may hold its transfer: while its transfer request is unanswered, the reservation
+ * is kept until the processor is found to have no transfer for it
+ * (record_withdrawal_transfer_not_made, or a refusal recorded); once a transfer is recorded,
+ * it is kept until the reversal of that transfer (record_withdrawal_transfer).
  */
 create or replace function private.settle_withdrawal() returns trigger
 language plpgsql
@@ -348,10 +408,84 @@ begin
 end
 $$;
 
+create trigger settle_withdrawal
+after update of status on public.withdrawals
+for each row
+when (old.status is distinct from new.status)
+execute function private.settle_withdrawal();
+
 /**
- * BEFORE INSERT trigger on withdrawal_approvals, as in
- * 20261204232200_withdrawal_approval_reason.sql: who, whether, then a reason that
- * private.is_written accepts.
+ * BEFORE DELETE trigger on withdrawals: a settled withdrawal is a financial record, and is
+ * never deleted, by any role (no API role may delete withdrawals at all; this holds the
+ * tables' owner too).
+ */
+create or replace function private.keep_settled_withdrawals() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if old.status in ('paid', 'failed', 'canceled') then
+    raise exception 'withdrawal % is %: a settled withdrawal is never deleted', old.id, old.status
+    using errcode = 'PT409';
+  end if;
+  return old;
+end
+$$;
+
+create trigger keep_settled_withdrawals
+before delete on public.withdrawals
+for each row execute function private.keep_settled_withdrawals();
+
+-- Section: approvals (dual control)
+
+create table public.withdrawal_approvals (
+  id uuid not null default gen_random_uuid(),
+  withdrawal_id uuid not null,
+  approved_by uuid not null default auth.uid(),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  reason text,
+  constraint withdrawal_approvals_pkey primary key (id),
+  constraint withdrawal_approvals_withdrawal_id_fkey foreign key (withdrawal_id)
+  references public.withdrawals (id),
+  constraint withdrawal_approvals_approved_by_fkey foreign key (approved_by)
+  references public.users (id),
+  -- An admin approves a withdrawal once: the second approval comes from another admin.
+  constraint withdrawal_approvals_withdrawal_id_approved_by_key unique (withdrawal_id, approved_by)
+);
+
+-- Every approval carries a written reason. Not valid: the approvals recorded before reasons
+-- were asked for have none, and stay as they were recorded.
+alter table public.withdrawal_approvals
+add constraint withdrawal_approvals_reason_check check (private.is_written(reason, 2000)) not valid;
+
+comment on table public.withdrawal_approvals is
+'Admins'' approvals of large withdrawals (dual control): two distinct admins, neither the '
+'withdrawal''s owner.';
+
+comment on column public.withdrawal_approvals.reason is
+'Why the admin approved the withdrawal, in their own words: 10 to 2000 characters.';
+
+create index withdrawal_approvals_approved_by_idx on public.withdrawal_approvals (approved_by);
+
+create trigger keep_row_timestamps
+before insert or update on public.withdrawal_approvals
+for each row execute function private.keep_row_timestamps();
+
+-- The columns listed cannot hold card data; every other one is read.
+create trigger refuse_card_data
+before insert or update
+on public.withdrawal_approvals
+for each row
+execute function private.refuse_card_data(
+  'id', 'withdrawal_id', 'approved_by', 'created_at', 'updated_at'
+);
+
+/**
+ * BEFORE INSERT trigger on withdrawal_approvals: who (never the withdrawal's owner, PT403),
+ * whether (the withdrawal waits for approval, PT409), then what (a reason that
+ * private.is_written accepts, PT422), in that order. Security definer, to lock the
+ * withdrawal whatever the approver may read.
  */
 create or replace function private.check_withdrawal_approval() returns trigger
 language plpgsql
@@ -383,6 +517,10 @@ begin
 end
 $$;
 
+create trigger check_withdrawal_approval
+before insert on public.withdrawal_approvals
+for each row execute function private.check_withdrawal_approval();
+
 /** AFTER INSERT trigger on withdrawal_approvals: the second distinct approval approves. */
 create or replace function private.approve_withdrawal_when_two() returns trigger
 language plpgsql
@@ -400,47 +538,9 @@ begin
 end
 $$;
 
-/**
- * BEFORE UPDATE trigger on payout_methods: a payout method that a withdrawal names keeps its
- * id, owner and currency, so that every withdrawal stays what it was, a payout to its owner
- * in its payout method's currency. Security definer, to see every withdrawal whatever the
- * updating role may read; only roles that may change these columns reach it
- * (payment_service, service_role).
- */
-create or replace function private.keep_payout_method_of_withdrawals() returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-begin
-  if (new.id, new.user_id, new.currency) is distinct from (old.id, old.user_id, old.currency)
-    and exists (select from public.withdrawals as w where w.payout_method_id = old.id) then
-    raise exception 'payout method % has withdrawals: its owner and currency never change',
-    old.id
-    using errcode = 'PT409',
-    hint = 'add a new payout method for another account, owner or currency';
-  end if;
-  return new;
-end
-$$;
-
-/**
- * BEFORE DELETE trigger on withdrawals: a settled withdrawal is a financial record, and is
- * never deleted, by any role (no API role may delete withdrawals at all; this holds the
- * tables' owner too).
- */
-create or replace function private.keep_settled_withdrawals() returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  if old.status in ('paid', 'failed', 'canceled') then
-    raise exception 'withdrawal % is %: a settled withdrawal is never deleted', old.id, old.status
-    using errcode = 'PT409';
-  end if;
-  return old;
-end
-$$;
+create trigger approve_withdrawal_when_two
+after insert on public.withdrawal_approvals
+for each row execute function private.approve_withdrawal_when_two();
 
 /**
  * BEFORE UPDATE OR DELETE trigger on withdrawal_approvals: once its withdrawal was acted on
@@ -466,6 +566,10 @@ begin
   return new;
 end
 $$;
+
+create trigger keep_acted_on_approvals
+before update or delete on public.withdrawal_approvals
+for each row execute function private.keep_acted_on_approvals();
 
 /**
  * An admin approves a withdrawal that waits for dual control, saying why. The same key with
@@ -493,9 +597,11 @@ begin
 end
 $$;
 
+grant execute on function private.approve_withdrawal(uuid, text, text) to admin;
+
 /**
- * private.approve_withdrawal, with a refusal recorded and answered as PostgREST would
- * (20261126080500_rpc_refused_calls.sql).
+ * private.approve_withdrawal, with a refusal recorded and answered as PostgREST would (see
+ * private.refused_call).
  */
 create or replace function public.approve_withdrawal(
   withdrawal_id uuid,
@@ -528,95 +634,4 @@ exception when others then
 end
 $$;
 
--- Withdrawals move money: a request reserves the amount in the user's wallet (a pending
--- transfer to clearing); payment_service posts it when the payout succeeds, or voids it
--- when the payout fails or the request is canceled. Released funds are withdrawable only
--- after the payout hold, and a large withdrawal waits for two distinct admins' approval.
---
---   requested -> approved    by the second admin approval (automatically below the threshold)
---   approved  -> processing  payment_service, sending the payout
---   processing -> paid       payment_service: the reservation is posted
---   processing -> failed     payment_service: the reservation is voided
---   requested, approved -> canceled   admin: the reservation is voided
-insert into private.settings (key, value, description)
-values (
-  'withdrawal_dual_control_threshold_minor',
-  '{"default": 500000, "USD": 500000, "EUR": 500000, "GBP": 400000, "JPY": 750000}',
-  'Per currency, the amount in minor units at or above which a withdrawal needs two distinct '
-  || 'admins'' approval before it is processed.'
-);
-
-comment on table public.withdrawals is
-'A payout of a user''s available balance to one of their payout methods.';
-
-comment on table public.withdrawal_approvals is
-'Admins'' approvals of large withdrawals (dual control): two distinct admins, neither the '
-'withdrawal''s owner.';
-
-comment on column public.withdrawal_approvals.reason is
-'Why the admin approved the withdrawal, in their own words: 10 to 2000 characters.';
-
--- Triggers
-
-create trigger keep_payout_method_of_withdrawals
-before update of id, user_id, currency on public.payout_methods
-for each row execute function private.keep_payout_method_of_withdrawals();
-
-create trigger approve_withdrawal_when_two
-after insert on public.withdrawal_approvals
-for each row execute function private.approve_withdrawal_when_two();
-
-create trigger check_withdrawal_approval
-before insert on public.withdrawal_approvals
-for each row execute function private.check_withdrawal_approval();
-
-create trigger keep_acted_on_approvals
-before update or delete on public.withdrawal_approvals
-for each row execute function private.keep_acted_on_approvals();
-
-create trigger keep_row_timestamps
-before insert or update on public.withdrawal_approvals
-for each row execute function private.keep_row_timestamps();
-
-create trigger refuse_card_data
-before insert or update
-on public.withdrawal_approvals
-for each row
-execute function private.refuse_card_data(
-  'id', 'withdrawal_id', 'approved_by', 'created_at', 'updated_at'
-);
-
-create trigger check_withdrawal_transition
-before update on public.withdrawals
-for each row execute function private.check_withdrawal_transition();
-
-create trigger keep_row_timestamps
-before insert or update on public.withdrawals
-for each row execute function private.keep_row_timestamps();
-
-create trigger keep_settled_withdrawals
-before delete on public.withdrawals
-for each row execute function private.keep_settled_withdrawals();
-
-create trigger refuse_card_data
-before insert or update
-on public.withdrawals
-for each row
-execute function private.refuse_card_data(
-  'id', 'user_id', 'payout_method_id', 'status', 'processed_at', 'created_at', 'updated_at'
-);
-
-create trigger reserve_withdrawal
-before insert on public.withdrawals
-for each row execute function private.reserve_withdrawal();
-
-create trigger settle_withdrawal
-after update of status on public.withdrawals
-for each row
-when (old.status is distinct from new.status)
-execute function private.settle_withdrawal();
-
--- Privileges
-
 grant execute on function approve_withdrawal(uuid, text, text) to admin;
-grant execute on function private.approve_withdrawal(uuid, text, text) to admin;
