@@ -62,6 +62,13 @@ begin
 end
 $roles$;
 
+-- authenticator switches to them per request; postgres, which runs the migrations and tests,
+-- may take them too.
+grant payment_service to authenticator, postgres;
+grant escrow_service to authenticator, postgres;
+grant admin to authenticator, postgres;
+grant auditor to authenticator, postgres;
+
 -- Usage of the schemas: of private for every role whose policies and functions call its
 -- helpers, authenticated included; of public for the payment roles and staff (anon,
 -- authenticated and service_role have it from Supabase).
