@@ -132,8 +132,11 @@ def plan(history: list[AppliedMigration], migrations: list[MigrationFile]) -> li
     """The migrations to apply, in order; raises if the history and the files disagree."""
     files = {m.version: m for m in migrations}
     oldest = min(files, default="")
-    squashed = [a for a in history if a.version not in files and a.version < oldest]
-    if squashed:
+    # A database of the history before a squash: none of its migrations is a file any more,
+    # and all of them are older than the baseline. (One whose history holds some of the files
+    # lost others: that is a deletion, reported below.)
+    squashed = [a for a in history if a.version < oldest]
+    if history and len(squashed) == len(history):
         raise PayguardError(
             f"refusing to deploy, nothing was applied: this database was deployed from the "
             f"migration history before the baseline ({len(squashed)} applied migrations, from "
