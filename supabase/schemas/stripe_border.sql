@@ -468,8 +468,8 @@ exception when others then
 end
 $$;
 
--- Counted by begin_funding_attempt, every call, before it reads anything: the function
--- commits it before Stripe is called.
+-- Counted by begin_funding_attempt, every call, before it reads anything; the
+-- milestone-payments function commits that call before Stripe is called.
 insert into private.rate_limit_rules (operation, rate_level, rpc)
 values ('milestone_payments.fund', 'medium', 'begin_funding_attempt');
 
@@ -1109,9 +1109,9 @@ execute function private.hold_escrow_while_processor_took_money_back();
 -- rules as every other caller's statements, so an out-of-order or illegal move, a wrong amount
 -- or currency or an unknown object is refused, recorded with its error and acknowledged.
 
--- What became of an event: received (being applied), processed, failed (an unexpected
--- error: applied again on the next delivery), refused (the database's rules said no), ignored
--- (a type, or an object, that moves nothing here).
+-- What became of an event: received (recorded, not yet applied), processed, failed (an
+-- unexpected error: applied again on the next delivery), refused (the database's rules said
+-- no), ignored (a type, or an object, that moves nothing here).
 create type public.webhook_event_status as enum (
   'received',
   'processed',
