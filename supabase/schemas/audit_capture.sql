@@ -2,7 +2,10 @@
 --
 -- Every change to a payment table or to the ledger writes an audit row in the same transaction:
 -- who acted and from where, old and new values with card data and tokens fingerprinted, never
--- stored.
+-- stored. The rows' hash chain (sealing, verifying, anchoring) is audit_chain.sql's.
+--
+-- Sections, in this order: the log; no card data in the log; who acted, from where; capturing
+-- the audited tables.
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -11,17 +14,22 @@
 
 set local check_function_bodies = off;
 
--- The audit trail of payment operations, with the source document's columns. The triggers
--- that write it, and its tamper evidence, come later; here it is created append-only.
+-- Section: the log
+--
+-- The audit trail of payment operations: the source document's columns, and each row's place
+-- in the hash chain. Append-only: rows are inserted, sealed once (their hashes filled in), and
+-- never otherwise changed or deleted (audit_chain.sql guards that).
+
 create table public.payment_audit_logs (
-  id uuid default gen_random_uuid() not null,
-  timestamp timestamp with time zone default now() not null,
-  operation character varying(50) not null,
-  entity_type character varying(50) not null,
+  -- A fresh random id per row (the column's default, or the stamp trigger's); not indexed.
+  id uuid not null default gen_random_uuid(),
+  timestamp timestamptz not null default now(),
+  operation varchar(50) not null,
+  entity_type varchar(50) not null,
   entity_id text not null,
   user_id uuid,
-  user_role character varying(50) not null,
-  ip_address character varying(50),
+  user_role varchar(50) not null,
+  ip_address varchar(50),
   user_agent text,
   old_values jsonb,
   new_values jsonb,
@@ -31,9 +39,34 @@ create table public.payment_audit_logs (
   seq bigint not null,
   prev_hash bytea,
   row_hash bytea,
+  -- The chain's order, by which the sealer, verify and anchors find rows.
   constraint payment_audit_logs_pkey primary key (seq)
-) with (fillfactor = 45);
+)
+-- Each row is updated once, when it is sealed: room on its page lets that update stay on the
+-- page without touching the indexes (a heap-only tuple).
+with (fillfactor = 45);
 
+comment on table public.payment_audit_logs is
+'Who did what to which payment record, when, from where, and with what result. Append-only.';
+
+comment on column public.payment_audit_logs.entity_id is
+'The changed row''s key, as text (most are uuids; webhook events and ledger entries are not).';
+
+comment on column public.payment_audit_logs.user_id is
+'The signed-in user (the JWT''s sub); null when a service role or the owner acted.';
+
+comment on column public.payment_audit_logs.seq is
+'The row''s place in the hash chain: drawn when the row is inserted.';
+
+comment on column public.payment_audit_logs.prev_hash is
+'The row_hash of the sealed row before this one (32 zero bytes for the first).';
+
+comment on column public.payment_audit_logs.row_hash is
+'sha256(prev_hash || the row''s canonical serialization); null until the row is sealed.';
+
+-- ip_address holds an address, written as PostgreSQL writes it, or nothing. The check skips
+-- sealed rows, so that sealing a row never fails on it, and is NOT VALID: it holds the rows
+-- written after it, not those already there.
 alter table public.payment_audit_logs
 add constraint payment_audit_logs_ip_address_is_an_address check (
   case
@@ -46,6 +79,9 @@ add constraint payment_audit_logs_ip_address_is_an_address check (
   end
 ) not valid;
 
+-- The planner has no use for statistics on the log's payloads (no query selects rows by
+-- them), and computing them would be most of what each automatic ANALYZE of this fast-growing
+-- table costs.
 alter table public.payment_audit_logs alter column user_agent set statistics 0;
 
 alter table public.payment_audit_logs alter column old_values set statistics 0;
@@ -59,45 +95,29 @@ on public.payment_audit_logs (entity_type, entity_id);
 
 create index payment_audit_logs_timestamp_idx on public.payment_audit_logs (timestamp);
 
--- The audit trail, part 1: capture. Every change to a payment table or to the ledger writes
--- one row to public.payment_audit_logs, in the same transaction, with who made it (from the
--- JWT, or the database role acting), from where (PostgREST's request headers), and the
--- old and new values with sensitive columns redacted.
---
--- Each row gets `seq`, its place in the hash chain, when it is inserted. `prev_hash` and
--- `row_hash` are filled in later by the sealer (20261126080200_audit_sealing.sql).
+-- Each row's `seq`, its place in the hash chain, drawn when it is inserted
+-- (private.stamp_audit_log_row, or the capture triggers).
 create sequence private.audit_log_seq as bigint cache 1;
 
-create type private.audit_actor as (
-  user_id uuid,
-  user_role text,
-  ip_address text,
-  user_agent text,
-  metadata jsonb
-);
+comment on sequence private.audit_log_seq is
+'The order of payment_audit_logs rows. Cache 1, always: the sealer relies on a row''s seq '
+'being drawn from the sequence itself, in the order the rows were inserted.';
 
--- The actor kept for a transaction cannot be forged.
+-- Section: no card data in the log
 --
--- private.audit_actor works out who is acting and from where once per request and keeps it,
--- for the rest of the transaction, in settings (payguard.audit_actor under the request's key,
--- payguard.audit_request). Any session can write those settings, and a direct connection as
--- `authenticated` can work out the key from settings it can read: it wrote an actor naming
--- another user, the admin role and any address, and every audit row its writes made recorded
--- them (the read-back check searched the forged actor for card data only). The client's
--- address, the user and the role in the log were the client's to choose.
---
--- Now the actor is kept with a seal: an HMAC (SHA-256) of the transaction's id, the request's
--- key and the actor, under a key made at random in this migration and readable by the owner
--- alone (private.audit_actor_key). An actor is read back only under its seal; one whose seal
--- does not match is worked out anew from the request.
---
--- And a chain of several hops is always said to be one, with its number of hops: a hop too
--- long to keep (a client's 2,000 characters before the gateway's address) left only the
--- address in what was kept, and the log said nothing of the chain.
-create table private.audit_actor_key (
-  id boolean primary key default true check (id),
-  secret bytea not null default extensions.gen_random_bytes(32)
-);
+-- The log is append-only and kept ten years: a card number that lands in it can never be
+-- removed. So no card data gets in, whatever writes a row: every value a row brings is
+-- searched as stored (never as JSON text, where a tab between digit groups is the two
+-- characters \t), column by column and, in JSON, value by value (private.card_data_in); what
+-- holds card data is replaced by "[removed: it held card data]", the rest of the row is kept:
+-- - rows that a statement or a refused call inserts (trigger depth 0, or any row recording a
+--   refusal, whatever its depth) are stamped by private.stamp_audit_log_row, every column;
+-- - the capture triggers search the rows they copy, old and new, every column that can hold
+--   card data (one regular expression settles most rows): a value stored before the guard
+--   knew its form, a table without the guard, or a column the guard skips may bring it along.
+--   They take the actor from private.audit_actor, which searches what a request brings;
+-- - ip_address only ever holds an address, written as PostgreSQL writes it (a check
+--   constraint holds every new row to it), and never one that holds a card number.
 
 /** A text that holds a card-number-like run, replaced whole; the text itself otherwise. */
 create or replace function private.without_card_numbers(candidate text) returns text
@@ -131,29 +151,6 @@ begin
 end
 $$;
 
--- No card data in the audit trail, whatever writes a row. The log is append-only and kept ten
--- years: a card number that lands in it can never be removed.
---
--- Three ways one got in:
--- - a refused call's parameters were searched as JSON text, where a tab between digit groups
---   is the two characters \t, so a card number the table's guard refused was stored anyway;
--- - the rows the capture triggers write were never searched, on the grounds that the tables
---   they copy refuse card data already: but a value stored before the guard knew its form, a
---   table without the guard, or a column the guard skipped brought it along;
--- - the address was kept when it looked like one (`4242424242424242::1` did) and was never
---   searched.
---
--- Now every value a row brings is searched as stored, column by column and, in JSON, value by
--- value (private.card_data_in); what holds card data is replaced by
--- "[removed: it held card data]", the rest of the row is kept:
--- - rows that a statement or a refused call inserts (trigger depth 0, or any row recording a
---   refusal, whatever its depth) are stamped by private.stamp_audit_log_row, every column;
--- - the capture triggers search the rows they copy, old and new, every column that can hold
---   card data (one regular expression settles most rows), and take the actor from
---   private.audit_actor, which searches what a request brings (20261204230200);
--- - ip_address only ever holds an address, written as PostgreSQL writes it (a check
---   constraint holds every new row to it), and never one that holds a card number.
-
 /**
  * An object (a request's metadata, a refused call's parameters) with each member that holds
  * card data, as stored, replaced: its value by "[removed: it held card data]", and its key
@@ -183,6 +180,33 @@ begin
       cleaned := cleaned || jsonb_build_object(field.key, removed);
     else
       cleaned := cleaned || jsonb_build_object(field.key, field.value);
+    end if;
+  end loop;
+  return cleaned;
+end
+$$;
+
+/**
+ * A row of `relation` as jsonb, with the value of each column that holds card data replaced
+ * by "[removed: it held card data]"; the columns read are those that can hold it
+ * (private.card_data_columns).
+ */
+create or replace function private.without_card_values(relation regclass, row_values jsonb)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  column_name text;
+  cleaned jsonb := row_values;
+begin
+  if row_values is null then
+    return null;
+  end if;
+  foreach column_name in array private.card_data_columns(relation) loop
+    if private.holds_card_data(row_values -> column_name) then
+      cleaned := jsonb_set(cleaned, array[column_name], '"[removed: it held card data]"');
     end if;
   end loop;
   return cleaned;
@@ -226,54 +250,55 @@ begin
 end
 $$;
 
-/** The columns the audit trail keeps out of its rows: a connected account's id, as elsewhere. */
-create or replace function private.audit_redacted_columns(table_name text) returns text[]
-language plpgsql
-immutable
-set search_path = ''
-as $$
-begin
-  return case table_name
-    when 'payment_methods' then array['processor_payment_method_id', 'processor_customer_id']
-    when 'payout_methods' then array['processor_account_id', 'processor_external_account_id']
-    when 'webhook_events' then array['payload']
-    when 'processor_customers' then array['processor_customer_id']
-    when 'processor_accounts' then array['processor_account_id']
-    when 'funding_attempts' then
-      array['processor_payment_method_id', 'processor_customer_id']
-    else array[]::text []
-  end;
-end
-$$;
+-- Rows that a statement or a refused call inserts are stamped; the capture triggers stamp
+-- their own.
+create trigger stamp_audit_log_row
+before insert on public.payment_audit_logs
+for each row when (pg_trigger_depth() = 0 or not new.success)
+execute function private.stamp_audit_log_row();
 
-/**
- * A row as the audit trail keeps it: its columns as jsonb, each redacted one replaced by
- * "[redacted <fingerprint>]", the first 16 hex digits of the value's SHA-256. The value
- * cannot be read back, yet a change shows (a payout redirected to another account changes
- * the fingerprint) and equal values match. The listed values are random processor ids and
- * whole payloads; a short guessable value (a bare account number) would need a keyed hash.
- */
-create or replace function private.audit_redact(table_name text, row_values jsonb) returns jsonb
-language plpgsql
-immutable
+-- Section: who acted, from where
+--
+-- Who acted and from where, as the audit trail records it: the client's address taken from
+-- the end of X-Forwarded-For that our own proxies wrote, and nothing the client sent (the
+-- address chain, user agent, correlation id, path) bringing card data into the log.
+--
+-- Each proxy appends the address it received the request from to what it was sent, so the
+-- first hop of X-Forwarded-For is whatever the client wrote there. The address is read from
+-- the right: private.settings' trusted_proxy_hops says how many addresses at the right-hand
+-- end our own proxies appended after the one that saw the client, and the client's address
+-- is the next one to their left. It must be an address (private.audit_address); when it is
+-- not, or when the chain is shorter than that, X-Real-IP is read, then the connection's own
+-- address. The whole chain is kept in metadata, bounded from the right (its hops nearest us,
+-- up to 1000 characters, so that a client's long hops never push out the real address), its
+-- hops joined by " via " and each cleaned of card data, with the number of hops the request
+-- brought whenever it says more than the address. docs/audit-trail.md says how to set the
+-- number of hops for Supabase's gateway.
+--
+-- What a request brings is searched for card data field by field, as stored; and what
+-- private.audit_actor keeps for the rest of the transaction is searched again when it is read
+-- back.
+
+insert into private.settings (key, value, description)
+values (
+  'trusted_proxy_hops', '0',
+  'How many addresses at the right-hand end of X-Forwarded-For our own proxies appended after '
+  || 'the one that received the client''s connection: the audit trail records the address to '
+  || 'their left as the client''s. 0 when the first proxy (on Supabase, Cloudflare) appends the '
+  || 'client''s address last. See docs/audit-trail.md.'
+);
+
+/** The number of trusted proxy hops (private.settings, trusted_proxy_hops); 0 when unset. */
+create or replace function private.trusted_proxy_hops() returns integer
+language sql
+stable
+security definer
 set search_path = ''
 as $$
-declare
-  column_name text;
-begin
-  foreach column_name in array private.audit_redacted_columns(table_name) loop
-    if jsonb_typeof(row_values -> column_name) is distinct from 'null'
-      and row_values ? column_name then
-      row_values := jsonb_set(
-        row_values, array[column_name],
-        to_jsonb('[redacted ' || left(encode(
-          sha256(convert_to(row_values ->> column_name, 'UTF8')), 'hex'
-        ), 16) || ']')
-      );
-    end if;
-  end loop;
-  return row_values;
-end
+  select coalesce(
+    (select s.value::text::integer from private.settings as s where s.key = 'trusted_proxy_hops'),
+    0
+  )
 $$;
 
 /** True when `candidate` is an address (private.client_address reads one in it). */
@@ -285,23 +310,121 @@ as $$
   select private.client_address(candidate) is not null
 $$;
 
--- The actor's seal is made and checked in line, without a function of its own.
+/**
+ * `candidate` as an address (v4 or v6; a port, and the brackets around a v6 address, are
+ * dropped); null when it is not one.
+ */
+create or replace function private.client_address(candidate text) returns inet
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  hop text := btrim(candidate);
+begin
+  hop := regexp_replace(hop, '^\[([0-9A-Fa-f:.]+)\](:[0-9]{1,5})?$', '\1');
+  hop := regexp_replace(hop, '^([0-9]{1,3}(\.[0-9]{1,3}){3}):[0-9]{1,5}$', '\1');
+  if hop is null or hop !~ '^[0-9A-Fa-f:.]{2,45}$' then
+    return null;
+  end if;
+  return hop::inet;
+exception when invalid_text_representation then
+  return null;
+end
+$$;
+
+/**
+ * `address` as the audit trail records it: written as PostgreSQL writes it, and when that
+ * holds a card number (a v6 address's groups can be chosen), its /48 network instead, whose
+ * 12 hex digits cannot hold one.
+ */
+create or replace function private.audit_address(address inet) returns text
+language plpgsql
+immutable
+strict
+set search_path = ''
+as $$
+declare
+  written text := host(address);
+begin
+  if family(address) = 6 and private.holds_card_number(written) then
+    written := host(network(set_masklen(address, 48)));
+  end if;
+  return written;
+end
+$$;
+
+/** The address in `candidate` (private.client_address) as the audit trail records it. */
+create or replace function private.audit_address(candidate text) returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select private.audit_address(private.client_address(candidate))
+$$;
+
+/**
+ * The X-Forwarded-For chain the audit trail keeps, from its hops: those at the right-hand end
+ * (the end our proxies wrote) that fit in 1000 characters, in order, joined by " via " (a word,
+ * so that no number runs from one hop into the next: a card number split across hops is no
+ * card number in what is kept), each hop that holds card data written
+ * "[removed: it held card data]". Null when no hop fits.
+ */
+create or replace function private.forwarded_chain(hops text[]) returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  kept text;
+  longer text;
+begin
+  if hops is null then
+    return null;
+  end if;
+  for position in reverse cardinality(hops) .. 1 loop
+    longer := concat_ws(' via ', private.without_card_numbers(hops[position]), kept);
+    exit when length(longer) > 1000;
+    kept := longer;
+  end loop;
+  return nullif(kept, '');
+end
+$$;
+
+-- Who is acting, as private.audit_actor works it out once per request.
+create type private.audit_actor as (
+  user_id uuid,
+  user_role text,
+  ip_address text,
+  user_agent text,
+  metadata jsonb
+);
+
+-- The actor kept for a transaction cannot be forged.
 --
--- private.audit_actor keeps the actor for the rest of the transaction under an HMAC seal
--- (20261204235100_audit_actor_sealed). The seal was made by private.audit_actor_seal, a SQL
--- function: PostgreSQL plans a SQL function's body anew the first time each calling expression
--- runs in a transaction, so that call alone took about a third of working the actor out, on
--- every request. The release benchmark showed it: the audit trail's share of a release rose
--- above its 30% budget.
+-- private.audit_actor works out who is acting and from where once per request and keeps it,
+-- for the rest of the transaction, in settings (payguard.audit_actor under the request's key,
+-- payguard.audit_request). Any session can write those settings, and a direct connection as
+-- `authenticated` can work out the key from settings it can read: an actor naming another
+-- user, the admin role or any address must not be taken from them. So the actor is kept with
+-- a seal: an HMAC (SHA-256) of the transaction's id, the request's key and the actor, under a
+-- key made at random once and readable by the owner alone (private.audit_actor_key). An actor
+-- is read back only under its seal; one whose seal does not match is worked out anew from the
+-- request.
 --
--- Now private.audit_actor reads the key itself, in the statement that reads the user's role
--- when it works the actor out (each statement that reads a table costs about as much again, the
--- first time in a transaction), and computes the same HMAC as an expression. What is sealed,
--- and with what key, is unchanged: the transaction's id, the request's key and the actor,
--- under private.audit_actor_key's secret, which only the owner reads. private.audit_actor runs
--- with its caller's rights and only the owner may execute it (every caller is a security
--- definer function of the owner), so the key is read as before, by the owner alone.
--- private.audit_actor_seal has no other caller and is dropped.
+-- The seal is made and checked in line in private.audit_actor, which reads the key in the
+-- statement that reads the user's role: a SQL function of its own would be planned anew the
+-- first time each calling expression runs in a transaction, about a third of the cost of
+-- working the actor out, on every request (the release benchmark's audit budget is 30%).
+-- private.audit_actor runs with its caller's rights and only the owner may execute it (every
+-- caller is a security definer function of the owner), so the key is read by the owner alone.
+create table private.audit_actor_key (
+  id boolean primary key default true check (id),
+  secret bytea not null default extensions.gen_random_bytes(32)
+);
+
+-- The one key, made at random.
+insert into private.audit_actor_key default values;
 
 /**
  * Who is acting, from where: the JWT's user and their application role (else the database
@@ -316,10 +439,10 @@ $$;
  * It is worked out once per request in a transaction and kept in three settings local to the
  * transaction (payguard.audit_request, the request's key, compared whole; payguard.audit_actor,
  * the actor; payguard.audit_seal, an HMAC of the transaction's id and both under
- * private.audit_actor_key's secret); a change to users makes
- * the next call work it out again. Settings can be written by any session: an actor is read
- * back only when its seal, which only the owner can make, is the one for this request and
- * transaction; else it is worked out anew. It runs with its caller's rights: every caller is a
+ * private.audit_actor_key's secret); a change to users makes the next call work it out
+ * again. Settings can be written by any session: an actor is read back only when its seal,
+ * which only the owner can make, is the one for this request and transaction; else it is
+ * worked out anew. It runs with its caller's rights: every caller is a
  * security definer function of the owner.
  */
 create or replace function private.audit_actor() returns private.audit_actor
@@ -417,6 +540,82 @@ end
 $$;
 
 /**
+ * AFTER INSERT, UPDATE OR DELETE on public.users, for each statement: a user's application
+ * role may have changed, so the actor is worked out again for the next audit row.
+ */
+create or replace function private.forget_audit_actor() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform set_config('payguard.audit_request', '', true);
+  return null;
+end
+$$;
+
+-- A change to users (a role) makes the actor be worked out again.
+create trigger forget_audit_actor
+after insert or delete or update of role on public.users
+for each statement execute function private.forget_audit_actor();
+
+-- Section: capturing the audited tables
+--
+-- Each audited table has a trigger that writes one audit row per changed row, in the same
+-- transaction, with the old and new values redacted (private.audit_redact) and searched for
+-- card data. The ledger's tables, written in bulk, are captured statement by statement
+-- (transition tables).
+
+/** The columns the audit trail keeps out of its rows: a connected account's id, as elsewhere. */
+create or replace function private.audit_redacted_columns(table_name text) returns text[]
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case table_name
+    when 'payment_methods' then array['processor_payment_method_id', 'processor_customer_id']
+    when 'payout_methods' then array['processor_account_id', 'processor_external_account_id']
+    when 'webhook_events' then array['payload']
+    when 'processor_customers' then array['processor_customer_id']
+    when 'processor_accounts' then array['processor_account_id']
+    when 'funding_attempts' then
+      array['processor_payment_method_id', 'processor_customer_id']
+    else array[]::text []
+  end;
+end
+$$;
+
+/**
+ * A row as the audit trail keeps it: its columns as jsonb, each redacted one replaced by
+ * "[redacted <fingerprint>]", the first 16 hex digits of the value's SHA-256. The value
+ * cannot be read back, yet a change shows (a payout redirected to another account changes
+ * the fingerprint) and equal values match. The listed values are random processor ids and
+ * whole payloads; a short guessable value (a bare account number) would need a keyed hash.
+ */
+create or replace function private.audit_redact(table_name text, row_values jsonb) returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  column_name text;
+begin
+  foreach column_name in array private.audit_redacted_columns(table_name) loop
+    if jsonb_typeof(row_values -> column_name) is distinct from 'null'
+      and row_values ? column_name then
+      row_values := jsonb_set(
+        row_values, array[column_name],
+        to_jsonb('[redacted ' || left(encode(
+          sha256(convert_to(row_values ->> column_name, 'UTF8')), 'hex'
+        ), 16) || ']')
+      );
+    end if;
+  end loop;
+  return row_values;
+end
+$$;
+
+/**
  * AFTER INSERT, UPDATE or DELETE, for each row, on every audited table but the ledger's: one
  * audit row. The trigger's first argument names the table's key column, the others its
  * columns that cannot hold card data. The old and new values are searched for card data
@@ -464,17 +663,6 @@ begin
     actor.ip_address, actor.user_agent, old_values, new_values, true, actor.metadata
   );
   return null;
-end
-$$;
-
-/** BEFORE TRUNCATE on every audited table: a truncate would change rows unseen. */
-create or replace function private.refuse_unaudited_truncate() returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  raise exception '%.% is audited row by row and is never truncated', tg_table_schema, tg_table_name
-  using errcode = '42501';
 end
 $$;
 
@@ -586,97 +774,15 @@ begin
 end
 $$;
 
-/**
- * AFTER INSERT, UPDATE OR DELETE on public.users, for each statement: a user's application
- * role may have changed, so the actor is worked out again for the next audit row.
- */
-create or replace function private.forget_audit_actor() returns trigger
+/** BEFORE TRUNCATE on every audited table: a truncate would change rows unseen. */
+create or replace function private.refuse_unaudited_truncate() returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  perform set_config('payguard.audit_request', '', true);
-  return null;
+  raise exception '%.% is audited row by row and is never truncated', tg_table_schema, tg_table_name
+  using errcode = '42501';
 end
-$$;
-
-/**
- * A row of `relation` as jsonb, with the value of each column that holds card data replaced
- * by "[removed: it held card data]"; the columns read are those that can hold it
- * (private.card_data_columns).
- */
-create or replace function private.without_card_values(relation regclass, row_values jsonb) returns jsonb
-language plpgsql
-stable
-set search_path = ''
-as $$
-declare
-  column_name text;
-  cleaned jsonb := row_values;
-begin
-  if row_values is null then
-    return null;
-  end if;
-  foreach column_name in array private.card_data_columns(relation) loop
-    if private.holds_card_data(row_values -> column_name) then
-      cleaned := jsonb_set(cleaned, array[column_name], '"[removed: it held card data]"');
-    end if;
-  end loop;
-  return cleaned;
-end
-$$;
-
-/**
- * `candidate` as an address (v4 or v6; a port, and the brackets around a v6 address, are
- * dropped); null when it is not one.
- */
-create or replace function private.client_address(candidate text) returns inet
-language plpgsql
-immutable
-set search_path = ''
-as $$
-declare
-  hop text := btrim(candidate);
-begin
-  hop := regexp_replace(hop, '^\[([0-9A-Fa-f:.]+)\](:[0-9]{1,5})?$', '\1');
-  hop := regexp_replace(hop, '^([0-9]{1,3}(\.[0-9]{1,3}){3}):[0-9]{1,5}$', '\1');
-  if hop is null or hop !~ '^[0-9A-Fa-f:.]{2,45}$' then
-    return null;
-  end if;
-  return hop::inet;
-exception when invalid_text_representation then
-  return null;
-end
-$$;
-
-/**
- * `address` as the audit trail records it: written as PostgreSQL writes it, and when that
- * holds a card number (a v6 address's groups can be chosen), its /48 network instead, whose
- * 12 hex digits cannot hold one.
- */
-create or replace function private.audit_address(address inet) returns text
-language plpgsql
-immutable
-strict
-set search_path = ''
-as $$
-declare
-  written text := host(address);
-begin
-  if family(address) = 6 and private.holds_card_number(written) then
-    written := host(network(set_masklen(address, 48)));
-  end if;
-  return written;
-end
-$$;
-
-/** The address in `candidate` (private.client_address) as the audit trail records it. */
-create or replace function private.audit_address(candidate text) returns text
-language sql
-immutable
-set search_path = ''
-as $$
-  select private.audit_address(private.client_address(candidate))
 $$;
 
 /**
@@ -720,103 +826,9 @@ begin
 end
 $$;
 
-/** The number of trusted proxy hops (private.settings, trusted_proxy_hops); 0 when unset. */
-create or replace function private.trusted_proxy_hops() returns integer
-language sql
-stable
-security definer
-set search_path = ''
-as $$
-  select coalesce(
-    (select s.value::text::integer from private.settings as s where s.key = 'trusted_proxy_hops'),
-    0
-  )
-$$;
-
-/**
- * The X-Forwarded-For chain the audit trail keeps, from its hops: those at the right-hand end
- * (the end our proxies wrote) that fit in 1000 characters, in order, joined by " via " (a word,
- * so that no number runs from one hop into the next: a card number split across hops is no
- * card number in what is kept), each hop that holds card data written
- * "[removed: it held card data]". Null when no hop fits.
- */
-create or replace function private.forwarded_chain(hops text[]) returns text
-language plpgsql
-immutable
-set search_path = ''
-as $$
-declare
-  kept text;
-  longer text;
-begin
-  if hops is null then
-    return null;
-  end if;
-  for position in reverse cardinality(hops) .. 1 loop
-    longer := concat_ws(' via ', private.without_card_numbers(hops[position]), kept);
-    exit when length(longer) > 1000;
-    kept := longer;
-  end loop;
-  return nullif(kept, '');
-end
-$$;
-
--- Who acted and from where, as the audit trail records it: the client's address taken from
--- the end of X-Forwarded-For that our own proxies wrote, and nothing the client sent (the
--- address chain, user agent, correlation id, path) bringing card data into the log.
---
--- The address was the first hop of X-Forwarded-For: whatever the client wrote there, since
--- each proxy appends the address it received the request from to what it was sent. With
--- `X-Forwarded-For: 198.51.100.7, <40 fake hops>, <real address>`, the log recorded the
--- spoofed first hop, and kept only the first 200 characters of the chain, which cut off the
--- real address that the gateway appended.
---
--- Now the address is read from the right: private.settings' trusted_proxy_hops says how many
--- addresses at the right-hand end our own proxies appended after the one that saw the
--- client, and the client's address is the next one to their left. It must be an address
--- (private.audit_address); when it is not, or when the chain is shorter than that, X-Real-IP
--- is read, then the connection's own address. The whole chain is kept in metadata, bounded
--- from the right (its hops nearest us, up to 1000 characters), its hops joined by " via " and
--- each cleaned of card data, with the number of hops the request brought.
--- docs/audit-trail.md says how to set the number of hops for Supabase's gateway.
---
--- What a request brings is searched for card data field by field, as stored; and what this
--- function keeps for the rest of the transaction (in settings any session can write) is
--- searched again when it is read back.
-insert into private.settings (key, value, description)
-values (
-  'trusted_proxy_hops', '0',
-  'How many addresses at the right-hand end of X-Forwarded-For our own proxies appended after '
-  || 'the one that received the client''s connection: the audit trail records the address to '
-  || 'their left as the client''s. 0 when the first proxy (on Supabase, Cloudflare) appends the '
-  || 'client''s address last. See docs/audit-trail.md.'
-);
-
-insert into private.audit_actor_key default values;
-
-comment on table public.payment_audit_logs is
-'Who did what to which payment record, when, from where, and with what result. Append-only.';
-
-comment on sequence private.audit_log_seq is
-'The order of payment_audit_logs rows. Cache 1, always: the sealer relies on a row''s seq '
-'being drawn from the sequence itself, in the order the rows were inserted.';
-
-comment on column public.payment_audit_logs.entity_id is
-'The changed row''s key, as text (most are uuids; webhook events and ledger entries are not).';
-
-comment on column public.payment_audit_logs.user_id is
-'The signed-in user (the JWT''s sub); null when a service role or the owner acted.';
-
-comment on column public.payment_audit_logs.seq is
-'The row''s place in the hash chain: drawn when the row is inserted.';
-
-comment on column public.payment_audit_logs.prev_hash is
-'The row_hash of the sealed row before this one (32 zero bytes for the first).';
-
-comment on column public.payment_audit_logs.row_hash is
-'sha256(prev_hash || the row''s canonical serialization); null until the row is sealed.';
-
--- Triggers
+-- Every audited table: each change writes its audit row (the trigger's arguments are the key
+-- column, then the columns that cannot hold card data), and a truncate, which would change
+-- rows unseen, is refused.
 
 create trigger audit_trail
 after insert or delete or update
@@ -997,11 +1009,6 @@ on public.milestone_payments
 for each statement
 execute function private.refuse_unaudited_truncate();
 
-create trigger stamp_audit_log_row
-before insert on public.payment_audit_logs
-for each row when (pg_trigger_depth() = 0 or not new.success)
-execute function private.stamp_audit_log_row();
-
 create trigger audit_trail
 after insert or delete or update
 on public.payment_methods
@@ -1142,10 +1149,6 @@ for each row
 execute function private.capture_audit_row(
   'id', 'id', 'role', 'created_at', 'updated_at'
 );
-
-create trigger forget_audit_actor
-after insert or delete or update of role on public.users
-for each statement execute function private.forget_audit_actor();
 
 create trigger refuse_unaudited_truncate
 before truncate

@@ -2,7 +2,9 @@
 --
 -- The audit log is append-only for every role, the owner included; a hash chain sealed
 -- asynchronously makes any change after the fact visible; rows are kept ten years; auditors read
--- an entity's history.
+-- an entity's history. The log itself, and what writes it, are audit_capture.sql's.
+--
+-- Sections, in this order: append-only; the hash chain; retention; an entity's history.
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -11,74 +13,21 @@
 
 set local check_function_bodies = off;
 
--- The audit trail, part 3: the hash chain, sealed asynchronously.
+-- Section: append-only
 --
--- Writers never wait for one another: a row only draws its seq. A sealer then hashes rows in
--- seq order, row_hash = sha256(prev_hash || canonical serialization), once no transaction
--- that could still insert a lower seq is running. It works with a fence: each call notes
--- the highest seq drawn so far, then takes a transaction id of its own; a later call, once
--- every transaction with a lower id has ended, seals every row up to the noted seq. This
--- holds because a row draws its seq after its transaction has its id, from a sequence
--- without cache, and transaction ids are handed out in order: a transaction that drew a seq
--- up to the fence got its id before the sealer got its own.
--- A seq that no committed row holds (its transaction rolled back) is recorded as skipped.
---
--- Run it often: `payguard audit seal --follow`, or pg_cron where it is available:
---   select cron.schedule('seal-audit-log', '1 seconds', 'select private.seal_audit_log()');
-create table private.audit_seal_fence (
-  singleton boolean primary key default true check (singleton),
-  through_seq bigint not null,
-  below_xid xid8 not null,
-  noted_at timestamptz not null default clock_timestamp()
-);
+-- No role changes or deletes an audit row, the owner included: the sealer only fills in the
+-- hashes of an unsealed row, once, and only private.purge_audit_logs() removes rows, once they
+-- are sealed and older than the retention period. The table is never truncated.
 
-create table private.audit_seals (
-  through_seq bigint primary key,
-  head_hash bytea not null check (octet_length(head_hash) = 32),
-  sealed_rows integer not null check (sealed_rows >= 0),
-  skipped_seqs int8multirange not null default '{}',
-  sealed_at timestamptz not null default clock_timestamp()
-);
-
-create table private.audit_purges (
-  through_seq bigint primary key,
-  through_hash bytea not null check (octet_length(through_hash) = 32),
-  purged_rows bigint not null check (purged_rows > 0),
-  older_than timestamptz not null,
-  purged_by text not null,
-  purged_at timestamptz not null default clock_timestamp()
-);
+comment on column public.payment_audit_logs.id is
+'A random UUID of the row''s own (gen_random_uuid()), never one an insert brings.';
 
 /**
- * The canonical serialization of an audit row that its row_hash covers: a JSON array of its
- * columns in a fixed order (the time as epoch seconds with microseconds, so that no session
- * setting changes it). `payguard audit verify` computes the same text independently.
+ * BEFORE DELETE and AFTER UPDATE on payment_audit_logs, for each row: an update passes only
+ * when it fills in the hashes (32 bytes each) of an unsealed row and changes nothing else; a
+ * delete only of a sealed row older than the retention period. Anything else is refused
+ * (42501).
  */
-create or replace function private.audit_row_canonical(l public.payment_audit_logs) returns text
-language sql
-immutable
-set search_path = ''
-as $$
-  select jsonb_build_array(
-    l.seq, l.id, extract(epoch from l.timestamp), l.operation, l.entity_type, l.entity_id,
-    l.user_id, l.user_role, l.ip_address, l.user_agent, l.old_values, l.new_values, l.success,
-    l.error_message, l.metadata
-  )::text
-$$;
-
-/**
- * How long audit rows are kept: 10 years, the payment policy's retention (PCI DSS 10.5.1
- * asks for at least 12 months). A constant, not a setting: shortening it takes a migration.
- */
-create or replace function private.audit_retention() returns interval
-language sql
-immutable
-set search_path = ''
-as $$
-  select interval '10 years'
-$$;
-
-/** BEFORE UPDATE OR DELETE on payment_audit_logs, for each row. */
 create or replace function private.guard_audit_log_row() returns trigger
 language plpgsql
 set search_path = ''
@@ -114,6 +63,7 @@ begin
 end
 $$;
 
+/** BEFORE TRUNCATE on payment_audit_logs: never truncated. */
 create or replace function private.refuse_audit_log_truncate() returns trigger
 language plpgsql
 set search_path = ''
@@ -122,6 +72,90 @@ begin
   raise exception 'payment_audit_logs is append-only: it is never truncated'
   using errcode = '42501';
 end
+$$;
+
+create trigger guard_audit_log_delete
+before delete on public.payment_audit_logs
+for each row execute function private.guard_audit_log_row();
+
+-- An update of a row's record itself is refused; an update of its hashes passes only when it
+-- seals an unsealed row.
+create trigger guard_audit_log_record
+after update of
+seq, id, timestamp, operation, entity_type, entity_id, user_id, user_role, ip_address,
+user_agent, old_values, new_values, success, error_message, metadata
+on public.payment_audit_logs
+for each row execute function private.guard_audit_log_row();
+
+create trigger guard_audit_log_seal
+after update of prev_hash, row_hash on public.payment_audit_logs
+for each row when (
+  not (
+    old.row_hash is null and old.prev_hash is null
+    and coalesce(octet_length(new.row_hash), 0) = 32
+    and coalesce(octet_length(new.prev_hash), 0) = 32
+  )
+)
+execute function private.guard_audit_log_row();
+
+create trigger refuse_audit_log_truncate
+before truncate on public.payment_audit_logs
+for each statement execute function private.refuse_audit_log_truncate();
+
+-- Section: the hash chain, sealed asynchronously
+--
+-- Writers never wait for one another: a row only draws its seq. A sealer then hashes rows in
+-- seq order, row_hash = sha256(prev_hash || canonical serialization), once no transaction
+-- that could still insert a lower seq is running. It works with a fence: each call notes
+-- the highest seq drawn so far, then takes a transaction id of its own; a later call, once
+-- every transaction with a lower id has ended, seals every row up to the noted seq. This
+-- holds because a row draws its seq after its transaction has its id, from a sequence
+-- without cache, and transaction ids are handed out in order: a transaction that drew a seq
+-- up to the fence got its id before the sealer got its own.
+-- A seq that no committed row holds (its transaction rolled back) is recorded as skipped.
+--
+-- Run it often: `payguard audit seal --follow`, or pg_cron where it is available:
+--   select cron.schedule('seal-audit-log', '1 seconds', 'select private.seal_audit_log()');
+
+create table private.audit_seal_fence (
+  singleton boolean primary key default true check (singleton),
+  through_seq bigint not null,
+  below_xid xid8 not null,
+  noted_at timestamptz not null default clock_timestamp()
+);
+
+comment on table private.audit_seal_fence is
+'The sealer''s fence: rows up to through_seq are sealed once every transaction with an id '
+'below below_xid has ended.';
+
+create table private.audit_seals (
+  through_seq bigint primary key,
+  head_hash bytea not null check (octet_length(head_hash) = 32),
+  sealed_rows integer not null check (sealed_rows >= 0),
+  skipped_seqs int8multirange not null default '{}',
+  sealed_at timestamptz not null default clock_timestamp()
+);
+
+comment on table private.audit_seals is
+'One row per sealing: the chain was sealed through through_seq, ending in head_hash; the '
+'seqs in skipped_seqs hold no row (their transactions rolled back). Append-only.';
+
+/**
+ * The canonical serialization of an audit row that its row_hash covers: a JSON array of its
+ * columns in a fixed order (the time as epoch seconds with microseconds, so that no session
+ * setting changes it). `payguard audit verify` computes the same text independently.
+ */
+create or replace function private.audit_row_canonical(l public.payment_audit_logs)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select jsonb_build_array(
+    l.seq, l.id, extract(epoch from l.timestamp), l.operation, l.entity_type, l.entity_id,
+    l.user_id, l.user_role, l.ip_address, l.user_agent, l.old_values, l.new_values, l.success,
+    l.error_message, l.metadata
+  )::text
 $$;
 
 /** The chain's head: the last seal, else the last purge, else the start (zero hash). */
@@ -141,20 +175,18 @@ as $$
   limit 1
 $$;
 
--- The sealer reads the rows it seals in one pass. It used to gather their seqs, places and
--- canonical bytes into three arrays, each an ordered aggregate that sorted every row's
--- bytes again, and only then hashed them; it now hashes each row as the query hands it
--- over, in seq order, from the primary key. Scalars are quoted with to_json(), which writes
--- the same JSON text as jsonb_build_array() without building a jsonb value first. The chain,
--- the rows' canonical bytes and everything else the sealer does are as in
--- 20261126100000_audit_capture_cost.sql.
+-- The sealer reads the rows it seals in one pass, from the primary key, and hashes each row as
+-- the query hands it over, in seq order, without gathering rows into arrays first. Scalars are
+-- quoted with to_json(), which writes the same JSON text as jsonb_build_array() (the text
+-- private.audit_row_canonical makes) without building a jsonb value first.
 
 /**
  * Seal what can be sealed: at most `max_rows` rows per call. Returns how many rows were
  * sealed. Concurrent calls do not collide: one seals, the others return 0. It must run in
  * a transaction of its own (autocommit), since its transaction id is part of the fence.
  */
-create or replace function private.seal_audit_log(max_rows integer default 100000) returns integer
+create or replace function private.seal_audit_log(max_rows integer default 100000)
+returns integer
 language plpgsql
 security definer
 set search_path = ''
@@ -289,7 +321,7 @@ begin
 end
 $$;
 
-/** BEFORE UPDATE OR DELETE on private.audit_seals and private.audit_purges. */
+/** BEFORE UPDATE, DELETE or TRUNCATE on private.audit_seals and private.audit_purges. */
 create or replace function private.refuse_audit_record_change() returns trigger
 language plpgsql
 set search_path = ''
@@ -299,10 +331,55 @@ begin
 end
 $$;
 
--- The audit trail, part 4: retention. Audit rows are kept 10 years (private.audit_retention).
--- After that, private.purge_audit_logs() removes them: only sealed rows, only from the start
--- of the chain (so what remains still verifies from the recorded purge point), and it
--- records each run twice: in private.audit_purges, and as an audit row of its own.
+-- A seal is a record: never changed, deleted or truncated.
+create trigger refuse_audit_record_change
+before update or delete on private.audit_seals
+for each row execute function private.refuse_audit_record_change();
+
+create trigger refuse_audit_record_truncate
+before truncate on private.audit_seals
+for each statement execute function private.refuse_audit_record_change();
+
+-- Section: retention
+--
+-- Audit rows are kept 10 years (private.audit_retention). After that,
+-- private.purge_audit_logs() removes them: only sealed rows, only from the start of the chain
+-- (so what remains still verifies from the recorded purge point), and it records each run
+-- twice: in private.audit_purges, and as an audit row of its own.
+
+/**
+ * How long audit rows are kept: 10 years, the payment policy's retention (PCI DSS 10.5.1
+ * asks for at least 12 months). A constant, not a setting: shortening it takes a migration.
+ */
+create or replace function private.audit_retention() returns interval
+language sql
+immutable
+set search_path = ''
+as $$
+  select interval '10 years'
+$$;
+
+create table private.audit_purges (
+  through_seq bigint primary key,
+  through_hash bytea not null check (octet_length(through_hash) = 32),
+  purged_rows bigint not null check (purged_rows > 0),
+  older_than timestamptz not null,
+  purged_by text not null,
+  purged_at timestamptz not null default clock_timestamp()
+);
+
+comment on table private.audit_purges is
+'Retention: audit rows up to through_seq (older than older_than) were removed; the chain '
+'goes on from through_hash. Written only by private.purge_audit_logs(). Append-only.';
+
+-- A purge is a record: never changed, deleted or truncated.
+create trigger refuse_audit_record_change
+before update or delete on private.audit_purges
+for each row execute function private.refuse_audit_record_change();
+
+create trigger refuse_audit_record_truncate
+before truncate on private.audit_purges
+for each statement execute function private.refuse_audit_record_change();
 
 /**
  * Remove the sealed audit rows older than the retention period, from the start of the
@@ -352,9 +429,10 @@ begin
 end
 $$;
 
--- The audit trail, part 5: an entity's history, for auditors. Every audit row of every
--- transaction that touched the entity (its own rows, the ledger postings, escrow balances,
--- disputes, processor charges, refused calls), in chain order.
+-- Section: an entity's history, for auditors
+--
+-- Every audit row of every transaction that touched the entity (its own rows, the ledger
+-- postings, escrow balances, disputes, processor charges, refused calls), in chain order.
 --
 -- A transaction's rows share its id (metadata.transaction) and its start time (`timestamp`
 -- is now()), so they are found through the index on the time: no index on the transaction
@@ -379,66 +457,6 @@ as $$
   order by l.seq
 $$;
 
-comment on table private.audit_seal_fence is
-'The sealer''s fence: rows up to through_seq are sealed once every transaction with an id '
-'below below_xid has ended.';
-
-comment on table private.audit_seals is
-'One row per sealing: the chain was sealed through through_seq, ending in head_hash; the '
-'seqs in skipped_seqs hold no row (their transactions rolled back). Append-only.';
-
-comment on table private.audit_purges is
-'Retention: audit rows up to through_seq (older than older_than) were removed; the chain '
-'goes on from through_hash. Written only by private.purge_audit_logs(). Append-only.';
-
-comment on column public.payment_audit_logs.id is
-'A random UUID of the row''s own (gen_random_uuid()), never one an insert brings.';
-
--- Triggers
-
-create trigger refuse_audit_record_change
-before update or delete on private.audit_purges
-for each row execute function private.refuse_audit_record_change();
-
-create trigger refuse_audit_record_truncate
-before truncate on private.audit_purges
-for each statement execute function private.refuse_audit_record_change();
-
-create trigger refuse_audit_record_change
-before update or delete on private.audit_seals
-for each row execute function private.refuse_audit_record_change();
-
-create trigger refuse_audit_record_truncate
-before truncate on private.audit_seals
-for each statement execute function private.refuse_audit_record_change();
-
-create trigger guard_audit_log_delete
-before delete on public.payment_audit_logs
-for each row execute function private.guard_audit_log_row();
-
-create trigger guard_audit_log_record
-after update of
-seq, id, timestamp, operation, entity_type, entity_id, user_id, user_role, ip_address,
-user_agent, old_values, new_values, success, error_message, metadata
-on public.payment_audit_logs
-for each row execute function private.guard_audit_log_row();
-
-create trigger guard_audit_log_seal
-after update of prev_hash, row_hash on public.payment_audit_logs
-for each row when (
-  not (
-    old.row_hash is null and old.prev_hash is null
-    and coalesce(octet_length(new.row_hash), 0) = 32
-    and coalesce(octet_length(new.prev_hash), 0) = 32
-  )
-)
-execute function private.guard_audit_log_row();
-
-create trigger refuse_audit_log_truncate
-before truncate on public.payment_audit_logs
-for each statement execute function private.refuse_audit_log_truncate();
-
--- Privileges
-
 grant execute on function audit_history(text, text) to auditor;
+
 grant execute on function audit_history(text, text) to authenticated;

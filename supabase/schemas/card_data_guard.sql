@@ -2,7 +2,12 @@
 --
 -- No card data in payguard's tables (PCI DSS 3.3.1 and 3.5.1): every text and jsonb column of a
 -- payment table is checked for card numbers, in every form one can take, and for card-
--- verification keys; a row that holds one is refused.
+-- verification keys; a row that holds one is refused. Each payment table's domain file creates
+-- its refuse_card_data trigger; the audit trail (audit_capture.sql) uses the same helpers to
+-- keep card data out of the log.
+--
+-- Sections, in this order: card numbers; card verification keys; card data in a value; the
+-- guard on tables.
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -10,6 +15,27 @@
 -- See also: tests/sql/card_data_guard/, tests/py/test_card_guard_corpus.py
 
 set local check_function_bodies = off;
+
+-- Section: card numbers
+--
+-- Every Unicode decimal digit is a digit, with its value (private.card_digits), those that
+-- Unicode 15 and 16 added included (Kawi, Nag Mundari, Garay, Sunuwar, Myanmar Pao, Eastern Pwo
+-- Karen, Gurung Khema, Kirat Rai, Ol Onal, the outlined digits of Symbols for Legacy Computing
+-- Supplement): clients that render those scripts show a card number written in them as the
+-- card number it is. The guard's tables of digits, separators and zero-width characters come
+-- from Unicode 14.0.0; each bracket that lists the digits in the guard's expressions
+-- (private.may_hold_card_number, private.holds_card_number) lists the newer ones after them.
+-- Code points the tables do not know are separators, letters of the newer scripts included
+-- (they join digit groups, as a separator does: the stricter side).
+--
+-- A UUID's groups, and the fields of a timestamp with a year 19xx or 20xx, are read apart, so
+-- that ids and points in time are not taken for card numbers, but only when no digit is
+-- joined to the shape, on either side: three separators at most, as between the groups of a
+-- number, once zero-width characters are dropped and a run of white space is made one space.
+-- `4242 2024-01-01 12:02` is the card number 4242 2024 0101 1202, written with a space, a dash,
+-- a space and a colon between groups; `4242 42424242-4242-aaaa-aaaa-aaaaaaaaaaaa` and
+-- `2024-01-01 22:21:00 1234567890` hold one too. A UUID or a timestamp standing alone (a
+-- column's value, a JSON string, text around it) is read apart.
 
 /** True when `digits` (only digits) passes the Luhn check. A loop: cheaper than a query. */
 create or replace function private.passes_luhn(digits text) returns boolean
@@ -35,6 +61,172 @@ begin
     total := total + digit;
   end loop;
   return size > 0 and total % 10 = 0;
+end
+$$;
+
+/** `candidate` with every digit of any script written as its ASCII digit, 0 to 9. */
+create or replace function private.card_digits(candidate text) returns text
+language plpgsql
+immutable
+strict
+parallel safe
+set search_path = ''
+as $$
+begin
+  return translate(
+    candidate,
+    e'\u00b2\u00b3\u00b9\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u06f0\u06f1'
+    || e'\u06f2\u06f3\u06f4\u06f5\u06f6\u06f7\u06f8\u06f9\u07c0\u07c1\u07c2\u07c3\u07c4\u07c5\u07c6'
+    || e'\u07c7\u07c8\u07c9\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f\u09e6\u09e7'
+    || e'\u09e8\u09e9\u09ea\u09eb\u09ec\u09ed\u09ee\u09ef\u0a66\u0a67\u0a68\u0a69\u0a6a\u0a6b\u0a6c'
+    || e'\u0a6d\u0a6e\u0a6f\u0ae6\u0ae7\u0ae8\u0ae9\u0aea\u0aeb\u0aec\u0aed\u0aee\u0aef\u0b66\u0b67'
+    || e'\u0b68\u0b69\u0b6a\u0b6b\u0b6c\u0b6d\u0b6e\u0b6f\u0be6\u0be7\u0be8\u0be9\u0bea\u0beb\u0bec'
+    || e'\u0bed\u0bee\u0bef\u0c66\u0c67\u0c68\u0c69\u0c6a\u0c6b\u0c6c\u0c6d\u0c6e\u0c6f\u0ce6\u0ce7'
+    || e'\u0ce8\u0ce9\u0cea\u0ceb\u0cec\u0ced\u0cee\u0cef\u0d66\u0d67\u0d68\u0d69\u0d6a\u0d6b\u0d6c'
+    || e'\u0d6d\u0d6e\u0d6f\u0de6\u0de7\u0de8\u0de9\u0dea\u0deb\u0dec\u0ded\u0dee\u0def\u0e50\u0e51'
+    || e'\u0e52\u0e53\u0e54\u0e55\u0e56\u0e57\u0e58\u0e59\u0ed0\u0ed1\u0ed2\u0ed3\u0ed4\u0ed5\u0ed6'
+    || e'\u0ed7\u0ed8\u0ed9\u0f20\u0f21\u0f22\u0f23\u0f24\u0f25\u0f26\u0f27\u0f28\u0f29\u1040\u1041'
+    || e'\u1042\u1043\u1044\u1045\u1046\u1047\u1048\u1049\u1090\u1091\u1092\u1093\u1094\u1095\u1096'
+    || e'\u1097\u1098\u1099\u1369\u136a\u136b\u136c\u136d\u136e\u136f\u1370\u1371\u17e0\u17e1\u17e2'
+    || e'\u17e3\u17e4\u17e5\u17e6\u17e7\u17e8\u17e9\u1810\u1811\u1812\u1813\u1814\u1815\u1816\u1817'
+    || e'\u1818\u1819\u1946\u1947\u1948\u1949\u194a\u194b\u194c\u194d\u194e\u194f\u19d0\u19d1\u19d2'
+    || e'\u19d3\u19d4\u19d5\u19d6\u19d7\u19d8\u19d9\u19da\u1a80\u1a81\u1a82\u1a83\u1a84\u1a85\u1a86'
+    || e'\u1a87\u1a88\u1a89\u1a90\u1a91\u1a92\u1a93\u1a94\u1a95\u1a96\u1a97\u1a98\u1a99\u1b50\u1b51'
+    || e'\u1b52\u1b53\u1b54\u1b55\u1b56\u1b57\u1b58\u1b59\u1bb0\u1bb1\u1bb2\u1bb3\u1bb4\u1bb5\u1bb6'
+    || e'\u1bb7\u1bb8\u1bb9\u1c40\u1c41\u1c42\u1c43\u1c44\u1c45\u1c46\u1c47\u1c48\u1c49\u1c50\u1c51'
+    || e'\u1c52\u1c53\u1c54\u1c55\u1c56\u1c57\u1c58\u1c59\u2070\u2074\u2075\u2076\u2077\u2078\u2079'
+    || e'\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089\u2460\u2461\u2462\u2463\u2464'
+    || e'\u2465\u2466\u2467\u2468\u2474\u2475\u2476\u2477\u2478\u2479\u247a\u247b\u247c\u2488\u2489'
+    || e'\u248a\u248b\u248c\u248d\u248e\u248f\u2490\u24ea\u24f5\u24f6\u24f7\u24f8\u24f9\u24fa\u24fb'
+    || e'\u24fc\u24fd\u24ff\u2776\u2777\u2778\u2779\u277a\u277b\u277c\u277d\u277e\u2780\u2781\u2782'
+    || e'\u2783\u2784\u2785\u2786\u2787\u2788\u278a\u278b\u278c\u278d\u278e\u278f\u2790\u2791\u2792'
+    || e'\ua620\ua621\ua622\ua623\ua624\ua625\ua626\ua627\ua628\ua629\ua8d0\ua8d1\ua8d2\ua8d3\ua8d4'
+    || e'\ua8d5\ua8d6\ua8d7\ua8d8\ua8d9\ua900\ua901\ua902\ua903\ua904\ua905\ua906\ua907\ua908\ua909'
+    || e'\ua9d0\ua9d1\ua9d2\ua9d3\ua9d4\ua9d5\ua9d6\ua9d7\ua9d8\ua9d9\ua9f0\ua9f1\ua9f2\ua9f3\ua9f4'
+    || e'\ua9f5\ua9f6\ua9f7\ua9f8\ua9f9\uaa50\uaa51\uaa52\uaa53\uaa54\uaa55\uaa56\uaa57\uaa58\uaa59'
+    || e'\uabf0\uabf1\uabf2\uabf3\uabf4\uabf5\uabf6\uabf7\uabf8\uabf9\uff10\uff11\uff12\uff13\uff14'
+    || e'\uff15\uff16\uff17\uff18\uff19\U000104a0\U000104a1\U000104a2\U000104a3\U000104a4\U000104a5'
+    || e'\U000104a6\U000104a7\U000104a8\U000104a9\U00010a40\U00010a41\U00010a42\U00010a43\U00010d30'
+    || e'\U00010d31\U00010d32\U00010d33\U00010d34\U00010d35\U00010d36\U00010d37\U00010d38\U00010d39'
+    || e'\U00010e60\U00010e61\U00010e62\U00010e63\U00010e64\U00010e65\U00010e66\U00010e67\U00010e68'
+    || e'\U00011052\U00011053\U00011054\U00011055\U00011056\U00011057\U00011058\U00011059\U0001105a'
+    || e'\U00011066\U00011067\U00011068\U00011069\U0001106a\U0001106b\U0001106c\U0001106d\U0001106e'
+    || e'\U0001106f\U000110f0\U000110f1\U000110f2\U000110f3\U000110f4\U000110f5\U000110f6\U000110f7'
+    || e'\U000110f8\U000110f9\U00011136\U00011137\U00011138\U00011139\U0001113a\U0001113b\U0001113c'
+    || e'\U0001113d\U0001113e\U0001113f\U000111d0\U000111d1\U000111d2\U000111d3\U000111d4\U000111d5'
+    || e'\U000111d6\U000111d7\U000111d8\U000111d9\U000112f0\U000112f1\U000112f2\U000112f3\U000112f4'
+    || e'\U000112f5\U000112f6\U000112f7\U000112f8\U000112f9\U00011450\U00011451\U00011452\U00011453'
+    || e'\U00011454\U00011455\U00011456\U00011457\U00011458\U00011459\U000114d0\U000114d1\U000114d2'
+    || e'\U000114d3\U000114d4\U000114d5\U000114d6\U000114d7\U000114d8\U000114d9\U00011650\U00011651'
+    || e'\U00011652\U00011653\U00011654\U00011655\U00011656\U00011657\U00011658\U00011659\U000116c0'
+    || e'\U000116c1\U000116c2\U000116c3\U000116c4\U000116c5\U000116c6\U000116c7\U000116c8\U000116c9'
+    || e'\U00011730\U00011731\U00011732\U00011733\U00011734\U00011735\U00011736\U00011737\U00011738'
+    || e'\U00011739\U000118e0\U000118e1\U000118e2\U000118e3\U000118e4\U000118e5\U000118e6\U000118e7'
+    || e'\U000118e8\U000118e9\U00011950\U00011951\U00011952\U00011953\U00011954\U00011955\U00011956'
+    || e'\U00011957\U00011958\U00011959\U00011c50\U00011c51\U00011c52\U00011c53\U00011c54\U00011c55'
+    || e'\U00011c56\U00011c57\U00011c58\U00011c59\U00011d50\U00011d51\U00011d52\U00011d53\U00011d54'
+    || e'\U00011d55\U00011d56\U00011d57\U00011d58\U00011d59\U00011da0\U00011da1\U00011da2\U00011da3'
+    || e'\U00011da4\U00011da5\U00011da6\U00011da7\U00011da8\U00011da9\U00016a60\U00016a61\U00016a62'
+    || e'\U00016a63\U00016a64\U00016a65\U00016a66\U00016a67\U00016a68\U00016a69\U00016ac0\U00016ac1'
+    || e'\U00016ac2\U00016ac3\U00016ac4\U00016ac5\U00016ac6\U00016ac7\U00016ac8\U00016ac9\U00016b50'
+    || e'\U00016b51\U00016b52\U00016b53\U00016b54\U00016b55\U00016b56\U00016b57\U00016b58\U00016b59'
+    || e'\U0001d7ce\U0001d7cf\U0001d7d0\U0001d7d1\U0001d7d2\U0001d7d3\U0001d7d4\U0001d7d5\U0001d7d6'
+    || e'\U0001d7d7\U0001d7d8\U0001d7d9\U0001d7da\U0001d7db\U0001d7dc\U0001d7dd\U0001d7de\U0001d7df'
+    || e'\U0001d7e0\U0001d7e1\U0001d7e2\U0001d7e3\U0001d7e4\U0001d7e5\U0001d7e6\U0001d7e7\U0001d7e8'
+    || e'\U0001d7e9\U0001d7ea\U0001d7eb\U0001d7ec\U0001d7ed\U0001d7ee\U0001d7ef\U0001d7f0\U0001d7f1'
+    || e'\U0001d7f2\U0001d7f3\U0001d7f4\U0001d7f5\U0001d7f6\U0001d7f7\U0001d7f8\U0001d7f9\U0001d7fa'
+    || e'\U0001d7fb\U0001d7fc\U0001d7fd\U0001d7fe\U0001d7ff\U0001e140\U0001e141\U0001e142\U0001e143'
+    || e'\U0001e144\U0001e145\U0001e146\U0001e147\U0001e148\U0001e149\U0001e2f0\U0001e2f1\U0001e2f2'
+    || e'\U0001e2f3\U0001e2f4\U0001e2f5\U0001e2f6\U0001e2f7\U0001e2f8\U0001e2f9\U0001e950\U0001e951'
+    || e'\U0001e952\U0001e953\U0001e954\U0001e955\U0001e956\U0001e957\U0001e958\U0001e959\U0001f100'
+    || e'\U0001f101\U0001f102\U0001f103\U0001f104\U0001f105\U0001f106\U0001f107\U0001f108\U0001f109'
+    || e'\U0001f10a\U0001fbf0\U0001fbf1\U0001fbf2\U0001fbf3\U0001fbf4\U0001fbf5\U0001fbf6\U0001fbf7'
+    || e'\U0001fbf8\U0001fbf9'
+    || e'\U00010d40\U00010d41\U00010d42\U00010d43\U00010d44\U00010d45\U00010d46\U00010d47\U00010d48'
+    || e'\U00010d49\U000116d0\U000116d1\U000116d2\U000116d3\U000116d4\U000116d5\U000116d6\U000116d7'
+    || e'\U000116d8\U000116d9\U000116da\U000116db\U000116dc\U000116dd\U000116de\U000116df\U000116e0'
+    || e'\U000116e1\U000116e2\U000116e3\U00011bf0\U00011bf1\U00011bf2\U00011bf3\U00011bf4\U00011bf5'
+    || e'\U00011bf6\U00011bf7\U00011bf8\U00011bf9\U00011f50\U00011f51\U00011f52\U00011f53\U00011f54'
+    || e'\U00011f55\U00011f56\U00011f57\U00011f58\U00011f59\U00016130\U00016131\U00016132\U00016133'
+    || e'\U00016134\U00016135\U00016136\U00016137\U00016138\U00016139\U00016d70\U00016d71\U00016d72'
+    || e'\U00016d73\U00016d74\U00016d75\U00016d76\U00016d77\U00016d78\U00016d79\U0001ccf0\U0001ccf1'
+    || e'\U0001ccf2\U0001ccf3\U0001ccf4\U0001ccf5\U0001ccf6\U0001ccf7\U0001ccf8\U0001ccf9\U0001e4f0'
+    || e'\U0001e4f1\U0001e4f2\U0001e4f3\U0001e4f4\U0001e4f5\U0001e4f6\U0001e4f7\U0001e4f8\U0001e4f9'
+    || e'\U0001e5f1\U0001e5f2\U0001e5f3\U0001e5f4\U0001e5f5\U0001e5f6\U0001e5f7\U0001e5f8\U0001e5f9'
+    || e'\U0001e5fa',
+    '2310123456789012345678901234567890123456789012345678901234567890123456789012345678901234567'
+    || '8901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678'
+    || '9123456789012345678901234567890123456789012345678910123456789012345678901234567890123456789'
+    || '0123456789012345678904567890123456789123456789123456789123456789012345678901234567891234567'
+    || '8912345678901234567890123456789012345678901234567890123456789012345678901234567890123456789'
+    || '0123456789123401234567891234567891234567890123456789012345678901234567890123456789012345678'
+    || '9012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789'
+    || '0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890'
+    || '12345678901234567890123456789001234567890123456789'
+    || '012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789'
+    || '0123456789'
+  );
+end
+$$;
+
+/**
+ * True when `candidate` may hold a card number: 13 digits of any script with no ASCII letter
+ * between them. JSON's escapes (a tab is written \t) count as no letter, so that it serves a
+ * JSON value's text too. Every card number private.holds_card_number finds matches it, so
+ * false means none: one regular expression settles most text.
+ *
+ * The triggers on the write path (the guard, the audit capture) test a coarser expression in
+ * line, which takes every character outside ASCII for a possible digit and costs no call:
+ *   '[^\x01-\x2f\x3a-\x7f](?:(?:[^A-Za-z0-9]|\\(?:[bfnrt]|u[0-9a-fA-F]{4}))*'
+ *   || '[^\x01-\x2f\x3a-\x7f]){12}'
+ * Whatever this one matches, that one matches.
+ */
+create or replace function private.may_hold_card_number(candidate text) returns boolean
+language plpgsql
+immutable
+strict
+parallel safe
+set search_path = ''
+as $$
+begin
+  return candidate ~ (
+    '[\u0030-\u0039\u00b2-\u00b3\u00b9\u0660-\u0669\u06f0-\u06f9\u07c0-\u07c9\u0966-\u096f\u09e6'
+    || '-\u09ef\u0a66-\u0a6f\u0ae6-\u0aef\u0b66-\u0b6f\u0be6-\u0bef\u0c66-\u0c6f\u0ce6-\u0cef\u0d66'
+    || '-\u0d6f\u0de6-\u0def\u0e50-\u0e59\u0ed0-\u0ed9\u0f20-\u0f29\u1040-\u1049\u1090-\u1099\u1369'
+    || '-\u1371\u17e0-\u17e9\u1810-\u1819\u1946-\u194f\u19d0-\u19da\u1a80-\u1a89\u1a90-\u1a99\u1b50'
+    || '-\u1b59\u1bb0-\u1bb9\u1c40-\u1c49\u1c50-\u1c59\u2070\u2074-\u2079\u2080-\u2089\u2460-\u2468'
+    || '\u2474-\u247c\u2488-\u2490\u24ea\u24f5-\u24fd\u24ff\u2776-\u277e\u2780-\u2788\u278a-\u2792'
+    || '\ua620-\ua629\ua8d0-\ua8d9\ua900-\ua909\ua9d0-\ua9d9\ua9f0-\ua9f9\uaa50-\uaa59\uabf0-\uabf9'
+    || '\uff10-\uff19\U000104a0-\U000104a9\U00010a40-\U00010a43\U00010d30-\U00010d39\U00010e60-'
+    || '\U00010e68\U00011052-\U0001105a\U00011066-\U0001106f\U000110f0-\U000110f9\U00011136-'
+    || '\U0001113f\U000111d0-\U000111d9\U000112f0-\U000112f9\U00011450-\U00011459\U000114d0-'
+    || '\U000114d9\U00011650-\U00011659\U000116c0-\U000116c9\U00011730-\U00011739\U000118e0-'
+    || '\U000118e9\U00011950-\U00011959\U00011c50-\U00011c59\U00011d50-\U00011d59\U00011da0-'
+    || '\U00011da9\U00016a60-\U00016a69\U00016ac0-\U00016ac9\U00016b50-\U00016b59\U0001d7ce-'
+    || '\U0001d7ff\U0001e140-\U0001e149\U0001e2f0-\U0001e2f9\U0001e950-\U0001e959\U0001f100-'
+    || '\U0001f10a\U0001fbf0-\U0001fbf9'
+    || '\U00010d40-\U00010d49\U000116d0-\U000116e3\U00011bf0-\U00011bf9\U00011f50-\U00011f59\U00016130-\U00016139'
+    || '\U00016d70-\U00016d79\U0001ccf0-\U0001ccf9\U0001e4f0-\U0001e4f9\U0001e5f1-\U0001e5fa'
+    || '](?:(?:[^A-Za-z0-9]|\\(?:[bfnrt]|u[0-9a-fA-F]{4}))*[\u0030-'
+    || '\u0039\u00b2-\u00b3\u00b9\u0660-\u0669\u06f0-\u06f9\u07c0-\u07c9\u0966-\u096f\u09e6-\u09ef'
+    || '\u0a66-\u0a6f\u0ae6-\u0aef\u0b66-\u0b6f\u0be6-\u0bef\u0c66-\u0c6f\u0ce6-\u0cef\u0d66-\u0d6f'
+    || '\u0de6-\u0def\u0e50-\u0e59\u0ed0-\u0ed9\u0f20-\u0f29\u1040-\u1049\u1090-\u1099\u1369-\u1371'
+    || '\u17e0-\u17e9\u1810-\u1819\u1946-\u194f\u19d0-\u19da\u1a80-\u1a89\u1a90-\u1a99\u1b50-\u1b59'
+    || '\u1bb0-\u1bb9\u1c40-\u1c49\u1c50-\u1c59\u2070\u2074-\u2079\u2080-\u2089\u2460-\u2468\u2474-'
+    || '\u247c\u2488-\u2490\u24ea\u24f5-\u24fd\u24ff\u2776-\u277e\u2780-\u2788\u278a-\u2792\ua620-'
+    || '\ua629\ua8d0-\ua8d9\ua900-\ua909\ua9d0-\ua9d9\ua9f0-\ua9f9\uaa50-\uaa59\uabf0-\uabf9\uff10-'
+    || '\uff19\U000104a0-\U000104a9\U00010a40-\U00010a43\U00010d30-\U00010d39\U00010e60-\U00010e68'
+    || '\U00011052-\U0001105a\U00011066-\U0001106f\U000110f0-\U000110f9\U00011136-\U0001113f'
+    || '\U000111d0-\U000111d9\U000112f0-\U000112f9\U00011450-\U00011459\U000114d0-\U000114d9'
+    || '\U00011650-\U00011659\U000116c0-\U000116c9\U00011730-\U00011739\U000118e0-\U000118e9'
+    || '\U00011950-\U00011959\U00011c50-\U00011c59\U00011d50-\U00011d59\U00011da0-\U00011da9'
+    || '\U00016a60-\U00016a69\U00016ac0-\U00016ac9\U00016b50-\U00016b59\U0001d7ce-\U0001d7ff'
+    || '\U0001e140-\U0001e149\U0001e2f0-\U0001e2f9\U0001e950-\U0001e959\U0001f100-\U0001f10a'
+    || '\U0001fbf0-\U0001fbf9'
+    || '\U00010d40-\U00010d49\U000116d0-\U000116e3\U00011bf0-\U00011bf9\U00011f50-\U00011f59\U00016130-\U00016139'
+    || '\U00016d70-\U00016d79\U0001ccf0-\U0001ccf9\U0001e4f0-\U0001e4f9\U0001e5f1-\U0001e5fa'
+    || ']){12}'
+  );
 end
 $$;
 
@@ -657,6 +849,18 @@ begin
 end
 $$;
 
+-- Section: card verification keys
+--
+-- A key naming a card verification code is found in every form the key check reads:
+-- private.is_card_verification_key reads a key in NFKC form (full-width letters and other
+-- compatibility forms as the letters they stand for), then drops every character but ASCII
+-- letters and digits (`card_cvv`, `CVV-2`, `c_v_v`, `cv v`, `c\u200bvv` with a zero-width
+-- space). The expression that decides whether a value's keys are read at all
+-- (private.may_name_card_verification, used by the guard's trigger and private.card_data_in)
+-- lets through every text in which the words appear with anything but letters and digits
+-- between their letters, or that holds a full-width character, so that it never skips a key
+-- the check would find.
+
 /**
  * True when `key` names a card verification code: read in NFKC form, lowercase, with every
  * character but ASCII letters and digits dropped.
@@ -684,103 +888,13 @@ end
 $$;
 
 /**
- * BEFORE INSERT OR UPDATE trigger of every payment table: refuses card data (a card number
- * in any value, as private.card_data_in finds it; a card verification code key in a JSON
- * object) in every column that can hold it (private.card_data_columns). On update, only
- * what changed is read. The trigger's arguments name the columns that cannot hold it, so
- * that one regular expression over the rest of the row settles most rows; the columns read
- * are then taken from the catalog (a column added later is read; only a column retyped to
- * hold text needs the arguments renewed, which tests/sql/schema/invariants.test.sql checks).
- * Security definer, so that the helpers stay private; it reads only the new row, the old one
- * and the catalog.
+ * True when `candidate` may hold a key naming a card verification code: one of the words
+ * private.is_card_verification_key looks for, with anything but ASCII letters and digits
+ * (or JSON's escapes) between its letters, case aside; or a full-width character, which NFKC
+ * makes a letter.
+ * Every key private.is_card_verification_key accepts matches it, so false means none.
  */
-create or replace function private.refuse_card_data() returns trigger
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  -- private.may_hold_card_number's coarser expression, in line (see its comment)
-  coarse constant text := '[^\x01-\x2f\x3a-\x7f](?:(?:[^A-Za-z0-9]|\\(?:[bfnrt]|u[0-9a-fA-F]{4}))*'
-    || '[^\x01-\x2f\x3a-\x7f]){12}';
-  row_values jsonb := to_jsonb(new);
-  scanned text := (row_values - coalesce(tg_argv, '{}'))::text;
-  old_values jsonb;
-  column_name text;
-  finding record;
-begin
-  if scanned !~ coarse and not private.may_name_card_verification(scanned) then
-    return new;
-  end if;
-  if tg_op = 'UPDATE' then
-    old_values := to_jsonb(old);
-  end if;
-  foreach column_name in array private.card_data_columns(tg_relid) loop
-    continue when jsonb_typeof(row_values -> column_name) is null
-      or jsonb_typeof(row_values -> column_name) = 'null'
-      or (tg_op = 'UPDATE' and row_values -> column_name = old_values -> column_name);
-    select * into finding from private.card_data_in(row_values -> column_name);
-    if finding.card_number then
-      raise exception 'card number in %.%: store the processor''s token (pm_…) instead',
-      tg_table_name, column_name
-      using errcode = 'PT422',
-      detail = 'PCI DSS 3.5.1: a primary account number is never stored.';
-    end if;
-    if finding.verification_key is not null then
-      raise exception 'card verification code key "%" in %.%: never store it',
-      finding.verification_key, tg_table_name, column_name
-      using errcode = 'PT422',
-      detail = 'PCI DSS 3.3.1: sensitive authentication data is never stored.';
-    end if;
-  end loop;
-  return new;
-end
-$$;
-
--- The guard reads every Unicode decimal digit as its value, Unicode 15 and 16's too, and finds
--- a card number hidden behind a UUID's or a timestamp's shape.
---
--- The guard's tables of digits, separators and zero-width characters were generated from
--- Unicode 14.0.0, and it reads every code point those tables do not know as a separator. The
--- decimal digits that Unicode 15.0 (2022) and 16.0 (2024) added were therefore separators:
--- a card number written in Kawi, Nag Mundari, Garay, Sunuwar, Myanmar Pao or Eastern Pwo Karen,
--- Gurung Khema, Kirat Rai or Ol Onal digits, or in the outlined digits of Symbols for Legacy
--- Computing Supplement, held no digit at all for the guard, and was stored. Clients that
--- render those scripts show it as the card number it is.
---
--- Now they are digits, with their values (private.card_digits), in the guard's expressions
--- (private.may_hold_card_number, private.holds_card_number): each bracket that lists the
--- digits lists these after them. Code points still unknown stay separators, letters of the
--- newer scripts included (they join digit groups, as a separator does: the stricter side).
--- The rest of these functions is as 20261204230000_card_number_forms.sql defined them.
---
--- The guard reads a UUID's groups, and the fields of a timestamp with a year 19xx or 20xx,
--- apart, so that ids and points in time are not taken for card numbers. It claimed that no
--- card number hides in those shapes, since digits written before one stay joined to its
--- first group: but only to that group. `4242 2024-01-01 12:02` is the card number
--- 4242 2024 0101 1202 written with a space, a dash, a space and a colon between groups (short
--- runs of separators, as every other form the guard reads), and was let through; so was
--- `4242 42424242-4242-aaaa-aaaa-aaaaaaaaaaaa`, and a card number starting in a timestamp's
--- hour and running on into the digits written after it (`2024-01-01 22:21:00 1234567890`).
---
--- Now a shape is read apart only when no digit is joined to it, on either side: three
--- separators at most, as between the groups of a number, once zero-width characters are
--- dropped and a run of white space is made one space. A UUID or a timestamp standing alone
--- (a column's value, a JSON string, text around it) is read apart as before.
-
-/**
- * True when `candidate` may hold a card number: 13 digits of any script with no ASCII letter
- * between them. JSON's escapes (a tab is written \t) count as no letter, so that it serves a
- * JSON value's text too. Every card number private.holds_card_number finds matches it, so
- * false means none: one regular expression settles most text.
- *
- * The triggers on the write path (the guard, the audit capture) test a coarser expression in
- * line, which takes every character outside ASCII for a possible digit and costs no call:
- *   '[^\x01-\x2f\x3a-\x7f](?:(?:[^A-Za-z0-9]|\\(?:[bfnrt]|u[0-9a-fA-F]{4}))*'
- *   || '[^\x01-\x2f\x3a-\x7f]){12}'
- * Whatever this one matches, that one matches.
- */
-create or replace function private.may_hold_card_number(candidate text) returns boolean
+create or replace function private.may_name_card_verification(candidate text) returns boolean
 language plpgsql
 immutable
 strict
@@ -788,188 +902,18 @@ parallel safe
 set search_path = ''
 as $$
 begin
-  return candidate ~ (
-    '[\u0030-\u0039\u00b2-\u00b3\u00b9\u0660-\u0669\u06f0-\u06f9\u07c0-\u07c9\u0966-\u096f\u09e6'
-    || '-\u09ef\u0a66-\u0a6f\u0ae6-\u0aef\u0b66-\u0b6f\u0be6-\u0bef\u0c66-\u0c6f\u0ce6-\u0cef\u0d66'
-    || '-\u0d6f\u0de6-\u0def\u0e50-\u0e59\u0ed0-\u0ed9\u0f20-\u0f29\u1040-\u1049\u1090-\u1099\u1369'
-    || '-\u1371\u17e0-\u17e9\u1810-\u1819\u1946-\u194f\u19d0-\u19da\u1a80-\u1a89\u1a90-\u1a99\u1b50'
-    || '-\u1b59\u1bb0-\u1bb9\u1c40-\u1c49\u1c50-\u1c59\u2070\u2074-\u2079\u2080-\u2089\u2460-\u2468'
-    || '\u2474-\u247c\u2488-\u2490\u24ea\u24f5-\u24fd\u24ff\u2776-\u277e\u2780-\u2788\u278a-\u2792'
-    || '\ua620-\ua629\ua8d0-\ua8d9\ua900-\ua909\ua9d0-\ua9d9\ua9f0-\ua9f9\uaa50-\uaa59\uabf0-\uabf9'
-    || '\uff10-\uff19\U000104a0-\U000104a9\U00010a40-\U00010a43\U00010d30-\U00010d39\U00010e60-'
-    || '\U00010e68\U00011052-\U0001105a\U00011066-\U0001106f\U000110f0-\U000110f9\U00011136-'
-    || '\U0001113f\U000111d0-\U000111d9\U000112f0-\U000112f9\U00011450-\U00011459\U000114d0-'
-    || '\U000114d9\U00011650-\U00011659\U000116c0-\U000116c9\U00011730-\U00011739\U000118e0-'
-    || '\U000118e9\U00011950-\U00011959\U00011c50-\U00011c59\U00011d50-\U00011d59\U00011da0-'
-    || '\U00011da9\U00016a60-\U00016a69\U00016ac0-\U00016ac9\U00016b50-\U00016b59\U0001d7ce-'
-    || '\U0001d7ff\U0001e140-\U0001e149\U0001e2f0-\U0001e2f9\U0001e950-\U0001e959\U0001f100-'
-    || '\U0001f10a\U0001fbf0-\U0001fbf9'
-    || '\U00010d40-\U00010d49\U000116d0-\U000116e3\U00011bf0-\U00011bf9\U00011f50-\U00011f59\U00016130-\U00016139'
-    || '\U00016d70-\U00016d79\U0001ccf0-\U0001ccf9\U0001e4f0-\U0001e4f9\U0001e5f1-\U0001e5fa'
-    || '](?:(?:[^A-Za-z0-9]|\\(?:[bfnrt]|u[0-9a-fA-F]{4}))*[\u0030-'
-    || '\u0039\u00b2-\u00b3\u00b9\u0660-\u0669\u06f0-\u06f9\u07c0-\u07c9\u0966-\u096f\u09e6-\u09ef'
-    || '\u0a66-\u0a6f\u0ae6-\u0aef\u0b66-\u0b6f\u0be6-\u0bef\u0c66-\u0c6f\u0ce6-\u0cef\u0d66-\u0d6f'
-    || '\u0de6-\u0def\u0e50-\u0e59\u0ed0-\u0ed9\u0f20-\u0f29\u1040-\u1049\u1090-\u1099\u1369-\u1371'
-    || '\u17e0-\u17e9\u1810-\u1819\u1946-\u194f\u19d0-\u19da\u1a80-\u1a89\u1a90-\u1a99\u1b50-\u1b59'
-    || '\u1bb0-\u1bb9\u1c40-\u1c49\u1c50-\u1c59\u2070\u2074-\u2079\u2080-\u2089\u2460-\u2468\u2474-'
-    || '\u247c\u2488-\u2490\u24ea\u24f5-\u24fd\u24ff\u2776-\u277e\u2780-\u2788\u278a-\u2792\ua620-'
-    || '\ua629\ua8d0-\ua8d9\ua900-\ua909\ua9d0-\ua9d9\ua9f0-\ua9f9\uaa50-\uaa59\uabf0-\uabf9\uff10-'
-    || '\uff19\U000104a0-\U000104a9\U00010a40-\U00010a43\U00010d30-\U00010d39\U00010e60-\U00010e68'
-    || '\U00011052-\U0001105a\U00011066-\U0001106f\U000110f0-\U000110f9\U00011136-\U0001113f'
-    || '\U000111d0-\U000111d9\U000112f0-\U000112f9\U00011450-\U00011459\U000114d0-\U000114d9'
-    || '\U00011650-\U00011659\U000116c0-\U000116c9\U00011730-\U00011739\U000118e0-\U000118e9'
-    || '\U00011950-\U00011959\U00011c50-\U00011c59\U00011d50-\U00011d59\U00011da0-\U00011da9'
-    || '\U00016a60-\U00016a69\U00016ac0-\U00016ac9\U00016b50-\U00016b59\U0001d7ce-\U0001d7ff'
-    || '\U0001e140-\U0001e149\U0001e2f0-\U0001e2f9\U0001e950-\U0001e959\U0001f100-\U0001f10a'
-    || '\U0001fbf0-\U0001fbf9'
-    || '\U00010d40-\U00010d49\U000116d0-\U000116e3\U00011bf0-\U00011bf9\U00011f50-\U00011f59\U00016130-\U00016139'
-    || '\U00016d70-\U00016d79\U0001ccf0-\U0001ccf9\U0001e4f0-\U0001e4f9\U0001e5f1-\U0001e5fa'
-    || ']){12}'
-  );
-end
-$$;
-
-/** `candidate` with every digit of any script written as its ASCII digit, 0 to 9. */
-create or replace function private.card_digits(candidate text) returns text
-language plpgsql
-immutable
-strict
-parallel safe
-set search_path = ''
-as $$
-begin
-  return translate(
-    candidate,
-    e'\u00b2\u00b3\u00b9\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u06f0\u06f1'
-    || e'\u06f2\u06f3\u06f4\u06f5\u06f6\u06f7\u06f8\u06f9\u07c0\u07c1\u07c2\u07c3\u07c4\u07c5\u07c6'
-    || e'\u07c7\u07c8\u07c9\u0966\u0967\u0968\u0969\u096a\u096b\u096c\u096d\u096e\u096f\u09e6\u09e7'
-    || e'\u09e8\u09e9\u09ea\u09eb\u09ec\u09ed\u09ee\u09ef\u0a66\u0a67\u0a68\u0a69\u0a6a\u0a6b\u0a6c'
-    || e'\u0a6d\u0a6e\u0a6f\u0ae6\u0ae7\u0ae8\u0ae9\u0aea\u0aeb\u0aec\u0aed\u0aee\u0aef\u0b66\u0b67'
-    || e'\u0b68\u0b69\u0b6a\u0b6b\u0b6c\u0b6d\u0b6e\u0b6f\u0be6\u0be7\u0be8\u0be9\u0bea\u0beb\u0bec'
-    || e'\u0bed\u0bee\u0bef\u0c66\u0c67\u0c68\u0c69\u0c6a\u0c6b\u0c6c\u0c6d\u0c6e\u0c6f\u0ce6\u0ce7'
-    || e'\u0ce8\u0ce9\u0cea\u0ceb\u0cec\u0ced\u0cee\u0cef\u0d66\u0d67\u0d68\u0d69\u0d6a\u0d6b\u0d6c'
-    || e'\u0d6d\u0d6e\u0d6f\u0de6\u0de7\u0de8\u0de9\u0dea\u0deb\u0dec\u0ded\u0dee\u0def\u0e50\u0e51'
-    || e'\u0e52\u0e53\u0e54\u0e55\u0e56\u0e57\u0e58\u0e59\u0ed0\u0ed1\u0ed2\u0ed3\u0ed4\u0ed5\u0ed6'
-    || e'\u0ed7\u0ed8\u0ed9\u0f20\u0f21\u0f22\u0f23\u0f24\u0f25\u0f26\u0f27\u0f28\u0f29\u1040\u1041'
-    || e'\u1042\u1043\u1044\u1045\u1046\u1047\u1048\u1049\u1090\u1091\u1092\u1093\u1094\u1095\u1096'
-    || e'\u1097\u1098\u1099\u1369\u136a\u136b\u136c\u136d\u136e\u136f\u1370\u1371\u17e0\u17e1\u17e2'
-    || e'\u17e3\u17e4\u17e5\u17e6\u17e7\u17e8\u17e9\u1810\u1811\u1812\u1813\u1814\u1815\u1816\u1817'
-    || e'\u1818\u1819\u1946\u1947\u1948\u1949\u194a\u194b\u194c\u194d\u194e\u194f\u19d0\u19d1\u19d2'
-    || e'\u19d3\u19d4\u19d5\u19d6\u19d7\u19d8\u19d9\u19da\u1a80\u1a81\u1a82\u1a83\u1a84\u1a85\u1a86'
-    || e'\u1a87\u1a88\u1a89\u1a90\u1a91\u1a92\u1a93\u1a94\u1a95\u1a96\u1a97\u1a98\u1a99\u1b50\u1b51'
-    || e'\u1b52\u1b53\u1b54\u1b55\u1b56\u1b57\u1b58\u1b59\u1bb0\u1bb1\u1bb2\u1bb3\u1bb4\u1bb5\u1bb6'
-    || e'\u1bb7\u1bb8\u1bb9\u1c40\u1c41\u1c42\u1c43\u1c44\u1c45\u1c46\u1c47\u1c48\u1c49\u1c50\u1c51'
-    || e'\u1c52\u1c53\u1c54\u1c55\u1c56\u1c57\u1c58\u1c59\u2070\u2074\u2075\u2076\u2077\u2078\u2079'
-    || e'\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089\u2460\u2461\u2462\u2463\u2464'
-    || e'\u2465\u2466\u2467\u2468\u2474\u2475\u2476\u2477\u2478\u2479\u247a\u247b\u247c\u2488\u2489'
-    || e'\u248a\u248b\u248c\u248d\u248e\u248f\u2490\u24ea\u24f5\u24f6\u24f7\u24f8\u24f9\u24fa\u24fb'
-    || e'\u24fc\u24fd\u24ff\u2776\u2777\u2778\u2779\u277a\u277b\u277c\u277d\u277e\u2780\u2781\u2782'
-    || e'\u2783\u2784\u2785\u2786\u2787\u2788\u278a\u278b\u278c\u278d\u278e\u278f\u2790\u2791\u2792'
-    || e'\ua620\ua621\ua622\ua623\ua624\ua625\ua626\ua627\ua628\ua629\ua8d0\ua8d1\ua8d2\ua8d3\ua8d4'
-    || e'\ua8d5\ua8d6\ua8d7\ua8d8\ua8d9\ua900\ua901\ua902\ua903\ua904\ua905\ua906\ua907\ua908\ua909'
-    || e'\ua9d0\ua9d1\ua9d2\ua9d3\ua9d4\ua9d5\ua9d6\ua9d7\ua9d8\ua9d9\ua9f0\ua9f1\ua9f2\ua9f3\ua9f4'
-    || e'\ua9f5\ua9f6\ua9f7\ua9f8\ua9f9\uaa50\uaa51\uaa52\uaa53\uaa54\uaa55\uaa56\uaa57\uaa58\uaa59'
-    || e'\uabf0\uabf1\uabf2\uabf3\uabf4\uabf5\uabf6\uabf7\uabf8\uabf9\uff10\uff11\uff12\uff13\uff14'
-    || e'\uff15\uff16\uff17\uff18\uff19\U000104a0\U000104a1\U000104a2\U000104a3\U000104a4\U000104a5'
-    || e'\U000104a6\U000104a7\U000104a8\U000104a9\U00010a40\U00010a41\U00010a42\U00010a43\U00010d30'
-    || e'\U00010d31\U00010d32\U00010d33\U00010d34\U00010d35\U00010d36\U00010d37\U00010d38\U00010d39'
-    || e'\U00010e60\U00010e61\U00010e62\U00010e63\U00010e64\U00010e65\U00010e66\U00010e67\U00010e68'
-    || e'\U00011052\U00011053\U00011054\U00011055\U00011056\U00011057\U00011058\U00011059\U0001105a'
-    || e'\U00011066\U00011067\U00011068\U00011069\U0001106a\U0001106b\U0001106c\U0001106d\U0001106e'
-    || e'\U0001106f\U000110f0\U000110f1\U000110f2\U000110f3\U000110f4\U000110f5\U000110f6\U000110f7'
-    || e'\U000110f8\U000110f9\U00011136\U00011137\U00011138\U00011139\U0001113a\U0001113b\U0001113c'
-    || e'\U0001113d\U0001113e\U0001113f\U000111d0\U000111d1\U000111d2\U000111d3\U000111d4\U000111d5'
-    || e'\U000111d6\U000111d7\U000111d8\U000111d9\U000112f0\U000112f1\U000112f2\U000112f3\U000112f4'
-    || e'\U000112f5\U000112f6\U000112f7\U000112f8\U000112f9\U00011450\U00011451\U00011452\U00011453'
-    || e'\U00011454\U00011455\U00011456\U00011457\U00011458\U00011459\U000114d0\U000114d1\U000114d2'
-    || e'\U000114d3\U000114d4\U000114d5\U000114d6\U000114d7\U000114d8\U000114d9\U00011650\U00011651'
-    || e'\U00011652\U00011653\U00011654\U00011655\U00011656\U00011657\U00011658\U00011659\U000116c0'
-    || e'\U000116c1\U000116c2\U000116c3\U000116c4\U000116c5\U000116c6\U000116c7\U000116c8\U000116c9'
-    || e'\U00011730\U00011731\U00011732\U00011733\U00011734\U00011735\U00011736\U00011737\U00011738'
-    || e'\U00011739\U000118e0\U000118e1\U000118e2\U000118e3\U000118e4\U000118e5\U000118e6\U000118e7'
-    || e'\U000118e8\U000118e9\U00011950\U00011951\U00011952\U00011953\U00011954\U00011955\U00011956'
-    || e'\U00011957\U00011958\U00011959\U00011c50\U00011c51\U00011c52\U00011c53\U00011c54\U00011c55'
-    || e'\U00011c56\U00011c57\U00011c58\U00011c59\U00011d50\U00011d51\U00011d52\U00011d53\U00011d54'
-    || e'\U00011d55\U00011d56\U00011d57\U00011d58\U00011d59\U00011da0\U00011da1\U00011da2\U00011da3'
-    || e'\U00011da4\U00011da5\U00011da6\U00011da7\U00011da8\U00011da9\U00016a60\U00016a61\U00016a62'
-    || e'\U00016a63\U00016a64\U00016a65\U00016a66\U00016a67\U00016a68\U00016a69\U00016ac0\U00016ac1'
-    || e'\U00016ac2\U00016ac3\U00016ac4\U00016ac5\U00016ac6\U00016ac7\U00016ac8\U00016ac9\U00016b50'
-    || e'\U00016b51\U00016b52\U00016b53\U00016b54\U00016b55\U00016b56\U00016b57\U00016b58\U00016b59'
-    || e'\U0001d7ce\U0001d7cf\U0001d7d0\U0001d7d1\U0001d7d2\U0001d7d3\U0001d7d4\U0001d7d5\U0001d7d6'
-    || e'\U0001d7d7\U0001d7d8\U0001d7d9\U0001d7da\U0001d7db\U0001d7dc\U0001d7dd\U0001d7de\U0001d7df'
-    || e'\U0001d7e0\U0001d7e1\U0001d7e2\U0001d7e3\U0001d7e4\U0001d7e5\U0001d7e6\U0001d7e7\U0001d7e8'
-    || e'\U0001d7e9\U0001d7ea\U0001d7eb\U0001d7ec\U0001d7ed\U0001d7ee\U0001d7ef\U0001d7f0\U0001d7f1'
-    || e'\U0001d7f2\U0001d7f3\U0001d7f4\U0001d7f5\U0001d7f6\U0001d7f7\U0001d7f8\U0001d7f9\U0001d7fa'
-    || e'\U0001d7fb\U0001d7fc\U0001d7fd\U0001d7fe\U0001d7ff\U0001e140\U0001e141\U0001e142\U0001e143'
-    || e'\U0001e144\U0001e145\U0001e146\U0001e147\U0001e148\U0001e149\U0001e2f0\U0001e2f1\U0001e2f2'
-    || e'\U0001e2f3\U0001e2f4\U0001e2f5\U0001e2f6\U0001e2f7\U0001e2f8\U0001e2f9\U0001e950\U0001e951'
-    || e'\U0001e952\U0001e953\U0001e954\U0001e955\U0001e956\U0001e957\U0001e958\U0001e959\U0001f100'
-    || e'\U0001f101\U0001f102\U0001f103\U0001f104\U0001f105\U0001f106\U0001f107\U0001f108\U0001f109'
-    || e'\U0001f10a\U0001fbf0\U0001fbf1\U0001fbf2\U0001fbf3\U0001fbf4\U0001fbf5\U0001fbf6\U0001fbf7'
-    || e'\U0001fbf8\U0001fbf9'
-    || e'\U00010d40\U00010d41\U00010d42\U00010d43\U00010d44\U00010d45\U00010d46\U00010d47\U00010d48'
-    || e'\U00010d49\U000116d0\U000116d1\U000116d2\U000116d3\U000116d4\U000116d5\U000116d6\U000116d7'
-    || e'\U000116d8\U000116d9\U000116da\U000116db\U000116dc\U000116dd\U000116de\U000116df\U000116e0'
-    || e'\U000116e1\U000116e2\U000116e3\U00011bf0\U00011bf1\U00011bf2\U00011bf3\U00011bf4\U00011bf5'
-    || e'\U00011bf6\U00011bf7\U00011bf8\U00011bf9\U00011f50\U00011f51\U00011f52\U00011f53\U00011f54'
-    || e'\U00011f55\U00011f56\U00011f57\U00011f58\U00011f59\U00016130\U00016131\U00016132\U00016133'
-    || e'\U00016134\U00016135\U00016136\U00016137\U00016138\U00016139\U00016d70\U00016d71\U00016d72'
-    || e'\U00016d73\U00016d74\U00016d75\U00016d76\U00016d77\U00016d78\U00016d79\U0001ccf0\U0001ccf1'
-    || e'\U0001ccf2\U0001ccf3\U0001ccf4\U0001ccf5\U0001ccf6\U0001ccf7\U0001ccf8\U0001ccf9\U0001e4f0'
-    || e'\U0001e4f1\U0001e4f2\U0001e4f3\U0001e4f4\U0001e4f5\U0001e4f6\U0001e4f7\U0001e4f8\U0001e4f9'
-    || e'\U0001e5f1\U0001e5f2\U0001e5f3\U0001e5f4\U0001e5f5\U0001e5f6\U0001e5f7\U0001e5f8\U0001e5f9'
-    || e'\U0001e5fa',
-    '2310123456789012345678901234567890123456789012345678901234567890123456789012345678901234567'
-    || '8901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678'
-    || '9123456789012345678901234567890123456789012345678910123456789012345678901234567890123456789'
-    || '0123456789012345678904567890123456789123456789123456789123456789012345678901234567891234567'
-    || '8912345678901234567890123456789012345678901234567890123456789012345678901234567890123456789'
-    || '0123456789123401234567891234567891234567890123456789012345678901234567890123456789012345678'
-    || '9012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789'
-    || '0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890'
-    || '12345678901234567890123456789001234567890123456789'
-    || '012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789'
-    || '0123456789'
-  );
-end
-$$;
-
-/**
- * True when a column of type `column_type` can hold a card number: every type but booleans,
- * uuids, dates, times and intervals, and enums, whose values are flags, ids, points in time
- * and states, not text someone writes.
- */
-create or replace function private.may_hold_card_data(column_type oid) returns boolean
-language sql
-stable
-strict
-parallel safe
-set search_path = ''
-as $$
-  select not (
-    column_type in (
-      'pg_catalog.bool'::pg_catalog.regtype, 'pg_catalog.uuid'::pg_catalog.regtype,
-      'pg_catalog.date'::pg_catalog.regtype, 'pg_catalog.time'::pg_catalog.regtype,
-      'pg_catalog.timetz'::pg_catalog.regtype, 'pg_catalog.timestamp'::pg_catalog.regtype,
-      'pg_catalog.timestamptz'::pg_catalog.regtype, 'pg_catalog.interval'::pg_catalog.regtype
+  return candidate ~* (
+    -- between two letters: anything but a letter or digit, or a JSON escape (\t, \u200b)
+    replace(
+      '(c_v_v|c_v_c|c_v_n|c_s_c|c_a_v|c_i_d|s_e_c_u_r_i_t_y|v_e_r_i_f_i_c_a_t_i_o_n)',
+      '_',
+      '(?:[^a-z0-9]|\\[bfnrt]|\\u[0-9a-f]{4})*'
     )
-    or exists (select from pg_catalog.pg_type as t where t.oid = column_type and t.typtype = 'e')
-  )
+  ) or candidate ~ '[\uff01-\uff5e]';
+end
 $$;
 
-/** The columns of `relation` that can hold card data, or that cannot (`readable` false). */
-create or replace function private.card_data_columns(relation regclass, readable boolean default true)
-returns text[]
-language sql
-stable
-strict
-set search_path = ''
-as $$
-  select coalesce(array_agg(a.attname::text order by a.attnum), '{}')
-  from pg_catalog.pg_attribute as a
-  where a.attrelid = relation and a.attnum > 0 and not a.attisdropped
-    and private.may_hold_card_data(a.atttypid) = readable
-$$;
+-- Section: card data in a value
 
 /**
  * The scalars of a JSON array, those of the arrays nested in it included, in order, joined
@@ -1062,6 +1006,101 @@ as $$
   from private.card_data_in(candidate) as found
 $$;
 
+-- Section: the guard on tables
+
+/**
+ * True when a column of type `column_type` can hold a card number: every type but booleans,
+ * uuids, dates, times and intervals, and enums, whose values are flags, ids, points in time
+ * and states, not text someone writes.
+ */
+create or replace function private.may_hold_card_data(column_type oid) returns boolean
+language sql
+stable
+strict
+parallel safe
+set search_path = ''
+as $$
+  select not (
+    column_type in (
+      'pg_catalog.bool'::pg_catalog.regtype, 'pg_catalog.uuid'::pg_catalog.regtype,
+      'pg_catalog.date'::pg_catalog.regtype, 'pg_catalog.time'::pg_catalog.regtype,
+      'pg_catalog.timetz'::pg_catalog.regtype, 'pg_catalog.timestamp'::pg_catalog.regtype,
+      'pg_catalog.timestamptz'::pg_catalog.regtype, 'pg_catalog.interval'::pg_catalog.regtype
+    )
+    or exists (select from pg_catalog.pg_type as t where t.oid = column_type and t.typtype = 'e')
+  )
+$$;
+
+/** The columns of `relation` that can hold card data, or that cannot (`readable` false). */
+create or replace function private.card_data_columns(
+  relation regclass, readable boolean default true
+)
+returns text[]
+language sql
+stable
+strict
+set search_path = ''
+as $$
+  select coalesce(array_agg(a.attname::text order by a.attnum), '{}')
+  from pg_catalog.pg_attribute as a
+  where a.attrelid = relation and a.attnum > 0 and not a.attisdropped
+    and private.may_hold_card_data(a.atttypid) = readable
+$$;
+
+/**
+ * BEFORE INSERT OR UPDATE trigger of every payment table: refuses card data (a card number
+ * in any value, as private.card_data_in finds it; a card verification code key in a JSON
+ * object) in every column that can hold it (private.card_data_columns). On update, only
+ * what changed is read. The trigger's arguments name the columns that cannot hold it, so
+ * that one regular expression over the rest of the row settles most rows; the columns read
+ * are then taken from the catalog (a column added later is read; only a column retyped to
+ * hold text needs the arguments renewed, which tests/sql/schema/invariants.test.sql checks).
+ * Security definer, so that the helpers stay private; it reads only the new row, the old one
+ * and the catalog.
+ */
+create or replace function private.refuse_card_data() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  -- private.may_hold_card_number's coarser expression, in line (see its comment)
+  coarse constant text := '[^\x01-\x2f\x3a-\x7f](?:(?:[^A-Za-z0-9]|\\(?:[bfnrt]|u[0-9a-fA-F]{4}))*'
+    || '[^\x01-\x2f\x3a-\x7f]){12}';
+  row_values jsonb := to_jsonb(new);
+  scanned text := (row_values - coalesce(tg_argv, '{}'))::text;
+  old_values jsonb;
+  column_name text;
+  finding record;
+begin
+  if scanned !~ coarse and not private.may_name_card_verification(scanned) then
+    return new;
+  end if;
+  if tg_op = 'UPDATE' then
+    old_values := to_jsonb(old);
+  end if;
+  foreach column_name in array private.card_data_columns(tg_relid) loop
+    continue when jsonb_typeof(row_values -> column_name) is null
+      or jsonb_typeof(row_values -> column_name) = 'null'
+      or (tg_op = 'UPDATE' and row_values -> column_name = old_values -> column_name);
+    select * into finding from private.card_data_in(row_values -> column_name);
+    if finding.card_number then
+      raise exception 'card number in %.%: store the processor''s token (pm_…) instead',
+      tg_table_name, column_name
+      using errcode = 'PT422',
+      detail = 'PCI DSS 3.5.1: a primary account number is never stored.';
+    end if;
+    if finding.verification_key is not null then
+      raise exception 'card verification code key "%" in %.%: never store it',
+      finding.verification_key, tg_table_name, column_name
+      using errcode = 'PT422',
+      detail = 'PCI DSS 3.3.1: sensitive authentication data is never stored.';
+    end if;
+  end loop;
+  return new;
+end
+$$;
+
 /**
  * Recreate the card-data guard of `relation` (its refuse_card_data trigger, on the same
  * events) with arguments naming the columns it need not read, from the catalog as it is now.
@@ -1089,49 +1128,9 @@ begin
 end
 $$;
 
--- A key naming a card verification code is found in every form the key check reads.
---
--- private.is_card_verification_key reads a key with every character but ASCII letters and
--- digits dropped (`card_cvv`, `CVV-2`), but the expression that decides whether a value's keys
--- are read at all looked for the words as written: `c_v_v`, `cv v`, `c\u200bvv` (a
--- zero-width space) were never read, and stored. Full-width letters (`ｃｖｖ`) were dropped
--- whole by the key check. Now the key check reads a key in NFKC form (full-width letters and
--- other compatibility forms as the letters they stand for) before dropping the rest, and the
--- expression that decides whether to read the keys (private.may_name_card_verification,
--- used by the guard's trigger and private.card_data_in) lets through every text in which the
--- words appear with anything but letters and digits between their letters, or that holds a
--- full-width character.
-
-/**
- * True when `candidate` may hold a key naming a card verification code: one of the words
- * private.is_card_verification_key looks for, with anything but ASCII letters and digits
- * (or JSON's escapes) between its letters, case aside; or a full-width character, which NFKC
- * makes a letter.
- * Every key private.is_card_verification_key accepts matches it, so false means none.
- */
-create or replace function private.may_name_card_verification(candidate text) returns boolean
-language plpgsql
-immutable
-strict
-parallel safe
-set search_path = ''
-as $$
-begin
-  return candidate ~* (
-    -- between two letters: anything but a letter or digit, or a JSON escape (\t, \u200b)
-    replace(
-      '(c_v_v|c_v_c|c_v_n|c_s_c|c_a_v|c_i_d|s_e_c_u_r_i_t_y|v_e_r_i_f_i_c_a_t_i_o_n)',
-      '_',
-      '(?:[^a-z0-9]|\\[bfnrt]|\\u[0-9a-f]{4})*'
-    )
-  ) or candidate ~ '[\uff01-\uff5e]';
-end
-$$;
-
--- Triggers
-
--- The settings and the fee schedule, which the audit trail also records, are guarded too
--- (the ledger's own tables hold ids, amounts, times and codes their constraints limit).
+-- The settings, which the audit trail also records, are guarded too, as is the fee schedule
+-- (transactions.sql); the ledger's own tables hold ids, amounts, times and codes their
+-- constraints limit.
 create trigger refuse_card_data
 before insert or update
 on private.settings

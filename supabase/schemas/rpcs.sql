@@ -3,6 +3,9 @@
 -- The functions app clients call through PostgREST's /rpc/: each checks the caller, records and
 -- counts a refused call, and runs the private function that does the work.
 --
+-- Sections, in this order: idempotency keys; the payment operations; refused calls; the
+-- public wrappers; privileges.
+--
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
 -- check` proves that the migrations and these files build the same database.
@@ -10,13 +13,15 @@
 
 set local check_function_bodies = off;
 
--- The payment RPCs that app clients and services call (PostgREST's /rpc/…).
+-- Section: idempotency keys
 --
--- Each is a thin, security invoker wrapper over the same table statement a client could
--- send itself, so it meets the same grants, policies and triggers, and posts the same money.
--- What each adds is an idempotency key, with Stripe's semantics: the same key with the same
--- parameters returns the first result; with other parameters it is refused (PT409). A call
--- that fails leaves no key behind, so it can be retried with the same key.
+-- The payment RPCs that app clients and services call (PostgREST's /rpc/…) are each a thin,
+-- security invoker wrapper over the same table statement a client could send itself, so each
+-- meets the same grants, policies and triggers, and posts the same money. What each adds is
+-- an idempotency key, with Stripe's semantics: the same key with the same parameters returns
+-- the first result; with other parameters it is refused (PT409). A call that fails leaves no
+-- key behind, so it can be retried with the same key.
+
 create table private.idempotency_keys (
   scope text not null,
   key text not null check (char_length(key) between 1 and 255),
@@ -26,6 +31,9 @@ create table private.idempotency_keys (
   created_at timestamptz not null default now(),
   primary key (scope, key)
 );
+
+comment on table private.idempotency_keys is
+'Idempotency keys per caller (the user, or the service role): what was asked, and the answer.';
 
 /**
  * Who owns an idempotency key: the signed-in user, else the role the request runs as.
@@ -105,6 +113,11 @@ as $$
   returning response
 $$;
 
+-- Section: the payment operations
+--
+-- Each runs as its caller and raises its refusals; its public wrapper (below) records and
+-- answers them.
+
 /** Pay a milestone of one's own project (the amount and the payee come from the milestone). */
 create or replace function private.create_milestone_payment(milestone_id uuid, idempotency_key text)
 returns jsonb
@@ -125,7 +138,13 @@ begin
 end
 $$;
 
--- A failed payment is fundable again: its new attempt's charge succeeded.
+/**
+ * Fund milestone payment `milestone_payment_id` with the processor's PaymentIntent, for
+ * exactly the payment's amount and currency (PT409 otherwise): the charge is recorded in
+ * payment_transactions and the payment, pending or failed (a failed payment's new attempt may
+ * succeed), becomes funded. A payment that can no longer be funded (canceled meanwhile) keeps
+ * the charge on record, for a refund, and moves nothing.
+ */
 create or replace function private.fund_milestone_payment(
   milestone_payment_id uuid,
   processor_payment_intent_id text,
@@ -189,7 +208,9 @@ end
 $$;
 
 /** The payer: release a funded payment to the payee. */
-create or replace function private.release_milestone_payment(milestone_payment_id uuid, idempotency_key text)
+create or replace function private.release_milestone_payment(
+  milestone_payment_id uuid, idempotency_key text
+)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -216,7 +237,9 @@ end
 $$;
 
 /** The payer: cancel a payment that is still pending. */
-create or replace function private.cancel_milestone_payment(milestone_payment_id uuid, idempotency_key text)
+create or replace function private.cancel_milestone_payment(
+  milestone_payment_id uuid, idempotency_key text
+)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -387,10 +410,35 @@ begin
 end
 $$;
 
-/**
- * The HTTP status PostgREST answers an error with (PTxyz gives xyz), as in
- * 20261126080500_rpc_refused_calls.sql, in PL/pgSQL like the helpers above.
- */
+-- Section: refused calls
+--
+-- Refused RPC calls leave an audit row that survives the refusal. PostgREST runs a request in
+-- one transaction and rolls it back when the function raises, which would take any record of
+-- the refusal with it; a function can instead return its error: PostgREST answers with the
+-- status in `response.status` and the function's result as the body, and commits. So each
+-- payment RPC is in two parts: its implementation in `private` (above), and the public
+-- function, which calls it inside an exception block. When a business rule refuses the call
+-- (a PT error, a privilege, constraint or data error), the block's subtransaction undoes
+-- everything the call did; private.refused_call then counts the refusal against the caller's
+-- velocity limit, writes an audit row with success = false (and past the limit a security
+-- alert), sets response.status to the status PostgREST gives that error, and returns
+-- PostgREST's error body {code, message, details, hint}. Only those rows are committed. Other
+-- errors (serialization failures, deadlocks, cancellation, internal errors) are raised. An
+-- HTTP client sees the same status and body as when the function raised; a client on a direct
+-- connection reads `response.status` after the call, as PostgREST does.
+--
+-- Only the RPC that refused a call records it, and only what it observed: the wrappers run as
+-- their caller, so every role that may call one holds EXECUTE on private.refused_call, and a
+-- direct connection could otherwise record content of its own choosing. private.refused_call
+-- checks the frame above its own in the call stack (GET DIAGNOSTICS … PG_CONTEXT): it must be
+-- the public function named by its `operation` argument. Only the owner creates functions in
+-- `public`, and a function compiled with an empty search_path, as every wrapper is, is named
+-- schema-qualified in that stack, while a caller's own function (in pg_temp), a DO block or a
+-- dynamic statement is named otherwise. Any other caller is refused with 42501 and records
+-- nothing. What a refusal writes is bounded (private.bounded_argument, private.bounded_text),
+-- and the functions that write alerts and counts are executable by their owner only.
+
+/** The HTTP status PostgREST answers an error with (PTxyz gives xyz), in PL/pgSQL. */
 create or replace function private.http_status(error_state text) returns integer
 language plpgsql
 stable
@@ -408,12 +456,16 @@ end
 $$;
 
 /**
- * Record a refused call and answer it as PostgREST would have, as in
- * 20261204231300_refused_call_only_from_wrappers.sql: only for the public wrapper named
- * `operation`, counted against the caller's velocity limit, 429 past it with one alert per
- * caller, operation and window. The caller it counts, alerts and records against is the one
- * private.count_call worked out: the requesting user, or no user for a user's request whose
- * token names none (they share one counter).
+ * Record a refused call and answer it as PostgREST would have: the call counted against the
+ * caller's velocity limit, an audit row with success = false (the caller, the request, the
+ * parameters asked for, the error, each bounded), response.status, and the error body. Over
+ * the limit, the answer is 429, and only the first refusal of the window is recorded, with one
+ * alert per caller, operation and window: the later ones count in its alert. The caller it
+ * counts, alerts and records against is the one private.count_call worked out: the requesting
+ * user, or no user for a user's request whose token names none (they share one counter).
+ * Returns null when the error is not a refusal (the caller then raises it again). Only the
+ * public wrapper named `operation` may record a refusal, its own: any other caller is refused
+ * (42501).
  */
 create or replace function private.refused_call(
   operation text,
@@ -543,6 +595,168 @@ begin
   );
 end
 $$;
+
+/**
+ * The user a request as `authenticated` is counted against: its token's sub when that names
+ * a user, else null (no sub, or the sub of no user), the shared counter of such requests.
+ */
+create or replace function private.counted_caller() returns uuid
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  requester uuid := (select auth.uid());
+begin
+  if requester is not null and exists (select from public.users as u where u.id = requester) then
+    return requester;
+  end if;
+  return null;
+end
+$$;
+
+/**
+ * Count a refused call of `requested_operation` by the requesting user (or, for a user's
+ * request whose token names no user, in their shared counter) in the current window of its
+ * limit, in the counter that private.enforce_rate_limit counts accepted calls in: whom it
+ * counted, the calls counted so far (this one included), the limit, the window, and the
+ * alert of refusals over it. Counted and limit null when the call is not limited (services,
+ * staff and the owner are not, nor an operation without a rule). The counter row stays
+ * locked until the request ends.
+ */
+create or replace function private.count_call(
+  requested_operation text,
+  out caller uuid,
+  out counted integer,
+  out max_calls integer,
+  out window_seconds integer,
+  out window_opened_at timestamptz,
+  out refusal_alert_id uuid
+)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  limits jsonb;
+begin
+  -- Only users' requests: the role PostgREST switched to (this function runs as its owner).
+  if current_setting('role', true) is distinct from 'authenticated' then
+    return;
+  end if;
+  caller := private.counted_caller();
+  select private.setting('velocity_limits') -> r.rate_level into limits
+  from private.rate_limit_rules as r where r.operation = requested_operation;
+  if limits is null then
+    return;
+  end if;
+  max_calls := (limits ->> 'calls')::integer;
+  window_seconds := (limits ->> 'seconds')::integer;
+  window_opened_at := to_timestamp(
+    floor(extract(epoch from now()) / window_seconds) * window_seconds
+  );
+  insert into private.rate_limit_counters as c (user_id, operation, window_start, call_count)
+  values (caller, requested_operation, window_opened_at, 1)
+  on conflict (user_id, operation, window_start) do update set call_count = c.call_count + 1
+  returning c.call_count, c.refusal_alert_id into counted, refusal_alert_id;
+end
+$$;
+
+comment on column private.rate_limit_counters.user_id is
+'The user counted; null for the requests as authenticated whose token names no user, which '
+'share one counter per operation and window.';
+
+/**
+ * The most characters that a refused call of `operation` keeps of its argument `argument`:
+ * the limit of the column the accepted call stores it in (a withdrawal approval's reason, the
+ * resolution of a processor inconsistency: 2000), else 255.
+ */
+create or replace function private.refused_call_argument_limit(operation text, argument text)
+returns integer
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case operation || '.' || argument
+    when 'open_dispute.reason' then 5000
+    when 'resolve_dispute.resolution' then 5000
+    when 'approve_withdrawal.reason' then 2000
+    when 'resolve_processor_inconsistency.resolution' then 2000
+    when 'fail_withdrawal.failure_reason' then 500
+    when 'fund_milestone_payment.processor_payment_intent_id' then 255
+    when 'complete_withdrawal.processor_payout_id' then 255
+    else 255
+  end;
+end
+$$;
+
+/**
+ * What is kept of an oversized value: its length in characters and its SHA-256, or only
+ * its length when it holds 13 digits or more (a card number's hash is not to be kept).
+ */
+create or replace function private.oversized_marker(value text) returns text
+language sql
+immutable
+strict
+set search_path = ''
+as $$
+  select case
+    when char_length(regexp_replace(value, '[^0-9０-９]', '', 'g')) >= 13
+      then format('[oversized: %s characters]', char_length(value))
+    else format(
+      '[oversized: %s characters, sha256 %s]',
+      char_length(value), encode(extensions.digest(value, 'sha256'), 'hex')
+    )
+  end
+$$;
+
+/**
+ * An argument of a refused call as its audit row keeps it: itself when its text (a
+ * string's characters, else its JSON text) is at most `max_chars` long, else the marker.
+ */
+create or replace function private.bounded_argument(value jsonb, max_chars integer) returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  value_text text := coalesce(value #>> '{}', value::text);
+begin
+  if value is null or char_length(value_text) <= max_chars then
+    return value;
+  end if;
+  return to_jsonb(private.oversized_marker(value_text));
+end
+$$;
+
+/**
+ * `value` cut to at most `max_chars` characters: its start, without a run of digits cut in
+ * two, then the marker.
+ */
+create or replace function private.bounded_text(value text, max_chars integer) returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  marker text;
+begin
+  if value is null or char_length(value) <= max_chars then
+    return value;
+  end if;
+  marker := private.oversized_marker(value);
+  return rtrim(regexp_replace(
+    left(value, max_chars - char_length(marker) - 1), '[0-9０-９][0-9０-９[:space:].\-_]*$', ''
+  )) || ' ' || marker;
+end
+$$;
+
+-- Section: the public wrappers
+--
+-- What clients call: each runs its private function and, when that refuses the call, records
+-- and answers the refusal (private.refused_call).
 
 /** private.create_milestone_payment, with a refusal recorded and answered as above. */
 create or replace function public.create_milestone_payment(
@@ -836,233 +1050,114 @@ exception when others then
 end
 $$;
 
-/**
- * The most characters that a refused call of `operation` keeps of its argument `argument`,
- * as in 20261204233000_refused_approval_reason_bound.sql, and the resolution of a processor
- * inconsistency: the 2000 characters its column holds.
- */
-create or replace function private.refused_call_argument_limit(operation text, argument text)
-returns integer
-language plpgsql
-immutable
-set search_path = ''
-as $$
-begin
-  return case operation || '.' || argument
-    when 'open_dispute.reason' then 5000
-    when 'resolve_dispute.resolution' then 5000
-    when 'approve_withdrawal.reason' then 2000
-    when 'resolve_processor_inconsistency.resolution' then 2000
-    when 'fail_withdrawal.failure_reason' then 500
-    when 'fund_milestone_payment.processor_payment_intent_id' then 255
-    when 'complete_withdrawal.processor_payout_id' then 255
-    else 255
-  end;
-end
-$$;
-
-/**
- * What is kept of an oversized value: its length in characters and its SHA-256, or only
- * its length when it holds 13 digits or more (a card number's hash is not to be kept).
- */
-create or replace function private.oversized_marker(value text) returns text
-language sql
-immutable
-strict
-set search_path = ''
-as $$
-  select case
-    when char_length(regexp_replace(value, '[^0-9０-９]', '', 'g')) >= 13
-      then format('[oversized: %s characters]', char_length(value))
-    else format(
-      '[oversized: %s characters, sha256 %s]',
-      char_length(value), encode(extensions.digest(value, 'sha256'), 'hex')
-    )
-  end
-$$;
-
-/**
- * An argument of a refused call as its audit row keeps it: itself when its text (a
- * string's characters, else its JSON text) is at most `max_chars` long, else the marker.
- */
-create or replace function private.bounded_argument(value jsonb, max_chars integer) returns jsonb
-language plpgsql
-immutable
-set search_path = ''
-as $$
-declare
-  value_text text := coalesce(value #>> '{}', value::text);
-begin
-  if value is null or char_length(value_text) <= max_chars then
-    return value;
-  end if;
-  return to_jsonb(private.oversized_marker(value_text));
-end
-$$;
-
-/**
- * `value` cut to at most `max_chars` characters: its start, without a run of digits cut in
- * two, then the marker.
- */
-create or replace function private.bounded_text(value text, max_chars integer) returns text
-language plpgsql
-immutable
-set search_path = ''
-as $$
-declare
-  marker text;
-begin
-  if value is null or char_length(value) <= max_chars then
-    return value;
-  end if;
-  marker := private.oversized_marker(value);
-  return rtrim(regexp_replace(
-    left(value, max_chars - char_length(marker) - 1), '[0-9０-９][0-9０-９[:space:].\-_]*$', ''
-  )) || ' ' || marker;
-end
-$$;
-
-/**
- * The user a request as `authenticated` is counted against: its token's sub when that names
- * a user, else null (no sub, or the sub of no user), the shared counter of such requests.
- */
-create or replace function private.counted_caller() returns uuid
-language plpgsql
-stable
-security definer
-set search_path = ''
-as $$
-declare
-  requester uuid := (select auth.uid());
-begin
-  if requester is not null and exists (select from public.users as u where u.id = requester) then
-    return requester;
-  end if;
-  return null;
-end
-$$;
-
-/**
- * Count a refused call of `requested_operation` by the requesting user (or, for a user's
- * request whose token names no user, in their shared counter) in the current window of its
- * limit, in the counter that private.enforce_rate_limit counts accepted calls in: whom it
- * counted, the calls counted so far (this one included), the limit, the window, and the
- * alert of refusals over it. Counted and limit null when the call is not limited (services,
- * staff and the owner are not, nor an operation without a rule). The counter row stays
- * locked until the request ends.
- */
-create or replace function private.count_call(
-  requested_operation text,
-  out caller uuid,
-  out counted integer,
-  out max_calls integer,
-  out window_seconds integer,
-  out window_opened_at timestamptz,
-  out refusal_alert_id uuid
-)
-language plpgsql
-security definer
-set search_path = ''
-as $$
-declare
-  limits jsonb;
-begin
-  -- Only users' requests: the role PostgREST switched to (this function runs as its owner).
-  if current_setting('role', true) is distinct from 'authenticated' then
-    return;
-  end if;
-  caller := private.counted_caller();
-  select private.setting('velocity_limits') -> r.rate_level into limits
-  from private.rate_limit_rules as r where r.operation = requested_operation;
-  if limits is null then
-    return;
-  end if;
-  max_calls := (limits ->> 'calls')::integer;
-  window_seconds := (limits ->> 'seconds')::integer;
-  window_opened_at := to_timestamp(
-    floor(extract(epoch from now()) / window_seconds) * window_seconds
-  );
-  insert into private.rate_limit_counters as c (user_id, operation, window_start, call_count)
-  values (caller, requested_operation, window_opened_at, 1)
-  on conflict (user_id, operation, window_start) do update set call_count = c.call_count + 1
-  returning c.call_count, c.refusal_alert_id into counted, refusal_alert_id;
-end
-$$;
-
-comment on table private.idempotency_keys is
-'Idempotency keys per caller (the user, or the service role): what was asked, and the answer.';
-
-comment on column private.rate_limit_counters.user_id is
-'The user counted; null for the requests as authenticated whose token names no user, which '
-'share one counter per operation and window.';
-
--- Privileges
+-- Section: privileges
 
 grant execute on function cancel_milestone_payment(uuid, text) to authenticated;
+
 grant execute on function complete_withdrawal(uuid, text, text) to payment_service;
+
 grant execute on function create_milestone_payment(uuid, text) to authenticated;
+
 grant execute on function fail_withdrawal(uuid, text, text) to payment_service;
+
 grant execute on function fund_milestone_payment(
   uuid, text, bigint, character, text
 ) to payment_service;
+
 grant execute on function open_dispute(uuid, text, text) to authenticated;
+
 grant execute on function private.cancel_milestone_payment(uuid, text) to authenticated;
+
 grant execute on function private.cancel_milestone_payment(uuid, text) to service_role;
+
 grant execute on function private.complete_withdrawal(uuid, text, text) to payment_service;
+
 grant execute on function private.complete_withdrawal(uuid, text, text) to service_role;
+
 grant execute on function private.create_milestone_payment(uuid, text) to authenticated;
+
 grant execute on function private.create_milestone_payment(uuid, text) to service_role;
+
 grant execute on function private.fail_withdrawal(uuid, text, text) to payment_service;
+
 grant execute on function private.fail_withdrawal(uuid, text, text) to service_role;
+
 grant execute on function private.fund_milestone_payment(
   uuid, text, bigint, character, text
 ) to payment_service;
+
 grant execute on function private.fund_milestone_payment(
   uuid, text, bigint, character, text
 ) to service_role;
+
 grant execute on function private.idempotency_replay(text, text, jsonb) to admin;
+
 grant execute on function private.idempotency_replay(text, text, jsonb) to authenticated;
+
 grant execute on function private.idempotency_replay(text, text, jsonb) to escrow_service;
+
 grant execute on function private.idempotency_replay(text, text, jsonb) to payment_service;
+
 grant execute on function private.idempotency_store(text, text, jsonb, jsonb) to admin;
+
 grant execute on function private.idempotency_store(text, text, jsonb, jsonb) to authenticated;
+
 grant execute on function private.idempotency_store(text, text, jsonb, jsonb) to escrow_service;
+
 grant execute on function private.idempotency_store(text, text, jsonb, jsonb) to payment_service;
+
 grant execute on function private.open_dispute(uuid, text, text) to authenticated;
+
 grant execute on function private.open_dispute(uuid, text, text) to service_role;
+
 grant execute on function private.refused_call(
   text, text, text, jsonb, text, text, text, text
 ) to admin;
+
 grant execute on function private.refused_call(
   text, text, text, jsonb, text, text, text, text
 ) to authenticated;
+
 grant execute on function private.refused_call(
   text, text, text, jsonb, text, text, text, text
 ) to escrow_service;
+
 grant execute on function private.refused_call(
   text, text, text, jsonb, text, text, text, text
 ) to payment_service;
+
 grant execute on function private.refused_call(
   text, text, text, jsonb, text, text, text, text
 ) to service_role;
+
 grant execute on function private.release_milestone_payment(uuid, text) to authenticated;
+
 grant execute on function private.release_milestone_payment(uuid, text) to service_role;
+
 grant execute on function private.request_withdrawal(
   uuid, bigint, character, text
 ) to authenticated;
+
 grant execute on function private.request_withdrawal(uuid, bigint, character, text) to service_role;
+
 grant execute on function private.resolve_dispute(
   uuid, dispute_outcome, text, text, bigint
 ) to admin;
+
 grant execute on function private.resolve_dispute(
   uuid, dispute_outcome, text, text, bigint
 ) to escrow_service;
+
 grant execute on function private.resolve_dispute(
   uuid, dispute_outcome, text, text, bigint
 ) to service_role;
+
 grant execute on function release_milestone_payment(uuid, text) to authenticated;
+
 grant execute on function request_withdrawal(uuid, bigint, character, text) to authenticated;
+
 grant execute on function resolve_dispute(uuid, dispute_outcome, text, text, bigint) to admin;
+
 grant execute on function resolve_dispute(
   uuid, dispute_outcome, text, text, bigint
 ) to escrow_service;
