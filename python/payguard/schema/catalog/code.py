@@ -13,14 +13,13 @@ TRIGGER_ENABLED = {"O": "enabled", "D": "disabled", "R": "replica", "A": "always
 COMMANDS = {"r": "select", "a": "insert", "w": "update", "d": "delete", "*": "all"}
 
 
-def function_key_sql(proc: str) -> str:
-    """SQL for the key of the function with oid `proc`: `function schema.name(arg types)`."""
+def function_key_sql(proc: str, namespace: str) -> str:
+    """SQL for a function's key, `function schema.name(arg types)`, over pg_proc alias `proc`
+    and its pg_namespace alias `namespace`."""
     return (
-        "(select case p.prokind when 'p' then 'procedure' when 'a' then 'aggregate' "
-        "else 'function' end || ' ' || format('%%I.%%I', pn.nspname, p.proname) "
-        "|| '(' || oidvectortypes(p.proargtypes) || ')' "
-        f"from pg_proc as p join pg_namespace as pn on pn.oid = p.pronamespace "
-        f"where p.oid = {proc})"
+        f"case {proc}.prokind when 'p' then 'procedure' when 'a' then 'aggregate' "
+        f"else 'function' end || ' ' || format('%%I.%%I', {namespace}.nspname, {proc}.proname) "
+        f"|| '(' || oidvectortypes({proc}.proargtypes) || ')'"
     )
 
 
@@ -28,7 +27,7 @@ def functions(conn: Connection) -> Definitions:
     rows = query(
         conn,
         f"""
-        select {function_key_sql("f.oid")}, pg_get_function_arguments(f.oid),
+        select {function_key_sql("f", "fn")}, pg_get_function_arguments(f.oid),
           case when f.prokind <> 'p' then pg_get_function_result(f.oid) end,
           l.lanname, f.prosecdef, f.provolatile, f.proisstrict, f.proleakproof, f.proparallel,
           f.procost, case when f.proretset then f.prorows end,
@@ -40,6 +39,7 @@ def functions(conn: Connection) -> Definitions:
              from pg_aggregate as g where g.aggfnoid = f.oid),
           f.prosrc
         from pg_proc as f
+        join pg_namespace as fn on fn.oid = f.pronamespace
         join pg_language as l on l.oid = f.prolang
         where {in_scope("f.pronamespace")} and {not_member("pg_proc", "f.oid")}
         """,

@@ -39,8 +39,9 @@ _OBJECT_ACLS = {
         where c.relkind in ('r', 'p', 'f', 'v', 'm', 'S') and {in_scope("c.relnamespace")}
     """,
     "function": f"""
-        select {function_key_sql("f.oid")}, coalesce(f.proacl, acldefault('f', f.proowner))
-        from pg_proc as f where {in_scope("f.pronamespace")}
+        select {function_key_sql("f", "fn")}, coalesce(f.proacl, acldefault('f', f.proowner))
+        from pg_proc as f join pg_namespace as fn on fn.oid = f.pronamespace
+        where {in_scope("f.pronamespace")}
     """,
     "schema": f"""
         select 'schema ' || format('%%I', n.nspname),
