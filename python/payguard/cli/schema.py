@@ -6,12 +6,18 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary, err, out, print_json, state
+from payguard.cli.common import boundary, err, out, print_json, state, target
+from payguard.cli.deploy import DbUrl
 from payguard.schema.check import MIGRATIONS
 from payguard.schema.check import check as run_check
+from payguard.schema.dump import as_text, dump
 from payguard.schema.server import embedded_server
 
-app = typer.Typer(help="The declarative schema files under supabase/schemas/.")
+app = typer.Typer(
+    help="The declarative schema files under supabase/schemas/; without a command, the "
+    "current schema of a deployed database, by domain.",
+    invoke_without_command=True,
+)
 
 ServerUrl = Annotated[
     str | None,
@@ -23,6 +29,30 @@ ServerUrl = Annotated[
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+@app.callback()
+@boundary
+def schema(
+    ctx: typer.Context,
+    db_url: DbUrl = None,
+    domain: Annotated[
+        str | None,
+        typer.Option(help="Only this domain (a schema file's name without .sql, or unassigned)."),
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Show the current schema of a deployed database, by domain: each schema file's tables,
+    types and functions (with the triggers and policies that call them), then what no schema
+    file creates."""
+    if ctx.invoked_subcommand is not None:
+        return
+    project = state(ctx).project()
+    domains = dump(target(project, db_url).url, project, domain=domain)
+    if as_json:
+        print_json([d.as_dict() for d in domains])
+    else:
+        out.print(as_text(domains), markup=False, highlight=False)
 
 
 @app.command()

@@ -62,11 +62,17 @@ def schema_paths(project: Project) -> list[str]:
     return list(paths)
 
 
-def schema_file_paths(project: Project) -> list[Path]:
+def schema_file_paths(project: Project, *, required: bool = True) -> list[Path]:
     """The schema files, in the order they apply. A listed path that matches no file is an
-    error, as is an empty list."""
+    error, as is an empty list; with `required=False`, a project that lists no schema paths
+    and has no supabase/schemas/*.sql has none."""
+    entries = schema_paths(project)
+    if not required and entries == list(DEFAULT_SCHEMA_PATHS):
+        pattern = DEFAULT_SCHEMA_PATHS[0].removeprefix("./")
+        if not any(p.is_file() for p in project.supabase_dir.glob(pattern)):
+            return []
     found: list[Path] = []
-    for entry in schema_paths(project):
+    for entry in entries:
         pattern = entry.removeprefix("./")
         if Path(pattern).is_absolute():
             raise PayguardError(
@@ -88,7 +94,7 @@ def schema_file_paths(project: Project) -> list[Path]:
     return found
 
 
-def load_schema_files(project: Project) -> list[SchemaFile]:
+def load_schema_files(project: Project, *, required: bool = True) -> list[SchemaFile]:
     """Every schema file, in order, split into statements as the migrations are."""
     return [
         SchemaFile(
@@ -96,5 +102,5 @@ def load_schema_files(project: Project) -> list[SchemaFile]:
             name=path.relative_to(project.root).as_posix(),
             statements=split_statements(read_sql(path)),
         )
-        for path in schema_file_paths(project)
+        for path in schema_file_paths(project, required=required)
     ]

@@ -45,6 +45,8 @@ def snapshot(url: str) -> Snapshot:
     found: Snapshot = {}
     with connect(url) as conn, conn.transaction():
         conn.execute("set transaction isolation level repeatable read, read only")
+        # Definitions name every object with its schema, whatever the role's search_path.
+        conn.execute("set local search_path = ''")
         for section in SECTIONS:
             found.update(section(conn))
     return dict(sorted(found.items()))
