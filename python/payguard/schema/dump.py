@@ -288,10 +288,10 @@ def as_text(domains: list[Domain]) -> str:
 
 def _table_text(table: Table) -> list[str]:
     flags = ""
-    if table.kind == "table":
-        flags = (
-            " (RLS on" + (", forced)" if table.force_rls else ")") if table.rls else " (RLS off)"
-        )
+    if table.kind == "table" and not table.rls:
+        flags = " (RLS off)"
+    elif table.kind == "table":
+        flags = " (RLS on, forced)" if table.force_rls else " (RLS on)"
     text = [f"{table.kind} {table.schema}.{table.name}{flags}"]
     for column in table.columns:
         not_null = " not null" if column.not_null else ""
@@ -299,7 +299,9 @@ def _table_text(table: Table) -> list[str]:
         text.append(f"  {column.name} {column.type}{not_null}{default}")
     text.extend(f"  constraint {c['name']}: {c['definition']}" for c in table.constraints)
     text.extend(f"  {index}" for index in table.indexes)
-    text.extend(f"  policy {p['name']!r}: {p['command']} to {p['roles']}" for p in table.policies)
+    text.extend(
+        f"  policy {_ident(p['name'])}: {p['command']} to {p['roles']}" for p in table.policies
+    )
     if table.definition is not None:
         text.extend(f"    {line}" for line in table.definition.strip().splitlines())
     return text
@@ -314,7 +316,9 @@ def _function_text(function: Function) -> list[str]:
         traits.append(f"search_path={function.search_path}")
     text = [f"{function.kind} {function.signature}{returns}", f"  {', '.join(traits)}"]
     text.extend(f"    {line}" for line in function.body.strip("\n").splitlines())
-    text.extend(f"  called by {c.kind} {c.table}.{c.name} ({c.detail})" for c in function.callers)
+    text.extend(
+        f"  called by {c.kind} {c.table}.{_ident(c.name)} ({c.detail})" for c in function.callers
+    )
     return text
 
 
