@@ -349,7 +349,8 @@ def test_an_object_only_one_side_has_is_named_with_its_side(
         scratch_project,
         scratch_database,
         DEFINITION.replace("create index accounts_owner_idx on app.accounts (owner_id);\n", "")
-        + "create function app.extra() returns int language sql as $$ select 1 $$;\n",
+        + "create function app.extra() returns int language sql as $$ select 1 $$;\n"
+        + "create statistics app.accounts_stats on owner_id, balance from app.accounts;\n",
     )
     statuses = {
         d.key: d.status
@@ -358,6 +359,7 @@ def test_an_object_only_one_side_has_is_named_with_its_side(
     assert statuses["index app.accounts.accounts_owner_idx"] == "only in migrations"
     assert statuses["function app.extra()"] == "only in schema files"
     assert statuses["grant execute on function app.extra() to public"] == "only in schema files"
+    assert statuses["statistics object app.accounts_stats"] == "only in schema files"
 
 
 # -- the command -------------------------------------------------------------------------------

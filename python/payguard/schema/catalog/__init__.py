@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from payguard.db import Connection, connect
-from payguard.schema.catalog import code, comments, data, objects, privileges
+from payguard.schema.catalog import code, comments, data, objects, others, privileges
 from payguard.schema.catalog.scope import Definitions
 
 Snapshot = dict[str, str]
@@ -36,6 +36,7 @@ SECTIONS: tuple[Callable[[Connection], Definitions], ...] = (
     privileges.default_privileges,
     privileges.roles,
     comments.comments,
+    others.others,
     data.table_data,
 )
 
