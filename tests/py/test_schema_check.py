@@ -198,6 +198,12 @@ def test_without_schema_paths_every_file_in_schemas_is_taken_by_name(scratch_pro
     assert [p.name for p in schema_file_paths(scratch_project)] == ["audit.sql", "ledger.sql"]
 
 
+def test_no_schema_files_at_all_is_an_error(scratch_project):
+    set_schema_paths(scratch_project, None)
+    with pytest.raises(PayguardError, match=r"^no schema files: supabase/config.toml lists none"):
+        schema_file_paths(scratch_project)
+
+
 def test_a_listed_path_that_matches_nothing_is_an_error(scratch_project):
     write_schema_file(scratch_project, "a.sql", "select 1;\n")
     set_schema_paths(scratch_project, ["./schemas/a.sql", "./schemas/missing.sql"])

@@ -79,6 +79,11 @@ def schema_file_paths(project: Project, *, required: bool = True) -> list[Path]:
                 f"schema path {entry!r} in config.toml must be relative to supabase/"
             )
         matches = sorted(p for p in project.supabase_dir.glob(pattern) if p.is_file())
+        if not matches and entries == list(DEFAULT_SCHEMA_PATHS):
+            raise PayguardError(
+                "no schema files: supabase/config.toml lists none (db.migrations.schema_paths) "
+                "and supabase/schemas/ holds no .sql file"
+            )
         if not matches:
             raise PayguardError(
                 f"schema path {entry!r} (db.migrations.schema_paths in supabase/config.toml, "
