@@ -22,7 +22,7 @@ export DO_NOT_TRACK := 1
 export SUPABASE_TELEMETRY_DISABLED := 1
 
 .NOTPARALLEL:
-.PHONY: help setup system-packages demo test bench lint sqlfluff supabase-checks pgtap deno pytest clean
+.PHONY: help setup system-packages demo test bench lint sqlfluff supabase-checks schema-check pgtap deno pytest clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,7 +56,7 @@ demo: setup ## Start the embedded database, deploy with seed data, show what is 
 	@$(PAYGUARD) describe
 	@$(PAYGUARD) demo
 
-test: setup lint sqlfluff supabase-checks pgtap deno pytest ## Every check, in order, stopping at the first failure
+test: setup lint sqlfluff supabase-checks schema-check pgtap deno pytest ## Every check, in order, stopping at the first failure
 
 lint: setup ## ruff (lint and format) and mypy
 	@$(VENV)/bin/ruff check python tests/py tests/stripe scripts
@@ -75,6 +75,9 @@ supabase-checks: setup ## On a fresh deploy: the Supabase CLI's checks, policies
 	  admin=$$($(PAYGUARD) db url --admin --database $(CHECK_DB)); \
 	  $(PAYGUARD) policies check --db-url "$$admin"; \
 	  $(PAYGUARD) policies matrix --check --db-url "$$admin"
+
+schema-check: setup ## The schema files (supabase/schemas/) build the same database as the migrations
+	@$(PAYGUARD) schema check
 
 pgtap: setup ## pg_prove over tests/sql
 	@$(PAYGUARD) test --sql

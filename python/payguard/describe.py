@@ -19,12 +19,31 @@ SUPABASE_ROLES = (
 )
 
 
+# pg_trigger.tgtype bits (PostgreSQL's include/catalog/pg_trigger.h)
+TRIGGER_ROW = 1 << 0
+TRIGGER_BEFORE = 1 << 1
+TRIGGER_INSTEAD = 1 << 6
+TRIGGER_EVENTS = ((1 << 2, "insert"), (1 << 4, "update"), (1 << 3, "delete"), (1 << 5, "truncate"))
+
+
+def _timing(tgtype: int) -> str:
+    if tgtype & TRIGGER_INSTEAD:
+        return "instead of"
+    return "before" if tgtype & TRIGGER_BEFORE else "after"
+
+
+def _events(tgtype: int) -> list[str]:
+    return [name for bit, name in TRIGGER_EVENTS if tgtype & bit]
+
+
 @dataclass
 class Description:
     schemas: list[dict[str, Any]] = field(default_factory=list)
     tables: list[dict[str, Any]] = field(default_factory=list)
     policies: list[dict[str, Any]] = field(default_factory=list)
     roles: list[dict[str, Any]] = field(default_factory=list)
+    functions: list[dict[str, Any]] = field(default_factory=list)
+    triggers: list[dict[str, Any]] = field(default_factory=list)
     migrations: list[str] = field(default_factory=list)
 
 
@@ -80,6 +99,50 @@ def describe(url: str) -> Description:
                 "member_of": list(member_of),
             }
             for name, su, login, inherit, bypass, member_of in cur
+        ]
+        # Functions and triggers in the app schemas, not those of extensions (pgTAP's hundreds).
+        cur.execute(
+            "select n.nspname, p.proname, pg_get_function_identity_arguments(p.oid), "
+            "case p.prokind when 'p' then 'procedure' when 'a' then 'aggregate' "
+            "else 'function' end, l.lanname, p.prosecdef "
+            "from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+            "join pg_language l on l.oid = p.prolang "
+            "where n.nspname = any(%s) and not exists (select from pg_depend d "
+            "where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e') "
+            "order by 1, 2, 3",
+            (list(APP_SCHEMAS),),
+        )
+        found.functions = [
+            {
+                "schema": schema,
+                "name": name,
+                "args": args,
+                "kind": kind,
+                "language": language,
+                "security_definer": bool(definer),
+            }
+            for schema, name, args, kind, language, definer in cur
+        ]
+        cur.execute(
+            "select n.nspname, c.relname, t.tgname, t.tgtype, "
+            "t.tgfoid::regprocedure::text, t.tgenabled "
+            "from pg_trigger t join pg_class c on c.oid = t.tgrelid "
+            "join pg_namespace n on n.oid = c.relnamespace "
+            "where not t.tgisinternal and n.nspname = any(%s) order by 1, 2, 3",
+            (list(APP_SCHEMAS),),
+        )
+        found.triggers = [
+            {
+                "schema": schema,
+                "table": table,
+                "trigger": name,
+                "timing": _timing(int(tgtype)),
+                "events": _events(int(tgtype)),
+                "level": "row" if int(tgtype) & TRIGGER_ROW else "statement",
+                "function": function,
+                "enabled": str(enabled) != "D",
+            }
+            for schema, table, name, tgtype, function, enabled in cur
         ]
         cur.execute("select to_regclass('supabase_migrations.schema_migrations') is not null")
         row = cur.fetchone()

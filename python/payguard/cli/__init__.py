@@ -20,6 +20,7 @@ from payguard.cli import (
     functions,
     policies,
     reconcile,
+    schema,
     stripe,
     suites,
     token,
@@ -38,6 +39,7 @@ app.add_typer(policies.app, name="policies")
 app.add_typer(audit.app, name="audit")
 app.add_typer(stripe.app, name="stripe")
 app.add_typer(functions.app, name="functions")
+app.add_typer(schema.app, name="schema")
 app.command("deploy")(deploy.deploy)
 app.command("test")(suites.run_suites)
 app.command("describe")(describe.describe)

@@ -19,7 +19,8 @@ def describe(
     db_url: DbUrl = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
-    """Show the schemas, tables (with their RLS), policies, roles and applied migrations."""
+    """Show the schemas, tables (with their RLS), policies, roles, functions, triggers and
+    applied migrations."""
     found = describe_database(target(state(ctx).project(), db_url).url)
     if as_json:
         print_json(asdict(found))
@@ -51,7 +52,24 @@ def describe(
             _yes(r["superuser"]),
             ", ".join(r["member_of"]),
         )
-    for table in (schemas, tables, policies, roles):
+    functions = Table("function", "kind", "language", "security definer", title="Functions")
+    for f in found.functions:
+        functions.add_row(
+            f"{f['schema']}.{f['name']}({f['args']})",
+            f["kind"],
+            f["language"],
+            _yes(f["security_definer"]),
+        )
+    triggers = Table("table", "trigger", "when", "function", "enabled", title="Triggers")
+    for t in found.triggers:
+        triggers.add_row(
+            f"{t['schema']}.{t['table']}",
+            t["trigger"],
+            f"{t['timing']} {' or '.join(t['events'])}, for each {t['level']}",
+            t["function"],
+            _yes(t["enabled"]),
+        )
+    for table in (schemas, tables, policies, roles, functions, triggers):
         out.print(table)
     out.print(f"Applied migrations: {len(found.migrations)}")
     for name in found.migrations:
