@@ -64,7 +64,7 @@ lint: setup ## ruff (lint and format) and mypy
 	@$(VENV)/bin/mypy python/payguard
 
 sqlfluff: setup ## sqlfluff (postgres dialect) on the migrations, the stand-in and the test helpers
-	@$(VENV)/bin/sqlfluff lint supabase/migrations python/payguard/standin tests/sql/helpers
+	@$(VENV)/bin/sqlfluff lint supabase/schemas supabase/migrations python/payguard/standin tests/sql/helpers
 
 supabase-checks: setup ## On a fresh deploy: the Supabase CLI's checks, policies check, access matrix
 	@$(PAYGUARD) db reset --database $(CHECK_DB) --no-seed

@@ -43,6 +43,7 @@ create table app.accounts (
   constraint accounts_balance_check check (balance >= 0)
 );
 create index accounts_owner_idx on app.accounts (owner_id);
+alter table app.accounts alter column note set statistics 0;
 comment on table app.accounts is 'Money accounts.';
 alter table app.accounts enable row level security;
 create policy "owners read their accounts" on app.accounts
@@ -122,6 +123,18 @@ PLANTED = [
         "'Money accounts.'",
         "'Accounts.'",
         {"comment on table app.accounts"},
+    ),
+    (
+        "column statistics",
+        "alter column note set statistics 0;",
+        "alter column note set statistics 10;",
+        {"column app.accounts.note"},
+    ),
+    (
+        "column storage",
+        "alter column note set statistics 0;",
+        "alter column note set statistics 0, alter column note set storage external;",
+        {"column app.accounts.note"},
     ),
     (
         "column default",

@@ -153,7 +153,8 @@ def _columns(conn: Connection) -> Definitions:
             then (select format('%%I.%%I', cn.nspname, co.collname) from pg_collation as co
                   join pg_namespace as cn on cn.oid = co.collnamespace
                   where co.oid = a.attcollation) end,
-          a.attoptions::text
+          a.attoptions::text, nullif(a.attstattarget, -1), a.attstorage <> t.typstorage,
+          a.attstorage
         from pg_attribute as a
         join pg_class as c on c.oid = a.attrelid
         join pg_namespace as n on n.oid = c.relnamespace
@@ -164,7 +165,19 @@ def _columns(conn: Connection) -> Definitions:
         """,
     )
     found: Definitions = {}
-    for name, type_name, default, notnull, identity, generated, collation, options in rows:
+    for (
+        name,
+        type_name,
+        default,
+        notnull,
+        identity,
+        generated,
+        collation,
+        options,
+        statistics,
+        own_storage,
+        storage,
+    ) in rows:
         found[f"column {name}"] = lines(
             ("type", type_name),
             ("default", None if generated else default),
@@ -173,6 +186,8 @@ def _columns(conn: Connection) -> Definitions:
             ("identity", IDENTITY.get(identity, identity)),
             ("collation", collation),
             ("options", options),
+            ("statistics", None if statistics is None else str(statistics)),
+            ("storage", storage if own_storage else None),
         )
     return found
 
