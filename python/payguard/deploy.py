@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from payguard.db import Connection, connect, is_superuser
-from payguard.errors import PayguardError
+from payguard.errors import DatabaseError, PayguardError
 from payguard.migrations import (
     AppliedMigration,
     MigrationFile,
@@ -77,7 +77,7 @@ class DeployReport:
         }
 
 
-class MigrationError(PayguardError):
+class MigrationError(DatabaseError):
     """A migration raised an error; its transaction was rolled back."""
 
 
@@ -124,7 +124,7 @@ def deploy(
             for path in seeds:
                 emit(_seed(conn, project, path, run_as, dry_run))
         except psycopg.Error as exc:
-            raise PayguardError(f"deploy failed: {_describe(exc)}") from None
+            raise DatabaseError(f"deploy failed: {_describe(exc)}") from None
     return report
 
 
@@ -264,7 +264,7 @@ def _seed(
 def _deploy_lock(conn: Connection) -> Iterator[None]:
     row = conn.execute("select pg_try_advisory_lock(%s)", (DEPLOY_LOCK_KEY,)).fetchone()
     if not (row and row[0]):
-        raise PayguardError(
+        raise DatabaseError(
             "another payguard deploy is running against this database; wait for it to finish, "
             "then run this one again"
         )

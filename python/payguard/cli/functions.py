@@ -7,14 +7,13 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary, err, out, print_json, state
+from payguard.cli.common import Json, err, out, print_json, state
 from payguard.cluster import DATABASE, Cluster
 from payguard.functions import Functions, StripeSettings, supabase_environment
 from payguard.local_stripe import API_KEY, LocalStripe
 
 app = typer.Typer(help="Serve the Edge Functions locally with Deno.", no_args_is_help=True)
 
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 FunctionsDir = Annotated[
     Path | None,
     typer.Option(
@@ -24,7 +23,6 @@ FunctionsDir = Annotated[
 
 
 @app.command()
-@boundary
 def serve(
     ctx: typer.Context,
     names: Annotated[
@@ -59,7 +57,6 @@ def serve(
 
 
 @app.command()
-@boundary
 def stop(ctx: typer.Context, functions_dir: FunctionsDir = None) -> None:
     """Stop every served function."""
     stopped = Functions.for_project(state(ctx).project(), functions_dir).stop()
@@ -67,7 +64,6 @@ def stop(ctx: typer.Context, functions_dir: FunctionsDir = None) -> None:
 
 
 @app.command()
-@boundary
 def status(ctx: typer.Context, functions_dir: FunctionsDir = None, as_json: Json = False) -> None:
     """List the served functions and their URLs."""
     show(Functions.for_project(state(ctx).project(), functions_dir).status(), as_json)
