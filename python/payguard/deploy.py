@@ -6,9 +6,11 @@ Order of work:
 2. plan: compare the history table with the files, and refuse, before anything is applied, an
    applied migration whose file was edited or deleted, or a new one older than the newest
    applied one;
-3. install the Supabase stand-in where the database has no `auth` schema;
-4. apply each pending migration in its own transaction, as `postgres`, and record it;
-5. optionally run the seed file, once per content, as the CLI's `--include-seed` does.
+3. refuse a cluster where a role payguard creates (admin, auditor, payment_service,
+   escrow_service) already exists with other attributes or memberships than payguard gives it;
+4. install the Supabase stand-in where the database has no `auth` schema;
+5. apply each pending migration in its own transaction, as `postgres`, and record it;
+6. optionally run the seed file, once per content, as the CLI's `--include-seed` does.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from payguard.migrations import (
     seed_hash,
 )
 from payguard.project import Project
+from payguard.roles import check_roles
 from payguard.sql_split import Statement, split_statements
 from payguard.standin import apply_standin, needs_standin
 
@@ -103,6 +106,7 @@ def deploy(
             history = read_history(conn)
             pending = plan(history, migrations)
             report.already_applied = len(history)
+            check_roles(conn)
 
             if needs_standin(conn):
                 if dry_run:
