@@ -57,10 +57,13 @@ def serve(
 
 
 @app.command()
-def stop(ctx: typer.Context, functions_dir: FunctionsDir = None) -> None:
+def stop(ctx: typer.Context, functions_dir: FunctionsDir = None, as_json: Json = False) -> None:
     """Stop every served function."""
     stopped = Functions.for_project(state(ctx).project(), functions_dir).stop()
-    out.print(f"stopped {', '.join(stopped)}" if stopped else "none served")
+    if as_json:
+        print_json({"stopped": stopped})
+    else:
+        out.print(f"stopped {', '.join(stopped)}" if stopped else "none served")
 
 
 @app.command()

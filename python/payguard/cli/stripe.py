@@ -47,10 +47,13 @@ def start(
 
 
 @app.command()
-def stop(ctx: typer.Context) -> None:
+def stop(ctx: typer.Context, as_json: Json = False) -> None:
     """Stop localstripe. Stopping it when it does not run is not an error."""
-    local = LocalStripe.for_project(state(ctx).project())
-    out.print("stopped" if local.stop() else "not running")
+    stopped = LocalStripe.for_project(state(ctx).project()).stop()
+    if as_json:
+        print_json({"stopped": stopped})
+    else:
+        out.print("stopped" if stopped else "not running")
 
 
 @app.command()
