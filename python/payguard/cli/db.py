@@ -159,7 +159,7 @@ def logs(
     if not log.is_file():
         raise PayguardError(f"no server log at {log}: the cluster has not run yet")
     with log.open(errors="replace") as handle:
-        for line in deque(handle, maxlen=lines) if lines else ():
+        for line in deque(handle, maxlen=lines):  # reads to the end, keeps the last ones
             typer.echo(line, nl=False)
         if follow:
             try:
@@ -172,7 +172,7 @@ def _follow(handle: TextIO, log: Path) -> None:
     while True:
         line = handle.readline()
         if line:
-            typer.echo(line, nl=False)
+            print(line, end="", flush=True)  # a pipe is block-buffered: flush each line
             continue
         if log.is_file() and log.stat().st_size < handle.tell():
             handle.seek(0)  # the log was rotated or truncated
