@@ -109,6 +109,17 @@ def test_an_empty_database_is_not_deployed(command, cluster: Cluster, empty_data
     assert "run `payguard deploy`" in line
 
 
+@pytest.mark.parametrize(
+    "command", [["policies", "check"], ["policies", "matrix", "--check"], ["stripe", "recover"]]
+)
+def test_other_commands_that_need_payguard_deployed_say_so(
+    command, cluster: Cluster, empty_database, project
+):
+    result = runner.invoke(app, [*command, "--db-url", cluster.admin_url(empty_database)])
+    assert result.exit_code == ExitCode.DATABASE, result.output
+    assert "is not deployed" in result.output
+
+
 def test_under_json_an_error_is_json_on_stderr(cluster: Cluster, empty_database, project):
     url = cluster.admin_url(empty_database)
     result = payguard("reconcile", "--json", "--db-url", url, cwd=project.root)
@@ -162,7 +173,14 @@ def test_an_unexpected_exception_is_an_internal_error(
     scratch_project: Project, cluster: Cluster, empty_database
 ):
     (scratch_project.supabase_dir / "config.toml").write_text("[db\nbroken")
-    args = ("deploy", "--seed", "--db-url", cluster.admin_url(empty_database))
+    args = (
+        "deploy",
+        "--workdir",
+        str(scratch_project.root),
+        "--seed",
+        "--db-url",
+        cluster.admin_url(empty_database),
+    )
     line = one_error_line(payguard(*args, cwd=scratch_project.root), ExitCode.INTERNAL)
     assert line.startswith("error: internal error: TOMLDecodeError: ")
     assert "rerun with PAYGUARD_DEBUG=1" in line

@@ -84,7 +84,7 @@ def recover(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> 
     """Recover the charges the database refused or did not record (fund the payment while it
     can be, else owe the charge back), as payment_service; list the refunds owed, which the
     refunds function sends to Stripe. Safe to run again."""
-    url = target(state(ctx).project(), db_url).url
+    url = target(state(ctx).project(), db_url, deployed=True).url
     recovered, due = run_recover(url)
     if as_json:
         print_json(
