@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from psycopg import sql
 
 from payguard.cluster import APP_ROLE
-from payguard.db import connect
+from payguard.db import Connection, connect
+from payguard.errors import UsageError
+
+# PostgreSQL's limit on identifiers (NAMEDATALEN - 1 bytes); longer names are truncated.
+MAX_NAME_BYTES = 63
+# A name PostgreSQL takes as it is, unquoted: lower case letters, digits, _ and $, not
+# starting with a digit or $.
+PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_$]*")
 
 # Settings that take a list of quoted elements (PostgreSQL's GUC_LIST_QUOTE ones).
 LIST_SETTINGS = frozenset(
@@ -19,6 +28,30 @@ LIST_SETTINGS = frozenset(
 )
 
 
+def check_database_name(name: str) -> str:
+    """The name, if PostgreSQL takes it unquoted and whole; else a UsageError (exit 2)."""
+    size = len(name.encode())
+    if size > MAX_NAME_BYTES:
+        raise UsageError(
+            f"database name {name!r} is {size} bytes long; PostgreSQL keeps {MAX_NAME_BYTES}: "
+            "choose a shorter one"
+        )
+    if not PLAIN_NAME.fullmatch(name):
+        raise UsageError(
+            f"database name {name!r} would need quoting: use lower case letters, digits and _, "
+            "starting with a letter or _"
+        )
+    return name
+
+
+def _check_not_keyword(conn: Connection, name: str) -> None:
+    row = conn.execute("select quote_ident(%s) = %s", (name, name)).fetchone()
+    if not (row and row[0]):
+        raise UsageError(
+            f"database name {name!r} is an SQL keyword and would need quoting: choose another"
+        )
+
+
 def recreate_database(admin_url: str, name: str, *, template: str | None = None) -> None:
     """Drop `name` if it exists (disconnecting its sessions), then create it, owned by
     `postgres`, empty or as a copy of `template`.
@@ -26,7 +59,9 @@ def recreate_database(admin_url: str, name: str, *, template: str | None = None)
     Per-database settings (`alter database … set`) and privileges (`grant … on database`)
     are not copied by CREATE DATABASE, so the template's are applied to the copy here.
     """
+    check_database_name(name)
     with connect(admin_url) as conn:
+        _check_not_keyword(conn, name)
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
         )

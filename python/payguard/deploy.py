@@ -6,9 +6,11 @@ Order of work:
 2. plan: compare the history table with the files, and refuse, before anything is applied, an
    applied migration whose file was edited or deleted, or a new one older than the newest
    applied one;
-3. install the Supabase stand-in where the database has no `auth` schema;
-4. apply each pending migration in its own transaction, as `postgres`, and record it;
-5. optionally run the seed file, once per content, as the CLI's `--include-seed` does.
+3. refuse a cluster where a role payguard creates (admin, auditor, payment_service,
+   escrow_service) already exists with other attributes or memberships than payguard gives it;
+4. install the Supabase stand-in where the database has no `auth` schema;
+5. apply each pending migration in its own transaction, as `postgres`, and record it;
+6. optionally run the seed file, once per content, as the CLI's `--include-seed` does.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from payguard.db import Connection, connect, is_superuser
-from payguard.errors import PayguardError
+from payguard.errors import DatabaseError, PayguardError
 from payguard.migrations import (
     AppliedMigration,
     MigrationFile,
@@ -39,6 +41,7 @@ from payguard.migrations import (
     seed_hash,
 )
 from payguard.project import Project
+from payguard.roles import check_roles
 from payguard.sql_split import Statement, split_statements
 from payguard.standin import apply_standin, needs_standin
 
@@ -77,7 +80,7 @@ class DeployReport:
         }
 
 
-class MigrationError(PayguardError):
+class MigrationError(DatabaseError):
     """A migration raised an error; its transaction was rolled back."""
 
 
@@ -103,6 +106,7 @@ def deploy(
             history = read_history(conn)
             pending = plan(history, migrations)
             report.already_applied = len(history)
+            check_roles(conn)
 
             if needs_standin(conn):
                 if dry_run:
@@ -124,7 +128,7 @@ def deploy(
             for path in seeds:
                 emit(_seed(conn, project, path, run_as, dry_run))
         except psycopg.Error as exc:
-            raise PayguardError(f"deploy failed: {_describe(exc)}") from None
+            raise DatabaseError(f"deploy failed: {_describe(exc)}") from None
     return report
 
 
@@ -278,7 +282,7 @@ def _seed(
 def _deploy_lock(conn: Connection) -> Iterator[None]:
     row = conn.execute("select pg_try_advisory_lock(%s)", (DEPLOY_LOCK_KEY,)).fetchone()
     if not (row and row[0]):
-        raise PayguardError(
+        raise DatabaseError(
             "another payguard deploy is running against this database; wait for it to finish, "
             "then run this one again"
         )

@@ -324,7 +324,7 @@ def test_the_cli_verifies_anchors_and_reports(log):
     assert bad.exit_code == 1
     assert f"first bad seq {target}: row missing" in bad.output
     malformed = runner.invoke(app, ["audit", "verify", "--db-url", log["owner"], "--anchor", "x"])
-    assert malformed.exit_code == 1
+    assert malformed.exit_code == 2
     assert "an anchor is SEQ:HASH" in malformed.output
 
 

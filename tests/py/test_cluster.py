@@ -156,7 +156,7 @@ def test_reset_drops_everything_and_redeploys_on_the_same_port(
         assert runner.invoke(app, [*workdir, "db", "stop"]).output.strip() == "stopped"
         assert runner.invoke(app, [*workdir, "db", "stop"]).output.strip() == "not running"
         stopped = runner.invoke(app, [*workdir, "db", "status"])
-        assert stopped.exit_code == 0
+        assert stopped.exit_code == 3
         assert stopped.output.strip() == "stopped (initialised)"
     finally:
         cluster.destroy()

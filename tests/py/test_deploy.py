@@ -278,7 +278,7 @@ def test_cli_prints_one_line_per_migration_with_its_time(
     assert json.loads(again.output)["steps"] == []
 
 
-def test_cli_turns_a_refusal_into_one_error_line_and_exit_1(
+def test_cli_turns_a_failing_migration_into_one_error_line_and_exit_3(
     cluster, empty_database, scratch_project, write_migration
 ):
     write_migration(FIRST, "select 1 / 0;\n")
@@ -292,7 +292,7 @@ def test_cli_turns_a_refusal_into_one_error_line_and_exit_1(
             cluster.admin_url(empty_database),
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert f"error: {FIRST}.sql:1: division by zero" in result.output
 
 

@@ -45,11 +45,11 @@ def test_a_payment_funded_through_stripe_is_released_withdrawn_paid_out_and_reco
     assert reconcile(admin_url) == []
     runner = CliRunner()
     result = runner.invoke(app, ["reconcile", "--json", "--db-url", admin_url])
-    assert (result.exit_code, json.loads(result.output)) == (0, []), result.output
+    assert (result.exit_code, json.loads(result.output)["differences"]) == (0, []), result.output
     monkeypatch.setenv("STRIPE_SECRET_KEY", API_KEY)
     monkeypatch.setenv("STRIPE_API_BASE", local_stripe.status().api_base)
     result = runner.invoke(app, ["reconcile", "--stripe", "--json", "--db-url", admin_url])
-    assert (result.exit_code, json.loads(result.output)) == (0, []), result.output
+    assert (result.exit_code, json.loads(result.output)["differences"]) == (0, []), result.output
 
 
 def test_the_webhook_benchmark_applies_every_event_both_ways_and_times_the_flow(

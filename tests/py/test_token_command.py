@@ -45,5 +45,5 @@ def test_bad_options_are_refused():
         (["--user", USER, "--lifetime", "0"], "--lifetime must be positive"),
     ):
         result = runner.invoke(app, ["token", *args])
-        assert result.exit_code == 1, args
+        assert result.exit_code == 2, args
         assert message in result.output, (args, result.output)

@@ -30,8 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import psycopg
-
+from payguard.db import connect
 from payguard.errors import PayguardError
 
 ZERO_HASH = bytes(32)
@@ -161,7 +160,7 @@ def _walk(
     anchor: Anchor | None,
 ) -> _Segment:
     """Check the rows of one segment, in seq order, in the coordinator's snapshot."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         conn.execute("set search_path = pg_catalog")
         conn.execute("begin isolation level repeatable read read only")
         conn.execute(f"set transaction snapshot '{snapshot}'")
@@ -243,7 +242,7 @@ def verify(
     verdict = Verdict()
     if from_seq is not None and anchor is not None and anchor.seq < from_seq:
         raise PayguardError(f"--from {from_seq} starts after the anchor's seq {anchor.seq}")
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         conn.execute("set search_path = pg_catalog")
         conn.execute("begin isolation level repeatable read read only")
         exported = conn.execute("select pg_export_snapshot()").fetchone()
@@ -348,7 +347,7 @@ def verify(
 
 def current_anchor(url: str) -> tuple[Anchor, str] | None:
     """The newest sealed row as an anchor, with the time it was sealed."""
-    with psycopg.connect(url) as conn:
+    with connect(url, autocommit=False) as conn:
         row = conn.execute(
             "select l.seq, l.row_hash, "
             "(select s.sealed_at from private.audit_seals as s where s.through_seq >= l.seq "

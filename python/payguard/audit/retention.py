@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
 from payguard.cluster import APP_ROLE
+from payguard.db import connect
 
 
 def purge(url: str) -> dict[str, Any]:
     """Purge what the retention period allows; returns the function's summary. A superuser
     URL acts as the owner (the purge is the owner's alone)."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         superuser = conn.execute("select rolsuper from pg_roles where rolname = current_user")
         row = superuser.fetchone()
         if row is not None and row[0]:

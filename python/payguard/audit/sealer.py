@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from payguard.db import connect
 from payguard.errors import PayguardError
 
 
@@ -34,7 +35,7 @@ def seal_now(url: str, *, timeout: float = 30.0, interval: float = 0.05) -> Seal
     were running then to end; gives up after `timeout` seconds without progress."""
     started = progress = time.perf_counter()
     sealed = 0
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         row = conn.execute(
             "select case when is_called then last_value else 0 end from private.audit_log_seq"
         ).fetchone()
@@ -72,7 +73,7 @@ def follow(
     two intervals (plus the longest transaction then running); fewer, larger batches cost
     less per row than sealing as fast as rows come. Returns the rows sealed."""
     total = 0
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         while not until():
             started = time.perf_counter()
             got = conn.execute("select private.seal_audit_log()").fetchone()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -9,17 +10,27 @@ import typer
 from payguard.audit.chain import Anchor, current_anchor
 from payguard.audit.chain import verify as verify_chain
 from payguard.audit.retention import purge as run_purge
-from payguard.audit.sealer import follow, seal_now
-from payguard.cli.common import boundary, err, out, print_json, state, target
-from payguard.cli.deploy import DbUrl
+from payguard.audit.sealer import SealRun, follow, seal_now
+from payguard.cli.common import DbUrl, Json, err, out, print_json, state, target
+from payguard.errors import ExitCode, PayguardError, UsageError
 
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+def deployed_url(ctx: typer.Context, db_url: str | None) -> str:
+    return target(state(ctx).project(), db_url, deployed=True).url
+
+
+def parse_anchor(text: str | None) -> Anchor | None:
+    if text is None:
+        return None
+    try:
+        return Anchor.parse(text)
+    except PayguardError as exc:
+        raise UsageError(f"--anchor: {exc}") from None
 
 
 @app.command()
-@boundary
 def verify(
     ctx: typer.Context,
     db_url: DbUrl = None,
@@ -33,11 +44,12 @@ def verify(
             "--anchor", metavar="SEQ:HASH", help="Also prove the log still extends this head."
         ),
     ] = None,
-    as_json: AsJson = False,
+    as_json: Json = False,
 ) -> None:
     """Recompute the hash chain and report the first bad row; exit 1 if there is one."""
-    url = target(state(ctx).project(), db_url).url
-    verdict = verify_chain(url, from_seq=from_seq, anchor=Anchor.parse(anchor) if anchor else None)
+    wanted = parse_anchor(anchor)
+    url = deployed_url(ctx, db_url)
+    verdict = verify_chain(url, from_seq=from_seq, anchor=wanted)
     rate = verdict.checked / verdict.seconds if verdict.seconds else 0.0
     if as_json:
         print_json(
@@ -62,17 +74,15 @@ def verify(
     else:
         err.print(f"first bad seq {verdict.first_bad}: {verdict.reason}", markup=False)
     if not verdict.ok:
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=ExitCode.FINDING)
 
 
 @app.command()
-@boundary
-def anchor(ctx: typer.Context, db_url: DbUrl = None, as_json: AsJson = False) -> None:
+def anchor(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> None:
     """Print the chain's current head (seq, hash, time), to keep outside the database."""
-    head = current_anchor(target(state(ctx).project(), db_url).url)
+    head = current_anchor(deployed_url(ctx, db_url))
     if head is None:
-        err.print("nothing is sealed yet: run `payguard audit seal` first")
-        raise typer.Exit(code=1)
+        raise PayguardError("nothing is sealed yet: run `payguard audit seal` first")
     found, sealed_at = head
     if as_json:
         print_json(
@@ -88,7 +98,6 @@ def anchor(ctx: typer.Context, db_url: DbUrl = None, as_json: AsJson = False) ->
 
 
 @app.command()
-@boundary
 def seal(
     ctx: typer.Context,
     db_url: DbUrl = None,
@@ -98,29 +107,34 @@ def seal(
     interval: Annotated[
         float, typer.Option(help="With --follow: seconds between calls (a row waits one to two).")
     ] = 0.25,
+    as_json: Json = False,
 ) -> None:
-    """Seal every audit row committed so far (or, with --follow, as they come)."""
-    url = target(state(ctx).project(), db_url).url
+    """Seal every audit row committed so far (or, with --follow, as they come; with --json,
+    one JSON object a line)."""
+    if interval <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--interval")
+    url = deployed_url(ctx, db_url)
+
+    def show(run: SealRun, done: str) -> None:
+        if as_json:
+            typer.echo(json.dumps({"sealed": run.sealed, "through_seq": run.through_seq}))
+        else:
+            out.print(f"sealed {run.sealed} rows{done}{run.through_seq}")
+
     if keep_going:
         try:
-            follow(
-                url,
-                interval=interval,
-                report=lambda run: out.print(f"sealed {run.sealed} rows through {run.through_seq}"),
-            )
+            follow(url, interval=interval, report=lambda run: show(run, " through "))
         except KeyboardInterrupt:
             return
         return
-    run = seal_now(url)
-    out.print(f"sealed {run.sealed} rows; the chain is sealed through seq {run.through_seq}")
+    show(seal_now(url), "; the chain is sealed through seq ")
 
 
 @app.command()
-@boundary
-def purge(ctx: typer.Context, db_url: DbUrl = None, as_json: AsJson = False) -> None:
+def purge(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> None:
     """Remove the sealed audit rows older than the retention period (10 years), from the
     start of the chain; the run is recorded and audited. Run it as the database owner."""
-    summary = run_purge(target(state(ctx).project(), db_url).url)
+    summary = run_purge(deployed_url(ctx, db_url))
     if as_json:
         print_json(summary)
     elif summary.get("purged_rows"):

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from payguard.bench import audit_verify, card_guard, rls, transitions
-from payguard.cli.common import boundary, out, print_json, state
+from payguard.cli.common import Json, out, print_json, state
 from payguard.cluster import APP_ROLE, Cluster
 from payguard.databases import recreate_database
 from payguard.reset import reset
@@ -29,7 +29,6 @@ class Suite(StrEnum):
     webhooks = "webhooks"
 
 
-@boundary
 def bench(
     ctx: typer.Context,
     only: Annotated[Suite, typer.Option(help="Which benchmark to run.")] = Suite.all,
@@ -50,7 +49,7 @@ def bench(
     ] = 8,
     flows: Annotated[int, typer.Option(help="Webhooks: end-to-end flows timed.")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the data and the sampling.")] = 7,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Deploy databases of their own, load them, and report ratios to same-run baselines:
     RLS listings against the owner's explicit queries; releases per second against

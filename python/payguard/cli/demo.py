@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from payguard.cli.common import boundary, out, state
+from payguard.cli.common import out, state
 from payguard.demo import Outcome, run_demo
 
 
@@ -15,7 +15,6 @@ def print_outcome(outcome: Outcome) -> None:
     out.print(f"         {outcome.detail}", markup=False)
 
 
-@boundary
 def demo(ctx: typer.Context) -> None:
     """Deploy and seed a demo database, then act as each seeded user, attacks included."""
     outcomes = run_demo(state(ctx).project(), print_outcome)

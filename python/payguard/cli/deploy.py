@@ -6,19 +6,12 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary, out, print_json, state, target
+from payguard.cli.common import DbUrl, Json, out, print_json, state, target
 from payguard.db import redact
 from payguard.deploy import Step
 from payguard.deploy import deploy as run_deploy
 
-DbUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--db-url",
-        help="Target database (default: $DATABASE_URL, else the embedded cluster).",
-        show_default=False,
-    ),
-]
+__all__ = ["DbUrl", "deploy", "print_step"]  # DbUrl: kept here for commands importing it
 
 
 def print_step(step: Step) -> None:
@@ -30,7 +23,6 @@ def print_step(step: Step) -> None:
     out.print(f"{status}  {step.kind:<9} {step.name}{took}", markup=True)
 
 
-@boundary
 def deploy(
     ctx: typer.Context,
     db_url: DbUrl = None,
@@ -38,7 +30,7 @@ def deploy(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be applied; change nothing.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Apply the pending supabase/migrations to a database, each in its own transaction."""
     project = state(ctx).project()

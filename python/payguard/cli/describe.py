@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from payguard.cli.common import boundary, out, print_json, state, target
-from payguard.cli.deploy import DbUrl
+from payguard.cli.common import DbUrl, Json, out, print_json, state, target
 from payguard.describe import describe as describe_database
 
 
-@boundary
 def describe(
     ctx: typer.Context,
     db_url: DbUrl = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Show the schemas, tables (with their RLS), policies, roles, functions, triggers and
     applied migrations."""

@@ -7,14 +7,13 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary, err, out, print_json, state
+from payguard.cli.common import Json, err, out, print_json, state
 from payguard.cluster import DATABASE, Cluster
 from payguard.functions import Functions, StripeSettings, supabase_environment
 from payguard.local_stripe import API_KEY, LocalStripe
 
 app = typer.Typer(help="Serve the Edge Functions locally with Deno.", no_args_is_help=True)
 
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 FunctionsDir = Annotated[
     Path | None,
     typer.Option(
@@ -24,7 +23,6 @@ FunctionsDir = Annotated[
 
 
 @app.command()
-@boundary
 def serve(
     ctx: typer.Context,
     names: Annotated[
@@ -59,15 +57,16 @@ def serve(
 
 
 @app.command()
-@boundary
-def stop(ctx: typer.Context, functions_dir: FunctionsDir = None) -> None:
+def stop(ctx: typer.Context, functions_dir: FunctionsDir = None, as_json: Json = False) -> None:
     """Stop every served function."""
     stopped = Functions.for_project(state(ctx).project(), functions_dir).stop()
-    out.print(f"stopped {', '.join(stopped)}" if stopped else "none served")
+    if as_json:
+        print_json({"stopped": stopped})
+    else:
+        out.print(f"stopped {', '.join(stopped)}" if stopped else "none served")
 
 
 @app.command()
-@boundary
 def status(ctx: typer.Context, functions_dir: FunctionsDir = None, as_json: Json = False) -> None:
     """List the served functions and their URLs."""
     show(Functions.for_project(state(ctx).project(), functions_dir).status(), as_json)

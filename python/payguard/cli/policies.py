@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary, err, out, state, target
-from payguard.cli.deploy import DbUrl
+from payguard.cli.common import DbUrl, Json, err, out, print_json, state, target
+from payguard.errors import ExitCode
 from payguard.policies.check import differences
 from payguard.policies.generate import generate as generate_migration
 from payguard.policies.matrix import build as build_matrix
@@ -17,34 +17,45 @@ app = typer.Typer(help="Policies as code: specs under policies/.", no_args_is_he
 
 
 @app.command()
-@boundary
-def generate(ctx: typer.Context) -> None:
+def generate(ctx: typer.Context, as_json: Json = False) -> None:
     """Write the specs' SQL as a new migration (nothing, if the newest one already holds it)."""
     project = state(ctx).project()
     result = generate_migration(project)
     where = result.path.relative_to(project.root)
-    out.print(f"wrote {where}" if result.written else f"up to date: {where}")
+    if as_json:
+        print_json({"path": where.as_posix(), "written": result.written})
+    else:
+        out.print(f"wrote {where}" if result.written else f"up to date: {where}")
 
 
 @app.command()
-@boundary
-def check(ctx: typer.Context, db_url: DbUrl = None) -> None:
+def check(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> None:
     """List every difference between the specs and a database; exit 1 if there is any."""
     project = state(ctx).project()
     specs = load_specs(project.policies_dir)
-    found = differences(target(project, db_url).url, specs)
-    if not found:
-        policies = sum(len(s.policies) for s in specs)
+    found = differences(target(project, db_url, deployed=True).url, specs)
+    policies = sum(len(s.policies) for s in specs)
+    if as_json:
+        print_json(
+            {
+                "ok": not found,
+                "tables": len(specs),
+                "policies": policies,
+                "count": len(found),
+                "differences": found,
+            }
+        )
+    elif not found:
         out.print(f"policies match the specs: {len(specs)} tables, {policies} policies")
-        return
-    for line in found:
-        err.print(line, markup=False)
-    err.print(f"{len(found)} differences between the database and the specs")
-    raise typer.Exit(code=1)
+    else:
+        for line in found:
+            err.print(line, markup=False)
+        err.print(f"{len(found)} differences between the database and the specs")
+    if found:
+        raise typer.Exit(code=ExitCode.FINDING)
 
 
 @app.command()
-@boundary
 def matrix(
     ctx: typer.Context,
     db_url: DbUrl = None,
@@ -52,22 +63,31 @@ def matrix(
         bool,
         typer.Option("--check", help="Only check that docs/access-matrix.md is current."),
     ] = False,
+    as_json: Json = False,
 ) -> None:
     """Write docs/access-matrix.md from the database catalog and the specs."""
     project = state(ctx).project()
-    text = build_matrix(target(project, db_url).url, load_specs(project.policies_dir))
+    text = build_matrix(
+        target(project, db_url, deployed=True).url, load_specs(project.policies_dir)
+    )
     path = project.access_matrix_file
     where = path.relative_to(project.root)
     current = path.read_text() if path.is_file() else None
     if stale:
+        if as_json:
+            print_json({"path": where.as_posix(), "current": current == text})
         if current != text:
-            err.print(f"{where} is stale: run `payguard policies matrix` and commit it")
-            raise typer.Exit(code=1)
-        out.print(f"{where} is current")
+            if not as_json:
+                err.print(f"{where} is stale: run `payguard policies matrix` and commit it")
+            raise typer.Exit(code=ExitCode.FINDING)
+        if not as_json:
+            out.print(f"{where} is current")
         return
-    if current == text:
-        out.print(f"up to date: {where}")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    out.print(f"wrote {where}")
+    written = current != text
+    if written:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if as_json:
+        print_json({"path": where.as_posix(), "written": written})
+    else:
+        out.print(f"wrote {where}" if written else f"up to date: {where}")

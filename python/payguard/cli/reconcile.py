@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary, err, out, print_json, state, target
-from payguard.cli.deploy import DbUrl
-from payguard.errors import PayguardError
+from payguard.cli.common import DbUrl, Json, err, out, print_json, state, target
+from payguard.errors import ExitCode, PayguardError
 from payguard.local_stripe import API_KEY, LocalStripe, stripe_client
 from payguard.project import Project
-from payguard.reconcile import CHECKS
+from payguard.reconcile import CHECKS, Difference
 from payguard.reconcile import reconcile as run_reconcile
 from payguard.stripe_reconcile import CHECKS as STRIPE_CHECKS
 from payguard.stripe_reconcile import reconcile_stripe
 
+# The ids a difference names: payguard's UUIDs and Stripe's prefixed ids (pi_..., ch_...).
+IDS = re.compile(
+    r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"
+    r"|\b(?:acct|ch|cus|dp|du|evt|in|pi|pm|po|py|re|seti|tr|txn)_[A-Za-z0-9]+\b"
+)
 
-@boundary
+
 def reconcile(
     ctx: typer.Context,
     db_url: DbUrl = None,
@@ -30,28 +35,45 @@ def reconcile(
             "(Stripe at $STRIPE_API_BASE with $STRIPE_SECRET_KEY, else the local Stripe).",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Check the ledger's invariants, the cached balances and the funded payments (and, with
     --stripe, Stripe's records); exit 1 on any difference."""
     project = state(ctx).project()
-    url = target(project, db_url).url
-    found = run_reconcile(url)
-    checks = len(CHECKS)
+    url = target(project, db_url, deployed=True).url
+    found = [("database", d) for d in run_reconcile(url)]
+    checks = {"database": len(CHECKS), "stripe": 0}
     if with_stripe:
         api_base, api_key = stripe_endpoint(project)
-        found += reconcile_stripe(url, stripe_client(api_base, api_key))
-        checks += len(STRIPE_CHECKS)
+        found += [("stripe", d) for d in reconcile_stripe(url, stripe_client(api_base, api_key))]
+        checks["stripe"] = len(STRIPE_CHECKS)
     if as_json:
-        print_json([{"check": d.check, "subject": d.subject} for d in found])
+        print_json(
+            {
+                "ok": not found,
+                "checks_run": {**checks, "total": sum(checks.values())},
+                "count": len(found),
+                "differences": [as_finding(source, d) for source, d in found],
+            }
+        )
     elif not found:
-        out.print(f"reconciled: {checks} checks, no difference")
+        out.print(f"reconciled: {sum(checks.values())} checks, no difference")
     else:
-        for difference in found:
+        for _, difference in found:
             err.print(str(difference), markup=False)
         err.print(f"{len(found)} differences")
     if found:
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=ExitCode.FINDING)
+
+
+def as_finding(source: str, difference: Difference) -> dict[str, object]:
+    """A difference for machines: its check, where it was found, what differs, the ids."""
+    return {
+        "check": difference.check,
+        "source": source,
+        "subject": difference.subject,
+        "ids": list(dict.fromkeys(IDS.findall(difference.subject))),
+    }
 
 
 def stripe_endpoint(project: Project) -> tuple[str, str]:

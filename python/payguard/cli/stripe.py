@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary, out, print_json, state, target
-from payguard.cli.deploy import DbUrl
+from payguard.cli.common import DbUrl, Json, out, print_json, state, target
 from payguard.functions import Functions
 from payguard.local_stripe import API_KEY, LocalStripe, LocalStripeStatus
 from payguard.stripe_recover import recover as run_recover
@@ -18,11 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
-
 
 @app.command()
-@boundary
 def start(
     ctx: typer.Context,
     port: Annotated[
@@ -51,15 +47,16 @@ def start(
 
 
 @app.command()
-@boundary
-def stop(ctx: typer.Context) -> None:
+def stop(ctx: typer.Context, as_json: Json = False) -> None:
     """Stop localstripe. Stopping it when it does not run is not an error."""
-    local = LocalStripe.for_project(state(ctx).project())
-    out.print("stopped" if local.stop() else "not running")
+    stopped = LocalStripe.for_project(state(ctx).project()).stop()
+    if as_json:
+        print_json({"stopped": stopped})
+    else:
+        out.print("stopped" if stopped else "not running")
 
 
 @app.command()
-@boundary
 def status(ctx: typer.Context, as_json: Json = False) -> None:
     """Say whether localstripe runs, where, and the webhook signing secret."""
     show(LocalStripe.for_project(state(ctx).project()).status(), as_json)
@@ -83,12 +80,11 @@ def show(current: LocalStripeStatus, as_json: bool) -> None:
 
 
 @app.command()
-@boundary
 def recover(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> None:
     """Recover the charges the database refused or did not record (fund the payment while it
     can be, else owe the charge back), as payment_service; list the refunds owed, which the
     refunds function sends to Stripe. Safe to run again."""
-    url = target(state(ctx).project(), db_url).url
+    url = target(state(ctx).project(), db_url, deployed=True).url
     recovered, due = run_recover(url)
     if as_json:
         print_json(

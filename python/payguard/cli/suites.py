@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary, state
+from payguard.cli.common import state
 from payguard.testrun import run_tests
 
 
-@boundary
 def run_suites(
     ctx: typer.Context,
     sql: Annotated[bool, typer.Option("--sql", help="Run the pgTAP suite.")] = False,

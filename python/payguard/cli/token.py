@@ -9,15 +9,13 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary
-from payguard.errors import PayguardError
+from payguard.errors import UsageError
 from payguard.jwt import sign
 from payguard.testing.request import AAL_LEVELS, user_claims
 
 STAFF_ROLES = ("authenticated", "admin", "auditor")
 
 
-@boundary
 def token(
     user: Annotated[str, typer.Option("--user", help="The user's id (auth.users.id).")],
     aal: Annotated[str, typer.Option(help="Assurance level: aal1, or aal2 after MFA.")] = "aal1",
@@ -35,13 +33,13 @@ def token(
     try:
         subject = uuid.UUID(user)
     except ValueError as exc:
-        raise PayguardError(f"--user must be a user id (a UUID), not {user!r}") from exc
+        raise UsageError(f"--user must be a user id (a UUID), not {user!r}") from exc
     if aal not in AAL_LEVELS:
-        raise PayguardError(f"--aal must be one of {', '.join(AAL_LEVELS)}")
+        raise UsageError(f"--aal must be one of {', '.join(AAL_LEVELS)}")
     if role not in STAFF_ROLES:
-        raise PayguardError(f"--role must be one of {', '.join(STAFF_ROLES)}")
+        raise UsageError(f"--role must be one of {', '.join(STAFF_ROLES)}")
     if lifetime <= 0:
-        raise PayguardError("--lifetime must be positive")
+        raise UsageError("--lifetime must be positive")
     payload = {**user_claims(subject, aal=aal), "role": role}
     payload["exp"] = payload["iat"] + lifetime
     typer.echo(json.dumps(payload, sort_keys=True) if claims else sign(payload))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from importlib import resources
 
-from payguard.db import Connection, is_superuser
-from payguard.errors import PayguardError
+from payguard.db import Connection, connect, is_superuser
+from payguard.errors import DatabaseError
 
 
 def standin_files() -> list[tuple[str, str]]:
@@ -29,7 +29,7 @@ def needs_standin(conn: Connection) -> bool:
 def apply_standin(conn: Connection) -> None:
     """Apply every stand-in file, in one transaction."""
     if not is_superuser(conn):
-        raise PayguardError(
+        raise DatabaseError(
             "this database has no Supabase `auth` schema, and installing the local stand-in "
             "needs a superuser; connect as one (the embedded cluster's `supabase_admin`), or "
             "deploy to a Supabase project"
@@ -39,4 +39,15 @@ def apply_standin(conn: Connection) -> None:
             try:
                 conn.execute(text)
             except Exception as exc:
-                raise PayguardError(f"the Supabase stand-in failed in {name}: {exc}") from None
+                raise DatabaseError(f"the Supabase stand-in failed in {name}: {exc}") from None
+
+
+def install(url: str) -> bool:
+    """Install only the stand-in (what deploy installs before the migrations) into the
+    database at `url`, so that `supabase db push --db-url` can apply the migrations there.
+    Returns False, changing nothing, when the database already has an `auth` schema."""
+    with connect(url) as conn:
+        if not needs_standin(conn):
+            return False
+        apply_standin(conn)
+    return True
