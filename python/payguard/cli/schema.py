@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import boundary, err, out, print_json, state, target
-from payguard.cli.deploy import DbUrl
+from payguard.cli.common import DbUrl, Json, err, out, print_json, state, target
 from payguard.schema.check import MIGRATIONS
 from payguard.schema.check import check as run_check
 from payguard.schema.dump import as_text, dump
@@ -28,11 +27,9 @@ ServerUrl = Annotated[
         show_default=False,
     ),
 ]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
 
 @app.callback()
-@boundary
 def schema(
     ctx: typer.Context,
     db_url: DbUrl = None,
@@ -48,7 +45,7 @@ def schema(
     if ctx.invoked_subcommand is not None:
         return
     project = state(ctx).project()
-    domains = dump(target(project, db_url).url, project, domain=domain)
+    domains = dump(target(project, db_url, deployed=True).url, project, domain=domain)
     if as_json:
         print_json([d.as_dict() for d in domains])
     else:
@@ -56,7 +53,6 @@ def schema(
 
 
 @app.command()
-@boundary
 def check(ctx: typer.Context, db_url: ServerUrl = None, as_json: Json = False) -> None:
     """Build a database from the migrations and one from the schema files, compare them
     object by object, print every difference; exit 1 if there is any."""
