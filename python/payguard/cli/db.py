@@ -9,10 +9,21 @@ import typer
 from payguard.cli.common import boundary, out, print_json, state
 from payguard.cli.deploy import print_step
 from payguard.cluster import DATABASE, Cluster
+from payguard.errors import PayguardError
 from payguard.reset import reset as reset_database
 
 app = typer.Typer(
     help="Run the embedded PostgreSQL 15 cluster under .payguard/.", no_args_is_help=True
+)
+
+# No schema diff tool reproduced payguard's schema exactly (docs/schema-changes.md), so
+# `db diff` generates nothing and says what to do instead.
+NO_DIFF = (
+    "payguard does not generate migrations: no schema diff tool tried reproduces this schema "
+    "exactly (grants, column grants, forced RLS, function settings and comments went missing; "
+    "docs/schema-changes.md). Change the schema file under supabase/schemas/ first, write its "
+    "migration by hand under supabase/migrations/, and prove the two give the same database "
+    "with `payguard schema check`."
 )
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
@@ -96,3 +107,13 @@ def reset(
     that database."""
     report = reset_database(state(ctx).project(), database=database, seed=seed, on_step=print_step)
     out.print(f"reset: {len(report.applied)} migrations applied to {database}")
+
+
+@app.command()
+@boundary
+def diff(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option("-f", "--file", help="The migration's name.")] = None,
+) -> None:
+    """Not generated: write the migration by hand (docs/schema-changes.md says why)."""
+    raise PayguardError(NO_DIFF)
