@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -201,15 +202,34 @@ def test_cli_json_names_the_schema_file_the_migration_and_the_tables(
 # --- applied to databases -------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def base_database(
+    cluster: Cluster, project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A database with the real migrations less the generated policy migrations, deployed
+    once for the module and cloned by each test (a unique name: safe under xdist)."""
+    base = Project(tmp_path_factory.mktemp("base"))
+    base.migrations_dir.mkdir(parents=True)
+    shutil.copy(project.supabase_dir / "config.toml", base.supabase_dir / "config.toml")
+    for path in project.migrations_dir.glob("*.sql"):
+        if not path.name.endswith(LEGACY):
+            shutil.copy(path, base.migrations_dir / path.name)
+    name = f"payguard_policies_base_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    recreate_database(cluster.admin_url(), name)
+    deploy(cluster.admin_url(name), base)
+    yield name
+    drop_database(cluster.admin_url(), name)
+
+
 @pytest.fixture
-def fresh_database(cluster: Cluster) -> Iterator[Callable[[], str]]:
-    """fresh_database() gives the admin URL of a new empty database, dropped afterwards;
-    unique names, so that parallel workers never share one."""
+def fresh_database(cluster: Cluster, base_database: str) -> Iterator[Callable[[], str]]:
+    """fresh_database() gives the admin URL of a new copy of the base database, dropped
+    afterwards; deploying a scratch project to it applies only the migrations the base lacks."""
     names: list[str] = []
 
     def make() -> str:
         name = f"payguard_policies_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        recreate_database(cluster.admin_url(), name)
+        recreate_database(cluster.admin_url(), name, template=base_database)
         names.append(name)
         return cluster.admin_url(name)
 
@@ -288,3 +308,37 @@ def deploy_until(project: Project, url: str, stop: Path) -> None:
         if path.name < stop.name:
             shutil.copy(path, partial.migrations_dir / path.name)
     deploy(url, partial)
+
+
+def test_the_generated_files_pass_sqlfluff(
+    policy_project: Project, project: Project, tmp_path: Path
+) -> None:
+    generate(policy_project, now=datetime(2099, 1, 1, tzinfo=UTC))
+    edit_projects_spec(policy_project)
+    (policy_project.policies_dir / "notifications.toml").unlink()
+    result = generate(policy_project, now=datetime(2099, 1, 1, tzinfo=UTC))
+    assert result.migration is not None
+    assert result.tables == (EDITED, "public.notifications")
+    assert result.migration.name == "20990101000001_policies.sql"
+    # The schema file's blocks are those of the migrations that `make sqlfluff` lints; its
+    # header is its own: linted with one block (the whole file takes sqlfluff a long while).
+    header, blocks = split_blocks(result.schema_file.read_text())
+    assert header == SCHEMA_HEADER
+    header_and_one_block = tmp_path / "policies_header.sql"
+    header_and_one_block.write_text(header + blocks[EDITED])
+    lint = subprocess.run(
+        [
+            str(project.root / ".venv" / "bin" / "sqlfluff"),
+            "lint",
+            "--config",
+            str(project.root / ".sqlfluff"),
+            str(result.migration),
+            str(header_and_one_block),
+        ],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
