@@ -1,9 +1,8 @@
-"""Policies as code: specs validate, generate is deterministic, check finds every drift."""
+"""Policies as code: specs validate, check finds every drift (generate: test_policies_generate)."""
 
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -12,7 +11,6 @@ from typer.testing import CliRunner
 from payguard.cli import app
 from payguard.errors import PayguardError
 from payguard.policies.check import differences, differences_on
-from payguard.policies.generate import generate
 from payguard.policies.render import render
 from payguard.policies.spec import load_specs, wrap_auth_calls
 from payguard.project import Project
@@ -25,44 +23,6 @@ def spec_project(scratch_project, project) -> Project:
     for path in project.migrations_dir.glob("*.sql"):
         shutil.copy(path, scratch_project.migrations_dir / path.name)
     return scratch_project
-
-
-def test_generate_twice_gives_the_same_bytes(spec_project):
-    specs = load_specs(spec_project.policies_dir)
-    assert render(specs).encode() == render(load_specs(spec_project.policies_dir)).encode()
-    for path in spec_project.migrations_dir.glob("*_rls_policies.sql"):
-        path.unlink()
-    first = generate(spec_project, now=datetime(2099, 1, 1, tzinfo=UTC))
-    content = first.path.read_bytes()
-    first.path.unlink()
-    second = generate(spec_project, now=datetime(2099, 1, 2, tzinfo=UTC))
-    assert first.written
-    assert second.written
-    assert second.path.read_bytes() == content
-
-
-def test_generate_writes_nothing_when_the_newest_migration_holds_the_sql(spec_project):
-    before = sorted(spec_project.migrations_dir.iterdir())
-    result = generate(spec_project)
-    assert not result.written
-    assert sorted(spec_project.migrations_dir.iterdir()) == before
-
-
-def test_the_committed_policy_migration_is_current(project):
-    """The newest generated migration holds exactly what the specs generate."""
-    newest = sorted(project.migrations_dir.glob("*_rls_policies.sql"))[-1]
-    assert newest.read_text() == render(load_specs(project.policies_dir))
-
-
-def test_generate_writes_a_new_migration_after_a_spec_change(spec_project):
-    spec = spec_project.policies_dir / "subscriptions.toml"
-    spec.write_text(spec.read_text().replace('admin = ["select"]\n', "", 1))
-    result = generate(spec_project)
-    assert result.written
-    assert result.path.name.endswith("_rls_policies.sql")
-    newest = max(p.name for p in spec_project.migrations_dir.glob("*.sql"))
-    assert result.path.name == newest
-    assert "grant select on table public.subscriptions to admin;" not in result.path.read_text()
 
 
 def test_the_generator_wraps_auth_calls_and_names_roles(project):

@@ -23,6 +23,16 @@ app = typer.Typer(
     help="Run the embedded PostgreSQL 15 cluster under .payguard/.", no_args_is_help=True
 )
 
+# No schema diff tool reproduced payguard's schema exactly (docs/schema-changes.md), so
+# `db diff` generates nothing and says what to do instead.
+NO_DIFF = (
+    "payguard does not generate migrations: no schema diff tool tried reproduces this schema "
+    "exactly (grants, column grants, forced RLS, function settings and comments went missing; "
+    "docs/schema-changes.md). Change the schema file under supabase/schemas/ first, write its "
+    "migration by hand under supabase/migrations/, and prove the two give the same database "
+    "with `payguard schema check`."
+)
+
 Database = Annotated[str, typer.Option(help="The database in the cluster.")]
 Admin = Annotated[bool, typer.Option("--admin", help="The superuser's URL, over the unix socket.")]
 
@@ -199,3 +209,12 @@ def reset(
         print_json({**report.as_dict(), "database": database})
     else:
         out.print(f"reset: {len(report.applied)} migrations applied to {database}")
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option("-f", "--file", help="The migration's name.")] = None,
+) -> None:
+    """Not generated: write the migration by hand (docs/schema-changes.md says why)."""
+    raise PayguardError(NO_DIFF)

@@ -9,7 +9,7 @@ import typer
 from payguard.cli.common import DbUrl, Json, err, out, print_json, state, target
 from payguard.errors import ExitCode
 from payguard.policies.check import differences
-from payguard.policies.generate import generate as generate_migration
+from payguard.policies.generate import generate as generate_policies
 from payguard.policies.matrix import build as build_matrix
 from payguard.policies.spec import load_specs
 
@@ -17,15 +17,26 @@ app = typer.Typer(help="Policies as code: specs under policies/.", no_args_is_he
 
 
 @app.command()
-def generate(ctx: typer.Context, as_json: Json = False) -> None:
-    """Write the specs' SQL as a new migration (nothing, if the newest one already holds it)."""
+def generate(
+    ctx: typer.Context,
+    as_json: Json = False,
+) -> None:
+    """Write the specs' SQL to supabase/schemas/policies.sql, and a new migration holding the
+    blocks of the tables whose SQL changed (none if no table changed)."""
     project = state(ctx).project()
-    result = generate_migration(project)
-    where = result.path.relative_to(project.root)
+    result = generate_policies(project)
+    schema_file = str(result.schema_file.relative_to(project.root))
+    migration = str(result.migration.relative_to(project.root)) if result.migration else None
     if as_json:
-        print_json({"path": where.as_posix(), "written": result.written})
-    else:
-        out.print(f"wrote {where}" if result.written else f"up to date: {where}")
+        print_json({"schema_file": schema_file, "migration": migration, "tables": result.tables})
+        return
+    out.print(f"wrote {schema_file}" if result.schema_written else f"up to date: {schema_file}")
+    if migration is None:
+        out.print("no table's policies changed: no migration written")
+        return
+    out.print(f"wrote {migration}: {', '.join(result.tables)}")
+    if result.removed:
+        out.print(f"specs removed (policies dropped, grants revoked): {', '.join(result.removed)}")
 
 
 @app.command()

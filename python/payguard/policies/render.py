@@ -3,10 +3,15 @@
 For each table, in table order: enable and force RLS; revoke everything from PUBLIC and the
 managed roles, then grant what the spec names; drop the policies the spec no longer has; then drop
 if exists and create each policy, with explicit TO roles.
+
+Each table's block starts with a blank line and a comment line `-- <schema>.<table>: …`, and
+its first statement enables RLS on that table: `split_blocks` finds the blocks of a rendered
+file by that, so two renderings are compared table by table.
 """
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 from payguard.policies.spec import MANAGED_ROLES, Policy, TableSpec
@@ -23,8 +28,66 @@ HEADER = """\
 """
 
 
-def render(specs: list[TableSpec]) -> str:
-    return HEADER + "".join(render_table(spec) for spec in specs)
+def render(specs: list[TableSpec], header: str = HEADER) -> str:
+    return header + "".join(render_table(spec) for spec in specs)
+
+
+# A block's start: the blank line before its first comment line, `-- schema.table: `, whose
+# comment lines are followed by the statement that enables RLS on that same table.
+_BLOCK_START = re.compile(
+    r"(?<=\n)\n(?=-- ([a-z_][a-z0-9_$]*\.[a-z_][a-z0-9_$]*): .*\n"
+    r"(?:--.*\n)*alter table \1 enable row level security;\n)"
+)
+
+
+def split_blocks(text: str) -> tuple[str, dict[str, str]]:
+    """A rendered file's header and its blocks by table (`schema.table`), each exactly as
+    render_table() wrote it, so that `header + "".join(blocks.values()) == text`."""
+    starts = [(m.start(), m.group(1)) for m in _BLOCK_START.finditer(text)]
+    if not starts:
+        return text, {}
+    blocks: dict[str, str] = {}
+    ends = [start for start, _ in starts[1:]] + [len(text)]
+    for (start, table), end in zip(starts, ends, strict=True):
+        blocks[table] = text[start:end]
+    return text[: starts[0][0]], blocks
+
+
+def render_removed(qualified: str) -> str:
+    """The block for a table whose spec was removed: drop all its policies and revoke the
+    managed roles' and PUBLIC's privileges on it, if the table still exists. RLS stays enabled
+    and forced, so the table is closed to the API roles until a spec grants something again."""
+    schema, table = qualified.split(".", 1)
+    return (
+        "\n"
+        + "\n".join(
+            textwrap.wrap(
+                f"{qualified}: its spec was removed, so its policies are dropped and the API "
+                "roles' privileges revoked; row-level security stays enabled and forced.",
+                WIDTH,
+                initial_indent="-- ",
+                subsequent_indent="-- ",
+            )
+        )
+        + "\n"
+        "do $spec_removed$\n"
+        "declare\n"
+        "  stale record;\n"
+        "begin\n"
+        f"  if to_regclass({_literal(qualified)}) is null then\n"
+        "    return;\n"
+        "  end if;\n"
+        "  for stale in\n"
+        "    select p.policyname from pg_catalog.pg_policies as p\n"
+        f"    where p.schemaname = {_literal(schema)} and p.tablename = {_literal(table)}\n"
+        "  loop\n"
+        f"    execute format('drop policy %I on {qualified}', stale.policyname);\n"
+        "  end loop;\n"
+        f"  revoke all on table {qualified}\n"
+        f"  from public, {', '.join(MANAGED_ROLES)};\n"
+        "end\n"
+        "$spec_removed$;\n"
+    )
 
 
 def render_table(spec: TableSpec) -> str:
