@@ -27,7 +27,13 @@ from payguard.policies.render import HEADER, render, render_table, split_blocks
 from payguard.policies.spec import load_specs
 from payguard.project import Project
 
-LEGACY = "_rls_policies.sql"
+
+def is_policy_migration(path: Path) -> bool:
+    """A migration generated from the specs: the baseline's or a later one's."""
+    name = path.stem.split("_", 1)[1]
+    return name == "policies" or name.startswith("policies_")
+
+
 EDITED = "public.projects"
 # A policy's using clause in projects.toml, and what the edit makes of it.
 USING_BEFORE = 'using = "owner_id = auth.uid()"'
@@ -40,7 +46,7 @@ def policy_project(scratch_project: Project, project: Project) -> Project:
     policy migrations: tables without their policies, as before the first generate."""
     shutil.copytree(project.policies_dir, scratch_project.policies_dir)
     for path in project.migrations_dir.glob("*.sql"):
-        if not path.name.endswith(LEGACY):
+        if not is_policy_migration(path):
             shutil.copy(path, scratch_project.migrations_dir / path.name)
     return scratch_project
 
@@ -146,30 +152,12 @@ def test_a_column_grant_change_gives_a_migration_with_only_its_table(
     assert "update (\n  title, contractor_id, status\n)" in result.migration.read_text()
 
 
-def test_without_a_schema_file_the_newest_legacy_migration_is_the_baseline(
-    scratch_project: Project, project: Project
-) -> None:
-    """The real project before its schema file: its newest generated migration holds the full
-    rendering, so the first generate writes the schema file and no migration."""
-    shutil.copytree(project.policies_dir, scratch_project.policies_dir)
-    for path in project.migrations_dir.glob("*.sql"):
-        shutil.copy(path, scratch_project.migrations_dir / path.name)
-    result = generate(scratch_project)
-    assert result.schema_written
-    assert result.migration is None
-    assert result.tables == ()
-
-
 def test_the_committed_policy_sql_is_current(project: Project) -> None:
-    """The schema file, or before it exists the newest generated migration, holds exactly
-    what the specs generate."""
+    """The schema file holds exactly what the specs generate."""
     specs = load_specs(project.policies_dir)
     path = schema_file(project)
-    if path.is_file():
-        assert path.read_text() == render(specs, header=SCHEMA_HEADER)
-    else:
-        newest = sorted(project.migrations_dir.glob(f"*{LEGACY}"))[-1]
-        assert newest.read_text() == render(specs)
+    assert path.is_file(), "supabase/schemas/policies.sql is missing: run policies generate"
+    assert path.read_text() == render(specs, header=SCHEMA_HEADER)
 
 
 def test_cli_json_names_the_schema_file_the_migration_and_the_tables(
@@ -212,7 +200,7 @@ def base_database(
     base.migrations_dir.mkdir(parents=True)
     shutil.copy(project.supabase_dir / "config.toml", base.supabase_dir / "config.toml")
     for path in project.migrations_dir.glob("*.sql"):
-        if not path.name.endswith(LEGACY):
+        if not is_policy_migration(path):
             shutil.copy(path, base.migrations_dir / path.name)
     name = f"payguard_policies_base_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     recreate_database(cluster.admin_url(), name)

@@ -2,9 +2,8 @@
 schema (`supabase/schemas/policies.sql`, every table), and a migration that holds only the
 blocks of the tables whose SQL changed since that file was last generated.
 
-What the file held before is the baseline: the schema file, else (before it existed) the
-newest `*_rls_policies.sql` migration, which held the full rendering, else nothing (every
-table is new). A table's block is compared as rendered; a changed or new table's migration
+What the file held before is the baseline: the schema file, else nothing (every table is
+new). A table's block is compared as rendered; a changed or new table's migration
 block is its whole render_table() output, which is idempotent; a table whose spec was removed
 gets render_removed()'s block. Nothing changed: no migration is written.
 """
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from payguard.migrations import FILE_NAME, read_sql
+from payguard.migrations import FILE_NAME
 from payguard.policies.render import (
     WIDTH,
     render,
@@ -28,7 +27,6 @@ from payguard.policies.spec import load_specs
 from payguard.project import Project
 
 # The migration that held the full rendering before the schema file existed.
-LEGACY_MIGRATION_NAME = "rls_policies"
 MIGRATION_PREFIX = "policies"
 
 SCHEMA_HEADER = """\
@@ -64,8 +62,7 @@ def generate(project: Project, *, now: datetime | None = None) -> Generated:
     text = render(specs, header=SCHEMA_HEADER)
     path = schema_file(project)
     current = path.read_text() if path.is_file() else None
-    baseline = current if current is not None else _legacy_rendering(project)
-    _, before = split_blocks(baseline) if baseline is not None else ("", {})
+    _, before = split_blocks(current) if current is not None else ("", {})
     changed = [spec for spec in specs if before.get(spec.qualified) != render_table(spec)]
     listed = {spec.qualified for spec in specs}
     removed = tuple(sorted(table for table in before if table not in listed))
@@ -92,13 +89,6 @@ def _migration_files(project: Project) -> list[tuple[str, str, Path]]:
             if match:
                 found.append((match["version"], match["name"], path))
     return sorted(found)
-
-
-def _legacy_rendering(project: Project) -> str | None:
-    previous = [
-        path for _, name, path in _migration_files(project) if name == LEGACY_MIGRATION_NAME
-    ]
-    return read_sql(previous[-1]) if previous else None
 
 
 def _migration_header(tables: tuple[str, ...]) -> str:
