@@ -375,7 +375,7 @@ select is(
   3,
   'payment_service reads every dispute'
 );
--- payment_service opens and decides chargebacks only (tests/sql/border/chargebacks.test.sql)
+-- payment_service opens and decides chargebacks only (tests/sql/stripe_border/chargebacks.test.sql)
 select throws_ok(
   $$insert into public.disputes (milestone_payment_id, reason)
     values ('30000000-0000-0000-0000-000000000005', 'Service complaint')$$,
