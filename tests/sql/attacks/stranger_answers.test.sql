@@ -6,7 +6,7 @@
 begin;
 select plan(121);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana's kitchen, built by carl, with a milestone of 123457 USD for
 -- each state of a payment (pending, funded, disputed, released, canceled, refunded) and one
@@ -17,19 +17,13 @@ select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('sam');
 update private.settings set value = '{"time_zone": "UTC", "from": 0, "to": 24}'
 where key = 'business_hours';
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-4000-8000-000000000001', 'USD');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-select ('20000000-0000-4000-8000-00000000000' || n)::uuid, '10000000-0000-4000-8000-000000000001',
-  n, 'Step ' || n, 123457, 'USD'
-from generate_series(1, 7) as n;
-insert into public.milestone_payments (id, milestone_id, payer_id)
-select ('30000000-0000-4000-8000-00000000000' || n)::uuid,
-  ('20000000-0000-4000-8000-00000000000' || n)::uuid, tests.get_supabase_uid('hana')
-from generate_series(1, 6) as n;
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array_fill(123457::bigint, array[7]),
+  titles => array(select 'Step ' || n from generate_series(1, 7) as n),
+  payments => 6
+);
 select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000002', 'funded');
 select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000003', 'disputed');
 select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000004', 'disputed');

@@ -4,9 +4,8 @@
 begin;
 select plan(48);
 
--- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
--- call the assertions. It grants nothing on any table, and is rolled back with the test.
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+-- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres (the tables' owner, which bypasses RLS)
 select tests.create_supabase_user('alice');

@@ -4,7 +4,7 @@
 begin;
 select plan(43);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: a user's sign-up writes an audit row
 select tests.create_supabase_user('alice');

@@ -7,7 +7,7 @@
 begin;
 select plan(28);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres
 select tests.create_supabase_user('alice');

@@ -3,28 +3,20 @@
 begin;
 select plan(23);
 
--- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
--- call the assertions. It grants nothing on any table, and is rolled back with the test.
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+-- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl for two milestones of her kitchen
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-values
-('20000000-0000-0000-0000-000000000001', '10000000-0000-0000-0000-000000000001', 1, 'Cabinets', 50001, 'USD'),
-('20000000-0000-0000-0000-000000000002', '10000000-0000-0000-0000-000000000001', 2, 'Counters', 30000, 'USD'),
-('20000000-0000-0000-0000-000000000003', '10000000-0000-0000-0000-000000000001', 3, 'Lights', 20000, 'USD'),
-('20000000-0000-0000-0000-000000000004', '10000000-0000-0000-0000-000000000001', 4, 'Paint', 10000, 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-select
-  format('30000000-0000-0000-0000-00000000000%s', n)::uuid,
-  format('20000000-0000-0000-0000-00000000000%s', n)::uuid,
-  tests.get_supabase_uid('hana')
-from generate_series(1, 4) as n;
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[50001, 30000, 20000, 10000],
+  titles => array['Cabinets', 'Counters', 'Lights', 'Paint'],
+  escrow => false,
+  project_id => '10000000-0000-0000-0000-000000000001'
+);
 
 -- funding needs an escrow account
 select tests.authenticate_as_service('payment_service');

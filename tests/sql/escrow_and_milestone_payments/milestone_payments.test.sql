@@ -7,10 +7,8 @@ begin;
 select plan(68);
 
 -- fixture, as the owner of the tables (postgres, which bypasses RLS)
--- pgTAP lives in `extensions`, where only the API roles may look names up. The staff and
--- backend roles get USAGE on it for this transaction only, so that they can call pgTAP's
--- functions; nothing any payment table's policy or trigger calls lives there.
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+-- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
+select tests.let_roles_call_pgtap();
 
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');

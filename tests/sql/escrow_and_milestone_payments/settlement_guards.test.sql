@@ -4,9 +4,8 @@
 begin;
 select plan(15);
 
--- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
--- call the assertions. It grants nothing on any table, and is rolled back with the test.
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+-- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl, who is also an admin
 update private.settings set value = '0' where key = 'escrow_hold_seconds';
@@ -16,20 +15,14 @@ select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('ada');
 update public.users set role = 'admin' where id in (tests.get_supabase_uid('ada'), tests.get_supabase_uid('carl'));
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-select format('20000000-0000-0000-0000-00000000000%s', n)::uuid,
-  '10000000-0000-0000-0000-000000000001', n, 'Step', 40000, 'USD'
-from generate_series(1, 4) as n;
-insert into public.escrow_accounts (id, user_id, project_id, currency)
-values ('40000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'),
-  '10000000-0000-0000-0000-000000000001', 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-select format('30000000-0000-0000-0000-00000000000%s', n)::uuid,
-  format('20000000-0000-0000-0000-00000000000%s', n)::uuid, tests.get_supabase_uid('hana')
-from generate_series(1, 3) as n;
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array_fill(40000::bigint, array[4]),
+  payments => 3,
+  project_id => '10000000-0000-0000-0000-000000000001',
+  escrow_id => '40000000-0000-0000-0000-000000000001'
+);
 select tests.set_milestone_payment_status('30000000-0000-0000-0000-000000000001', 'disputed');
 select tests.set_milestone_payment_status('30000000-0000-0000-0000-000000000002', 'funded');
 insert into public.disputes (id, milestone_payment_id, opened_by, reason)

@@ -3,9 +3,8 @@
 begin;
 select plan(22);
 
--- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
--- call the assertions. It grants nothing on any table, and is rolled back with the test.
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+-- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: business hours all day (no after-hours alerts unless asked for)
 update private.settings set value = '{"time_zone": "UTC", "from": 0, "to": 24}'
@@ -15,15 +14,14 @@ select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('sam');
 select set_config('fixture.hana', tests.get_supabase_uid('hana')::text, true);
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-values
-('20000000-0000-0000-0000-000000000001', '10000000-0000-0000-0000-000000000001', 1, 'Cabinets', 40000, 'USD'),
-('20000000-0000-0000-0000-000000000002', '10000000-0000-0000-0000-000000000001', 2, 'Counters', 2000000, 'USD');
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-0000-0000-000000000001', 'USD');
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[40000, 2000000],
+  titles => array['Cabinets', 'Counters'],
+  payments => 0,
+  project_id => '10000000-0000-0000-0000-000000000001'
+);
 
 -- a payment: the payer is told it started, the payee that it is pending
 select tests.authenticate_as('hana');

@@ -5,26 +5,19 @@
 begin;
 select plan(19);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana's kitchen, built by carl, with a funded and a pending payment
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 update private.settings set value = '{"time_zone": "UTC", "from": 0, "to": 24}'
 where key = 'business_hours';
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-4000-8000-000000000001', 'USD');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-values
-('20000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 1, 'Cabinets', 40000, 'USD'),
-('20000000-0000-4000-8000-000000000002', '10000000-0000-4000-8000-000000000001', 2, 'Counters', 30000, 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-values
-('30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana')),
-('30000000-0000-4000-8000-000000000002', '20000000-0000-4000-8000-000000000002', tests.get_supabase_uid('hana'));
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[40000, 30000],
+  titles => array['Cabinets', 'Counters']
+);
 select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000001', 'funded');
 create temporary table oversized (name text primary key, value text not null);
 insert into oversized (name, value)

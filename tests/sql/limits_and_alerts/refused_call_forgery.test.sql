@@ -6,20 +6,20 @@
 begin;
 select plan(19);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('sam');
 select tests.create_supabase_user('ada');
 update public.users set role = 'admin' where id = tests.get_supabase_uid('ada');
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-values ('20000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 1, 'Cabinets', 40000, 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-values ('30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'));
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[40000],
+  titles => array['Cabinets'],
+  escrow => false
+);
 
 -- Functions a forger might call it from, each with the shape of a real caller: a function
 -- in public (only the owner can create one) that names another operation than its own, or

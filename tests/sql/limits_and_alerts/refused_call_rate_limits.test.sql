@@ -4,7 +4,7 @@
 begin;
 select plan(22);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana's kitchen, built by carl, with a pending payment; sam, a
 -- stranger, with a project of his own; carl's bank account and money to withdraw

@@ -4,22 +4,20 @@
 begin;
 select plan(16);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana's kitchen, built by carl, with one pending payment
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 update private.settings set value = '{"time_zone": "UTC", "from": 0, "to": 24}'
 where key = 'business_hours';
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-values ('20000000-0000-0000-0000-000000000001', '10000000-0000-0000-0000-000000000001', 1, 'Cabinets', 40000, 'USD');
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-0000-0000-000000000001', 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-values ('30000000-0000-0000-0000-000000000001', '20000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'));
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[40000],
+  titles => array['Cabinets'],
+  project_id => '10000000-0000-0000-0000-000000000001'
+);
 select set_config('fixture.mark', (select max(seq) from public.payment_audit_logs)::text, true);
 select set_config('fixture.notifications', (select count(*) from public.notifications)::text, true);
 

@@ -7,7 +7,7 @@
 begin;
 select plan(24);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl for p1..p5 (10000 × n USD), with one card
 select tests.create_supabase_user('hana');

@@ -6,7 +6,7 @@
 begin;
 select plan(12);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl for p1 (10000), p2 (20000), p3 (30000)
 select tests.create_supabase_user('hana');

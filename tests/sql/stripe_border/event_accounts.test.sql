@@ -9,7 +9,7 @@
 begin;
 select plan(36);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl (p1, p2, p3 pending); carl and eve each have a payout
 -- method and an approved withdrawal

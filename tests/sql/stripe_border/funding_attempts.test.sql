@@ -7,9 +7,8 @@
 begin;
 select plan(37);
 
--- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
--- call the assertions. It grants nothing on any table, and is rolled back with the test.
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+-- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl for p1 (400.00 USD) and p2 (2000.00 USD, above the MFA
 -- threshold); hana and bob each have a card
@@ -17,19 +16,12 @@ select tests.create_supabase_user('hana');
 select tests.create_supabase_user('bob');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 update private.settings set value = '0' where key = 'escrow_hold_seconds';
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-values
-('20000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 1, 'Cabinets', 40000, 'USD'),
-('20000000-0000-4000-8000-000000000002', '10000000-0000-4000-8000-000000000001', 2, 'Counters', 200000, 'USD');
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-4000-8000-000000000001', 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-values
-('30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana')),
-('30000000-0000-4000-8000-000000000002', '20000000-0000-4000-8000-000000000002', tests.get_supabase_uid('hana'));
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[40000, 200000],
+  titles => array['Cabinets', 'Counters']
+);
 insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
 values
 ('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaCard01', 'cus_HanaCust01'),

@@ -6,7 +6,7 @@
 begin;
 select plan(12);
 
-grant usage on schema extensions to payment_service;
+select tests.let_roles_call_pgtap('payment_service');
 
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('bob');

@@ -8,7 +8,7 @@
 begin;
 select plan(31);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('cleo', metadata => '{"role": "contractor"}');

@@ -6,7 +6,7 @@
 begin;
 select plan(8);
 
-grant usage on schema extensions to payment_service;
+select tests.let_roles_call_pgtap('payment_service');
 
 update private.settings set value = (
   select jsonb_object_agg(level, jsonb_build_object('calls', 1000, 'seconds', 60))

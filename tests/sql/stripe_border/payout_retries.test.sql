@@ -7,7 +7,7 @@
 begin;
 select plan(30);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: carl has 900.00 USD and a payout method; w1 to w3 are approved
 update private.settings set value = (

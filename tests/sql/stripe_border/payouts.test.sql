@@ -8,9 +8,8 @@
 begin;
 select plan(36);
 
--- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
--- call the assertions. It grants nothing on any table, and is rolled back with the test.
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+-- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: carl has 900.00 USD and a payout method; w1 to w3 are approved (small),
 -- w4 is requested (large, waiting for two admins)

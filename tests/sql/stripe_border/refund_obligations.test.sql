@@ -8,7 +8,7 @@
 begin;
 select plan(30);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl for p1 (10000), p2 (20000), p3 (30000), all funded
 select tests.create_supabase_user('hana');

@@ -4,7 +4,7 @@
 begin;
 select plan(8);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl for p1 (funded by pi_Held01 below) and p2 (pending)
 select tests.create_supabase_user('hana');

@@ -7,7 +7,7 @@
 begin;
 select plan(17);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl for p1 (400.00 USD); hana and bob each have a card
 select tests.create_supabase_user('hana');
@@ -15,17 +15,12 @@ select tests.create_supabase_user('bob');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('ada');
 update public.users set role = 'admin' where id = tests.get_supabase_uid('ada');
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-values ('20000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 1,
-  'Cabinets', 40000, 'USD');
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-4000-8000-000000000001', 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-values ('30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001',
-  tests.get_supabase_uid('hana'));
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[40000],
+  titles => array['Cabinets']
+);
 insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
 values
 ('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaCard01', 'cus_HanaCust01'),

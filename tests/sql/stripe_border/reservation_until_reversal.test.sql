@@ -5,7 +5,7 @@
 begin;
 select plan(12);
 
-grant usage on schema extensions to payment_service, admin;
+select tests.let_roles_call_pgtap('payment_service', 'admin');
 
 -- carl has 300.00 USD; w1 (100.00) and w2 (200.00) are requested
 update private.settings set value = (

@@ -6,7 +6,7 @@
 begin;
 select plan(17);
 
-grant usage on schema extensions to payment_service, admin, auditor;
+select tests.let_roles_call_pgtap('payment_service', 'admin', 'auditor');
 
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');

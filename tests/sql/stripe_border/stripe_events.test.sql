@@ -5,9 +5,8 @@
 begin;
 select plan(39);
 
--- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
--- call the assertions. It grants nothing on any table, and is rolled back with the test.
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+-- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl for four milestones (p1 to p4), all pending
 select tests.create_supabase_user('hana');
@@ -15,19 +14,12 @@ select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('ada');
 update public.users set role = 'admin' where id = tests.get_supabase_uid('ada');
 update private.settings set value = '0' where key = 'escrow_hold_seconds';
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-select format('20000000-0000-4000-8000-00000000000%s', n)::uuid,
-  '10000000-0000-4000-8000-000000000001', n, 'Milestone ' || n, 50000 - n * 10000, 'USD'
-from generate_series(1, 4) as n;
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-4000-8000-000000000001', 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-select format('30000000-0000-4000-8000-00000000000%s', n)::uuid,
-  format('20000000-0000-4000-8000-00000000000%s', n)::uuid, tests.get_supabase_uid('hana')
-from generate_series(1, 4) as n;
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[40000, 30000, 20000, 10000],
+  titles => array['Milestone 1', 'Milestone 2', 'Milestone 3', 'Milestone 4']
+);
 select set_config('fixture.p1', '30000000-0000-4000-8000-000000000001', true);
 select set_config('fixture.p2', '30000000-0000-4000-8000-000000000002', true);
 select set_config('fixture.p3', '30000000-0000-4000-8000-000000000003', true);

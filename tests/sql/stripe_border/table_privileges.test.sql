@@ -4,9 +4,8 @@
 begin;
 select plan(16);
 
--- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
--- call the assertions. It grants nothing on any table, and is rolled back with the test.
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+-- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana has a card (so a customer), and an attempt to pay carl
 select tests.create_supabase_user('hana');
@@ -15,15 +14,13 @@ select tests.create_supabase_user('ada');
 select tests.create_supabase_user('aud');
 update public.users set role = 'admin' where id = tests.get_supabase_uid('ada');
 update public.users set role = 'auditor' where id = tests.get_supabase_uid('aud');
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-values ('20000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 1,
-  'Cabinets', 40000, 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-values ('30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001',
-  tests.get_supabase_uid('hana'));
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[40000],
+  titles => array['Cabinets'],
+  escrow => false
+);
 insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
 values ('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card',
   'pm_HanaCard01', 'cus_HanaCust01');

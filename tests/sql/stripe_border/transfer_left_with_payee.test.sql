@@ -6,7 +6,7 @@
 begin;
 select plan(20);
 
-grant usage on schema extensions to payment_service, admin;
+select tests.let_roles_call_pgtap('payment_service', 'admin');
 
 -- carl has 301.00 USD; w1 (100.00), w2 (200.00) and w3 (1.00) are requested; the payouts of
 -- w1 and w2 fail

@@ -6,7 +6,7 @@
 begin;
 select plan(36);
 
-grant usage on schema extensions to payment_service, admin;
+select tests.let_roles_call_pgtap('payment_service', 'admin');
 
 -- carl has 1,000.00 USD; w1 to w4 (100.00 each) are approved
 update private.settings set value = (

@@ -3,9 +3,8 @@
 begin;
 select plan(24);
 
--- pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets them
--- call the assertions. It grants nothing on any table, and is rolled back with the test.
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+-- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: carl has 700000 USD in his wallet, and a payout method
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
@@ -194,14 +193,14 @@ select is(
 
 -- released funds wait for the payout hold
 select tests.create_supabase_user('hana');
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'), tests.get_supabase_uid('carl'), 'Deck');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-values ('20000000-0000-0000-0000-000000000001', '10000000-0000-0000-0000-000000000001', 1, 'Deck', 20000, 'USD');
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-0000-0000-000000000001', 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-values ('30000000-0000-0000-0000-000000000001', '20000000-0000-0000-0000-000000000001', tests.get_supabase_uid('hana'));
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[20000],
+  titles => array['Deck'],
+  project_id => '10000000-0000-0000-0000-000000000001',
+  project_title => 'Deck'
+);
 select tests.set_milestone_payment_status('30000000-0000-0000-0000-000000000001', 'released');
 select is(
   private.withdrawable(tests.get_supabase_uid('carl'), 'USD'),
