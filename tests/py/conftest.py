@@ -1,7 +1,8 @@
 """Fixtures shared by the pytest suite. The database fixtures (project, cluster, database,
 database_url, admin_url, db, client, make_user) come from payguard's own plugin; the local
 Stripe, its webhook receiver and the served functions (local_stripe, stripe_client,
-stripe_test_api, webhook_receiver, serve_functions) from payguard.testing.local_stack."""
+stripe_test_api, webhook_receiver, serve_functions) from payguard.testing.local_stack; the
+end-to-end tests' `stage` (webhooks held back, passed on by the test) is here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -20,6 +21,10 @@ from payguard.cluster import Cluster
 from payguard.databases import drop_database, recreate_database
 from payguard.project import Project
 from payguard.testing.client import AppClient
+
+if TYPE_CHECKING:
+    # Imported where used, so that pytest_plugins loads payguard.testing.local_stack first.
+    from payguard.testing.stripe_flow import Stage
 
 pytest_plugins = ["payguard.testing.fixtures", "payguard.testing.local_stack"]
 
@@ -141,3 +146,41 @@ def record_books(cluster: Cluster) -> Callable[[str], dict[str, Any]]:
         return {"admin": admin, "payments": payments}
 
     return record
+
+
+@pytest.fixture(scope="module")
+def stage_settings() -> dict[str, str]:
+    """private.settings values a module's `stage` sets (a module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stage(
+    serve_functions,
+    database,
+    database_url,
+    admin_url,
+    cluster,
+    stripe_test_api,
+    local_stripe,
+    stage_settings,
+) -> Iterator[Stage]:
+    """The end-to-end tests' stage: the functions served against the module's database, no
+    escrow or payout hold (and the module's `stage_settings`), the local Stripe's webhooks
+    held back in a sink, each passed on to the served `stripe-webhook` by the test."""
+    from payguard.testing.local_stack import FunctionsClient
+    from payguard.testing.stripe_flow import Border, held_webhooks
+
+    functions = serve_functions(database)
+    border = Border(
+        database_url,
+        cluster.socket_url("authenticator", database),
+        FunctionsClient(functions),
+        stripe_test_api,
+    )
+    border.lift_holds()
+    with border.sql() as conn:
+        for key, value in stage_settings.items():
+            conn.execute("update private.settings set value = %s where key = %s", (value, key))
+    with held_webhooks(border, local_stripe, functions, admin_url) as held:
+        yield held
