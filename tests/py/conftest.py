@@ -6,7 +6,9 @@ end-to-end tests' `stage` (webhooks held back, passed on by the test) is here.""
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import shutil
 import subprocess
 import uuid
@@ -20,6 +22,7 @@ import pytest
 from payguard.cluster import Cluster
 from payguard.databases import drop_database, recreate_database
 from payguard.project import Project
+from payguard.template import clone_template, drop_clone
 from payguard.testing.client import AppClient
 
 if TYPE_CHECKING:
@@ -29,6 +32,77 @@ if TYPE_CHECKING:
 pytest_plugins = ["payguard.testing.fixtures", "payguard.testing.local_stack"]
 
 MigrationWriter = Callable[[str, str], Path]
+MODEL_SEED = "PAYGUARD_MODEL_SEED"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Draw the money model's seed for this run, unless one is given to replay: set before
+    pytest-xdist starts its workers, so that every worker reads the same one."""
+    if not os.environ.get(MODEL_SEED):
+        os.environ[MODEL_SEED] = str(random.SystemRandom().getrandbits(32))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = os.environ[MODEL_SEED]
+    return f"money model seed: {seed} (replay: PAYGUARD_MODEL_SEED={seed} make test-model)"
+
+
+# Each group's time (a module's, or a money model shard's) in the last run of it, so that
+# pytest-xdist hands out the longest first and no long one starts last. Any order is correct:
+# only the run's length depends on it.
+MODULE_TIMES = Path(__file__).resolve().parents[2] / ".payguard" / "pytest-module-times.json"
+
+
+def _module_times() -> dict[str, float]:
+    try:
+        loaded = json.loads(MODULE_TIMES.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+def _group(item: pytest.Item) -> str:
+    """What pytest-xdist runs on one worker (--dist loadgroup): a module, whole, as its
+    fixtures are per module; the money model's shards each apart."""
+    shard = getattr(item, "callspec", None)
+    if item.path.name == "test_money_model.py" and shard is not None:
+        return f"{item.path.name}[{shard.params.get('shard')}]"
+    return item.path.name
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    times = _module_times()
+    order: dict[str, int] = {}
+    for item in items:
+        group = _group(item)
+        order.setdefault(group, len(order))
+        item.add_marker(pytest.mark.xdist_group(group))
+    # Longest first, then in file order; the tests of a group keep their order.
+    items.sort(key=lambda i: (-times.get(_group(i), 0.0), order[_group(i)]))
+
+
+_spent: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add up each module's time (set-up, call and tear-down), on the controller too."""
+    name = report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    if name == "test_money_model.py" and "[" in report.nodeid:
+        name += "[" + report.nodeid.rsplit("[", 1)[1]
+    _spent[name] = _spent.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Keep the times of the modules run whole (no -k), from the controller (or a run
+    without workers), for the next run's order."""
+    if hasattr(session.config, "workerinput") or session.config.option.keyword or not _spent:
+        return
+    try:
+        MODULE_TIMES.parent.mkdir(parents=True, exist_ok=True)
+        times = {**_module_times(), **_spent}
+        MODULE_TIMES.write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
+    except OSError:
+        pass
 
 
 @pytest.fixture
@@ -59,6 +133,15 @@ def empty_database(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator
     recreate_database(cluster.admin_url(), name)
     yield name
     drop_database(cluster.admin_url(), name)
+
+
+@pytest.fixture
+def fresh_database(cluster: Cluster) -> Iterator[str]:
+    """The name of a new clone of the template (every migration deployed, and the tests
+    schema) for one test, dropped afterwards: a fresh deploy, without deploying."""
+    name, _ = clone_template(cluster, "fresh")
+    yield name
+    drop_clone(cluster, name)
 
 
 @pytest.fixture(scope="session")
