@@ -6,6 +6,7 @@ end-to-end tests' `stage` (webhooks held back, passed on by the test) is here.""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 
+import payguard.deploy
 from payguard.cluster import Cluster
 from payguard.databases import drop_database, recreate_database
 from payguard.project import Project
@@ -32,6 +34,26 @@ if TYPE_CHECKING:
 pytest_plugins = ["payguard.testing.fixtures", "payguard.testing.local_stack"]
 
 MigrationWriter = Callable[[str, str], Path]
+STATE_DIR = Path(__file__).resolve().parents[2] / ".payguard"
+
+# A role belongs to the cluster, not to a database: two pytest-xdist workers installing the
+# stand-in into two new databases at once would alter the same roles at once, and one fails
+# ("tuple concurrently updated"). The workers take turns, through a lock file; one process
+# alone (no workers) takes it as readily.
+_apply_standin = payguard.deploy.apply_standin
+
+
+def _apply_standin_in_turn(conn: Any) -> None:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with (STATE_DIR / "standin.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _apply_standin(conn)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+payguard.deploy.apply_standin = _apply_standin_in_turn  # type: ignore[assignment]
 MODEL_SEED = "PAYGUARD_MODEL_SEED"
 
 
@@ -50,7 +72,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 # Each group's time (a module's, or a money model shard's) in the last run of it, so that
 # pytest-xdist hands out the longest first and no long one starts last. Any order is correct:
 # only the run's length depends on it.
-MODULE_TIMES = Path(__file__).resolve().parents[2] / ".payguard" / "pytest-module-times.json"
+MODULE_TIMES = STATE_DIR / "pytest-module-times.json"
 
 
 def _module_times() -> dict[str, float]:
