@@ -109,10 +109,10 @@ pytest: $(SETUP) ## pytest over tests/py, modules spread over pytest-xdist worke
 	@$(PAYGUARD) test --py $(if $(JOBS),--jobs $(JOBS))
 
 test-model: $(SETUP) ## The money model alone (PAYGUARD_MODEL_SEED=N replays a run)
-	@$(PAYGUARD) test --py --jobs 1 -k money_model
+	@$(PAYGUARD) test --py --jobs 2 -k money_model
 
 soak: $(SETUP) ## The money model for STEPS steps (make soak STEPS=20000), a new seed unless given
-	@$(PAYGUARD) test --py --jobs 1 -k money_model --steps $(STEPS)
+	@$(PAYGUARD) test --py --jobs 2 -k money_model --steps $(STEPS)
 
 bench: setup ## Benchmarks (a script, not a test): RLS overhead as ratios to the owner's query
 	@$(PAYGUARD) bench
