@@ -21,8 +21,18 @@ unexport DATABASE_URL
 export DO_NOT_TRACK := 1
 export SUPABASE_TELEMETRY_DISABLED := 1
 
+# `make test`'s steps, in order (each also a target of its own).
+TEST_STEPS := lint sqlfluff supabase-checks schema-check pgtap deno pytest
+# pg_prove processes, pytest workers and deno test processes at once (default: processors + 1).
+JOBS ?=
+# The steps as `make test` runs them: it has run `setup` once already.
+SETUP ?= setup
+# make soak: how many steps of the money model.
+STEPS ?= 20000
+
 .NOTPARALLEL:
-.PHONY: help setup system-packages demo test bench lint sqlfluff supabase-checks schema-check pgtap deno pytest clean
+.PHONY: help setup system-packages demo test bench lint sqlfluff supabase-checks schema-check \
+  pgtap deno pytest test-model soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,17 +66,27 @@ demo: setup ## Start the embedded database, deploy with seed data, show what is 
 	@$(PAYGUARD) describe
 	@$(PAYGUARD) demo
 
-test: setup lint sqlfluff supabase-checks schema-check pgtap deno pytest ## Every check, in order, stopping at the first failure
+test: setup ## Every check, in order, stopping at the first failure; a header and a time for each
+	@started=$$(date +%s%N); \
+	  for step in $(TEST_STEPS); do \
+	    printf '\n==> %s\n' "$$step"; begun=$$(date +%s%N); \
+	    $(MAKE) --no-print-directory SETUP= $$step || \
+	      { printf '==> %s FAILED\n' "$$step"; exit 1; }; \
+	    ms=$$(( ($$(date +%s%N) - begun) / 1000000 )); \
+	    printf '==> %s: %d.%d s\n' "$$step" $$((ms / 1000)) $$((ms % 1000 / 100)); \
+	  done; \
+	  ms=$$(( ($$(date +%s%N) - started) / 1000000 )); \
+	  printf '\n==> make test: every step passed in %d.%d s\n' $$((ms / 1000)) $$((ms % 1000 / 100))
 
-lint: setup ## ruff (lint and format) and mypy
+lint: $(SETUP) ## ruff (lint and format) and mypy
 	@$(VENV)/bin/ruff check python tests/py tests/stripe scripts
 	@$(VENV)/bin/ruff format --check python tests/py tests/stripe scripts
 	@$(VENV)/bin/mypy python/payguard
 
-sqlfluff: setup ## sqlfluff (postgres dialect) on the migrations, the stand-in and the test helpers
-	@$(VENV)/bin/sqlfluff lint supabase/schemas supabase/migrations python/payguard/standin tests/sql/helpers
+sqlfluff: $(SETUP) ## sqlfluff (postgres dialect) on the schema files, the migrations, the stand-in and the test helpers
+	@$(PYTHON) scripts/sqlfluff_changed.py supabase/schemas supabase/migrations python/payguard/standin tests/sql/helpers
 
-supabase-checks: setup ## On a fresh deploy: the Supabase CLI's checks, policies check, access matrix
+supabase-checks: $(SETUP) ## On a fresh deploy: the Supabase CLI's checks, policies check, access matrix
 	@$(PAYGUARD) db reset --database $(CHECK_DB) --no-seed
 	@url=$$($(PAYGUARD) db url --database $(CHECK_DB)); \
 	  $(SUPABASE) migration list --db-url "$$url"; \
@@ -76,20 +96,26 @@ supabase-checks: setup ## On a fresh deploy: the Supabase CLI's checks, policies
 	  $(PAYGUARD) policies check --db-url "$$admin"; \
 	  $(PAYGUARD) policies matrix --check --db-url "$$admin"
 
-schema-check: setup ## The schema files (supabase/schemas/) build the same database as the migrations
+schema-check: $(SETUP) ## The schema files (supabase/schemas/) build the same database as the migrations
 	@$(PAYGUARD) schema check
 
-pgtap: setup ## pg_prove over tests/sql
-	@$(PAYGUARD) test --sql
+pgtap: $(SETUP) ## pg_prove over tests/sql, files spread over several processes
+	@$(PAYGUARD) test --sql $(if $(JOBS),--jobs $(JOBS))
 
-deno: setup ## The Edge Functions: deno fmt --check, lint, check, and their tests (real database, local Stripe)
+deno: $(SETUP) ## The Edge Functions: deno fmt --check, lint, check, and their tests (real database, local Stripe)
 	@cd $(FUNCTIONS) && $(CURDIR)/$(DENO) fmt --check --quiet
 	@cd $(FUNCTIONS) && $(CURDIR)/$(DENO) lint --quiet
 	@cd $(FUNCTIONS) && $(CURDIR)/$(DENO) check --frozen --quiet */index.ts tests/*.ts
-	@$(PYTHON) scripts/functions_test.py
+	@$(PYTHON) scripts/functions_test.py $(if $(JOBS),--jobs $(JOBS)) -- --no-check
 
-pytest: setup ## pytest over tests/py
-	@$(PAYGUARD) test --py
+pytest: $(SETUP) ## pytest over tests/py, modules spread over pytest-xdist workers
+	@$(PAYGUARD) test --py $(if $(JOBS),--jobs $(JOBS))
+
+test-model: $(SETUP) ## The money model alone (PAYGUARD_MODEL_SEED=N replays a run)
+	@$(PAYGUARD) test --py --jobs 2 -k money_model
+
+soak: $(SETUP) ## The money model for STEPS steps (make soak STEPS=20000), a new seed unless given
+	@$(PAYGUARD) test --py --jobs 2 -k money_model --steps $(STEPS)
 
 bench: setup ## Benchmarks (a script, not a test): RLS overhead as ratios to the owner's query
 	@$(PAYGUARD) bench

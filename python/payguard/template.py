@@ -9,7 +9,7 @@ import time
 from itertools import count
 from pathlib import Path
 
-from psycopg import sql
+from psycopg import errors, sql
 
 from payguard import __version__
 from payguard.cluster import APP_ROLE, DATABASE, Cluster
@@ -21,6 +21,9 @@ from payguard.project import Project
 
 TEMPLATE = "payguard_template"
 TEMPLATE_LOCK_KEY = 0x7465_6D70  # "temp"
+# CREATE DATABASE … TEMPLATE fails while another session is connected to the template (a test
+# reading it): a clone waits this long for it to leave.
+CLONE_WAIT_SECONDS = 30.0
 _clones = count(1)
 
 
@@ -81,8 +84,15 @@ def clone_template(cluster: Cluster, purpose: str) -> tuple[str, float]:
     """A new database copied from the template; returns its name and the seconds it took."""
     name = f"payguard_{purpose}_{os.getpid()}_{next(_clones)}"
     started = time.perf_counter()
-    recreate_database(cluster.admin_url(DATABASE), name, template=TEMPLATE)
-    return name, time.perf_counter() - started
+    while True:
+        try:
+            recreate_database(cluster.admin_url(DATABASE), name, template=TEMPLATE)
+        except errors.ObjectInUse:
+            if time.perf_counter() - started > CLONE_WAIT_SECONDS:
+                raise
+            time.sleep(0.05)
+            continue
+        return name, time.perf_counter() - started
 
 
 def drop_clone(cluster: Cluster, name: str) -> None:

@@ -1,29 +1,184 @@
 """Fixtures shared by the pytest suite. The database fixtures (project, cluster, database,
 database_url, admin_url, db, client, make_user) come from payguard's own plugin; the local
 Stripe, its webhook receiver and the served functions (local_stripe, stripe_client,
-stripe_test_api, webhook_receiver, serve_functions) from payguard.testing.local_stack."""
+stripe_test_api, webhook_receiver, serve_functions) from payguard.testing.local_stack; the
+end-to-end tests' `stage` (webhooks held back, passed on by the test) is here."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import random
 import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
 
+import payguard.deploy
 from payguard.cluster import Cluster
 from payguard.databases import drop_database, recreate_database
 from payguard.project import Project
+from payguard.template import clone_template, drop_clone
 from payguard.testing.client import AppClient
+
+if TYPE_CHECKING:
+    # Imported where used, so that pytest_plugins loads payguard.testing.local_stack first.
+    from payguard.testing.stripe_flow import Stage
 
 pytest_plugins = ["payguard.testing.fixtures", "payguard.testing.local_stack"]
 
 MigrationWriter = Callable[[str, str], Path]
+STATE_DIR = Path(__file__).resolve().parents[2] / ".payguard"
+
+# A role belongs to the cluster, not to a database: two pytest-xdist workers installing the
+# stand-in into two new databases at once would alter the same roles at once, and one fails
+# ("tuple concurrently updated"). The workers take turns, through a lock file; one process
+# alone (no workers) takes it as readily.
+_apply_standin = payguard.deploy.apply_standin
+
+
+def _apply_standin_in_turn(conn: Any) -> None:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with (STATE_DIR / "standin.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _apply_standin(conn)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+payguard.deploy.apply_standin = _apply_standin_in_turn  # type: ignore[assignment]
+
+# The audit sealer seals what every transaction older than its fence has ended on, and the
+# oldest transaction running is the cluster's, whatever its database: while a test of another
+# worker holds a transaction open, a seal may find nothing to seal yet. These modules run
+# alone: each holds the cluster's lock file exclusively from its first test to its last (and
+# runs first), every other test shares it while it runs.
+QUIET_CLUSTER_MODULES = frozenset({"test_audit_chain.py"})
+
+
+def _cluster_lock_files() -> tuple[Path, Path]:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    # The gate gives a module that runs alone its turn: once it waits, no other test starts.
+    return STATE_DIR / "cluster-gate.lock", STATE_DIR / "cluster-turn.lock"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cluster_alone(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.path.name not in QUIET_CLUSTER_MODULES:
+        yield
+        return
+    gate_file, turn_file = _cluster_lock_files()
+    with gate_file.open("w") as gate, turn_file.open("w") as turn:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def _cluster_shared(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.path.name in QUIET_CLUSTER_MODULES:
+        yield
+        return
+    gate_file, turn_file = _cluster_lock_files()
+    with gate_file.open("w") as gate, turn_file.open("w") as turn:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        fcntl.flock(turn, fcntl.LOCK_SH)
+        fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+
+
+MODEL_SEED = "PAYGUARD_MODEL_SEED"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Draw the money model's seed for this run, unless one is given to replay: set before
+    pytest-xdist starts its workers, so that every worker reads the same one."""
+    if not os.environ.get(MODEL_SEED):
+        os.environ[MODEL_SEED] = str(random.SystemRandom().getrandbits(32))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = os.environ[MODEL_SEED]
+    return f"money model seed: {seed} (replay: PAYGUARD_MODEL_SEED={seed} make test-model)"
+
+
+# Each group's time (a module's, or a money model shard's) in the last run of it, so that
+# pytest-xdist hands out the longest first and no long one starts last. Any order is correct:
+# only the run's length depends on it.
+MODULE_TIMES = STATE_DIR / "pytest-module-times.json"
+
+
+def _module_times() -> dict[str, float]:
+    try:
+        loaded = json.loads(MODULE_TIMES.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): float(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+def _group(item: pytest.Item) -> str:
+    """What pytest-xdist runs on one worker (--dist loadgroup): a module, whole, as its
+    fixtures are per module; the money model's shards each apart."""
+    shard = getattr(item, "callspec", None)
+    if item.path.name == "test_money_model.py" and shard is not None:
+        return f"{item.path.name}[{shard.params.get('shard')}]"
+    return item.path.name
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    times = _module_times()
+    order: dict[str, int] = {}
+    for item in items:
+        group = _group(item)
+        order.setdefault(group, len(order))
+        item.add_marker(pytest.mark.xdist_group(group))
+    # The modules that run alone first, then the longest first, then in file order; the tests
+    # of a group keep their order.
+    items.sort(
+        key=lambda i: (
+            i.path.name not in QUIET_CLUSTER_MODULES,
+            -times.get(_group(i), 0.0),
+            order[_group(i)],
+        )
+    )
+
+
+_spent: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add up each module's time (set-up, call and tear-down), on the controller too."""
+    name = report.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    if name == "test_money_model.py" and "[" in report.nodeid:
+        name += "[" + report.nodeid.rsplit("[", 1)[1]
+    _spent[name] = _spent.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Keep the times of the modules run whole (no -k), from the controller (or a run
+    without workers), for the next run's order."""
+    if hasattr(session.config, "workerinput") or session.config.option.keyword or not _spent:
+        return
+    try:
+        MODULE_TIMES.parent.mkdir(parents=True, exist_ok=True)
+        times = {**_module_times(), **_spent}
+        MODULE_TIMES.write_text(json.dumps(times, indent=1, sort_keys=True) + "\n")
+    except OSError:
+        pass
 
 
 @pytest.fixture
@@ -54,6 +209,15 @@ def empty_database(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator
     recreate_database(cluster.admin_url(), name)
     yield name
     drop_database(cluster.admin_url(), name)
+
+
+@pytest.fixture
+def fresh_database(cluster: Cluster) -> Iterator[str]:
+    """The name of a new clone of the template (every migration deployed, and the tests
+    schema) for one test, dropped afterwards: a fresh deploy, without deploying."""
+    name, _ = clone_template(cluster, "fresh")
+    yield name
+    drop_clone(cluster, name)
 
 
 @pytest.fixture(scope="session")
@@ -141,3 +305,41 @@ def record_books(cluster: Cluster) -> Callable[[str], dict[str, Any]]:
         return {"admin": admin, "payments": payments}
 
     return record
+
+
+@pytest.fixture(scope="module")
+def stage_settings() -> dict[str, str]:
+    """private.settings values a module's `stage` sets (a module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stage(
+    serve_functions,
+    database,
+    database_url,
+    admin_url,
+    cluster,
+    stripe_test_api,
+    local_stripe,
+    stage_settings,
+) -> Iterator[Stage]:
+    """The end-to-end tests' stage: the functions served against the module's database, no
+    escrow or payout hold (and the module's `stage_settings`), the local Stripe's webhooks
+    held back in a sink, each passed on to the served `stripe-webhook` by the test."""
+    from payguard.testing.local_stack import FunctionsClient
+    from payguard.testing.stripe_flow import Border, held_webhooks
+
+    functions = serve_functions(database)
+    border = Border(
+        database_url,
+        cluster.socket_url("authenticator", database),
+        FunctionsClient(functions),
+        stripe_test_api,
+    )
+    border.lift_holds()
+    with border.sql() as conn:
+        for key, value in stage_settings.items():
+            conn.execute("update private.settings set value = %s where key = %s", (value, key))
+    with held_webhooks(border, local_stripe, functions, admin_url) as held:
+        yield held

@@ -1,15 +1,22 @@
 """Property-based: random sequences of payment operations by random actors, some hostile,
 checked after every step against a model in Python: statuses, balances, and conservation of
-money. Every call goes through the app's path (authenticator, RLS, RPCs, triggers)."""
+money. Every call goes through the app's path (authenticator, RLS, RPCs, triggers).
+
+Each run draws a new seed (conftest.py prints it in the header); PAYGUARD_MODEL_SEED=N
+replays one run exactly (`make test-model PAYGUARD_MODEL_SEED=N`, or `payguard test --py -k
+money_model --seed N`), and PAYGUARD_MODEL_STEPS sets how many checked steps it runs, 2,000
+at least (`make soak STEPS=20000`)."""
 
 from __future__ import annotations
 
+import os
+import random
 import uuid
 from dataclasses import dataclass, field
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -23,6 +30,10 @@ from payguard.testing.client import ApiError, AppClient
 
 STEPS = {"run": 0}
 MIN_STEPS = 2000
+# Each round of the model: this many examples of at most this many steps, its seed drawn from
+# the run's; rounds follow each other until the run's steps are done.
+ROUND_EXAMPLES = 10
+ROUND_STEPS = 40
 FEE_BPS = 500
 DUAL_CONTROL = 30_000
 AMOUNTS = st.sampled_from([1_000, 9_999, 20_001, 45_000])
@@ -81,7 +92,8 @@ class PaymentWorld(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.client = AppClient(self.url, reproduce_failures=False)
+        # One connection for every request, as PostgREST's pool hands its connections on.
+        self.client = AppClient(self.url, reproduce_failures=False, reuse_connection=True)
         self.db = psycopg.connect(self.db_url, autocommit=True)
         ids = [uuid.uuid4() for _ in range(5)]
         self.users = dict(zip(("payer", "payee", "stranger", "ada", "abe"), ids, strict=True))
@@ -125,6 +137,7 @@ class PaymentWorld(RuleBasedStateMachine):
         self.positions = 0
 
     def teardown(self) -> None:
+        self.client.close()
         self.db.close()
 
     # -- calling -------------------------------------------------------------------------
@@ -367,42 +380,74 @@ class PaymentWorld(RuleBasedStateMachine):
     @invariant()
     def the_database_agrees_with_the_model(self) -> None:
         STEPS["run"] += 1
+        # One round trip: every payment's status, the escrow, the payee's wallet, and the sum
+        # of every ledger account.
+        row = self.db.execute(
+            "select (select coalesce(jsonb_object_agg(id, status::text), '{}') "
+            "  from public.milestone_payments where id = any(%s)), "
+            "(select balance_minor from public.escrow_accounts where project_id = %s), "
+            "(select array[coalesce(sum(credits_posted - debits_posted), 0), "
+            "  coalesce(sum(debits_pending), 0)] from private.ledger_limited_balances "
+            "  where kind = 'user_wallet' and user_id = %s), "
+            "(select sum(credits_posted - debits_posted + credits_pending - debits_pending) "
+            "  from private.ledger_balances)",
+            ([p.id for p in self.payments], self.project, self.users["payee"]),
+        ).fetchone()
+        assert row is not None
+        statuses, escrow, wallet, conserved = row
         for payment in self.payments:
-            row = self.db.execute(
-                "select status::text from public.milestone_payments where id = %s", (payment.id,)
-            ).fetchone()
-            assert row == (payment.status,), (payment, row)
-        escrow = self.db.execute(
-            "select balance_minor from public.escrow_accounts where project_id = %s",
-            (self.project,),
-        ).fetchone()
-        assert escrow == (self.escrow,)
-        wallet = self.db.execute(
-            "select coalesce(sum(credits_posted - debits_posted), 0), "
-            "coalesce(sum(debits_pending), 0) from private.ledger_limited_balances "
-            "where kind = 'user_wallet' and user_id = %s",
-            (self.users["payee"],),
-        ).fetchone()
-        assert wallet == (self.wallet_posted, self.wallet_reserved), wallet
-        conserved = self.db.execute(
-            "select sum(credits_posted - debits_posted + credits_pending - debits_pending) "
-            "from private.ledger_balances"
-        ).fetchone()
-        assert conserved == (0,)
+            assert statuses.get(str(payment.id)) == payment.status, (payment, statuses)
+        assert escrow == self.escrow
+        assert tuple(wallet) == (self.wallet_posted, self.wallet_reserved), wallet
+        assert conserved == 0
 
 
-def test_random_operations_keep_the_books(cluster, database, settings_for_the_model):
+def model_seed() -> int:
+    """The run's seed: PAYGUARD_MODEL_SEED (conftest.py sets one for every run)."""
+    return int(os.environ.get("PAYGUARD_MODEL_SEED") or random.SystemRandom().getrandbits(32))
+
+
+def model_steps() -> int:
+    """PAYGUARD_MODEL_STEPS, else MIN_STEPS (what `make test` runs), over all shards."""
+    return int(os.environ.get("PAYGUARD_MODEL_STEPS") or MIN_STEPS)
+
+
+# The run's steps are split into shards, each its own test (and, under pytest-xdist, on a worker
+# of its own: conftest.py groups each shard apart), each its own sequence of rounds, its seeds
+# drawn from the run's seed and the shard's number.
+SHARDS = 2
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_random_operations_keep_the_books(cluster, database, settings_for_the_model, shard):
     PaymentWorld.url = cluster.socket_url("authenticator", database)
     PaymentWorld.db_url = cluster.socket_url("postgres", database)
-    run_state_machine_as_test(
-        PaymentWorld,
-        settings=settings(
-            max_examples=60,
-            stateful_step_count=40,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            derandomize=True,
-        ),
-    )
-    print(f"hypothesis ran {STEPS['run']} checked steps")
-    assert STEPS["run"] >= MIN_STEPS, STEPS["run"]
+    run_seed = model_seed()
+    wanted = -(-model_steps() // SHARDS)
+    replay = f"replay: PAYGUARD_MODEL_SEED={run_seed} make test-model"
+    print(f"money model shard {shard}: seed {run_seed}, {wanted} steps ({replay})")
+    rounds = random.Random(f"{run_seed}/{shard}")
+    round_number, first = 0, STEPS["run"]
+    while STEPS["run"] - first < wanted:
+        round_number += 1
+        machine = seed(rounds.getrandbits(64))(PaymentWorld)
+        try:
+            run_state_machine_as_test(
+                machine,
+                settings=settings(
+                    max_examples=ROUND_EXAMPLES,
+                    stateful_step_count=ROUND_STEPS,
+                    deadline=None,
+                    suppress_health_check=list(HealthCheck),
+                    database=None,
+                ),
+            )
+        except BaseException:
+            print(
+                f"money model shard {shard} failed in round {round_number} after "
+                f"{STEPS['run'] - first} steps; seed {run_seed}; {replay}"
+            )
+            raise
+    ran = STEPS["run"] - first
+    print(f"hypothesis ran {ran} checked steps in {round_number} rounds")
+    assert ran >= wanted, ran

@@ -11,16 +11,15 @@ from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
 from payguard.cli import app
-from payguard.deploy import deploy
 from payguard.reconcile import reconcile
 from payguard.testing.client import AppClient
 
 
 @pytest.fixture
-def books(cluster, empty_database, project, record_books):
-    """A fresh deploy in which hana funded two milestones and released one to carl."""
-    deploy(cluster.admin_url(empty_database), project)
-    return record_books(empty_database)
+def books(fresh_database, record_books):
+    """A fresh deploy (a clone of the template) in which hana funded two milestones and
+    released one to carl."""
+    return record_books(fresh_database)
 
 
 def test_money_that_adds_up_reconciles(books):
@@ -134,9 +133,9 @@ def succeeded(payment: object, intent: str, amount: int, event_id: str) -> Jsonb
 
 
 def test_a_refused_charge_is_reported_as_an_inconsistency_and_a_refused_event(
-    books, cluster, empty_database
+    books, cluster, fresh_database
 ):
-    client = AppClient(cluster.socket_url("authenticator", empty_database))
+    client = AppClient(cluster.socket_url("authenticator", fresh_database))
     with client.as_service("payment_service") as req:
         answer = req.scalar(
             "select public.apply_stripe_event(%s)",
@@ -161,9 +160,9 @@ def test_a_refused_charge_is_reported_as_an_inconsistency_and_a_refused_event(
 
 
 def test_a_recovered_charge_and_a_retried_event_are_no_longer_reported(
-    books, cluster, empty_database
+    books, cluster, fresh_database
 ):
-    client = AppClient(cluster.socket_url("authenticator", empty_database))
+    client = AppClient(cluster.socket_url("authenticator", fresh_database))
     # the database could not be reached after a charge: the function records it afterwards
     with client.as_service("payment_service") as req:
         recorded = req.scalar(
@@ -220,9 +219,9 @@ def test_a_recovered_charge_and_a_retried_event_are_no_longer_reported(
     assert reconcile(books["admin"]) == []
 
 
-def test_the_same_event_delivered_twice_at_once_is_applied_once(books, cluster, empty_database):
+def test_the_same_event_delivered_twice_at_once_is_applied_once(books, cluster, fresh_database):
     """The second delivery waits for the first, then finds it processed."""
-    url = cluster.socket_url("authenticator", empty_database)
+    url = cluster.socket_url("authenticator", fresh_database)
     event = succeeded(books["payments"][1], "pi_1Books", 30000, "evt_Concurrent01")
     settings = (
         "select set_config('role', 'payment_service', true), "
@@ -258,7 +257,7 @@ def test_the_same_event_delivered_twice_at_once_is_applied_once(books, cluster, 
 
 
 def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_is_reversed(
-    books, cluster, empty_database
+    books, cluster, fresh_database
 ):
     """payout.failed puts the money back on the connected account while the wallet gets it
     back too: reported until the transfer is reversed and the reversal recorded."""
@@ -308,7 +307,7 @@ def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_i
             },
         }
     )
-    client = AppClient(cluster.socket_url("authenticator", empty_database))
+    client = AppClient(cluster.socket_url("authenticator", fresh_database))
     with client.as_service("payment_service") as req:
         req.scalar("select public.record_withdrawal_transfer(%s, 'tr_Books01')", (withdrawal[0],))
         req.scalar("select public.record_withdrawal_payout(%s, 'po_Books01')", (withdrawal[0],))
@@ -326,7 +325,7 @@ def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_i
     assert reconcile(books["admin"]) == []
 
 
-def test_a_refused_event_is_reported_until_an_admin_settles_it(books, cluster, empty_database):
+def test_a_refused_event_is_reported_until_an_admin_settles_it(books, cluster, fresh_database):
     """A refused event that moves no money opens no inconsistency: it stays listed until an
     admin settles it in writing; a refused money event leaves the list once its inconsistency
     is resolved."""
@@ -339,7 +338,7 @@ def test_a_refused_event_is_reported_until_an_admin_settles_it(books, cluster, e
             "data": {"object": {"id": "acct_Other001", "object": "account"}},
         }
     )
-    client = AppClient(cluster.socket_url("authenticator", empty_database))
+    client = AppClient(cluster.socket_url("authenticator", fresh_database))
     with client.as_service("payment_service") as req:
         assert req.scalar("select public.apply_stripe_event(%s) ->> 'status'", (foreign,)) == (
             "refused"

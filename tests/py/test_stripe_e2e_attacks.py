@@ -13,38 +13,18 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from payguard.reconcile import reconcile
 from payguard.stripe_reconcile import reconcile_stripe
-from payguard.testing.local_stack import FunctionsClient
 from payguard.testing.stripe_flow import (
-    Border,
     Flow,
     Stage,
-    held_webhooks,
     post_event,
     signature,
 )
-
-
-@pytest.fixture(scope="module")
-def stage(
-    serve_functions, database, database_url, admin_url, cluster, stripe_test_api, local_stripe
-) -> Iterator[Stage]:
-    functions = serve_functions(database)
-    border = Border(
-        database_url,
-        cluster.socket_url("authenticator", database),
-        FunctionsClient(functions),
-        stripe_test_api,
-    )
-    border.lift_holds()
-    with held_webhooks(border, local_stripe, functions, admin_url) as stage:
-        yield stage
 
 
 def test_forged_rekeyed_stale_missing_or_tampered_signatures_are_refused_and_write_nothing(stage):

@@ -19,29 +19,13 @@ from payguard.jwt import api_key
 from payguard.reconcile import reconcile
 from payguard.stripe_reconcile import reconcile_stripe
 from payguard.testing.local_stack import FunctionsClient
-from payguard.testing.stripe_flow import Border, Flow, Stage, held_webhooks
+from payguard.testing.stripe_flow import Flow, Stage
 
 
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def stage(
-    serve_functions, database, database_url, admin_url, cluster, stripe_test_api, local_stripe
-) -> Iterator[Stage]:
-    functions = serve_functions(database)
-    border = Border(
-        database_url,
-        cluster.socket_url("authenticator", database),
-        FunctionsClient(functions),
-        stripe_test_api,
-    )
-    border.lift_holds()
-    with held_webhooks(border, local_stripe, functions, admin_url) as stage:
-        yield stage
 
 
 @pytest.fixture(scope="module")

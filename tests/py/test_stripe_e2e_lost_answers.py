@@ -23,25 +23,9 @@ from payguard.jwt import api_key
 from payguard.stripe_reconcile import reconcile_stripe
 from payguard.testing.local_stack import FunctionsClient
 from payguard.testing.lossy_proxy import LossyProxy, lossy_proxy
-from payguard.testing.stripe_flow import Border, Flow, Stage, held_webhooks
+from payguard.testing.stripe_flow import Border, Flow, Stage
 
 AMOUNT = 600_000
-
-
-@pytest.fixture(scope="module")
-def stage(
-    serve_functions, database, database_url, admin_url, cluster, stripe_test_api, local_stripe
-) -> Iterator[Stage]:
-    functions = serve_functions(database)
-    border = Border(
-        database_url,
-        cluster.socket_url("authenticator", database),
-        FunctionsClient(functions),
-        stripe_test_api,
-    )
-    border.lift_holds()
-    with held_webhooks(border, local_stripe, functions, admin_url) as stage:
-        yield stage
 
 
 @pytest.fixture(scope="module")

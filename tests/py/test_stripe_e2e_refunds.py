@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,26 +29,13 @@ from payguard.jwt import api_key
 from payguard.reconcile import reconcile
 from payguard.stripe_reconcile import reconcile_stripe
 from payguard.testing.client import ApiError
-from payguard.testing.local_stack import FunctionsClient
-from payguard.testing.stripe_flow import Border, Flow, Stage, held_webhooks
+from payguard.testing.stripe_flow import Flow, Stage
 
 
 @pytest.fixture(scope="module")
-def stage(
-    serve_functions, database, database_url, admin_url, cluster, stripe_test_api, local_stripe
-) -> Iterator[Stage]:
-    functions = serve_functions(database)
-    border = Border(
-        database_url,
-        cluster.socket_url("authenticator", database),
-        FunctionsClient(functions),
-        stripe_test_api,
-    )
-    border.lift_holds()
-    with border.sql() as conn:
-        conn.execute("update private.settings set value = '0' where key = 'refund_retry_seconds'")
-    with held_webhooks(border, local_stripe, functions, admin_url) as stage:
-        yield stage
+def stage_settings() -> dict[str, str]:
+    """Refunds are retried at once: the recovery tests run the refunds function again."""
+    return {"refund_retry_seconds": "0"}
 
 
 def mentioning(found: list[Any], *texts: str) -> list[str]:

@@ -18,8 +18,33 @@ def run_suites(
         str | None,
         typer.Option("-k", help="Only tests matching this (pytest -k; a file-name part for SQL)."),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="pg_prove processes and pytest workers at once (default: processors + 1).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="Replay the money model with this seed (it prints its own)."),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, help="Steps of the money model (default 2000)."),
+    ] = None,
 ) -> None:
     """Run both suites (or the one asked for) against fresh clones of the template database."""
     run_sql, run_py = (sql, py) if (sql or py) else (True, True)
-    code = run_tests(state(ctx).project(), sql=run_sql, py=run_py, keyword=keyword)
+    code = run_tests(
+        state(ctx).project(),
+        sql=run_sql,
+        py=run_py,
+        keyword=keyword,
+        jobs=jobs,
+        seed=seed,
+        steps=steps,
+    )
     raise typer.Exit(code=code)

@@ -72,11 +72,45 @@ class Session:
 
 class AppClient:
     """Requests against one database URL, which should log in as `authenticator`, as
-    PostgREST does."""
+    PostgREST does. Each request opens its own connection, unless `reuse_connection`: then
+    requests take turns on one connection, as PostgREST's pool hands a connection from one
+    request to the next (every setting a request makes is local to its transaction). Close
+    such a client with close() or a `with` block."""
 
-    def __init__(self, url: str, *, reproduce_failures: bool = True) -> None:
+    def __init__(
+        self, url: str, *, reproduce_failures: bool = True, reuse_connection: bool = False
+    ) -> None:
         self.url = url
         self.reproduce_failures = reproduce_failures
+        self.reuse_connection = reuse_connection
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> AppClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        if not self.reuse_connection:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                yield conn
+            return
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.url, autocommit=True)
+        try:
+            yield self._conn
+        except BaseException:
+            # A connection left in an unknown state is not handed to the next request.
+            if self._conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                self.close()
+            raise
 
     def as_user(
         self,
@@ -115,14 +149,18 @@ class AppClient:
 
     @contextmanager
     def request(self, request: Request) -> Iterator[Session]:
-        """One transaction: SET LOCAL the request's settings, run the body, then commit, or
-        roll back if anything failed (as PostgREST does)."""
-        with psycopg.connect(self.url, autocommit=True) as conn:
+        """One transaction: SET LOCAL the request's settings (in one statement, as PostgREST
+        does), run the body, then commit, or roll back if anything failed (as PostgREST
+        does)."""
+        with self._connection() as conn:
             session = Session(conn, request)
             conn.execute("begin read only" if request.read_only else "begin")
             try:
-                for name, value in request.settings():
-                    conn.execute("select set_config(%s, %s, true)", (name, value))
+                settings = request.settings()
+                conn.execute(
+                    "select " + ", ".join(["set_config(%s, %s, true)"] * len(settings)),
+                    [part for pair in settings for part in pair],
+                )
                 yield session
             except ApiError:
                 # PostgREST commits a request whose function returned an error status.

@@ -21,17 +21,12 @@ select tests.create_supabase_user('ivan');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 update private.settings set value = '{"time_zone": "UTC", "from": 0, "to": 24}'
 where key = 'business_hours';
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-4000-8000-000000000001', 'USD');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-values ('20000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000001', 1,
-  'Cabinets', 40000, 'USD');
-insert into public.milestone_payments (id, milestone_id, payer_id)
-values ('30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001',
-  tests.get_supabase_uid('hana'));
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[40000],
+  titles => array['Cabinets']
+);
 
 -- the guard: a card number behind a shape (4242 2024 0101 1202 and others pass Luhn)
 select ok(

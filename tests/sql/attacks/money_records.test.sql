@@ -5,7 +5,7 @@
 begin;
 select plan(26);
 
-grant usage on schema extensions to payment_service, escrow_service, admin, auditor;
+select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana's kitchen, built by carl; payments 1 to 3 disputed by hana
 -- (disputes 1 to 3 open), payment 4 released; carl's USD bank account, a large withdrawal
@@ -18,19 +18,12 @@ update public.users set role = 'admin'
 where id in (tests.get_supabase_uid('ada'), tests.get_supabase_uid('bob'));
 update private.settings set value = '{"time_zone": "UTC", "from": 0, "to": 24}'
 where key = 'business_hours';
-insert into public.projects (id, owner_id, contractor_id, title)
-values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'),
-  tests.get_supabase_uid('carl'), 'Kitchen remodel');
-insert into public.escrow_accounts (user_id, project_id, currency)
-values (tests.get_supabase_uid('hana'), '10000000-0000-4000-8000-000000000001', 'USD');
-insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-select ('20000000-0000-4000-8000-00000000000' || n)::uuid, '10000000-0000-4000-8000-000000000001',
-  n, 'Step ' || n, 40000, 'USD'
-from generate_series(1, 4) as n;
-insert into public.milestone_payments (id, milestone_id, payer_id)
-select ('30000000-0000-4000-8000-00000000000' || n)::uuid,
-  ('20000000-0000-4000-8000-00000000000' || n)::uuid, tests.get_supabase_uid('hana')
-from generate_series(1, 4) as n;
+select tests.create_project_with_milestones(
+  'hana',
+  'carl',
+  amounts => array[40000, 40000, 40000, 40000],
+  titles => array['Step 1', 'Step 2', 'Step 3', 'Step 4']
+);
 select tests.set_milestone_payment_status(('30000000-0000-4000-8000-00000000000' || n)::uuid, 'disputed')
 from generate_series(1, 3) as n;
 select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000004', 'released');

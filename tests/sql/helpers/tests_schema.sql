@@ -501,30 +501,102 @@ as $$
   where processor_account_id = account_id;
 $$;
 
--- A project with pending milestone payments ---------------------------------------------------
+-- Pgtap for the backend and staff roles ------------------------------------------------------
+
+/**
+ * pgTAP lives in `extensions`, where the backend and staff roles have no USAGE: this lets
+ * `roles` (by default payment_service, escrow_service, admin and auditor) call the assertions.
+ * It grants nothing on any table; run it inside the test's transaction, which rolls it back.
+ */
+create function tests.let_roles_call_pgtap(
+  variadic roles name[] default array['payment_service', 'escrow_service', 'admin', 'auditor']
+)
+returns void
+language plpgsql
+volatile
+as $$
+begin
+  execute format(
+    'grant usage on schema extensions to %s',
+    (select string_agg(quote_ident(r), ', ') from unnest(roles) as r)
+  );
+end
+$$;
+
+-- A project with milestones, escrow and pending milestone payments -------------------------
+
+/**
+ * `owner`'s project `project_id` for `contractor` (none when null), titled `project_title`,
+ * with milestone n (n = 1 … cardinality(amounts)) of amounts[n] in `currency`, titled
+ * titles[n] ('Step' when titles is null), whose id is the project's with its first digit 2
+ * and its last group n (10000000-…-000000000001 gives 20000000-…-00000000000n); the owner's
+ * escrow account for it (id `escrow_id`, else a new one) unless `escrow` is false; and a
+ * pending milestone payment, paid by the owner, for each of the first `payments` milestones
+ * (all by default), its id the project's with first digit 3 and last group n. Run as the
+ * owner of the schema.
+ */
+create function tests.create_project_with_milestones(
+  owner text,
+  contractor text,
+  amounts bigint[],
+  titles text[] default null,
+  payments integer default null,
+  escrow boolean default true,
+  project_id uuid default '10000000-0000-4000-8000-000000000001',
+  escrow_id uuid default null,
+  project_title text default 'Kitchen remodel',
+  currency char(3) default 'USD'
+)
+returns void
+language plpgsql
+volatile
+as $$
+begin
+  insert into public.projects (id, owner_id, contractor_id, title)
+  values (project_id, tests.get_supabase_uid(owner),
+    case when contractor is not null then tests.get_supabase_uid(contractor) end,
+    project_title);
+  insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
+  select tests.project_fixture_id(project_id, 2, n), project_id, n,
+    coalesce(titles[n], 'Step'), amounts[n], currency
+  from generate_series(1, cardinality(amounts)) as n;
+  if escrow then
+    insert into public.escrow_accounts (id, user_id, project_id, currency)
+    values (coalesce(escrow_id, gen_random_uuid()), tests.get_supabase_uid(owner), project_id,
+      currency);
+  end if;
+  insert into public.milestone_payments (id, milestone_id, payer_id)
+  select tests.project_fixture_id(project_id, 3, n), tests.project_fixture_id(project_id, 2, n),
+    tests.get_supabase_uid(owner)
+  from generate_series(1, coalesce(payments, cardinality(amounts))) as n;
+end
+$$;
+
+/**
+ * The id of a project's fixture: the project's id with its first digit `kind` (2 for a
+ * milestone, 3 for its payment) and its last group `n`.
+ */
+create function tests.project_fixture_id(project_id uuid, kind integer, n integer) returns uuid
+language sql
+immutable
+as $$
+  select (kind::text || substr(project_id::text, 2, 23) || lpad(n::text, 12, '0'))::uuid
+$$;
 
 /**
  * The border tests' fixture: `owner`'s project 10000000-…-000000000001 for `contractor`, its
  * escrow account in USD, and `payments` milestones 20000000-…-00000000000n of 10000 × n USD,
- * each with its pending milestone payment 30000000-…-00000000000n paid by `owner`
- * (n = 1 … payments, at most 9). Run as the owner of the schema.
+ * titled 'Milestone n', each with its pending milestone payment 30000000-…-00000000000n paid
+ * by `owner` (n = 1 … payments, at most 9). Run as the owner of the schema.
  */
 create function tests.create_project_payments(owner text, contractor text, payments integer)
 returns void
 language sql
 volatile
 as $$
-  insert into public.projects (id, owner_id, contractor_id, title)
-  values ('10000000-0000-4000-8000-000000000001', tests.get_supabase_uid(owner),
-    tests.get_supabase_uid(contractor), 'Kitchen remodel');
-  insert into public.project_milestones (id, project_id, position, title, amount_minor, currency)
-  select format('20000000-0000-4000-8000-00000000000%s', n)::uuid,
-    '10000000-0000-4000-8000-000000000001', n, 'Milestone ' || n, 10000 * n, 'USD'
-  from generate_series(1, payments) as n;
-  insert into public.escrow_accounts (user_id, project_id, currency)
-  values (tests.get_supabase_uid(owner), '10000000-0000-4000-8000-000000000001', 'USD');
-  insert into public.milestone_payments (id, milestone_id, payer_id)
-  select format('30000000-0000-4000-8000-00000000000%s', n)::uuid,
-    format('20000000-0000-4000-8000-00000000000%s', n)::uuid, tests.get_supabase_uid(owner)
-  from generate_series(1, payments) as n;
+  select tests.create_project_with_milestones(
+    owner, contractor,
+    amounts => array(select 10000::bigint * n from generate_series(1, payments) as n),
+    titles => array(select 'Milestone ' || n from generate_series(1, payments) as n)
+  )
 $$;
