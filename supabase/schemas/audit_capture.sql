@@ -920,6 +920,12 @@ execute function private.capture_audit_row(
   'updated_at'
 );
 
+create trigger refuse_unaudited_truncate
+before truncate
+on private.refund_obligations
+for each statement
+execute function private.refuse_unaudited_truncate();
+
 create trigger audit_trail
 after insert or delete or update
 on private.settings

@@ -5,7 +5,7 @@
 -- secrets redacted. What the database refuses (rewriting the ledger, deleting rows that
 -- others depend on, truncating) leaves no audit row at all.
 begin;
-select plan(77);
+select plan(78);
 
 -- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
 select tests.let_roles_call_pgtap();
@@ -975,6 +975,29 @@ select throws_ok(
   'webhook events cannot be truncated'
 );
 select is(tests.audit_rows_since_mark(), 0, 'and the refused truncate leaves no audit row');
+
+-- the class: every table with an audit trigger refuses a truncate
+select is(
+  array(
+    select distinct t.tgrelid::regclass::text
+    from pg_catalog.pg_trigger as t
+    where
+      t.tgfoid in (
+        'private.capture_audit_row()'::regprocedure,
+        'private.capture_audit_inserts()'::regprocedure,
+        'private.capture_audit_updates()'::regprocedure
+      )
+      and not exists (
+        select from pg_catalog.pg_trigger as g
+        where
+          g.tgrelid = t.tgrelid
+          and g.tgfoid = 'private.refuse_unaudited_truncate()'::regprocedure
+      )
+    order by 1
+  ),
+  '{}'::text [],
+  'every audited table refuses a truncate'
+);
 
 select tests.begin_owner_change();
 delete from public.webhook_events where id = 'evt_1Audit01';
