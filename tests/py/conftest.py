@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 
-import payguard.deploy
 from payguard.cluster import Cluster
 from payguard.databases import drop_database, recreate_database
 from payguard.project import Project
@@ -35,25 +34,6 @@ pytest_plugins = ["payguard.testing.fixtures", "payguard.testing.local_stack"]
 
 MigrationWriter = Callable[[str, str], Path]
 STATE_DIR = Path(__file__).resolve().parents[2] / ".payguard"
-
-# A role belongs to the cluster, not to a database: two pytest-xdist workers installing the
-# stand-in into two new databases at once would alter the same roles at once, and one fails
-# ("tuple concurrently updated"). The workers take turns, through a lock file; one process
-# alone (no workers) takes it as readily.
-_apply_standin = payguard.deploy.apply_standin
-
-
-def _apply_standin_in_turn(conn: Any) -> None:
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    with (STATE_DIR / "standin.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            _apply_standin(conn)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-payguard.deploy.apply_standin = _apply_standin_in_turn  # type: ignore[assignment]
 
 # The audit sealer seals what every transaction older than its fence has ended on, and the
 # oldest transaction running is the cluster's, whatever its database: while a test of another
