@@ -5,8 +5,7 @@
   payguard.errors.ExitCode), a psycopg error into one line with its SQLSTATE and exit 3, a
   usage error into one line and exit 2, anything else into `internal error: ...` and exit 70
   (with the traceback when PAYGUARD_DEBUG=1). Under `--json` the error is JSON on stderr:
-  {"error": {"code": 3, "message": "..."}}. Commands need no decorator (`boundary` is kept,
-  and does nothing, for commands written with it);
+  {"error": {"code": 3, "message": "..."}}. Commands need no decorator;
 - the global options: `--workdir` is accepted before or after the subcommand;
 - the options: `Json` (`--json`) for every command that reports, `DbUrl` (`--db-url`);
 - the connection helper: `target(project, db_url)` resolves --db-url / $DATABASE_URL / the
@@ -22,10 +21,10 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import psycopg
 import typer
@@ -61,8 +60,6 @@ DbUrl = Annotated[
     ),
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 @dataclass
 class State:
@@ -75,11 +72,6 @@ class State:
 def state(ctx: typer.Context) -> State:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, State) else State(workdir=None)
-
-
-def boundary(command: F) -> F:
-    """Kept for commands written with it: the root command (PayguardGroup) is the boundary."""
-    return command
 
 
 def target(project: Project, db_url: str | None, *, deployed: bool = False) -> Target:
