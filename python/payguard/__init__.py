@@ -1,5 +1,4 @@
 """payguard: the payment-security layer of InstaBids, and the tooling that deploys and tests it."""
 
-from importlib.metadata import version
-
-__version__ = version("payguard")
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.1.0"

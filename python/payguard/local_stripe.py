@@ -21,14 +21,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import stripe
+from typing import TYPE_CHECKING, Any
 
 from payguard.cluster import free_port
 from payguard.errors import PayguardError
 from payguard.project import Project
 from payguard.services import Service
+
+if TYPE_CHECKING:
+    import stripe
 
 API_KEY = "sk_test_payguard_local"
 WEBHOOK_NAME = "payguard"
@@ -183,7 +184,11 @@ def api_base(port: int) -> str:
 
 
 def stripe_client(base: str, api_key: str = API_KEY) -> stripe.StripeClient:
-    """stripe-python pointed at `base` (a local Stripe), never retrying on its own."""
+    """stripe-python pointed at `base` (a local Stripe), never retrying on its own. The SDK is
+    imported here, by what talks to Stripe, as it takes longer to import than most commands
+    take to run."""
+    import stripe
+
     return stripe.StripeClient(api_key, base_addresses={"api": base}, max_network_retries=0)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from payguard.cli import app
@@ -228,6 +229,8 @@ def test_every_reporting_command_takes_the_one_json_option():
     from typer.main import get_command
 
     root = get_command(app)
+    # Commands are looked up as the root looks them up when they run (each module loaded then).
+    context = typer.Context(root)
     reporting = [
         ("deploy",),
         ("describe",),
@@ -259,7 +262,9 @@ def test_every_reporting_command_takes_the_one_json_option():
     for path in reporting:
         command = root
         for name in path:
-            command = command.commands[name]  # type: ignore[attr-defined]
+            found = command.get_command(context, name)  # type: ignore[attr-defined]
+            assert found is not None, path
+            command = found
         [option] = [p for p in command.params if "--json" in p.opts]
         helps.add(option.help)
     assert len(helps) == 1, helps

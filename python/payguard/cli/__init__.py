@@ -12,46 +12,42 @@ from typing import Annotated
 import typer
 
 from payguard import __version__
-from payguard.cli import (
-    audit,
-    bench,
-    db,
-    demo,
-    deploy,
-    describe,
-    functions,
-    policies,
-    reconcile,
-    schema,
-    standin,
-    stripe,
-    suites,
-    token,
-)
 from payguard.cli.common import PayguardGroup, State
+
+# Each command and the attribute of its module that holds it: a Typer (a group of commands)
+# or a function (one command). A module is imported only when its command runs, or when the
+# root's help lists them all, so that a command pays only for what it imports itself (the
+# Stripe SDK alone takes longer to import than most commands take to run).
+COMMANDS: dict[str, str] = {
+    "deploy": "payguard.cli.deploy:deploy",
+    "test": "payguard.cli.suites:run_suites",
+    "describe": "payguard.cli.describe:describe",
+    "demo": "payguard.cli.demo:demo",
+    "bench": "payguard.cli.bench:bench",
+    "reconcile": "payguard.cli.reconcile:reconcile",
+    "token": "payguard.cli.token:token",
+    "db": "payguard.cli.db:app",
+    "policies": "payguard.cli.policies:app",
+    "audit": "payguard.cli.audit:app",
+    "stripe": "payguard.cli.stripe:app",
+    "functions": "payguard.cli.functions:app",
+    "schema": "payguard.cli.schema:app",
+    "standin": "payguard.cli.standin:app",
+}
+
+
+class RootGroup(PayguardGroup):
+    commands_by_module = COMMANDS
+
 
 app = typer.Typer(
     name="payguard",
-    cls=PayguardGroup,
+    cls=RootGroup,
     help="Deploy, check and test payguard, the payment-security layer of InstaBids.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(db.app, name="db")
-app.add_typer(policies.app, name="policies")
-app.add_typer(audit.app, name="audit")
-app.add_typer(stripe.app, name="stripe")
-app.add_typer(functions.app, name="functions")
-app.add_typer(schema.app, name="schema")
-app.add_typer(standin.app, name="standin")
-app.command("deploy")(deploy.deploy)
-app.command("test")(suites.run_suites)
-app.command("describe")(describe.describe)
-app.command("demo")(demo.demo)
-app.command("bench")(bench.bench)
-app.command("reconcile")(reconcile.reconcile)
-app.command("token")(token.token)
 
 
 def show_version(value: bool) -> None:

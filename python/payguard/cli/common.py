@@ -1,6 +1,7 @@
 """What the commands share. A new command plugs into these and needs nothing else:
 
-- the boundary: `PayguardGroup`, the root command's class, runs every command. It turns a
+- the boundary: `PayguardGroup`, the root command's class, runs every command. It imports a
+  command's module only when that command runs (`commands_by_module`). It turns a
   PayguardError into one line on stderr (`error: ...`) and its class's exit code (see
   payguard.errors.ExitCode), a psycopg error into one line with its SQLSTATE and exit 3, a
   usage error into one line and exit 2, anything else into `internal error: ...` and exit 70
@@ -17,27 +18,31 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NoReturn
 
-import psycopg
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer import _click
 from typer._click.exceptions import ClickException
 from typer._click.exceptions import UsageError as ClickUsageError
 from typer.core import TyperGroup
 
-from payguard.cluster import Cluster
-from payguard.db import Target, check_url, connect, require_deployed, resolve_url
 from payguard.errors import DatabaseError, ExitCode, PayguardError
 from payguard.project import Project, find_project
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from payguard.db import Target
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -78,6 +83,9 @@ def target(project: Project, db_url: str | None, *, deployed: bool = False) -> T
     """The database a command acts on: --db-url, $DATABASE_URL, or the embedded cluster
     (started if needed, reached as its superuser). It must answer; with `deployed`, it must
     hold payguard's migrations. Every failure is a one-line error that says what to do."""
+    from payguard.cluster import Cluster
+    from payguard.db import Target, check_url, connect, require_deployed, resolve_url
+
     url = resolve_url(db_url)
     if url is not None:
         source = "--db-url" if db_url else "$DATABASE_URL"
@@ -127,7 +135,34 @@ def wants_json(args: Sequence[str]) -> bool:
 
 
 class PayguardGroup(TyperGroup):
-    """The root command: the error boundary of every command, and the global options."""
+    """The root command: the error boundary of every command, and the global options.
+
+    `commands_by_module` names each command's "module:attribute" (a Typer or a function),
+    imported when the command is first looked up: running one command imports only its own
+    module, and the root's help, which looks up every command, imports them all."""
+
+    commands_by_module: ClassVar[Mapping[str, str]] = {}
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        loaded = super().list_commands(ctx)
+        return [*loaded, *(name for name in self.commands_by_module if name not in loaded)]
+
+    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        where = self.commands_by_module.get(cmd_name)
+        if command is None and where is not None:
+            command = load_command(cmd_name, where)
+            self.add_command(command, cmd_name)
+        return command
+
+    def resolve_command(
+        self, ctx: _click.Context, args: list[str]
+    ) -> tuple[str | None, _click.Command | None, list[str]]:
+        # An unknown name is answered with the closest known ones: load them all first.
+        if args and self.get_command(ctx, args[0]) is None:
+            for name in self.commands_by_module:
+                self.get_command(ctx, name)
+        return super().resolve_command(ctx, args)
 
     def main(
         self,
@@ -157,9 +192,9 @@ class PayguardGroup(TyperGroup):
             fail("aborted", ExitCode.FINDING, as_json)
         except PayguardError as exc:
             fail(str(exc), exc.exit_code, as_json)
-        except psycopg.Error as exc:
-            fail(database_message(exc), ExitCode.DATABASE, as_json)
         except Exception as exc:
+            if (database_error := as_database_error(exc)) is not None:
+                fail(database_message(database_error), ExitCode.DATABASE, as_json)
             if os.environ.get(DEBUG_ENV):
                 traceback.print_exc()
             fail(
@@ -172,6 +207,28 @@ class PayguardGroup(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code)
+
+
+def load_command(name: str, where: str) -> _click.Command:
+    """The click command for "module:attribute", built as typer builds a registered one."""
+    module, attribute = where.split(":")
+    command = getattr(importlib.import_module(module), attribute)
+    holder = typer.Typer()
+    if isinstance(command, typer.Typer):
+        holder.add_typer(command, name=name)
+    else:
+        holder.command(name)(command)
+    return typer.main.get_group(holder).commands[name]
+
+
+def as_database_error(exc: BaseException) -> psycopg.Error | None:
+    """`exc` if it is a psycopg error. psycopg is looked up, not imported: only a command
+    that connects can raise one, and such a command has imported it."""
+    if "psycopg" not in sys.modules:
+        return None
+    import psycopg
+
+    return exc if isinstance(exc, psycopg.Error) else None
 
 
 def usage_message(exc: ClickException) -> str:

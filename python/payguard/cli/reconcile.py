@@ -14,8 +14,6 @@ from payguard.local_stripe import API_KEY, LocalStripe, stripe_client
 from payguard.project import Project
 from payguard.reconcile import CHECKS, Difference
 from payguard.reconcile import reconcile as run_reconcile
-from payguard.stripe_reconcile import CHECKS as STRIPE_CHECKS
-from payguard.stripe_reconcile import reconcile_stripe
 
 # The ids a difference names: payguard's UUIDs and Stripe's prefixed ids (pi_..., ch_...).
 IDS = re.compile(
@@ -44,6 +42,10 @@ def reconcile(
     found = [("database", d) for d in run_reconcile(url)]
     checks = {"database": len(CHECKS), "stripe": 0}
     if with_stripe:
+        # Imported only here: the Stripe SDK is slow to import.
+        from payguard.stripe_reconcile import CHECKS as STRIPE_CHECKS
+        from payguard.stripe_reconcile import reconcile_stripe
+
         api_base, api_key = stripe_endpoint(project)
         found += [("stripe", d) for d in reconcile_stripe(url, stripe_client(api_base, api_key))]
         checks["stripe"] = len(STRIPE_CHECKS)
