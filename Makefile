@@ -21,8 +21,10 @@ unexport DATABASE_URL
 export DO_NOT_TRACK := 1
 export SUPABASE_TELEMETRY_DISABLED := 1
 
-# `make test`'s steps, in order (each also a target of its own).
-TEST_STEPS := lint sqlfluff supabase-checks schema-check pgtap deno pytest
+# `make test`'s steps (each also a target of its own), in stages: the steps joined by `+` run
+# side by side (they share nothing, and the linters keep a processor busy while the database
+# checks wait on the server), the stages one after another.
+TEST_STAGES := lint+sqlfluff+supabase-checks+schema-check pgtap deno pytest
 # pg_prove processes, pytest workers and deno test processes at once (default: processors + 1).
 JOBS ?=
 # The steps as `make test` runs them: it has run `setup` once already.
@@ -66,17 +68,9 @@ demo: setup ## Start the embedded database, deploy with seed data, show what is 
 	@$(PAYGUARD) describe
 	@$(PAYGUARD) demo
 
-test: setup ## Every check, in order, stopping at the first failure; a header and a time for each
-	@started=$$(date +%s%N); \
-	  for step in $(TEST_STEPS); do \
-	    printf '\n==> %s\n' "$$step"; begun=$$(date +%s%N); \
-	    $(MAKE) --no-print-directory SETUP= $$step || \
-	      { printf '==> %s FAILED\n' "$$step"; exit 1; }; \
-	    ms=$$(( ($$(date +%s%N) - begun) / 1000000 )); \
-	    printf '==> %s: %d.%d s\n' "$$step" $$((ms / 1000)) $$((ms % 1000 / 100)); \
-	  done; \
-	  ms=$$(( ($$(date +%s%N) - started) / 1000000 )); \
-	  printf '\n==> make test: every step passed in %d.%d s\n' $$((ms / 1000)) $$((ms % 1000 / 100))
+test: setup ## Every check, stage by stage, stopping at the first failure; a header and a time for each
+	@$(PAYGUARD) db start >/dev/null  # once, before steps that would each start it at once
+	@MAKE="$(MAKE)" $(PYTHON) scripts/test_steps.py $(TEST_STAGES)
 
 lint: $(SETUP) ## ruff (lint and format) and mypy
 	@$(VENV)/bin/ruff check python tests/py tests/stripe scripts
