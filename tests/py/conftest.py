@@ -317,9 +317,10 @@ def stage(
         FunctionsClient(functions),
         stripe_test_api,
     )
-    border.lift_holds()
-    with border.sql() as conn:
-        for key, value in stage_settings.items():
-            conn.execute("update private.settings set value = %s where key = %s", (value, key))
-    with held_webhooks(border, local_stripe, functions, admin_url) as held:
-        yield held
+    with border:
+        border.lift_holds()
+        with border.sql() as conn:
+            for key, value in stage_settings.items():
+                conn.execute("update private.settings set value = %s where key = %s", (value, key))
+        with held_webhooks(border, local_stripe, functions, admin_url) as held:
+            yield held
