@@ -222,7 +222,7 @@ def supabase_cli(project: Project) -> Callable[..., subprocess.CompletedProcess[
     return run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def record_books(cluster: Cluster) -> Callable[[str], dict[str, Any]]:
     """record_books(database): in a deployed database, hana funds two milestones (through
     payment_service's RPC) and releases the first to carl; returns the admin URL and the
