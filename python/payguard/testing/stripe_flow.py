@@ -46,6 +46,9 @@ from payguard.testing.local_stack import (
 
 WAIT_TIMEOUT = 15.0
 POLL_INTERVAL = 0.02
+# Seconds between a call to the local Stripe and its webhook while webhooks are held in a
+# sink (each passed on to the function by the test): the test waits for each one.
+HELD_DELIVERY_DELAY = 0.01
 # Steps that set the scene rather than belong to the flow.
 SETUP_STEPS = frozenset({"parties"})
 # Stripe's test card that is charged without 3-D Secure.
@@ -660,11 +663,16 @@ def held_webhooks(
     border: Border, local_stripe: LocalStripe, functions: Functions, admin_url: str
 ) -> Iterator[Stage]:
     """The local Stripe's webhooks go to a sink instead of the served `stripe-webhook` (the
-    function is still served, at Stage.url) until the end of the block."""
+    function is still served, at Stage.url) until the end of the block. Nothing races them to
+    the function there, so the local Stripe sends them HELD_DELIVERY_DELAY after the call
+    meanwhile (its delay before is restored afterwards)."""
     url = functions.status()[WEBHOOK_FUNCTION]
+    before = border.stripe_api.configure_delivery()["delay"]
     with receiver_server() as sink:
         local_stripe.deliver_webhooks_to(sink.url)
+        border.stripe_api.configure_delivery(delay=HELD_DELIVERY_DELAY)
         try:
             yield Stage(border, sink, url, local_stripe.webhook_secret(), admin_url)
         finally:
+            border.stripe_api.configure_delivery(delay=before)
             local_stripe.deliver_webhooks_to(url)
