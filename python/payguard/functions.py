@@ -21,7 +21,7 @@ from payguard.cluster import free_port
 from payguard.errors import PayguardError
 from payguard.jwt import api_key, jwt_secret
 from payguard.project import Project
-from payguard.services import Service
+from payguard.services import Launch, Service
 
 WEBHOOK_FUNCTION = "stripe-webhook"
 # The Supabase CLI's default `[auth] site_url`: the app, locally.
@@ -142,23 +142,40 @@ class Functions:
         config = self.functions_dir / "deno.json"
         process_env = {k: v for k in PASSED_THROUGH if (v := os.environ.get(k)) is not None}
         process_env |= {"DENO_NO_UPDATE_CHECK": "1", "NO_COLOR": "1", **env}
-        for name in wanted:
-            service = self._service(name)
-            if service.state() is not None:
-                continue
-            port = free_port()
-            argv = [str(deno), "serve", "--host", "127.0.0.1", "--port", str(port)]
-            argv += list(DENO_PERMISSIONS)
-            if config.is_file():
-                argv += ["--config", str(config)]
-            argv.append(str(self.functions_dir / name / "index.ts"))
-            service.start(
-                argv,
-                port=port,
-                env=process_env,
-                cwd=self.functions_dir,
-                details={"name": name, "url": f"http://127.0.0.1:{port}/{name}"},
-            )
+        # Every function's Deno starts at once, and then each is waited for: starting them
+        # one after the other would add up their start-up times.
+        launches: list[Launch] = []
+        ports: set[int] = set()
+        try:
+            for name in wanted:
+                service = self._service(name)
+                if service.state() is not None:
+                    continue
+                port = free_port()
+                while port in ports:
+                    port = free_port()
+                ports.add(port)
+                argv = [str(deno), "serve", "--host", "127.0.0.1", "--port", str(port)]
+                argv += list(DENO_PERMISSIONS)
+                if config.is_file():
+                    argv += ["--config", str(config)]
+                argv.append(str(self.functions_dir / name / "index.ts"))
+                launches.append(
+                    service.launch(
+                        argv,
+                        port=port,
+                        env=process_env,
+                        cwd=self.functions_dir,
+                        details={"name": name, "url": f"http://127.0.0.1:{port}/{name}"},
+                    )
+                )
+            for launch in launches:
+                launch.wait()
+        except BaseException:
+            for launch in launches:
+                if launch.service.state() is None:
+                    launch.abort()
+            raise
         return self.status()
 
     def status(self) -> dict[str, str]:
@@ -174,10 +191,10 @@ class Functions:
 
     def stop(self) -> list[str]:
         """Stop every served function; returns their names."""
-        stopped = []
-        for name in self.status():
-            if self._service(name).stop():
-                stopped.append(name)
+        # Each asked to end first, so that they end side by side rather than one by one.
+        stopped = [name for name in self.status() if self._service(name).terminate()]
+        for name in stopped:
+            self._service(name).stop()
         return stopped
 
     def webhook_url(self) -> str | None:

@@ -21,6 +21,8 @@ from payguard.errors import PayguardError
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+# Seconds between checks whether a starting service listens yet.
+LISTEN_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,22 @@ class Service:
     ) -> dict[str, Any]:
         """Start `argv` detached, wait until 127.0.0.1:`port` accepts connections, record and
         return its state (pid, port and `details`)."""
+        return self.launch(
+            argv, port=port, env=env, cwd=cwd, details=details, timeout=timeout
+        ).wait()
+
+    def launch(
+        self,
+        argv: Sequence[str],
+        *,
+        port: int,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        details: Mapping[str, Any] | None = None,
+        timeout: float = START_TIMEOUT,
+    ) -> Launch:
+        """Start `argv` detached and return at once; its Launch waits until it listens (so
+        that several services start side by side)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(
@@ -74,28 +92,18 @@ class Service:
                 cwd=cwd,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while not _listening(port):
-            if process.poll() is not None:
-                raise PayguardError(
-                    f"{self.name} exited with code {process.returncode} before listening on "
-                    f"port {port}: {self.last_log_line()}"
-                )
-            if time.monotonic() > deadline:
-                _stop_group(process.pid)
-                raise PayguardError(
-                    f"{self.name} did not listen on port {port} within {timeout:.0f} s: "
-                    f"{self.last_log_line()}"
-                )
-            time.sleep(0.05)
-        if process.poll() is not None:
-            raise PayguardError(
-                f"{self.name} exited with code {process.returncode}, and something else "
-                f"listens on port {port}: {self.last_log_line()}"
-            )
         recorded = {**(details or {}), "pid": process.pid, "port": port, "argv0": argv[0]}
-        self.state_file.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
-        return recorded
+        return Launch(self, process, recorded, time.monotonic() + timeout, timeout)
+
+    def terminate(self) -> bool:
+        """Ask the process (and its session) to end, without waiting (stop() then waits for
+        it). False when it was not running."""
+        current = self.state()
+        if current is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(current["pid"]), signal.SIGTERM)
+        return True
 
     def stop(self) -> bool:
         """Stop the process (and its session). False when it was not running."""
@@ -112,6 +120,48 @@ class Service:
         except FileNotFoundError:
             return "(no log)"
         return lines[-1] if lines else "(empty log)"
+
+
+@dataclass
+class Launch:
+    """A service started and not yet known to listen."""
+
+    service: Service
+    process: subprocess.Popen[bytes]
+    recorded: dict[str, Any]
+    deadline: float
+    timeout: float
+
+    def wait(self) -> dict[str, Any]:
+        """Wait until the service listens on its port, record and return its state; an error
+        when it exits first or does not listen in time (then it is stopped)."""
+        name, port, process = self.service.name, int(self.recorded["port"]), self.process
+        while not _listening(port):
+            if process.poll() is not None:
+                raise PayguardError(
+                    f"{name} exited with code {process.returncode} before listening on "
+                    f"port {port}: {self.service.last_log_line()}"
+                )
+            if time.monotonic() > self.deadline:
+                _stop_group(process.pid)
+                raise PayguardError(
+                    f"{name} did not listen on port {port} within {self.timeout:.0f} s: "
+                    f"{self.service.last_log_line()}"
+                )
+            time.sleep(LISTEN_POLL)
+        if process.poll() is not None:
+            raise PayguardError(
+                f"{name} exited with code {process.returncode}, and something else "
+                f"listens on port {port}: {self.service.last_log_line()}"
+            )
+        self.service.state_file.write_text(
+            json.dumps(self.recorded, indent=2, sort_keys=True) + "\n"
+        )
+        return dict(self.recorded)
+
+    def abort(self) -> None:
+        """Stop the process, listening or not (nothing was recorded for it)."""
+        _stop_group(self.process.pid)
 
 
 def _listening(port: int) -> bool:

@@ -222,7 +222,7 @@ def supabase_cli(project: Project) -> Callable[..., subprocess.CompletedProcess[
     return run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def record_books(cluster: Cluster) -> Callable[[str], dict[str, Any]]:
     """record_books(database): in a deployed database, hana funds two milestones (through
     payment_service's RPC) and releases the first to carl; returns the admin URL and the
@@ -317,9 +317,10 @@ def stage(
         FunctionsClient(functions),
         stripe_test_api,
     )
-    border.lift_holds()
-    with border.sql() as conn:
-        for key, value in stage_settings.items():
-            conn.execute("update private.settings set value = %s where key = %s", (value, key))
-    with held_webhooks(border, local_stripe, functions, admin_url) as held:
-        yield held
+    with border:
+        border.lift_holds()
+        with border.sql() as conn:
+            for key, value in stage_settings.items():
+                conn.execute("update private.settings set value = %s where key = %s", (value, key))
+        with held_webhooks(border, local_stripe, functions, admin_url) as held:
+            yield held

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -12,14 +15,34 @@ from typer.testing import CliRunner
 
 from payguard.cli import app
 from payguard.reconcile import reconcile
+from payguard.template import clone_template, drop_clone
 from payguard.testing.client import AppClient
 
 
-@pytest.fixture
-def books(fresh_database, record_books):
+@pytest.fixture(scope="module")
+def recorded_books(cluster, record_books) -> Iterator[tuple[str, list[uuid.UUID]]]:
     """A fresh deploy (a clone of the template) in which hana funded two milestones and
-    released one to carl."""
-    return record_books(fresh_database)
+    released one to carl, recorded once for the module: its name and the payments. Nothing
+    stays connected to it, so that each test copies it."""
+    name, _ = clone_template(cluster, "books")
+    recorded = record_books(name)
+    yield name, recorded["payments"]
+    drop_clone(cluster, name)
+
+
+@pytest.fixture
+def fresh_database(cluster, recorded_books) -> Iterator[str]:
+    """This test's own copy of the recorded books (each test tampers with its copy)."""
+    name, _ = clone_template(cluster, "books_copy", template=recorded_books[0])
+    yield name
+    drop_clone(cluster, name)
+
+
+@pytest.fixture
+def books(cluster, fresh_database, recorded_books) -> dict[str, Any]:
+    """The books in this test's copy: its admin URL and the payments, as record_books gives
+    them."""
+    return {"admin": cluster.admin_url(fresh_database), "payments": recorded_books[1]}
 
 
 def test_money_that_adds_up_reconciles(books):
@@ -219,6 +242,21 @@ def test_a_recovered_charge_and_a_retried_event_are_no_longer_reported(
     assert reconcile(books["admin"]) == []
 
 
+def waits_for_a_lock(admin_url: str, pid: int, thread: threading.Thread) -> bool:
+    """True once the server shows the backend `pid` waiting for a lock while `thread` (which
+    runs its statement) still runs; False if the thread ends first (it did not wait)."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        while thread.is_alive() and time.monotonic() < deadline:
+            row = conn.execute(
+                "select wait_event_type from pg_stat_activity where pid = %s", (pid,)
+            ).fetchone()
+            if row is not None and row[0] == "Lock":
+                return thread.is_alive()
+            time.sleep(0.01)
+    return False
+
+
 def test_the_same_event_delivered_twice_at_once_is_applied_once(books, cluster, fresh_database):
     """The second delivery waits for the first, then finds it processed."""
     url = cluster.socket_url("authenticator", fresh_database)
@@ -243,8 +281,10 @@ def test_the_same_event_delivered_twice_at_once_is_applied_once(books, cluster, 
 
         waiting = threading.Thread(target=deliver_again)
         waiting.start()
-        waiting.join(timeout=1)
-        assert waiting.is_alive(), "the second delivery should wait for the first"
+        assert waits_for_a_lock(books["admin"], second.info.backend_pid, waiting), (
+            "the second delivery should wait for the first"
+        )
+        assert waiting.is_alive()
         first.commit()
         waiting.join(timeout=30)
     assert [a["status"] for a in answers] == ["duplicate"]  # type: ignore[index]

@@ -7,6 +7,7 @@ SetupIntent; the owner's own card, saved the same way, funds their payment."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from payguard.testing.stripe_flow import VISA, Border, Flow
 
 
 @pytest.fixture(scope="module")
-def border(serve_functions, database, database_url, cluster, stripe_test_api) -> Border:
+def border(serve_functions, database, database_url, cluster, stripe_test_api) -> Iterator[Border]:
     functions = serve_functions(database)
     border = Border(
         database_url,
@@ -24,8 +25,9 @@ def border(serve_functions, database, database_url, cluster, stripe_test_api) ->
         FunctionsClient(functions),
         stripe_test_api,
     )
-    border.lift_holds()
-    return border
+    with border:
+        border.lift_holds()
+        yield border
 
 
 def saved_methods(border: Border, user: Any) -> int:

@@ -67,9 +67,10 @@ def faults(
             FunctionsClient(functions),
             stripe_test_api,
         )
-        border.lift_holds()
-        with held_webhooks(border, local_stripe, functions, admin_url) as stage:
-            yield Faults(stage, proxy, tap)
+        with border:
+            border.lift_holds()
+            with held_webhooks(border, local_stripe, functions, admin_url) as stage:
+                yield Faults(stage, proxy, tap)
 
 
 @pytest.fixture

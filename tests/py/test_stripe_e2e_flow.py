@@ -8,6 +8,7 @@ itself (payguard.testing.stripe_flow)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -21,7 +22,7 @@ from payguard.testing.stripe_flow import Border, Flow
 
 
 @pytest.fixture(scope="module")
-def border(serve_functions, database, database_url, cluster, stripe_test_api) -> Border:
+def border(serve_functions, database, database_url, cluster, stripe_test_api) -> Iterator[Border]:
     """Stripe with no objects, the functions served against this module's database."""
     stripe_test_api.forget_everything()
     functions = serve_functions(database)
@@ -31,8 +32,9 @@ def border(serve_functions, database, database_url, cluster, stripe_test_api) ->
         FunctionsClient(functions),
         stripe_test_api,
     )
-    border.lift_holds()
-    return border
+    with border:
+        border.lift_holds()
+        yield border
 
 
 def test_a_payment_funded_through_stripe_is_released_withdrawn_paid_out_and_reconciles(

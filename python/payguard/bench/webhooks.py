@@ -319,13 +319,13 @@ def serve_and_run(
             if webhook is None:
                 raise PayguardError("stripe-webhook is not served")
             local.deliver_webhooks_to(webhook)
-            border = Border(
+            with Border(
                 cluster.socket_url(APP_ROLE, database),
                 cluster.socket_url("authenticator", database),
                 FunctionsClient(functions),
                 StripeTestApi(local, local.client()),
-            )
-            return run(border, webhook, local.webhook_secret(), **options)
+            ) as border:
+                return run(border, webhook, local.webhook_secret(), **options)
         finally:
             functions.stop()
             local.stop()

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import stripe
+from psycopg import pq
 from psycopg.types.json import Jsonb
 
 from payguard.functions import WEBHOOK_FUNCTION, Functions
@@ -45,6 +46,9 @@ from payguard.testing.local_stack import (
 
 WAIT_TIMEOUT = 15.0
 POLL_INTERVAL = 0.02
+# Seconds between a call to the local Stripe and its webhook while webhooks are held in a
+# sink (each passed on to the function by the test): the test waits for each one.
+HELD_DELIVERY_DELAY = 0.01
 # Steps that set the scene rather than belong to the flow.
 SETUP_STEPS = frozenset({"parties"})
 # Stripe's test card that is charged without 3-D Secure.
@@ -95,12 +99,34 @@ def wait_until(
 @dataclass
 class Border:
     """What the flow runs against: the database (as `postgres` for fixtures and reads, as
-    `authenticator` for app requests), the served functions and the local Stripe."""
+    `authenticator` for app requests), the served functions and the local Stripe.
+
+    Its reads and app requests take turns on one connection each (autocommit; an app request
+    is one transaction whose settings are local to it, as PostgREST's pool reuses
+    connections), opened on first use: close() them, or use the Border as a `with` block."""
 
     database_url: str
     app_url: str
     functions: FunctionsClient
     stripe_api: StripeTestApi
+    _conn: psycopg.Connection[tuple[Any, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _app: AppClient | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __enter__(self) -> Border:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._app is not None:
+            self._app.close()
+            self._app = None
 
     @property
     def stripe(self) -> stripe.StripeClient:
@@ -108,12 +134,25 @@ class Border:
 
     @property
     def app(self) -> AppClient:
-        return AppClient(self.app_url)
+        if self._app is None:
+            self._app = AppClient(self.app_url, reuse_connection=True)
+        return self._app
 
     @contextmanager
     def sql(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
+        """The connection as `postgres`, autocommit, reused from one block to the next."""
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.database_url, autocommit=True)
+        conn = self._conn
+        try:
             yield conn
+        except BaseException:
+            # A connection left inside a transaction is not handed to the next block.
+            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                self.close()
+            raise
+        if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+            self.close()
 
     def scalar(self, query: str, params: tuple[Any, ...] = ()) -> Any:
         with self.sql() as conn:
@@ -624,11 +663,16 @@ def held_webhooks(
     border: Border, local_stripe: LocalStripe, functions: Functions, admin_url: str
 ) -> Iterator[Stage]:
     """The local Stripe's webhooks go to a sink instead of the served `stripe-webhook` (the
-    function is still served, at Stage.url) until the end of the block."""
+    function is still served, at Stage.url) until the end of the block. Nothing races them to
+    the function there, so the local Stripe sends them HELD_DELIVERY_DELAY after the call
+    meanwhile (its delay before is restored afterwards)."""
     url = functions.status()[WEBHOOK_FUNCTION]
+    before = border.stripe_api.configure_delivery()["delay"]
     with receiver_server() as sink:
         local_stripe.deliver_webhooks_to(sink.url)
+        border.stripe_api.configure_delivery(delay=HELD_DELIVERY_DELAY)
         try:
             yield Stage(border, sink, url, local_stripe.webhook_secret(), admin_url)
         finally:
+            border.stripe_api.configure_delivery(delay=before)
             local_stripe.deliver_webhooks_to(url)
