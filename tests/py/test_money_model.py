@@ -87,14 +87,14 @@ def settings_for_the_model(database_url):
 class PaymentWorld(RuleBasedStateMachine):
     """One homeowner, one contractor, a stranger, two admins; a project with escrow."""
 
-    url: str
-    db_url: str
+    # Set by the test for its run: one connection for every request of every example, as
+    # PostgREST's pool hands its connections on, and one as the schema owner. A new backend per
+    # example would spend its first calls loading and compiling the same functions again.
+    client: AppClient
+    db: psycopg.Connection[tuple[object, ...]]
 
     def __init__(self) -> None:
         super().__init__()
-        # One connection for every request, as PostgREST's pool hands its connections on.
-        self.client = AppClient(self.url, reproduce_failures=False, reuse_connection=True)
-        self.db = psycopg.connect(self.db_url, autocommit=True)
         ids = [uuid.uuid4() for _ in range(5)]
         self.users = dict(zip(("payer", "payee", "stranger", "ada", "abe"), ids, strict=True))
         for name, user in self.users.items():
@@ -135,10 +135,6 @@ class PaymentWorld(RuleBasedStateMachine):
         self.wallet_posted = 0  # credits less posted debits
         self.wallet_reserved = 0
         self.positions = 0
-
-    def teardown(self) -> None:
-        self.client.close()
-        self.db.close()
 
     # -- calling -------------------------------------------------------------------------
 
@@ -425,8 +421,19 @@ SHARDS = 2
 
 @pytest.mark.parametrize("shard", range(SHARDS))
 def test_random_operations_keep_the_books(cluster, database, settings_for_the_model, shard):
-    PaymentWorld.url = cluster.socket_url("authenticator", database)
-    PaymentWorld.db_url = cluster.socket_url("postgres", database)
+    with (
+        AppClient(
+            cluster.socket_url("authenticator", database),
+            reproduce_failures=False,
+            reuse_connection=True,
+        ) as client,
+        psycopg.connect(cluster.socket_url("postgres", database), autocommit=True) as db,
+    ):
+        PaymentWorld.client, PaymentWorld.db = client, db
+        run_shard(shard)
+
+
+def run_shard(shard: int) -> None:
     run_seed = model_seed()
     wanted = -(-model_steps() // SHARDS)
     replay = f"replay: PAYGUARD_MODEL_SEED={run_seed} make test-model"
