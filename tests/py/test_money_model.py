@@ -9,6 +9,7 @@ at least (`make soak STEPS=20000`)."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import uuid
@@ -28,10 +29,12 @@ from hypothesis.stateful import (
 
 from payguard.testing.client import ApiError, AppClient
 
-STEPS = {"run": 0}
+STEPS = {"run": 0, "examples": 0}
 MIN_STEPS = 2000
 # Each round of the model: this many examples of at most this many steps, its seed drawn from
-# the run's; rounds follow each other until the run's steps are done.
+# the run's; rounds follow each other until the run's steps are done. The last round has only
+# as many examples as the steps still to do need, at the steps per example seen so far, so
+# that a shard does not run most of a round past its steps.
 ROUND_EXAMPLES = 10
 ROUND_STEPS = 40
 FEE_BPS = 500
@@ -95,6 +98,7 @@ class PaymentWorld(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        STEPS["examples"] += 1
         ids = [uuid.uuid4() for _ in range(5)]
         self.users = dict(zip(("payer", "payee", "stranger", "ada", "abe"), ids, strict=True))
         for name, user in self.users.items():
@@ -433,21 +437,30 @@ def test_random_operations_keep_the_books(cluster, database, settings_for_the_mo
         run_shard(shard)
 
 
+def round_examples(to_do: int, done: int, examples: int) -> int:
+    """A round's examples: ROUND_EXAMPLES, or fewer when, at the steps per example of the
+    shard's rounds so far, fewer make the steps still to do."""
+    if not examples:
+        return ROUND_EXAMPLES
+    return max(1, min(ROUND_EXAMPLES, math.ceil(to_do * examples / done)))
+
+
 def run_shard(shard: int) -> None:
     run_seed = model_seed()
     wanted = -(-model_steps() // SHARDS)
     replay = f"replay: PAYGUARD_MODEL_SEED={run_seed} make test-model"
     print(f"money model shard {shard}: seed {run_seed}, {wanted} steps ({replay})")
     rounds = random.Random(f"{run_seed}/{shard}")
-    round_number, first = 0, STEPS["run"]
+    round_number, first, first_example = 0, STEPS["run"], STEPS["examples"]
     while STEPS["run"] - first < wanted:
         round_number += 1
         machine = seed(rounds.getrandbits(64))(PaymentWorld)
+        done, examples = STEPS["run"] - first, STEPS["examples"] - first_example
         try:
             run_state_machine_as_test(
                 machine,
                 settings=settings(
-                    max_examples=ROUND_EXAMPLES,
+                    max_examples=round_examples(wanted - done, done, examples),
                     stateful_step_count=ROUND_STEPS,
                     deadline=None,
                     suppress_health_check=list(HealthCheck),
@@ -461,5 +474,8 @@ def run_shard(shard: int) -> None:
             )
             raise
     ran = STEPS["run"] - first
-    print(f"hypothesis ran {ran} checked steps in {round_number} rounds")
+    print(
+        f"hypothesis ran {ran} checked steps in {round_number} rounds, "
+        f"{STEPS['examples'] - first_example} examples"
+    )
     assert ran >= wanted, ran
