@@ -22,6 +22,7 @@ the database's classes to what this module computes.
 
 from __future__ import annotations
 
+import functools
 import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -57,21 +58,28 @@ def _code_points() -> Iterator[int]:
     return (c for c in range(MAX_CODE_POINT + 1) if not 0xD800 <= c <= 0xDFFF)
 
 
+_DEFAULT_IGNORABLE_POINTS = frozenset(
+    code_point for low, high in DEFAULT_IGNORABLE for code_point in range(low, high + 1)
+)
+
+
 def _default_ignorable(code_point: int) -> bool:
-    return any(low <= code_point <= high for low, high in DEFAULT_IGNORABLE)
+    return code_point in _DEFAULT_IGNORABLE_POINTS
 
 
 @dataclass(frozen=True)
 class Classes:
-    """Code points of each class, each a sorted list."""
+    """Code points of each class, each sorted."""
 
-    digits: list[int]
-    ignorable: list[int]
-    word: list[int]
-    space: list[int]
+    digits: tuple[int, ...]
+    ignorable: tuple[int, ...]
+    word: tuple[int, ...]
+    space: tuple[int, ...]
 
 
+@functools.cache
 def classes() -> Classes:
+    """The classes, from a pass over every code point: made once per process."""
     digits: list[int] = []
     ignorable: list[int] = []
     word: list[int] = []
@@ -87,7 +95,7 @@ def classes() -> Classes:
             word.append(code_point)
         elif char.isspace() or category in ("Zs", "Zl", "Zp"):
             space.append(code_point)
-    return Classes(digits, ignorable, word, space)
+    return Classes(tuple(digits), tuple(ignorable), tuple(word), tuple(space))
 
 
 def digit_values() -> list[tuple[int, int]]:

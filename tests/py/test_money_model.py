@@ -9,6 +9,7 @@ at least (`make soak STEPS=20000`)."""
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import uuid
@@ -28,10 +29,12 @@ from hypothesis.stateful import (
 
 from payguard.testing.client import ApiError, AppClient
 
-STEPS = {"run": 0}
+STEPS = {"run": 0, "examples": 0}
 MIN_STEPS = 2000
 # Each round of the model: this many examples of at most this many steps, its seed drawn from
-# the run's; rounds follow each other until the run's steps are done.
+# the run's; rounds follow each other until the run's steps are done. The last round has only
+# as many examples as the steps still to do need, at the steps per example seen so far, so
+# that a shard does not run most of a round past its steps.
 ROUND_EXAMPLES = 10
 ROUND_STEPS = 40
 FEE_BPS = 500
@@ -87,14 +90,15 @@ def settings_for_the_model(database_url):
 class PaymentWorld(RuleBasedStateMachine):
     """One homeowner, one contractor, a stranger, two admins; a project with escrow."""
 
-    url: str
-    db_url: str
+    # Set by the test for its run: one connection for every request of every example, as
+    # PostgREST's pool hands its connections on, and one as the schema owner. A new backend per
+    # example would spend its first calls loading and compiling the same functions again.
+    client: AppClient
+    db: psycopg.Connection[tuple[object, ...]]
 
     def __init__(self) -> None:
         super().__init__()
-        # One connection for every request, as PostgREST's pool hands its connections on.
-        self.client = AppClient(self.url, reproduce_failures=False, reuse_connection=True)
-        self.db = psycopg.connect(self.db_url, autocommit=True)
+        STEPS["examples"] += 1
         ids = [uuid.uuid4() for _ in range(5)]
         self.users = dict(zip(("payer", "payee", "stranger", "ada", "abe"), ids, strict=True))
         for name, user in self.users.items():
@@ -135,10 +139,6 @@ class PaymentWorld(RuleBasedStateMachine):
         self.wallet_posted = 0  # credits less posted debits
         self.wallet_reserved = 0
         self.positions = 0
-
-    def teardown(self) -> None:
-        self.client.close()
-        self.db.close()
 
     # -- calling -------------------------------------------------------------------------
 
@@ -425,22 +425,42 @@ SHARDS = 2
 
 @pytest.mark.parametrize("shard", range(SHARDS))
 def test_random_operations_keep_the_books(cluster, database, settings_for_the_model, shard):
-    PaymentWorld.url = cluster.socket_url("authenticator", database)
-    PaymentWorld.db_url = cluster.socket_url("postgres", database)
+    with (
+        AppClient(
+            cluster.socket_url("authenticator", database),
+            reproduce_failures=False,
+            reuse_connection=True,
+        ) as client,
+        psycopg.connect(cluster.socket_url("postgres", database), autocommit=True) as db,
+    ):
+        PaymentWorld.client, PaymentWorld.db = client, db
+        run_shard(shard)
+
+
+def round_examples(to_do: int, done: int, examples: int) -> int:
+    """A round's examples: ROUND_EXAMPLES, or fewer when, at the steps per example of the
+    shard's rounds so far, fewer make the steps still to do."""
+    if not examples:
+        return ROUND_EXAMPLES
+    return max(1, min(ROUND_EXAMPLES, math.ceil(to_do * examples / done)))
+
+
+def run_shard(shard: int) -> None:
     run_seed = model_seed()
     wanted = -(-model_steps() // SHARDS)
     replay = f"replay: PAYGUARD_MODEL_SEED={run_seed} make test-model"
     print(f"money model shard {shard}: seed {run_seed}, {wanted} steps ({replay})")
     rounds = random.Random(f"{run_seed}/{shard}")
-    round_number, first = 0, STEPS["run"]
+    round_number, first, first_example = 0, STEPS["run"], STEPS["examples"]
     while STEPS["run"] - first < wanted:
         round_number += 1
         machine = seed(rounds.getrandbits(64))(PaymentWorld)
+        done, examples = STEPS["run"] - first, STEPS["examples"] - first_example
         try:
             run_state_machine_as_test(
                 machine,
                 settings=settings(
-                    max_examples=ROUND_EXAMPLES,
+                    max_examples=round_examples(wanted - done, done, examples),
                     stateful_step_count=ROUND_STEPS,
                     deadline=None,
                     suppress_health_check=list(HealthCheck),
@@ -454,5 +474,8 @@ def test_random_operations_keep_the_books(cluster, database, settings_for_the_mo
             )
             raise
     ran = STEPS["run"] - first
-    print(f"hypothesis ran {ran} checked steps in {round_number} rounds")
+    print(
+        f"hypothesis ran {ran} checked steps in {round_number} rounds, "
+        f"{STEPS['examples'] - first_example} examples"
+    )
     assert ran >= wanted, ran
