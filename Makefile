@@ -18,6 +18,9 @@ CHECK_DB := payguard_check
 # Targets act on the embedded cluster only: a DATABASE_URL in the caller's shell (which may
 # point at a real project) must not receive demo data or test databases.
 unexport DATABASE_URL
+# Python keeps the bytecode of what it compiles (as it does by default): every payguard process
+# and pytest worker would otherwise compile the package and rewrite the tests' asserts afresh.
+unexport PYTHONDONTWRITEBYTECODE
 export DO_NOT_TRACK := 1
 export SUPABASE_TELEMETRY_DISABLED := 1
 
