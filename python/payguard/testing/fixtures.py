@@ -3,8 +3,10 @@ that acts as an app client through PostgREST. Load with `pytest_plugins`."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -30,6 +32,23 @@ def cluster(project: Project) -> Cluster:
     embedded.start()
     ensure_template(embedded, project)
     return embedded
+
+
+@contextmanager
+def own_cluster(project: Project, name: str) -> Iterator[Cluster]:
+    """A cluster of its own, beside the project's (where the server's OS user reaches it),
+    started and with a current template; stopped and deleted afterwards. For a test module
+    whose tests see what every database of a cluster does (the oldest transaction running,
+    cluster-wide): another worker's tests cannot touch it there. A module takes it by
+    overriding `cluster`."""
+    made = Cluster(Cluster.for_project(project).base.parent / f"{name}-{os.getpid()}")
+    made.destroy()  # one left by a run that was killed, with this process id
+    try:
+        made.start()
+        ensure_template(made, project)
+        yield made
+    finally:
+        made.destroy()
 
 
 @pytest.fixture(scope="module")
