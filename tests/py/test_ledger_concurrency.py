@@ -35,24 +35,42 @@ def accounts(db, make_user):
     return {"a": wallet_a, "b": wallet_b, "clearing": clearing}
 
 
-def transfer(url: str, debit: uuid.UUID, credit: uuid.UUID, amount: int, pending: bool = False):
-    """One transfer in its own transaction; returns 'ok', or the SQLSTATE that refused it."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        try:
-            conn.execute(
-                "select private.ledger_transfer('test', %s, %s, %s, 'USD', pending => %s)",
-                (debit, credit, amount, pending),
-            )
-        except psycopg.Error as exc:
-            return exc.sqlstate
+def transfer_on(
+    conn: psycopg.Connection, debit: uuid.UUID, credit: uuid.UUID, amount: int, pending: bool
+) -> str | None:
+    """One transfer in its own transaction (conn is in autocommit); returns 'ok', or the
+    SQLSTATE that refused it."""
+    try:
+        conn.execute(
+            "select private.ledger_transfer('test', %s, %s, %s, 'USD', pending => %s)",
+            (debit, credit, amount, pending),
+        )
+    except psycopg.Error as exc:
+        return exc.sqlstate
     return "ok"
 
 
+def transfer(url: str, debit: uuid.UUID, credit: uuid.UUID, amount: int, pending: bool = False):
+    """One transfer on a connection of its own; returns 'ok', or the SQLSTATE that refused it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return transfer_on(conn, debit, credit, amount, pending)
+
+
 def test_500_transfers_each_way_never_deadlock(database_url, db, accounts):
+    """WORKERS connections at once, each one transfer after another (each its own
+    transaction), in both directions between the same two wallets, in a shuffled order: each
+    connection is kept for all its transfers, as a pool would keep it, so that the transfers
+    overlap from one to the next rather than wait for a new connection each."""
     moves = [(accounts["a"], accounts["b"])] * 500 + [(accounts["b"], accounts["a"])] * 500
     random.Random(5).shuffle(moves)
+
+    def work(share: list[tuple[uuid.UUID, uuid.UUID]]) -> list[str | None]:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            return [transfer_on(conn, debit, credit, 1, False) for debit, credit in share]
+
     with ThreadPoolExecutor(WORKERS) as pool:
-        outcomes = list(pool.map(lambda m: transfer(database_url, m[0], m[1], 1), moves))
+        shares = pool.map(work, [moves[worker::WORKERS] for worker in range(WORKERS)])
+        outcomes = [outcome for share in shares for outcome in share]
     assert outcomes.count("ok") == 1000, {o for o in outcomes if o != "ok"}
     balances = dict(
         db.execute(
