@@ -292,7 +292,7 @@ def test_a_rewritten_chain_with_rewritten_seals_passes_only_without_its_anchor(l
     assert verdict.first_bad == anchor.seq, verdict
 
 
-def test_the_anchor_of_an_older_head_still_holds(log, client):
+def test_the_anchor_of_an_older_head_still_holds(log):
     found = current_anchor(log["owner"])
     assert found is not None
     anchor, _ = found

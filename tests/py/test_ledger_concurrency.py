@@ -56,21 +56,27 @@ def transfer(url: str, debit: uuid.UUID, credit: uuid.UUID, amount: int, pending
         return transfer_on(conn, debit, credit, amount, pending)
 
 
-def test_500_transfers_each_way_never_deadlock(database_url, db, accounts):
-    """WORKERS connections at once, each one transfer after another (each its own
-    transaction), in both directions between the same two wallets, in a shuffled order: each
-    connection is kept for all its transfers, as a pool would keep it, so that the transfers
-    overlap from one to the next rather than wait for a new connection each."""
-    moves = [(accounts["a"], accounts["b"])] * 500 + [(accounts["b"], accounts["a"])] * 500
-    random.Random(5).shuffle(moves)
+def concurrently(
+    url: str, moves: list[tuple[uuid.UUID, uuid.UUID]], amount: int, pending: bool = False
+) -> list[str | None]:
+    """The transfers (debit, credit) over WORKERS connections at once, each connection taking
+    its share one after another, each transfer its own transaction; their outcomes. Each
+    connection is kept for all its transfers, as a pool keeps it, so that the transfers follow
+    one another at once rather than each wait for a new connection (and backend)."""
 
     def work(share: list[tuple[uuid.UUID, uuid.UUID]]) -> list[str | None]:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            return [transfer_on(conn, debit, credit, 1, False) for debit, credit in share]
+        with psycopg.connect(url, autocommit=True) as conn:
+            return [transfer_on(conn, debit, credit, amount, pending) for debit, credit in share]
 
     with ThreadPoolExecutor(WORKERS) as pool:
         shares = pool.map(work, [moves[worker::WORKERS] for worker in range(WORKERS)])
-        outcomes = [outcome for share in shares for outcome in share]
+        return [outcome for share in shares for outcome in share]
+
+
+def test_500_transfers_each_way_never_deadlock(database_url, db, accounts):
+    moves = [(accounts["a"], accounts["b"])] * 500 + [(accounts["b"], accounts["a"])] * 500
+    random.Random(5).shuffle(moves)
+    outcomes = concurrently(database_url, moves, 1)
     assert outcomes.count("ok") == 1000, {o for o in outcomes if o != "ok"}
     balances = dict(
         db.execute(
@@ -85,13 +91,7 @@ def test_500_transfers_each_way_never_deadlock(database_url, db, accounts):
 
 def test_concurrent_reservations_never_overdraw(database_url, db, accounts):
     # 20 payouts of 60 from a wallet holding 500: at most 8 fit.
-    with ThreadPoolExecutor(WORKERS) as pool:
-        outcomes = list(
-            pool.map(
-                lambda _: transfer(database_url, accounts["a"], accounts["clearing"], 60, True),
-                range(20),
-            )
-        )
+    outcomes = concurrently(database_url, [(accounts["a"], accounts["clearing"])] * 20, 60, True)
     assert outcomes.count("ok") == 8
     assert outcomes.count("PT409") == 12
     row = db.execute(
