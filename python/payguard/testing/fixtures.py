@@ -12,8 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from payguard.cluster import APP_ROLE, Cluster
+from payguard.cluster import APP_ROLE, MAX_SOCKET_DIR_LEN, Cluster
 from payguard.project import Project, find_project
+from payguard.server_user import give_to_server_user, server_user_home
 from payguard.template import clone_template, drop_clone, ensure_template
 from payguard.testing.client import AppClient
 
@@ -41,7 +42,14 @@ def own_cluster(project: Project, name: str) -> Iterator[Cluster]:
     whose tests see what every database of a cluster does (the oldest transaction running,
     cluster-wide): another worker's tests cannot touch it there. A module takes it by
     overriding `cluster`."""
-    made = Cluster(Cluster.for_project(project).base.parent / f"{name}-{os.getpid()}")
+    folder = f"{name}-{os.getpid()}"
+    base = Cluster.for_project(project).base.parent / folder
+    if len(str(base / "run")) > MAX_SOCKET_DIR_LEN:
+        # As the project's own cluster: in the server's OS user's home when the path is long.
+        base = server_user_home() / "payguard" / folder
+        base.parent.mkdir(parents=True, exist_ok=True)
+        give_to_server_user(base.parent)
+    made = Cluster(base)
     made.destroy()  # one left by a run that was killed, with this process id
     try:
         made.start()
