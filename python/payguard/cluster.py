@@ -310,6 +310,8 @@ class Cluster:
                         "--encoding=UTF8",
                         "--locale=C.UTF-8",
                         "--no-instructions",
+                        # Disposable data (fsync is off too): no waiting for the disk.
+                        "--no-sync",
                     ]
                 ),
                 capture_output=True,

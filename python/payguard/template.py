@@ -80,9 +80,11 @@ def _install_test_helpers(cluster: Cluster, project: Project) -> None:
         conn.execute(helpers.read_text())
 
 
-def clone_template(cluster: Cluster, purpose: str, template: str = TEMPLATE) -> tuple[str, float]:
-    """A new database copied from the template (or from `template`, a database made from it
-    that nothing is connected to); returns its name and the seconds it took."""
+def clone_template(
+    cluster: Cluster, purpose: str, *, template: str = TEMPLATE
+) -> tuple[str, float]:
+    """A new database copied from the template (or from `template`, a database of the
+    cluster that no session is connected to); returns its name and the seconds it took."""
     name = f"payguard_{purpose}_{os.getpid()}_{next(_clones)}"
     started = time.perf_counter()
     while True:

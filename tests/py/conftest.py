@@ -6,7 +6,6 @@ end-to-end tests' `stage` (webhooks held back, passed on by the test) is here.""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import random
@@ -34,52 +33,6 @@ pytest_plugins = ["payguard.testing.fixtures", "payguard.testing.local_stack"]
 
 MigrationWriter = Callable[[str, str], Path]
 STATE_DIR = Path(__file__).resolve().parents[2] / ".payguard"
-
-# The audit sealer seals what every transaction older than its fence has ended on, and the
-# oldest transaction running is the cluster's, whatever its database: while a test of another
-# worker holds a transaction open, a seal may find nothing to seal yet. These modules run
-# alone: each holds the cluster's lock file exclusively from its first test to its last (and
-# runs first), every other test shares it while it runs.
-QUIET_CLUSTER_MODULES = frozenset({"test_audit_chain.py"})
-
-
-def _cluster_lock_files() -> tuple[Path, Path]:
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
-    # The gate gives a module that runs alone its turn: once it waits, no other test starts.
-    return STATE_DIR / "cluster-gate.lock", STATE_DIR / "cluster-turn.lock"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _cluster_alone(request: pytest.FixtureRequest) -> Iterator[None]:
-    if request.node.path.name not in QUIET_CLUSTER_MODULES:
-        yield
-        return
-    gate_file, turn_file = _cluster_lock_files()
-    with gate_file.open("w") as gate, turn_file.open("w") as turn:
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        fcntl.flock(turn, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(turn, fcntl.LOCK_UN)
-            fcntl.flock(gate, fcntl.LOCK_UN)
-
-
-@pytest.fixture(autouse=True)
-def _cluster_shared(request: pytest.FixtureRequest) -> Iterator[None]:
-    if request.node.path.name in QUIET_CLUSTER_MODULES:
-        yield
-        return
-    gate_file, turn_file = _cluster_lock_files()
-    with gate_file.open("w") as gate, turn_file.open("w") as turn:
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        fcntl.flock(turn, fcntl.LOCK_SH)
-        fcntl.flock(gate, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(turn, fcntl.LOCK_UN)
-
 
 MODEL_SEED = "PAYGUARD_MODEL_SEED"
 
@@ -126,15 +79,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = _group(item)
         order.setdefault(group, len(order))
         item.add_marker(pytest.mark.xdist_group(group))
-    # The modules that run alone first, then the longest first, then in file order; the tests
-    # of a group keep their order.
-    items.sort(
-        key=lambda i: (
-            i.path.name not in QUIET_CLUSTER_MODULES,
-            -times.get(_group(i), 0.0),
-            order[_group(i)],
-        )
-    )
+    # The longest first, then in file order; the tests of a group keep their order.
+    items.sort(key=lambda i: (-times.get(_group(i), 0.0), order[_group(i)]))
 
 
 _spent: dict[str, float] = {}

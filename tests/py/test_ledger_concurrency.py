@@ -35,24 +35,48 @@ def accounts(db, make_user):
     return {"a": wallet_a, "b": wallet_b, "clearing": clearing}
 
 
-def transfer(url: str, debit: uuid.UUID, credit: uuid.UUID, amount: int, pending: bool = False):
-    """One transfer in its own transaction; returns 'ok', or the SQLSTATE that refused it."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        try:
-            conn.execute(
-                "select private.ledger_transfer('test', %s, %s, %s, 'USD', pending => %s)",
-                (debit, credit, amount, pending),
-            )
-        except psycopg.Error as exc:
-            return exc.sqlstate
+def transfer_on(
+    conn: psycopg.Connection, debit: uuid.UUID, credit: uuid.UUID, amount: int, pending: bool
+) -> str | None:
+    """One transfer in its own transaction (conn is in autocommit); returns 'ok', or the
+    SQLSTATE that refused it."""
+    try:
+        conn.execute(
+            "select private.ledger_transfer('test', %s, %s, %s, 'USD', pending => %s)",
+            (debit, credit, amount, pending),
+        )
+    except psycopg.Error as exc:
+        return exc.sqlstate
     return "ok"
+
+
+def transfer(url: str, debit: uuid.UUID, credit: uuid.UUID, amount: int, pending: bool = False):
+    """One transfer on a connection of its own; returns 'ok', or the SQLSTATE that refused it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return transfer_on(conn, debit, credit, amount, pending)
+
+
+def concurrently(
+    url: str, moves: list[tuple[uuid.UUID, uuid.UUID]], amount: int, pending: bool = False
+) -> list[str | None]:
+    """The transfers (debit, credit) over WORKERS connections at once, each connection taking
+    its share one after another, each transfer its own transaction; their outcomes. Each
+    connection is kept for all its transfers, as a pool keeps it, so that the transfers follow
+    one another at once rather than each wait for a new connection (and backend)."""
+
+    def work(share: list[tuple[uuid.UUID, uuid.UUID]]) -> list[str | None]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            return [transfer_on(conn, debit, credit, amount, pending) for debit, credit in share]
+
+    with ThreadPoolExecutor(WORKERS) as pool:
+        shares = pool.map(work, [moves[worker::WORKERS] for worker in range(WORKERS)])
+        return [outcome for share in shares for outcome in share]
 
 
 def test_500_transfers_each_way_never_deadlock(database_url, db, accounts):
     moves = [(accounts["a"], accounts["b"])] * 500 + [(accounts["b"], accounts["a"])] * 500
     random.Random(5).shuffle(moves)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        outcomes = list(pool.map(lambda m: transfer(database_url, m[0], m[1], 1), moves))
+    outcomes = concurrently(database_url, moves, 1)
     assert outcomes.count("ok") == 1000, {o for o in outcomes if o != "ok"}
     balances = dict(
         db.execute(
@@ -67,13 +91,7 @@ def test_500_transfers_each_way_never_deadlock(database_url, db, accounts):
 
 def test_concurrent_reservations_never_overdraw(database_url, db, accounts):
     # 20 payouts of 60 from a wallet holding 500: at most 8 fit.
-    with ThreadPoolExecutor(WORKERS) as pool:
-        outcomes = list(
-            pool.map(
-                lambda _: transfer(database_url, accounts["a"], accounts["clearing"], 60, True),
-                range(20),
-            )
-        )
+    outcomes = concurrently(database_url, [(accounts["a"], accounts["clearing"])] * 20, 60, True)
     assert outcomes.count("ok") == 8
     assert outcomes.count("PT409") == 12
     row = db.execute(

@@ -5,9 +5,11 @@ reaches a client, and the ledger balances afterwards."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -38,6 +40,30 @@ def no_holds_nor_velocity_limits(database_url):
 @pytest.fixture
 def quiet_client(cluster, database):
     return AppClient(cluster.socket_url("authenticator", database), reproduce_failures=False)
+
+
+@pytest.fixture
+def pooled_client(cluster, database) -> Iterator[Callable[[], AppClient]]:
+    """pooled_client(): the calling thread's client, which keeps its connection from one
+    request to the next, as PostgREST's pool hands one on (each request still its own
+    transaction): concurrent requests without a new backend for each."""
+    url = cluster.socket_url("authenticator", database)
+    local = threading.local()
+    made: list[AppClient] = []
+    lock = threading.Lock()
+
+    def mine() -> AppClient:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = AppClient(url, reproduce_failures=False, reuse_connection=True)
+            local.client = client
+            with lock:
+                made.append(client)
+        return client
+
+    yield mine
+    for client in made:
+        client.close()
 
 
 @pytest.fixture
@@ -80,7 +106,9 @@ def fund(client: AppClient, payment, key: str = "fund") -> None:
         req.rpc("fund_milestone_payment", payment, f"pi_{uuid.uuid4().hex[:12]}", 40000, "USD", key)
 
 
-def test_50_concurrent_releases_of_one_payment_succeed_once(quiet_client, db, kitchen):
+def test_50_concurrent_releases_of_one_payment_succeed_once(
+    quiet_client, pooled_client, db, kitchen
+):
     fund(quiet_client, kitchen["payment"])
     start = threading.Barrier(WORKERS)
 
@@ -89,7 +117,7 @@ def test_50_concurrent_releases_of_one_payment_succeed_once(quiet_client, db, ki
             start.wait()
 
         def call() -> None:
-            with quiet_client.as_user(kitchen["homeowner"]) as req:
+            with pooled_client().as_user(kitchen["homeowner"]) as req:
                 req.rpc("release_milestone_payment", kitchen["payment"], f"release-{attempt}")
 
         return outcome(call)
@@ -108,7 +136,7 @@ def test_50_concurrent_releases_of_one_payment_succeed_once(quiet_client, db, ki
     assert reconcile(db.info.dsn) == []
 
 
-def test_concurrent_withdrawals_never_overdraw(quiet_client, db, make_user):
+def test_concurrent_withdrawals_never_overdraw(pooled_client, db, make_user):
     contractor = make_user()
     payout = db.execute(
         "insert into public.payout_methods (user_id, type, processor_account_id, "
@@ -121,7 +149,7 @@ def test_concurrent_withdrawals_never_overdraw(quiet_client, db, make_user):
 
     def withdraw(attempt: int) -> str:
         def call() -> None:
-            with quiet_client.as_user(contractor, aal="aal2") as req:
+            with pooled_client().as_user(contractor, aal="aal2") as req:
                 req.rpc("request_withdrawal", payout[0], 130, "USD", f"withdraw-{attempt}")
 
         return outcome(call)
@@ -211,8 +239,7 @@ def test_a_fund_and_a_cancel_in_either_order(quiet_client, db, kitchen, database
         waiter = ThreadPoolExecutor(1).submit(
             lambda: outcome(lambda: _run(request(second), calls[second], kitchen["payment"]))
         )
-        time_to_block = threading.Event()
-        time_to_block.wait(0.3)
+        wait_for_a_lock_wait(db, waiter)
     results[second] = waiter.result(timeout=30)
     status = db.execute(
         "select status::text from public.milestone_payments where id = %s", (kitchen["payment"],)
@@ -230,6 +257,20 @@ def test_a_fund_and_a_cancel_in_either_order(quiet_client, db, kitchen, database
         ).fetchone()
         assert charge == ("succeeded",)
     assert reconcile(db.info.dsn) == []
+
+
+def wait_for_a_lock_wait(db, waiter: Future[str], timeout: float = 10.0) -> None:
+    """Until a session of this database waits for a lock (the waiter's request, blocked by
+    the open one), or the waiter has ended."""
+    deadline = time.monotonic() + timeout
+    while not waiter.done() and time.monotonic() < deadline:
+        row = db.execute(
+            "select exists (select from pg_locks as l join pg_stat_activity as a using (pid) "
+            "where not l.granted and a.datname = current_database())"
+        ).fetchone()
+        if row and row[0]:
+            return
+        time.sleep(0.01)
 
 
 def _run(request, call: tuple[str, str, tuple[object, ...]], payment) -> None:

@@ -3,15 +3,18 @@ that acts as an app client through PostgREST. Load with `pytest_plugins`."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
 
-from payguard.cluster import APP_ROLE, Cluster
+from payguard.cluster import APP_ROLE, MAX_SOCKET_DIR_LEN, Cluster
 from payguard.project import Project, find_project
+from payguard.server_user import give_to_server_user, server_user_home
 from payguard.template import clone_template, drop_clone, ensure_template
 from payguard.testing.client import AppClient
 
@@ -30,6 +33,30 @@ def cluster(project: Project) -> Cluster:
     embedded.start()
     ensure_template(embedded, project)
     return embedded
+
+
+@contextmanager
+def own_cluster(project: Project, name: str) -> Iterator[Cluster]:
+    """A cluster of its own, beside the project's (where the server's OS user reaches it),
+    started and with a current template; stopped and deleted afterwards. For a test module
+    whose tests see what every database of a cluster does (the oldest transaction running,
+    cluster-wide): another worker's tests cannot touch it there. A module takes it by
+    overriding `cluster`."""
+    folder = f"{name}-{os.getpid()}"
+    base = Cluster.for_project(project).base.parent / folder
+    if len(str(base / "run")) > MAX_SOCKET_DIR_LEN:
+        # As the project's own cluster: in the server's OS user's home when the path is long.
+        base = server_user_home() / "payguard" / folder
+        base.parent.mkdir(parents=True, exist_ok=True)
+        give_to_server_user(base.parent)
+    made = Cluster(base)
+    made.destroy()  # one left by a run that was killed, with this process id
+    try:
+        made.start()
+        ensure_template(made, project)
+        yield made
+    finally:
+        made.destroy()
 
 
 @pytest.fixture(scope="module")
