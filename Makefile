@@ -83,15 +83,16 @@ lint: $(SETUP) ## ruff (lint and format) and mypy
 sqlfluff: $(SETUP) ## sqlfluff (postgres dialect) on the schema files, the migrations, the stand-in and the test helpers
 	@$(PYTHON) scripts/sqlfluff_changed.py supabase/schemas supabase/migrations python/payguard/standin tests/sql/helpers
 
-supabase-checks: $(SETUP) ## On a fresh deploy: the Supabase CLI's checks, policies check, access matrix
+supabase-checks: $(SETUP) ## On a fresh deploy: the Supabase CLI's checks, policies check, access matrix (at once)
 	@$(PAYGUARD) db reset --database $(CHECK_DB) --no-seed
 	@url=$$($(PAYGUARD) db url --database $(CHECK_DB)); \
-	  $(SUPABASE) migration list --db-url "$$url"; \
-	  $(SUPABASE) db advisors --db-url "$$url" --type all --level warn --fail-on warn; \
-	  $(SUPABASE) db lint --db-url "$$url" --level warning --fail-on error; \
 	  admin=$$($(PAYGUARD) db url --admin --database $(CHECK_DB)); \
-	  $(PAYGUARD) policies check --db-url "$$admin"; \
-	  $(PAYGUARD) policies matrix --check --db-url "$$admin"
+	  $(PYTHON) scripts/side_by_side.py \
+	    "supabase migration list: $(SUPABASE) migration list --db-url $$url" \
+	    "supabase db advisors: $(SUPABASE) db advisors --db-url $$url --type all --level warn --fail-on warn" \
+	    "supabase db lint: $(SUPABASE) db lint --db-url $$url --level warning --fail-on error" \
+	    "payguard policies check: $(PAYGUARD) policies check --db-url $$admin" \
+	    "payguard policies matrix --check: $(PAYGUARD) policies matrix --check --db-url $$admin"
 
 schema-check: $(SETUP) ## The schema files (supabase/schemas/) build the same database as the migrations
 	@$(PAYGUARD) schema check
