@@ -13,7 +13,7 @@ from payguard.db import Connection
 from payguard.errors import DatabaseError
 
 PAYGUARD_ROLES = ("admin", "auditor", "payment_service", "escrow_service")
-# The roles each is granted to (without the admin option), by 20261126061000_payment_roles.
+# The roles each is granted to (without the admin option), by the roles_and_grants migration.
 EXPECTED_MEMBERS = frozenset({"authenticator", "postgres"})
 # Attributes payguard's roles never have (the migration creates them NOLOGIN NOINHERIT,
 # with none of these).

@@ -11,12 +11,20 @@ files to find edited migrations, so it must split the way the CLI splits, quirks
 - inside parentheses, the first `)` outside quotes ends the guarded region, nested or not.
 
 The scanner is a small state machine: each state takes the next character and the text read
-so far, and returns the next state, or None to end the statement there.
+so far, and returns the next state, or None to end the statement there. A state also tells how
+far it may skip ahead: the characters it would only pass over (plain text, a quoted or
+dollar-quoted body up to its delimiter) are not taken one by one.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# The characters that _Ready acts on; any other leaves it as it is.
+_READY_STOPS = re.compile(r"""[$'"\-/\\;(cC]""")
+# In a block comment, only `/` and `*` may open or close one.
+_BLOCK_STOPS = re.compile(r"[/*]")
 
 
 class _Text:
@@ -41,6 +49,16 @@ class _State:
     def next(self, ch: str, data: _Text) -> _State | None:
         raise NotImplementedError
 
+    def skip(self, data: _Text, index: int) -> int:
+        """The index, from `index` on, of the next character that may change this state:
+        `next` would leave it as it is on each character before that one."""
+        return index
+
+
+def _search(pattern: re.Pattern[str], data: _Text, index: int) -> int:
+    found = pattern.search(data.sql, index)
+    return found.start() if found else len(data.sql)
+
 
 class _Ready(_State):
     """Outside any quote or comment: the next `;` ends the statement."""
@@ -64,6 +82,9 @@ class _Ready(_State):
             case "c" | "C" if _ends_with_begin_atomic(data):
                 return _Guarded(self, "END")
         return self
+
+    def skip(self, data: _Text, index: int) -> int:
+        return _search(_READY_STOPS, data, index)
 
 
 class _Comment(_State):
@@ -94,6 +115,9 @@ class _Block(_State):
                 return _Ready()
         return self
 
+    def skip(self, data: _Text, index: int) -> int:
+        return index if self.depth == 0 else _search(_BLOCK_STOPS, data, index)
+
 
 class _Quote(_State):
     """Inside '…' or "…"; a doubled delimiter stays inside."""
@@ -112,6 +136,12 @@ class _Quote(_State):
             self.closing = True
         return self
 
+    def skip(self, data: _Text, index: int) -> int:
+        if self.closing:
+            return index
+        found = data.sql.find(self.delimiter, index)
+        return found if found >= 0 else len(data.sql)
+
 
 class _Dollar(_State):
     """Inside a dollar-quoted body (or a line comment): only the delimiter ends it."""
@@ -123,6 +153,13 @@ class _Dollar(_State):
         if data.tail(len(self.delimiter)) == self.delimiter:
             return _Ready()
         return self
+
+    def skip(self, data: _Text, index: int) -> int:
+        # The first character, from `index` on, that ends the delimiter (which may begin
+        # before it, though not before the statement).
+        size = len(self.delimiter)
+        found = data.sql.find(self.delimiter, max(index - size + 1, data.start))
+        return found + size - 1 if found >= 0 else len(data.sql)
 
 
 class _Tag(_State):
@@ -162,6 +199,20 @@ class _Guarded(_State):
             return _Ready()
         return self
 
+    def skip(self, data: _Text, index: int) -> int:
+        stop = self.inner.skip(data, index)
+        if not isinstance(self.inner, _Ready):
+            # The region can only end on the character that makes the inner state _Ready.
+            return stop
+        # Or on the delimiter's last character, in either case (no other character's upper
+        # case ends with `)` or `D`).
+        last = self.delimiter[-1]
+        for ch in {last.lower(), last.upper()}:
+            found = data.sql.find(ch, index, stop)
+            if found >= 0:
+                stop = found
+        return stop
+
 
 def _is_identifier_char(ch: str) -> bool:
     return ord(ch) >= 0x80 or ch.isalpha() or ch.isdigit() or ch in "_$"
@@ -200,24 +251,41 @@ def split_statements(sql: str) -> list[Statement]:
     statements: list[Statement] = []
     state: _State = _Ready()
     data = _Text(sql)
-    for index, ch in enumerate(sql):
+    lines = _Lines(sql)
+    size = len(sql)
+    index = state.skip(data, 0)
+    while index < size:
         data.end = index + 1
-        following = state.next(ch, data)
+        following = state.next(sql[index], data)
         if following is None:
-            _append(statements, sql, data.start, data.end)
+            _append(statements, lines, data.start, data.end)
             data.start = data.end
             state = _Ready()
         else:
             state = following
-    _append(statements, sql, data.start, len(sql))
+        index = state.skip(data, index + 1)
+    _append(statements, lines, data.start, size)
     return statements
 
 
-def _append(statements: list[Statement], sql: str, start: int, end: int) -> None:
-    token = sql[start:end].rstrip(";")
+class _Lines:
+    """Line numbers of offsets taken in increasing order, counting each newline once."""
+
+    def __init__(self, sql: str) -> None:
+        self.sql = sql
+        self.offset = 0
+        self.line = 1
+
+    def at(self, offset: int) -> int:
+        self.line += self.sql.count("\n", self.offset, offset)
+        self.offset = offset
+        return self.line
+
+
+def _append(statements: list[Statement], lines: _Lines, start: int, end: int) -> None:
+    token = lines.sql[start:end].rstrip(";")
     text = token.strip()
     if not text:
         return
     leading = len(token) - len(token.lstrip())
-    line = sql.count("\n", 0, start + leading) + 1
-    statements.append(Statement(text=text, line=line))
+    statements.append(Statement(text=text, line=lines.at(start + leading)))

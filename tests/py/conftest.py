@@ -146,6 +146,18 @@ def fresh_database(cluster: Cluster) -> Iterator[str]:
     drop_clone(cluster, name)
 
 
+@pytest.fixture
+def deployed_database(cluster: Cluster) -> Iterator[str]:
+    """The name of a new database as deploying the project to an empty one leaves it, dropped
+    afterwards: a clone of the template less its `tests` schema, which test_schema_check
+    finds the same as a fresh deploy, object by object."""
+    name, _ = clone_template(cluster, "deployed")
+    with psycopg.connect(cluster.admin_url(name), autocommit=True) as conn:
+        conn.execute("drop schema tests cascade")
+    yield name
+    drop_clone(cluster, name)
+
+
 @pytest.fixture(scope="session")
 def supabase_cli(project: Project) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the pinned Supabase CLI; returns the completed process (output as text)."""

@@ -4,8 +4,12 @@ payguard deploy, from the baseline itself, and from the Supabase CLI, with nothi
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
+from payguard.databases import drop_database, recreate_database
 from payguard.db import connect
 from payguard.deploy import deploy
 from payguard.errors import PayguardError
@@ -23,10 +27,20 @@ def _schema_present(url: str) -> bool:
         return bool(row and row[0])
 
 
-@pytest.fixture
-def deployed_before_the_baseline(cluster, empty_database) -> str:
+@pytest.fixture(scope="module")
+def old_history_database(cluster) -> Iterator[str]:
+    """The name of a database whose history holds migrations of the squashed history, made
+    once for the module: the tests on it refuse to apply anything to it."""
+    name = f"payguard_old_history_{os.getpid()}"
+    recreate_database(cluster.admin_url(), name)
+    yield name
+    drop_database(cluster.admin_url(), name)
+
+
+@pytest.fixture(scope="module")
+def deployed_before_the_baseline(cluster, old_history_database) -> str:
     """A database whose history holds migrations of the squashed history; its admin URL."""
-    url = cluster.admin_url(empty_database)
+    url = cluster.admin_url(old_history_database)
     with connect(url) as conn:
         apply_standin(conn)
         conn.execute("set role postgres")
@@ -66,11 +80,11 @@ def test_deploy_refuses_a_database_deployed_from_the_old_history(
 
 
 def test_the_baseline_refuses_a_database_that_already_holds_the_schema(
-    cluster, empty_database, project: Project
+    cluster, deployed_database, project: Project
 ) -> None:
     """Its history lost (say, repaired as reverted), the baseline is not applied over it."""
-    url = cluster.admin_url(empty_database)
-    deploy(url, project)
+    url = cluster.admin_url(deployed_database)
+    assert deploy(url, project).steps == [], "deployed: the history holds every migration"
     with connect(url) as conn:
         conn.execute("delete from supabase_migrations.schema_migrations")
     with pytest.raises(PayguardError) as refused:
@@ -90,10 +104,10 @@ def test_a_fresh_database_gets_the_baseline(cluster, empty_database, project: Pr
 
 
 def test_the_supabase_cli_refuses_to_push_over_the_old_history(
-    deployed_before_the_baseline: str, cluster, empty_database, project: Project, supabase_cli
+    deployed_before_the_baseline: str, cluster, old_history_database, project: Project, supabase_cli
 ) -> None:
     pushed = supabase_cli(
-        "db", "push", "--db-url", cluster.url(empty_database), "--yes", workdir=project.root
+        "db", "push", "--db-url", cluster.url(old_history_database), "--yes", workdir=project.root
     )
     assert pushed.returncode != 0
     assert "20261126060000" in pushed.stdout + pushed.stderr

@@ -9,11 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 import pytest
+from typer.testing import CliRunner
 
+from payguard.cli import app
 from payguard.cluster import Cluster
 from payguard.errors import ExitCode
 from payguard.project import Project
@@ -43,30 +46,45 @@ WHO = ("--", "-Atc", "select current_user || ' ' || current_database()")
 def test_db_shell_opens_psql_where_db_url_would_point(
     project: Project, cluster: Cluster, database: str
 ):
-    embedded = payguard("db", "shell", "--database", database, *WHO, project=project)
-    assert (embedded.returncode, embedded.stdout) == (0, f"postgres {database}\n"), embedded.stderr
-    admin = payguard("db", "shell", "--admin", *WHO, project=project)
-    assert admin.stdout == f"{cluster.superuser} postgres\n", admin.stderr
     given = cluster.socket_url("authenticator", database)
-    by_url = payguard("db", "shell", "--db-url", given, *WHO, project=project)
+    # Each process only reads: run them at once.
+    with ThreadPoolExecutor(4) as pool:
+        runs = [
+            pool.submit(payguard, "db", "shell", *args, project=project, env=env)
+            for args, env in (
+                (["--database", database, *WHO], None),
+                (["--admin", *WHO], None),
+                (["--db-url", given, *WHO], None),
+                (list(WHO), {"DATABASE_URL": given}),
+            )
+        ]
+        embedded, admin, by_url, by_env = (run.result() for run in runs)
+    assert (embedded.returncode, embedded.stdout) == (0, f"postgres {database}\n"), embedded.stderr
+    assert admin.stdout == f"{cluster.superuser} postgres\n", admin.stderr
     assert by_url.stdout == f"authenticator {database}\n", by_url.stderr
-    by_env = payguard("db", "shell", *WHO, project=project, env={"DATABASE_URL": given})
     assert by_env.stdout == f"authenticator {database}\n", by_env.stderr
 
 
 def test_db_shell_refuses_a_bad_name_or_url(project: Project):
-    for args in (["--database", "no such"], ["--db-url", "not a url"]):
-        result = payguard("db", "shell", *args, project=project)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(
+            pool.map(
+                lambda args: payguard("db", "shell", *args, project=project),
+                (["--database", "no such"], ["--db-url", "not a url"]),
+            )
+        )
+    for result in results:
         assert result.returncode == ExitCode.USAGE, result.stderr
         assert len(result.stderr.splitlines()) == 1
         assert "Traceback" not in result.stderr
 
 
 def test_db_logs_prints_the_last_lines(project: Project, cluster: Cluster):
+    """In process: what is printed, not the process, is tested here."""
     before = len(cluster.log_file.read_text(errors="replace").splitlines())
-    result = payguard("db", "logs", "-n", "3", project=project)
+    result = CliRunner().invoke(app, ["--workdir", str(project.root), "db", "logs", "-n", "3"])
     after = cluster.log_file.read_text(errors="replace").splitlines()
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     printed = result.stdout.splitlines()
     assert len(printed) == 3
     # The last three lines when it ran (the server may have logged more since).

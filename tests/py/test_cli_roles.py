@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -16,12 +17,11 @@ from typer.testing import CliRunner
 from payguard.cli import app
 from payguard.cluster import Cluster, free_port
 from payguard.errors import ExitCode
-from payguard.migrations import load_migrations
 from payguard.project import Project
 from payguard.roles import PAYGUARD_ROLES
 
 # The project's first migrations, up to the one that creates payguard's roles.
-ROLES_MIGRATION = "20261126061000_payment_roles.sql"
+ROLES_MIGRATION = "20261205080000_roles_and_grants.sql"
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +33,20 @@ def own_cluster(cluster: Cluster) -> Iterator[Cluster]:
     shutil.rmtree(made.base, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def roles_migrations(project: Project) -> list[Path]:
+    """The project's migration files up to the roles migration (found by name: parsing every
+    migration would only cost time)."""
+    files = sorted(project.migrations_dir.glob("*.sql"))
+    names = [path.name for path in files]
+    assert ROLES_MIGRATION in names, f"{ROLES_MIGRATION} is not a migration of the project"
+    return files[: names.index(ROLES_MIGRATION) + 1]
+
+
 @pytest.fixture
-def roles_project(scratch_project: Project, project: Project) -> Project:
-    for migration in load_migrations(project.migrations_dir):
-        shutil.copy(migration.path, scratch_project.migrations_dir / migration.path.name)
-        if migration.path.name == ROLES_MIGRATION:
-            break
+def roles_project(scratch_project: Project, roles_migrations: list[Path]) -> Project:
+    for path in roles_migrations:
+        shutil.copy(path, scratch_project.migrations_dir / path.name)
     return scratch_project
 
 

@@ -19,6 +19,7 @@ from payguard.cli import app
 from payguard.cluster import APP_ROLE, Cluster, free_port
 from payguard.deploy import deploy
 from payguard.errors import PayguardError
+from payguard.project import Project
 
 
 @contextmanager
@@ -37,52 +38,65 @@ def scratch_base(project_cluster: Cluster, name: str) -> Path:
 
 @pytest.fixture
 def scratch_cluster(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A cluster not made yet, for a test of how one is made; deleted afterwards."""
     made = Cluster(scratch_base(cluster, request.node.name[:40]))
     yield made
     made.destroy()
     shutil.rmtree(made.base, ignore_errors=True)
 
 
-def test_start_is_idempotent_and_stop_too(scratch_cluster: Cluster):
-    assert not scratch_cluster.status().running
-    first = scratch_cluster.start()
-    second = scratch_cluster.start()
+@pytest.fixture(scope="module")
+def made_cluster(cluster: Cluster) -> Iterator[Cluster]:
+    """One cluster, made once, for the module's tests of a cluster already made (each starts
+    or stops it as it needs); deleted after the module."""
+    made = Cluster(scratch_base(cluster, "made"))
+    made.start()
+    yield made
+    made.destroy()
+    shutil.rmtree(made.base, ignore_errors=True)
+
+
+def test_start_is_idempotent_and_stop_too(made_cluster: Cluster):
+    made_cluster.stop()
+    assert not made_cluster.status().running
+    first = made_cluster.start()
+    second = made_cluster.start()
     assert first.running
     assert second.running
     assert first.pid == second.pid
     assert first.port == second.port
-    with psycopg.connect(scratch_cluster.url()) as conn:
+    with psycopg.connect(made_cluster.url()) as conn:
         assert conn.execute("select current_user").fetchone() == (APP_ROLE,)
-    assert scratch_cluster.stop() is True
-    assert scratch_cluster.stop() is False
-    status = scratch_cluster.status()
+    assert made_cluster.stop() is True
+    assert made_cluster.stop() is False
+    status = made_cluster.status()
     assert not status.running
     assert status.pid is None
 
 
 def test_listens_on_loopback_and_a_private_socket_away_from_the_supabase_ports(
-    scratch_cluster: Cluster,
+    made_cluster: Cluster,
 ):
-    status = scratch_cluster.start()
+    status = made_cluster.start()
     assert status.port not in (54320, 54322)
-    with psycopg.connect(scratch_cluster.admin_url()) as conn:
+    with psycopg.connect(made_cluster.admin_url()) as conn:
         listen = conn.execute("show listen_addresses").fetchone()
         superuser = conn.execute(
             "select rolsuper from pg_roles where rolname = current_user"
         ).fetchone()
     assert listen == ("127.0.0.1",)
     assert superuser == (True,)
-    assert (scratch_cluster.socket_dir / f".s.PGSQL.{status.port}").is_socket()
-    assert oct(scratch_cluster.socket_dir.stat().st_mode & 0o777) == "0o700"
+    assert (made_cluster.socket_dir / f".s.PGSQL.{status.port}").is_socket()
+    assert oct(made_cluster.socket_dir.stat().st_mode & 0o777) == "0o700"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root must hand the server to postgres")
-def test_as_root_the_server_runs_as_the_postgres_os_user(scratch_cluster: Cluster):
-    status = scratch_cluster.start()
+def test_as_root_the_server_runs_as_the_postgres_os_user(made_cluster: Cluster):
+    status = made_cluster.start()
     assert status.pid is not None
     uid = Path(f"/proc/{status.pid}").stat().st_uid
     assert pwd.getpwuid(uid).pw_name == "postgres"
-    assert pwd.getpwuid(scratch_cluster.data_dir.stat().st_uid).pw_name == "postgres"
+    assert pwd.getpwuid(made_cluster.data_dir.stat().st_uid).pw_name == "postgres"
 
 
 def test_a_taken_port_is_a_clear_error(scratch_cluster: Cluster):
@@ -94,18 +108,18 @@ def test_a_taken_port_is_a_clear_error(scratch_cluster: Cluster):
     assert not scratch_cluster.status().running
 
 
-def test_a_stale_pid_file_is_a_clear_error(scratch_cluster: Cluster):
-    scratch_cluster.start()
-    scratch_cluster.stop()
+def test_a_stale_pid_file_is_a_clear_error(made_cluster: Cluster):
+    made_cluster.start()
+    made_cluster.stop()
     with subprocess.Popen(["sleep", "30"]) as stranger:
         try:
-            scratch_cluster.pid_file.write_text(f"{stranger.pid}\n{scratch_cluster.data_dir}\n")
+            made_cluster.pid_file.write_text(f"{stranger.pid}\n{made_cluster.data_dir}\n")
             with pytest.raises(PayguardError, match=rf"stale pid file .* process {stranger.pid}"):
-                scratch_cluster.start()
+                made_cluster.start()
         finally:
             stranger.kill()
-    scratch_cluster.pid_file.unlink()
-    assert scratch_cluster.start().running
+    made_cluster.pid_file.unlink()
+    assert made_cluster.start().running
 
 
 def test_a_cluster_of_another_major_version_is_a_clear_error(scratch_cluster: Cluster):
@@ -123,44 +137,53 @@ def test_missing_binaries_are_a_clear_error(scratch_cluster: Cluster, monkeypatc
         scratch_cluster.start()
 
 
-def test_reset_drops_everything_and_redeploys_on_the_same_port(
-    scratch_project, write_migration, monkeypatch
-):
+@pytest.fixture(scope="module")
+def private_project(
+    tmp_path_factory: pytest.TempPathFactory, project: Project
+) -> Iterator[Project]:
+    """A project in a private folder, for the module's tests of the CLI's cluster commands
+    (its cluster, which the tests make, stop and destroy, is deleted after the module)."""
+    made = Project(tmp_path_factory.mktemp("private"))
+    made.migrations_dir.mkdir(parents=True)
+    shutil.copy(project.supabase_dir / "config.toml", made.supabase_dir / "config.toml")
+    yield made
+    Cluster.destroy_for_project(made)
+
+
+def test_reset_drops_everything_and_redeploys_on_the_same_port(private_project: Project):
     """Through the CLI, on a project in a private folder: the cluster then lives where the
     server's OS user can reach it, behind a symlink."""
-    write_migration("20260101000000_first", "create table public.kept (id int);\n")
+    (private_project.migrations_dir / "20260101000000_first.sql").write_text(
+        "create table public.kept (id int);\n"
+    )
     runner = CliRunner()
-    workdir = ["--workdir", str(scratch_project.root)]
-    cluster = Cluster.for_project(scratch_project)
-    try:
-        started = runner.invoke(app, [*workdir, "db", "start"])
-        assert started.exit_code == 0, started.output
-        assert started.output.strip() == cluster.url()
-        assert runner.invoke(app, [*workdir, "db", "start"]).output == started.output
+    workdir = ["--workdir", str(private_project.root)]
+    cluster = Cluster.for_project(private_project)
+    started = runner.invoke(app, [*workdir, "db", "start"])
+    assert started.exit_code == 0, started.output
+    assert started.output.strip() == cluster.url()
+    assert runner.invoke(app, [*workdir, "db", "start"]).output == started.output
 
-        deployed = runner.invoke(app, [*workdir, "deploy"])
-        assert deployed.exit_code == 0, deployed.output
-        with psycopg.connect(cluster.url(), autocommit=True) as conn:
-            conn.execute("create table public.scribble (id int)")
-        port = cluster.port()
+    deployed = runner.invoke(app, [*workdir, "deploy"])
+    assert deployed.exit_code == 0, deployed.output
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute("create table public.scribble (id int)")
+    port = cluster.port()
 
-        reset = runner.invoke(app, [*workdir, "db", "reset", "--no-seed"])
-        assert reset.exit_code == 0, reset.output
-        assert cluster.port() == port
-        with psycopg.connect(cluster.url()) as conn:
-            assert conn.execute("select to_regclass('public.scribble')").fetchone() == (None,)
-            assert conn.execute("select to_regclass('public.kept')").fetchone() == ("kept",)
+    reset = runner.invoke(app, [*workdir, "db", "reset", "--no-seed"])
+    assert reset.exit_code == 0, reset.output
+    assert cluster.port() == port
+    with psycopg.connect(cluster.url()) as conn:
+        assert conn.execute("select to_regclass('public.scribble')").fetchone() == (None,)
+        assert conn.execute("select to_regclass('public.kept')").fetchone() == ("kept",)
 
-        status = runner.invoke(app, [*workdir, "db", "status"])
-        assert status.output.startswith("running")
-        assert runner.invoke(app, [*workdir, "db", "stop"]).output.strip() == "stopped"
-        assert runner.invoke(app, [*workdir, "db", "stop"]).output.strip() == "not running"
-        stopped = runner.invoke(app, [*workdir, "db", "status"])
-        assert stopped.exit_code == 3
-        assert stopped.output.strip() == "stopped (initialised)"
-    finally:
-        cluster.destroy()
-        shutil.rmtree(cluster.base, ignore_errors=True)
+    status = runner.invoke(app, [*workdir, "db", "status"])
+    assert status.output.startswith("running")
+    assert runner.invoke(app, [*workdir, "db", "stop"]).output.strip() == "stopped"
+    assert runner.invoke(app, [*workdir, "db", "stop"]).output.strip() == "not running"
+    stopped = runner.invoke(app, [*workdir, "db", "status"])
+    assert stopped.exit_code == 3
+    assert stopped.output.strip() == "stopped (initialised)"
 
 
 def test_deploys_to_a_cluster_whose_bootstrap_superuser_is_postgres(
@@ -194,8 +217,8 @@ def test_deploys_to_a_cluster_whose_bootstrap_superuser_is_postgres(
         shutil.rmtree(plain.base, ignore_errors=True)
 
 
-def test_the_superuser_cannot_log_in_over_tcp(scratch_cluster: Cluster):
-    status = scratch_cluster.start()
+def test_the_superuser_cannot_log_in_over_tcp(made_cluster: Cluster):
+    status = made_cluster.start()
     for password in ("postgres", ""):
         with pytest.raises(psycopg.OperationalError, match="rejects connection"):
             psycopg.connect(
@@ -246,14 +269,15 @@ def test_the_first_deploy_to_a_cluster_without_a_postgres_role_runs_migrations_a
         plain.destroy()
 
 
-def test_destroy_removes_a_relocated_cluster_and_its_link(scratch_project):
+def test_destroy_removes_a_relocated_cluster_and_its_link(private_project: Project):
+    """The cluster the reset test made and stopped, when it ran first; else a new one."""
     runner = CliRunner()
-    workdir = ["--workdir", str(scratch_project.root)]
+    workdir = ["--workdir", str(private_project.root)]
     assert runner.invoke(app, [*workdir, "db", "start"]).exit_code == 0
-    base = Cluster.for_project(scratch_project).base
+    base = Cluster.for_project(private_project).base
     assert base.is_dir()
     destroyed = runner.invoke(app, [*workdir, "db", "destroy"])
     assert destroyed.output.strip() == "destroyed"
     assert not base.exists()
-    assert not (scratch_project.state_dir / "cluster").exists()
+    assert not (private_project.state_dir / "cluster").exists()
     assert runner.invoke(app, [*workdir, "db", "destroy"]).output.strip() == "no cluster to destroy"

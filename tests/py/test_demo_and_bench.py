@@ -8,9 +8,7 @@ import psycopg
 from payguard.bench import transitions
 from payguard.bench.rls import run
 from payguard.cluster import APP_ROLE
-from payguard.databases import drop_database, recreate_database
 from payguard.demo import run_demo
-from payguard.deploy import deploy
 
 
 def test_every_demo_step_is_allowed_or_refused_as_it_says(project):
@@ -27,21 +25,15 @@ def test_every_demo_step_is_allowed_or_refused_as_it_says(project):
     )
 
 
-def test_the_benchmark_lists_each_users_own_rows(cluster, project):
-    database = "payguard_bench_smoke"
-    recreate_database(cluster.admin_url(), database)
-    try:
-        deploy(cluster.admin_url(database), project)
-        _, results = run(
-            cluster.socket_url(APP_ROLE, database),
-            users=20,
-            rows=400,
-            payments=40,
-            samples=10,
-            seed=3,
-        )
-    finally:
-        drop_database(cluster.admin_url(), database)
+def test_the_benchmark_lists_each_users_own_rows(cluster, deployed_database):
+    _, results = run(
+        cluster.socket_url(APP_ROLE, deployed_database),
+        users=20,
+        rows=400,
+        payments=40,
+        samples=10,
+        seed=3,
+    )
     by_name = {r.name: r for r in results}
     # 400 transactions over 20 users: RLS gives each exactly their 20.
     assert by_name["payment_transactions"].rows_per_listing == 20
@@ -50,33 +42,26 @@ def test_the_benchmark_lists_each_users_own_rows(cluster, project):
     assert all(r.ratio > 0 for r in results)
 
 
-def test_the_release_benchmark_releases_every_payment(cluster, project):
-    database, pgbench_database = "payguard_release_smoke", "payguard_pgbench_smoke"
-    recreate_database(cluster.admin_url(), database)
-    recreate_database(cluster.admin_url(), pgbench_database)
-    try:
-        deploy(cluster.admin_url(database), project)
-        result = transitions.run(
-            cluster.socket_url(APP_ROLE, database),
-            (str(cluster.socket_dir), cluster.port() or 0, "authenticator", database),
-            pgbench_target=(
-                str(cluster.socket_dir),
-                cluster.port() or 0,
-                APP_ROLE,
-                pgbench_database,
-            ),
-            payments=48,
-            clients=4,
-            pgbench_seconds=1,
-            pgbench_scale=1,
-        )
-        with psycopg.connect(cluster.admin_url(database)) as conn:
-            released = conn.execute(
-                "select count(*) from private.ledger_transfers where code = 'milestone_release'"
-            ).fetchone()
-    finally:
-        drop_database(cluster.admin_url(), database)
-        drop_database(cluster.admin_url(), pgbench_database)
+def test_the_release_benchmark_releases_every_payment(cluster, deployed_database, empty_database):
+    database, pgbench_database = deployed_database, empty_database
+    result = transitions.run(
+        cluster.socket_url(APP_ROLE, database),
+        (str(cluster.socket_dir), cluster.port() or 0, "authenticator", database),
+        pgbench_target=(
+            str(cluster.socket_dir),
+            cluster.port() or 0,
+            APP_ROLE,
+            pgbench_database,
+        ),
+        payments=48,
+        clients=4,
+        pgbench_seconds=1,
+        pgbench_scale=1,
+    )
+    with psycopg.connect(cluster.admin_url(database)) as conn:
+        released = conn.execute(
+            "select count(*) from private.ledger_transfers where code = 'milestone_release'"
+        ).fetchone()
     # Half the rounds ran with the audit trail on, half with it off; every payment released.
     assert (result.releases + result.unaudited_releases, result.failures) == (48, 0)
     assert released == (48,)

@@ -17,15 +17,17 @@ from typer.testing import CliRunner
 from payguard.cli import app
 from payguard.cluster import Cluster
 from payguard.databases import drop_database, recreate_database
+from payguard.db import connect
 from payguard.deploy import deploy
 from payguard.errors import PayguardError
 from payguard.project import Project
-from payguard.schema.build import SchemaFileError, build_database
+from payguard.schema.build import SchemaFileError, apply_schema_files, build_database
 from payguard.schema.catalog import Snapshot, snapshot
 from payguard.schema.check import _from_migrations
 from payguard.schema.compare import compare
 from payguard.schema.files import load_schema_files, schema_file_paths
 from payguard.schema.server import scratch_name
+from payguard.standin import apply_standin
 
 MIGRATION = "20260101000000_accounts"
 
@@ -295,17 +297,38 @@ def migrations_snapshot(cluster: Cluster, tmp_path_factory, project: Project) ->
         drop_database(cluster.admin_url(), name)
 
 
-def files_snapshot(cluster: Cluster, project: Project, database: str, sql: str) -> Snapshot:
+@pytest.fixture(scope="module")
+def standin_database(cluster: Cluster) -> Iterator[str]:
+    """An empty database with the Supabase stand-in, which a build installs first: made once
+    for the module, and copied for each build of the comparison tests."""
+    name = scratch_name("test_schema_standin")
+    try:
+        recreate_database(cluster.admin_url(), name)
+        with connect(cluster.admin_url(name)) as conn:
+            apply_standin(conn)
+        yield name
+    finally:
+        drop_database(cluster.admin_url(), name)
+
+
+def files_snapshot(
+    cluster: Cluster, project: Project, database: str, sql: str, standin: str
+) -> Snapshot:
+    """Build `database` from `sql` as the one schema file, as build_database does but on a
+    copy of `standin` (the command's tests build with the stand-in installed), and take its
+    snapshot."""
     write_schema_file(project, "accounts.sql", sql)
     set_schema_paths(project, ["./schemas/accounts.sql"])
-    build_database(cluster.admin_url(), database, project)
+    recreate_database(cluster.admin_url(), database, template=standin)
+    report = apply_schema_files(cluster.admin_url(database), load_schema_files(project))
+    assert not report.standin
     return snapshot(cluster.admin_url(database))
 
 
 def test_the_same_definition_has_no_difference(
-    cluster, scratch_project, scratch_database, migrations_snapshot
+    cluster, scratch_project, scratch_database, migrations_snapshot, standin_database
 ):
-    found = files_snapshot(cluster, scratch_project, scratch_database, DEFINITION)
+    found = files_snapshot(cluster, scratch_project, scratch_database, DEFINITION, standin_database)
     assert compare(migrations_snapshot, found) == []
     # The snapshot covers what the definition made, by readable keys.
     for key in (
@@ -331,11 +354,22 @@ def test_the_same_definition_has_no_difference(
     ("old", "new", "keys"), [p[1:] for p in PLANTED], ids=[p[0] for p in PLANTED]
 )
 def test_a_planted_difference_is_reported_by_name(
-    cluster, scratch_project, scratch_database, migrations_snapshot, old, new, keys
+    cluster,
+    scratch_project,
+    scratch_database,
+    migrations_snapshot,
+    standin_database,
+    old,
+    new,
+    keys,
 ):
     assert old in DEFINITION
     found = files_snapshot(
-        cluster, scratch_project, scratch_database, DEFINITION.replace(old, new, 1)
+        cluster,
+        scratch_project,
+        scratch_database,
+        DEFINITION.replace(old, new, 1),
+        standin_database,
     )
     differences = compare(migrations_snapshot, found, a_name="migrations", b_name="schema files")
     assert {d.key for d in differences} == keys
@@ -345,13 +379,14 @@ def test_a_planted_difference_is_reported_by_name(
 
 
 def test_a_differing_settings_row_is_shown_and_deploy_time_values_are_not_compared(
-    cluster, scratch_project, scratch_database, migrations_snapshot
+    cluster, scratch_project, scratch_database, migrations_snapshot, standin_database
 ):
     found = files_snapshot(
         cluster,
         scratch_project,
         scratch_database,
         DEFINITION.replace("('hops', '0')", "('hops', '1')"),
+        standin_database,
     )
     [difference] = compare(migrations_snapshot, found, a_name="migrations", b_name="files")
     assert difference.key == "data app.settings"
@@ -361,7 +396,7 @@ def test_a_differing_settings_row_is_shown_and_deploy_time_values_are_not_compar
 
 
 def test_an_object_only_one_side_has_is_named_with_its_side(
-    cluster, scratch_project, scratch_database, migrations_snapshot
+    cluster, scratch_project, scratch_database, migrations_snapshot, standin_database
 ):
     found = files_snapshot(
         cluster,
@@ -370,6 +405,7 @@ def test_an_object_only_one_side_has_is_named_with_its_side(
         DEFINITION.replace("create index accounts_owner_idx on app.accounts (owner_id);\n", "")
         + "create function app.extra() returns int language sql as $$ select 1 $$;\n"
         + "create statistics app.accounts_stats on owner_id, balance from app.accounts;\n",
+        standin_database,
     )
     statuses = {
         d.key: d.status

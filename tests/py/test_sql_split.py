@@ -77,3 +77,21 @@ def test_reports_the_line_each_statement_starts_on():
     statements = split_statements("\n-- c\nselect 1;\n\nselect\n  2;")
     assert [s.line for s in statements] == [2, 5]
     assert statements[1].line_of(10) == 6
+
+
+def test_skipping_ahead_finds_each_delimiter_where_a_character_scan_does():
+    # The scanner skips to the next character that matters; these end or guard a statement
+    # where scanning one character at a time does (the CLI's quirks included).
+    assert texts("select $$$; select 2;") == ["select $$$", "select 2"]
+    assert texts("select $a$ x $a$a$; 2;") == ["select $a$ x $a$a$", "2"]
+    assert texts("select ($$)$$; 1); 2;") == ["select ($$)$$; 1)", "2"]
+    assert texts("select (1 /* ) */ ; 2); 3;") == ["select (1 /* ) */ ; 2)", "3"]
+    assert texts("select ('a)b'; 1); 2;") == ["select ('a)b'; 1)", "2"]
+    assert texts("select 1 /* a /* b */ ; */; 2;") == ["select 1 /* a /* b */ ; */", "2"]
+    assert texts("select 1 -- ;\n; 2") == ["select 1 -- ;", "2"]
+    assert texts("create function f() begin atomic select 1; eNd; select 2;") == [
+        "create function f() begin atomic select 1; eNd",
+        "select 2",
+    ]
+    statements = split_statements("select 1;\n" * 500 + "\n\nselect 'a\nb';")
+    assert [s.line for s in statements] == [*range(1, 501), 503]

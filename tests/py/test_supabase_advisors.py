@@ -8,13 +8,11 @@ import json
 import psycopg
 import pytest
 
-from payguard.deploy import deploy
-
 
 @pytest.fixture
-def deployed(cluster, empty_database, project):
-    deploy(cluster.admin_url(empty_database), project)
-    return empty_database
+def deployed(deployed_database):
+    """A database as deploying the project leaves it."""
+    return deployed_database
 
 
 def test_advisors_see_a_table_exposed_without_rls(cluster, deployed, scratch_project, supabase_cli):
