@@ -72,7 +72,7 @@ demo: setup ## Start the embedded database, deploy with seed data, show what is 
 	@$(PAYGUARD) demo
 
 test: setup ## Every check, stage by stage, stopping at the first failure; a header and a time for each
-	@$(PAYGUARD) db start >/dev/null  # once, before steps that would each start it at once
+	@$(PAYGUARD) test --prepare  # the cluster and its template, before steps that use them at once
 	@MAKE="$(MAKE)" $(PYTHON) scripts/test_steps.py $(TEST_STAGES)
 
 lint: $(SETUP) ## ruff (lint and format) and mypy

@@ -43,6 +43,16 @@ def default_jobs() -> int:
     return (os.cpu_count() or 1) + 1
 
 
+def prepare(project: Project) -> Cluster:
+    """Start the embedded cluster and make its test template current. A fresh cluster's first
+    deploy creates its roles, which belong to the whole cluster: deploys into two of its
+    databases at once could both try to create them, so the template is made first, alone."""
+    cluster = Cluster.for_project(project)
+    cluster.start()
+    ensure_template(cluster, project)
+    return cluster
+
+
 def run_tests(
     project: Project,
     *,
@@ -54,9 +64,7 @@ def run_tests(
     steps: int | None = None,
 ) -> int:
     """Run the suites in order, stopping at the first that fails; returns an exit code."""
-    cluster = Cluster.for_project(project)
-    cluster.start()
-    ensure_template(cluster, project)
+    cluster = prepare(project)
     workers = jobs or default_jobs()
     if sql:
         files = pgtap_files(project, keyword)

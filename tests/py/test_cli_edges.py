@@ -299,3 +299,21 @@ def test_reconcile_json_lists_structured_findings_and_the_checks_run(
             "ids": [str(books["payments"][1])],
         }
     ]
+
+
+def test_test_prepare_starts_the_cluster_and_makes_the_template_current_running_nothing(
+    project: Project, cluster: Cluster
+):
+    from payguard.template import TEMPLATE, fingerprint
+
+    result = runner.invoke(app, ["--workdir", str(project.root), "test", "--prepare"])
+    assert result.exit_code == 0, result.output
+    assert "pgTAP" not in result.output
+    assert "passed" not in result.output
+    assert cluster.status().running
+    with psycopg.connect(cluster.admin_url()) as conn:
+        row = conn.execute(
+            "select shobj_description(oid, 'pg_database') from pg_database where datname = %s",
+            (TEMPLATE,),
+        ).fetchone()
+    assert row == (fingerprint(project),)

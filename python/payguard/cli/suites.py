@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from payguard.cli.common import state
-from payguard.testrun import run_tests
+from payguard.testrun import prepare, run_tests
 
 
 def run_suites(
@@ -35,8 +35,19 @@ def run_suites(
         int | None,
         typer.Option("--steps", min=1, help="Steps of the money model (default 2000)."),
     ] = None,
+    prepare_only: Annotated[
+        bool,
+        typer.Option(
+            "--prepare",
+            help="Only start the embedded cluster and make its test template current, so that "
+            "what runs next (pg_prove by hand, several checks at once) finds both ready.",
+        ),
+    ] = False,
 ) -> None:
     """Run both suites (or the one asked for) against fresh clones of the template database."""
+    if prepare_only:
+        prepare(state(ctx).project())
+        return
     run_sql, run_py = (sql, py) if (sql or py) else (True, True)
     code = run_tests(
         state(ctx).project(),
