@@ -166,10 +166,18 @@ class WebhookReceiver:
     url: str
     secret: str
     answer_status: int = 200
-    # This many deliveries are answered 500 first (they are recorded all the same).
-    fail_first: int = 0
+    # This many deliveries of the events `failing` matches are answered 500 first (they are
+    # recorded all the same). Set both with fail_first(); any other event is answered as usual,
+    # so that a late webhook of an earlier test cannot take a failure meant for this one.
+    failures_left: int = 0
+    failing: Callable[[dict[str, Any]], bool] = field(default=lambda event: False)
     deliveries: queue.Queue[Delivery] = field(default_factory=queue.Queue)
     seen: list[Delivery] = field(default_factory=list)
+
+    def fail_first(self, match: Callable[[dict[str, Any]], bool], times: int = 1) -> None:
+        """Answer 500 to the next `times` deliveries of events that `match` accepts."""
+        self.failing = match
+        self.failures_left = times
 
     def wait_for(
         self, match: Callable[[dict[str, Any]], bool], timeout: float = DELIVERY_TIMEOUT
@@ -235,10 +243,11 @@ def receiver_server() -> Iterator[WebhookReceiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            receiver.deliveries.put(Delivery(self.headers.get("Stripe-Signature", ""), body))
+            delivery = Delivery(self.headers.get("Stripe-Signature", ""), body)
+            receiver.deliveries.put(delivery)
             status = receiver.answer_status
-            if receiver.fail_first > 0:
-                receiver.fail_first -= 1
+            if receiver.failures_left > 0 and receiver.failing(delivery.event):
+                receiver.failures_left -= 1
                 status = 500
             self.send_response(status)
             self.send_header("Content-Length", "0")
