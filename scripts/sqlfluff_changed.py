@@ -13,6 +13,7 @@ again next time. `--all` ignores the record.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import os
@@ -47,6 +48,20 @@ def config_key(paths: list[Path]) -> str:
     return key.hexdigest()
 
 
+def ignored(path: Path) -> bool:
+    """Whether the project's .sqlfluffignore names `path` (a path or a glob from the root)."""
+    ignore_file = ROOT / ".sqlfluffignore"
+    if not ignore_file.is_file():
+        return False
+    name = path.relative_to(ROOT).as_posix()
+    patterns = [
+        line.strip()
+        for line in ignore_file.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return any(fnmatch.fnmatch(name, pattern.lstrip("/")) for pattern in patterns)
+
+
 def sql_files(paths: list[Path]) -> list[Path]:
     found: set[Path] = set()
     for path in paths:
@@ -56,7 +71,7 @@ def sql_files(paths: list[Path]) -> list[Path]:
             found.add(path)
         else:
             raise SystemExit(f"sqlfluff: no such file or folder: {path}")
-    return sorted(found)
+    return sorted(f for f in found if not ignored(f))
 
 
 def main() -> int:
