@@ -21,7 +21,7 @@ from payguard.cluster import free_port
 from payguard.errors import PayguardError
 from payguard.jwt import api_key, jwt_secret
 from payguard.project import Project
-from payguard.services import Launch, Service
+from payguard.services import Launch, PortTakenError, Service
 
 WEBHOOK_FUNCTION = "stripe-webhook"
 # The Supabase CLI's default `[auth] site_url`: the app, locally.
@@ -29,6 +29,8 @@ DEFAULT_SITE_URL = "http://127.0.0.1:3000"
 # What the process keeps from payguard's own environment: what Deno needs to run at all.
 PASSED_THROUGH = ("PATH", "HOME", "DENO_DIR", "TMPDIR", "LANG", "NO_COLOR")
 DENO_PERMISSIONS = ("--allow-net", "--allow-env", "--allow-read")
+# Ports tried for one function before serving fails (see Functions.serve).
+PORT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -146,35 +148,44 @@ class Functions:
         # one after the other would add up their start-up times.
         launches: list[Launch] = []
         ports: set[int] = set()
-        try:
-            for name in wanted:
-                service = self._service(name)
-                if service.state() is not None:
-                    continue
+
+        def launch(name: str) -> Launch:
+            port = free_port()
+            while port in ports:
                 port = free_port()
-                while port in ports:
-                    port = free_port()
-                ports.add(port)
-                argv = [str(deno), "serve", "--host", "127.0.0.1", "--port", str(port)]
-                argv += list(DENO_PERMISSIONS)
-                if config.is_file():
-                    argv += ["--config", str(config)]
-                argv.append(str(self.functions_dir / name / "index.ts"))
-                launches.append(
-                    service.launch(
-                        argv,
-                        port=port,
-                        env=process_env,
-                        cwd=self.functions_dir,
-                        details={"name": name, "url": f"http://127.0.0.1:{port}/{name}"},
-                    )
-                )
-            for launch in launches:
-                launch.wait()
+            ports.add(port)
+            argv = [str(deno), "serve", "--host", "127.0.0.1", "--port", str(port)]
+            argv += list(DENO_PERMISSIONS)
+            if config.is_file():
+                argv += ["--config", str(config)]
+            argv.append(str(self.functions_dir / name / "index.ts"))
+            started = self._service(name).launch(
+                argv,
+                port=port,
+                env=process_env,
+                cwd=self.functions_dir,
+                details={"name": name, "url": f"http://127.0.0.1:{port}/{name}"},
+            )
+            launches.append(started)
+            return started
+
+        try:
+            waiting = [launch(name) for name in wanted if self._service(name).state() is None]
+            for started in waiting:
+                # A port chosen free may be taken by another process before Deno listens on
+                # it (other services start meanwhile): then the function gets another port.
+                for attempt in range(PORT_ATTEMPTS):
+                    try:
+                        started.wait()
+                        break
+                    except PortTakenError:
+                        if attempt == PORT_ATTEMPTS - 1:
+                            raise
+                        started = launch(str(started.recorded["name"]))
         except BaseException:
-            for launch in launches:
-                if launch.service.state() is None:
-                    launch.abort()
+            for started in launches:
+                if started.service.state() is None:
+                    started.abort()
             raise
         return self.status()
 

@@ -136,8 +136,13 @@ class Launch:
         """Wait until the service listens on its port, record and return its state; an error
         when it exits first or does not listen in time (then it is stopped)."""
         name, port, process = self.service.name, int(self.recorded["port"]), self.process
-        while not _listening(port):
+        while not _listening(port) or not _listens_in_session(process.pid, port):
             if process.poll() is not None:
+                if _listening(port):
+                    raise PortTakenError(
+                        f"{name} could not listen on port {port}: another process took it "
+                        f"first ({self.service.last_log_line()})"
+                    )
                 raise PayguardError(
                     f"{name} exited with code {process.returncode} before listening on "
                     f"port {port}: {self.service.last_log_line()}"
@@ -162,6 +167,54 @@ class Launch:
     def abort(self) -> None:
         """Stop the process, listening or not (nothing was recorded for it)."""
         _stop_group(self.process.pid)
+
+
+class PortTakenError(PayguardError):
+    """A free port that another process took between its choice and the service's start."""
+
+
+def _listens_in_session(leader: int, port: int) -> bool:
+    """True when a process of the session that `leader` leads (the service and its children)
+    holds a socket listening on `port`: a port that something else listens on is not the
+    service's, even though it accepts connections. Without /proc, a listening port is taken
+    to be the service's."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return not Path("/proc/net/tcp").exists()
+    for pid in _session_members(leader):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return True
+    return False
+
+
+def _session_members(leader: int) -> list[int]:
+    """The processes whose session is `leader`'s (itself first)."""
+    members = [leader]
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == leader:
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == leader:  # the session id
+                    members.append(int(entry))
+    return members
 
 
 def _listening(port: int) -> bool:
