@@ -490,12 +490,17 @@ to payment_service, service_role, authenticated, admin;
 /**
  * The processor's verification of connected account `account_id`, as account.updated records
  * it: the account and its payout methods become `verified` (only a verified account is paid).
+ * With `as_of`, it is recorded as the processor's word at that time, so that an account.updated
+ * the processor sent earlier (its account's creation, delivered late) is ignored as older.
  */
-create function tests.verify_connected_account(account_id text) returns void
+create function tests.verify_connected_account(
+  account_id text, as_of timestamptz default null
+) returns void
 language sql
 volatile
 as $$
-  update public.processor_accounts set verification_status = 'verified'
+  update public.processor_accounts
+  set verification_status = 'verified', state_as_of = coalesce(as_of, state_as_of)
   where processor_account_id = account_id;
   update public.payout_methods set verification_status = 'verified'
   where processor_account_id = account_id;
