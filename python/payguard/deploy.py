@@ -41,7 +41,7 @@ from payguard.migrations import (
     seed_hash,
 )
 from payguard.project import Project
-from payguard.roles import check_roles
+from payguard.roles import check_roles, take_cluster_roles
 from payguard.sql_split import Statement, split_statements
 from payguard.standin import apply_standin, needs_standin
 
@@ -206,6 +206,7 @@ def _migration_role(conn: Connection) -> str | None:
 
 def _apply_migration(conn: Connection, migration: MigrationFile, run_as: str | None) -> None:
     with conn.transaction():
+        take_cluster_roles(conn)
         _become(conn, run_as)
         ensure_history_table(conn)
         _run_statements(conn, migration.file_name, migration.statements)

@@ -9,7 +9,7 @@ silently and handed to every API request; deploy refuses it instead, before any 
 
 from __future__ import annotations
 
-from payguard.db import Connection
+from payguard.db import Connection, is_superuser
 from payguard.errors import DatabaseError
 
 PAYGUARD_ROLES = ("admin", "auditor", "payment_service", "escrow_service")
@@ -80,3 +80,15 @@ def check_roles(conn: Connection) -> None:
             "them (ALTER ROLE ... NOLOGIN NOSUPERUSER ...; REVOKE ... FROM ...), then deploy "
             "again"
         )
+
+
+def take_cluster_roles(conn: Connection) -> None:
+    """Hold the cluster's roles until this transaction ends, when the connection is a
+    superuser's. Roles belong to the whole cluster, and the stand-in and the migrations create
+    theirs after checking that they are missing: two deploys into two databases of a fresh
+    cluster at once would both find a role missing, and the second to create it would fail.
+    SHARE ROW EXCLUSIVE on pg_authid makes such transactions take turns (and waits for any
+    CREATE or ALTER ROLE under way), while logins and reads of roles go on. Elsewhere (a
+    Supabase project, whose deployer is no superuser) the roles exist already."""
+    if is_superuser(conn):
+        conn.execute("lock table pg_catalog.pg_authid in share row exclusive mode")

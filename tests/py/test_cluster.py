@@ -7,7 +7,9 @@ import pwd
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -281,3 +283,30 @@ def test_destroy_removes_a_relocated_cluster_and_its_link(private_project: Proje
     assert not base.exists()
     assert not (private_project.state_dir / "cluster").exists()
     assert runner.invoke(app, [*workdir, "db", "destroy"]).output.strip() == "no cluster to destroy"
+
+
+def test_deploys_into_two_databases_of_a_fresh_cluster_at_once_both_succeed(
+    scratch_cluster: Cluster, project: Project
+):
+    """The cluster's roles are made once, by whichever deploy comes first: the other waits
+    for it (SHARE ROW EXCLUSIVE on pg_authid), then finds them made."""
+    scratch_cluster.start(free_port())
+    names = ["first", "second"]
+    with psycopg.connect(scratch_cluster.admin_url(), autocommit=True) as conn:
+        for name in names:
+            conn.execute(f"create database {name}")
+    ready = threading.Barrier(len(names))
+
+    def deploy_into(name: str) -> int:
+        ready.wait()
+        return len(deploy(scratch_cluster.admin_url(name), project).steps)
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        steps = list(pool.map(deploy_into, names))
+    assert steps[0] == steps[1] > 1
+    with psycopg.connect(scratch_cluster.admin_url()) as conn:
+        roles = conn.execute(
+            "select count(*) from pg_roles where rolname in "
+            "('anon', 'authenticated', 'service_role', 'authenticator', 'admin', 'auditor')"
+        ).fetchone()
+    assert roles == (6,)

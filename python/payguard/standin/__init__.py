@@ -11,6 +11,7 @@ from importlib import resources
 
 from payguard.db import Connection, connect, is_superuser
 from payguard.errors import DatabaseError
+from payguard.roles import take_cluster_roles
 
 
 def standin_files() -> list[tuple[str, str]]:
@@ -35,6 +36,7 @@ def apply_standin(conn: Connection) -> None:
             "deploy to a Supabase project"
         )
     with conn.transaction():
+        take_cluster_roles(conn)
         for name, text in standin_files():
             try:
                 conn.execute(text)
