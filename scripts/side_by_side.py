@@ -9,6 +9,7 @@ time, so outputs never interleave. When a command fails, the others still runnin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shlex
@@ -50,15 +51,30 @@ def say(text: str) -> None:
 
 
 def end(commands: list[Command]) -> None:
+    """End the commands still running, each with its whole process group."""
     for command in commands:
         if command.process.poll() is None:
-            os.killpg(command.process.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.killpg(command.process.pid, signal.SIGTERM)
     for command in commands:
         try:
             command.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(command.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(command.process.pid, signal.SIGKILL)
             command.process.wait()
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (a CI job canceled, a terminal closed) end this process as Ctrl-C
+    does, through the `finally` blocks that end the commands: each runs in a session of its
+    own, which the signal does not reach."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, leave)
 
 
 def collect(command: Command, ended: queue.Queue[Command]) -> None:
@@ -74,11 +90,12 @@ def collect(command: Command, ended: queue.Queue[Command]) -> None:
 
 def run_at_once(commands: Sequence[tuple[str, Sequence[str]]]) -> bool:
     """Run the named commands at once; True when every one passed."""
-    running = [start(name, argv, capture=True) for name, argv in commands]
+    running: list[Command] = []
     ended: queue.Queue[Command] = queue.Queue()
-    for command in running:
-        threading.Thread(target=collect, args=(command, ended), daemon=True).start()
     try:
+        for name, argv in commands:
+            running.append(start(name, argv, capture=True))
+            threading.Thread(target=collect, args=(running[-1], ended), daemon=True).start()
         for _ in running:
             command = ended.get()
             code = command.process.wait()
@@ -104,4 +121,5 @@ def main(specs: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    stop_on_signals()
     sys.exit(main(sys.argv[1:]))

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from side_by_side import run_at_once, say, seconds, start
+from side_by_side import end, run_at_once, say, seconds, start, stop_on_signals
 
 MAKE = os.environ.get("MAKE", "make")
 
@@ -32,7 +32,10 @@ def run_stage(names: list[str]) -> bool:
         return run_at_once([(name, step_command(name)) for name in names])
     say(f"\n==> {names[0]}\n")
     step = start(names[0], step_command(names[0]), capture=False)
-    code = step.process.wait()
+    try:
+        code = step.process.wait()
+    finally:
+        end([step])  # a no-op unless this run was interrupted
     verdict = "" if code == 0 else " FAILED after"
     say(f"==> {step.name}{verdict}: {seconds(step.started)}\n")
     return code == 0
@@ -48,4 +51,5 @@ def main(stages: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    stop_on_signals()
     sys.exit(main(sys.argv[1:]))

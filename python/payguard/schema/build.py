@@ -18,6 +18,7 @@ from payguard.db import Connection, connect, is_superuser
 from payguard.deploy import MIGRATION_ROLE
 from payguard.errors import PayguardError
 from payguard.project import Project
+from payguard.roles import take_cluster_roles
 from payguard.schema.files import SchemaFile, load_schema_files
 from payguard.schema.server import database_url
 from payguard.sql_split import Statement
@@ -61,6 +62,8 @@ def apply_schema_files(url: str, files: list[SchemaFile]) -> BuildReport:
         run_as = _schema_role(conn)
         try:
             with conn.transaction():
+                # The schema files create the cluster's roles, as the migrations do.
+                take_cluster_roles(conn)
                 if run_as is not None:
                     conn.execute(
                         sql.SQL("set local session authorization {}").format(sql.Identifier(run_as))
