@@ -71,6 +71,14 @@ def ensure_template(cluster: Cluster, project: Project) -> bool:
     return True
 
 
+def remove_test_helpers(url: str) -> None:
+    """Drop the test helpers (the `tests` schema) from a copy of the template at `url`: what
+    is left is the database a deploy of the migrations makes, object by object (the schema
+    check compares the two)."""
+    with connect(url, autocommit=True) as conn:
+        conn.execute("drop schema tests cascade")
+
+
 def _install_test_helpers(cluster: Cluster, project: Project) -> None:
     helpers = project.test_helpers_file
     if not helpers.is_file():

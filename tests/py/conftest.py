@@ -22,7 +22,7 @@ import pytest
 from payguard.cluster import Cluster
 from payguard.databases import drop_database, recreate_database
 from payguard.project import Project
-from payguard.template import clone_template, drop_clone
+from payguard.template import clone_template, drop_clone, remove_test_helpers
 from payguard.testing.client import AppClient
 
 if TYPE_CHECKING:
@@ -152,8 +152,7 @@ def deployed_database(cluster: Cluster) -> Iterator[str]:
     afterwards: a clone of the template less its `tests` schema, which test_schema_check
     finds the same as a fresh deploy, object by object."""
     name, _ = clone_template(cluster, "deployed")
-    with psycopg.connect(cluster.admin_url(name), autocommit=True) as conn:
-        conn.execute("drop schema tests cascade")
+    remove_test_helpers(cluster.admin_url(name))
     yield name
     drop_clone(cluster, name)
 

@@ -23,7 +23,7 @@ from payguard.schema.catalog import snapshot
 from payguard.schema.compare import Difference, compare
 from payguard.schema.files import load_schema_files
 from payguard.schema.server import database_url, scratch_name
-from payguard.template import TEMPLATE, TEMPLATE_LOCK_KEY, fingerprint
+from payguard.template import TEMPLATE, TEMPLATE_LOCK_KEY, fingerprint, remove_test_helpers
 
 MIGRATIONS = "migrations"
 SCHEMA_FILES = "schema files"
@@ -84,8 +84,7 @@ def check(server_url: str, project: Project) -> CheckResult:
 def _from_migrations(server_url: str, name: str, project: Project) -> bool:
     """Build `name` from the migrations; True when it was copied from the template."""
     if _clone_current_template(server_url, name, project):
-        with connect(database_url(server_url, name)) as conn:
-            conn.execute("drop schema tests cascade")
+        remove_test_helpers(database_url(server_url, name))
         return True
     recreate_database(server_url, name)
     deploy(database_url(server_url, name), project)
