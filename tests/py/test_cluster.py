@@ -7,6 +7,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from payguard.cli import app
-from payguard.cluster import APP_ROLE, Cluster, free_port
+from payguard.cluster import APP_ROLE, MEMORY_ROOT, Cluster, free_port, memory_root
 from payguard.deploy import deploy
 from payguard.errors import PayguardError
 from payguard.project import Project
+from payguard.server_user import give_to_server_user
 
 
 @contextmanager
@@ -310,3 +312,57 @@ def test_deploys_into_two_databases_of_a_fresh_cluster_at_once_both_succeed(
             "('anon', 'authenticated', 'service_role', 'authenticator', 'admin', 'auditor')"
         ).fetchone()
     assert roles == (6,)
+
+
+# -- data in memory -------------------------------------------------------------------------
+
+
+def test_data_stay_on_disk_when_asked_or_when_there_is_no_tmpfs(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("PAYGUARD_CLUSTER_DATA", "disk")
+    assert memory_root() is None
+    monkeypatch.setenv("PAYGUARD_CLUSTER_DATA", "memory")
+    assert memory_root(tmp_path) is None  # a folder on disk is no tmpfs
+    monkeypatch.setenv("PAYGUARD_CLUSTER_DATA", "ram")
+    with pytest.raises(
+        PayguardError, match=r"PAYGUARD_CLUSTER_DATA is 'ram'; it takes memory or disk"
+    ):
+        memory_root()
+
+
+@pytest.mark.skipif(
+    memory_root(MEMORY_ROOT) is None, reason="this machine has no tmpfs at /dev/shm"
+)
+def test_a_cluster_in_memory_is_made_anew_once_its_memory_is_emptied(cluster: Cluster):
+    made = Cluster(scratch_base(cluster, "memory"), memory=MEMORY_ROOT)
+    made.destroy()
+    # A folder left in memory by a cluster made in the same folder and deleted undestroyed.
+    left = Path(tempfile.mkdtemp(prefix=made._memory_prefix(), dir=MEMORY_ROOT))
+    give_to_server_user(left)
+    try:
+        status = made.start()
+        in_memory = made.data_in_memory()
+        assert in_memory is not None
+        assert in_memory.parent == MEMORY_ROOT
+        assert status.data_in_memory == in_memory
+        assert oct(in_memory.stat().st_mode & 0o777) == "0o700"
+        assert not left.exists()
+        with psycopg.connect(made.admin_url()) as conn:
+            (data_directory,) = conn.execute("show data_directory").fetchone()
+            conn.execute("create table kept (x int)")
+        assert Path(data_directory).resolve() == in_memory
+        # As a restart of the machine does: the memory is emptied, the link stays.
+        made.stop()
+        shutil.rmtree(in_memory)
+        assert not made.initialized()
+        assert not made.status().running
+        made.start()
+        assert made.data_in_memory() not in (None, in_memory)
+        with psycopg.connect(made.admin_url()) as conn:
+            assert conn.execute("select to_regclass('kept')").fetchone() == (None,)
+        again = made.data_in_memory()
+        made.destroy()
+        assert not again.exists()  # type: ignore[union-attr]
+        assert not made.base.exists()
+    finally:
+        made.destroy()
+        shutil.rmtree(left, ignore_errors=True)

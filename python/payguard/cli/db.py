@@ -80,7 +80,8 @@ def status(ctx: typer.Context, as_json: Json = False) -> None:
     else:
         out.print(f"running  pid {current.pid}  port {current.port}")
         out.print(f"url      {cluster.url()}")
-        out.print(f"data     {current.data_dir}")
+        where = f"  (in memory: {current.data_in_memory})" if current.data_in_memory else ""
+        out.print(f"data     {current.data_dir}{where}")
     if not current.running:
         raise typer.Exit(code=ExitCode.DATABASE)
 

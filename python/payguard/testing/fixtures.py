@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from payguard.cluster import APP_ROLE, MAX_SOCKET_DIR_LEN, Cluster
+from payguard.cluster import APP_ROLE, MAX_SOCKET_DIR_LEN, Cluster, memory_root
 from payguard.project import Project, find_project
 from payguard.server_user import give_to_server_user, server_user_home
 from payguard.template import clone_template, drop_clone, ensure_template
@@ -49,7 +49,7 @@ def own_cluster(project: Project, name: str) -> Iterator[Cluster]:
         base = server_user_home() / "payguard" / folder
         base.parent.mkdir(parents=True, exist_ok=True)
         give_to_server_user(base.parent)
-    made = Cluster(base)
+    made = Cluster(base, memory=memory_root())
     made.destroy()  # one left by a run that was killed, with this process id
     try:
         made.start()
