@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from payguard.cli import app
-from payguard.cluster import APP_ROLE, MEMORY_ROOT, Cluster, free_port, memory_root
+from payguard.cluster import ADMIN_ROLE, APP_ROLE, MEMORY_ROOT, Cluster, free_port, memory_root
 from payguard.deploy import deploy
 from payguard.errors import PayguardError
 from payguard.project import Project
@@ -40,10 +40,16 @@ def scratch_base(project_cluster: Cluster, name: str) -> Path:
     return project_cluster.base.parent / f"scratch-{name}-{os.getpid()}"
 
 
+def scratch(project_cluster: Cluster, name: str, superuser: str = ADMIN_ROLE) -> Cluster:
+    """A cluster in a scratch folder, its data where the project's go (in memory, when the
+    machine has a tmpfs). tests/py/test_cli_roles.py makes one whose data stay on disk."""
+    return Cluster(scratch_base(project_cluster, name), superuser=superuser, memory=memory_root())
+
+
 @pytest.fixture
 def scratch_cluster(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """A cluster not made yet, for a test of how one is made; deleted afterwards."""
-    made = Cluster(scratch_base(cluster, request.node.name[:40]))
+    made = scratch(cluster, request.node.name[:40])
     yield made
     made.destroy()
     shutil.rmtree(made.base, ignore_errors=True)
@@ -53,7 +59,7 @@ def scratch_cluster(cluster: Cluster, request: pytest.FixtureRequest) -> Iterato
 def made_cluster(cluster: Cluster) -> Iterator[Cluster]:
     """One cluster, made once, for the module's tests of a cluster already made (each starts
     or stops it as it needs); deleted after the module."""
-    made = Cluster(scratch_base(cluster, "made"))
+    made = scratch(cluster, "made")
     made.start()
     yield made
     made.destroy()
@@ -193,7 +199,7 @@ def test_reset_drops_everything_and_redeploys_on_the_same_port(private_project: 
 def test_deploys_to_a_cluster_whose_bootstrap_superuser_is_postgres(
     cluster: Cluster, request, project
 ):
-    plain = Cluster(scratch_base(cluster, "plain"), superuser="postgres")
+    plain = scratch(cluster, "plain", superuser="postgres")
     try:
         plain.start(free_port())
         report = deploy(plain.admin_url(), project)
@@ -253,7 +259,7 @@ def test_a_refused_port_leaves_no_half_made_cluster(scratch_cluster: Cluster):
 def test_the_first_deploy_to_a_cluster_without_a_postgres_role_runs_migrations_as_postgres(
     cluster: Cluster, project
 ):
-    plain = Cluster(scratch_base(cluster, "nopostgres"), superuser="ci_admin")
+    plain = scratch(cluster, "nopostgres", superuser="ci_admin")
     try:
         plain.start(free_port())
         with psycopg.connect(plain.admin_url(), autocommit=True) as conn:
