@@ -103,6 +103,11 @@ test(
       assertEquals((await side.transfers(account)).map((t) => t.id), [transferId]);
       const [report] = await reportedInconsistencies(transferId);
       assertEquals(report.kind, "transfer_unrecorded");
+      // the database's reason, then the withdrawal: kept as written, whatever the id's digits
+      assertEquals(
+        report.detail,
+        `42501: permission denied for function record_withdrawal_transfer (withdrawal ${id})`,
+      );
       assert_(report.resolution !== null, "recording the transfer resolves its report");
     });
   },

@@ -4,7 +4,7 @@
 -- else mark the charge to be refunded, and the processor's charge.refunded resolves it. The
 -- record is never deleted and what was found never changes; staff resolve the rest in writing.
 begin;
-select plan(26);
+select plan(30);
 
 -- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
 select tests.let_roles_call_pgtap();
@@ -210,6 +210,42 @@ select throws_ok(
     current_setting('fixture.i3')::uuid, 'Another story told afterwards.'))$$,
   'PT409', null,
   'a resolution is set once'
+);
+reset role;
+
+-- A detail the card-data guard refuses does not lose the report: an error's text joining
+-- digits to an id (here a SQLSTATE after a withdrawal's id, read as a card number) is
+-- recorded as a marker; a card number in another column is still refused.
+select tests.authenticate_as_service('payment_service');
+select is(
+  public.record_processor_inconsistency(
+    'transfer_unrecorded', 'tr_Refused01', null, 5000, 'USD',
+    'withdrawal b1a23145-8932-4147-bd21-98a2673b9e67: 42501: permission denied for function '
+    || 'record_withdrawal_transfer') ->> 'detail',
+  '[removed: it held card data]',
+  'a detail the guard refuses is recorded as a marker'
+);
+select is(
+  public.record_processor_inconsistency(
+    'transfer_unrecorded', 'tr_Refused02', null, 5000, 'USD',
+    'card 4111 1111 1111 1111 in an error') ->> 'detail',
+  '[removed: it held card data]',
+  'a card number in a detail too'
+);
+select is(
+  public.record_processor_inconsistency(
+    'transfer_unrecorded', 'tr_Kept03', null, 5000, 'USD',
+    'permission denied for function record_withdrawal_transfer (withdrawal '
+    || 'b1a23145-8932-4147-bd21-98a2673b9e67)') ->> 'detail',
+  'permission denied for function record_withdrawal_transfer (withdrawal '
+  || 'b1a23145-8932-4147-bd21-98a2673b9e67)',
+  'a detail that names the id apart from digits is kept as it is'
+);
+select throws_ok(
+  $$select public.record_processor_inconsistency(
+    'transfer_unrecorded', '4111 1111 1111 1111', null, 5000, 'USD', 'a detail')$$,
+  'PT422', null,
+  'a card number in another column is refused, the report with it'
 );
 
 select * from finish();
