@@ -1,0 +1,135 @@
+// Envelopes of processor tokens in Deno: the vectors python/payguard/envelope.py passes too
+// (tests/py/test_envelope.py), fresh keys and nonces, and every way an envelope or a key set
+// can be wrong, each a clear error that shows no key and no token.
+import { assert_, assertEquals, assertMatch, assertRejects } from "./assert.ts";
+import {
+  b64decode,
+  b64encode,
+  decrypt,
+  encrypt,
+  type Envelope,
+  EnvelopeError,
+  KeySet,
+  type Place,
+} from "../_shared/envelope.ts";
+
+interface Case {
+  name: string;
+  table: string;
+  column: string;
+  row_id: string;
+  envelope: Envelope;
+}
+interface Vector extends Case {
+  plaintext: string;
+  data_key: string;
+  nonce: string;
+  kid: string;
+}
+
+const VECTORS: { keys: string; vectors: Vector[]; failures: Case[] } = JSON.parse(
+  await Deno.readTextFile(
+    new URL("../../../tests/data/token-envelope-vectors.json", import.meta.url),
+  ),
+);
+const KEYS = KeySet.parse(VECTORS.keys);
+
+function place(c: Case): Place {
+  return { table: c.table, column: c.column, rowId: c.row_id };
+}
+
+for (const vector of VECTORS.vectors) {
+  Deno.test(`vector: ${vector.name}, reproduced from its data key and nonce, and read back`, async () => {
+    const made = await encrypt(KEYS.withCurrent(vector.kid), vector.plaintext, place(vector), {
+      dataKey: b64decode(vector.data_key, "data key"),
+      nonce: b64decode(vector.nonce, "nonce"),
+    });
+    assertEquals(made, vector.envelope);
+    // the current key set reads an envelope made under an older key
+    assertEquals(await decrypt(KEYS, vector.envelope, place(vector)), vector.plaintext);
+  });
+}
+
+for (const failure of VECTORS.failures) {
+  Deno.test(`refused: ${failure.name}, showing no key and no token`, async () => {
+    const error = await assertRejects(
+      () => decrypt(KEYS, failure.envelope, place(failure)),
+      EnvelopeError,
+    );
+    const expected = failure.envelope.kid === "k2024z" ? "no key 'k2024z'" : "it was changed";
+    assert_(error.message.includes(expected), error.message);
+    assert_(!error.message.includes("pm_"), error.message);
+    for (const entry of VECTORS.keys.split(",")) {
+      assert_(!error.message.includes(entry.split(":")[1]), "a key in the message");
+    }
+  });
+}
+
+Deno.test("every value gets a fresh data key and nonce, under the first key of the set", async () => {
+  const where = { table: "payment_methods", column: "token", rowId: "r1" };
+  const first = await encrypt(KEYS, "pm_1Same", where);
+  const second = await encrypt(KEYS, "pm_1Same", where);
+  assert_(first.nonce !== second.nonce);
+  assert_(first.wrapped_key !== second.wrapped_key);
+  assert_(first.ciphertext !== second.ciphertext);
+  assertEquals(first.kid, "k2026a");
+  for (const envelope of [first, second]) {
+    assertEquals(await decrypt(KEYS, envelope, where), "pm_1Same");
+  }
+});
+
+Deno.test("a key set that cannot be used is named as such", () => {
+  const cases: [string, RegExp][] = [
+    ["", /holds no key/],
+    ["# only a comment\n", /holds no key/],
+    ["k1", /entry 1 of PAYGUARD_TOKEN_KEYS is not kid:base64url/],
+    [`bad id:${b64encode(new Uint8Array(32))}`, /entry 1 of PAYGUARD_TOKEN_KEYS is not kid/],
+    [`k1:${b64encode(new Uint8Array(16))}`, /key k1 in PAYGUARD_TOKEN_KEYS is 16 bytes/],
+    ["k1:not base64!", /key k1 in PAYGUARD_TOKEN_KEYS is not base64url text/],
+    [
+      `k1:${b64encode(new Uint8Array(32))},k1:${b64encode(new Uint8Array(32))}`,
+      /key k1 appears twice/,
+    ],
+  ];
+  for (const [text, message] of cases) {
+    try {
+      KeySet.parse(text);
+      throw new Error(`${JSON.stringify(text)} was taken`);
+    } catch (error) {
+      assert_(error instanceof EnvelopeError, String(error));
+      assertMatch(error.message, message);
+    }
+  }
+  try {
+    KeySet.fromEnv(() => undefined);
+    throw new Error("no keys were taken");
+  } catch (error) {
+    assert_(error instanceof EnvelopeError, String(error));
+    assertMatch(error.message, /PAYGUARD_TOKEN_KEYS is not set/);
+  }
+  assertEquals(KeySet.fromEnv(() => VECTORS.keys.replace(",", "\n")).ids(), ["k2026a", "k2025b"]);
+});
+
+Deno.test("a malformed envelope is named as such", async () => {
+  const vector = VECTORS.vectors[0];
+  const cases: [Partial<Record<keyof Envelope, unknown>>, RegExp][] = [
+    [{ v: 2 }, /envelope version 2/],
+    [{ alg: "A128GCM" }, /is not 1 \/ A256GCM\+A256KW/],
+    [{ kid: "../etc" }, /key id is not one/],
+    [{ nonce: b64encode(new Uint8Array(8)) }, /nonce is 8 bytes/],
+    [{ ciphertext: "not base64!" }, /ciphertext is not base64url text/],
+  ];
+  for (const [change, message] of cases) {
+    const error = await assertRejects(
+      () => decrypt(KEYS, { ...vector.envelope, ...change }, place(vector)),
+      EnvelopeError,
+    );
+    assertMatch(error.message, message);
+  }
+  const { nonce: _, ...withoutNonce } = vector.envelope;
+  const error = await assertRejects(
+    () => decrypt(KEYS, withoutNonce, place(vector)),
+    EnvelopeError,
+  );
+  assertMatch(error.message, /lacks nonce/);
+});

@@ -1,0 +1,120 @@
+"""Envelopes of processor tokens in Python: the shared vectors (which the Deno implementation
+passes too, supabase/functions/tests/envelope_test.ts), fresh keys and nonces, and every way an
+envelope or a key set can be wrong, each a clear error that shows no key and no token."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from payguard.envelope import (
+    KEYS_VARIABLE,
+    EnvelopeError,
+    KeySet,
+    b64decode,
+    b64encode,
+    decrypt,
+    encrypt,
+)
+
+VECTORS = json.loads(
+    (Path(__file__).resolve().parent.parent / "data" / "token-envelope-vectors.json").read_text()
+)
+KEYS = KeySet.parse(VECTORS["keys"])
+
+
+def place(case: dict[str, Any]) -> dict[str, str]:
+    return {"table": case["table"], "column": case["column"], "row_id": case["row_id"]}
+
+
+@pytest.mark.parametrize("case", VECTORS["vectors"], ids=lambda c: c["name"])
+def test_each_vector_is_reproduced_from_its_data_key_and_nonce_and_read_back(case):
+    keys = KeySet(current=case["kid"], keys=KEYS.keys)
+    made = encrypt(
+        keys,
+        case["plaintext"],
+        **place(case),
+        data_key=b64decode(case["data_key"], "data key"),
+        nonce=b64decode(case["nonce"], "nonce"),
+    )
+    assert made == case["envelope"]
+    # the current key reads an envelope made under an older one
+    assert decrypt(KEYS, case["envelope"], **place(case)) == case["plaintext"]
+
+
+@pytest.mark.parametrize("case", VECTORS["failures"], ids=lambda c: c["name"])
+def test_each_failure_vector_is_refused_without_showing_a_key_or_the_token(case):
+    with pytest.raises(EnvelopeError) as refused:
+        decrypt(KEYS, case["envelope"], **place(case))
+    message = str(refused.value)
+    expected = "no key 'k2024z'" if case["envelope"]["kid"] == "k2024z" else "it was changed"
+    assert expected in message
+    assert "pm_" not in message
+    for key in KEYS.keys.values():
+        assert b64encode(key) not in message
+
+
+def test_every_value_gets_a_fresh_data_key_and_nonce():
+    first = encrypt(KEYS, "pm_1Same", table="payment_methods", column="token", row_id="r1")
+    second = encrypt(KEYS, "pm_1Same", table="payment_methods", column="token", row_id="r1")
+    assert first["nonce"] != second["nonce"]
+    assert first["wrapped_key"] != second["wrapped_key"]
+    assert first["ciphertext"] != second["ciphertext"]
+    for envelope in (first, second):
+        assert decrypt(KEYS, envelope, table="payment_methods", column="token", row_id="r1") == (
+            "pm_1Same"
+        )
+    assert first["kid"] == "k2026a"  # the first key of the set is the current one
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "holds no key"),
+        ("# only a comment\n", "holds no key"),
+        ("k1", "entry 1 of PAYGUARD_TOKEN_KEYS is not kid:base64url"),
+        ("bad id:" + b64encode(bytes(32)), "entry 1 of PAYGUARD_TOKEN_KEYS is not kid:base64url"),
+        ("k1:" + b64encode(bytes(16)), "key k1 in PAYGUARD_TOKEN_KEYS is 16 bytes"),
+        ("k1:not base64!", "key k1 in PAYGUARD_TOKEN_KEYS is not base64url text"),
+        (f"k1:{b64encode(bytes(32))},k1:{b64encode(bytes(32))}", "key k1 appears twice"),
+    ],
+)
+def test_a_key_set_that_cannot_be_used_is_named_as_such(text, message):
+    with pytest.raises(EnvelopeError, match=message):
+        KeySet.parse(text)
+
+
+def test_keys_come_from_the_environment_or_a_key_file(tmp_path: Path):
+    with pytest.raises(EnvelopeError, match=rf"\${KEYS_VARIABLE} is not set"):
+        KeySet.from_environment({})
+    assert KeySet.from_environment({KEYS_VARIABLE: VECTORS["keys"]}) == KEYS
+    key_file = tmp_path / "token-keys"
+    key_file.write_text("# current first\n" + VECTORS["keys"].replace(",", "\n") + "\n")
+    assert KeySet.from_file(key_file) == KEYS
+    with pytest.raises(EnvelopeError, match="cannot read the key file"):
+        KeySet.from_file(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"v": 2}, "envelope version 2"),
+        ({"alg": "A128GCM"}, "is not 1 / A256GCM\\+A256KW"),
+        ({"kid": "../etc"}, "key id is not one"),
+        ({"nonce": b64encode(bytes(8))}, "nonce is 8 bytes"),
+        ({"ciphertext": "not base64!"}, "ciphertext is not base64url text"),
+    ],
+)
+def test_a_malformed_envelope_is_named_as_such(change, message):
+    case = VECTORS["vectors"][0]
+    with pytest.raises(EnvelopeError, match=message):
+        decrypt(KEYS, {**case["envelope"], **change}, **place(case))
+    with pytest.raises(EnvelopeError, match="lacks nonce"):
+        decrypt(
+            KEYS,
+            {k: v for k, v in case["envelope"].items() if k != "nonce"},
+            **place(case),
+        )
