@@ -100,14 +100,16 @@ class KeySet:
         return cls(current=next(iter(keys)), keys=keys)
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> KeySet:
-        text = (os.environ if environ is None else environ).get(KEYS_VARIABLE)
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, variable: str = KEYS_VARIABLE
+    ) -> KeySet:
+        text = (os.environ if environ is None else environ).get(variable)
         if not text:
             raise EnvelopeError(
-                f"${KEYS_VARIABLE} is not set: processor tokens cannot be encrypted or read "
-                "(give kid:base64url-of-32-bytes entries, or a key file with --key-file)"
+                f"${variable} is not set: processor tokens cannot be encrypted, read or looked "
+                "up (give kid:base64url-of-32-bytes entries, or read them from a key file)"
             )
-        return cls.parse(text)
+        return cls.parse(text, source=variable)
 
     @classmethod
     def from_file(cls, path: Path) -> KeySet:

@@ -1,6 +1,7 @@
-"""Envelopes of processor tokens in Python: the shared vectors (which the Deno implementation
-passes too, supabase/functions/tests/envelope_test.ts), fresh keys and nonces, and every way an
-envelope or a key set can be wrong, each a clear error that shows no key and no token."""
+"""Envelopes and blind-index lookups of processor tokens in Python: the shared vectors (which
+the Deno implementation passes too, supabase/functions/tests/envelope_test.ts), fresh keys and
+nonces, and every way an envelope or a key set can be wrong, each a clear error that shows no
+key and no token."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from payguard.envelope import (
     decrypt,
     encrypt,
 )
+from payguard.token_index import INDEX_KEYS_VARIABLE, lookup, lookups
 
 VECTORS = json.loads(
     (Path(__file__).resolve().parent.parent / "data" / "token-envelope-vectors.json").read_text()
@@ -118,3 +120,26 @@ def test_a_malformed_envelope_is_named_as_such(change, message):
             {k: v for k, v in case["envelope"].items() if k != "nonce"},
             **place(case),
         )
+
+
+# -- the blind index -----------------------------------------------------------------------
+
+INDEX_KEYS = KeySet.parse(VECTORS["index_keys"], source=INDEX_KEYS_VARIABLE)
+
+
+@pytest.mark.parametrize("case", VECTORS["lookups"], ids=lambda c: f"{c['kid']}-{c['token']}")
+def test_each_lookup_of_the_vectors_is_reproduced_under_the_key_it_names(case):
+    assert lookup(INDEX_KEYS, case["token"], case["kid"]) == case["lookup"]
+
+
+def test_a_tokens_lookups_are_under_every_index_key_the_current_first():
+    token = VECTORS["lookups"][0]["token"]
+    found = lookups(INDEX_KEYS, token)
+    assert [value.split(":")[0] for value in found] == ["i2026a", "i2025b"]
+    assert found[0] == lookup(INDEX_KEYS, token)
+    assert lookup(INDEX_KEYS, token + "x") != found[0]
+    # the envelopes' keys are not the index keys
+    with pytest.raises(EnvelopeError, match="no key 'i2026a'"):
+        lookup(KEYS, token, "i2026a")
+    with pytest.raises(EnvelopeError, match=r"\$PAYGUARD_TOKEN_INDEX_KEYS is not set"):
+        KeySet.from_environment({}, INDEX_KEYS_VARIABLE)

@@ -93,15 +93,18 @@ export class KeySet {
     return new KeySet(keys.keys().next().value!, keys);
   }
 
-  static fromEnv(env: (name: string) => string | undefined = (n) => Deno.env.get(n)): KeySet {
-    const text = env(KEYS_VARIABLE);
+  static fromEnv(
+    env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+    variable = KEYS_VARIABLE,
+  ): KeySet {
+    const text = env(variable);
     if (!text) {
       throw new EnvelopeError(
-        `${KEYS_VARIABLE} is not set: processor tokens cannot be encrypted or read ` +
+        `${variable} is not set: processor tokens cannot be encrypted, read or looked up ` +
           "(set it with supabase secrets set)",
       );
     }
-    return KeySet.parse(text);
+    return KeySet.parse(text, variable);
   }
 
   ids(): string[] {

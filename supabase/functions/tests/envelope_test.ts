@@ -1,4 +1,4 @@
-// Envelopes of processor tokens in Deno: the vectors python/payguard/envelope.py passes too
+// Envelopes and blind-index lookups of processor tokens in Deno: the vectors python/payguard/envelope.py passes too
 // (tests/py/test_envelope.py), fresh keys and nonces, and every way an envelope or a key set
 // can be wrong, each a clear error that shows no key and no token.
 import { assert_, assertEquals, assertMatch, assertRejects } from "./assert.ts";
@@ -12,6 +12,7 @@ import {
   KeySet,
   type Place,
 } from "../_shared/envelope.ts";
+import { INDEX_KEYS_VARIABLE, lookup, lookups } from "../_shared/token_index.ts";
 
 interface Case {
   name: string;
@@ -132,4 +133,33 @@ Deno.test("a malformed envelope is named as such", async () => {
     EnvelopeError,
   );
   assertMatch(error.message, /lacks nonce/);
+});
+
+// -- the blind index ------------------------------------------------------------------------
+
+const INDEX: { index_keys: string; lookups: { token: string; kid: string; lookup: string }[] } =
+  VECTORS as never;
+const INDEX_KEYS = KeySet.parse(INDEX.index_keys, INDEX_KEYS_VARIABLE);
+
+Deno.test("each lookup of the vectors is reproduced, under the key it names", async () => {
+  for (const vector of INDEX.lookups) {
+    assertEquals(await lookup(INDEX_KEYS, vector.token, vector.kid), vector.lookup);
+  }
+});
+
+Deno.test("a token's lookups: under every index key, the current first; none under another key set", async () => {
+  const token = INDEX.lookups[0].token;
+  const all = await lookups(INDEX_KEYS, token);
+  assertEquals(all.map((value) => value.split(":")[0]), ["i2026a", "i2025b"]);
+  assertEquals(all[0], await lookup(INDEX_KEYS, token));
+  assert_(all[0] !== (await lookup(INDEX_KEYS, token + "x")));
+  // the envelopes' keys are not the index keys
+  await assertRejects(() => lookup(KEYS, token, "i2026a"), EnvelopeError);
+  try {
+    KeySet.fromEnv(() => undefined, INDEX_KEYS_VARIABLE);
+    throw new Error("no index keys were taken");
+  } catch (error) {
+    assert_(error instanceof EnvelopeError, String(error));
+    assertMatch(error.message, /PAYGUARD_TOKEN_INDEX_KEYS is not set/);
+  }
 });
