@@ -27,7 +27,7 @@ export SUPABASE_TELEMETRY_DISABLED := 1
 # `make test`'s steps (each also a target of its own), in stages: the steps joined by `+` run
 # side by side (they share nothing, and the linters keep a processor busy while the database
 # checks wait on the server), the stages one after another.
-TEST_STAGES := lint+sqlfluff+supabase-checks+schema-check pgtap deno pytest
+TEST_STAGES := lint+sqlfluff+supabase-checks+schema-check pgtap+deno pytest
 # pg_prove processes, pytest workers and deno test processes at once (default: processors + 1).
 JOBS ?=
 # The steps as `make test` runs them: it has run `setup` once already.
