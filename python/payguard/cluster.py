@@ -23,16 +23,20 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from payguard.cluster_memory import (
+    make_data,
+    memory_root,
+    remove_data,
+    trusted_data,
+)
 from payguard.errors import PayguardError
 from payguard.project import Project
 from payguard.server_user import (
     give_to_server_user,
     server_command,
-    server_uid_gid,
     server_user_can_reach,
     server_user_home,
 )
@@ -47,10 +51,6 @@ RESERVED_PORTS = frozenset({54320, 54322})
 # A unix socket path (folder + "/.s.PGSQL.NNNNN") must fit in sockaddr_un's 108 bytes.
 MAX_SOCKET_DIR_LEN = 90
 SETTINGS_FILE = "payguard.conf"
-# Where a cluster's data may live in memory, and the setting that keeps them on disk instead.
-MEMORY_ROOT = Path("/dev/shm")  # noqa: S108 - folders made there by mkdtemp
-STORAGE_VARIABLE = "PAYGUARD_CLUSTER_DATA"
-STORAGE_CHOICES = ("memory", "disk")
 
 
 def pg_bindir() -> Path:
@@ -63,27 +63,6 @@ def pg_bindir() -> Path:
         f"PostgreSQL {PG_MAJOR} server binaries not found in {bindir}; "
         f"run `make setup` or `apt-get install postgresql-{PG_MAJOR}`"
     )
-
-
-def memory_root(root: Path = MEMORY_ROOT) -> Path | None:
-    """The tmpfs a new cluster keeps its data in: `root` when it is one, unless
-    PAYGUARD_CLUSTER_DATA=disk; None when the data stay on disk."""
-    choice = os.environ.get(STORAGE_VARIABLE, "memory").strip().lower() or "memory"
-    if choice not in STORAGE_CHOICES:
-        raise PayguardError(
-            f"${STORAGE_VARIABLE} is {choice!r}; it takes {' or '.join(STORAGE_CHOICES)}"
-        )
-    if choice == "disk":
-        return None
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return None
-    for line in mounts:
-        fields = line.split()
-        if len(fields) >= 3 and fields[1] == str(root) and fields[2] == "tmpfs":
-            return root if os.access(root, os.W_OK | os.X_OK) else None
-    return None
 
 
 @dataclass(frozen=True)
@@ -131,14 +110,13 @@ class Cluster:
         `.payguard/cluster` is a symlink to it.
         """
         link = project.state_dir / "cluster"
-        memory = memory_root()
         if link.is_symlink() or link.exists():
-            return cls(link.resolve(), memory=memory)
+            return cls._where_made(cls(link.resolve()))
         project.state_dir.mkdir(parents=True, exist_ok=True)
         project.state_dir.chmod(0o755)
         socket_dir = link / "run"
         if server_user_can_reach(project.state_dir) and len(str(socket_dir)) <= MAX_SOCKET_DIR_LEN:
-            return cls(link, memory=memory)
+            return cls._where_made(cls(link))
         digest = hashlib.sha256(str(project.root).encode()).hexdigest()[:12]
         base = server_user_home() / "payguard" / digest
         if base.exists():
@@ -149,7 +127,15 @@ class Cluster:
         give_to_server_user(base.parent)
         give_to_server_user(base)
         link.symlink_to(base, target_is_directory=True)
-        return cls(base, memory=memory)
+        return cls._where_made(cls(base))
+
+    @staticmethod
+    def _where_made(cluster: Cluster) -> Cluster:
+        """The cluster, to be made in memory if it is not made yet and the machine allows it
+        (PAYGUARD_CLUSTER_DATA is read only then: a made cluster stays where it is)."""
+        if not cluster.initialized():
+            cluster.memory = memory_root()
+        return cluster
 
     @classmethod
     def destroy_for_project(cls, project: Project) -> bool:
@@ -169,13 +155,18 @@ class Cluster:
         return self.base / "data"
 
     def data_in_memory(self) -> Path | None:
-        """The folder in memory that holds the data, when data/ is a link to one."""
-        return self.data_dir.resolve() if self.data_dir.is_symlink() else None
+        """The folder in memory that holds the data, when data/ is a link to one this cluster
+        made (a link to anything else is not followed: see payguard.cluster_memory)."""
+        return trusted_data(self.data_dir, self._memory_prefix())
 
     def _memory_prefix(self) -> str:
         """The start of the name of this cluster's folder in memory (the rest is random)."""
         digest = hashlib.sha256(str(self.base.resolve()).encode()).hexdigest()[:16]
         return f"payguard-{digest}-"
+
+    def _data_readable(self) -> bool:
+        """data/ is a folder, or a link to this cluster's folder in memory."""
+        return not self.data_dir.is_symlink() or self.data_in_memory() is not None
 
     @property
     def socket_dir(self) -> Path:
@@ -191,15 +182,17 @@ class Cluster:
 
     def initialized(self) -> bool:
         """True once initdb and payguard's own set-up have both finished."""
-        return (self.data_dir / "PG_VERSION").is_file() and (
-            self.data_dir / SETTINGS_FILE
-        ).is_file()
+        return (
+            self._data_readable()
+            and (self.data_dir / "PG_VERSION").is_file()
+            and (self.data_dir / SETTINGS_FILE).is_file()
+        )
 
     # -- connection strings -----------------------------------------------------------------
 
     def port(self) -> int | None:
         settings = self.data_dir / SETTINGS_FILE
-        if not settings.is_file():
+        if not self._data_readable() or not settings.is_file():
             return None
         for line in settings.read_text().splitlines():
             key, _, value = line.partition("=")
@@ -253,7 +246,7 @@ class Cluster:
             raise PayguardError(
                 f"port {port} is reserved for the Supabase CLI's local stack; choose another"
             )
-        if (self.data_dir / "PG_VERSION").is_file():
+        if self._data_readable() and (self.data_dir / "PG_VERSION").is_file():
             self._check_major_version()
         if self.initialized():
             current = self.status()
@@ -325,7 +318,7 @@ class Cluster:
 
     def destroy(self) -> None:
         """Stop the cluster and delete its folder, and its data wherever they are."""
-        if (self.data_dir / "PG_VERSION").is_file():
+        if self._data_readable() and (self.data_dir / "PG_VERSION").is_file():
             self.stop()
         self._remove_data()
         shutil.rmtree(self.base, ignore_errors=True)
@@ -341,12 +334,9 @@ class Cluster:
             )
 
     def _remove_data(self) -> None:
-        """Delete data/, and the folder in memory it links to."""
-        in_memory = self.data_in_memory()
-        if in_memory is not None:
-            shutil.rmtree(in_memory, ignore_errors=True)
+        """Delete data/: the folder, or the link and the folder in memory this cluster made."""
         if self.data_dir.is_symlink():
-            self.data_dir.unlink()
+            remove_data(self.data_dir, self._memory_prefix())
         else:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -355,25 +345,16 @@ class Cluster:
         if self.memory is None:
             self.data_dir.mkdir(mode=0o700)
             give_to_server_user(self.data_dir)
-            return
-        prefix = self._memory_prefix()
-        # Left by a cluster in the same folder that was deleted without being destroyed.
-        owner = os.getuid() if (ids := server_uid_gid()) is None else ids[0]
-        for left in self.memory.glob(f"{prefix}*"):
-            if not left.is_symlink() and left.is_dir() and left.stat().st_uid == owner:
-                shutil.rmtree(left, ignore_errors=True)
-        # A name nobody can guess, made private: the folder is shared by every user.
-        folder = Path(tempfile.mkdtemp(prefix=prefix, dir=self.memory))
-        give_to_server_user(folder)
-        self.data_dir.symlink_to(folder, target_is_directory=True)
+        else:
+            make_data(self.memory, self._memory_prefix(), self.data_dir)
 
     def _initdb(self, bindir: Path, port: int) -> None:
         """initdb, then payguard's settings and roles; a failure leaves no half-made cluster."""
         self._remove_data()  # a half-made one, from a failure, or one whose memory was emptied
         self.base.mkdir(parents=True, exist_ok=True)
         give_to_server_user(self.base)
-        self._make_data_dir()
         try:
+            self._make_data_dir()
             result = subprocess.run(
                 server_command(
                     [

@@ -26,7 +26,7 @@ ROLES_MIGRATION = "20261205080000_roles_and_grants.sql"
 
 @pytest.fixture(scope="module")
 def own_cluster(cluster: Cluster) -> Iterator[Cluster]:
-    """A cluster of the module's own, its data on disk (PAYGUARD_CLUSTER_DATA=disk), where the
+    """A cluster of the module's own, its data on disk (made without `memory`), where the
     other tests' clusters keep theirs in memory when the machine has a tmpfs."""
     made = Cluster(cluster.base.parent / f"scratch-roles-{os.getpid()}")
     made.start(free_port())

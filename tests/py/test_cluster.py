@@ -19,7 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from payguard.cli import app
-from payguard.cluster import ADMIN_ROLE, APP_ROLE, MEMORY_ROOT, Cluster, free_port, memory_root
+from payguard.cluster import ADMIN_ROLE, APP_ROLE, Cluster, free_port
+from payguard.cluster_memory import MEMORY_ROOT, memory_root, private_parent
 from payguard.deploy import deploy
 from payguard.errors import PayguardError
 from payguard.project import Project
@@ -335,40 +336,96 @@ def test_data_stay_on_disk_when_asked_or_when_there_is_no_tmpfs(monkeypatch, tmp
         memory_root()
 
 
-@pytest.mark.skipif(
-    memory_root(MEMORY_ROOT) is None, reason="this machine has no tmpfs at /dev/shm"
+IN_MEMORY = pytest.mark.skipif(
+    memory_root(MEMORY_ROOT) is None, reason="this machine has no tmpfs at /dev/shm with room"
 )
-def test_a_cluster_in_memory_is_made_anew_once_its_memory_is_emptied(cluster: Cluster):
-    made = Cluster(scratch_base(cluster, "memory"), memory=MEMORY_ROOT)
+
+
+@pytest.fixture
+def memory_cluster(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A cluster not made yet, to be made in memory; destroyed afterwards."""
+    made = Cluster(scratch_base(cluster, request.node.name[:30]), memory=MEMORY_ROOT)
     made.destroy()
-    # A folder left in memory by a cluster made in the same folder and deleted undestroyed.
-    left = Path(tempfile.mkdtemp(prefix=made._memory_prefix(), dir=MEMORY_ROOT))
-    give_to_server_user(left)
+    yield made
+    made.destroy()
+    shutil.rmtree(made.base, ignore_errors=True)
+
+
+@IN_MEMORY
+def test_a_cluster_in_memory_is_made_anew_once_its_memory_is_emptied(
+    memory_cluster: Cluster, cluster: Cluster
+):
+    made = memory_cluster
+    parent = private_parent(MEMORY_ROOT)
+    # A folder left by a cluster deleted by hand, whose link is gone: swept when one is made.
+    left = Path(tempfile.mkdtemp(prefix="payguard-left-", dir=parent))
+    (left / "owner").write_text(str(made.base / "gone" / "data") + "\n")
+    (left / "data").mkdir()
+    for path in (left, left / "owner", left / "data"):
+        give_to_server_user(path)
+    status = made.start()
+    in_memory = made.data_in_memory()
+    assert in_memory is not None
+    assert (in_memory.name, in_memory.parent.parent) == ("data", parent)
+    assert status.data_in_memory == in_memory
+    assert oct(in_memory.parent.stat().st_mode & 0o777) == "0o700"
+    assert not left.exists()
+    with psycopg.connect(made.admin_url()) as conn:
+        (data_directory,) = conn.execute("show data_directory").fetchone()
+        conn.execute("create table kept (x int)")
+    assert Path(data_directory).resolve() == in_memory
+    # The project's cluster, whose link points at its folder, was not swept.
+    with psycopg.connect(cluster.admin_url()) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
+    # As a restart of the machine does: the memory is emptied, the link stays.
+    made.stop()
+    shutil.rmtree(in_memory.parent)
+    assert not made.initialized()
+    assert not made.status().running
+    made.start()
+    again = made.data_in_memory()
+    assert again not in (None, in_memory)
+    with psycopg.connect(made.admin_url()) as conn:
+        assert conn.execute("select to_regclass('kept')").fetchone() == (None,)
+    made.destroy()
+    assert again is not None
+    assert not again.parent.exists()
+    assert not made.base.exists()
+
+
+@IN_MEMORY
+def test_a_link_to_anything_but_its_own_folder_is_never_followed(
+    memory_cluster: Cluster, tmp_path: Path
+):
+    """/dev/shm is shared by every user: what a link points at is used, or deleted, only when
+    it is the folder this cluster made there."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "PG_VERSION").write_text("15\n")
+    (victim / "payguard.conf").write_text("port = 1\n")
+    made = memory_cluster
+    made.start()
+    in_memory = made.data_in_memory()
+    assert in_memory is not None
+    made.stop()
+    # The memory emptied, then the folder's name planted as a link to the victim.
+    shutil.rmtree(in_memory.parent)
+    in_memory.parent.symlink_to(victim, target_is_directory=True)
     try:
-        status = made.start()
-        in_memory = made.data_in_memory()
-        assert in_memory is not None
-        assert in_memory.parent == MEMORY_ROOT
-        assert status.data_in_memory == in_memory
-        assert oct(in_memory.stat().st_mode & 0o777) == "0o700"
-        assert not left.exists()
-        with psycopg.connect(made.admin_url()) as conn:
-            (data_directory,) = conn.execute("show data_directory").fetchone()
-            conn.execute("create table kept (x int)")
-        assert Path(data_directory).resolve() == in_memory
-        # As a restart of the machine does: the memory is emptied, the link stays.
-        made.stop()
-        shutil.rmtree(in_memory)
+        assert made.data_in_memory() is None
         assert not made.initialized()
-        assert not made.status().running
-        made.start()
+        made.start()  # a new cluster, the planted link left alone
+        assert (victim / "PG_VERSION").read_text() == "15\n"
         assert made.data_in_memory() not in (None, in_memory)
-        with psycopg.connect(made.admin_url()) as conn:
-            assert conn.execute("select to_regclass('kept')").fetchone() == (None,)
-        again = made.data_in_memory()
-        made.destroy()
-        assert not again.exists()  # type: ignore[union-attr]
-        assert not made.base.exists()
     finally:
-        made.destroy()
-        shutil.rmtree(left, ignore_errors=True)
+        in_memory.parent.unlink()
+    made.stop()
+    # data/ pointed straight at a folder elsewhere: not read, and not deleted with the cluster.
+    made.destroy()
+    made.base.mkdir(parents=True)
+    made.data_dir.symlink_to(victim, target_is_directory=True)
+    assert not made.initialized()
+    assert made.port() is None
+    made.destroy()
+    assert sorted(p.name for p in victim.iterdir()) == ["PG_VERSION", "payguard.conf"]
+    assert (victim / "payguard.conf").read_text() == "port = 1\n"

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from payguard.cluster import APP_ROLE, MAX_SOCKET_DIR_LEN, Cluster, memory_root
+from payguard.cluster import APP_ROLE, MAX_SOCKET_DIR_LEN, Cluster
+from payguard.cluster_memory import memory_root
 from payguard.project import Project, find_project
 from payguard.server_user import give_to_server_user, server_user_home
 from payguard.template import clone_template, drop_clone, ensure_template
