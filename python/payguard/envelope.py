@@ -38,7 +38,7 @@ KEYS_VARIABLE = "PAYGUARD_TOKEN_KEYS"
 KEY_BYTES = 32
 NONCE_BYTES = 12
 # A key id: what a secret's name may hold, short enough to sit in every envelope.
-_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Every field of an envelope, in the order it is written.
 FIELDS = ("v", "alg", "kid", "wrapped_key", "nonce", "ciphertext")
 
@@ -53,12 +53,24 @@ def b64encode(data: bytes) -> str:
 
 
 def b64decode(text: str, what: str) -> bytes:
+    """The bytes of canonical base64url text (no padding, unused bits zero): any other text,
+    even one that decodes to the same bytes, is refused, so that an envelope has one form."""
     if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9_-]*", text):
         raise EnvelopeError(f"{what} is not base64url text")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise EnvelopeError(f"{what} is not base64url text") from None
+    if b64encode(decoded) != text:
+        raise EnvelopeError(f"{what} is not canonical base64url text")
+    return decoded
+
+
+def utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EnvelopeError(f"{what} is not text: it holds a lone surrogate") from None
 
 
 @dataclass(frozen=True)
@@ -72,19 +84,21 @@ class KeySet:
     def parse(cls, text: str, source: str = KEYS_VARIABLE) -> KeySet:
         """`kid:base64url` entries, comma- or line-separated; blank lines and `#` comments
         are skipped. The first entry is the current key."""
+        # Lines end at "\n" alone, and entries lose spaces, tabs and "\r" around them: as
+        # envelope.ts reads them.
         entries = [
-            entry.strip()
-            for line in text.splitlines()
-            if not line.strip().startswith("#")
+            entry.strip(" \t\r")
+            for line in text.split("\n")
+            if not line.strip(" \t\r").startswith("#")
             for entry in line.split(",")
-            if entry.strip()
+            if entry.strip(" \t\r")
         ]
         if not entries:
             raise EnvelopeError(f"{source} holds no key: write kid:base64url-of-32-bytes")
         keys: dict[str, bytes] = {}
         for number, entry in enumerate(entries, start=1):
             kid, separator, encoded = entry.partition(":")
-            if not separator or not _KEY_ID.match(kid):
+            if not separator or not _KEY_ID.fullmatch(kid):
                 raise EnvelopeError(
                     f"entry {number} of {source} is not kid:base64url (a key id is 1 to 64 "
                     "letters, digits, '_', '.' or '-')"
@@ -138,23 +152,37 @@ def associated_data(table: str, column: str, row_id: str) -> bytes:
 
 
 def encrypt(
+    keys: KeySet, plaintext: str, *, table: str, column: str, row_id: str
+) -> dict[str, Any]:
+    """The envelope of `plaintext` for (table, column, row_id), under the current key, with a
+    fresh data key and nonce."""
+    return seal(
+        keys,
+        plaintext,
+        table=table,
+        column=column,
+        row_id=row_id,
+        data_key=secrets.token_bytes(KEY_BYTES),
+        nonce=secrets.token_bytes(NONCE_BYTES),
+    )
+
+
+def seal(
     keys: KeySet,
     plaintext: str,
     *,
     table: str,
     column: str,
     row_id: str,
-    data_key: bytes | None = None,
-    nonce: bytes | None = None,
+    data_key: bytes,
+    nonce: bytes,
 ) -> dict[str, Any]:
-    """The envelope of `plaintext` for (table, column, row_id), under the current key.
-    `data_key` and `nonce` are for the shared test vectors only: left out, both are fresh."""
-    data_key = secrets.token_bytes(KEY_BYTES) if data_key is None else data_key
-    nonce = secrets.token_bytes(NONCE_BYTES) if nonce is None else nonce
+    """`encrypt` with the data key and nonce given: for the shared test vectors only (a data
+    key and nonce used twice would break GCM)."""
     if len(data_key) != KEY_BYTES or len(nonce) != NONCE_BYTES:
         raise EnvelopeError("a data key is 32 bytes and a nonce 12")
     ciphertext = AESGCM(data_key).encrypt(
-        nonce, plaintext.encode("utf-8"), associated_data(table, column, row_id)
+        nonce, utf8(plaintext, "the token"), associated_data(table, column, row_id)
     )
     return {
         "v": VERSION,
@@ -175,33 +203,39 @@ def decrypt(
     missing = [name for name in FIELDS if name not in envelope]
     if missing:
         raise EnvelopeError(f"the envelope lacks {', '.join(missing)}")
-    if envelope["v"] != VERSION or envelope["alg"] != ALGORITHM:
+    version = envelope["v"]
+    # the JSON number 1 (1.0 too, as JavaScript reads it), not true
+    numeric = isinstance(version, int | float) and not isinstance(version, bool)
+    if not numeric or version != VERSION or envelope["alg"] != ALGORITHM:
         raise EnvelopeError(
             f"envelope version {envelope['v']!r} / {envelope['alg']!r} is not "
             f"{VERSION} / {ALGORITHM}"
         )
     kid = envelope["kid"]
-    if not isinstance(kid, str) or not _KEY_ID.match(kid):
+    if not isinstance(kid, str) or not _KEY_ID.fullmatch(kid):
         raise EnvelopeError("the envelope's key id is not one")
     kek = keys.key(kid)
     nonce = b64decode(envelope["nonce"], "the envelope's nonce")
     if len(nonce) != NONCE_BYTES:
         raise EnvelopeError(f"the envelope's nonce is {len(nonce)} bytes, not {NONCE_BYTES}")
+    wrapped = b64decode(envelope["wrapped_key"], "the wrapped key")
+    ciphertext = b64decode(envelope["ciphertext"], "the ciphertext")
     try:
-        data_key = aes_key_unwrap(kek, b64decode(envelope["wrapped_key"], "the wrapped key"))
+        data_key = aes_key_unwrap(kek, wrapped)
     except (InvalidUnwrap, ValueError):
+        data_key = b""
+    if len(data_key) != KEY_BYTES:
         raise EnvelopeError(
             f"the envelope's data key does not unwrap under key {kid}: it was changed"
-        ) from None
-    try:
-        plaintext = AESGCM(data_key).decrypt(
-            nonce,
-            b64decode(envelope["ciphertext"], "the ciphertext"),
-            associated_data(table, column, row_id),
         )
-    except InvalidTag:
+    try:
+        return (
+            AESGCM(data_key)
+            .decrypt(nonce, ciphertext, associated_data(table, column, row_id))
+            .decode("utf-8")
+        )
+    except (InvalidTag, UnicodeDecodeError):
         raise EnvelopeError(
             f"the envelope does not decrypt for {table}.{column} of row {row_id}: it was "
             "changed, or it belongs to another row or column"
         ) from None
-    return plaintext.decode("utf-8")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from payguard.envelope import KeySet, b64encode
+from payguard.envelope import KeySet, b64encode, utf8
 
 INDEX_KEYS_VARIABLE = "PAYGUARD_TOKEN_INDEX_KEYS"
 _DOMAIN = b"payguard.token-index\x1f1\x1f"
@@ -23,7 +23,7 @@ _DOMAIN = b"payguard.token-index\x1f1\x1f"
 def lookup(keys: KeySet, token: str, kid: str | None = None) -> str:
     """The blind index of `token` under key `kid` (the current index key by default)."""
     name = keys.current if kid is None else kid
-    digest = hmac.new(keys.key(name), _DOMAIN + token.encode("utf-8"), hashlib.sha256).digest()
+    digest = hmac.new(keys.key(name), _DOMAIN + utf8(token, "the token"), hashlib.sha256).digest()
     return f"{name}:{b64encode(digest)}"
 
 

@@ -50,12 +50,30 @@ export function b64encode(bytes: Bytes): string {
   return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 }
 
+/**
+ * The bytes of canonical base64url text (no padding, unused bits zero): any other text, even
+ * one that decodes to the same bytes, is refused, so that an envelope has one form.
+ */
 export function b64decode(text: unknown, what: string): Bytes {
   if (typeof text !== "string" || !/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) {
     throw new EnvelopeError(`${what} is not base64url text`);
   }
   const binary = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
-  return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  if (b64encode(bytes) !== text) throw new EnvelopeError(`${what} is not canonical base64url text`);
+  return bytes;
+}
+
+export function utf8(text: string, what: string): Bytes {
+  if (!text.isWellFormed()) {
+    throw new EnvelopeError(`${what} is not text: it holds a lone surrogate`);
+  }
+  return new TextEncoder().encode(text);
+}
+
+/** Spaces, tabs and "\r" around an entry of a key set: as envelope.py strips them. */
+function stripBlanks(text: string): string {
+  return text.replace(/^[ \t\r]+|[ \t\r]+$/g, "");
 }
 
 /** Key-encryption keys by id; `current` encrypts, every one decrypts. */
@@ -64,9 +82,9 @@ export class KeySet {
 
   static parse(text: string, source = KEYS_VARIABLE): KeySet {
     const entries = text.split("\n")
-      .filter((line) => !line.trim().startsWith("#"))
+      .filter((line) => !stripBlanks(line).startsWith("#"))
       .flatMap((line) => line.split(","))
-      .map((entry) => entry.trim())
+      .map(stripBlanks)
       .filter((entry) => entry !== "");
     if (entries.length === 0) {
       throw new EnvelopeError(`${source} holds no key: write kid:base64url-of-32-bytes`);
@@ -150,18 +168,26 @@ function wrappingKey(bytes: Bytes): Promise<CryptoKey> {
   return crypto.subtle.importKey("raw", bytes, "AES-KW", false, ["wrapKey", "unwrapKey"]);
 }
 
+/** The envelope of `plaintext` for its place, under the current key, with a fresh data key and
+ * nonce. */
+export function encrypt(keys: KeySet, plaintext: string, place: Place): Promise<Envelope> {
+  return seal(keys, plaintext, place, {
+    dataKey: crypto.getRandomValues(new Uint8Array(KEY_BYTES)),
+    nonce: crypto.getRandomValues(new Uint8Array(NONCE_BYTES)),
+  });
+}
+
 /**
- * The envelope of `plaintext` for its place, under the current key. `fixed` (a data key and a
- * nonce) is for the shared test vectors only: left out, both are fresh.
+ * `encrypt` with the data key and nonce given: for the shared test vectors only (a data key and
+ * nonce used twice would break GCM).
  */
-export async function encrypt(
+export async function seal(
   keys: KeySet,
   plaintext: string,
   place: Place,
-  fixed?: { dataKey: Bytes; nonce: Bytes },
+  fixed: { dataKey: Bytes; nonce: Bytes },
 ): Promise<Envelope> {
-  const keyBytes = fixed?.dataKey ?? crypto.getRandomValues(new Uint8Array(KEY_BYTES));
-  const nonce = fixed?.nonce ?? crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+  const { dataKey: keyBytes, nonce } = fixed;
   if (keyBytes.length !== KEY_BYTES || nonce.length !== NONCE_BYTES) {
     throw new EnvelopeError("a data key is 32 bytes and a nonce 12");
   }
@@ -169,7 +195,7 @@ export async function encrypt(
   const ciphertext = await crypto.subtle.encrypt(
     { name: "AES-GCM", iv: nonce, additionalData: associatedData(place), tagLength: 128 },
     dataKey,
-    new TextEncoder().encode(plaintext),
+    utf8(plaintext, "the token"),
   );
   const wrapped = await crypto.subtle.wrapKey(
     "raw",
@@ -224,6 +250,11 @@ export async function decrypt(keys: KeySet, envelope: unknown, place: Place): Pr
       ["decrypt"],
     );
   } catch {
+    throw new EnvelopeError(
+      `the envelope's data key does not unwrap under key ${kid}: it was changed`,
+    );
+  }
+  if ((dataKey.algorithm as AesKeyAlgorithm).length !== KEY_BYTES * 8) {
     throw new EnvelopeError(
       `the envelope's data key does not unwrap under key ${kid}: it was changed`,
     );

@@ -8,7 +8,7 @@
  * under PAYGUARD_TOKEN_INDEX_KEYS (not the envelopes' keys), its key id kept in the value so that
  * a row written under an older index key is still found while the index is rebuilt.
  */
-import { b64encode, type Bytes, KeySet } from "./envelope.ts";
+import { b64encode, KeySet, utf8 } from "./envelope.ts";
 
 export const INDEX_KEYS_VARIABLE = "PAYGUARD_TOKEN_INDEX_KEYS";
 const DOMAIN = "payguard.token-index\x1f1\x1f";
@@ -22,8 +22,7 @@ export async function lookup(keys: KeySet, token: string, kid = keys.current): P
     false,
     ["sign"],
   );
-  const message: Bytes = new TextEncoder().encode(DOMAIN + token);
-  const digest = await crypto.subtle.sign("HMAC", key, message);
+  const digest = await crypto.subtle.sign("HMAC", key, utf8(DOMAIN + token, "the token"));
   return `${kid}:${b64encode(new Uint8Array(digest))}`;
 }
 
