@@ -143,6 +143,13 @@ class KeySet:
         return found
 
 
+def key_id(name: str) -> str:
+    """`name`, when it can be a key id (1 to 64 letters, digits, '_', '.' or '-')."""
+    if not _KEY_ID.fullmatch(name):
+        raise EnvelopeError(f"{name!r} is not a key id: 1 to 64 letters, digits, '_', '.' or '-'")
+    return name
+
+
 def associated_data(table: str, column: str, row_id: str) -> bytes:
     """What binds a ciphertext to its place: the table, the column and the row's id."""
     for name, value in (("table", table), ("column", column), ("row id", row_id)):

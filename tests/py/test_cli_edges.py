@@ -257,6 +257,8 @@ def test_every_reporting_command_takes_the_one_json_option():
         ("functions", "stop"),
         ("functions", "status"),
         ("standin", "install"),
+        ("keys", "new"),
+        ("keys", "check"),
     ]
     helps = set()
     for path in reporting:

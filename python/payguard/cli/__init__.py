@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "bench": "payguard.cli.bench:bench",
     "reconcile": "payguard.cli.reconcile:reconcile",
     "token": "payguard.cli.token:token",
+    "keys": "payguard.cli.keys:app",
     "db": "payguard.cli.db:app",
     "policies": "payguard.cli.policies:app",
     "audit": "payguard.cli.audit:app",

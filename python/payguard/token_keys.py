@@ -1,0 +1,59 @@
+"""The keys of processor tokens, as operations handle them: a new key entry to give to
+`supabase secrets set`, and a check of the key sets a runtime would read (never printing a key).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from payguard.envelope import KEY_BYTES, KEYS_VARIABLE, EnvelopeError, KeySet, b64encode, key_id
+from payguard.token_index import INDEX_KEYS_VARIABLE
+
+
+def new_entry(kid: str | None = None, today: dt.date | None = None) -> str:
+    """`kid:base64url` of a fresh 256-bit key; the id defaults to k<UTC date> (k20261205)."""
+    name = kid if kid is not None else f"k{(today or dt.datetime.now(dt.UTC).date()):%Y%m%d}"
+    return f"{key_id(name)}:{b64encode(secrets.token_bytes(KEY_BYTES))}"
+
+
+@dataclass(frozen=True)
+class KeyReport:
+    """What a runtime would use: each set's key ids (the current first), and the ids of keys
+    that both sets hold (one key must not serve both the envelopes and the index)."""
+
+    envelope_ids: list[str]
+    index_ids: list[str]
+    shared: list[tuple[str, str]]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "envelope_keys": {"variable": KEYS_VARIABLE, "ids": self.envelope_ids},
+            "index_keys": {"variable": INDEX_KEYS_VARIABLE, "ids": self.index_ids},
+            "shared": [{"envelope": e, "index": i} for e, i in self.shared],
+            "ok": not self.shared,
+        }
+
+
+def load(variable: str, key_file: Path | None) -> KeySet:
+    return (
+        KeySet.from_file(key_file)
+        if key_file is not None
+        else KeySet.from_environment(variable=variable)
+    )
+
+
+def check(envelope_keys: KeySet, index_keys: KeySet) -> KeyReport:
+    shared = [
+        (e, i)
+        for e, envelope_key in envelope_keys.keys.items()
+        for i, index_key in index_keys.keys.items()
+        if hmac.compare_digest(envelope_key, index_key)
+    ]
+    return KeyReport(list(envelope_keys.keys), list(index_keys.keys), shared)
+
+
+__all__ = ["EnvelopeError", "KeyReport", "check", "load", "new_entry"]
