@@ -10,15 +10,19 @@ there is trusted because of its name:
   real folder owned by that user, named as this cluster names them;
 - each folder records, in `owner`, the link that points at it. A folder whose link is gone or
   points elsewhere (a cluster folder deleted by hand, a test run that was killed) is deleted
-  when the next cluster is made, unless a server still runs in it.
+  when the next cluster is made, unless a server still runs in it; folders are swept and made
+  under a lock (`.lock`), so that a folder being made is never taken for one left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from payguard.errors import PayguardError
@@ -32,6 +36,7 @@ STORAGE_CHOICES = ("memory", "disk")
 MIN_FREE_BYTES = 2 * 1024**3
 OWNER_FILE = "owner"
 DATA = "data"
+LOCK_FILE = ".lock"
 
 
 def memory_root(root: Path = MEMORY_ROOT) -> Path | None:
@@ -77,11 +82,12 @@ def private_parent(root: Path) -> Path:
     uid = _owner_uid()
     parent = root / f"payguard-{uid}"
     if not os.path.lexists(parent):
-        try:
+        with contextlib.suppress(FileExistsError):  # made meanwhile: checked below
             parent.mkdir(mode=0o700)
-            give_to_server_user(parent)
-        except FileExistsError:
-            pass  # made meanwhile by another payguard: checked below like any other
+    # Made by root (this process, or another payguard run as root that has not handed it over
+    # yet): only root can make a folder root owns, so it is handed to the server's user here.
+    if server_uid_gid() is not None and _private_folder(parent, 0):
+        give_to_server_user(parent)
     if not _private_folder(parent, uid):
         raise PayguardError(
             f"{parent} is not a folder private to the server's OS user (uid {uid}); remove it, "
@@ -119,21 +125,37 @@ def _real_folder(path: Path, uid: int) -> bool:
     return stat.S_ISDIR(found.st_mode) and found.st_uid == uid
 
 
+@contextlib.contextmanager
+def _making(parent: Path) -> Iterator[None]:
+    """Held while folders are swept or made: another process making a cluster at the same time
+    (tests make several at once) would otherwise take a folder it has not linked yet for one
+    left behind."""
+    # Read-only, so that root and the server's user (who share the folder) both can take it.
+    lock = os.open(parent / LOCK_FILE, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        give_to_server_user(parent / LOCK_FILE)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)  # which releases the lock
+
+
 def make_data(root: Path, prefix: str, link: Path) -> None:
     """A new, empty data folder in memory for the cluster whose data/ is `link`, and the link.
     Folders left by clusters that are gone are deleted first."""
     parent = private_parent(root)
-    sweep(parent)
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    try:
-        (folder / OWNER_FILE).write_text(str(link) + "\n")
-        (folder / DATA).mkdir(mode=0o700)
-        for path in (folder, folder / OWNER_FILE, folder / DATA):
-            give_to_server_user(path)
-        link.symlink_to(folder / DATA, target_is_directory=True)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+    with _making(parent):
+        sweep(parent)
+        folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        try:
+            (folder / OWNER_FILE).write_text(str(link) + "\n")
+            (folder / DATA).mkdir(mode=0o700)
+            for path in (folder, folder / OWNER_FILE, folder / DATA):
+                give_to_server_user(path)
+            link.symlink_to(folder / DATA, target_is_directory=True)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
 
 def remove_data(link: Path, prefix: str) -> None:
@@ -147,7 +169,7 @@ def remove_data(link: Path, prefix: str) -> None:
 
 def sweep(parent: Path) -> list[Path]:
     """Delete the folders under `parent` that no cluster links to any more and where no server
-    runs; returns them."""
+    runs; returns them. Called with the lock held (see _making)."""
     uid = _owner_uid()
     swept = []
     for folder in parent.iterdir():

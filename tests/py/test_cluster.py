@@ -20,7 +20,13 @@ from typer.testing import CliRunner
 
 from payguard.cli import app
 from payguard.cluster import ADMIN_ROLE, APP_ROLE, Cluster, free_port
-from payguard.cluster_memory import MEMORY_ROOT, memory_root, private_parent
+from payguard.cluster_memory import (
+    MEMORY_ROOT,
+    make_data,
+    memory_root,
+    private_parent,
+    trusted_data,
+)
 from payguard.deploy import deploy
 from payguard.errors import PayguardError
 from payguard.project import Project
@@ -429,3 +435,26 @@ def test_a_link_to_anything_but_its_own_folder_is_never_followed(
     made.destroy()
     assert sorted(p.name for p in victim.iterdir()) == ["PG_VERSION", "payguard.conf"]
     assert (victim / "payguard.conf").read_text() == "port = 1\n"
+
+
+def test_folders_made_at_once_are_never_swept_as_left_behind(tmp_path: Path):
+    """Many clusters made at once (as the tests make them): each one's folder, made and linked
+    under the lock, survives the others' sweeps."""
+    root = tmp_path / "memory"
+    root.mkdir()
+    give_to_server_user(root)
+    links = [tmp_path / f"cluster-{n}" / "data" for n in range(24)]
+    for link in links:
+        link.parent.mkdir()
+
+    def make(link: Path) -> None:
+        make_data(root, f"payguard-{link.parent.name}-", link)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(make, links))
+    for link in links:
+        assert trusted_data(link, f"payguard-{link.parent.name}-") is not None, link
+    # and a folder whose link is gone is swept by the next one made
+    links[0].unlink()
+    make_data(root, "payguard-late-", tmp_path / "late-data")
+    assert len([p for p in private_parent(root).iterdir() if p.is_dir()]) == len(links)
