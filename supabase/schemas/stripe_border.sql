@@ -537,7 +537,7 @@ begin
     update public.funding_attempts as a
     set status = 'failed',
       failure_code = coalesce(left(nullif(code, ''), 100), 'unknown'),
-      failure_message = left(message, 500)
+      failure_message = private.recordable_message(message, 500)
     where a.id = failed.id
     returning * into failed;
   end if;
@@ -674,14 +674,37 @@ execute function private.refuse_card_data(
 );
 
 /**
+ * A message from the processor or the database as a record keeps it: its first `max_chars`
+ * characters, or "[removed: it held card data]" when the card-data guard would refuse them (an
+ * error's text may join digits to an id, which then reads as a card number). The border's
+ * records of refusals and inconsistencies keep their messages through it, so that a record is
+ * never refused, and lost, for its message's wording. Security definer: the guard's functions
+ * are the owner's.
+ */
+create or replace function private.recordable_message(message text, max_chars integer)
+returns text
+language sql
+immutable
+security definer
+set search_path = ''
+as $$
+  select case
+    when private.holds_card_number(left(message, max_chars)) then '[removed: it held card data]'
+    else left(message, max_chars)
+  end
+$$;
+
+grant execute on function private.recordable_message(text, integer) to payment_service;
+
+/**
  * Record an inconsistency found at the border (payment_service): `kind` (a lower-case word,
  * charge_refused for a charge the database refused, charge_unrecorded for one it could not be
  * reached to record, ...), the processor's object, the milestone payment, the amount and a
  * detail for operations (no secret, no card data). Recorded once per kind and object: the same
  * again returns the first record. `webhook_event_id` names the event that found it, if one did.
- * Returns the record. A detail the card-data guard refuses (an error's text may join digits to
- * an id, which then reads as a card number) is recorded as "[removed: it held card data]": the
- * report itself is never lost to its wording.
+ * Returns the record. Its detail is kept through private.recordable_message: a detail the
+ * card-data guard would refuse is recorded as "[removed: it held card data]", and the report
+ * itself is never lost to its wording.
  */
 create or replace function public.record_processor_inconsistency(
   kind text,
@@ -697,33 +720,20 @@ set search_path = ''
 as $$
 declare
   answer jsonb;
-  kept_detail text := left(record_processor_inconsistency.detail, 2000);
 begin
-  for attempt in 1 .. 2 loop
-    begin
-      insert into public.processor_inconsistencies as i (
-        kind, processor_object_id, milestone_payment_id, webhook_event_id, amount_minor,
-        currency, detail
-      )
-      values (
-        record_processor_inconsistency.kind, record_processor_inconsistency.processor_object_id,
-        record_processor_inconsistency.milestone_payment_id,
-        record_processor_inconsistency.webhook_event_id,
-        record_processor_inconsistency.amount_minor,
-        upper(record_processor_inconsistency.currency), kept_detail
-      )
-      on conflict on constraint processor_inconsistencies_kind_processor_object_id_key do nothing
-      returning to_jsonb(i.*) into answer;
-      exit;
-    exception
-      -- the card-data guard: once, for the detail only (another column refused is raised)
-      when sqlstate 'PT422' then
-        if attempt = 2 or kept_detail is null then
-          raise;
-        end if;
-        kept_detail := '[removed: it held card data]';
-    end;
-  end loop;
+  insert into public.processor_inconsistencies as i (
+    kind, processor_object_id, milestone_payment_id, webhook_event_id, amount_minor, currency,
+    detail
+  )
+  values (
+    record_processor_inconsistency.kind, record_processor_inconsistency.processor_object_id,
+    record_processor_inconsistency.milestone_payment_id,
+    record_processor_inconsistency.webhook_event_id,
+    record_processor_inconsistency.amount_minor, upper(record_processor_inconsistency.currency),
+    private.recordable_message(record_processor_inconsistency.detail, 2000)
+  )
+  on conflict on constraint processor_inconsistencies_kind_processor_object_id_key do nothing
+  returning to_jsonb(i.*) into answer;
   if answer is null then
     select to_jsonb(i.*) into answer from public.processor_inconsistencies as i
     where i.kind = record_processor_inconsistency.kind
@@ -2622,7 +2632,7 @@ begin
   update private.refund_obligations as o
   set attempt = o.attempt + 1,
     last_failure_code = left(lower(coalesce(nullif(code, ''), 'processor_error')), 100),
-    last_failure_message = left(message, 500),
+    last_failure_message = private.recordable_message(message, 500),
     last_failed_at = now()
   where o.id = obligation.id
   returning * into obligation;
@@ -3158,7 +3168,7 @@ begin
   else
     update private.payout_account_onboardings as o
     set attempt = o.attempt + 1, country = null, email = null, pinned_at = null,
-      last_failure_code = code, last_failure_message = left(message, 500)
+      last_failure_code = code, last_failure_message = private.recordable_message(message, 500)
     where o.user_id = onboarding.user_id
     returning * into onboarding;
   end if;
@@ -3622,7 +3632,7 @@ begin
         left(nullif(regexp_replace(lower(coalesce(code, '')), '[^a-z0-9_]', '_', 'g'), ''), 100),
         'processor_error'
       ),
-      left(message, 500)
+      private.recordable_message(message, 500)
     )
     returning * into recorded;
     if ended_unanswered then
