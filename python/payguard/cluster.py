@@ -39,6 +39,7 @@ from payguard.server_user import (
     server_command,
     server_user_can_reach,
     server_user_home,
+    write_server_file,
 )
 
 PG_MAJOR = 15
@@ -379,8 +380,11 @@ class Cluster:
             if result.returncode != 0:
                 raise PayguardError(f"initdb failed: {result.stderr.strip().splitlines()[-1]}")
             self._write_access_rules()
-            with (self.data_dir / "postgresql.conf").open("a") as conf:
-                conf.write(f"\ninclude_if_exists = '{SETTINGS_FILE}'\n")
+            write_server_file(
+                self.data_dir / "postgresql.conf",
+                f"\ninclude_if_exists = '{SETTINGS_FILE}'\n",
+                append=True,
+            )
             if self.superuser != APP_ROLE:
                 self._bootstrap_roles(bindir)
             self._write_settings(port)  # last: its presence marks the cluster as initialised
@@ -391,21 +395,20 @@ class Cluster:
     def _write_access_rules(self) -> None:
         """Who may connect how. The socket folder is private to the server's OS user (and
         root), so it trusts; TCP takes passwords, and the superuser has none and is refused."""
-        rules = self.data_dir / "pg_hba.conf"
-        rules.write_text(
+        write_server_file(
+            self.data_dir / "pg_hba.conf",
             "# Written by payguard.\n"
             "# TYPE  DATABASE  USER  ADDRESS  METHOD\n"
             "local   all       all            trust\n"
             f"host    all       {self.superuser}  127.0.0.1/32  reject\n"
             f"host    all       {self.superuser}  ::1/128       reject\n"
             "host    all       all   127.0.0.1/32  scram-sha-256\n"
-            "host    all       all   ::1/128       scram-sha-256\n"
+            "host    all       all   ::1/128       scram-sha-256\n",
         )
-        give_to_server_user(rules)
 
     def _write_settings(self, port: int) -> None:
-        settings = self.data_dir / SETTINGS_FILE
-        settings.write_text(
+        write_server_file(
+            self.data_dir / SETTINGS_FILE,
             "# Written by payguard: the embedded cluster's own settings.\n"
             "listen_addresses = '127.0.0.1'\n"
             f"port = {port}\n"
@@ -416,9 +419,8 @@ class Cluster:
             "fsync = off\n"
             "synchronous_commit = off\n"
             "full_page_writes = off\n"
-            "max_connections = 200\n"
+            "max_connections = 200\n",
         )
-        give_to_server_user(settings)
 
     def _prepare_runtime_dirs(self) -> None:
         for folder in (self.socket_dir, self.log_file.parent):

@@ -6,6 +6,7 @@ run as the `postgres` OS user, which must own the data directory and be able to 
 
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import shutil
@@ -50,6 +51,28 @@ def give_to_server_user(path: Path) -> None:
     ids = server_uid_gid()
     if ids is not None:
         os.chown(path, *ids)
+
+
+def write_server_file(path: Path, text: str, *, append: bool = False) -> None:
+    """Write (or append to) a file of the server's OS user, such as one in the data folder,
+    owned by that user afterwards. The server's user can replace any file there with a
+    symbolic link: it is never followed (as root, writing or chowning through one would hand
+    that user whatever it points at)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PayguardError(
+                f"{path} is a symbolic link; payguard does not write through one: delete it, "
+                "then try again"
+            ) from None
+        raise
+    with os.fdopen(fd, "a" if append else "w") as file:
+        ids = server_uid_gid()
+        if ids is not None:
+            os.fchown(file.fileno(), *ids)
+        file.write(text)
 
 
 def server_user_can_reach(path: Path) -> bool:

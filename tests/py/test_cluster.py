@@ -458,3 +458,28 @@ def test_folders_made_at_once_are_never_swept_as_left_behind(tmp_path: Path):
     links[0].unlink()
     make_data(root, "payguard-late-", tmp_path / "late-data")
     assert len([p for p in private_parent(root).iterdir() if p.is_dir()]) == len(links)
+
+
+def test_a_settings_file_turned_into_a_link_is_never_written_through(
+    made_cluster: Cluster, tmp_path: Path
+):
+    """The data folder is the server's OS user's: as root, payguard would otherwise write, and
+    hand to that user, whatever a link there points at."""
+    made_cluster.stop()
+    settings = made_cluster.data_dir / "payguard.conf"
+    kept = settings.read_text()
+    victim = tmp_path / "victim"
+    victim.write_text("port = 5432\n")
+    owner = victim.stat().st_uid
+    settings.unlink()
+    settings.symlink_to(victim)
+    try:
+        with pytest.raises(PayguardError, match="is a symbolic link; payguard does not write"):
+            made_cluster.start(free_port())  # a new port: the settings are written again
+        assert victim.read_text() == "port = 5432\n"
+        assert victim.stat().st_uid == owner
+    finally:
+        settings.unlink()
+        settings.write_text(kept)
+        give_to_server_user(settings)
+    assert made_cluster.start().running
