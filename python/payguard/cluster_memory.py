@@ -68,13 +68,19 @@ def _owner_uid() -> int:
     return os.getuid() if ids is None else ids[0]
 
 
-def _private_folder(path: Path, uid: int) -> bool:
-    """True when `path` is a real folder (not a link) owned by `uid`, closed to others."""
+def _real_folder(path: Path, uid: int, *, private: bool = False) -> bool:
+    """True when `path` is a real folder (not a link) owned by `uid`; closed to others too,
+    when `private`."""
     try:
         found = os.lstat(path)
     except OSError:
         return False
-    return stat.S_ISDIR(found.st_mode) and found.st_uid == uid and not found.st_mode & 0o077
+    closed = not found.st_mode & 0o077 or not private
+    return stat.S_ISDIR(found.st_mode) and found.st_uid == uid and closed
+
+
+def _private_folder(path: Path, uid: int) -> bool:
+    return _real_folder(path, uid, private=True)
 
 
 def private_parent(root: Path) -> Path:
@@ -115,14 +121,6 @@ def trusted_data(link: Path, prefix: str) -> Path | None:
     if all(_private_folder(p, uid) for p in (folder.parent, folder)) and _real_folder(target, uid):
         return target
     return None
-
-
-def _real_folder(path: Path, uid: int) -> bool:
-    try:
-        found = os.lstat(path)
-    except OSError:
-        return False
-    return stat.S_ISDIR(found.st_mode) and found.st_uid == uid
 
 
 @contextlib.contextmanager

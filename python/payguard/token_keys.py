@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from payguard.envelope import KEY_BYTES, KEYS_VARIABLE, EnvelopeError, KeySet, b64encode, key_id
+from payguard.envelope import KEY_BYTES, KEYS_VARIABLE, KeySet, b64encode, key_id
 from payguard.token_index import INDEX_KEYS_VARIABLE
 
 
@@ -54,6 +54,3 @@ def check(envelope_keys: KeySet, index_keys: KeySet) -> KeyReport:
         if hmac.compare_digest(envelope_key, index_key)
     ]
     return KeyReport(list(envelope_keys.keys), list(index_keys.keys), shared)
-
-
-__all__ = ["EnvelopeError", "KeyReport", "check", "load", "new_entry"]
