@@ -565,7 +565,10 @@ for each statement execute function private.forget_audit_actor();
 -- card data. The ledger's tables, written in bulk, are captured statement by statement
 -- (transition tables).
 
-/** The columns the audit trail keeps out of its rows: a connected account's id, as elsewhere. */
+/**
+ * The columns the audit trail keeps out of its rows: processor tokens, in every form they are
+ * stored in (plain, sealed, and their lookups: payment_methods.sql), and whole payloads.
+ */
 create or replace function private.audit_redacted_columns(table_name text) returns text[]
 language plpgsql
 immutable
@@ -573,13 +576,27 @@ set search_path = ''
 as $$
 begin
   return case table_name
-    when 'payment_methods' then array['processor_payment_method_id', 'processor_customer_id']
-    when 'payout_methods' then array['processor_account_id', 'processor_external_account_id']
+    when 'payment_methods' then array[
+      'processor_payment_method_id', 'processor_customer_id',
+      'processor_payment_method_id_sealed', 'processor_payment_method_id_lookup',
+      'processor_customer_id_lookup'
+    ]
+    when 'payout_methods' then array[
+      'processor_account_id', 'processor_external_account_id',
+      'processor_external_account_id_sealed', 'processor_external_account_id_lookup',
+      'processor_account_id_lookup'
+    ]
     when 'webhook_events' then array['payload']
-    when 'processor_customers' then array['processor_customer_id']
-    when 'processor_accounts' then array['processor_account_id']
-    when 'funding_attempts' then
-      array['processor_payment_method_id', 'processor_customer_id']
+    when 'processor_customers' then array[
+      'processor_customer_id', 'processor_customer_id_sealed', 'processor_customer_id_lookup'
+    ]
+    when 'processor_accounts' then array[
+      'processor_account_id', 'processor_account_id_sealed', 'processor_account_id_lookup'
+    ]
+    when 'funding_attempts' then array[
+      'processor_payment_method_id', 'processor_customer_id',
+      'processor_payment_method_id_lookup', 'processor_customer_id_lookup'
+    ]
     else array[]::text []
   end;
 end
@@ -829,6 +846,20 @@ $$;
 -- Every audited table: each change writes its audit row (the trigger's arguments are the key
 -- column, then the columns that cannot hold card data), and a truncate, which would change
 -- rows unseen, is refused.
+
+create trigger audit_trail
+after insert or delete or update
+on private.token_key_rotations
+for each row
+execute function private.capture_audit_row(
+  'id', 'id', 'created_at', 'updated_at', 'finished_at'
+);
+
+create trigger refuse_unaudited_truncate
+before truncate
+on private.token_key_rotations
+for each statement
+execute function private.refuse_unaudited_truncate();
 
 create trigger audit_trail
 after insert or delete or update

@@ -6,6 +6,8 @@
 -- Only the processor's references are stored: a Stripe PaymentMethod (pm_…) of a Stripe
 -- Customer (cus_…), with the brand, last four digits and expiry that Stripe returns. A payout
 -- method is a Stripe external account (ba_… or card_…) of a connected account (acct_…).
+-- Those references are tokens, sealed outside the database and found by their lookups (the
+-- first section).
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -13,6 +15,128 @@
 -- See also: policies/payment_methods.toml, policies/payout_methods.toml
 
 set local check_function_bodies = off;
+
+-- Section: processor tokens
+--
+-- A processor token (a Stripe `pm_`, `cus_`, `acct_`, `ba_` or `card_` id) is a credential:
+-- with the platform's Stripe key it charges a card or pays money out. The database never
+-- holds the keys that seal one: the Edge Functions and the CLI seal a token (an envelope,
+-- docs/token-envelopes.md) and compute its lookup (a keyed blind index) where the keys live,
+-- and store both. The database checks their form, finds and keeps rows unique by lookup, and
+-- grants the sealed columns to payment_service alone (policies/).
+--
+-- The token columns, table by table (the plain-text column first; it goes once every row is
+-- sealed):
+--   processor_customers.processor_customer_id           sealed, lookup (unique)
+--   payment_methods.processor_payment_method_id         sealed, lookup (unique)
+--   payment_methods.processor_customer_id               lookup (sealed in processor_customers)
+--   processor_accounts.processor_account_id             sealed, lookup (unique)
+--   payout_methods.processor_account_id                 lookup (sealed in processor_accounts)
+--   payout_methods.processor_external_account_id        sealed, lookup (unique)
+--   funding_attempts.processor_payment_method_id        lookup
+--   funding_attempts.processor_customer_id              lookup
+-- A sealed value's additional authenticated data names its table, the plain-text column's
+-- name and the row's key (processor_customers: user_id; the others: id).
+
+/**
+ * A sealed token: the envelope `payguard.envelope` and `_shared/envelope.ts` write. Its form
+ * only: the database cannot open it, and a value of another form is refused (23514).
+ */
+create domain private.sealed_token as jsonb
+constraint sealed_token_form check (
+  jsonb_typeof(value) = 'object'
+  and value ?& array['v', 'alg', 'kid', 'wrapped_key', 'nonce', 'ciphertext']
+  and value - array['v', 'alg', 'kid', 'wrapped_key', 'nonce', 'ciphertext'] = '{}'::jsonb
+  and value -> 'v' = '1'::jsonb
+  and value ->> 'alg' = 'A256GCM+A256KW'
+  and jsonb_typeof(value -> 'kid') = 'string'
+  and value ->> 'kid' ~ '^[A-Za-z0-9_.-]{1,64}$'
+  and jsonb_typeof(value -> 'wrapped_key') = 'string'
+  and value ->> 'wrapped_key' ~ '^[A-Za-z0-9_-]{54}$'
+  and jsonb_typeof(value -> 'nonce') = 'string'
+  and value ->> 'nonce' ~ '^[A-Za-z0-9_-]{16}$'
+  and jsonb_typeof(value -> 'ciphertext') = 'string'
+  and value ->> 'ciphertext' ~ '^[A-Za-z0-9_-]{23,255}$'
+);
+
+comment on domain private.sealed_token is
+'A processor token sealed outside the database (AES-256-GCM, its data key wrapped under kid).';
+
+/**
+ * A token's lookup: `kid:` and the base64url of its HMAC-SHA-256 under that index key. Equal
+ * tokens have equal lookups under one key; the token cannot be read back from it.
+ */
+create domain private.token_lookup as text
+constraint token_lookup_form check (value ~ '^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_-]{43}$');
+
+comment on domain private.token_lookup is
+'A keyed blind index of a processor token: kid, then base64url(HMAC-SHA-256).';
+
+-- Key rotations
+--
+-- `payguard keys rotate` re-seals every sealed token under the newest key (and seals the
+-- plain-text ones left), batch by batch; each run is a row here, audited, updated as batches
+-- commit, so that an interrupted run is resumed rather than started again.
+
+create table private.token_key_rotations (
+  id uuid not null default gen_random_uuid(),
+  -- The key every token is re-sealed under.
+  target_kid text not null,
+  status text not null default 'running',
+  -- Tokens re-sealed or sealed so far, over every batch and every resumption.
+  tokens_sealed bigint not null default 0,
+  -- Who ran it: the database role and the operating-system user the CLI names.
+  started_by text not null default session_user,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  finished_at timestamptz,
+  constraint token_key_rotations_pkey primary key (id),
+  constraint token_key_rotations_target_kid_check check (target_kid ~ '^[A-Za-z0-9_.-]{1,64}$'),
+  constraint token_key_rotations_status_check check (status in ('running', 'finished')),
+  constraint token_key_rotations_tokens_sealed_check check (tokens_sealed >= 0),
+  constraint token_key_rotations_finished_check
+  check ((status = 'finished') = (finished_at is not null))
+);
+
+comment on table private.token_key_rotations is
+'Each run of payguard keys rotate: the key it seals under, how far it got, who ran it.';
+
+-- At most one rotation runs at a time.
+create unique index token_key_rotations_one_running_idx on private.token_key_rotations ((true))
+where status = 'running';
+
+create trigger keep_row_timestamps
+before insert or update on private.token_key_rotations
+for each row execute function private.keep_row_timestamps();
+
+-- Lookups are set once
+
+/**
+ * BEFORE UPDATE trigger: the lookup columns named as its arguments are set once. A lookup
+ * names a row's token; a changed one would be another token under the same row, so a token
+ * changes only with its row (a new payment method, a new payout method). `payguard keys
+ * rotate` fills the lookups of rows written before they existed.
+ */
+create or replace function private.keep_token_lookups() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  old_values jsonb := to_jsonb(old);
+  new_values jsonb := to_jsonb(new);
+  lookup_column text;
+begin
+  foreach lookup_column in array tg_argv loop
+    if old_values ->> lookup_column is not null
+      and new_values ->> lookup_column is distinct from old_values ->> lookup_column then
+      raise exception '%.%: a token''s lookup is set once and never changes',
+      tg_table_name, lookup_column
+      using errcode = 'PT409';
+    end if;
+  end loop;
+  return new;
+end
+$$;
 
 -- Section: payment methods
 
@@ -36,7 +160,17 @@ create table public.payment_methods (
   is_default boolean not null default false,
   metadata jsonb not null default '{}' check (jsonb_typeof(metadata) = 'object'),
   created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now()
+  updated_at timestamptz not null default now(),
+  -- The payment method sealed, and the lookups of both ids (processor tokens, above): only
+  -- payment_service reads the sealed one. The customer is sealed in processor_customers.
+  processor_payment_method_id_sealed private.sealed_token,
+  processor_payment_method_id_lookup private.token_lookup,
+  processor_customer_id_lookup private.token_lookup,
+  constraint payment_methods_processor_payment_method_id_lookup_key
+  unique (processor_payment_method_id_lookup),
+  constraint payment_methods_sealed_with_lookup check (
+    (processor_payment_method_id_sealed is null) = (processor_payment_method_id_lookup is null)
+  )
 );
 
 comment on table public.payment_methods is
@@ -47,6 +181,13 @@ create index payment_methods_user_id_idx on public.payment_methods (user_id);
 -- At most one default payment method per user.
 create unique index payment_methods_one_default_idx on public.payment_methods (user_id)
 where is_default;
+
+-- Its lookups are set once (processor tokens, above).
+create trigger keep_token_lookups
+before update on public.payment_methods
+for each row execute function private.keep_token_lookups(
+  'processor_payment_method_id_lookup', 'processor_customer_id_lookup'
+);
 
 create trigger keep_row_timestamps
 before insert or update on public.payment_methods
@@ -105,6 +246,12 @@ create table public.payout_methods (
   -- information before paying out; verified: payouts are enabled; restricted: the processor
   -- disabled them. Set by payment_service from account.updated.
   verification_status text not null default 'unverified',
+  -- The external account sealed, and the lookups of both ids (processor tokens, above): only
+  -- payment_service reads the sealed one. The connected account is sealed in
+  -- processor_accounts.
+  processor_external_account_id_sealed private.sealed_token,
+  processor_external_account_id_lookup private.token_lookup,
+  processor_account_id_lookup private.token_lookup,
   constraint payout_methods_pkey primary key (id),
   constraint payout_methods_user_id_fkey foreign key (user_id)
   references public.users (id) on delete cascade,
@@ -124,7 +271,12 @@ create table public.payout_methods (
   check (verification_status in ('unverified', 'pending', 'verified', 'restricted')),
   -- The key a withdrawal's foreign key names: its (payout method, owner, currency) are
   -- those of one payout method (see withdrawals.sql).
-  constraint payout_methods_id_user_id_currency_key unique (id, user_id, currency)
+  constraint payout_methods_id_user_id_currency_key unique (id, user_id, currency),
+  constraint payout_methods_processor_external_account_id_lookup_key
+  unique (processor_external_account_id_lookup),
+  constraint payout_methods_sealed_with_lookup check (
+    (processor_external_account_id_sealed is null) = (processor_external_account_id_lookup is null)
+  )
 );
 
 comment on table public.payout_methods is
@@ -135,6 +287,13 @@ create index payout_methods_user_id_idx on public.payout_methods (user_id);
 -- At most one default payout method per user.
 create unique index payout_methods_one_default_idx on public.payout_methods (user_id)
 where is_default;
+
+-- Its lookups are set once (processor tokens, above).
+create trigger keep_token_lookups
+before update on public.payout_methods
+for each row execute function private.keep_token_lookups(
+  'processor_external_account_id_lookup', 'processor_account_id_lookup'
+);
 
 create trigger keep_row_timestamps
 before insert or update on public.payout_methods

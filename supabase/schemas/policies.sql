@@ -284,13 +284,24 @@ alter table public.funding_attempts enable row level security;
 alter table public.funding_attempts force row level security;
 revoke all on table public.funding_attempts
 from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
-grant select on table public.funding_attempts to authenticated;
-grant select on table public.funding_attempts to service_role;
+grant select (
+  id, milestone_payment_id, attempt, payment_method_id, amount_minor, currency, idempotency_key,
+  processor_payment_intent_id, status, failure_code, failure_message, created_at, updated_at
+) on table public.funding_attempts to authenticated;
+grant select (
+  id, milestone_payment_id, attempt, payment_method_id, amount_minor, currency, idempotency_key,
+  processor_payment_intent_id, status, failure_code, failure_message, created_at, updated_at,
+  processor_payment_method_id_lookup, processor_customer_id_lookup
+) on table public.funding_attempts to service_role;
 grant select on table public.funding_attempts to payment_service;
 grant update (
   processor_payment_intent_id, status, failure_code, failure_message
 ) on table public.funding_attempts to payment_service;
-grant select on table public.funding_attempts to admin;
+grant select (
+  id, milestone_payment_id, attempt, payment_method_id, amount_minor, currency, idempotency_key,
+  processor_payment_intent_id, status, failure_code, failure_message, created_at, updated_at,
+  processor_payment_method_id_lookup, processor_customer_id_lookup
+) on table public.funding_attempts to admin;
 do $drop_unlisted$
 declare
   stale record;
@@ -593,13 +604,26 @@ alter table public.payment_methods enable row level security;
 alter table public.payment_methods force row level security;
 revoke all on table public.payment_methods
 from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
-grant select, delete on table public.payment_methods to authenticated;
+grant delete on table public.payment_methods to authenticated;
+grant select (
+  id, user_id, type, processor, brand, last4, exp_month, exp_year, nickname, is_default,
+  metadata, created_at, updated_at
+) on table public.payment_methods to authenticated;
 grant update (
   nickname, is_default
 ) on table public.payment_methods to authenticated;
-grant select, insert, update, delete on table public.payment_methods to service_role;
+grant insert, update, delete on table public.payment_methods to service_role;
+grant select (
+  id, user_id, type, processor, brand, last4, exp_month, exp_year, nickname, is_default,
+  metadata, created_at, updated_at, processor_payment_method_id_lookup,
+  processor_customer_id_lookup
+) on table public.payment_methods to service_role;
 grant select, insert, update, delete on table public.payment_methods to payment_service;
-grant select on table public.payment_methods to admin;
+grant select (
+  id, user_id, type, processor, brand, last4, exp_month, exp_year, nickname, is_default,
+  metadata, created_at, updated_at, processor_payment_method_id_lookup,
+  processor_customer_id_lookup
+) on table public.payment_methods to admin;
 do $drop_unlisted$
 declare
   stale record;
@@ -811,7 +835,11 @@ alter table public.payout_methods enable row level security;
 alter table public.payout_methods force row level security;
 revoke all on table public.payout_methods
 from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
-grant select, delete on table public.payout_methods to authenticated;
+grant delete on table public.payout_methods to authenticated;
+grant select (
+  id, user_id, type, processor, bank_name, last4, currency, nickname, is_default, metadata,
+  created_at, updated_at, verification_status
+) on table public.payout_methods to authenticated;
 grant insert (
   type, processor_account_id, processor_external_account_id, bank_name, last4, currency,
   nickname, is_default, metadata
@@ -819,9 +847,18 @@ grant insert (
 grant update (
   nickname, is_default
 ) on table public.payout_methods to authenticated;
-grant select, insert, update, delete on table public.payout_methods to service_role;
+grant insert, update, delete on table public.payout_methods to service_role;
+grant select (
+  id, user_id, type, processor, bank_name, last4, currency, nickname, is_default, metadata,
+  created_at, updated_at, verification_status, processor_external_account_id_lookup,
+  processor_account_id_lookup
+) on table public.payout_methods to service_role;
 grant select, insert, update, delete on table public.payout_methods to payment_service;
-grant select on table public.payout_methods to admin;
+grant select (
+  id, user_id, type, processor, bank_name, last4, currency, nickname, is_default, metadata,
+  created_at, updated_at, verification_status, processor_external_account_id_lookup,
+  processor_account_id_lookup
+) on table public.payout_methods to admin;
 do $drop_unlisted$
 declare
   stale record;
@@ -944,10 +981,18 @@ alter table public.processor_accounts enable row level security;
 alter table public.processor_accounts force row level security;
 revoke all on table public.processor_accounts
 from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
-grant select on table public.processor_accounts to authenticated;
-grant select on table public.processor_accounts to service_role;
+grant select (
+  id, user_id, processor, verification_status, created_at, updated_at, state_as_of
+) on table public.processor_accounts to authenticated;
+grant select (
+  id, user_id, processor, verification_status, created_at, updated_at, state_as_of,
+  processor_account_id_lookup
+) on table public.processor_accounts to service_role;
 grant select, insert, update on table public.processor_accounts to payment_service;
-grant select on table public.processor_accounts to admin;
+grant select (
+  id, user_id, processor, verification_status, created_at, updated_at, state_as_of,
+  processor_account_id_lookup
+) on table public.processor_accounts to admin;
 do $drop_unlisted$
 declare
   stale record;
@@ -1012,10 +1057,16 @@ alter table public.processor_customers enable row level security;
 alter table public.processor_customers force row level security;
 revoke all on table public.processor_customers
 from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
-grant select on table public.processor_customers to authenticated;
-grant select on table public.processor_customers to service_role;
+grant select (
+  user_id, processor, created_at, updated_at
+) on table public.processor_customers to authenticated;
+grant select (
+  user_id, processor, created_at, updated_at, processor_customer_id_lookup
+) on table public.processor_customers to service_role;
 grant select, insert on table public.processor_customers to payment_service;
-grant select on table public.processor_customers to admin;
+grant select (
+  user_id, processor, created_at, updated_at, processor_customer_id_lookup
+) on table public.processor_customers to admin;
 do $drop_unlisted$
 declare
   stale record;

@@ -32,7 +32,16 @@ create table public.processor_customers (
   processor_customer_id text not null unique
   check (processor_customer_id ~ '^cus_[A-Za-z0-9]{6,}$'),
   created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now()
+  updated_at timestamptz not null default now(),
+  -- The customer sealed, and its lookup (payment_methods.sql, processor tokens): only
+  -- payment_service reads the sealed one.
+  processor_customer_id_sealed private.sealed_token,
+  processor_customer_id_lookup private.token_lookup,
+  constraint processor_customers_processor_customer_id_lookup_key
+  unique (processor_customer_id_lookup),
+  constraint processor_customers_sealed_with_lookup check (
+    (processor_customer_id_sealed is null) = (processor_customer_id_lookup is null)
+  )
 );
 
 /** A recorded customer never changes: a user keeps the customer their cards are saved under. */
@@ -41,9 +50,17 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  raise exception 'the processor customer of user % is recorded once and never changes',
-  old.user_id
-  using errcode = 'PT409';
+  -- Only its sealed value changes (re-sealed under a newer key), and its lookup is filled
+  -- once (private.keep_token_lookups).
+  if (to_jsonb(new) - 'processor_customer_id_sealed' - 'processor_customer_id_lookup' - 'updated_at')
+    is distinct from
+    (to_jsonb(old) - 'processor_customer_id_sealed' - 'processor_customer_id_lookup' - 'updated_at')
+  then
+    raise exception 'the processor customer of user % is recorded once and never changes',
+    old.user_id
+    using errcode = 'PT409';
+  end if;
+  return new;
 end
 $$;
 
@@ -52,6 +69,13 @@ $$;
 create trigger keep_processor_customer
 before update on public.processor_customers
 for each row execute function private.keep_processor_customer();
+
+-- Its lookups are set once (payment_methods.sql, processor tokens).
+create trigger keep_token_lookups
+before update on public.processor_customers
+for each row execute function private.keep_token_lookups(
+  'processor_customer_id_lookup'
+);
 
 create trigger keep_row_timestamps
 before insert or update on public.processor_customers
@@ -216,6 +240,10 @@ create table public.funding_attempts (
   failure_message text check (char_length(failure_message) <= 500),
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
+  -- The lookups of the ids charged (payment_methods.sql, processor tokens); the payment method
+  -- holds them sealed.
+  processor_payment_method_id_lookup private.token_lookup,
+  processor_customer_id_lookup private.token_lookup,
   unique (milestone_payment_id, attempt)
 );
 
@@ -287,6 +315,13 @@ $$;
 create trigger check_funding_attempt
 before update or delete on public.funding_attempts
 for each row execute function private.check_funding_attempt();
+
+-- Its lookups are set once (payment_methods.sql, processor tokens).
+create trigger keep_token_lookups
+before update on public.funding_attempts
+for each row execute function private.keep_token_lookups(
+  'processor_payment_method_id_lookup', 'processor_customer_id_lookup'
+);
 
 create trigger keep_row_timestamps
 before insert or update on public.funding_attempts
@@ -411,13 +446,15 @@ begin
   else
     insert into public.funding_attempts (
       milestone_payment_id, attempt, payment_method_id, processor_payment_method_id,
-      processor_customer_id, amount_minor, currency, idempotency_key
+      processor_customer_id, amount_minor, currency, idempotency_key,
+      processor_payment_method_id_lookup, processor_customer_id_lookup
     )
     values (
       payment.id, coalesce(current_attempt.attempt, 0) + 1, method.id,
       method.processor_payment_method_id, method.processor_customer_id, payment.amount_minor,
       payment.currency,
-      'milestone_payment:' || payment.id || ':attempt:' || (coalesce(current_attempt.attempt, 0) + 1)
+      'milestone_payment:' || payment.id || ':attempt:' || (coalesce(current_attempt.attempt, 0) + 1),
+      method.processor_payment_method_id_lookup, method.processor_customer_id_lookup
     )
     returning * into current_attempt;
   end if;
@@ -2740,6 +2777,10 @@ create table public.processor_accounts (
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   state_as_of timestamptz,
+  -- The connected account sealed, and its lookup (payment_methods.sql, processor tokens): only
+  -- payment_service reads the sealed one.
+  processor_account_id_sealed private.sealed_token,
+  processor_account_id_lookup private.token_lookup,
   constraint processor_accounts_pkey primary key (processor_account_id),
   constraint processor_accounts_id_key unique (id),
   constraint processor_accounts_user_id_fkey foreign key (user_id)
@@ -2748,7 +2789,12 @@ create table public.processor_accounts (
   check (processor_account_id ~ '^acct_[A-Za-z0-9]{6,}$'),
   constraint processor_accounts_processor_check check (processor = 'stripe'),
   constraint processor_accounts_verification_status_check
-  check (verification_status in ('unverified', 'pending', 'verified', 'restricted'))
+  check (verification_status in ('unverified', 'pending', 'verified', 'restricted')),
+  constraint processor_accounts_processor_account_id_lookup_key
+  unique (processor_account_id_lookup),
+  constraint processor_accounts_sealed_with_lookup check (
+    (processor_account_id_sealed is null) = (processor_account_id_lookup is null)
+  )
 );
 
 comment on column public.processor_accounts.state_as_of is
@@ -2778,6 +2824,13 @@ $$;
 create trigger keep_processor_account_owner
 before update on public.processor_accounts
 for each row execute function private.keep_processor_account_owner();
+
+-- Its lookups are set once (payment_methods.sql, processor tokens).
+create trigger keep_token_lookups
+before update on public.processor_accounts
+for each row execute function private.keep_token_lookups(
+  'processor_account_id_lookup'
+);
 
 create trigger keep_row_timestamps
 before insert or update on public.processor_accounts

@@ -80,7 +80,9 @@ def test_check_passes_on_a_fresh_deploy_and_finds_each_drift(admin_url, project)
         "grant update (status) on public.payment_transactions to authenticated",
         "alter table public.subscriptions no force row level security",
         "grant update on public.users to public",
-        "revoke select on public.payment_methods from authenticated",
+        "revoke select (brand) on public.payment_methods from authenticated",
+        "grant select (processor_payment_method_id_sealed) on public.payment_methods "
+        "to authenticated",
         "grant select on public.payment_methods to authenticated with grant option",
         "create view public.all_payment_methods as select * from public.payment_methods",
         "grant payment_service to authenticated",
@@ -99,9 +101,11 @@ def test_check_passes_on_a_fresh_deploy_and_finds_each_drift(admin_url, project)
         "public.disputes: policy \"admin can read all disputes\": using is 'false', "
         "the spec says 'true'",
         'public.payment_methods: policy "Users can read their own payment methods" is missing',
+        "public.payment_methods: authenticated has select (processor_payment_method_id_sealed), "
+        "which the spec does not grant",
         "public.payment_methods: authenticated has select with grant option, "
         "which the spec does not grant",
-        "public.payment_methods: authenticated lacks select, which the spec grants",
+        "public.payment_methods: authenticated lacks select (brand), which the spec grants",
         "public.payment_transactions: authenticated has update (status), "
         "which the spec does not grant",
         "public.subscriptions: forced row level security is off, the spec says on",

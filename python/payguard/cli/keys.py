@@ -1,4 +1,5 @@
-"""`payguard keys`: the keys of processor tokens (no database needed)."""
+"""`payguard keys`: the keys of processor tokens. `new` and `check` need no database; `status`,
+`rotate` and `retire` read or re-seal the token columns (payguard.token_rotation)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,23 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from payguard.cli.common import Json, print_json
+from payguard.cli.common import DbUrl, Json, err, out, print_json, state, target
 from payguard.envelope import KEYS_VARIABLE, EnvelopeError
 from payguard.errors import ExitCode, UsageError
 from payguard.token_index import INDEX_KEYS_VARIABLE
+from payguard.token_index import lookups as token_lookups
 from payguard.token_keys import check as check_keys
 from payguard.token_keys import load, new_entry
+from payguard.token_rotation import DEFAULT_BATCH, rows_sealed_under
+from payguard.token_rotation import rotate as rotate_tokens
+from payguard.token_rotation import status as token_status
 
-app = typer.Typer(help="The keys of processor tokens: make one, check the sets.")
+app = typer.Typer(
+    help="The keys of processor tokens: make one, check the sets, rotate, retire.",
+    no_args_is_help=True,
+)
 
 KeyFile = Annotated[
     Path | None,
@@ -69,3 +78,118 @@ def check(
             )
     if report.shared:
         raise typer.Exit(code=ExitCode.FINDING)
+
+
+def deployed_url(ctx: typer.Context, db_url: str | None) -> str:
+    return target(state(ctx).project(), db_url, deployed=True).url
+
+
+@app.command()
+def status(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> None:
+    """Count each token column's rows per envelope key id and per index key id, and the rows
+    still held only in the clear (a rotation seals them). Needs no key."""
+    columns = token_status(deployed_url(ctx, db_url))
+    if as_json:
+        print_json({"columns": [c.as_dict() for c in columns]})
+        return
+    for column in columns:
+        sealed = ", ".join(f"{kid} {n}" for kid, n in column.sealed_by_kid.items()) or "-"
+        looked_up = ", ".join(f"{kid} {n}" for kid, n in column.lookups_by_kid.items()) or "-"
+        out.print(
+            f"{column.name}: {column.rows} rows, {column.to_do} to seal; "
+            f"sealed under {sealed}; lookups under {looked_up}",
+            markup=False,
+        )
+
+
+@app.command()
+def rotate(
+    ctx: typer.Context,
+    db_url: DbUrl = None,
+    key_file: KeyFile = None,
+    index_key_file: KeyFile = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Rows re-sealed per transaction.")
+    ] = DEFAULT_BATCH,
+    as_json: Json = False,
+) -> None:
+    """Re-seal every processor token under the current (first) envelope key, seal those still
+    in the clear and fill missing lookups, in batches; resumes an interrupted run. Deploy the
+    new key first to the functions (first in PAYGUARD_TOKEN_KEYS, the old one after it)."""
+    envelope_keys = load(KEYS_VARIABLE, key_file)
+    index_keys = load(INDEX_KEYS_VARIABLE, index_key_file)
+    url = deployed_url(ctx, db_url)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=as_json or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task(f"sealing under {envelope_keys.current}", total=None)
+        run = rotate_tokens(
+            url,
+            envelope_keys,
+            index_keys,
+            batch_size=batch_size,
+            on_start=lambda total: progress.update(task, total=total),
+            on_batch=lambda done: progress.advance(task, done),
+        )
+    if as_json:
+        print_json(run.as_dict())
+        return
+    how = "resumed" if run.resumed else "new"
+    out.print(
+        f"rotation {run.rotation_id} ({how}) to key {run.target_kid}: {run.sealed} token "
+        f"values sealed in {run.seconds:.1f} s; every token is sealed under {run.target_kid}",
+        markup=False,
+    )
+
+
+@app.command()
+def retire(
+    ctx: typer.Context,
+    kid: Annotated[str, typer.Argument(help="The envelope key id to retire.")],
+    db_url: DbUrl = None,
+    as_json: Json = False,
+) -> None:
+    """Say whether envelope key KID may be removed from PAYGUARD_TOKEN_KEYS: exit 1 while any
+    token is still sealed under it (run `payguard keys rotate` first)."""
+    left = rows_sealed_under(deployed_url(ctx, db_url), kid)
+    if as_json:
+        print_json({"kid": kid, "retirable": not left, "sealed_under_it": left})
+    elif left:
+        err.print(
+            f"key {kid} still seals {sum(left.values())} tokens "
+            f"({', '.join(f'{name} {n}' for name, n in left.items())}): run payguard keys "
+            "rotate with a newer current key first",
+            markup=False,
+        )
+    else:
+        out.print(f"no token is sealed under {kid}: remove it from PAYGUARD_TOKEN_KEYS")
+    if left:
+        raise typer.Exit(code=ExitCode.FINDING)
+
+
+@app.command()
+def lookup(
+    stripe_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="A Stripe id (pm_, cus_, acct_, ba_ or card_), or - for stdin."
+        ),
+    ],
+    index_key_file: KeyFile = None,
+    as_json: Json = False,
+) -> None:
+    """Print a token's lookup under every index key, the current first: what support filters
+    a lookup column by (payment_methods?processor_payment_method_id_lookup=eq.…)."""
+    if stripe_id == "-":
+        stripe_id = typer.get_text_stream("stdin").read().strip()
+    found = token_lookups(load(INDEX_KEYS_VARIABLE, index_key_file), stripe_id)
+    if as_json:
+        print_json({"lookups": found})
+    else:
+        for line in found:
+            typer.echo(line)

@@ -28,7 +28,8 @@ How to read a cell:
   written);
 - **yes**: allowed on every row the role can see;
 - **if** …: allowed on the rows, or for the values, that meet the condition;
-- *columns*: only these columns may be written.
+- *columns*: only these columns may be written;
+- *not readable*: selecting these columns is refused (42501); the others are read.
 
 "owner" is the user whose id is in the table's owner column; "other" is any other signed-in
 user. aal1 is a password session, aal2 one that passed MFA.
@@ -51,6 +52,7 @@ class Access:
     privilege: bool
     columns: tuple[str, ...]  # empty: the whole row
     bypass_rls: bool
+    hidden: tuple[str, ...] = ()  # select: the columns it may not read
 
 
 def build(url: str, specs: list[TableSpec]) -> str:
@@ -97,7 +99,11 @@ def _access(conn: Connection, spec: TableSpec, role: str, command: str) -> Acces
         "where a.attrelid = %(table)s::regclass and a.attnum > 0 and not a.attisdropped "
         "and has_column_privilege(%(role)s, %(table)s, a.attname::text, %(column_command)s) "
         "order by a.attnum), "
-        "(select r.rolbypassrls from pg_roles as r where r.rolname = %(role)s)",
+        "(select r.rolbypassrls from pg_roles as r where r.rolname = %(role)s), "
+        "array(select a.attname::text from pg_attribute as a "
+        "where a.attrelid = %(table)s::regclass and a.attnum > 0 and not a.attisdropped "
+        "and not has_column_privilege(%(role)s, %(table)s, a.attname::text, 'select') "
+        "order by a.attnum)",
         {
             "role": role,
             "table": spec.qualified,
@@ -106,11 +112,13 @@ def _access(conn: Connection, spec: TableSpec, role: str, command: str) -> Acces
         },
     ).fetchone()
     assert row is not None
-    whole, columns, bypass = row
+    whole, columns, bypass, unreadable = row
     if whole:
         return Access(privilege=True, columns=(), bypass_rls=bool(bypass))
     if command in ("insert", "update") and columns:
         return Access(privilege=True, columns=tuple(columns), bypass_rls=bool(bypass))
+    if command == "select" and columns:
+        return Access(privilege=True, columns=(), bypass_rls=bool(bypass), hidden=tuple(unreadable))
     return Access(privilege=False, columns=(), bypass_rls=bool(bypass))
 
 
@@ -120,6 +128,8 @@ def _cell(
     if not access.privilege:
         return "no (no privilege)"
     suffix = f" *columns: {', '.join(access.columns)}*" if access.columns else ""
+    if access.hidden:
+        suffix += f" *not readable: {', '.join(access.hidden)}*"
     if access.bypass_rls:
         return "yes (bypasses RLS)" + suffix
     policies = [p for p in spec.policies if p.command == command and role in p.roles]

@@ -135,7 +135,7 @@ select throws_ok(
   'the owner cannot insert a payment method of their choosing even at aal2: the function saves it'
 );
 select is(
-  (select count(*)::int from public.payment_methods where processor_payment_method_id = 'pm_8A2b3C4d5E'),
+  (select count(*)::int from public.payment_methods where nickname = 'New card'),
   0,
   'the refused insert stored nothing'
 );

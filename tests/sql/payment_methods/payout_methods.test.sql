@@ -134,7 +134,7 @@ select lives_ok(
   'the owner adds a payout method at aal2'
 );
 select is(
-  (select user_id::text from public.payout_methods where processor_external_account_id = 'ba_8A2b3C4d'),
+  (select user_id::text from public.payout_methods where nickname = 'New account'),
   current_setting('fixture.alice'),
   'the new payout method belongs to the owner'
 );

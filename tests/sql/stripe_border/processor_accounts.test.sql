@@ -5,7 +5,7 @@
 -- recorded account (a user cannot name another's, nor one no one owns) and starts with its
 -- verification; users and staff read, never write, the accounts.
 begin;
-select plan(27);
+select plan(28);
 
 select tests.let_roles_call_pgtap();
 
@@ -105,7 +105,7 @@ select lives_ok(
   'carl adds a payout method on his own account'
 );
 select is(
-  (select verification_status from public.payout_methods where processor_external_account_id = 'ba_1CarlOwn01'),
+  (select verification_status from public.payout_methods),
   'restricted',
   'it starts restricted, as the processor said of the account: a new payout method does not reset it'
 );
@@ -115,9 +115,14 @@ select throws_ok(
   'carl cannot mark his account verified'
 );
 select results_eq(
-  $$select processor_account_id, verification_status from public.processor_accounts$$,
-  $$values ('acct_1CarlOwn01', 'restricted')$$,
+  $$select user_id, verification_status from public.processor_accounts$$,
+  $$values (tests.get_supabase_uid('carl'), 'restricted')$$,
   'carl reads his own account, and only his'
+);
+select throws_ok(
+  $$select processor_account_id from public.processor_accounts$$,
+  '42501', 'permission denied for table processor_accounts',
+  'but not its processor id: a token is payment_service''s alone'
 );
 reset role;
 select tests.authenticate_as('eve', aal => 'aal2');
@@ -127,7 +132,7 @@ select lives_ok(
   'eve adds a payout method on her account, verified before it existed'
 );
 select is(
-  (select verification_status from public.payout_methods where processor_external_account_id = 'ba_1EveEarly01'),
+  (select verification_status from public.payout_methods),
   'verified',
   'and it is verified at once'
 );
@@ -184,8 +189,8 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('eve', aal => 'aal2');
 select results_eq(
-  $$select processor_account_id from public.processor_accounts$$,
-  $$values ('acct_1EveEarly01')$$,
+  $$select user_id from public.processor_accounts$$,
+  $$values (tests.get_supabase_uid('eve'))$$,
   'eve reads only her own'
 );
 

@@ -3,7 +3,7 @@
 -- never changes; the user reads their own, no one else's; every payment method names its
 -- owner's recorded customer, never another user's or one of anyone's choosing.
 begin;
-select plan(14);
+select plan(15);
 
 -- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
 select tests.let_roles_call_pgtap();
@@ -19,9 +19,14 @@ select set_config('fixture.bob', tests.get_supabase_uid('bob')::text, true);
 -- as hana: her own customer, read only
 select tests.authenticate_as('hana', aal => 'aal2');
 select results_eq(
-  'select processor_customer_id from public.processor_customers',
-  $$values ('cus_HanaCust01')$$,
+  'select user_id from public.processor_customers',
+  $$values (tests.get_supabase_uid('hana'))$$,
   'a user reads their own customer'
+);
+select throws_ok(
+  'select processor_customer_id from public.processor_customers',
+  '42501', 'permission denied for table processor_customers',
+  'but not its processor id: a token is payment_service''s alone'
 );
 select throws_ok(
   format(

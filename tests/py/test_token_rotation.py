@@ -1,0 +1,372 @@
+"""`payguard keys rotate`, `status` and `retire` on a real database: plain-text tokens are
+sealed, sealed ones re-sealed under a new key while reads keep working, a rotation killed half
+way resumes without losing or double-sealing a token, and a row that does not hold what it
+claims stops the rotation with its key and never a token."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from payguard.cluster import APP_ROLE, Cluster
+from payguard.envelope import KeySet, decrypt, encrypt
+from payguard.token_columns import SEALED_COLUMNS, TOKEN_COLUMNS
+from payguard.token_index import lookup
+from payguard.token_keys import new_entry
+from payguard.token_rotation import RotationError, rotate, rows_sealed_under, status, to_do
+
+OLD = new_entry("k-old")
+NEW = new_entry("k-new")
+INDEX = new_entry("i-one")
+OLD_KEYS = KeySet.parse(OLD)
+NEW_KEYS = KeySet.parse(f"{NEW},{OLD}")
+INDEX_KEYS = KeySet.parse(INDEX)
+
+
+@pytest.fixture
+def url(cluster: Cluster, fresh_database: str) -> str:
+    return cluster.socket_url(APP_ROLE, fresh_database)
+
+
+def seed(url: str, users: int) -> dict[str, list[tuple[str, str]]]:
+    """`users` users, each with a customer, two cards, a connected account and a payout
+    method, all in the clear as before sealing existed: (row key, token) by column name."""
+    held: dict[str, list[tuple[str, str]]] = {c.name: [] for c in TOKEN_COLUMNS}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for n in range(users):
+            user = conn.execute("select tests.create_supabase_user(%s)", (f"rot-{n}",)).fetchone()[
+                0
+            ]  # type: ignore[index]
+            customer = f"cus_Rot{n:06d}x"
+            account = f"acct_Rot{n:06d}x"
+            conn.execute(
+                "insert into public.processor_customers (user_id, processor_customer_id) "
+                "values (%s, %s)",
+                (user, customer),
+            )
+            held["processor_customers.processor_customer_id"].append((str(user), customer))
+            for card in range(2):
+                method = uuid.uuid4()
+                token = f"pm_Rot{n:06d}c{card}"
+                conn.execute(
+                    "insert into public.payment_methods (id, user_id, type, "
+                    "processor_payment_method_id, processor_customer_id) "
+                    "values (%s, %s, 'credit_card', %s, %s)",
+                    (method, user, token, customer),
+                )
+                held["payment_methods.processor_payment_method_id"].append((str(method), token))
+                held["payment_methods.processor_customer_id"].append((str(method), customer))
+            payout = uuid.uuid4()
+            external = f"ba_Rot{n:06d}x"
+            conn.execute(
+                "insert into public.payout_methods (id, user_id, type, processor_account_id, "
+                "processor_external_account_id, currency) "
+                "values (%s, %s, 'bank_account', %s, %s, 'USD')",
+                (payout, user, account, external),
+            )
+            account_id = conn.execute(
+                "select id from public.processor_accounts where processor_account_id = %s",
+                (account,),
+            ).fetchone()[0]  # type: ignore[index]
+            held["processor_accounts.processor_account_id"].append((str(account_id), account))
+            held["payout_methods.processor_external_account_id"].append((str(payout), external))
+            held["payout_methods.processor_account_id"].append((str(payout), account))
+    return held
+
+
+def stored(url: str) -> dict[str, dict[str, tuple[Any, str | None]]]:
+    """(sealed value, lookup) by row key, by column name."""
+    found: dict[str, dict[str, tuple[Any, str | None]]] = {}
+    with psycopg.connect(url) as conn:
+        for column in TOKEN_COLUMNS:
+            rows = conn.execute(
+                f"select {column.key}::text, {column.sealed or 'null'}, "
+                f"{column.lookup}::text from public.{column.table}"
+            ).fetchall()
+            found[column.name] = {key: (value, found_lookup) for key, value, found_lookup in rows}
+    return found
+
+
+def assert_all_sealed(
+    url: str, held: dict[str, list[tuple[str, str]]], keys: KeySet, kid: str
+) -> None:
+    """Every token opens, under `keys`, to what the row held, sealed under `kid`; every
+    lookup is its token's."""
+    found = stored(url)
+    for column in TOKEN_COLUMNS:
+        rows = found[column.name]
+        for key, token in held[column.name]:
+            sealed, found_lookup = rows[key]
+            assert found_lookup == lookup(INDEX_KEYS, token), (column.name, key)
+            if column.sealed is None:
+                assert sealed is None
+                continue
+            assert sealed["kid"] == kid, (column.name, key)
+            opened = decrypt(keys, sealed, table=column.table, column=column.plain, row_id=key)
+            assert opened == token, (column.name, key)
+
+
+def test_rotation_seals_plain_tokens_then_reseals_them_under_a_new_key(url: str) -> None:
+    held = seed(url, 6)
+    values = sum(len(rows) for rows in held.values())
+    before = {c.name: c for c in status(url)}
+    assert before["payment_methods.processor_payment_method_id"].to_do == 12
+    assert before["payment_methods.processor_payment_method_id"].sealed_by_kid == {}
+    assert to_do(url, OLD_KEYS.current) == values
+
+    first = rotate(url, OLD_KEYS, INDEX_KEYS, batch_size=4)
+    assert (first.sealed, first.resumed) == (values, False)
+    assert_all_sealed(url, held, OLD_KEYS, "k-old")
+    after = {c.name: c for c in status(url)}
+    assert after["payment_methods.processor_payment_method_id"].sealed_by_kid == {"k-old": 12}
+    assert after["payment_methods.processor_customer_id"].lookups_by_kid == {"i-one": 12}
+    assert all(c.to_do == 0 for c in after.values())
+
+    second = rotate(url, NEW_KEYS, INDEX_KEYS, batch_size=5)
+    sealed_values = sum(len(held[c.name]) for c in SEALED_COLUMNS)
+    assert second.sealed == sealed_values  # lookups are kept: only the envelopes change
+    # Under the new key alone: nothing is left under the old one.
+    assert_all_sealed(url, held, KeySet.parse(NEW), "k-new")
+    assert rows_sealed_under(url, "k-old") == {}
+    assert rotate(url, NEW_KEYS, INDEX_KEYS).sealed == 0
+
+    with psycopg.connect(url) as conn:
+        runs = conn.execute(
+            "select target_kid, status, tokens_sealed from private.token_key_rotations "
+            "order by created_at"
+        ).fetchall()
+        assert runs[:2] == [("k-old", "finished", values), ("k-new", "finished", sealed_values)]
+        audited = conn.execute(
+            "select operation, new_values ->> 'status' from public.payment_audit_logs "
+            "where entity_type = 'token_key_rotations' order by seq"
+        ).fetchall()
+        assert ("INSERT", "running") in audited
+        assert ("UPDATE", "finished") in audited
+        # No audit row holds a token, a sealed value or a lookup in any readable form.
+        trail = conn.execute(
+            "select string_agg(coalesce(old_values::text, '') || coalesce(new_values::text, ''),"
+            " ' ') from public.payment_audit_logs"
+        ).fetchone()[0]  # type: ignore[index]
+    for rows in held.values():
+        for _, token in rows:
+            assert token not in trail
+            assert lookup(INDEX_KEYS, token).partition(":")[2] not in trail
+    for by_key in stored(url).values():
+        for sealed, _ in by_key.values():
+            if sealed is not None:
+                assert sealed["ciphertext"] not in trail
+                assert sealed["wrapped_key"] not in trail
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "payguard", "keys", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_a_rotation_killed_half_way_resumes_and_reads_never_fail(url: str, tmp_path: Path) -> None:
+    held = seed(url, 20)
+    assert rotate(url, OLD_KEYS, INDEX_KEYS).sealed > 0
+    key_file, index_file = tmp_path / "keys", tmp_path / "index"
+    key_file.write_text(f"{NEW}\n{OLD}\n")
+    index_file.write_text(INDEX)
+    files = ["--key-file", str(key_file), "--index-key-file", str(index_file)]
+
+    # Reads decrypt every payment method all along, with the key set the functions hold
+    # during a rotation (new and old).
+    stop = threading.Event()
+    reads: list[int] = []
+    failures: list[Exception] = []
+
+    def read_all() -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            while not stop.is_set():
+                try:
+                    for key, sealed in conn.execute(
+                        "select id::text, processor_payment_method_id_sealed "
+                        "from public.payment_methods"
+                    ):
+                        decrypt(
+                            NEW_KEYS,
+                            sealed,
+                            table="payment_methods",
+                            column="processor_payment_method_id",
+                            row_id=key,
+                        )
+                    reads.append(1)
+                except Exception as exc:  # reported below
+                    failures.append(exc)
+                    return
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    # The last payment methods are held by another transaction: the rotation seals the
+    # customers, then the payment methods up to them, and waits there until it is killed.
+    with psycopg.connect(url) as blocker:
+        blocker.execute("select id from public.payment_methods order by id desc limit 3 for update")
+        process = run_cli("rotate", "--db-url", url, "--batch-size", "4", *files)
+        deadline = time.monotonic() + 30
+        with psycopg.connect(url, autocommit=True) as watch:
+            while True:
+                sealed_so_far = watch.execute(
+                    "select tokens_sealed from private.token_key_rotations where status = 'running'"
+                ).fetchone()
+                waiting = watch.execute(
+                    "select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
+                    "and datname = current_database()"
+                ).fetchone()[0]  # type: ignore[index]
+                if sealed_so_far and sealed_so_far[0] > 0 and waiting:
+                    break
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "the rotation never reached the held rows"
+                time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        blocker.rollback()
+    half = {c.name: c for c in status(url)}
+    assert half["processor_customers.processor_customer_id"].sealed_by_kid == {"k-new": 20}
+    by_kid = half["payment_methods.processor_payment_method_id"].sealed_by_kid
+    assert by_kid.get("k-old", 0) >= 3, by_kid
+    assert by_kid.get("k-new", 0) > 0, by_kid
+    assert sum(by_kid.values()) == 40
+
+    resumed = run_cli("rotate", "--db-url", url, "--json", *files)
+    output, errors = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0, errors
+    report = json.loads(output)
+    assert report["resumed"] is True
+    assert report["target_kid"] == "k-new"
+    stop.set()
+    reader.join()
+    assert not failures, failures
+    assert reads, "the reader never completed a pass"
+
+    assert_all_sealed(url, held, KeySet.parse(NEW), "k-new")
+    with psycopg.connect(url) as conn:
+        runs = conn.execute(
+            "select status, tokens_sealed from private.token_key_rotations "
+            "where target_kid = 'k-new'"
+        ).fetchall()
+    # One run, killed and resumed: it counts each token once (the killed batch rolled back).
+    sealed_values = sum(len(held[c.name]) for c in SEALED_COLUMNS)
+    assert runs == [("finished", sealed_values)]
+
+    retire_old = run_cli("retire", "k-old", "--db-url", url)
+    assert retire_old.wait(timeout=30) == 0, retire_old.communicate()
+    retire_new = run_cli("retire", "k-new", "--db-url", url, "--json")
+    output, _ = retire_new.communicate(timeout=30)
+    assert retire_new.returncode == 1
+    assert (
+        json.loads(output)["sealed_under_it"]["payment_methods.processor_payment_method_id"] == 40
+    )
+
+
+@pytest.fixture
+def sealed_url(url: str) -> tuple[str, dict[str, list[tuple[str, str]]]]:
+    held = seed(url, 2)
+    rotate(url, OLD_KEYS, INDEX_KEYS)
+    return url, held
+
+
+def test_an_envelope_moved_to_another_row_stops_the_rotation(
+    sealed_url: tuple[str, dict[str, list[tuple[str, str]]]],
+) -> None:
+    url, held = sealed_url
+    (first, first_token), (second, _) = held["payment_methods.processor_payment_method_id"][:2]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("alter table public.payment_methods disable trigger keep_token_lookups")
+        conn.execute(
+            "update public.payment_methods as t set processor_payment_method_id_sealed = "
+            "(select processor_payment_method_id_sealed from public.payment_methods "
+            "where id = %s) where t.id = %s",
+            (first, second),
+        )
+    with pytest.raises(RotationError) as raised:
+        rotate(url, NEW_KEYS, INDEX_KEYS)
+    message = str(raised.value)
+    assert f"payment_methods.processor_payment_method_id of row {second}" in message
+    assert "does not open" in message
+    assert first_token not in message
+
+
+def test_a_sealed_value_that_is_not_the_plain_one_stops_the_rotation(
+    sealed_url: tuple[str, dict[str, list[tuple[str, str]]]],
+) -> None:
+    url, held = sealed_url
+    key, token = held["processor_customers.processor_customer_id"][0]
+    other = encrypt(
+        OLD_KEYS,
+        "cus_Somebody0ther",
+        table="processor_customers",
+        column="processor_customer_id",
+        row_id=key,
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "update public.processor_customers set processor_customer_id_sealed = %s "
+            "where user_id = %s",
+            (Jsonb(other), key),
+        )
+    with pytest.raises(RotationError, match="is not the token in processor_customer_id") as raised:
+        rotate(url, NEW_KEYS, INDEX_KEYS)
+    assert token not in str(raised.value)
+    assert "Somebody" not in str(raised.value)
+
+
+def test_a_value_sealed_twice_is_refused_not_sealed_a_third_time(
+    sealed_url: tuple[str, dict[str, list[tuple[str, str]]]],
+) -> None:
+    url, held = sealed_url
+    key, _ = held["processor_accounts.processor_account_id"][0]
+    with psycopg.connect(url, autocommit=True) as conn:
+        sealed = conn.execute(
+            "select processor_account_id_sealed from public.processor_accounts where id = %s",
+            (key,),
+        ).fetchone()[0]  # type: ignore[index]
+        # Sealed again, whole, the envelope would not fit the column's form; its ciphertext
+        # stands for it: a value that is not a token.
+        twice = encrypt(
+            OLD_KEYS,
+            sealed["ciphertext"],
+            table="processor_accounts",
+            column="processor_account_id",
+            row_id=key,
+        )
+        conn.execute("alter table public.processor_accounts drop column processor_account_id")
+        conn.execute("alter table public.processor_accounts add column processor_account_id text")
+        conn.execute(
+            "update public.processor_accounts set processor_account_id_sealed = %s where id = %s",
+            (Jsonb(twice), key),
+        )
+    with pytest.raises(RotationError, match="holds no token of the column's form"):
+        rotate(url, NEW_KEYS, INDEX_KEYS)
+
+
+def test_an_unknown_key_id_and_a_second_target_are_clear_errors(
+    sealed_url: tuple[str, dict[str, list[tuple[str, str]]]],
+) -> None:
+    url, _ = sealed_url
+    with pytest.raises(RotationError, match="does not open: no key 'k-old' among the keys"):
+        rotate(url, KeySet.parse(NEW), INDEX_KEYS)
+    # That run stopped: it is still running, to k-new; another target waits for it.
+    with pytest.raises(RotationError, match="a rotation to key k-new is running"):
+        rotate(url, KeySet.parse(new_entry("k-third")), INDEX_KEYS)
+    assert rotate(url, NEW_KEYS, INDEX_KEYS).resumed is True
+    with pytest.raises(RotationError, match="one key serves both"):
+        rotate(url, KeySet.parse(INDEX), INDEX_KEYS)
