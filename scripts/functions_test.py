@@ -33,6 +33,7 @@ from payguard.cluster import Cluster
 from payguard.project import find_project
 from payguard.template import clone_template, drop_clone, ensure_template
 from payguard.testrun import default_jobs, spread
+from payguard.token_keys import new_entry
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "supabase" / "functions"
@@ -127,6 +128,9 @@ def run_group(
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
             **ONBOARDING_URLS,
+            # Keys of this run alone: the tests open what the functions seal with them.
+            "PAYGUARD_TOKEN_KEYS": new_entry("k-test"),
+            "PAYGUARD_TOKEN_INDEX_KEYS": new_entry("i-test"),
         }
         env.pop("PAYGUARD_ONBOARDING_ORIGINS", None)
         env.pop("SUPABASE_JWKS", None)

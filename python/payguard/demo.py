@@ -256,7 +256,8 @@ def scenario() -> list[Step]:
         ),
         Step(
             "Carl (contractor, password only)",
-            "tries to add a payout account without MFA",
+            "tries to add a payout account of his choosing (only the payout-methods function "
+            "adds one, with MFA, once Stripe says it is his)",
             False,
             _changes(
                 "insert into public.payout_methods (type, processor_account_id, "

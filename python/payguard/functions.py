@@ -22,6 +22,7 @@ from payguard.errors import PayguardError
 from payguard.jwt import api_key, jwt_secret
 from payguard.project import Project
 from payguard.services import Launch, PortTakenError, Service
+from payguard.token_keys import local_environment
 
 WEBHOOK_FUNCTION = "stripe-webhook"
 # The Supabase CLI's default `[auth] site_url`: the app, locally.
@@ -53,6 +54,7 @@ def supabase_environment(project: Project, db_url: str, stripe: StripeSettings) 
         "STRIPE_SECRET_KEY": stripe.secret_key,
         "STRIPE_WEBHOOK_SECRET": stripe.webhook_secret,
         **onboarding_urls(project),
+        **local_environment(project.state_dir),
     }
     if stripe.api_base is not None:
         env["STRIPE_API_BASE"] = stripe.api_base

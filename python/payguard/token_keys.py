@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,35 @@ class KeyReport:
             "shared": [{"envelope": e, "index": i} for e, i in self.shared],
             "ok": not self.shared,
         }
+
+
+def local_key_files(state_dir: Path) -> dict[str, Path]:
+    """The local stack's key files (under the git-ignored state folder), by the variable each
+    stands for; each is made, readable by its owner alone, with one new key when missing."""
+    folder = state_dir / "keys"
+    files = {KEYS_VARIABLE: folder / "token-keys", INDEX_KEYS_VARIABLE: folder / "token-index-keys"}
+    for variable, path in files.items():
+        if path.exists():
+            continue
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        entry = new_entry("k-local" if variable == KEYS_VARIABLE else "i-local")
+        try:
+            with path.open("x", encoding="utf-8") as handle:
+                path.chmod(0o600)
+                handle.write(entry + "\n")
+        except FileExistsError:
+            pass  # made at the same moment by another process
+    return files
+
+
+def local_environment(state_dir: Path) -> dict[str, str]:
+    """The token key variables for the local stack: the caller's environment's when set, else
+    the local key files'."""
+    files = local_key_files(state_dir)
+    return {
+        variable: os.environ.get(variable) or path.read_text(encoding="utf-8").strip()
+        for variable, path in files.items()
+    }
 
 
 def load(variable: str, key_file: Path | None) -> KeySet:

@@ -840,10 +840,6 @@ grant select (
   id, user_id, type, processor, bank_name, last4, currency, nickname, is_default, metadata,
   created_at, updated_at, verification_status
 ) on table public.payout_methods to authenticated;
-grant insert (
-  type, processor_account_id, processor_external_account_id, bank_name, last4, currency,
-  nickname, is_default, metadata
-) on table public.payout_methods to authenticated;
 grant update (
   nickname, is_default
 ) on table public.payout_methods to authenticated;
@@ -870,15 +866,13 @@ begin
       and p.tablename = 'payout_methods'
       and p.policyname not in (
         'Users can read their own payout methods',
-        'Users can add their own payout methods',
         'Users can update their own payout methods',
         'Users can delete their own payout methods',
         'payment_service can read all payout methods',
-        'payment_service can add all payout methods',
         'payment_service can update all payout methods',
         'payment_service can delete all payout methods',
         'admin can read all payout methods',
-        'Adding payout methods requires MFA (aal2)',
+        'payment_service adds a user''s payout methods with MFA',
         'Changing payout methods requires MFA (aal2)',
         'Deleting payout methods requires MFA (aal2)'
       )
@@ -894,13 +888,6 @@ as permissive
 for select
 to authenticated
 using (user_id = (select auth.uid()));
-drop policy if exists "Users can add their own payout methods"
-on public.payout_methods;
-create policy "Users can add their own payout methods" on public.payout_methods
-as permissive
-for insert
-to authenticated
-with check (user_id = (select auth.uid()));
 drop policy if exists "Users can update their own payout methods"
 on public.payout_methods;
 create policy "Users can update their own payout methods" on public.payout_methods
@@ -923,13 +910,6 @@ as permissive
 for select
 to payment_service
 using (true);
-drop policy if exists "payment_service can add all payout methods"
-on public.payout_methods;
-create policy "payment_service can add all payout methods" on public.payout_methods
-as permissive
-for insert
-to payment_service
-with check (true);
 drop policy if exists "payment_service can update all payout methods"
 on public.payout_methods;
 create policy "payment_service can update all payout methods" on public.payout_methods
@@ -952,13 +932,13 @@ as permissive
 for select
 to admin
 using (true);
-drop policy if exists "Adding payout methods requires MFA (aal2)"
+drop policy if exists "payment_service adds a user's payout methods with MFA"
 on public.payout_methods;
-create policy "Adding payout methods requires MFA (aal2)" on public.payout_methods
-as restrictive
+create policy "payment_service adds a user's payout methods with MFA" on public.payout_methods
+as permissive
 for insert
-to authenticated
-with check (((select auth.jwt()) ->> 'aal') = 'aal2');
+to payment_service
+with check (user_id = (select auth.uid()) and ((select auth.jwt()) ->> 'aal') = 'aal2');
 drop policy if exists "Changing payout methods requires MFA (aal2)"
 on public.payout_methods;
 create policy "Changing payout methods requires MFA (aal2)" on public.payout_methods

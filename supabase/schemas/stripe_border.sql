@@ -143,8 +143,8 @@ for each row execute function private.check_payment_method_customer();
 
 /**
  * Allow the signed-in caller to save a card: the call counted against payment_methods.save
- * first, then aal2 required (as the payment_methods insert requires it). Returns the
- * caller's recorded Stripe customer (`customer_id`, null before the first card). Raises its
+ * first, then aal2 required (as the payment_methods insert requires it). Says whether
+ * the caller has a recorded Stripe customer (`customer_recorded`), never which. Raises its
  * refusals; public.begin_saving_payment_method records and answers them.
  */
 create or replace function private.begin_saving_payment_method() returns jsonb
@@ -164,12 +164,10 @@ begin
     raise exception 'saving a payment method needs multi-factor authentication (aal2)'
     using errcode = 'PT403', hint = 'verify a second factor, then retry';
   end if;
+  -- Whether a customer is recorded, not which: a token is payment_service's alone.
   return jsonb_build_object(
-    'customer_id',
-    (
-      select c.processor_customer_id from public.processor_customers as c
-      where c.user_id = caller
-    )
+    'customer_recorded',
+    exists (select from public.processor_customers as c where c.user_id = caller)
   );
 end
 $$;
@@ -361,7 +359,8 @@ execute function private.refuse_card_data(
  * deleted one) that recorded no PaymentIntent and was opened more than a minute ago is
  * abandoned, and the next attempt opened; one that recorded a PaymentIntent is answered with
  * `cancel_to_replace` true: its intent must be canceled at the processor (and the attempt
- * recorded as failed) before another payment method is charged. Raises its refusals;
+ * recorded as failed) before another payment method is charged. The attempt names its payment
+ * method by its row (`payment_method`), never by its processor ids. Raises its refusals;
  * public.begin_funding_attempt records and answers them.
  */
 create or replace function private.begin_funding_attempt(
@@ -464,8 +463,9 @@ begin
     'idempotency_key', current_attempt.idempotency_key,
     'amount_minor', current_attempt.amount_minor,
     'currency', current_attempt.currency,
-    'customer_id', current_attempt.processor_customer_id,
-    'payment_method_id', current_attempt.processor_payment_method_id,
+    -- The payment method charged, by its row: the function reads its token as
+    -- payment_service (a token is never handed to the payer).
+    'payment_method', current_attempt.payment_method_id,
     'payment_intent_id', current_attempt.processor_payment_intent_id,
     'status', current_attempt.status,
     'cancel_to_replace', replace_first
@@ -3072,10 +3072,11 @@ $$;
 /**
  * Allow the signed-in caller to onboard for payouts: the call counted against
  * processor_accounts.onboard first, then aal2 and the contractor role required. Answers the
- * caller's recorded connected account (`processor_account_id`, `verification_status`), or,
- * when there is none, the account to make: `idempotency_key`, `attempt`, and the `country`
- * and `email` pinned for the attempt (`requested_country`, else the setting
- * connected_account_default_country; the email of the user's profile). Raises its refusals;
+ * caller's recorded connected account by its row (`account`, `verification_status`; never its
+ * id at the processor, a token), or, when there is none, the account to make:
+ * `idempotency_key`, `attempt`, and the `country` and `email` pinned for the attempt
+ * (`requested_country`, else the setting connected_account_default_country; the email of the
+ * user's profile). Raises its refusals;
  * public.begin_onboarding_payout_account records and answers them.
  */
 create or replace function private.begin_onboarding_payout_account(requested_country text)
@@ -3110,8 +3111,9 @@ begin
   order by a.created_at, a.processor_account_id
   limit 1;
   if found then
+    -- The account by its row: the function reads its token as payment_service.
     return jsonb_build_object(
-      'processor_account_id', account.processor_account_id,
+      'account', account.id,
       'verification_status', account.verification_status
     );
   end if;
@@ -3131,7 +3133,7 @@ begin
     where o.user_id = caller;
   end if;
   return jsonb_build_object(
-    'processor_account_id', null,
+    'account', null,
     'verification_status', null,
     'attempt', onboarding.attempt,
     'idempotency_key', private.payout_account_key(caller, onboarding.attempt),

@@ -139,13 +139,7 @@ def test_account_updated_keeps_the_processors_latest_word(stage, stripe_client, 
     flow.parties()
     contractor = flow.ids["contractor"]
     account = b.onboard(contractor)
-    with b.user_request(contractor) as req:
-        method = req.scalar(
-            "insert into public.payout_methods (type, processor_account_id, "
-            "processor_external_account_id, currency) values ('bank_account', %s, %s, 'USD') "
-            "returning id",
-            (account, f"ba_{account.removeprefix('acct_')}"),
-        )
+    method = b.add_payout_method(contractor, account, "USD")
     next_second()
     b.stripe_api.verify_account(account, "verified")
     verified = account_update(stage, account, payouts=True)

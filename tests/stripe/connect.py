@@ -16,6 +16,11 @@ only in a country Connect supports (`country_unsupported` otherwise, as on Strip
 onboarding link (POST /v1/account_links) names an account, where to send the user back
 (`return_url`) and where to send them for a new link (`refresh_url`); it expires after five
 minutes, its `url` is not a page, and GET /_test/account_links?account=… lists the links made.
+An account's external accounts (its bank accounts, where its payouts go) are read by
+GET /v1/accounts/{id}/external_accounts and /v1/accounts/{id}/external_accounts/{ba_…} (404
+`resource_missing` for one of another account, as on Stripe); POST
+/_test/accounts/{id}/external_accounts (`currency`, `bank_name`, `last4`) plays the bank account
+a contractor enters during the hosted onboarding.
 """
 
 from __future__ import annotations
@@ -333,6 +338,42 @@ class ConnectedPayout(StripeObject):
         emit(f"payout.{status}", self, self.account)
 
 
+class ExternalAccount(StripeObject):
+    """A bank account of a connected account: where its payouts go."""
+
+    object = "connected_external_account"
+    _id_prefix = "ba_"
+
+    def __init__(self, account_id: str, **data: Any) -> None:
+        unexpected(data, {"currency", "bank_name", "last4", "country", "metadata"})
+        owner = find_account(account_id)
+        last4 = str(data.get("last4") or "6789")
+        require(re.fullmatch(r"[0-9]{4}", last4) is not None, "last4 must be four digits")
+        super().__init__()
+        self.account = owner.id
+        self.currency = str(data.get("currency") or owner.default_currency).lower()
+        self.bank_name = str(data.get("bank_name") or "STRIPE TEST BANK")
+        self.last4 = last4
+        self.country = str(data.get("country") or owner.country)
+        self.default_for_currency = True
+        self.status = "new"
+        self.metadata = data.get("metadata") or {}
+
+    def _export(self, expand: Any = None) -> dict[str, Any]:
+        exported = super()._export(expand=expand)
+        exported["object"] = "bank_account"
+        return exported
+
+
+def find_external_account(account_id: str, external_id: str) -> ExternalAccount:
+    obj = store.get(f"connected_external_account:{external_id}")
+    if not isinstance(obj, ExternalAccount) or obj.account != account_id:
+        raise UserError(
+            404, f"No such external account: '{external_id}'", {"code": "resource_missing"}
+        )
+    return obj
+
+
 def find_payout(payout_id: str, account_id: str | None) -> ConnectedPayout:
     obj = store.get(f"connected_payout:{payout_id}")
     if not isinstance(obj, ConnectedPayout) or (account_id and obj.account != account_id):
@@ -403,6 +444,27 @@ def verify_account(data: dict[str, Any], account: str | None, id: str) -> Accoun
     found._verify(str(data.get("outcome", "verified")))
     emit("account.updated", found, found.id)
     return found
+
+
+def create_external_account(data: dict[str, Any], account: str | None, id: str) -> ExternalAccount:
+    return ExternalAccount(id, **data)
+
+
+def retrieve_external_account(
+    data: dict[str, Any], account: str | None, id: str, external_id: str
+) -> ExternalAccount:
+    find_account(id)
+    return find_external_account(id, external_id)
+
+
+def list_external_accounts(data: dict[str, Any], account: str | None, id: str) -> List:
+    find_account(id)
+    items = [
+        v
+        for k, v in store.items()
+        if k.startswith("connected_external_account:") and v.account == id
+    ]
+    return listing(f"/v1/accounts/{id}/external_accounts", items, data)
 
 
 def create_transfer(data: dict[str, Any], account: str | None) -> Transfer:
@@ -497,6 +559,11 @@ def register(router: Router) -> None:
     router.add("GET", "/v1/accounts", list_accounts)
     router.add("GET", "/v1/accounts/{id}", retrieve_account)
     router.add("POST", "/v1/accounts/{id}", update_account)
+    router.add("GET", "/v1/accounts/{id}/external_accounts", list_external_accounts)
+    router.add(
+        "GET", "/v1/accounts/{id}/external_accounts/{external_id}", retrieve_external_account
+    )
+    router.add("POST", "/_test/accounts/{id}/external_accounts", create_external_account)
     router.add("POST", "/v1/transfers", create_transfer)
     router.add("GET", "/v1/transfers", list_transfers)
     router.add("GET", "/v1/transfers/{id}", retrieve_transfer)

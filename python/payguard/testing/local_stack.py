@@ -122,6 +122,16 @@ class StripeTestApi:
     def verify_account(self, account_id: str, outcome: str = "verified") -> Any:
         return self.call("POST", f"/_test/accounts/{account_id}/verify", {"outcome": outcome})
 
+    def add_external_account(self, account_id: str, currency: str = "usd") -> str:
+        """A bank account added to a connected account, as its owner adds it during Stripe's
+        hosted onboarding; its ba_ id."""
+        made = self.call(
+            "POST",
+            f"/_test/accounts/{account_id}/external_accounts",
+            {"currency": currency.lower()},
+        )
+        return str(made["id"])
+
     def settle_payout(self, payout_id: str, outcome: str = "paid", **body: Any) -> Any:
         return self.call("POST", f"/_test/payouts/{payout_id}/{outcome}", body)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import queue
 import time
 import uuid
@@ -228,6 +229,20 @@ class Border:
         )
         return None if status is None else str(status)
 
+    def add_payout_method(self, user: uuid.UUID, account: str, currency: str) -> uuid.UUID:
+        """A bank account added to the contractor's connected account at Stripe, then saved as
+        their payout method by the served `payout-methods` function (aal2); returns its id."""
+        bank = self.stripe_api.add_external_account(account, currency)
+        answer = self.functions.call(
+            "payout-methods",
+            {"external_account": bank, "nickname": "Checking"},
+            user=user,
+            aal="aal2",
+        )
+        expect(answer.status == 201, f"payout-methods answered {answer}")
+        expect("ba_" not in json.dumps(answer.body), "the answer names no processor id")
+        return uuid.UUID(str(answer.body["id"]))
+
     def user_request(
         self, user: uuid.UUID, role: str = "authenticated"
     ) -> AbstractContextManager[Session]:
@@ -239,15 +254,16 @@ class Border:
         served `payout-accounts` function (aal2); returns its acct_ id."""
         answer = self.functions.call("payout-accounts", {}, user=user, aal="aal2")
         expect(answer.status in (200, 201), f"payout-accounts answered {answer}")
-        account = str(answer.body["processor_account_id"])
-        expect(
+        expect("acct_" not in json.dumps(answer.body), "the answer names no processor id")
+        account = str(
             self.scalar(
-                "select user_id from public.processor_accounts where processor_account_id = %s",
-                (account,),
+                "select processor_account_id from public.processor_accounts "
+                "where id = %s and user_id = %s and processor_account_id_sealed is not null "
+                "and processor_account_id_lookup is not null",
+                (answer.body["account_id"], user),
             )
-            == user,
-            f"{account} is recorded as the contractor's",
         )
+        expect(account.startswith("acct_"), "the account is recorded, sealed, as the contractor's")
         metadata = self.stripe.v1.accounts.retrieve(account).to_dict().get("metadata") or {}
         expect(
             metadata.get("user_id") == str(user),
@@ -356,7 +372,16 @@ class Flow:
         )
         expect(customer is not None, "the customer is recorded")
         card = str(confirmed.payment_method)
-        expect(method["processor_payment_method_id"] == card, "the card of the SetupIntent")
+        expect("pm_" not in json.dumps(method), "the answer names no processor id")
+        expect(
+            b.scalar(
+                "select processor_payment_method_id from public.payment_methods "
+                "where id = %s and processor_payment_method_id_sealed is not null",
+                (method["id"],),
+            )
+            == card,
+            "the card of the SetupIntent, recorded sealed",
+        )
         attached = b.stripe.v1.payment_methods.retrieve(card)
         expect(attached.customer == customer, f"Stripe attached {card} to {attached.customer}")
         self.ids.update(payment_method=uuid.UUID(method["id"]), card=card, customer=customer)
@@ -435,13 +460,7 @@ class Flow:
         b, contractor = self.border, self.ids["contractor"]
         with self.step("connected account verified (account.updated)"):
             account = b.onboard(contractor)
-            with b.user_request(contractor) as req:
-                method = req.scalar(
-                    "insert into public.payout_methods (type, processor_account_id, "
-                    "processor_external_account_id, currency, nickname) "
-                    "values ('bank_account', %s, %s, %s, 'Checking') returning id",
-                    (account, f"ba_{uuid.uuid4().hex[:12]}", self.currency),
-                )
+            method = b.add_payout_method(contractor, account, self.currency)
             b.stripe_api.verify_account(account)
             status = wait_until(
                 lambda: b.scalar(
@@ -586,13 +605,7 @@ class Stage:
         with border.sql() as conn:
             conn.execute("select tests.fund_wallet(%s, %s)", (contractor, amount))
         account = border.onboard(contractor)
-        with border.user_request(contractor) as req:
-            method = req.scalar(
-                "insert into public.payout_methods (type, processor_account_id, "
-                "processor_external_account_id, currency) "
-                "values ('bank_account', %s, %s, 'USD') returning id",
-                (account, f"ba_{account.removeprefix('acct_')}"),
-            )
+        method = border.add_payout_method(contractor, account, "USD")
         border.stripe_api.verify_account(account)
         verified = self.sink.wait_for(
             lambda e: (

@@ -32,6 +32,7 @@ import { errorResponse, isConnectionError, isPgError } from "../_shared/errors.t
 import { serve } from "../_shared/serve.ts";
 import { allowMethods, HttpError, json, readJsonObject, uuidField } from "../_shared/http.ts";
 import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
+import { openToken } from "../_shared/tokens.ts";
 
 /** What begin_funding_attempt answers. */
 export interface Attempt {
@@ -39,8 +40,8 @@ export interface Attempt {
   idempotency_key: string;
   amount_minor: number | string;
   currency: string;
-  customer_id: string;
-  payment_method_id: string;
+  /** The payment method charged, by its row (its tokens are read as payment_service). */
+  payment_method: string | null;
   payment_intent_id: string | null;
   /** The open attempt is another payment method's, with a PaymentIntent: cancel it first. */
   cancel_to_replace?: boolean;
@@ -61,6 +62,45 @@ function asService<T>(context: RequestContext, fn: Parameters<typeof transaction
     await setRole(tx, "payment_service");
     return await fn(tx);
   });
+}
+
+/** The Stripe ids an attempt charges: its payment method's and its payer's customer's. */
+export interface ChargedTokens {
+  customer: string;
+  paymentMethod: string;
+}
+
+/**
+ * The tokens of the attempt's payment method and of its owner's customer, read and opened as
+ * payment_service (the payer's request never sees them).
+ */
+async function chargedTokens(context: RequestContext, attempt: Attempt): Promise<ChargedTokens> {
+  const methodId = attempt.payment_method;
+  if (methodId === null) throw new Error(`attempt ${attempt.attempt} names no payment method`);
+  const rows = await asService(context, (tx) =>
+    tx`
+      select m.processor_payment_method_id_sealed as method_sealed,
+        m.processor_payment_method_id as method_plain, m.user_id::text as user_id,
+        c.processor_customer_id_sealed as customer_sealed,
+        c.processor_customer_id as customer_plain
+      from public.payment_methods as m
+      join public.processor_customers as c on c.user_id = m.user_id
+      where m.id = ${methodId}::uuid
+    `);
+  if (rows.length === 0) throw new Error(`payment method ${methodId} is gone`);
+  const [row] = rows;
+  return {
+    paymentMethod: await openToken(row.method_sealed, row.method_plain, {
+      table: "payment_methods",
+      column: "processor_payment_method_id",
+      rowId: methodId,
+    }),
+    customer: await openToken(row.customer_sealed, row.customer_plain, {
+      table: "processor_customers",
+      column: "processor_customer_id",
+      rowId: String(row.user_id),
+    }),
+  };
 }
 
 async function recordFailure(
@@ -189,12 +229,13 @@ export function intentParams(
   paymentId: string,
   attempt: Attempt,
   amount: number,
+  charged: ChargedTokens,
 ): Stripe.PaymentIntentCreateParams {
   const params: Stripe.PaymentIntentCreateParams & { payment_method_types: string[] } = {
     amount,
     currency: attempt.currency.toLowerCase(),
-    customer: attempt.customer_id,
-    payment_method: attempt.payment_method_id,
+    customer: charged.customer,
+    payment_method: charged.paymentMethod,
     payment_method_types: ["card"],
     confirm: true,
     metadata: {
@@ -232,7 +273,7 @@ export async function handle(req: Request): Promise<Response> {
     intent = attempt.payment_intent_id
       ? await stripe().paymentIntents.retrieve(attempt.payment_intent_id)
       : await stripe().paymentIntents.create(
-        intentParams(paymentId, attempt, amount),
+        intentParams(paymentId, attempt, amount, await chargedTokens(context, attempt)),
         { idempotencyKey: attempt.idempotency_key },
       );
   } catch (error) {

@@ -42,6 +42,7 @@ import {
   stringField,
 } from "../_shared/http.ts";
 import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
+import { lookupOf, openToken, sealToken } from "../_shared/tokens.ts";
 
 const SETUP_INTENT = /^seti_[A-Za-z0-9]{6,}$/;
 
@@ -72,23 +73,38 @@ export function stripeFailure(
   return new HttpError(502, "processor_error", `Stripe could not ${what}`);
 }
 
+/** The user's recorded customer, opened (payment_service reads it), or null. */
 async function recordedCustomer(tx: Tx, userId: string): Promise<string | null> {
   const rows = await tx`
-    select processor_customer_id from public.processor_customers
+    select processor_customer_id_sealed, processor_customer_id from public.processor_customers
     where user_id = ${userId}::uuid
   `;
-  return rows.length ? String(rows[0].processor_customer_id) : null;
+  if (rows.length === 0) return null;
+  return await openToken(rows[0].processor_customer_id_sealed, rows[0].processor_customer_id, {
+    table: "processor_customers",
+    column: "processor_customer_id",
+    rowId: userId,
+  });
+}
+
+/** The user's recorded customer, read as payment_service in a transaction of its own. */
+function readCustomer(context: RequestContext, userId: string): Promise<string | null> {
+  return transaction(context, async (tx) => {
+    await setRole(tx, "payment_service");
+    return await recordedCustomer(tx, userId);
+  });
 }
 
 /**
- * The user's Stripe customer: `recorded` (as begin_saving_payment_method named it), else a
- * new one, recorded.
+ * The user's Stripe customer: the recorded one (begin_saving_payment_method says whether there
+ * is one), else a new one, recorded sealed with its lookup.
  */
 async function customerFor(
   context: RequestContext,
   caller: Caller,
-  recorded: string | null,
+  isRecorded: boolean,
 ): Promise<string> {
+  const recorded = isRecorded ? await readCustomer(context, caller.userId!) : null;
   if (recorded) return recorded;
   let customer: Stripe.Customer;
   try {
@@ -99,11 +115,23 @@ async function customerFor(
   } catch (error) {
     throw stripeFailure(error, "create the customer");
   }
+  const { sealed, lookup } = await sealToken(customer.id, {
+    table: "processor_customers",
+    column: "processor_customer_id",
+    rowId: caller.userId!,
+  });
   return await transaction(context, async (tx) => {
     await setRole(tx, "payment_service");
     await tx`
-      insert into public.processor_customers (user_id, processor, processor_customer_id)
-      values (${caller.userId!}::uuid, 'stripe', ${customer.id})
+      insert into public.processor_customers (
+        user_id, processor, processor_customer_id, processor_customer_id_sealed,
+        processor_customer_id_lookup
+      )
+      values (
+        ${caller.userId!}::uuid, 'stripe', ${customer.id}, ${
+      JSON.stringify(sealed)
+    }::text::jsonb, ${lookup}
+      )
       on conflict (user_id) do nothing
     `;
     const recorded = await recordedCustomer(tx, caller.userId!);
@@ -231,27 +259,43 @@ export async function handle(req: Request): Promise<Response> {
   // Counted, and aal2 checked, in a transaction that commits before Stripe is asked anything.
   const allowed = await transaction(
     context,
-    (tx) => rpc<{ customer_id: string | null }>(tx, "begin_saving_payment_method", []),
+    (tx) => rpc<{ customer_recorded: boolean }>(tx, "begin_saving_payment_method", []),
   );
   if (setupIntentId === null) {
-    return await newSetupIntent(await customerFor(context, caller, allowed.customer_id), caller);
+    return await newSetupIntent(
+      await customerFor(context, caller, allowed.customer_recorded),
+      caller,
+    );
   }
-  const customer = allowed.customer_id;
+  const customer = allowed.customer_recorded ? await readCustomer(context, caller.userId!) : null;
   const method = await cardOfSetupIntent(setupIntentId, customer);
   const card = method.card!;
+  // The row's id is chosen here: its sealed token names it.
+  const id = crypto.randomUUID();
+  const { sealed, lookup } = await sealToken(method.id, {
+    table: "payment_methods",
+    column: "processor_payment_method_id",
+    rowId: id,
+  });
+  const customerLookup = await lookupOf(customer!);
   const row = await transaction(context, async (tx) => {
     await setRole(tx, "payment_service");
     const rows = await tx`
       insert into public.payment_methods (
-        user_id, type, processor_payment_method_id, processor_customer_id,
-        brand, last4, exp_month, exp_year, nickname, is_default
+        id, user_id, type, processor_payment_method_id, processor_customer_id,
+        brand, last4, exp_month, exp_year, nickname, is_default,
+        processor_payment_method_id_sealed, processor_payment_method_id_lookup,
+        processor_customer_id_lookup
       ) values (
-        ${caller.userId!}::uuid, ${methodType(method)}::public.payment_method_type,
+        ${id}::uuid, ${caller.userId!}::uuid, ${methodType(method)}::public.payment_method_type,
         ${method.id}, ${customer!}, ${card.brand}, ${card.last4}, ${card.exp_month},
-        ${card.exp_year}, ${nickname as string | null}, ${isDefault}
+        ${card.exp_year}, ${nickname as string | null}, ${isDefault}, ${
+      JSON.stringify(sealed)
+    }::text::jsonb,
+        ${lookup}, ${customerLookup}
       )
-      returning id, user_id, type, processor_payment_method_id, brand, last4, exp_month,
-        exp_year, nickname, is_default, created_at
+      returning id, user_id, type, brand, last4, exp_month, exp_year, nickname, is_default,
+        created_at
     `;
     return rows[0] as Body;
   });

@@ -15,7 +15,8 @@
  * set. Then it asks Stripe for an onboarding link (Account Links).
  *
  * Answers 201 when Stripe made the account for this request, 200 when it existed (recorded, or
- * replayed by Stripe for the key): {processor_account_id, verification_status, onboarding_url,
+ * replayed by Stripe for the key): {account_id (the processor_accounts row; its id at Stripe is a
+ * token, read by payment_service alone), verification_status, onboarding_url,
  * onboarding_url_expires_at}. 401 without a valid JWT; 403 at aal1 or for a user who is not a
  * contractor; 422 for a bad country or URL; 429 past the limit; 409 while Stripe is still
  * making the account for a concurrent request; 502 when Stripe refuses (a refusal of the
@@ -30,10 +31,12 @@ import { optional } from "../_shared/env.ts";
 import { serve } from "../_shared/serve.ts";
 import { allowMethods, type Body, HttpError, json, readJsonObject } from "../_shared/http.ts";
 import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
+import { openToken, sealToken } from "../_shared/tokens.ts";
 
 /** What begin_onboarding_payout_account answers. */
 interface Onboarding {
-  processor_account_id: string | null;
+  /** The recorded account, by its row (its token is read as payment_service). */
+  account: string | null;
   verification_status: string | null;
   idempotency_key?: string;
   country?: string;
@@ -194,21 +197,54 @@ async function makeAccount(
   }
 }
 
-/** Record `accountId` as the user's (payment_service); its verification as recorded. */
+/** The recorded account `rowId`'s id at Stripe, opened as payment_service. */
+function recordedAccount(context: RequestContext, rowId: string): Promise<string> {
+  return transaction(context, async (tx) => {
+    await setRole(tx, "payment_service");
+    const rows = await tx`
+      select processor_account_id_sealed, processor_account_id from public.processor_accounts
+      where id = ${rowId}::uuid
+    `;
+    if (rows.length === 0) throw new Error(`connected account ${rowId} is not recorded`);
+    return await openToken(rows[0].processor_account_id_sealed, rows[0].processor_account_id, {
+      table: "processor_accounts",
+      column: "processor_account_id",
+      rowId,
+    });
+  });
+}
+
+/**
+ * Record `accountId` as the user's (payment_service), sealed with its lookup; its row and its
+ * verification as recorded.
+ */
 async function recordAccount(
   context: RequestContext,
   userId: string,
   accountId: string,
-): Promise<string> {
+): Promise<{ id: string; verification_status: string }> {
   try {
     return await transaction(context, async (tx) => {
       await setRole(tx, "payment_service");
-      const recorded = await rpc<{ verification_status: string }>(
+      const recorded = await rpc<{ id: string; verification_status: string }>(
         tx,
         "record_processor_account",
         [[userId, "uuid"], [accountId, "text"]],
       );
-      return recorded.verification_status;
+      // The row may have been recorded first by account.updated, or by an older version:
+      // it is sealed here once, under the row's id.
+      const { sealed, lookup } = await sealToken(accountId, {
+        table: "processor_accounts",
+        column: "processor_account_id",
+        rowId: recorded.id,
+      });
+      await tx`
+        update public.processor_accounts
+        set processor_account_id_sealed = ${JSON.stringify(sealed)}::text::jsonb,
+          processor_account_id_lookup = ${lookup}
+        where id = ${recorded.id}::uuid and processor_account_id_sealed is null
+      `;
+      return { id: recorded.id, verification_status: recorded.verification_status };
     });
   } catch (error) {
     if (isConnectionError(error)) throw error;
@@ -218,7 +254,7 @@ async function recordAccount(
       "account_not_recorded",
       "Stripe made your connected account but it could not be recorded; try again: the " +
         "same account is found again",
-      { processor_account_id: accountId, detail: detail ?? null },
+      { detail: detail ?? null },
     );
   }
 }
@@ -237,14 +273,19 @@ export async function handle(req: Request): Promise<Response> {
     context,
     (tx) => rpc<Onboarding>(tx, "begin_onboarding_payout_account", [[country, "text"]]),
   );
-  let accountId = onboarding.processor_account_id;
+  let rowId = onboarding.account;
   let verification = onboarding.verification_status;
   let created = false;
-  if (!accountId) {
+  let accountId: string;
+  if (rowId) {
+    accountId = await recordedAccount(context, rowId);
+  } else {
     const account = await makeAccount(context, userId, onboarding);
     created = !replayed(account);
     accountId = account.id;
-    verification = await recordAccount(context, userId, accountId);
+    const recorded = await recordAccount(context, userId, accountId);
+    rowId = recorded.id;
+    verification = recorded.verification_status;
   }
   let link: Stripe.AccountLink;
   try {
@@ -258,7 +299,7 @@ export async function handle(req: Request): Promise<Response> {
     throw stripeFailure(error, "make the onboarding link");
   }
   return json(created ? 201 : 200, {
-    processor_account_id: accountId,
+    account_id: rowId,
     verification_status: verification,
     onboarding_url: link.url,
     onboarding_url_expires_at: new Date(link.expires_at * 1000).toISOString(),

@@ -2,7 +2,9 @@
 // customer and the client confirms with the card; only the card of a succeeded SetupIntent of
 // the caller's customer, tokenised for it, is saved, with Stripe's brand, last4 and expiry;
 // never a pm_ or cus_ of the client's choosing.
-import { assert_, assertEquals } from "./assert.ts";
+import { assert_, assertEquals, assertRejects } from "./assert.ts";
+import { decrypt, EnvelopeError, KeySet } from "../_shared/envelope.ts";
+import { INDEX_KEYS_VARIABLE, lookup } from "../_shared/token_index.ts";
 import paymentMethods from "../payment-methods/index.ts";
 import {
   authenticateSetup,
@@ -93,7 +95,10 @@ test(
     const { card, setupIntent, status, body } = await saveCard(user);
     assertEquals(status, 201, JSON.stringify(body));
     assertEquals(body.user_id, user);
-    assertEquals(body.processor_payment_method_id, card!.id);
+    assert_(
+      !/(pm|cus)_/.test(JSON.stringify(body)),
+      `the answer names no processor id: ${JSON.stringify(body)}`,
+    );
     assertEquals(body.brand, "visa");
     assertEquals(body.last4, "4242");
     assertEquals(body.exp_month, 12);
@@ -104,9 +109,38 @@ test(
     assertEquals((await stripe.paymentMethods.retrieve(card!.id)).customer, customer);
     assertEquals((await stripe.setupIntents.retrieve(setupIntent!)).customer, customer);
     const [row] = await db`
-    select processor_customer_id from public.payment_methods where id = ${body.id as string}
+    select processor_customer_id, processor_payment_method_id_sealed as sealed,
+      processor_payment_method_id_lookup as lookup, processor_customer_id_lookup as customer_lookup
+    from public.payment_methods where id = ${body.id as string}
   `;
     assertEquals(row.processor_customer_id, customer);
+    // The card is stored sealed for its row, and found by its lookup.
+    const place = {
+      table: "payment_methods",
+      column: "processor_payment_method_id",
+      rowId: body.id as string,
+    };
+    assertEquals(await decrypt(KeySet.fromEnv(), row.sealed, place), card!.id);
+    await assertRejects(
+      () => decrypt(KeySet.fromEnv(), row.sealed, { ...place, rowId: crypto.randomUUID() }),
+      EnvelopeError,
+    );
+    const index = KeySet.fromEnv(undefined, INDEX_KEYS_VARIABLE);
+    assertEquals(row.lookup, await lookup(index, card!.id));
+    assertEquals(row.customer_lookup, await lookup(index, customer!));
+    const [recorded] = await db`
+      select processor_customer_id_sealed as sealed, processor_customer_id_lookup as lookup
+      from public.processor_customers where user_id = ${user}
+    `;
+    assertEquals(
+      await decrypt(KeySet.fromEnv(), recorded.sealed, {
+        table: "processor_customers",
+        column: "processor_customer_id",
+        rowId: user,
+      }),
+      customer,
+    );
+    assertEquals(recorded.lookup, row.customer_lookup);
   },
 );
 

@@ -4,6 +4,8 @@
 import { assert_, assertEquals, assertMatch } from "./assert.ts";
 import payoutAccounts from "../payout-accounts/index.ts";
 import { required } from "../_shared/env.ts";
+import { decrypt, KeySet } from "../_shared/envelope.ts";
+import { INDEX_KEYS_VARIABLE, lookup } from "../_shared/token_index.ts";
 import {
   call,
   countedCalls,
@@ -34,6 +36,19 @@ async function linksOf(account: string): Promise<Record<string, unknown>[]> {
   return (await res.json()).data;
 }
 
+/** The Stripe id of the connected account an answer names by its row (`account_id`). */
+async function stripeIdOf(body: Record<string, unknown>): Promise<string> {
+  assert_(
+    !/acct_/.test(JSON.stringify(body)),
+    `the answer names no processor id: ${JSON.stringify(body)}`,
+  );
+  const [row] = await db`
+    select processor_account_id from public.processor_accounts
+    where id = ${body.account_id as string}
+  `;
+  return row.processor_account_id as string;
+}
+
 /** The connected accounts recorded as `user`'s. */
 async function recorded(user: string): Promise<Record<string, unknown>[]> {
   const rows = await db`
@@ -58,13 +73,30 @@ test("a contractor's account is made once, recorded, and linked to onboarding: 2
   await db`update public.users set email = 'carl@example.com' where id = ${carl}`;
   const { status, body } = await onboard(carl);
   assertEquals(status, 201, JSON.stringify(body));
-  const account = body.processor_account_id as string;
+  const account = await stripeIdOf(body);
   assertMatch(account, /^acct_/);
   assertEquals(await accountsAtStripe(carl), [account]);
   const made = await stripe.accounts.retrieve(account);
   assertEquals([made.type, made.country, made.email], ["express", "US", "carl@example.com"]);
   const [row] = await recorded(carl);
   assertEquals(row.processor_account_id, account, "recorded as carl's");
+  const [sealed] = await db`
+    select processor_account_id_sealed as sealed, processor_account_id_lookup as lookup
+    from public.processor_accounts where id = ${body.account_id as string}
+  `;
+  assertEquals(
+    await decrypt(KeySet.fromEnv(), sealed.sealed, {
+      table: "processor_accounts",
+      column: "processor_account_id",
+      rowId: body.account_id as string,
+    }),
+    account,
+    "recorded sealed for its row",
+  );
+  assertEquals(
+    sealed.lookup,
+    await lookup(KeySet.fromEnv(undefined, INDEX_KEYS_VARIABLE), account),
+  );
   assertEquals(body.verification_status, row.verification_status);
   const links = await linksOf(account);
   assertEquals(links.length, 1);
@@ -79,20 +111,21 @@ test("an existing account is reused: 200, no second account, a new link", async 
   const first = await onboard(carl);
   const again = await onboard(carl, { country: "DE" });
   assertEquals([first.status, again.status], [201, 200]);
-  assertEquals(again.body.processor_account_id, first.body.processor_account_id);
-  assertEquals(await accountsAtStripe(carl), [first.body.processor_account_id]);
-  assertEquals((await linksOf(first.body.processor_account_id as string)).length, 2);
+  assertEquals(again.body.account_id, first.body.account_id);
+  assertEquals(await accountsAtStripe(carl), [await stripeIdOf(first.body)]);
+  assertEquals((await linksOf(await stripeIdOf(first.body))).length, 2);
 });
 
 test("concurrent requests make one account at Stripe: one 201, the others 200", async () => {
   const carl = await makeUser("carl", true);
   const answers = await Promise.all([onboard(carl), onboard(carl), onboard(carl), onboard(carl)]);
   assertEquals(answers.map((a) => a.status).sort(), [200, 200, 200, 201], JSON.stringify(answers));
-  const ids = new Set(answers.map((a) => a.body.processor_account_id));
+  const ids = new Set(answers.map((a) => a.body.account_id));
   assertEquals(ids.size, 1, "the same account");
-  assertEquals(await accountsAtStripe(carl), [...ids]);
+  const account = await stripeIdOf(answers[0].body);
+  assertEquals(await accountsAtStripe(carl), [account]);
   assertEquals((await recorded(carl)).length, 1);
-  assertEquals((await linksOf([...ids][0] as string)).length, 4, "a link for each");
+  assertEquals((await linksOf(account)).length, 4, "a link for each");
 });
 
 test("aal1 is refused before Stripe is asked: 403, no account", async () => {
@@ -144,7 +177,7 @@ test("a URL of the app's own origin is taken from the request", async () => {
   const back = new URL("/settings/payouts?step=done", RETURN_URL).href;
   const { status, body } = await onboard(carl, { return_url: back });
   assertEquals(status, 201, JSON.stringify(body));
-  const [link] = await linksOf(body.processor_account_id as string);
+  const [link] = await linksOf(await stripeIdOf(body));
   assertEquals([link.return_url, link.refresh_url], [back, REFRESH_URL]);
 });
 
@@ -159,7 +192,7 @@ test("Stripe unreachable is a 503 and nothing is made; the retry makes exactly o
   assertEquals(retry.status, 201, JSON.stringify(retry.body));
   const again = await onboard(carl);
   assertEquals(again.status, 200);
-  assertEquals(await accountsAtStripe(carl), [retry.body.processor_account_id]);
+  assertEquals(await accountsAtStripe(carl), [await stripeIdOf(retry.body)]);
 });
 
 test("Stripe's refusal is a 502, recorded; the next request makes the next attempt", async () => {
@@ -176,10 +209,10 @@ test("Stripe's refusal is a 502, recorded; the next request makes the next attem
   const made = await onboard(carl, { country: "DE" });
   assertEquals(made.status, 201, JSON.stringify(made.body));
   assertEquals(
-    (await stripe.accounts.retrieve(made.body.processor_account_id as string)).country,
+    (await stripe.accounts.retrieve(await stripeIdOf(made.body))).country,
     "DE",
   );
-  assertEquals(await accountsAtStripe(carl), [made.body.processor_account_id]);
+  assertEquals(await accountsAtStripe(carl), [await stripeIdOf(made.body)]);
 });
 
 test("an account Stripe made but the database did not record is found again", async () => {
@@ -204,8 +237,8 @@ test("an account Stripe made but the database did not record is found again", as
   assertEquals(await recorded(carl), []);
   const found = await onboard(carl);
   assertEquals(found.status, 200, JSON.stringify(found.body));
-  assertEquals(found.body.processor_account_id, lost.body.processor_account_id);
-  assertEquals(await accountsAtStripe(carl), [lost.body.processor_account_id]);
+  assert_(!/acct_/.test(JSON.stringify(lost.body)), "the refusal names no processor id");
+  assertEquals(await accountsAtStripe(carl), [await stripeIdOf(found.body)]);
   assertEquals((await recorded(carl)).length, 1);
 });
 

@@ -415,7 +415,15 @@ select is(
 reset role;
 insert into public.processor_accounts (processor_account_id, user_id)
 values ('acct_CarlSecret01', tests.get_supabase_uid('carl'));
-select tests.begin_request('carl', 'req-payout-methods-post', 'POST', '/rest/v1/payout_methods');
+-- added by the payout-methods function: payment_service, in carl's request
+select tests.begin_request(
+  'carl', 'req-payout-methods-post', 'POST', '/functions/v1/payout-methods'
+);
+select set_config('role', 'payment_service', true);
+select set_config(
+  'fixture.actor',
+  (current_setting('fixture.actor')::jsonb || '{"db_role": "payment_service"}')::text, true
+);
 with added as (
   insert into public.payout_methods (
     type, processor_account_id, processor_external_account_id, bank_name, last4, currency,
@@ -430,7 +438,7 @@ select is(
   tests.audited(null, null, '{nickname,processor_account_id,processor_external_account_id}'),
   tests.expected('INSERT', 'payout_methods', current_setting('fixture.payout_method'), null,
     '{"nickname": "Savings", "processor_account_id": "[redacted]", "processor_external_account_id": "[redacted]"}'),
-  'adding a payout method leaves one audit row: an INSERT by carl, from x-real-ip, with the accounts redacted'
+  'adding a payout method leaves one audit row: an INSERT in carl''s request, from x-real-ip, with the accounts redacted'
 );
 
 select tests.begin_request('carl', 'req-payout-methods-patch', 'PATCH', '/rest/v1/payout_methods');

@@ -91,12 +91,18 @@ select throws_ok(
   'PT422', 'card number in payment_methods.nickname: store the processor''s token (pm_…) instead',
   'renaming a payment method to a card number is refused (the guard runs on update too)'
 );
+-- payout methods are added by payment_service, in the owner's own request at aal2 (the
+-- payout-methods function); users no longer insert them
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select throws_ok(
   $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency, nickname)
     values ('debit_card', 'acct_1A2b3C4d', 'card_1A2b3C4d', 'USD', 'debit 4000-0566-5566-5556')$$,
   'PT422', 'card number in payout_methods.nickname: store the processor''s token (pm_…) instead',
   'a card number in a payout method''s nickname is refused'
 );
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2');
 select throws_ok(
   $$insert into public.payment_transactions (amount_minor, currency, description)
     values (500, 'USD', 'paid with 4242424242424242')$$,
@@ -128,14 +134,14 @@ select throws_ok(
   'PT422', 'card number in payment_methods.metadata: store the processor''s token (pm_…) instead',
   'a card number stored as a nested JSON number in metadata is refused'
 );
-reset role;
-select tests.authenticate_as('alice', aal => 'aal2');
 select throws_ok(
   $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency, metadata)
     values ('debit_card', 'acct_1A2b3C4d', 'card_2A2b3C4d', 'USD', '{"card": [378282246310005]}')$$,
   'PT422', 'card number in payout_methods.metadata: store the processor''s token (pm_…) instead',
   'a card number as a number in an array of a payout method''s metadata is refused'
 );
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2');
 select throws_ok(
   $$insert into public.payment_transactions (amount_minor, currency, metadata)
     values (500, 'USD', '{"cards": {"4242 4242 4242 4242": "visa"}}')$$,

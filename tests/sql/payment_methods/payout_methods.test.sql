@@ -2,7 +2,7 @@
 -- delete) needs MFA (aal2); admin reads all; payment_service and service_role have all; no one
 -- else has any.
 begin;
-select plan(51);
+select plan(54);
 
 -- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
 select tests.let_roles_call_pgtap();
@@ -71,9 +71,8 @@ select is(
 select throws_ok(
   $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency)
     values ('bank_account', 'acct_1A2b3C4d', 'ba_5A2b3C4d', 'USD')$$,
-  '42501',
-  'new row violates row-level security policy "Adding payout methods requires MFA (aal2)" for table "payout_methods"',
-  'adding a payout method at aal1 is refused: it needs MFA'
+  '42501', 'permission denied for table payout_methods',
+  'adding a payout method of one''s choosing is refused at aal1: the payout-methods function adds it'
 );
 select throws_ok(
   format(
@@ -124,19 +123,20 @@ select results_eq(
 
 -- as the owner at aal2
 select tests.authenticate_as('alice', aal => 'aal2');
-select lives_ok(
+select throws_ok(
   $$insert into public.payout_methods (
       type, processor_account_id, processor_external_account_id, bank_name, last4, currency, nickname,
       metadata
     )
     values ('bank_account', 'acct_1A2b3C4d', 'ba_8A2b3C4d', 'Third Bank', '4321', 'USD', 'New account',
       '{"source": "onboarding"}')$$,
-  'the owner adds a payout method at aal2'
+  '42501', 'permission denied for table payout_methods',
+  'the owner cannot add a payout method of their choosing even at aal2: its ids are tokens, checked with Stripe and sealed by the function'
 );
 select is(
-  (select user_id::text from public.payout_methods where nickname = 'New account'),
-  current_setting('fixture.alice'),
-  'the new payout method belongs to the owner'
+  (select count(*)::int from public.payout_methods where nickname = 'New account'),
+  0,
+  'the refused insert stored nothing'
 );
 select throws_ok(
   format(
@@ -303,14 +303,47 @@ select is(
   2,
   'payment_service reads every user''s payout methods'
 );
+select throws_ok(
+  format(
+    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
+      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Service01', 'USD')$$,
+    current_setting('fixture.alice')
+  ),
+  '42501', 'new row violates row-level security policy for table "payout_methods"',
+  'payment_service adds a payout method only in its owner''s request'
+);
+reset role;
+select tests.authenticate_as('alice', role_name => 'payment_service');
+select throws_ok(
+  format(
+    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
+      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Service01', 'USD')$$,
+    current_setting('fixture.alice')
+  ),
+  '42501', 'new row violates row-level security policy for table "payout_methods"',
+  'and only at aal2'
+);
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
+select throws_ok(
+  format(
+    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
+      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Service02', 'USD')$$,
+    current_setting('fixture.bob')
+  ),
+  'PT409', null,
+  'never for another user than the request''s (her account is no one else''s)'
+);
 select lives_ok(
   format(
     $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
       values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Service01', 'USD')$$,
     current_setting('fixture.alice')
   ),
-  'payment_service adds a payout method for a user'
+  'payment_service adds a payout method in its owner''s request at aal2'
 );
+reset role;
+select tests.authenticate_as_service('payment_service');
 select results_eq(
   $$with changed as (
       update public.payout_methods set bank_name = 'Renamed Bank'
@@ -398,8 +431,8 @@ select results_eq(
 );
 select is(
   (select count(*)::int from public.payout_methods where user_id = tests.get_supabase_uid('alice')),
-  3,
-  'the owner has the fixture account, the one added at aal2 and the one payment_service added'
+  2,
+  'the owner has the fixture account and the one payment_service added in her request'
 );
 select is(
   (select count(*)::int from public.payout_methods where user_id = tests.get_supabase_uid('bob')),

@@ -47,10 +47,11 @@ reset role;
 select pg_temp.age_attempt('30000000-0000-4000-8000-000000000001', 1, interval '61 seconds');
 select tests.authenticate_as('hana');
 select results_eq(
-  $$select a ->> 'attempt', a ->> 'idempotency_key', a ->> 'payment_method_id'
+  $$select a ->> 'attempt', a ->> 'idempotency_key', a ->> 'payment_method'
     from tests.raise_if_refused(public.begin_funding_attempt(
       '30000000-0000-4000-8000-000000000001', '40000000-0000-4000-8000-000000000002')) as a$$,
-  $$values ('2', 'milestone_payment:30000000-0000-4000-8000-000000000001:attempt:2', 'pm_HanaCard02')$$,
+  $$values ('2', 'milestone_payment:30000000-0000-4000-8000-000000000001:attempt:2',
+    '40000000-0000-4000-8000-000000000002')$$,
   'a minute later, another card opens attempt 2, under the next key'
 );
 reset role;

@@ -11,7 +11,7 @@ select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.authenticate_as_service('payment_service');
 select public.record_processor_account(tests.get_supabase_uid('carl'), 'acct_1CarlOrder01');
 reset role;
-select tests.authenticate_as('carl', aal => 'aal2');
+select tests.authenticate_as('carl', aal => 'aal2', role_name => 'payment_service');
 insert into public.payout_methods (
   type, processor_account_id, processor_external_account_id, currency
 ) values ('bank_account', 'acct_1CarlOrder01', 'ba_1CarlOrder01', 'USD');

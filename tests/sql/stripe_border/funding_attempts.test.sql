@@ -32,12 +32,13 @@ values
 select tests.authenticate_as('hana');
 select results_eq(
   $$select a ->> 'attempt', a ->> 'idempotency_key', a ->> 'amount_minor', a ->> 'currency',
-      a ->> 'customer_id', a ->> 'payment_method_id', a ->> 'payment_intent_id'
+      a ->> 'payment_method', a ->> 'payment_intent_id', a ? 'customer_id',
+      a::text ~ '(cus|pm)_'
     from public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
       '40000000-0000-4000-8000-000000000001') as a$$,
   $$values ('1', 'milestone_payment:30000000-0000-4000-8000-000000000001:attempt:1', '40000',
-    'USD', 'cus_HanaCust01', 'pm_HanaCard01', null::text)$$,
-  'the payer opens attempt 1, for exactly the payment''s amount and currency, with a key derived from the payment'
+    'USD', '40000000-0000-4000-8000-000000000001', null::text, false, false)$$,
+  'the payer opens attempt 1, for exactly the payment''s amount and currency, with a key derived from the payment, naming her payment method by its row and no processor id'
 );
 select is(
   public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
@@ -175,10 +176,11 @@ select results_eq(
 reset role;
 select tests.authenticate_as('hana');
 select results_eq(
-  $$select a ->> 'attempt', a ->> 'idempotency_key', a ->> 'payment_method_id'
+  $$select a ->> 'attempt', a ->> 'idempotency_key', a ->> 'payment_method'
     from public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
       '40000000-0000-4000-8000-000000000002') as a$$,
-  $$values ('2', 'milestone_payment:30000000-0000-4000-8000-000000000001:attempt:2', 'pm_HanaCard02')$$,
+  $$values ('2', 'milestone_payment:30000000-0000-4000-8000-000000000001:attempt:2',
+    '40000000-0000-4000-8000-000000000002')$$,
   'after a failure the payer opens attempt 2, with another card and a new key'
 );
 reset role;

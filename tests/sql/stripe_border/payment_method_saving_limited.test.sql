@@ -16,14 +16,14 @@ values (tests.get_supabase_uid('hana'), 'stripe', 'cus_HanaCustomer');
 select tests.authenticate_as('hana', aal => 'aal2');
 select is(
   tests.raise_if_refused(public.begin_saving_payment_method()),
-  '{"customer_id": "cus_HanaCustomer"}'::jsonb,
-  'at aal2 the owner may save a card: her recorded customer is named'
+  '{"customer_recorded": true}'::jsonb,
+  'at aal2 the owner may save a card: she is told her customer is recorded, never its id'
 );
 reset role;
 select tests.authenticate_as('bob', aal => 'aal2');
 select is(
   tests.raise_if_refused(public.begin_saving_payment_method()),
-  '{"customer_id": null}'::jsonb,
+  '{"customer_recorded": false}'::jsonb,
   'a user with no customer yet is told so (the function creates one)'
 );
 reset role;

@@ -22,7 +22,7 @@ select tests.authenticate_as('carl', aal => 'aal2');
 select is(
   tests.raise_if_refused(public.begin_onboarding_payout_account()),
   jsonb_build_object(
-    'processor_account_id', null, 'verification_status', null, 'attempt', 1,
+    'account', null, 'verification_status', null, 'attempt', 1,
     'idempotency_key', 'user:' || tests.get_supabase_uid('carl') || ':connected_account',
     'country', 'US', 'email', 'carl@example.com'
   ),
@@ -97,7 +97,7 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('carl', aal => 'aal2');
 select is(
-  tests.raise_if_refused(public.begin_onboarding_payout_account('DE')) - 'processor_account_id'
+  tests.raise_if_refused(public.begin_onboarding_payout_account('DE')) - 'account'
     - 'verification_status',
   jsonb_build_object(
     'attempt', 2,
@@ -121,11 +121,18 @@ select lives_ok(
   'payment_service records the account Stripe made'
 );
 reset role;
+select set_config('fixture.carl_account', (
+  select a.id::text from public.processor_accounts as a
+  where a.processor_account_id = 'acct_1CarlOnboard'
+), true);
 select tests.authenticate_as('carl', aal => 'aal2');
 select is(
   tests.raise_if_refused(public.begin_onboarding_payout_account()),
-  '{"processor_account_id": "acct_1CarlOnboard", "verification_status": "unverified"}'::jsonb,
-  'a contractor with a recorded account is told which, with its verification'
+  jsonb_build_object(
+    'account', current_setting('fixture.carl_account'),
+    'verification_status', 'unverified'
+  ),
+  'a contractor with a recorded account is told its row and its verification, never its processor id'
 );
 reset role;
 select tests.authenticate_as_service('payment_service');

@@ -84,26 +84,31 @@ select is(
   'carl''s account is restricted before he has a payout method'
 );
 
--- payout methods name their owner's recorded account
+-- payout methods name their owner's recorded account; carl names none himself (the
+-- payout-methods function adds them, as payment_service in his request)
 reset role;
 select tests.authenticate_as('carl', aal => 'aal2');
 select throws_ok(
   $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency)
-    values ('bank_account', 'acct_1EveEarly01', 'ba_1CarlOnEve01', 'USD')$$,
-  'PT409', 'payout method ba_1CarlOnEve01: connected account acct_1EveEarly01 is another user''s',
-  'carl cannot add a payout method on eve''s verified account'
+    values ('bank_account', 'acct_1Invented01', 'ba_1CarlInvent01', 'USD')$$,
+  '42501', 'permission denied for table payout_methods',
+  'carl cannot add a payout method with ids of his choosing'
 );
+reset role;
+select tests.authenticate_as('carl', aal => 'aal2', role_name => 'payment_service');
 select throws_ok(
   $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency)
-    values ('bank_account', 'acct_1Invented01', 'ba_1CarlInvent01', 'USD')$$,
-  'PT403', 'payout method ba_1CarlInvent01: connected account acct_1Invented01 is not your recorded connected account',
-  'nor on an account no one recorded for him'
+    values ('bank_account', 'acct_1EveEarly01', 'ba_1CarlOnEve01', 'USD')$$,
+  'PT409', 'payout method ba_1CarlOnEve01: connected account acct_1EveEarly01 is another user''s',
+  'nor may the function, in his request, put one on eve''s verified account'
 );
 select lives_ok(
   $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency)
     values ('bank_account', 'acct_1CarlOwn01', 'ba_1CarlOwn01', 'USD')$$,
-  'carl adds a payout method on his own account'
+  'the function adds carl''s payout method on his own account'
 );
+reset role;
+select tests.authenticate_as('carl', aal => 'aal2');
 select is(
   (select verification_status from public.payout_methods),
   'restricted',
@@ -125,12 +130,14 @@ select throws_ok(
   'but not its processor id: a token is payment_service''s alone'
 );
 reset role;
-select tests.authenticate_as('eve', aal => 'aal2');
+select tests.authenticate_as('eve', aal => 'aal2', role_name => 'payment_service');
 select lives_ok(
   $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency)
     values ('bank_account', 'acct_1EveEarly01', 'ba_1EveEarly01', 'USD')$$,
-  'eve adds a payout method on her account, verified before it existed'
+  'eve''s payout method is added on her account, verified before it existed'
 );
+reset role;
+select tests.authenticate_as('eve', aal => 'aal2');
 select is(
   (select verification_status from public.payout_methods),
   'verified',
@@ -146,11 +153,15 @@ select throws_ok(
   'PT409', 'payout method ba_1EveOnCarl01: connected account acct_1CarlOwn01 is another user''s',
   'payment_service cannot give eve a payout method on carl''s account'
 );
+reset role;
+select tests.authenticate_as('carl', aal => 'aal2', role_name => 'payment_service');
 select lives_ok(
   format($$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
     values (%L, 'bank_account', 'acct_1CarlNew01', 'ba_1CarlNew01', 'USD')$$, tests.get_supabase_uid('carl')),
-  'payment_service adds carl''s payout method on an account no one owned'
+  'payment_service adds carl''s payout method, in his request, on an account no one owned'
 );
+reset role;
+select tests.authenticate_as_service('payment_service');
 select is(
   (select user_id from public.processor_accounts where processor_account_id = 'acct_1CarlNew01'),
   tests.get_supabase_uid('carl'),

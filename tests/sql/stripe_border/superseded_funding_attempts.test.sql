@@ -68,10 +68,10 @@ reset role;
 select tests.authenticate_as('hana');
 select is(
   (select jsonb_build_array(a -> 'attempt', a -> 'status', a -> 'payment_intent_id',
-      a -> 'cancel_to_replace', a -> 'payment_method_id')
+      a -> 'cancel_to_replace', a -> 'payment_method')
     from tests.raise_if_refused(public.begin_funding_attempt(
       '30000000-0000-4000-8000-000000000001', '40000000-0000-4000-8000-000000000002')) as a),
-  '[2, "open", null, false, "pm_HanaVisa0001"]'::jsonb,
+  '[2, "open", null, false, "40000000-0000-4000-8000-000000000002"]'::jsonb,
   'once the old attempt failed, the other card opens attempt 2'
 );
 reset role;

@@ -1,0 +1,63 @@
+/**
+ * Processor tokens as the functions store and read them (docs/token-envelopes.md): each token
+ * sealed for its row (envelope.ts, under PAYGUARD_TOKEN_KEYS) beside its lookup
+ * (token_index.ts, under PAYGUARD_TOKEN_INDEX_KEYS). Only payment_service reads the sealed
+ * columns; a function opens a token only to hand it to Stripe.
+ */
+import { decrypt, encrypt, type Envelope, EnvelopeError, KeySet, type Place } from "./envelope.ts";
+import { INDEX_KEYS_VARIABLE, lookup } from "./token_index.ts";
+
+export type { Envelope, Place };
+
+let envelopeKeys: KeySet | undefined;
+let indexKeys: KeySet | undefined;
+
+/** The key sets of the function's secrets, read once (a missing or bad set is an error). */
+function keys(): { envelope: KeySet; index: KeySet } {
+  envelopeKeys ??= KeySet.fromEnv();
+  indexKeys ??= KeySet.fromEnv(undefined, INDEX_KEYS_VARIABLE);
+  return { envelope: envelopeKeys, index: indexKeys };
+}
+
+/** A token sealed for its place and its lookup: the two values a row stores. */
+export interface Sealed {
+  sealed: Envelope;
+  lookup: string;
+}
+
+/** `token` sealed for `place` under the current key, and its lookup under the current index key. */
+export async function sealToken(token: string, place: Place): Promise<Sealed> {
+  const { envelope, index } = keys();
+  return { sealed: await encrypt(envelope, token, place), lookup: await lookup(index, token) };
+}
+
+/** The lookup of `token` under the current index key. */
+export function lookupOf(token: string): Promise<string> {
+  return lookup(keys().index, token);
+}
+
+/**
+ * The token a row holds: its sealed value opened for `place`, or, for a row written before
+ * tokens were sealed (until `payguard keys rotate` seals it), the plain value. A row with
+ * neither, or whose sealed value does not open, is an error that names the place only.
+ */
+export async function openToken(
+  sealed: unknown,
+  plain: string | null | undefined,
+  place: Place,
+): Promise<string> {
+  if (sealed !== null && sealed !== undefined) {
+    try {
+      return await decrypt(keys().envelope, sealed, place);
+    } catch (error) {
+      const reason = error instanceof EnvelopeError ? error.message : String(error);
+      throw new EnvelopeError(
+        `the token of ${place.table}.${place.column} of row ${place.rowId} does not open: ${reason}`,
+      );
+    }
+  }
+  if (typeof plain === "string" && plain !== "") return plain;
+  throw new EnvelopeError(
+    `${place.table}.${place.column} of row ${place.rowId} holds no token`,
+  );
+}

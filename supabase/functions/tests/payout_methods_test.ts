@@ -1,0 +1,114 @@
+// payout-methods: a payout method is an external account of the contractor's own connected
+// account, as Stripe reports it, stored sealed; naming anyone else's tells nothing.
+import { assert_, assertEquals } from "./assert.ts";
+import payoutAccounts from "../payout-accounts/index.ts";
+import payoutMethods from "../payout-methods/index.ts";
+import { required } from "../_shared/env.ts";
+import { decrypt, KeySet } from "../_shared/envelope.ts";
+import { INDEX_KEYS_VARIABLE, lookup } from "../_shared/token_index.ts";
+import { call, db, makeUser, stripeId, test, userToken, withStripeUnreachable } from "./helpers.ts";
+
+/** A contractor onboarded at Stripe, with a bank account added to their connected account. */
+async function onboarded(name: string): Promise<{ user: string; account: string; bank: string }> {
+  const user = await makeUser(name, true);
+  const onboarding = await call(payoutAccounts, "payout-accounts", {
+    token: await userToken(user),
+    body: {},
+  });
+  assertEquals(onboarding.status, 201, JSON.stringify(onboarding.body));
+  const [row] = await db`
+    select processor_account_id from public.processor_accounts
+    where id = ${onboarding.body.account_id as string}
+  `;
+  const account = row.processor_account_id as string;
+  const res = await fetch(
+    `${required("STRIPE_API_BASE")}/_test/accounts/${account}/external_accounts`,
+    {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${required("STRIPE_SECRET_KEY")}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: "currency=usd&bank_name=First+Test+Bank&last4=6789",
+    },
+  );
+  assertEquals(res.status, 200);
+  const bank = (await res.json()).id as string;
+  return { user, account, bank };
+}
+
+async function add(user: string, body: unknown, aal: "aal1" | "aal2" = "aal2") {
+  return await call(payoutMethods, "payout-methods", { token: await userToken(user, aal), body });
+}
+
+async function methodsOf(user: string) {
+  return await db`select * from public.payout_methods where user_id = ${user}`;
+}
+
+test("the contractor's own bank account is saved with Stripe's details, sealed: 201", async () => {
+  const { user, account, bank } = await onboarded("carl");
+  const { status, body } = await add(user, { external_account: bank, nickname: "Checking" });
+  assertEquals(status, 201, JSON.stringify(body));
+  assertEquals(
+    [body.type, body.bank_name, body.last4, body.currency, body.nickname],
+    ["bank_account", "First Test Bank", "6789", "USD", "Checking"],
+  );
+  assert_(!/(acct|ba)_/.test(JSON.stringify(body)), "the answer names no processor id");
+  const [row] = await methodsOf(user);
+  assertEquals([row.processor_account_id, row.processor_external_account_id], [account, bank]);
+  assertEquals(
+    await decrypt(KeySet.fromEnv(), row.processor_external_account_id_sealed, {
+      table: "payout_methods",
+      column: "processor_external_account_id",
+      rowId: row.id,
+    }),
+    bank,
+  );
+  const index = KeySet.fromEnv(undefined, INDEX_KEYS_VARIABLE);
+  assertEquals(row.processor_external_account_id_lookup, await lookup(index, bank));
+  assertEquals(row.processor_account_id_lookup, await lookup(index, account));
+  const again = await add(user, { external_account: bank });
+  assertEquals([again.status, again.body.code], [409, "23505"], "the same account twice");
+  assertEquals((await methodsOf(user)).length, 1);
+});
+
+test("another contractor's bank account, or one Stripe does not know: the same 403", async () => {
+  const carl = await onboarded("carl");
+  const eve = await onboarded("eve");
+  assertEquals((await add(carl.user, { external_account: carl.bank })).status, 201);
+  const theirs = await add(eve.user, { external_account: carl.bank });
+  const unknown = await add(eve.user, { external_account: stripeId("ba") });
+  assertEquals(theirs.status, 403, JSON.stringify(theirs.body));
+  assertEquals(theirs.body, unknown.body, "another user's account and none answer alike");
+  assertEquals((await methodsOf(eve.user)).length, 0);
+});
+
+test("aal1, no connected account, a malformed body: refused, nothing saved", async () => {
+  const carl = await onboarded("carl");
+  const atAal1 = await withStripeUnreachable(() =>
+    add(carl.user, { external_account: carl.bank }, "aal1")
+  );
+  assertEquals([atAal1.status, atAal1.body.code], [403, "PT403"]);
+  const dora = await makeUser("dora", true);
+  const none = await add(dora, { external_account: carl.bank });
+  assertEquals([none.status, none.body.code], [409, "account_required"]);
+  for (
+    const body of [
+      {},
+      { external_account: "acct_1234567" },
+      { external_account: carl.bank, is_default: "yes" },
+      { external_account: carl.bank, nickname: 7 },
+    ]
+  ) {
+    const answer = await add(carl.user, body);
+    assertEquals([answer.status, answer.body.code], [422, "invalid_field"], JSON.stringify(body));
+  }
+  assertEquals((await methodsOf(carl.user)).length, 0);
+});
+
+test("Stripe unreachable is a 503, nothing saved", async () => {
+  const carl = await onboarded("carl");
+  const answer = await withStripeUnreachable(() => add(carl.user, { external_account: carl.bank }));
+  assertEquals(answer.status, 503, JSON.stringify(answer.body));
+  assertEquals((await methodsOf(carl.user)).length, 0);
+});
