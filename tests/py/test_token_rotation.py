@@ -269,6 +269,14 @@ def test_a_rotation_killed_half_way_resumes_and_reads_never_fail(url: str, tmp_p
 
     retire_old = run_cli("retire", "k-old", "--db-url", url)
     assert retire_old.wait(timeout=30) == 0, retire_old.communicate()
+    current = run_cli("retire", "k-new", "--db-url", url, "--key-file", str(key_file))
+    _, errors = current.communicate(timeout=30)
+    assert current.returncode != 0
+    assert "k-new is the current key" in errors
+    token = held["payment_methods.processor_payment_method_id"][0][1]
+    found = run_cli("lookup", token, "--index-key-file", str(index_file))
+    output, _ = found.communicate(timeout=30)
+    assert output.split() == [lookup(INDEX_KEYS, token)]
     retire_new = run_cli("retire", "k-new", "--db-url", url, "--json")
     output, _ = retire_new.communicate(timeout=30)
     assert retire_new.returncode == 1

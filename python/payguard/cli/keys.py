@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 
 from payguard.cli.common import DbUrl, Json, err, out, print_json, state, target
 from payguard.envelope import KEYS_VARIABLE, EnvelopeError
-from payguard.errors import ExitCode, UsageError
+from payguard.errors import ExitCode, PayguardError, UsageError
 from payguard.token_index import INDEX_KEYS_VARIABLE
 from payguard.token_index import lookups as token_lookups
 from payguard.token_keys import check as check_keys
@@ -152,10 +153,18 @@ def retire(
     ctx: typer.Context,
     kid: Annotated[str, typer.Argument(help="The envelope key id to retire.")],
     db_url: DbUrl = None,
+    key_file: KeyFile = None,
     as_json: Json = False,
 ) -> None:
     """Say whether envelope key KID may be removed from PAYGUARD_TOKEN_KEYS: exit 1 while any
-    token is still sealed under it (run `payguard keys rotate` first)."""
+    token is still sealed under it (run `payguard keys rotate` first), or while it is the
+    current key of the set given ($PAYGUARD_TOKEN_KEYS or --key-file), which seals new ones."""
+    given = key_file is not None or bool(os.environ.get(KEYS_VARIABLE))
+    if given and load(KEYS_VARIABLE, key_file).current == kid:
+        raise PayguardError(
+            f"key {kid} is the current key: it seals every new token; put a new key first "
+            "and rotate before retiring it"
+        )
     left = rows_sealed_under(deployed_url(ctx, db_url), kid)
     if as_json:
         print_json({"kid": kid, "retirable": not left, "sealed_under_it": left})
