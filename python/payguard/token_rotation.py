@@ -324,8 +324,9 @@ def rotate(
             left = sum(_count_pending(conn, c, envelope_keys.current) for c in TOKEN_COLUMNS)
             if left:
                 raise RotationError(
-                    f"{left} token values were written under another key during the rotation "
-                    "(a runtime still seals under an older key?): run it again"
+                    f"{left} token values were written during the rotation without being sealed "
+                    "under its key (a runtime that still seals under an older key, or a row the "
+                    "database wrote in the clear): run it again"
                 )
             conn.execute(
                 "update private.token_key_rotations set status = 'finished', finished_at = now() "

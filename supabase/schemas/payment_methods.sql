@@ -72,6 +72,22 @@ constraint token_lookup_form check (value ~ '^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_-]
 comment on domain private.token_lookup is
 'A keyed blind index of a processor token: kid, then base64url(HMAC-SHA-256).';
 
+/**
+ * `message` with each processor token in it (a `pm_`, `cus_`, `acct_`, `ba_` or `card_` id at a
+ * word's start) replaced by its kind alone, `[acct_…]`: for the words of a refusal or a
+ * failure, the processor's or the database's, kept where staff or the user read them.
+ */
+create or replace function private.without_processor_ids(message text) returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select regexp_replace(message, '\m(pm|cus|acct|ba|card)_[A-Za-z0-9]{6,}', '[\1_…]', 'g')
+$$;
+
+grant execute on function private.without_processor_ids(text) to payment_service;
+grant execute on function private.without_processor_ids(text) to service_role;
+
 -- Key rotations
 --
 -- `payguard keys rotate` re-seals every sealed token under the newest key (and seals the
@@ -83,7 +99,7 @@ create table private.token_key_rotations (
   -- The key every token is re-sealed under.
   target_kid text not null,
   status text not null default 'running',
-  -- Tokens re-sealed or sealed so far, over every batch and every resumption.
+  -- Token values sealed, re-sealed or looked up so far, over every batch and every resumption.
   tokens_sealed bigint not null default 0,
   -- Who ran it: the database role and the operating-system user the CLI names.
   started_by text not null default session_user,

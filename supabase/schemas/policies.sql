@@ -1529,9 +1529,16 @@ alter table public.webhook_events enable row level security;
 alter table public.webhook_events force row level security;
 revoke all on table public.webhook_events
 from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
-grant select, insert, update on table public.webhook_events to service_role;
+grant insert, update on table public.webhook_events to service_role;
+grant select (
+  id, processor, type, status, error_message, received_at, processed_at, created_at, updated_at,
+  error_code, deliveries
+) on table public.webhook_events to service_role;
 grant select, insert, update on table public.webhook_events to payment_service;
-grant select on table public.webhook_events to admin;
+grant select (
+  id, processor, type, status, error_message, received_at, processed_at, created_at, updated_at,
+  error_code, deliveries
+) on table public.webhook_events to admin;
 do $drop_unlisted$
 declare
   stale record;

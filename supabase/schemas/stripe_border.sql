@@ -726,8 +726,9 @@ security definer
 set search_path = ''
 as $$
   select case
-    when private.holds_card_number(left(message, max_chars)) then '[removed: it held card data]'
-    else left(message, max_chars)
+    when private.holds_card_number(left(private.without_processor_ids(message), max_chars))
+      then '[removed: it held card data]'
+    else left(private.without_processor_ids(message), max_chars)
   end
 $$;
 
@@ -1222,6 +1223,25 @@ on public.webhook_events (
 );
 
 -- An event keeps its timestamps; a payload holding card data is refused.
+
+/**
+ * BEFORE INSERT OR UPDATE trigger on webhook_events: its error message (the database's or the
+ * processor's words, which name the ids they refused) keeps no processor token
+ * (private.without_processor_ids): staff read it.
+ */
+create or replace function private.scrub_webhook_event_error() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.error_message := private.without_processor_ids(new.error_message);
+  return new;
+end
+$$;
+
+create trigger scrub_error_message
+before insert or update of error_message on public.webhook_events
+for each row execute function private.scrub_webhook_event_error();
 
 create trigger keep_row_timestamps
 before insert or update on public.webhook_events

@@ -26,6 +26,7 @@ from payguard.token_columns import SEALED_COLUMNS, TOKEN_COLUMNS
 from payguard.token_index import lookup
 from payguard.token_keys import new_entry
 from payguard.token_rotation import RotationError, rotate, rows_sealed_under, status, to_do
+from payguard.token_scan import scan
 
 OLD = new_entry("k-old")
 NEW = new_entry("k-new")
@@ -378,3 +379,61 @@ def test_an_unknown_key_id_and_a_second_target_are_clear_errors(
     assert rotate(url, NEW_KEYS, INDEX_KEYS).resumed is True
     with pytest.raises(RotationError, match="one key serves both"):
         rotate(url, KeySet.parse(INDEX), INDEX_KEYS)
+
+
+def test_the_scan_names_every_column_that_holds_a_token_in_the_clear(
+    cluster: Cluster, fresh_database: str
+) -> None:
+    url = cluster.socket_url(APP_ROLE, fresh_database)
+    admin = cluster.admin_url(fresh_database)
+    held = seed(url, 3)
+    found = {(f.table, f.column): f.rows for f in scan(admin)}
+    assert found == {
+        ("public.processor_customers", "processor_customer_id"): 3,
+        ("public.payment_methods", "processor_payment_method_id"): 6,
+        ("public.payment_methods", "processor_customer_id"): 6,
+        ("public.processor_accounts", "processor_account_id"): 3,
+        ("public.payout_methods", "processor_account_id"): 3,
+        ("public.payout_methods", "processor_external_account_id"): 3,
+    }
+    rotate(url, OLD_KEYS, INDEX_KEYS)
+    assert {(f.table, f.column) for f in scan(admin)} == set(found), "sealing adds nothing"
+    user = held["processor_customers.processor_customer_id"][0][0]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        # A token in free text, nested in JSON, in a private table: each is found.
+        conn.execute(
+            "insert into public.notifications (user_id, event, title) "
+            "values (%s, 'payment_method.saved', 'your card pm_Leak0001x is saved')",
+            (user,),
+        )
+        conn.execute(
+            "update public.payment_methods set metadata = %s where id = %s",
+            (
+                Jsonb({"deep": [{"account": "acct_Leak0002x"}]}),
+                held["payment_methods.processor_payment_method_id"][0][0],
+            ),
+        )
+        conn.execute(
+            "insert into private.settings (key, value, description) "
+            "values ('leak', '\"ba_Leak0003x\"', 'a token where none belongs')"
+        )
+        # Ids that are not credentials, and words that only begin like one, are not.
+        conn.execute(
+            "insert into public.notifications (user_id, event, title) "
+            "values (%s, 'payment.paid', "
+            "'pi_3Abcdef12 and po_1Abcdef12 by card_present, card_payments, cus_ab')",
+            (user,),
+        )
+    leaked = {(f.table, f.column): f.rows for f in scan(admin)}
+    assert {k: v for k, v in leaked.items() if k not in found} == {
+        ("public.notifications", "title"): 1,
+        ("public.payment_methods", "metadata"): 1,
+        ("private.settings", "value"): 1,
+        # and the audit rows of the two audited writes, which copy what they were given
+        ("public.payment_audit_logs", "new_values"): 2,
+    }
+    result = run_cli("scan", "--db-url", admin, "--json")
+    output, _ = result.communicate(timeout=60)
+    assert result.returncode == 1
+    assert "Leak" not in output
+    assert {(f["table"], f["column"]) for f in json.loads(output)["findings"]} == set(leaked)

@@ -20,6 +20,7 @@ from payguard.token_keys import load, new_entry
 from payguard.token_rotation import DEFAULT_BATCH, rows_sealed_under
 from payguard.token_rotation import rotate as rotate_tokens
 from payguard.token_rotation import status as token_status
+from payguard.token_scan import scan as scan_tokens
 
 app = typer.Typer(
     help="The keys of processor tokens: make one, check the sets, rotate, retire.",
@@ -202,3 +203,23 @@ def lookup(
     else:
         for line in found:
             typer.echo(line)
+
+
+@app.command()
+def scan(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> None:
+    """Search every text and JSON column of every table for processor tokens (pm_, cus_, acct_,
+    ba_, card_ ids) in the clear; list each column that holds one and how many rows, never a
+    token, and exit 1 if any does. Run it with the admin URL to see every schema."""
+    findings = scan_tokens(deployed_url(ctx, db_url))
+    if as_json:
+        print_json({"findings": [f.as_dict() for f in findings], "clean": not findings})
+    elif findings:
+        for finding in findings:
+            err.print(
+                f"{finding.table}.{finding.column}: {finding.rows} rows hold a token in the clear",
+                markup=False,
+            )
+    else:
+        out.print("no processor token is stored in the clear")
+    if findings:
+        raise typer.Exit(code=ExitCode.FINDING)

@@ -30,6 +30,8 @@ export interface PgError {
   message: string;
   detail?: string;
   hint?: string;
+  /** The constraint a violation names (postgres.js: constraint_name). */
+  constraint_name?: string;
 }
 
 export function isPgError(error: unknown): error is PgError {
@@ -57,13 +59,25 @@ export function isConnectionError(error: unknown): boolean {
   ].includes(code);
 }
 
-/** PostgREST's error body for a database error. */
+/** A processor token at a word's start, as private.without_processor_ids finds one. */
+const PROCESSOR_ID = /(?<![A-Za-z0-9_])(pm|cus|acct|ba|card)_[A-Za-z0-9]{6,}/g;
+
+/**
+ * `text` with each processor token replaced by its kind alone (`[acct_…]`): a database
+ * message names the values it refused (a unique key's `Key (…)=(pm_…)`), and a token is
+ * payment_service's alone, never the caller's.
+ */
+export function withoutProcessorIds<T extends string | null | undefined>(text: T): T {
+  return (typeof text === "string" ? text.replace(PROCESSOR_ID, "[$1_…]") : text) as T;
+}
+
+/** PostgREST's error body for a database error, without the processor tokens it names. */
 export function pgBody(error: PgError): Body {
   return {
     code: error.code,
-    message: error.message,
-    details: error.detail ?? null,
-    hint: error.hint ?? null,
+    message: withoutProcessorIds(error.message),
+    details: withoutProcessorIds(error.detail) ?? null,
+    hint: withoutProcessorIds(error.hint) ?? null,
   };
 }
 

@@ -32,6 +32,7 @@ import {
   transaction,
   type Tx,
 } from "../_shared/db.ts";
+import { isPgError } from "../_shared/errors.ts";
 import { serve } from "../_shared/serve.ts";
 import {
   allowMethods,
@@ -278,27 +279,37 @@ export async function handle(req: Request): Promise<Response> {
     rowId: id,
   });
   const customerLookup = await lookupOf(customer!);
-  const row = await transaction(context, async (tx) => {
-    await setRole(tx, "payment_service");
-    const rows = await tx`
-      insert into public.payment_methods (
-        id, user_id, type, processor_payment_method_id, processor_customer_id,
-        brand, last4, exp_month, exp_year, nickname, is_default,
-        processor_payment_method_id_sealed, processor_payment_method_id_lookup,
-        processor_customer_id_lookup
-      ) values (
-        ${id}::uuid, ${caller.userId!}::uuid, ${methodType(method)}::public.payment_method_type,
-        ${method.id}, ${customer!}, ${card.brand}, ${card.last4}, ${card.exp_month},
-        ${card.exp_year}, ${nickname as string | null}, ${isDefault}, ${
-      JSON.stringify(sealed)
-    }::text::jsonb,
-        ${lookup}, ${customerLookup}
-      )
-      returning id, user_id, type, brand, last4, exp_month, exp_year, nickname, is_default,
-        created_at
-    `;
-    return rows[0] as Body;
-  });
+  let row: Body;
+  try {
+    row = await transaction(context, async (tx) => {
+      await setRole(tx, "payment_service");
+      const rows = await tx`
+        insert into public.payment_methods (
+          id, user_id, type, processor_payment_method_id, processor_customer_id,
+          brand, last4, exp_month, exp_year, nickname, is_default,
+          processor_payment_method_id_sealed, processor_payment_method_id_lookup,
+          processor_customer_id_lookup
+        ) values (
+          ${id}::uuid, ${caller.userId!}::uuid, ${methodType(method)}::public.payment_method_type,
+          ${method.id}, ${customer!}, ${card.brand}, ${card.last4}, ${card.exp_month},
+          ${card.exp_year}, ${nickname as string | null}, ${isDefault}, ${
+        JSON.stringify(sealed)
+      }::text::jsonb,
+          ${lookup}, ${customerLookup}
+        )
+        returning id, user_id, type, brand, last4, exp_month, exp_year, nickname, is_default,
+          created_at
+      `;
+      return rows[0] as Body;
+    });
+  } catch (error) {
+    // The card of the caller's own SetupIntent, saved already: a unique key's answer would
+    // name its token.
+    if (isPgError(error) && error.code === "23505") {
+      throw new HttpError(409, "23505", "This card is already saved");
+    }
+    throw error;
+  }
   return json(201, row);
 }
 

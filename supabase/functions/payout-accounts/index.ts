@@ -26,7 +26,7 @@
  */
 import { requireUser } from "../_shared/auth.ts";
 import { type RequestContext, requestContext, rpc, setRole, transaction } from "../_shared/db.ts";
-import { isConnectionError, isPgError } from "../_shared/errors.ts";
+import { isConnectionError, isPgError, withoutProcessorIds } from "../_shared/errors.ts";
 import { optional } from "../_shared/env.ts";
 import { serve } from "../_shared/serve.ts";
 import { allowMethods, type Body, HttpError, json, readJsonObject } from "../_shared/http.ts";
@@ -248,7 +248,9 @@ async function recordAccount(
     });
   } catch (error) {
     if (isConnectionError(error)) throw error;
-    const detail = isPgError(error) || error instanceof HttpError ? error.message : undefined;
+    const detail = isPgError(error) || error instanceof HttpError
+      ? withoutProcessorIds(error.message)
+      : undefined;
     throw new HttpError(
       502,
       "account_not_recorded",

@@ -15,7 +15,8 @@
  * another user's tells nothing. Answers 201 with the row (id, type, bank_name, last4, currency,
  * nickname, is_default, verification_status, created_at; never a processor id); 401 without a
  * valid JWT; 403 at aal1 or for an external account not of the caller's account; 409
- * `account_required` before onboarding (payout-accounts), or when the method is already saved;
+ * `account_required` before onboarding (payout-accounts), when the method is already saved, or
+ * for a second default (`23505`, as the database words it);
  * 422 for a malformed body; 502/503 when Stripe fails.
  */
 import { requireUser } from "../_shared/auth.ts";
@@ -34,6 +35,11 @@ import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/str
 import { lookupOf, openToken, sealToken } from "../_shared/tokens.ts";
 
 const EXTERNAL_ACCOUNT = /^(ba|card)_[A-Za-z0-9]{6,}$/;
+/** The unique keys that a payout method saved twice breaks. */
+const SAME_ACCOUNT = new Set([
+  "payout_methods_processor_external_account_id_key",
+  "payout_methods_processor_external_account_id_lookup_key",
+]);
 
 /** The caller's recorded connected account, opened as payment_service; null before onboarding. */
 function recordedAccount(context: RequestContext, userId: string): Promise<string | null> {
@@ -150,7 +156,9 @@ export async function handle(req: Request): Promise<Response> {
     return json(201, row);
   } catch (error) {
     // The external account is the caller's own (Stripe said so): a duplicate is theirs.
-    if (isPgError(error) && error.code === "23505") {
+    if (
+      isPgError(error) && error.code === "23505" && SAME_ACCOUNT.has(error.constraint_name ?? "")
+    ) {
       throw new HttpError(409, "23505", "This payout method is already saved");
     }
     throw error;

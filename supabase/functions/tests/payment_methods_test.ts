@@ -265,6 +265,7 @@ test("the same SetupIntent twice is a 409, one row", async () => {
   });
   assertEquals(again.status, 409);
   assertEquals(again.body.code, "23505");
+  assert_(!/(pm|cus)_/.test(JSON.stringify(again.body)), JSON.stringify(again.body));
   const [rows] = await db`
     select count(*)::int as n from public.payment_methods where processor_payment_method_id = ${
     card!.id

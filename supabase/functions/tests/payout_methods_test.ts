@@ -72,6 +72,28 @@ test("the contractor's own bank account is saved with Stripe's details, sealed: 
   assertEquals((await methodsOf(user)).length, 1);
 });
 
+test("a second default is refused as the database words it, naming no account", async () => {
+  const { user, account, bank } = await onboarded("carl");
+  assertEquals((await add(user, { external_account: bank, is_default: true })).status, 201);
+  const res = await fetch(
+    `${required("STRIPE_API_BASE")}/_test/accounts/${account}/external_accounts`,
+    {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${required("STRIPE_SECRET_KEY")}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: "currency=usd&last4=1111",
+    },
+  );
+  const second = (await res.json()).id as string;
+  const answer = await add(user, { external_account: second, is_default: true });
+  assertEquals([answer.status, answer.body.code], [409, "23505"], JSON.stringify(answer.body));
+  assert_(answer.body.message !== "This payout method is already saved", "not a duplicate");
+  assert_(!/(acct|ba)_/.test(JSON.stringify(answer.body)), JSON.stringify(answer.body));
+  assertEquals((await add(user, { external_account: second })).status, 201);
+});
+
 test("another contractor's bank account, or one Stripe does not know: the same 403", async () => {
   const carl = await onboarded("carl");
   const eve = await onboarded("eve");

@@ -2,7 +2,7 @@
 -- the forms a sealed token and a lookup must take, lookups set once and unique, a recorded
 -- customer that is re-sealed but never changed, and an audit trail that keeps none of them.
 begin;
-select plan(62);
+select plan(64);
 
 select tests.let_roles_call_pgtap();
 
@@ -227,6 +227,16 @@ select throws_ok(
   $$select processor_customer_id_sealed from public.processor_customers$$,
   '42501', 'permission denied for table processor_customers',
   'nor a customer sealed'
+);
+
+select throws_ok(
+  $$select payload from public.webhook_events$$,
+  '42501', 'permission denied for table webhook_events',
+  'nor a webhook event''s payload, which names the tokens Stripe sent'
+);
+select lives_ok(
+  $$select id, type, status, error_message from public.webhook_events$$,
+  'but reads what happened to each event'
 );
 
 -- as service_role

@@ -3,7 +3,7 @@
 -- so that the record of a refusal or an inconsistency is never refused, and lost, for its
 -- wording. Only payment_service, which records them, may call it.
 begin;
-select plan(8);
+select plan(13);
 
 select tests.let_roles_call_pgtap();
 
@@ -31,6 +31,24 @@ select is(
   'and cut to its length'
 );
 select is(private.recordable_message(null, 500), null, 'no message stays none');
+select is(
+  private.recordable_message(
+    'No such PaymentMethod: ''pm_1QxYzAbCdEfGh''; customer cus_NffrFeUfNV2Hib, '
+    || 'account acct_1Lp5ZfQk, ba_1Ab2Cd3Ef4 and card_1Xy2Zw3Vu', 500
+  ),
+  'No such PaymentMethod: ''[pm_…]''; customer [cus_…], account [acct_…], [ba_…] and [card_…]',
+  'a message that names processor tokens keeps their kinds alone'
+);
+select is(
+  private.recordable_message('PaymentIntent pi_3Abcdef1234 of po_1Abcdef, a spm_12345678', 500),
+  'PaymentIntent pi_3Abcdef1234 of po_1Abcdef, a spm_12345678',
+  'references that are not credentials, and words that only contain a prefix, are kept'
+);
+select is(
+  private.recordable_message(repeat('x', 495) || ' acct_1Lp5ZfQkAbCdEfGh', 500),
+  repeat('x', 495) || ' [acc',
+  'a token is removed before the message is cut: no part of it is kept'
+);
 reset role;
 
 set local role authenticated;
@@ -65,6 +83,23 @@ select is(
       and p.prosrc ~ 'left\(\s*(message|detail|[a-z_]+\.detail)\s*,'),
   0,
   'no border record cuts a message itself and stores it as it came'
+);
+
+-- a webhook event's error message keeps no processor token, whoever writes it
+insert into public.webhook_events (id, type, payload, status, error_code, error_message)
+values ('evt_1ScrubTest01', 'payout.paid', '{"id": "evt_1ScrubTest01"}', 'refused', 'PT409',
+  'payout po_1Abc was made on account acct_1Lp5ZfQkAbCdEf, not acct_2Xy9ZfQkAbCdEf');
+select is(
+  (select error_message from public.webhook_events where id = 'evt_1ScrubTest01'),
+  'payout po_1Abc was made on account [acct_…], not [acct_…]',
+  'a refused event''s message names the account''s kind alone'
+);
+update public.webhook_events set error_message = 'No such external account: ''ba_1Ab2Cd3Ef4'''
+where id = 'evt_1ScrubTest01';
+select is(
+  (select error_message from public.webhook_events where id = 'evt_1ScrubTest01'),
+  'No such external account: ''[ba_…]''',
+  'and so does one written later'
 );
 
 select * from finish();
