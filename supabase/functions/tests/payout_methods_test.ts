@@ -8,6 +8,23 @@ import { decrypt, KeySet } from "../_shared/envelope.ts";
 import { INDEX_KEYS_VARIABLE, lookup } from "../_shared/token_index.ts";
 import { call, db, makeUser, stripeId, test, userToken, withStripeUnreachable } from "./helpers.ts";
 
+/** A bank account added to `account` at the Stripe stand-in (the hosted onboarding's part). */
+async function addBank(account: string, form: string): Promise<string> {
+  const res = await fetch(
+    `${required("STRIPE_API_BASE")}/_test/accounts/${account}/external_accounts`,
+    {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${required("STRIPE_SECRET_KEY")}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: form,
+    },
+  );
+  assertEquals(res.status, 200);
+  return (await res.json()).id as string;
+}
+
 /** A contractor onboarded at Stripe, with a bank account added to their connected account. */
 async function onboarded(name: string): Promise<{ user: string; account: string; bank: string }> {
   const user = await makeUser(name, true);
@@ -21,19 +38,7 @@ async function onboarded(name: string): Promise<{ user: string; account: string;
     where id = ${onboarding.body.account_id as string}
   `;
   const account = row.processor_account_id as string;
-  const res = await fetch(
-    `${required("STRIPE_API_BASE")}/_test/accounts/${account}/external_accounts`,
-    {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${required("STRIPE_SECRET_KEY")}`,
-        "content-type": "application/x-www-form-urlencoded",
-      },
-      body: "currency=usd&bank_name=First+Test+Bank&last4=6789",
-    },
-  );
-  assertEquals(res.status, 200);
-  const bank = (await res.json()).id as string;
+  const bank = await addBank(account, "currency=usd&bank_name=First+Test+Bank&last4=6789");
   return { user, account, bank };
 }
 
@@ -75,18 +80,7 @@ test("the contractor's own bank account is saved with Stripe's details, sealed: 
 test("a second default is refused as the database words it, naming no account", async () => {
   const { user, account, bank } = await onboarded("carl");
   assertEquals((await add(user, { external_account: bank, is_default: true })).status, 201);
-  const res = await fetch(
-    `${required("STRIPE_API_BASE")}/_test/accounts/${account}/external_accounts`,
-    {
-      method: "POST",
-      headers: {
-        authorization: `Bearer ${required("STRIPE_SECRET_KEY")}`,
-        "content-type": "application/x-www-form-urlencoded",
-      },
-      body: "currency=usd&last4=1111",
-    },
-  );
-  const second = (await res.json()).id as string;
+  const second = await addBank(account, "currency=usd&last4=1111");
   const answer = await add(user, { external_account: second, is_default: true });
   assertEquals([answer.status, answer.body.code], [409, "23505"], JSON.stringify(answer.body));
   assert_(answer.body.message !== "This payout method is already saved", "not a duplicate");
