@@ -11,14 +11,10 @@ from payguard.audit.chain import Anchor, current_anchor
 from payguard.audit.chain import verify as verify_chain
 from payguard.audit.retention import purge as run_purge
 from payguard.audit.sealer import SealRun, follow, seal_now
-from payguard.cli.common import DbUrl, Json, err, out, print_json, state, target
+from payguard.cli.common import DbUrl, Json, deployed_url, err, out, print_json
 from payguard.errors import ExitCode, PayguardError, UsageError
 
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
-
-
-def deployed_url(ctx: typer.Context, db_url: str | None) -> str:
-    return target(state(ctx).project(), db_url, deployed=True).url
 
 
 def parse_anchor(text: str | None) -> Anchor | None:

@@ -105,6 +105,11 @@ def target(project: Project, db_url: str | None, *, deployed: bool = False) -> T
     return where
 
 
+def deployed_url(ctx: typer.Context, db_url: str | None) -> str:
+    """The URL of the deployed database a command acts on (--db-url, else the embedded one)."""
+    return target(state(ctx).project(), db_url, deployed=True).url
+
+
 def print_json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from payguard.cli.common import DbUrl, Json, err, out, print_json, state, target
+from payguard.cli.common import DbUrl, Json, deployed_url, err, out, print_json
 from payguard.envelope import KEYS_VARIABLE, EnvelopeError
 from payguard.errors import ExitCode, PayguardError, UsageError
 from payguard.token_index import INDEX_KEYS_VARIABLE
@@ -80,10 +80,6 @@ def check(
             )
     if report.shared:
         raise typer.Exit(code=ExitCode.FINDING)
-
-
-def deployed_url(ctx: typer.Context, db_url: str | None) -> str:
-    return target(state(ctx).project(), db_url, deployed=True).url
 
 
 @app.command()

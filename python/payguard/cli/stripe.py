@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import DbUrl, Json, out, print_json, state, target
+from payguard.cli.common import DbUrl, Json, deployed_url, out, print_json, state
 from payguard.functions import Functions
 from payguard.local_stripe import API_KEY, LocalStripe, LocalStripeStatus
 from payguard.stripe_recover import recover as run_recover
@@ -84,7 +84,7 @@ def recover(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> 
     """Recover the charges the database refused or did not record (fund the payment while it
     can be, else owe the charge back), as payment_service; list the refunds owed, which the
     refunds function sends to Stripe. Safe to run again."""
-    url = target(state(ctx).project(), db_url, deployed=True).url
+    url = deployed_url(ctx, db_url)
     recovered, due = run_recover(url)
     if as_json:
         print_json(
