@@ -260,9 +260,10 @@ def scenario() -> list[Step]:
             "adds one, with MFA, once Stripe says it is his)",
             False,
             _changes(
-                "insert into public.payout_methods (type, processor_account_id, "
-                "processor_external_account_id, currency) values ('bank_account', "
-                "'acct_DemoCarl01', 'ba_DemoCarl02', 'USD') returning id",
+                "insert into public.payout_methods (type, processor_account_id_lookup, "
+                "processor_external_account_id_lookup, currency) values ('bank_account', "
+                "'seed-demo:8-EVEPYur-zcFL5ZMnyQNArx6WM9J8E5etJh5EbaxtE', "
+                "'seed-demo:Carl0wnChoiceOfBankAccountXXXXXXXXXXXXXXXX', 'USD') returning id",
                 **carl,
             ),
         ),

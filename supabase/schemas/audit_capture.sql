@@ -566,8 +566,8 @@ for each statement execute function private.forget_audit_actor();
 -- (transition tables).
 
 /**
- * The columns the audit trail keeps out of its rows: processor tokens, in every form they are
- * stored in (plain, sealed, and their lookups: payment_methods.sql), and whole payloads.
+ * The columns the audit trail keeps out of its rows: processor tokens, in both forms they are
+ * stored in (sealed, and their lookups: payment_methods.sql), and whole payloads.
  */
 create or replace function private.audit_redacted_columns(table_name text) returns text[]
 language plpgsql
@@ -577,24 +577,21 @@ as $$
 begin
   return case table_name
     when 'payment_methods' then array[
-      'processor_payment_method_id', 'processor_customer_id',
       'processor_payment_method_id_sealed', 'processor_payment_method_id_lookup',
       'processor_customer_id_lookup'
     ]
     when 'payout_methods' then array[
-      'processor_account_id', 'processor_external_account_id',
       'processor_external_account_id_sealed', 'processor_external_account_id_lookup',
       'processor_account_id_lookup'
     ]
     when 'webhook_events' then array['payload']
     when 'processor_customers' then array[
-      'processor_customer_id', 'processor_customer_id_sealed', 'processor_customer_id_lookup'
+      'processor_customer_id_sealed', 'processor_customer_id_lookup'
     ]
     when 'processor_accounts' then array[
-      'processor_account_id', 'processor_account_id_sealed', 'processor_account_id_lookup'
+      'processor_account_id_sealed', 'processor_account_id_lookup'
     ]
     when 'funding_attempts' then array[
-      'processor_payment_method_id', 'processor_customer_id',
       'processor_payment_method_id_lookup', 'processor_customer_id_lookup'
     ]
     else array[]::text []

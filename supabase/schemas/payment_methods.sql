@@ -25,17 +25,19 @@ set local check_function_bodies = off;
 -- and store both. The database checks their form, finds and keeps rows unique by lookup, and
 -- grants the sealed columns to payment_service alone (policies/).
 --
--- The token columns, table by table (the plain-text column first; it goes once every row is
--- sealed):
+-- The token columns, table by table (each named after the Stripe id it stands for; the id
+-- itself is stored nowhere):
 --   processor_customers.processor_customer_id           sealed, lookup (unique)
 --   payment_methods.processor_payment_method_id         sealed, lookup (unique)
 --   payment_methods.processor_customer_id               lookup (sealed in processor_customers)
---   processor_accounts.processor_account_id             sealed, lookup (unique)
+--   processor_accounts.processor_account_id             lookup (unique); sealed once its owner
+--                                                       records it (account.updated may come
+--                                                       first)
 --   payout_methods.processor_account_id                 lookup (sealed in processor_accounts)
 --   payout_methods.processor_external_account_id        sealed, lookup (unique)
 --   funding_attempts.processor_payment_method_id        lookup
 --   funding_attempts.processor_customer_id              lookup
--- A sealed value's additional authenticated data names its table, the plain-text column's
+-- A sealed value's additional authenticated data names its table, the Stripe id's column
 -- name and the row's key (processor_customers: user_id; the others: id).
 
 /**
@@ -90,9 +92,9 @@ grant execute on function private.without_processor_ids(text) to service_role;
 
 -- Key rotations
 --
--- `payguard keys rotate` re-seals every sealed token under the newest key (and seals the
--- plain-text ones left), batch by batch; each run is a row here, audited, updated as batches
--- commit, so that an interrupted run is resumed rather than started again.
+-- `payguard keys rotate` re-seals every sealed token under the newest key, batch by batch;
+-- each run is a row here, audited, updated as batches commit, so that an interrupted run is
+-- resumed rather than started again.
 
 create table private.token_key_rotations (
   id uuid not null default gen_random_uuid(),
@@ -130,8 +132,7 @@ for each row execute function private.keep_row_timestamps();
 /**
  * BEFORE UPDATE trigger: the lookup columns named as its arguments are set once. A lookup
  * names a row's token; a changed one would be another token under the same row, so a token
- * changes only with its row (a new payment method, a new payout method). `payguard keys
- * rotate` fills the lookups of rows written before they existed.
+ * changes only with its row (a new payment method, a new payout method).
  */
 create or replace function private.keep_token_lookups() returns trigger
 language plpgsql
@@ -165,9 +166,6 @@ create table public.payment_methods (
   user_id uuid not null default auth.uid() references public.users (id) on delete cascade,
   type public.payment_method_type not null,
   processor text not null default 'stripe' check (processor = 'stripe'),
-  processor_payment_method_id text not null unique
-  check (processor_payment_method_id ~ '^pm_[A-Za-z0-9]{6,}$'),
-  processor_customer_id text not null check (processor_customer_id ~ '^cus_[A-Za-z0-9]{6,}$'),
   brand text check (char_length(brand) <= 32),
   last4 char(4) check (last4 ~ '^[0-9]{4}$'),
   exp_month smallint check (exp_month between 1 and 12),
@@ -179,14 +177,11 @@ create table public.payment_methods (
   updated_at timestamptz not null default now(),
   -- The payment method sealed, and the lookups of both ids (processor tokens, above): only
   -- payment_service reads the sealed one. The customer is sealed in processor_customers.
-  processor_payment_method_id_sealed private.sealed_token,
-  processor_payment_method_id_lookup private.token_lookup,
-  processor_customer_id_lookup private.token_lookup,
+  processor_payment_method_id_sealed private.sealed_token not null,
+  processor_payment_method_id_lookup private.token_lookup not null,
+  processor_customer_id_lookup private.token_lookup not null,
   constraint payment_methods_processor_payment_method_id_lookup_key
-  unique (processor_payment_method_id_lookup),
-  constraint payment_methods_sealed_with_lookup check (
-    (processor_payment_method_id_sealed is null) = (processor_payment_method_id_lookup is null)
-  )
+  unique (processor_payment_method_id_lookup)
 );
 
 comment on table public.payment_methods is
@@ -246,9 +241,6 @@ create table public.payout_methods (
   user_id uuid not null default auth.uid(),
   type public.payout_method_type not null,
   processor text not null default 'stripe',
-  -- The user's connected account, and its external account that receives the payout.
-  processor_account_id text not null,
-  processor_external_account_id text not null,
   bank_name text,
   last4 char(4),
   -- What the payout method pays out in: a withdrawal to it is in this currency.
@@ -262,22 +254,16 @@ create table public.payout_methods (
   -- information before paying out; verified: payouts are enabled; restricted: the processor
   -- disabled them. Set by payment_service from account.updated.
   verification_status text not null default 'unverified',
-  -- The external account sealed, and the lookups of both ids (processor tokens, above): only
-  -- payment_service reads the sealed one. The connected account is sealed in
-  -- processor_accounts.
-  processor_external_account_id_sealed private.sealed_token,
-  processor_external_account_id_lookup private.token_lookup,
-  processor_account_id_lookup private.token_lookup,
+  -- The external account that receives the payout, sealed, and the lookups of it and of the
+  -- user's connected account (processor tokens, above): only payment_service reads the sealed
+  -- one. The connected account is sealed in processor_accounts.
+  processor_external_account_id_sealed private.sealed_token not null,
+  processor_external_account_id_lookup private.token_lookup not null,
+  processor_account_id_lookup private.token_lookup not null,
   constraint payout_methods_pkey primary key (id),
   constraint payout_methods_user_id_fkey foreign key (user_id)
   references public.users (id) on delete cascade,
   constraint payout_methods_processor_check check (processor = 'stripe'),
-  constraint payout_methods_processor_account_id_check
-  check (processor_account_id ~ '^acct_[A-Za-z0-9]{6,}$'),
-  constraint payout_methods_processor_external_account_id_key
-  unique (processor_external_account_id),
-  constraint payout_methods_processor_external_account_id_check
-  check (processor_external_account_id ~ '^(ba|card)_[A-Za-z0-9]{6,}$'),
   constraint payout_methods_bank_name_check check (char_length(bank_name) <= 100),
   constraint payout_methods_last4_check check (last4 ~ '^[0-9]{4}$'),
   constraint payout_methods_currency_check check (currency ~ '^[A-Z]{3}$'),
@@ -289,10 +275,7 @@ create table public.payout_methods (
   -- those of one payout method (see withdrawals.sql).
   constraint payout_methods_id_user_id_currency_key unique (id, user_id, currency),
   constraint payout_methods_processor_external_account_id_lookup_key
-  unique (processor_external_account_id_lookup),
-  constraint payout_methods_sealed_with_lookup check (
-    (processor_external_account_id_sealed is null) = (processor_external_account_id_lookup is null)
-  )
+  unique (processor_external_account_id_lookup)
 );
 
 comment on table public.payout_methods is

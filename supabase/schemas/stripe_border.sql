@@ -19,8 +19,9 @@ set local check_function_bodies = off;
 -- Section: customers and saved cards
 --
 -- Each user's customer at the processor, recorded once. The payment-methods Edge Function
--- creates the customer on a user's first saved card and records it here; every payment method
--- of that user must then name that customer, so no `cus_` of anyone's choosing is stored.
+-- creates the customer on a user's first saved card and records it here, sealed; every
+-- payment method of that user must then name that customer (by its lookup), so no `cus_` of
+-- anyone's choosing is kept.
 
 /**
  * A user's customer at the processor (Stripe's `cus_…`), set once: it is never updated, and
@@ -29,19 +30,15 @@ set local check_function_bodies = off;
 create table public.processor_customers (
   user_id uuid primary key references public.users (id) on delete cascade,
   processor text not null default 'stripe' check (processor = 'stripe'),
-  processor_customer_id text not null unique
-  check (processor_customer_id ~ '^cus_[A-Za-z0-9]{6,}$'),
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   -- The customer sealed, and its lookup (payment_methods.sql, processor tokens): only
-  -- payment_service reads the sealed one.
+  -- payment_service reads the sealed one. A customer recorded by a trusted role's direct write
+  -- of a payment method is known by its lookup alone until the function seals it.
   processor_customer_id_sealed private.sealed_token,
-  processor_customer_id_lookup private.token_lookup,
+  processor_customer_id_lookup private.token_lookup not null,
   constraint processor_customers_processor_customer_id_lookup_key
-  unique (processor_customer_id_lookup),
-  constraint processor_customers_sealed_with_lookup check (
-    (processor_customer_id_sealed is null) = (processor_customer_id_lookup is null)
-  )
+  unique (processor_customer_id_lookup)
 );
 
 /** A recorded customer never changes: a user keeps the customer their cards are saved under. */
@@ -50,11 +47,9 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  -- Only its sealed value changes (re-sealed under a newer key), and its lookup is filled
-  -- once (private.keep_token_lookups).
-  if (to_jsonb(new) - 'processor_customer_id_sealed' - 'processor_customer_id_lookup' - 'updated_at')
-    is distinct from
-    (to_jsonb(old) - 'processor_customer_id_sealed' - 'processor_customer_id_lookup' - 'updated_at')
+  -- Only its sealed value changes: sealed once known, re-sealed under a newer key.
+  if (to_jsonb(new) - 'processor_customer_id_sealed' - 'updated_at')
+    is distinct from (to_jsonb(old) - 'processor_customer_id_sealed' - 'updated_at')
   then
     raise exception 'the processor customer of user % is recorded once and never changes',
     old.user_id
@@ -90,9 +85,10 @@ execute function private.refuse_card_data(
 );
 
 /**
- * A payment method names its owner's recorded customer. The first payment method of a user
- * with no recorded customer records it (the function that saves it has just created it); a
- * customer recorded for another user is refused.
+ * A payment method names its owner's recorded customer, by lookup. The first payment method of
+ * a user with no recorded customer records it, by its lookup (the payment-methods function
+ * records and seals the customer first; a trusted role's direct write leaves it to be sealed);
+ * a customer recorded for another user is refused. The error names rows, never a token.
  */
 create or replace function private.check_payment_method_customer() returns trigger
 language plpgsql
@@ -103,21 +99,21 @@ declare
   recorded text;
   holder uuid;
 begin
-  select c.processor_customer_id into recorded
+  select c.processor_customer_id_lookup into recorded
   from public.processor_customers as c where c.user_id = new.user_id;
   if recorded is null then
     select c.user_id into holder
-    from public.processor_customers as c where c.processor_customer_id = new.processor_customer_id;
+    from public.processor_customers as c
+    where c.processor_customer_id_lookup = new.processor_customer_id_lookup;
     if holder is not null then
-      raise exception 'payment method %: customer % is another user''s',
-      new.processor_payment_method_id, new.processor_customer_id
+      raise exception 'payment method %: its customer is another user''s', new.id
       using errcode = 'PT409';
     end if;
-    insert into public.processor_customers (user_id, processor, processor_customer_id)
-    values (new.user_id, new.processor, new.processor_customer_id);
-  elsif recorded <> new.processor_customer_id then
-    raise exception 'payment method %: customer % is not the recorded customer of its owner',
-    new.processor_payment_method_id, new.processor_customer_id
+    insert into public.processor_customers (user_id, processor, processor_customer_id_lookup)
+    values (new.user_id, new.processor, new.processor_customer_id_lookup);
+  elsif recorded <> new.processor_customer_id_lookup then
+    raise exception 'payment method %: its customer is not the recorded customer of user %',
+    new.id, new.user_id
     using errcode = 'PT409',
     hint = 'a payment method is saved under its owner''s customer at the processor';
   end if;
@@ -127,7 +123,7 @@ $$;
 
 -- A payment method names its owner's recorded customer (or records it, on the first card).
 create trigger tie_payment_method_to_customer
-before insert or update of user_id, processor_customer_id on public.payment_methods
+before insert or update of user_id, processor_customer_id_lookup on public.payment_methods
 for each row execute function private.check_payment_method_customer();
 
 -- Saving a payment method counts towards the caller's limit before Stripe is asked anything.
@@ -225,9 +221,6 @@ create table public.funding_attempts (
   milestone_payment_id uuid not null references public.milestone_payments (id),
   attempt integer not null check (attempt >= 1),
   payment_method_id uuid references public.payment_methods (id) on delete set null,
-  processor_payment_method_id text not null
-  check (processor_payment_method_id ~ '^pm_[A-Za-z0-9]{6,}$'),
-  processor_customer_id text not null check (processor_customer_id ~ '^cus_[A-Za-z0-9]{6,}$'),
   amount_minor bigint not null check (amount_minor > 0),
   currency char(3) not null check (currency ~ '^[A-Z]{3}$'),
   idempotency_key text not null unique,
@@ -239,9 +232,9 @@ create table public.funding_attempts (
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   -- The lookups of the ids charged (payment_methods.sql, processor tokens); the payment method
-  -- holds them sealed.
-  processor_payment_method_id_lookup private.token_lookup,
-  processor_customer_id_lookup private.token_lookup,
+  -- and its owner's customer hold them sealed.
+  processor_payment_method_id_lookup private.token_lookup not null,
+  processor_customer_id_lookup private.token_lookup not null,
   unique (milestone_payment_id, attempt)
 );
 
@@ -272,11 +265,11 @@ begin
     using errcode = 'PT409';
   end if;
   if (
-    new.id, new.milestone_payment_id, new.attempt, new.processor_payment_method_id,
-    new.processor_customer_id, new.amount_minor, new.currency, new.idempotency_key
+    new.id, new.milestone_payment_id, new.attempt, new.processor_payment_method_id_lookup,
+    new.processor_customer_id_lookup, new.amount_minor, new.currency, new.idempotency_key
   ) is distinct from (
-    old.id, old.milestone_payment_id, old.attempt, old.processor_payment_method_id,
-    old.processor_customer_id, old.amount_minor, old.currency, old.idempotency_key
+    old.id, old.milestone_payment_id, old.attempt, old.processor_payment_method_id_lookup,
+    old.processor_customer_id_lookup, old.amount_minor, old.currency, old.idempotency_key
   ) or new.payment_method_id is distinct from old.payment_method_id
   and new.payment_method_id is not null then
     raise exception 'funding attempt % of milestone payment %: what it charges never changes',
@@ -444,13 +437,11 @@ begin
     using errcode = 'PT409';
   else
     insert into public.funding_attempts (
-      milestone_payment_id, attempt, payment_method_id, processor_payment_method_id,
-      processor_customer_id, amount_minor, currency, idempotency_key,
+      milestone_payment_id, attempt, payment_method_id, amount_minor, currency, idempotency_key,
       processor_payment_method_id_lookup, processor_customer_id_lookup
     )
     values (
-      payment.id, coalesce(current_attempt.attempt, 0) + 1, method.id,
-      method.processor_payment_method_id, method.processor_customer_id, payment.amount_minor,
+      payment.id, coalesce(current_attempt.attempt, 0) + 1, method.id, payment.amount_minor,
       payment.currency,
       'milestone_payment:' || payment.id || ':attempt:' || (coalesce(current_attempt.attempt, 0) + 1),
       method.processor_payment_method_id_lookup, method.processor_customer_id_lookup
@@ -2171,7 +2162,7 @@ begin
     end if;
   end if;
   -- A payout is made on the withdrawal's connected account.
-  select pm.processor_account_id into payout_account from public.payout_methods as pm
+  select pm.processor_account_id_lookup into payout_account from public.payout_methods as pm
   where pm.id = withdrawal.payout_method_id;
   if connected is distinct from payout_account then
     raise exception 'payout % was made on account %, not on the connected account of '
@@ -2767,7 +2758,7 @@ values (
 --
 -- Connected accounts are held like customers: each is its owner's, recorded once, so that no
 -- processor object is trusted because a user named it.
---   * public.processor_accounts holds each connected account once (`acct_…` is the key) with
+--   * public.processor_accounts holds each connected account once (its lookup is unique) with
 --     its owner and its verification state; payment_service records the owner at onboarding
 --     (public.record_processor_account, set once: the same owner again changes nothing,
 --     another is PT409);
@@ -2789,7 +2780,6 @@ values (
  */
 create table public.processor_accounts (
   id uuid not null default gen_random_uuid(),
-  processor_account_id text not null,
   -- Null until its owner is known.
   user_id uuid,
   processor text not null default 'stripe',
@@ -2798,23 +2788,18 @@ create table public.processor_accounts (
   updated_at timestamptz not null default now(),
   state_as_of timestamptz,
   -- The connected account sealed, and its lookup (payment_methods.sql, processor tokens): only
-  -- payment_service reads the sealed one.
+  -- payment_service reads the sealed one. An account that account.updated reported before its
+  -- owner recorded it is known by its lookup alone until payout-accounts seals it.
   processor_account_id_sealed private.sealed_token,
-  processor_account_id_lookup private.token_lookup,
-  constraint processor_accounts_pkey primary key (processor_account_id),
-  constraint processor_accounts_id_key unique (id),
+  processor_account_id_lookup private.token_lookup not null,
+  constraint processor_accounts_pkey primary key (id),
   constraint processor_accounts_user_id_fkey foreign key (user_id)
   references public.users (id) on delete cascade,
-  constraint processor_accounts_processor_account_id_check
-  check (processor_account_id ~ '^acct_[A-Za-z0-9]{6,}$'),
   constraint processor_accounts_processor_check check (processor = 'stripe'),
   constraint processor_accounts_verification_status_check
   check (verification_status in ('unverified', 'pending', 'verified', 'restricted')),
   constraint processor_accounts_processor_account_id_lookup_key
-  unique (processor_account_id_lookup),
-  constraint processor_accounts_sealed_with_lookup check (
-    (processor_account_id_sealed is null) = (processor_account_id_lookup is null)
-  )
+  unique (processor_account_id_lookup)
 );
 
 comment on column public.processor_accounts.state_as_of is
@@ -2823,16 +2808,19 @@ comment on column public.processor_accounts.state_as_of is
 
 create index processor_accounts_user_id_idx on public.processor_accounts (user_id);
 
-/** An account's owner is set once; the account itself is never renamed. */
+/**
+ * An account's owner is set once; the account itself is never renamed (its lookup is set once:
+ * private.keep_token_lookups).
+ */
 create or replace function private.keep_processor_account_owner() returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  if new.processor_account_id <> old.processor_account_id
+  if new.id <> old.id
     or (old.user_id is not null and new.user_id is distinct from old.user_id) then
     raise exception 'connected account % is recorded for its owner once and never changes hands',
-    old.processor_account_id
+    old.id
     using errcode = 'PT409';
   end if;
   return new;
@@ -2865,11 +2853,12 @@ execute function private.refuse_card_data(
 );
 
 /**
- * Records `processor_account_id` as `user_id`'s connected account (payment_service, at
- * onboarding). An account account.updated recorded first gets its owner; the same owner again
- * changes nothing; another owner is PT409.
+ * Records the connected account whose lookup is `account_lookup` as `user_id`'s
+ * (payment_service, at onboarding), and returns its row id and owner: the function then seals
+ * the account for that row. An account account.updated recorded first gets its owner; the same
+ * owner again changes nothing; another owner is PT409.
  */
-create or replace function public.record_processor_account(user_id uuid, processor_account_id text)
+create or replace function public.record_processor_account(user_id uuid, account_lookup text)
 returns jsonb
 language plpgsql
 set search_path = ''
@@ -2878,26 +2867,30 @@ declare
   recorded public.processor_accounts;
 begin
   if record_processor_account.user_id is null
-    or coalesce(record_processor_account.processor_account_id, '') !~ '^acct_[A-Za-z0-9]{6,}$'
-    then
-    raise exception 'a connected account is recorded with its owner and its id acct_…'
+    or coalesce(account_lookup, '') !~ '^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_-]{43}$' then
+    raise exception 'a connected account is recorded with its owner and its lookup (kid:…)'
     using errcode = 'PT422';
   end if;
-  insert into public.processor_accounts as a (processor_account_id, user_id)
-  values (record_processor_account.processor_account_id, record_processor_account.user_id)
-  on conflict on constraint processor_accounts_pkey do update set user_id = excluded.user_id
+  insert into public.processor_accounts as a (processor_account_id_lookup, user_id)
+  values (account_lookup, record_processor_account.user_id)
+  on conflict on constraint processor_accounts_processor_account_id_lookup_key
+  do update set user_id = excluded.user_id
   where a.user_id is null
   returning * into recorded;
-  if recorded.processor_account_id is null then
+  if recorded.id is null then
     select * into recorded from public.processor_accounts as a
-    where a.processor_account_id = record_processor_account.processor_account_id;
+    where a.processor_account_id_lookup = account_lookup;
     if recorded.user_id is distinct from record_processor_account.user_id then
-      raise exception 'connected account % is another user''s',
-      record_processor_account.processor_account_id
+      raise exception 'connected account % is another user''s', recorded.id
       using errcode = 'PT409';
     end if;
   end if;
-  return to_jsonb(recorded);
+  return jsonb_build_object(
+    'id', recorded.id,
+    'user_id', recorded.user_id,
+    'verification_status', recorded.verification_status,
+    'sealed', recorded.processor_account_id_sealed is not null
+  );
 end
 $$;
 
@@ -2918,23 +2911,23 @@ declare
   writer text := current_setting('role');
 begin
   select * into recorded from public.processor_accounts as a
-  where a.processor_account_id = new.processor_account_id
+  where a.processor_account_id_lookup = new.processor_account_id_lookup
   for update;
   if recorded.user_id is not null and recorded.user_id <> new.user_id then
-    raise exception 'payout method %: connected account % is another user''s',
-    new.processor_external_account_id, new.processor_account_id
+    raise exception 'payout method %: its connected account is another user''s', new.id
     using errcode = 'PT409';
   end if;
   if recorded.user_id is null then
     if writer in ('authenticated', 'anon', 'admin', 'auditor', 'escrow_service') then
-      raise exception 'payout method %: connected account % is not your recorded connected '
-      'account', new.processor_external_account_id, new.processor_account_id
+      raise exception 'payout method %: its connected account is not your recorded connected '
+      'account', new.id
       using errcode = 'PT403',
       hint = 'a payout method is added to the connected account made for you at onboarding';
     end if;
-    insert into public.processor_accounts as a (processor_account_id, user_id, processor)
-    values (new.processor_account_id, new.user_id, new.processor)
-    on conflict on constraint processor_accounts_pkey do update set user_id = excluded.user_id
+    insert into public.processor_accounts as a (processor_account_id_lookup, user_id, processor)
+    values (new.processor_account_id_lookup, new.user_id, new.processor)
+    on conflict on constraint processor_accounts_processor_account_id_lookup_key
+    do update set user_id = excluded.user_id
     returning * into recorded;
   end if;
   if tg_op = 'INSERT' then
@@ -2946,7 +2939,7 @@ $$;
 
 -- A payout method names its owner's recorded connected account (or records it, first).
 create trigger tie_payout_method_to_account
-before insert or update of user_id, processor_account_id on public.payout_methods
+before insert or update of user_id, processor_account_id_lookup on public.payout_methods
 for each row execute function private.check_payout_method_account();
 
 /** How far along its course a connected account's verification state is. */
@@ -2976,8 +2969,11 @@ declare
   as_of timestamptz;
   recorded public.processor_accounts;
 begin
-  if coalesce(object ->> 'id', '') !~ '^acct_[A-Za-z0-9]{6,}$' then
-    raise exception 'event % updates no connected account acct_…', event ->> 'id'
+  -- The stripe-webhook function hands events over with each processor token replaced by its
+  -- lookup: the account is named by its lookup (payment_methods.sql, processor tokens).
+  if coalesce(object ->> 'id', '') !~ '^[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_-]{43}$' then
+    raise exception 'event % updates no connected account (its id is not a token lookup)',
+    event ->> 'id'
     using errcode = 'PT422';
   end if;
   if connected is not null and connected <> object ->> 'id' then
@@ -2997,12 +2993,12 @@ begin
     else 'pending'
   end;
   insert into public.processor_accounts as a (
-    processor_account_id, verification_status, state_as_of
+    processor_account_id_lookup, verification_status, state_as_of
   )
   values (object ->> 'id', 'unverified', null)
-  on conflict on constraint processor_accounts_pkey do nothing;
+  on conflict on constraint processor_accounts_processor_account_id_lookup_key do nothing;
   select * into strict recorded from public.processor_accounts as a
-  where a.processor_account_id = object ->> 'id'
+  where a.processor_account_id_lookup = object ->> 'id'
   for update;
   if recorded.state_as_of > as_of or (
     recorded.state_as_of = as_of
@@ -3014,10 +3010,10 @@ begin
   end if;
   update public.processor_accounts as a
   set verification_status = state, state_as_of = as_of
-  where a.processor_account_id = recorded.processor_account_id
+  where a.id = recorded.id
     and (a.verification_status, a.state_as_of) is distinct from (state, as_of);
   update public.payout_methods as pm set verification_status = state
-  where pm.processor_account_id = object ->> 'id' and pm.verification_status <> state;
+  where pm.processor_account_id_lookup = object ->> 'id' and pm.verification_status <> state;
   return 'processed';
 end
 $$;
@@ -3128,7 +3124,7 @@ begin
   end if;
   select * into account from public.processor_accounts as a
   where a.user_id = caller
-  order by a.created_at, a.processor_account_id
+  order by a.created_at, a.id
   limit 1;
   if found then
     -- The account by its row: the function reads its token as payment_service.
@@ -3281,15 +3277,17 @@ as $$
   select exists (
     select from public.payout_methods as pm
     join public.processor_accounts as a
-      on a.processor_account_id = pm.processor_account_id and a.user_id = pm.user_id
+      on a.processor_account_id_lookup = pm.processor_account_id_lookup
+      and a.user_id = pm.user_id
     where pm.id = payout_method and a.verification_status = 'verified'
   )
 $$;
 
 /**
  * The approved withdrawals not yet paid out to a payable payout method, with what a payout
- * needs (payment_service): the amount and currency, the connected account (`acct_…`) and its
- * external account, the transfer id if one was already recorded, the idempotency keys to
+ * needs (payment_service): the amount and currency, the connected account and its external
+ * account (each as its row and its sealed token, which the payouts function opens), the
+ * transfer id if one was already recorded, the idempotency keys to
  * send (those of the attempt each step is at: a step the processor refused gets the next
  * key), the attempts' numbers, and the last refusal's code, if any.
  */
@@ -3299,8 +3297,10 @@ returns table (
   user_id uuid,
   amount_minor bigint,
   currency char(3),
-  processor_account_id text,
-  processor_external_account_id text,
+  account_id uuid,
+  account_sealed jsonb,
+  payout_method_id uuid,
+  external_account_sealed jsonb,
   processor_transfer_id text,
   transfer_idempotency_key text,
   payout_idempotency_key text,
@@ -3313,8 +3313,9 @@ stable
 set search_path = ''
 as $$
   select
-    w.id, w.user_id, w.amount_minor, w.currency, pm.processor_account_id,
-    pm.processor_external_account_id, w.processor_transfer_id,
+    w.id, w.user_id, w.amount_minor, w.currency, account.id,
+    account.processor_account_id_sealed, pm.id, pm.processor_external_account_id_sealed,
+    w.processor_transfer_id,
     private.withdrawal_step_key(w.id, 'transfer', t.attempt),
     private.withdrawal_step_key(w.id, 'payout', p.attempt),
     t.attempt, p.attempt,
@@ -3326,6 +3327,8 @@ as $$
     )
   from public.withdrawals as w
   inner join public.payout_methods as pm on pm.id = w.payout_method_id
+  inner join public.processor_accounts as account
+    on account.processor_account_id_lookup = pm.processor_account_id_lookup
   cross join lateral (
     select private.withdrawal_step_attempt(w.id, 'transfer') as attempt
   ) as t
@@ -4024,7 +4027,8 @@ $$;
 
 /**
  * The withdrawals that failed or were canceled while their transfer request was unanswered
- * (payment_service): the transfer may exist at the processor, and the reservation is kept
+ * (payment_service), with the connected account (its row and its sealed token): the
+ * transfer may exist at the processor, and the reservation is kept
  * until the payouts function finds it (record_withdrawal_transfer, then its reversal) or finds
  * that it was not made (record_withdrawal_transfer_not_made).
  */
@@ -4034,7 +4038,8 @@ returns table (
   status text,
   amount_minor bigint,
   currency char(3),
-  processor_account_id text,
+  account_id uuid,
+  account_sealed jsonb,
   idempotency_key text,
   request_id uuid,
   sent_at timestamptz
@@ -4045,10 +4050,12 @@ security definer
 set search_path = ''
 as $$
   select
-    w.id, w.status::text, w.amount_minor, w.currency, pm.processor_account_id,
-    r.idempotency_key, r.id, r.created_at
+    w.id, w.status::text, w.amount_minor, w.currency, account.id,
+    account.processor_account_id_sealed, r.idempotency_key, r.id, r.created_at
   from public.withdrawals as w
   inner join public.payout_methods as pm on pm.id = w.payout_method_id
+  inner join public.processor_accounts as account
+    on account.processor_account_id_lookup = pm.processor_account_id_lookup
   cross join lateral private.unanswered_withdrawal_request(w.id, 'transfer') as r
   where w.status in ('failed', 'canceled') and w.processor_transfer_id is null
     and r.id is not null
@@ -4117,7 +4124,7 @@ execute function private.withdrawal_transfer_to_reverse();
 /**
  * The withdrawals that failed or were canceled after their transfer, whose transfer is neither
  * reversed nor left with the payee (payment_service): the amount and currency, the connected
- * account, the transfer, the reversal's attempt and the key to send it under, with the
+ * account (its row and its sealed token), the transfer, the reversal's attempt and the key to send it under, with the
  * reversal's back-off: `refusals` (recorded refusals of its reversal), `retry_after` (when a
  * refused reversal is next tried: 2^(refusals-1) hours after the last refusal; null when there
  * was none, and after the fifth) and `due` (no refusal yet, or retry_after passed, and fewer
@@ -4129,7 +4136,8 @@ returns table (
   status text,
   amount_minor bigint,
   currency char(3),
-  processor_account_id text,
+  account_id uuid,
+  account_sealed jsonb,
   processor_transfer_id text,
   reversal_attempt integer,
   reversal_idempotency_key text,
@@ -4142,12 +4150,15 @@ stable
 set search_path = ''
 as $$
   select
-    w.id, w.status::text, w.amount_minor, w.currency, pm.processor_account_id,
-    w.processor_transfer_id, r.attempt, private.withdrawal_step_key(w.id, 'reversal', r.attempt),
+    w.id, w.status::text, w.amount_minor, w.currency, account.id,
+    account.processor_account_id_sealed, w.processor_transfer_id, r.attempt,
+    private.withdrawal_step_key(w.id, 'reversal', r.attempt),
     f.refusals, b.retry_after,
     f.refusals = 0 or (f.refusals < 5 and b.retry_after <= now())
   from public.withdrawals as w
   inner join public.payout_methods as pm on pm.id = w.payout_method_id
+  inner join public.processor_accounts as account
+    on account.processor_account_id_lookup = pm.processor_account_id_lookup
   cross join lateral (
     select private.withdrawal_step_attempt(w.id, 'reversal') as attempt
   ) as r

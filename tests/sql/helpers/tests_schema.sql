@@ -485,6 +485,47 @@ to payment_service, service_role, authenticated, admin;
 grant execute on function tests.payment_intent(text, uuid, bigint, text, jsonb)
 to payment_service, service_role, authenticated, admin;
 
+-- Processor tokens, as the functions store them ----------------------------------------------
+
+/**
+ * The lookup of processor token `token` (a `pm_`, `cus_`, `acct_`, `ba_` or `card_` id), as
+ * `_shared/token_index.ts` computes it, under the tests' own index key `pgtap`: what the
+ * functions store beside a sealed token, and what the stripe-webhook function puts in an event
+ * where Stripe wrote the token.
+ */
+create function tests.token_lookup(token text) returns text
+language sql
+immutable
+as $$
+  select 'pgtap:' || rtrim(translate(encode(extensions.hmac(
+    convert_to('payguard.token-index' || chr(31) || '1' || chr(31) || token, 'UTF8'),
+    convert_to('payguard pgTAP index key', 'UTF8'),
+    'sha256'
+  ), 'base64'), '+/', '-_'), '=')
+$$;
+
+/**
+ * A sealed token of the envelope's form, under key id `pgtap`: random bytes, which no key
+ * opens. The database checks a sealed value's form only; what opens one is tested where the
+ * keys live (Deno and Python).
+ */
+create function tests.sealed_token() returns jsonb
+language sql
+volatile
+as $$
+  select jsonb_build_object(
+    'v', 1, 'alg', 'A256GCM+A256KW', 'kid', 'pgtap',
+    'wrapped_key', rtrim(translate(encode(extensions.gen_random_bytes(40), 'base64'), '+/', '-_'), '='),
+    'nonce', rtrim(translate(encode(extensions.gen_random_bytes(12), 'base64'), '+/', '-_'), '='),
+    'ciphertext', rtrim(translate(encode(extensions.gen_random_bytes(30), 'base64'), '+/', '-_'), '=')
+  )
+$$;
+
+grant execute on function tests.token_lookup(text)
+to payment_service, service_role, authenticated, admin, escrow_service, auditor, anon;
+grant execute on function tests.sealed_token()
+to payment_service, service_role, authenticated, admin, escrow_service, auditor, anon;
+
 -- Connected accounts (processor_accounts) ----------------------------------------------------
 
 /**
@@ -501,9 +542,9 @@ volatile
 as $$
   update public.processor_accounts
   set verification_status = 'verified', state_as_of = coalesce(as_of, state_as_of)
-  where processor_account_id = account_id;
+  where processor_account_id_lookup = tests.token_lookup(account_id);
   update public.payout_methods set verification_status = 'verified'
-  where processor_account_id = account_id;
+  where processor_account_id_lookup = tests.token_lookup(account_id);
 $$;
 
 -- Pgtap for the backend and staff roles ------------------------------------------------------
