@@ -263,7 +263,7 @@ def scenario() -> list[Step]:
                 "insert into public.payout_methods (type, processor_account_id_lookup, "
                 "processor_external_account_id_lookup, currency) values ('bank_account', "
                 "'seed-demo:8-EVEPYur-zcFL5ZMnyQNArx6WM9J8E5etJh5EbaxtE', "
-                "'seed-demo:Carl0wnChoiceOfBankAccountXXXXXXXXXXXXXXXX', 'USD') returning id",
+                "'seed-demo:Carl0wnChoiceOfBankAccountXXXXXXXXXXXXXXXXX', 'USD') returning id",
                 **carl,
             ),
         ),

@@ -4124,11 +4124,11 @@ execute function private.withdrawal_transfer_to_reverse();
 /**
  * The withdrawals that failed or were canceled after their transfer, whose transfer is neither
  * reversed nor left with the payee (payment_service): the amount and currency, the connected
- * account (its row and its sealed token), the transfer, the reversal's attempt and the key to send it under, with the
- * reversal's back-off: `refusals` (recorded refusals of its reversal), `retry_after` (when a
- * refused reversal is next tried: 2^(refusals-1) hours after the last refusal; null when there
- * was none, and after the fifth) and `due` (no refusal yet, or retry_after passed, and fewer
- * than five refusals).
+ * account (its row and its sealed token), the transfer, the reversal's attempt and the key to
+ * send it under, with the reversal's back-off: `refusals` (recorded refusals of its
+ * reversal), `retry_after` (when a refused reversal is next tried: 2^(refusals-1) hours after
+ * the last refusal; null when there was none, and after the fifth) and `due` (no refusal yet,
+ * or retry_after passed, and fewer than five refusals).
  */
 create or replace function public.withdrawals_to_reverse()
 returns table (

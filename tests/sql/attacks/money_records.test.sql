@@ -33,10 +33,10 @@ select ('40000000-0000-4000-8000-00000000000' || n)::uuid,
   'The doors do not close'
 from generate_series(1, 3) as n;
 insert into public.payout_methods (
-  id, user_id, type, processor_account_id, processor_external_account_id, currency
+  id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency
 )
 values ('60000000-0000-4000-8000-000000000001', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1CarlBank', 'ba_1CarlBank', 'USD');
+  tests.token_lookup('acct_1CarlBank'), tests.sealed_token(), tests.token_lookup('ba_1CarlBank'), 'USD');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 100000000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
 values

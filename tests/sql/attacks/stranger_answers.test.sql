@@ -42,16 +42,16 @@ insert into public.disputes (id, milestone_payment_id, opened_by, reason)
 values ('40000000-0000-4000-8000-000000000002', '30000000-0000-4000-8000-000000000003',
   tests.get_supabase_uid('hana'), 'The doors fell off');
 insert into public.payment_methods (
-  id, user_id, type, processor_payment_method_id, processor_customer_id, brand, last4,
+  id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, brand, last4,
   exp_month, exp_year
 )
 values ('50000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card',
-  'pm_1HanaCard', 'cus_1HanaCust', 'visa', '4242', 12, 2030);
+  tests.sealed_token(), tests.token_lookup('pm_1HanaCard'), tests.token_lookup('cus_1HanaCust'), 'visa', '4242', 12, 2030);
 insert into public.payout_methods (
-  id, user_id, type, processor_account_id, processor_external_account_id, currency
+  id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency
 )
 values ('60000000-0000-4000-8000-000000000001', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1CarlBank', 'ba_1CarlBank', 'USD');
+  tests.token_lookup('acct_1CarlBank'), tests.sealed_token(), tests.token_lookup('ba_1CarlBank'), 'USD');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 10000000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
 select ('70000000-0000-4000-8000-00000000000' || n)::uuid, tests.get_supabase_uid('carl'),

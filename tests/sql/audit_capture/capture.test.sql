@@ -5,7 +5,7 @@
 -- secrets redacted. What the database refuses (rewriting the ledger, deleting rows that
 -- others depend on, truncating) leaves no audit row at all.
 begin;
-select plan(78);
+select plan(79);
 
 -- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
 select tests.let_roles_call_pgtap();
@@ -235,10 +235,10 @@ select set_config('fixture.abe', tests.get_supabase_uid('abe')::text, true);
 insert into public.projects (id, owner_id, title)
 values ('10000000-0000-4000-8000-0000000000d1', tests.get_supabase_uid('hana'), 'Garden shed');
 insert into public.payout_methods (
-  id, user_id, type, processor_account_id, processor_external_account_id, currency
+  id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency
 )
 values ('50000000-0000-4000-8000-000000000001', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_CarlPayout01', 'ba_CarlPayout01', 'USD');
+  tests.token_lookup('acct_CarlPayout01'), tests.sealed_token(), tests.token_lookup('ba_CarlPayout01'), 'USD');
 
 -- public.users --------------------------------------------------------------------------------
 
@@ -355,8 +355,8 @@ select is(
 -- public.payment_methods: the processor's ids are redacted ------------------------------------
 
 -- hana's customer at the processor, recorded before her first card is saved
-insert into public.processor_customers (user_id, processor_customer_id)
-values (tests.get_supabase_uid('hana'), 'cus_HanaSecret01');
+insert into public.processor_customers (user_id, processor_customer_id_sealed, processor_customer_id_lookup)
+values (tests.get_supabase_uid('hana'), tests.sealed_token(), tests.token_lookup('cus_HanaSecret01'));
 select tests.begin_request('hana', 'req-payment-methods-post', 'POST', '/rest/v1/payment_methods');
 -- users no longer insert payment methods: the payment-methods function saves it, as
 -- payment_service, in hana's own request
@@ -367,17 +367,17 @@ select set_config('role', 'payment_service', true), set_config(
 );
 with added as (
   insert into public.payment_methods (
-    type, processor_payment_method_id, processor_customer_id, brand, last4, nickname
+    type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, brand, last4, nickname
   )
-  values ('credit_card', 'pm_HanaSecret01', 'cus_HanaSecret01', 'visa', '4242', 'Everyday')
+  values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_HanaSecret01'), tests.token_lookup('cus_HanaSecret01'), 'visa', '4242', 'Everyday')
   returning id
 )
 select set_config('fixture.payment_method', id::text, true) from added;
 reset role;
 select is(
-  tests.audited(null, null, '{nickname,processor_payment_method_id,processor_customer_id}'),
+  tests.audited(null, null, '{nickname,processor_payment_method_id_lookup,processor_customer_id_lookup}'),
   tests.expected('INSERT', 'payment_methods', current_setting('fixture.payment_method'), null,
-    '{"nickname": "Everyday", "processor_payment_method_id": "[redacted]", "processor_customer_id": "[redacted]"}'),
+    '{"nickname": "Everyday", "processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}'),
   'adding a payment method leaves one audit row: an INSERT with the processor''s ids redacted'
 );
 
@@ -386,10 +386,10 @@ update public.payment_methods set nickname = 'Groceries'
 where id = current_setting('fixture.payment_method')::uuid;
 reset role;
 select is(
-  tests.audited(null, null, '{nickname,processor_payment_method_id,processor_customer_id}'),
+  tests.audited(null, null, '{nickname,processor_payment_method_id_lookup,processor_customer_id_lookup}'),
   tests.expected('UPDATE', 'payment_methods', current_setting('fixture.payment_method'),
-    '{"nickname": "Everyday", "processor_payment_method_id": "[redacted]", "processor_customer_id": "[redacted]"}',
-    '{"nickname": "Groceries", "processor_payment_method_id": "[redacted]", "processor_customer_id": "[redacted]"}'),
+    '{"nickname": "Everyday", "processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}',
+    '{"nickname": "Groceries", "processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}'),
   'renaming a payment method leaves one audit row: an UPDATE, redacted in the old and the new values'
 );
 
@@ -397,9 +397,9 @@ select tests.begin_request('hana', 'req-payment-methods-delete', 'DELETE', '/res
 delete from public.payment_methods where id = current_setting('fixture.payment_method')::uuid;
 reset role;
 select is(
-  tests.audited(null, null, '{nickname,processor_payment_method_id,processor_customer_id}'),
+  tests.audited(null, null, '{nickname,processor_payment_method_id_lookup,processor_customer_id_lookup}'),
   tests.expected('DELETE', 'payment_methods', current_setting('fixture.payment_method'),
-    '{"nickname": "Groceries", "processor_payment_method_id": "[redacted]", "processor_customer_id": "[redacted]"}',
+    '{"nickname": "Groceries", "processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}',
     null),
   'deleting a payment method leaves one audit row: a DELETE, redacted in the old values'
 );
@@ -413,8 +413,8 @@ select is(
 
 -- carl's connected account, recorded at onboarding
 reset role;
-insert into public.processor_accounts (processor_account_id, user_id)
-values ('acct_CarlSecret01', tests.get_supabase_uid('carl'));
+insert into public.processor_accounts (processor_account_id_sealed, processor_account_id_lookup, user_id)
+values (tests.sealed_token(), tests.token_lookup('acct_CarlSecret01'), tests.get_supabase_uid('carl'));
 -- added by the payout-methods function: payment_service, in carl's request
 select tests.begin_request(
   'carl', 'req-payout-methods-post', 'POST', '/functions/v1/payout-methods'
@@ -426,18 +426,18 @@ select set_config(
 );
 with added as (
   insert into public.payout_methods (
-    type, processor_account_id, processor_external_account_id, bank_name, last4, currency,
+    type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, bank_name, last4, currency,
     nickname
   )
-  values ('bank_account', 'acct_CarlSecret01', 'ba_CarlSecret01', 'First Bank', '6789', 'USD', 'Savings')
+  values ('bank_account', tests.token_lookup('acct_CarlSecret01'), tests.sealed_token(), tests.token_lookup('ba_CarlSecret01'), 'First Bank', '6789', 'USD', 'Savings')
   returning id
 )
 select set_config('fixture.payout_method', id::text, true) from added;
 reset role;
 select is(
-  tests.audited(null, null, '{nickname,processor_account_id,processor_external_account_id}'),
+  tests.audited(null, null, '{nickname,processor_account_id_lookup,processor_external_account_id_lookup}'),
   tests.expected('INSERT', 'payout_methods', current_setting('fixture.payout_method'), null,
-    '{"nickname": "Savings", "processor_account_id": "[redacted]", "processor_external_account_id": "[redacted]"}'),
+    '{"nickname": "Savings", "processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}'),
   'adding a payout method leaves one audit row: an INSERT in carl''s request, from x-real-ip, with the accounts redacted'
 );
 
@@ -446,34 +446,44 @@ update public.payout_methods set nickname = 'Rainy day'
 where id = current_setting('fixture.payout_method')::uuid;
 reset role;
 select is(
-  tests.audited(null, null, '{nickname,processor_account_id,processor_external_account_id}'),
+  tests.audited(null, null, '{nickname,processor_account_id_lookup,processor_external_account_id_lookup}'),
   tests.expected('UPDATE', 'payout_methods', current_setting('fixture.payout_method'),
-    '{"nickname": "Savings", "processor_account_id": "[redacted]", "processor_external_account_id": "[redacted]"}',
-    '{"nickname": "Rainy day", "processor_account_id": "[redacted]", "processor_external_account_id": "[redacted]"}'),
+    '{"nickname": "Savings", "processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}',
+    '{"nickname": "Rainy day", "processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}'),
   'renaming a payout method leaves one audit row: an UPDATE, redacted in the old and the new values'
 );
 
--- a payout redirected to another bank account: both are redacted, yet the change shows
+-- a payout redirected to another bank account: never by its lookup, and a changed sealed value
+-- shows as a changed fingerprint
 select tests.begin_owner_change();
-update public.payout_methods set processor_external_account_id = 'ba_CarlSecret02'
-where id = current_setting('fixture.payout_method')::uuid;
-select is(
-  (select jsonb_build_array(
-      l.old_values -> 'processor_external_account_id', l.new_values -> 'processor_external_account_id')
-    from public.payment_audit_logs as l where l.seq > current_setting('fixture.mark')::bigint),
-  jsonb_build_array(tests.fingerprint('ba_CarlSecret01'), tests.fingerprint('ba_CarlSecret02')),
-  'a redacted column that changes keeps a fingerprint of each value, so the redirection shows'
+select throws_ok(
+  format(
+    $$update public.payout_methods
+      set processor_external_account_id_lookup = tests.token_lookup('ba_CarlSecret02')
+      where id = %L$$,
+    current_setting('fixture.payout_method')
+  ),
+  'PT409', null,
+  'a payout method is never repointed at another external account, not even by the table''s owner'
 );
-update public.payout_methods set processor_external_account_id = 'ba_CarlSecret01'
+update public.payout_methods set processor_external_account_id_sealed = tests.sealed_token()
 where id = current_setting('fixture.payout_method')::uuid;
+select ok(
+  (select l.old_values ->> 'processor_external_account_id_sealed'
+      <> l.new_values ->> 'processor_external_account_id_sealed'
+      and l.old_values ->> 'processor_external_account_id_sealed' ~ '^\[redacted [0-9a-f]{16}\]$'
+      and l.new_values ->> 'processor_external_account_id_sealed' ~ '^\[redacted [0-9a-f]{16}\]$'
+    from public.payment_audit_logs as l where l.seq > current_setting('fixture.mark')::bigint),
+  'a sealed token that changes keeps a fingerprint of each value, so a redirection shows'
+);
 
 select tests.begin_request('carl', 'req-payout-methods-delete', 'DELETE', '/rest/v1/payout_methods');
 delete from public.payout_methods where id = current_setting('fixture.payout_method')::uuid;
 reset role;
 select is(
-  tests.audited(null, null, '{nickname,processor_account_id,processor_external_account_id}'),
+  tests.audited(null, null, '{nickname,processor_account_id_lookup,processor_external_account_id_lookup}'),
   tests.expected('DELETE', 'payout_methods', current_setting('fixture.payout_method'),
-    '{"nickname": "Rainy day", "processor_account_id": "[redacted]", "processor_external_account_id": "[redacted]"}',
+    '{"nickname": "Rainy day", "processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}',
     null),
   'deleting a payout method leaves one audit row: a DELETE, redacted in the old values'
 );

@@ -16,14 +16,14 @@ update public.users set role = 'admin' where id = tests.get_supabase_uid('adm');
 -- user ids any role can read, even those with no USAGE on the tests schema
 select set_config('fixture.alice', tests.get_supabase_uid('alice')::text, true);
 
-insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id, nickname)
+insert into public.payment_methods (id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, nickname)
 values ('aaaaaaaa-0000-4000-8000-000000000001', tests.get_supabase_uid('alice'), 'credit_card',
-  'pm_1A2b3C4d5E', 'cus_1A2b3C4d', 'Everyday card');
+  tests.sealed_token(), tests.token_lookup('pm_1A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), 'Everyday card');
 insert into public.payout_methods (
-  id, user_id, type, processor_account_id, processor_external_account_id, currency
+  id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency
 )
 values ('aaaaaaaa-0000-4000-8000-0000000000c1', tests.get_supabase_uid('alice'), 'bank_account',
-  'acct_1A2b3C4d', 'ba_1A2b3C4d', 'USD');
+  tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1A2b3C4d'), 'USD');
 -- money in the wallets, for the withdrawals to reserve
 select tests.fund_wallet(tests.get_supabase_uid('alice'), 100000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
@@ -42,46 +42,46 @@ select tests.authenticate_as('alice', aal => 'aal2');
 reset role;
 select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '4242 4242 4242 4242')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, nickname)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '4242 4242 4242 4242')$$,
   'PT422', 'card number in payment_methods.nickname: store the processor''s token (pm_…) instead',
   'a card number with spaces in a payment method''s nickname is refused'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '4242-4242-4242-4242')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, nickname)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '4242-4242-4242-4242')$$,
   'PT422', 'card number in payment_methods.nickname: store the processor''s token (pm_…) instead',
   'a card number with dashes in a payment method''s nickname is refused'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '5555555555554444')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, nickname)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '5555555555554444')$$,
   'PT422', 'card number in payment_methods.nickname: store the processor''s token (pm_…) instead',
   'a bare 16-digit card number in a nickname is refused'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', 'my card 4111 1111 1111 1111 exp 12/29')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, nickname)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), 'my card 4111 1111 1111 1111 exp 12/29')$$,
   'PT422', 'card number in payment_methods.nickname: store the processor''s token (pm_…) instead',
   'a card number inside a sentence in a nickname is refused'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', 'amex 3782 822463 10005')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, nickname)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), 'amex 3782 822463 10005')$$,
   'PT422', 'card number in payment_methods.nickname: store the processor''s token (pm_…) instead',
   'a 15-digit Amex number in its 4-6-5 grouping is refused'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, brand)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '4000056655665556')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, brand)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '4000056655665556')$$,
   'PT422', 'card number in payment_methods.brand: store the processor''s token (pm_…) instead',
   'a card number in the brand column is refused, naming that column'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id)
-    values ('credit_card', 'pm_4242424242424242', 'cus_1A2b3C4d')$$,
-  'PT422', 'card number in payment_methods.processor_payment_method_id: store the processor''s token (pm_…) instead',
-  'a card number dressed up as a processor reference is refused'
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
+    values ('credit_card', tests.sealed_token(), 'k1:4242424242424242AAAAAAAAAAAAAAAAAAAAAAAAAAA', tests.token_lookup('cus_1A2b3C4d'))$$,
+  'PT422', 'card number in payment_methods.processor_payment_method_id_lookup: store the processor''s token (pm_…) instead',
+  'a card number dressed up as a token''s lookup is refused, naming that column'
 );
 reset role;
 select tests.authenticate_as('alice', aal => 'aal2');
@@ -96,8 +96,8 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select throws_ok(
-  $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency, nickname)
-    values ('debit_card', 'acct_1A2b3C4d', 'card_1A2b3C4d', 'USD', 'debit 4000-0566-5566-5556')$$,
+  $$insert into public.payout_methods (type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency, nickname)
+    values ('debit_card', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('card_1A2b3C4d'), 'USD', 'debit 4000-0566-5566-5556')$$,
   'PT422', 'card number in payout_methods.nickname: store the processor''s token (pm_…) instead',
   'a card number in a payout method''s nickname is refused'
 );
@@ -116,27 +116,27 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '{"note": "5555 5555 5555 4444"}')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, metadata)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '{"note": "5555 5555 5555 4444"}')$$,
   'PT422', 'card number in payment_methods.metadata: store the processor''s token (pm_…) instead',
   'a card number in a top-level metadata string is refused'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d',
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, metadata)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'),
       '{"billing": {"notes": ["call first", "card 4000-0566-5566-5556"]}}')$$,
   'PT422', 'card number in payment_methods.metadata: store the processor''s token (pm_…) instead',
   'a card number in a string nested in an object and an array of metadata is refused'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '{"billing": {"pan": 4242424242424242}}')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, metadata)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '{"billing": {"pan": 4242424242424242}}')$$,
   'PT422', 'card number in payment_methods.metadata: store the processor''s token (pm_…) instead',
   'a card number stored as a nested JSON number in metadata is refused'
 );
 select throws_ok(
-  $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency, metadata)
-    values ('debit_card', 'acct_1A2b3C4d', 'card_2A2b3C4d', 'USD', '{"card": [378282246310005]}')$$,
+  $$insert into public.payout_methods (type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency, metadata)
+    values ('debit_card', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('card_2A2b3C4d'), 'USD', '{"card": [378282246310005]}')$$,
   'PT422', 'card number in payout_methods.metadata: store the processor''s token (pm_…) instead',
   'a card number as a number in an array of a payout method''s metadata is refused'
 );
@@ -161,26 +161,26 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '{"cvc": "123"}')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, metadata)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '{"cvc": "123"}')$$,
   'PT422', 'card verification code key "cvc" in payment_methods.metadata: never store it',
   'a cvc key in metadata is refused'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '{"card": {"CVV2": "123"}}')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, metadata)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '{"card": {"CVV2": "123"}}')$$,
   'PT422', 'card verification code key "CVV2" in payment_methods.metadata: never store it',
   'a nested CVV2 key, in capitals, is refused'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '{"security_code": ""}')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, metadata)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '{"security_code": ""}')$$,
   'PT422', 'card verification code key "security_code" in payment_methods.metadata: never store it',
   'a security_code key is refused, even with an empty value'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
-    values ('credit_card', 'pm_2A2b3C4d5E', 'cus_1A2b3C4d', '{"items": [{"card-cvc": 123}]}')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, metadata)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '{"items": [{"card-cvc": 123}]}')$$,
   'PT422', 'card verification code key "card-cvc" in payment_methods.metadata: never store it',
   'a card-cvc key inside an array is refused'
 );
@@ -199,32 +199,32 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select lives_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname)
-    values ('credit_card', 'pm_3A2b3C4d5E', 'cus_1A2b3C4d', '4242424242424241')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, nickname)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_3A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '4242424242424241')$$,
   'a 16-digit number that fails Luhn is accepted'
 );
 select lives_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname, metadata)
-    values ('credit_card', 'pm_4A2b3C4d5E', 'cus_1A2b3C4d', '550e8400-e29b-41d4-a716-446655440000',
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, nickname, metadata)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_4A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '550e8400-e29b-41d4-a716-446655440000',
       '{"order_id": "123e4567-e89b-12d3-a456-426614174000"}')$$,
   'uuid-looking values in a name and in metadata are accepted'
 );
 select lives_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, nickname)
-    values ('credit_card', 'pm_9U2u3I4d5D', 'cus_1A2b3C4d', 'ref 10000008-1234-4123-8123-123456789012')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, nickname)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_9U2u3I4d5D'), tests.token_lookup('cus_1A2b3C4d'), 'ref 10000008-1234-4123-8123-123456789012')$$,
   'a UUID all of digits, whose first groups pass Luhn, is still a UUID, not a card number'
 );
 select lives_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, metadata)
-    values ('credit_card', 'pm_5A2b3C4d5E', 'cus_1A2b3C4d',
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, metadata)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_5A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'),
       '{"checks": {"cvc_check": "pass", "address_line1_check": "pass", "address_postal_code_check": "pass"}}')$$,
   'Stripe''s card checks ({"checks": {"cvc_check": "pass"}}) are accepted: cvc_check is not a code'
 );
 select lives_ok(
   $$insert into public.payment_methods (
-      type, processor_payment_method_id, processor_customer_id, brand, last4, nickname, metadata
+      type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, brand, last4, nickname, metadata
     )
-    values ('credit_card', 'pm_6A2b3C4d5E', 'cus_1A2b3C4d', 'visa', '4242', 'Visa ending 4242',
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_6A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), 'visa', '4242', 'Visa ending 4242',
       '{"phone": "+1 555 010 0199", "reference": "424242424242", "amount": 1234567890}')$$,
   'the last four digits, a phone number and runs shorter than 13 digits are accepted'
 );
@@ -287,8 +287,8 @@ select throws_ok(
 );
 select throws_ok(
   format(
-    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id, metadata)
-      values (%L, 'credit_card', 'pm_7A2b3C4d5E', 'cus_1A2b3C4d', '{"card_cvc": "123"}')$$,
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, metadata)
+      values (%L, 'credit_card', tests.sealed_token(), tests.token_lookup('pm_7A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '{"card_cvc": "123"}')$$,
     current_setting('fixture.alice')
   ),
   'PT422', 'card verification code key "card_cvc" in payment_methods.metadata: never store it',
@@ -329,8 +329,8 @@ reset role;
 select tests.authenticate_as_service('service_role');
 select throws_ok(
   format(
-    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id, metadata)
-      values (%L, 'credit_card', 'pm_8A2b3C4d5E', 'cus_1A2b3C4d', '{"raw": {"pan": "4242 4242 4242 4242"}}')$$,
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, metadata)
+      values (%L, 'credit_card', tests.sealed_token(), tests.token_lookup('pm_8A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), '{"raw": {"pan": "4242 4242 4242 4242"}}')$$,
     current_setting('fixture.alice')
   ),
   'PT422', 'card number in payment_methods.metadata: store the processor''s token (pm_…) instead',

@@ -11,9 +11,9 @@ select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres
 select tests.create_supabase_user('alice');
-insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id, nickname)
+insert into public.payment_methods (id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, nickname)
 values ('aaaaaaaa-0000-4000-8000-000000000001', tests.get_supabase_uid('alice'), 'credit_card',
-  'pm_1A2b3C4d5E', 'cus_1A2b3C4d', 'Everyday card');
+  tests.sealed_token(), tests.token_lookup('pm_1A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), 'Everyday card');
 
 -- the forms of the issue, each read as a card number
 select is(

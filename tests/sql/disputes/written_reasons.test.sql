@@ -40,9 +40,9 @@ select format('50000000-0000-0000-0000-00000000000%s', n)::uuid,
 from generate_series(1, 3) as n;
 alter table public.disputes enable trigger dispute_milestone_payment;
 -- carl's large withdrawal waits for two admins
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('c0000000-0000-4000-8000-0000000000d1', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Carl01', 'ba_1Carl01', 'USD');
+  tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1Carl01'), 'USD');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 900000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
 values ('d0000000-0000-4000-8000-000000000001', tests.get_supabase_uid('carl'),

@@ -130,9 +130,9 @@ select is(
 );
 
 -- dual control counts the day, and the approvals
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('60000000-0000-0000-0000-000000000001', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Carl01', 'ba_1Carl01', 'USD');
+  tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1Carl01'), 'USD');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 900000);
 update private.settings
 set value = jsonb_set(value, '{withdrawals.insert}', '{"per_operation": 900000, "per_day": 900000}')

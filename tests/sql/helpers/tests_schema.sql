@@ -419,11 +419,81 @@ $$;
 grant execute on function tests.answer(text, uuid), tests.answers_for(text, uuid[])
 to anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
 
+-- Processor tokens, as the functions store them ----------------------------------------------
+
+/**
+ * The lookup of processor token `token` (a `pm_`, `cus_`, `acct_`, `ba_` or `card_` id), as
+ * `_shared/token_index.ts` computes it, under the tests' own index key `pgtap`: what the
+ * functions store beside a sealed token, and what the stripe-webhook function puts in an event
+ * where Stripe wrote the token.
+ */
+create function tests.token_lookup(token text) returns text
+language sql
+immutable
+as $$
+  select 'pgtap:' || rtrim(translate(encode(extensions.hmac(
+    convert_to('payguard.token-index' || chr(31) || '1' || chr(31) || token, 'UTF8'),
+    convert_to('payguard pgTAP index key', 'UTF8'),
+    'sha256'
+  ), 'base64'), '+/', '-_'), '=')
+$$;
+
+/**
+ * A sealed token of the envelope's form, under key id `pgtap`: random bytes, which no key
+ * opens. The database checks a sealed value's form only; what opens one is tested where the
+ * keys live (Deno and Python).
+ */
+create function tests.sealed_token() returns jsonb
+language sql
+volatile
+as $$
+  select jsonb_build_object(
+    'v', 1, 'alg', 'A256GCM+A256KW', 'kid', 'pgtap',
+    'wrapped_key', rtrim(translate(encode(extensions.gen_random_bytes(40), 'base64'), '+/', '-_'), '='),
+    'nonce', rtrim(translate(encode(extensions.gen_random_bytes(12), 'base64'), '+/', '-_'), '='),
+    'ciphertext', rtrim(translate(encode(extensions.gen_random_bytes(30), 'base64'), '+/', '-_'), '=')
+  )
+$$;
+
+/**
+ * `event` as the stripe-webhook function passes it on: each processor token in its text (a
+ * whole value, or words of a message) replaced by its lookup (tests.token_lookup).
+ */
+create function tests.as_passed_on(event jsonb) returns jsonb
+language plpgsql
+immutable
+as $$
+declare
+  event_text text := event::text;
+  token text;
+begin
+  for token in
+    select distinct m[1] from regexp_matches(
+      event_text, '\m((?:pm|cus|acct|ba|card)_[A-Za-z0-9]+)', 'g'
+    ) as m
+    order by 1 desc
+  loop
+    event_text := regexp_replace(
+      event_text, '\m' || token || '(?![A-Za-z0-9])', tests.token_lookup(token), 'g'
+    );
+  end loop;
+  return event_text::jsonb;
+end
+$$;
+
+grant execute on function tests.as_passed_on(jsonb)
+to payment_service, service_role, authenticated, admin, escrow_service, auditor, anon;
+grant execute on function tests.token_lookup(text)
+to payment_service, service_role, authenticated, admin, escrow_service, auditor, anon;
+grant execute on function tests.sealed_token()
+to payment_service, service_role, authenticated, admin, escrow_service, auditor, anon;
+
 -- The border with Stripe: processor events as the stripe-webhook function passes them on.
 
 /**
- * A Stripe event of `event_type` about `object` (its data.object), as Stripe sends it, with
- * the id `event_id` (a fresh evt_… when null).
+ * A Stripe event of `event_type` about `object` (its data.object), with the id `event_id` (a
+ * fresh evt_… when null), as the stripe-webhook function passes it on: its processor tokens
+ * replaced by their lookups (tests.as_passed_on).
  */
 create function tests.stripe_event(event_type text, object jsonb, event_id text default null)
 returns jsonb
@@ -441,7 +511,7 @@ as $$
     'created', extract(epoch from now())::bigint,
     'livemode', false,
     'type', event_type,
-    'data', jsonb_build_object('object', object)
+    'data', jsonb_build_object('object', tests.as_passed_on(object))
   )
 $$;
 
@@ -485,48 +555,21 @@ to payment_service, service_role, authenticated, admin;
 grant execute on function tests.payment_intent(text, uuid, bigint, text, jsonb)
 to payment_service, service_role, authenticated, admin;
 
--- Processor tokens, as the functions store them ----------------------------------------------
-
-/**
- * The lookup of processor token `token` (a `pm_`, `cus_`, `acct_`, `ba_` or `card_` id), as
- * `_shared/token_index.ts` computes it, under the tests' own index key `pgtap`: what the
- * functions store beside a sealed token, and what the stripe-webhook function puts in an event
- * where Stripe wrote the token.
- */
-create function tests.token_lookup(token text) returns text
-language sql
-immutable
-as $$
-  select 'pgtap:' || rtrim(translate(encode(extensions.hmac(
-    convert_to('payguard.token-index' || chr(31) || '1' || chr(31) || token, 'UTF8'),
-    convert_to('payguard pgTAP index key', 'UTF8'),
-    'sha256'
-  ), 'base64'), '+/', '-_'), '=')
-$$;
-
-/**
- * A sealed token of the envelope's form, under key id `pgtap`: random bytes, which no key
- * opens. The database checks a sealed value's form only; what opens one is tested where the
- * keys live (Deno and Python).
- */
-create function tests.sealed_token() returns jsonb
-language sql
-volatile
-as $$
-  select jsonb_build_object(
-    'v', 1, 'alg', 'A256GCM+A256KW', 'kid', 'pgtap',
-    'wrapped_key', rtrim(translate(encode(extensions.gen_random_bytes(40), 'base64'), '+/', '-_'), '='),
-    'nonce', rtrim(translate(encode(extensions.gen_random_bytes(12), 'base64'), '+/', '-_'), '='),
-    'ciphertext', rtrim(translate(encode(extensions.gen_random_bytes(30), 'base64'), '+/', '-_'), '=')
-  )
-$$;
-
-grant execute on function tests.token_lookup(text)
-to payment_service, service_role, authenticated, admin, escrow_service, auditor, anon;
-grant execute on function tests.sealed_token()
-to payment_service, service_role, authenticated, admin, escrow_service, auditor, anon;
-
 -- Connected accounts (processor_accounts) ----------------------------------------------------
+
+/** The processor_accounts row of connected account `account_id` (a Stripe `acct_…`), by lookup. */
+create function tests.account_row(account_id text) returns uuid
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select a.id from public.processor_accounts as a
+  where a.processor_account_id_lookup = tests.token_lookup(account_id)
+$$;
+
+grant execute on function tests.account_row(text)
+to payment_service, service_role, authenticated, admin, escrow_service, auditor;
 
 /**
  * The processor's verification of connected account `account_id`, as account.updated records

@@ -11,9 +11,9 @@ set value = jsonb_set(value, '{withdrawals.insert}', '{"per_operation": 5000, "p
 where key = 'amount_limits';
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('sam');
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('50000000-0000-0000-0000-000000000001', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Carl01', 'ba_1Carl01', 'USD');
+  tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1Carl01'), 'USD');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 50000);
 
 select tests.authenticate_as('carl', aal => 'aal2');

@@ -88,8 +88,8 @@ select is(
 reset role;
 
 -- security alerts: an amount over the threshold, a large payment right after a new method
-insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id)
-values (tests.get_supabase_uid('hana'), 'credit_card', 'pm_1NewCard01', 'cus_Hana01');
+insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
+values (tests.get_supabase_uid('hana'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_1NewCard01'), tests.token_lookup('cus_Hana01'));
 select tests.authenticate_as('hana', aal => 'aal2');
 insert into public.milestone_payments (milestone_id) values ('20000000-0000-0000-0000-000000000002');
 reset role;
@@ -121,9 +121,9 @@ reset role;
 update private.settings set value = '{"time_zone": "UTC", "from": 0, "to": 0}'
 where key = 'business_hours';
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 50000);
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('50000000-0000-0000-0000-000000000001', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Carl01', 'ba_1Carl01', 'USD');
+  tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1Carl01'), 'USD');
 select tests.authenticate_as('carl', aal => 'aal2');
 insert into public.withdrawals (payout_method_id, amount_minor, currency)
 values ('50000000-0000-0000-0000-000000000001', 1000, 'USD');

@@ -23,9 +23,9 @@ values
 ('20000000-0000-4000-8000-000000000002', '10000000-0000-4000-8000-000000000002', 1, 'Steps', 30000, 'USD');
 insert into public.milestone_payments (id, milestone_id, payer_id)
 values ('30000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'));
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('60000000-0000-4000-8000-000000000001', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1CarlBank', 'ba_1CarlBank', 'USD');
+  tests.token_lookup('acct_1CarlBank'), tests.sealed_token(), tests.token_lookup('ba_1CarlBank'), 'USD');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 100000);
 select set_config('fixture.mark', (select max(seq) from public.payment_audit_logs)::text, true);
 

@@ -88,9 +88,9 @@ select is(
 );
 
 -- carl asks for withdrawals faster than the velocity limit: the refused one raises an alert
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('50000000-0000-0000-0000-000000000001', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Refused', 'ba_1Refused', 'USD');
+  tests.token_lookup('acct_1Refused'), tests.sealed_token(), tests.token_lookup('ba_1Refused'), 'USD');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 10000);
 update private.settings
 set value = jsonb_set(value, '{high}', '{"calls": 1, "seconds": 60}')

@@ -20,18 +20,18 @@ select set_config('fixture.alice', tests.get_supabase_uid('alice')::text, true);
 select set_config('fixture.bob', tests.get_supabase_uid('bob')::text, true);
 
 insert into public.payment_methods (
-  id, user_id, type, processor_payment_method_id, processor_customer_id, brand, last4,
+  id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, brand, last4,
   exp_month, exp_year, nickname, is_default
 )
 values
   ('aaaaaaaa-0000-4000-8000-000000000001', tests.get_supabase_uid('alice'), 'credit_card',
-    'pm_1A2b3C4d5E', 'cus_1A2b3C4d', 'visa', '4242', 12, 2030, 'Alice visa', true),
+    tests.sealed_token(), tests.token_lookup('pm_1A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), 'visa', '4242', 12, 2030, 'Alice visa', true),
   ('aaaaaaaa-0000-4000-8000-000000000002', tests.get_supabase_uid('alice'), 'credit_card',
-    'pm_2A2b3C4d5E', 'cus_1A2b3C4d', 'mastercard', '4444', 11, 2031, 'Alice mastercard', false),
+    tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), 'mastercard', '4444', 11, 2031, 'Alice mastercard', false),
   ('bbbbbbbb-0000-4000-8000-000000000001', tests.get_supabase_uid('bob'), 'credit_card',
-    'pm_3A2b3C4d5E', 'cus_2A2b3C4d', 'visa', '1881', 10, 2029, 'Bob visa', true),
+    tests.sealed_token(), tests.token_lookup('pm_3A2b3C4d5E'), tests.token_lookup('cus_2A2b3C4d'), 'visa', '1881', 10, 2029, 'Bob visa', true),
   ('bbbbbbbb-0000-4000-8000-000000000002', tests.get_supabase_uid('bob'), 'credit_card',
-    'pm_4A2b3C4d5E', 'cus_2A2b3C4d', 'amex', '0005', 9, 2028, 'Bob amex', false);
+    tests.sealed_token(), tests.token_lookup('pm_4A2b3C4d5E'), tests.token_lookup('cus_2A2b3C4d'), 'amex', '0005', 9, 2028, 'Bob amex', false);
 
 -- as an anonymous request: no privilege at all
 select tests.clear_authentication();
@@ -41,8 +41,8 @@ select throws_ok(
   'anon cannot read payment methods'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id)
-    values ('credit_card', 'pm_9Anon0001', 'cus_9Anon0001')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_9Anon0001'), tests.token_lookup('cus_9Anon0001'))$$,
   '42501', 'permission denied for table payment_methods',
   'anon cannot add a payment method'
 );
@@ -70,15 +70,15 @@ select is(
   'reading another user''s payment method by id shows nothing'
 );
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, brand, last4)
-    values ('credit_card', 'pm_5A2b3C4d5E', 'cus_1A2b3C4d', 'visa', '1111')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, brand, last4)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_5A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), 'visa', '1111')$$,
   '42501', 'permission denied for table payment_methods',
   'adding a payment method at aal1 is refused: users do not insert them'
 );
 select throws_ok(
   format(
-    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id)
-      values (%L, 'credit_card', 'pm_6A2b3C4d5E', 'cus_1A2b3C4d')$$,
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
+      values (%L, 'credit_card', tests.sealed_token(), tests.token_lookup('pm_6A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'))$$,
     current_setting('fixture.bob')
   ),
   '42501', 'permission denied for table payment_methods',
@@ -101,7 +101,7 @@ select throws_ok(
   'the owner cannot hand their payment method to another user (user_id is not updatable)'
 );
 select throws_ok(
-  $$update public.payment_methods set processor_payment_method_id = 'pm_7A2b3C4d5E'
+  $$update public.payment_methods set processor_payment_method_id_lookup = tests.token_lookup('pm_7A2b3C4d5E')
     where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
   '42501', 'permission denied for table payment_methods',
   'the owner cannot repoint their payment method at another processor reference'
@@ -126,10 +126,10 @@ select results_eq(
 select tests.authenticate_as('alice', aal => 'aal2');
 select throws_ok(
   $$insert into public.payment_methods (
-      type, processor_payment_method_id, processor_customer_id, brand, last4, exp_month, exp_year,
+      type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, brand, last4, exp_month, exp_year,
       nickname, metadata
     )
-    values ('credit_card', 'pm_8A2b3C4d5E', 'cus_1A2b3C4d', 'visa', '1111', 1, 2032, 'New card',
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_8A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'), 'visa', '1111', 1, 2032, 'New card',
       '{"source": "checkout"}')$$,
   '42501', 'permission denied for table payment_methods',
   'the owner cannot insert a payment method of their choosing even at aal2: the function saves it'
@@ -141,8 +141,8 @@ select is(
 );
 select throws_ok(
   format(
-    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id)
-      values (%L, 'credit_card', 'pm_9A2b3C4d5E', 'cus_1A2b3C4d')$$,
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
+      values (%L, 'credit_card', tests.sealed_token(), tests.token_lookup('pm_9A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d'))$$,
     current_setting('fixture.bob')
   ),
   '42501', 'permission denied for table payment_methods',
@@ -233,8 +233,8 @@ select is(
 );
 select throws_ok(
   format(
-    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id)
-      values (%L, 'credit_card', 'pm_1Admin0001', 'cus_1A2b3C4d')$$,
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
+      values (%L, 'credit_card', tests.sealed_token(), tests.token_lookup('pm_1Admin0001'), tests.token_lookup('cus_1A2b3C4d'))$$,
     current_setting('fixture.alice')
   ),
   '42501', 'permission denied for table payment_methods',
@@ -261,8 +261,8 @@ select throws_ok(
 );
 select throws_ok(
   format(
-    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id)
-      values (%L, 'credit_card', 'pm_1Audit0001', 'cus_1A2b3C4d')$$,
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
+      values (%L, 'credit_card', tests.sealed_token(), tests.token_lookup('pm_1Audit0001'), tests.token_lookup('cus_1A2b3C4d'))$$,
     current_setting('fixture.alice')
   ),
   '42501', 'permission denied for table payment_methods',
@@ -290,8 +290,8 @@ select is(
 );
 select throws_ok(
   format(
-    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id, brand, last4)
-      values (%L, 'credit_card', 'pm_1Service01', 'cus_1A2b3C4d', 'visa', '0077')$$,
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, brand, last4)
+      values (%L, 'credit_card', tests.sealed_token(), tests.token_lookup('pm_1Service01'), tests.token_lookup('cus_1A2b3C4d'), 'visa', '0077')$$,
     current_setting('fixture.alice')
   ),
   '42501', 'new row violates row-level security policy for table "payment_methods"',
@@ -301,22 +301,22 @@ select throws_ok(
 reset role;
 select tests.authenticate_as('alice', role_name => 'payment_service');
 select throws_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, brand, last4)
-    values ('credit_card', 'pm_1Service01', 'cus_1A2b3C4d', 'visa', '0077')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, brand, last4)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_1Service01'), tests.token_lookup('cus_1A2b3C4d'), 'visa', '0077')$$,
   '42501', 'new row violates row-level security policy for table "payment_methods"',
   'payment_service cannot add a payment method in the user''s aal1 request: it needs MFA'
 );
 reset role;
 select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select lives_ok(
-  $$insert into public.payment_methods (type, processor_payment_method_id, processor_customer_id, brand, last4)
-    values ('credit_card', 'pm_1Service01', 'cus_1A2b3C4d', 'visa', '0077')$$,
+  $$insert into public.payment_methods (type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup, brand, last4)
+    values ('credit_card', tests.sealed_token(), tests.token_lookup('pm_1Service01'), tests.token_lookup('cus_1A2b3C4d'), 'visa', '0077')$$,
   'payment_service adds a payment method in the user''s aal2 request'
 );
 select throws_ok(
   format(
-    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id)
-      values (%L, 'credit_card', 'pm_2Service01', 'cus_2A2b3C4d')$$,
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
+      values (%L, 'credit_card', tests.sealed_token(), tests.token_lookup('pm_2Service01'), tests.token_lookup('cus_2A2b3C4d'))$$,
     current_setting('fixture.bob')
   ),
   '42501', 'new row violates row-level security policy for table "payment_methods"',
@@ -350,8 +350,8 @@ select throws_ok(
 );
 select throws_ok(
   format(
-    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id)
-      values (%L, 'credit_card', 'pm_1Escrow001', 'cus_1A2b3C4d')$$,
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
+      values (%L, 'credit_card', tests.sealed_token(), tests.token_lookup('pm_1Escrow001'), tests.token_lookup('cus_1A2b3C4d'))$$,
     current_setting('fixture.alice')
   ),
   '42501', 'permission denied for table payment_methods',
@@ -379,8 +379,8 @@ select is(
 );
 select lives_ok(
   format(
-    $$insert into public.payment_methods (user_id, type, processor_payment_method_id, processor_customer_id)
-      values (%L, 'credit_card', 'pm_1Service02', 'cus_2A2b3C4d')$$,
+    $$insert into public.payment_methods (user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
+      values (%L, 'credit_card', tests.sealed_token(), tests.token_lookup('pm_1Service02'), tests.token_lookup('cus_2A2b3C4d'))$$,
     current_setting('fixture.bob')
   ),
   'service_role adds a payment method for a user'

@@ -19,18 +19,18 @@ select set_config('fixture.alice', tests.get_supabase_uid('alice')::text, true);
 select set_config('fixture.bob', tests.get_supabase_uid('bob')::text, true);
 
 insert into public.payout_methods (
-  id, user_id, type, processor_account_id, processor_external_account_id, bank_name, last4,
+  id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, bank_name, last4,
   currency, nickname, is_default
 )
 values
   ('aaaaaaaa-0000-4000-8000-000000000001', tests.get_supabase_uid('alice'), 'bank_account',
-    'acct_1A2b3C4d', 'ba_1A2b3C4d', 'First Bank', '6789', 'USD', 'Alice checking', true),
+    tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1A2b3C4d'), 'First Bank', '6789', 'USD', 'Alice checking', true),
   ('aaaaaaaa-0000-4000-8000-000000000002', tests.get_supabase_uid('alice'), 'bank_account',
-    'acct_1A2b3C4d', 'ba_2A2b3C4d', 'First Bank', '1234', 'USD', 'Alice savings', false),
+    tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_2A2b3C4d'), 'First Bank', '1234', 'USD', 'Alice savings', false),
   ('bbbbbbbb-0000-4000-8000-000000000001', tests.get_supabase_uid('bob'), 'bank_account',
-    'acct_2A2b3C4d', 'ba_3A2b3C4d', 'Second Bank', '5555', 'USD', 'Bob checking', true),
+    tests.token_lookup('acct_2A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_3A2b3C4d'), 'Second Bank', '5555', 'USD', 'Bob checking', true),
   ('bbbbbbbb-0000-4000-8000-000000000002', tests.get_supabase_uid('bob'), 'bank_account',
-    'acct_2A2b3C4d', 'ba_4A2b3C4d', 'Second Bank', '6666', 'USD', 'Bob savings', false);
+    tests.token_lookup('acct_2A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_4A2b3C4d'), 'Second Bank', '6666', 'USD', 'Bob savings', false);
 
 -- as an anonymous request: no privilege at all
 select tests.clear_authentication();
@@ -40,8 +40,8 @@ select throws_ok(
   'anon cannot read payout methods'
 );
 select throws_ok(
-  $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency)
-    values ('bank_account', 'acct_9Anon001', 'ba_9Anon001', 'USD')$$,
+  $$insert into public.payout_methods (type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+    values ('bank_account', tests.token_lookup('acct_9Anon001'), tests.sealed_token(), tests.token_lookup('ba_9Anon001'), 'USD')$$,
   '42501', 'permission denied for table payout_methods',
   'anon cannot add a payout method'
 );
@@ -69,15 +69,15 @@ select is(
   'reading another user''s payout method by id shows nothing'
 );
 select throws_ok(
-  $$insert into public.payout_methods (type, processor_account_id, processor_external_account_id, currency)
-    values ('bank_account', 'acct_1A2b3C4d', 'ba_5A2b3C4d', 'USD')$$,
+  $$insert into public.payout_methods (type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+    values ('bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_5A2b3C4d'), 'USD')$$,
   '42501', 'permission denied for table payout_methods',
   'adding a payout method of one''s choosing is refused at aal1: the payout-methods function adds it'
 );
 select throws_ok(
   format(
-    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
-      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_6A2b3C4d', 'USD')$$,
+    $$insert into public.payout_methods (user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+      values (%L, 'bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_6A2b3C4d'), 'USD')$$,
     current_setting('fixture.bob')
   ),
   '42501', 'permission denied for table payout_methods',
@@ -100,7 +100,7 @@ select throws_ok(
   'the owner cannot hand their payout method to another user (user_id is not updatable)'
 );
 select throws_ok(
-  $$update public.payout_methods set processor_external_account_id = 'ba_7A2b3C4d'
+  $$update public.payout_methods set processor_external_account_id_lookup = tests.token_lookup('ba_7A2b3C4d')
     where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
   '42501', 'permission denied for table payout_methods',
   'the owner cannot repoint their payout method at another external account'
@@ -125,10 +125,10 @@ select results_eq(
 select tests.authenticate_as('alice', aal => 'aal2');
 select throws_ok(
   $$insert into public.payout_methods (
-      type, processor_account_id, processor_external_account_id, bank_name, last4, currency, nickname,
+      type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, bank_name, last4, currency, nickname,
       metadata
     )
-    values ('bank_account', 'acct_1A2b3C4d', 'ba_8A2b3C4d', 'Third Bank', '4321', 'USD', 'New account',
+    values ('bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_8A2b3C4d'), 'Third Bank', '4321', 'USD', 'New account',
       '{"source": "onboarding"}')$$,
   '42501', 'permission denied for table payout_methods',
   'the owner cannot add a payout method of their choosing even at aal2: its ids are tokens, checked with Stripe and sealed by the function'
@@ -140,8 +140,8 @@ select is(
 );
 select throws_ok(
   format(
-    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
-      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_9A2b3C4d', 'USD')$$,
+    $$insert into public.payout_methods (user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+      values (%L, 'bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_9A2b3C4d'), 'USD')$$,
     current_setting('fixture.bob')
   ),
   '42501', 'permission denied for table payout_methods',
@@ -248,8 +248,8 @@ select is(
 );
 select throws_ok(
   format(
-    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
-      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Admin001', 'USD')$$,
+    $$insert into public.payout_methods (user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+      values (%L, 'bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1Admin001'), 'USD')$$,
     current_setting('fixture.alice')
   ),
   '42501', 'permission denied for table payout_methods',
@@ -276,8 +276,8 @@ select throws_ok(
 );
 select throws_ok(
   format(
-    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
-      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Audit001', 'USD')$$,
+    $$insert into public.payout_methods (user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+      values (%L, 'bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1Audit001'), 'USD')$$,
     current_setting('fixture.alice')
   ),
   '42501', 'permission denied for table payout_methods',
@@ -305,8 +305,8 @@ select is(
 );
 select throws_ok(
   format(
-    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
-      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Service01', 'USD')$$,
+    $$insert into public.payout_methods (user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+      values (%L, 'bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1Service01'), 'USD')$$,
     current_setting('fixture.alice')
   ),
   '42501', 'new row violates row-level security policy for table "payout_methods"',
@@ -316,8 +316,8 @@ reset role;
 select tests.authenticate_as('alice', role_name => 'payment_service');
 select throws_ok(
   format(
-    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
-      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Service01', 'USD')$$,
+    $$insert into public.payout_methods (user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+      values (%L, 'bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1Service01'), 'USD')$$,
     current_setting('fixture.alice')
   ),
   '42501', 'new row violates row-level security policy for table "payout_methods"',
@@ -327,8 +327,8 @@ reset role;
 select tests.authenticate_as('alice', aal => 'aal2', role_name => 'payment_service');
 select throws_ok(
   format(
-    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
-      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Service02', 'USD')$$,
+    $$insert into public.payout_methods (user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+      values (%L, 'bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1Service02'), 'USD')$$,
     current_setting('fixture.bob')
   ),
   'PT409', null,
@@ -336,8 +336,8 @@ select throws_ok(
 );
 select lives_ok(
   format(
-    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
-      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Service01', 'USD')$$,
+    $$insert into public.payout_methods (user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+      values (%L, 'bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1Service01'), 'USD')$$,
     current_setting('fixture.alice')
   ),
   'payment_service adds a payout method in its owner''s request at aal2'
@@ -370,8 +370,8 @@ select throws_ok(
 );
 select throws_ok(
   format(
-    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
-      values (%L, 'bank_account', 'acct_1A2b3C4d', 'ba_1Escrow01', 'USD')$$,
+    $$insert into public.payout_methods (user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+      values (%L, 'bank_account', tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1Escrow01'), 'USD')$$,
     current_setting('fixture.alice')
   ),
   '42501', 'permission denied for table payout_methods',
@@ -399,8 +399,8 @@ select is(
 );
 select lives_ok(
   format(
-    $$insert into public.payout_methods (user_id, type, processor_account_id, processor_external_account_id, currency)
-      values (%L, 'bank_account', 'acct_2A2b3C4d', 'ba_1Service02', 'USD')$$,
+    $$insert into public.payout_methods (user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
+      values (%L, 'bank_account', tests.token_lookup('acct_2A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1Service02'), 'USD')$$,
     current_setting('fixture.bob')
   ),
   'service_role adds a payout method for a user'
@@ -424,9 +424,9 @@ select results_eq(
 -- the outcome, as postgres: the refused writes left the rows as they were
 reset role;
 select results_eq(
-  $$select user_id, processor_external_account_id from public.payout_methods
+  $$select user_id, processor_external_account_id_lookup::text from public.payout_methods
     where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
-  format($$values (%L::uuid, 'ba_1A2b3C4d'::text)$$, tests.get_supabase_uid('alice')),
+  format($$values (%L::uuid, tests.token_lookup('ba_1A2b3C4d'))$$, tests.get_supabase_uid('alice')),
   'the owner''s payout method still belongs to them and still pays out to the same account'
 );
 select is(

@@ -10,24 +10,16 @@ select tests.let_roles_call_pgtap();
 -- and service_role the lookups (support finds a row by a Stripe id); no other role any.
 create temporary table token_columns (table_name text, column_name text, form text) on commit drop;
 insert into token_columns values
-  ('payment_methods', 'processor_payment_method_id', 'plain'),
-  ('payment_methods', 'processor_customer_id', 'plain'),
   ('payment_methods', 'processor_payment_method_id_sealed', 'sealed'),
   ('payment_methods', 'processor_payment_method_id_lookup', 'lookup'),
   ('payment_methods', 'processor_customer_id_lookup', 'lookup'),
-  ('payout_methods', 'processor_account_id', 'plain'),
-  ('payout_methods', 'processor_external_account_id', 'plain'),
   ('payout_methods', 'processor_external_account_id_sealed', 'sealed'),
   ('payout_methods', 'processor_external_account_id_lookup', 'lookup'),
   ('payout_methods', 'processor_account_id_lookup', 'lookup'),
-  ('processor_customers', 'processor_customer_id', 'plain'),
   ('processor_customers', 'processor_customer_id_sealed', 'sealed'),
   ('processor_customers', 'processor_customer_id_lookup', 'lookup'),
-  ('processor_accounts', 'processor_account_id', 'plain'),
   ('processor_accounts', 'processor_account_id_sealed', 'sealed'),
   ('processor_accounts', 'processor_account_id_lookup', 'lookup'),
-  ('funding_attempts', 'processor_payment_method_id', 'plain'),
-  ('funding_attempts', 'processor_customer_id', 'plain'),
   ('funding_attempts', 'processor_payment_method_id_lookup', 'lookup'),
   ('funding_attempts', 'processor_customer_id_lookup', 'lookup');
 grant select on token_columns to public;
@@ -36,7 +28,7 @@ select is(
   (select count(*)::int from token_columns as t
     join pg_attribute as a on a.attrelid = ('public.' || t.table_name)::regclass
     and a.attname = t.column_name and not a.attisdropped),
-  20,
+  12,
   'each token column listed exists'
 );
 select is(
@@ -49,8 +41,8 @@ select is(
     and a.attnum > 0 and not a.attisdropped
     and (a.attname ~ '^processor_[a-z_]+_id(_sealed|_lookup)?$')
     and a.attname <> 'processor_payment_intent_id'),
-  20,
-  'and every column of those tables that holds a token is listed'
+  12,
+  'and every column of those tables that holds a token is listed: no plain-text column is left'
 );
 
 select results_eq(
@@ -80,7 +72,7 @@ select results_eq(
     and has_column_privilege(r.role_name, 'public.' || t.table_name, t.column_name, 'select')
     order by 1$$,
   $$select null::text where false$$,
-  'but no plain or sealed token'
+  'but no sealed token'
 );
 select results_eq(
   $$select t.table_name || '.' || t.column_name || ' ' || r.role_name
@@ -96,8 +88,7 @@ select results_eq(
     from token_columns as t
     cross join (values ('anon'), ('authenticated'), ('admin'), ('auditor'), ('escrow_service'))
       as r (role_name)
-    where t.form <> 'plain'
-    and (has_column_privilege(r.role_name, 'public.' || t.table_name, t.column_name, 'insert')
+    where (has_column_privilege(r.role_name, 'public.' || t.table_name, t.column_name, 'insert')
       or has_column_privilege(r.role_name, 'public.' || t.table_name, t.column_name, 'update'))
     order by 1$$,
   $$select null::text where false$$,
@@ -127,10 +118,10 @@ select tests.create_supabase_user('bob');
 select tests.create_supabase_user('adm');
 update public.users set role = 'admin' where id = tests.get_supabase_uid('adm');
 insert into public.processor_customers (
-  user_id, processor_customer_id, processor_customer_id_sealed, processor_customer_id_lookup
+  user_id, processor_customer_id_sealed, processor_customer_id_lookup
 )
 values (
-  tests.get_supabase_uid('alice'), 'cus_AliceCust01',
+  tests.get_supabase_uid('alice'),
   '{"v": 1, "alg": "A256GCM+A256KW", "kid": "k2026a",
     "wrapped_key": "ZJCuNp2S65PwPOD9MuaSacjHtUV90boSHmEMzH3NrqOE_uyab8o19A",
     "nonce": "CgsMDQ4PEBESExQV",
@@ -138,13 +129,13 @@ values (
   'i2026a:HFebdAM_pF6BOYTRveGlHz1Ivzv6V4VVdZRQVbKUx9Y'
 );
 insert into public.payment_methods (
-  id, user_id, type, processor_payment_method_id, processor_customer_id, brand, last4,
+  id, user_id, type, brand, last4,
   processor_payment_method_id_sealed, processor_payment_method_id_lookup,
   processor_customer_id_lookup
 )
 values (
   'aaaaaaaa-0000-4000-8000-000000000001', tests.get_supabase_uid('alice'), 'credit_card',
-  'pm_AliceCard001', 'cus_AliceCust01', 'visa', '4242',
+  'visa', '4242',
   '{"v": 1, "alg": "A256GCM+A256KW", "kid": "k2026a",
     "wrapped_key": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJw",
     "nonce": "AAECAwQFBgcICQoL",
@@ -172,8 +163,8 @@ select throws_ok(
 );
 select throws_ok(
   $$select processor_payment_method_id from public.payment_methods$$,
-  '42501', 'permission denied for table payment_methods',
-  'nor in the clear'
+  '42703', 'column "processor_payment_method_id" does not exist',
+  'nor in the clear: no column holds it'
 );
 select throws_ok(
   $$select * from public.payment_methods$$,
@@ -220,8 +211,8 @@ select throws_ok(
 );
 select throws_ok(
   $$select processor_payment_method_id from public.payment_methods$$,
-  '42501', 'permission denied for table payment_methods',
-  'and no plain one'
+  '42703', 'column "processor_payment_method_id" does not exist',
+  'and no plain one: no column holds it'
 );
 select throws_ok(
   $$select processor_customer_id_sealed from public.processor_customers$$,
@@ -273,8 +264,8 @@ create function pg_temp.with_envelope_field(field text, value jsonb) returns tex
 language sql as $$
   select format(
     $f$insert into public.processor_customers (
-        user_id, processor_customer_id, processor_customer_id_sealed, processor_customer_id_lookup
-      ) values (%L, 'cus_BobCust0001', %L, 'i2026a:CCECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8')$f$,
+        user_id, processor_customer_id_sealed, processor_customer_id_lookup
+      ) values (%L, %L, 'i2026a:CCECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8')$f$,
     tests.get_supabase_uid('bob'),
     case when value is null
       then ('{"v": 1, "alg": "A256GCM+A256KW", "kid": "k2026a",
@@ -306,8 +297,8 @@ select throws_ok(pg_temp.with_envelope_field('nonce', null), '23514', null, 'an 
 select throws_ok(
   format(
     $$insert into public.processor_customers (
-        user_id, processor_customer_id, processor_customer_id_sealed, processor_customer_id_lookup
-      ) values (%L, 'cus_BobCust0001', '"cus_BobCust0001"', 'i2026a:CCECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8')$$,
+        user_id, processor_customer_id_sealed, processor_customer_id_lookup
+      ) values (%L, '"cus_BobCust0001"', 'i2026a:CCECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8')$$,
     tests.get_supabase_uid('bob')
   ),
   '23514', null,
@@ -319,8 +310,8 @@ create function pg_temp.with_lookup(value text) returns text
 language sql as $$
   select format(
     $f$insert into public.processor_customers (
-        user_id, processor_customer_id, processor_customer_id_sealed, processor_customer_id_lookup
-      ) values (%L, 'cus_BobCust0001', '{"v": 1, "alg": "A256GCM+A256KW", "kid": "k2026a",
+        user_id, processor_customer_id_sealed, processor_customer_id_lookup
+      ) values (%L, '{"v": 1, "alg": "A256GCM+A256KW", "kid": "k2026a",
         "wrapped_key": "ZJCuNp2S65PwPOD9MuaSacjHtUV90boSHmEMzH3NrqOE_uyab8o19A",
         "nonce": "CgsMDQ4PEBESExQV",
         "ciphertext": "mTRx1k5ktxZ9-6HJFIejAXR2QKKSyLzYMqLtCfXQsBdTAuC8VtCRWASF0w"}', %L)$f$,
@@ -335,12 +326,15 @@ select throws_ok(pg_temp.with_lookup('i2026a:CCECAwQFBgcICQoLDA0ODxAREhMUFRYXGBk
 select throws_ok(pg_temp.with_lookup('i 2026:CCECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'), '23514', null, 'a lookup whose key id has a space');
 select throws_ok(
   format(
-    $$insert into public.processor_customers (user_id, processor_customer_id, processor_customer_id_lookup)
-      values (%L, 'cus_BobCust0001', 'i2026a:CCECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8')$$,
+    $$insert into public.processor_customers (user_id, processor_customer_id_sealed)
+      values (%L, '{"v": 1, "alg": "A256GCM+A256KW", "kid": "k2026a",
+        "wrapped_key": "ZJCuNp2S65PwPOD9MuaSacjHtUV90boSHmEMzH3NrqOE_uyab8o19A",
+        "nonce": "CgsMDQ4PEBESExQV",
+        "ciphertext": "mTRx1k5ktxZ9-6HJFIejAXR2QKKSyLzYMqLtCfXQsBdTAuC8VtCRWASF0w"}')$$,
     tests.get_supabase_uid('bob')
   ),
-  '23514', 'new row for relation "processor_customers" violates check constraint "processor_customers_sealed_with_lookup"',
-  'a lookup without its sealed token is refused'
+  '23502', null,
+  'a sealed token without its lookup is refused: a row is found by its lookup'
 );
 select throws_ok(
   pg_temp.with_lookup('i2026a:HFebdAM_pF6BOYTRveGlHz1Ivzv6V4VVdZRQVbKUx9Y'),
@@ -354,10 +348,9 @@ select lives_ok(
 select throws_ok(
   format(
     $$insert into public.payment_methods (
-        user_id, type, processor_payment_method_id, processor_customer_id,
-        processor_payment_method_id_sealed, processor_payment_method_id_lookup,
+        user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup,
         processor_customer_id_lookup
-      ) values (%L, 'credit_card', 'pm_BobCard0001', 'cus_BobCust0001',
+      ) values (%L, 'credit_card',
         '{"v": 1, "alg": "A256GCM+A256KW", "kid": "k2026a",
           "wrapped_key": "ZJCuNp2S65PwPOD9MuaSacjHtUV90boSHmEMzH3NrqOE_uyab8o19A",
           "nonce": "CgsMDQ4PEBESExQV",
@@ -382,23 +375,16 @@ select throws_ok(
   'PT409', null,
   'nor is it cleared'
 );
-insert into public.payment_methods (
-  id, user_id, type, processor_payment_method_id, processor_customer_id
-)
-values (
-  'aaaaaaaa-0000-4000-8000-000000000002', tests.get_supabase_uid('alice'), 'credit_card',
-  'pm_AliceCard002', 'cus_AliceCust01'
-);
-select lives_ok(
-  $$update public.payment_methods
-    set processor_payment_method_id_lookup = 'i2026a:DDECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8',
-      processor_payment_method_id_sealed = '{"v": 1, "alg": "A256GCM+A256KW", "kid": "k2026a",
-        "wrapped_key": "ZJCuNp2S65PwPOD9MuaSacjHtUV90boSHmEMzH3NrqOE_uyab8o19A",
-        "nonce": "CgsMDQ4PEBESExQV",
-        "ciphertext": "mTRx1k5ktxZ9-6HJFIejAXR2QKKSyLzYMqLtCfXQsBdTAuC8VtCRWASF0w"}',
-      processor_customer_id_lookup = 'i2026a:HFebdAM_pF6BOYTRveGlHz1Ivzv6V4VVdZRQVbKUx9Y'
-    where id = 'aaaaaaaa-0000-4000-8000-000000000002'$$,
-  'the lookups of a row written before them are filled (keys rotate seals older rows)'
+select throws_ok(
+  format(
+    $$insert into public.payment_methods (
+        user_id, type, processor_payment_method_id_lookup, processor_customer_id_lookup
+      ) values (%L, 'credit_card', 'i2026a:DDECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8',
+        'i2026a:HFebdAM_pF6BOYTRveGlHz1Ivzv6V4VVdZRQVbKUx9Y')$$,
+    tests.get_supabase_uid('alice')
+  ),
+  '23502', null,
+  'a payment method is stored with its token sealed, or not at all'
 );
 select lives_ok(
   $$update public.processor_customers
@@ -407,7 +393,8 @@ select lives_ok(
   'a recorded customer is re-sealed under another key'
 );
 select throws_ok(
-  $$update public.processor_customers set processor_customer_id = 'cus_AliceOther1'
+  $$update public.processor_customers
+    set processor_customer_id_lookup = 'i2026a:EEECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'
     where user_id = tests.get_supabase_uid('alice')$$,
   'PT409', null,
   'but its customer never changes'

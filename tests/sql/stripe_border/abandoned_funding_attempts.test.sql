@@ -13,11 +13,11 @@ select tests.let_roles_call_pgtap('payment_service');
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_project_payments('hana', 'carl', 2);
-insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
+insert into public.payment_methods (id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
 values
-('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaCard01', 'cus_HanaCust01'),
-('40000000-0000-4000-8000-000000000002', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaCard02', 'cus_HanaCust01'),
-('40000000-0000-4000-8000-000000000003', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaCard03', 'cus_HanaCust01');
+('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_HanaCard01'), tests.token_lookup('cus_HanaCust01')),
+('40000000-0000-4000-8000-000000000002', tests.get_supabase_uid('hana'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_HanaCard02'), tests.token_lookup('cus_HanaCust01')),
+('40000000-0000-4000-8000-000000000003', tests.get_supabase_uid('hana'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_HanaCard03'), tests.token_lookup('cus_HanaCust01'));
 
 /** An attempt opened `age` ago (created_at is kept by a trigger: moved here as postgres). */
 create function pg_temp.age_attempt(payment uuid, attempt integer, age interval) returns void

@@ -9,12 +9,12 @@ select tests.let_roles_call_pgtap();
 
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.authenticate_as_service('payment_service');
-select public.record_processor_account(tests.get_supabase_uid('carl'), 'acct_1CarlOrder01');
+select public.record_processor_account(tests.get_supabase_uid('carl'), tests.token_lookup('acct_1CarlOrder01'));
 reset role;
 select tests.authenticate_as('carl', aal => 'aal2', role_name => 'payment_service');
 insert into public.payout_methods (
-  type, processor_account_id, processor_external_account_id, currency
-) values ('bank_account', 'acct_1CarlOrder01', 'ba_1CarlOrder01', 'USD');
+  type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency
+) values ('bank_account', tests.token_lookup('acct_1CarlOrder01'), tests.sealed_token(), tests.token_lookup('ba_1CarlOrder01'), 'USD');
 reset role;
 
 /** account.updated of acct_1CarlOrder01 as the processor made it at `at` (epoch seconds). */
@@ -22,7 +22,7 @@ create function pg_temp.account_event(object jsonb, at bigint) returns jsonb
 language sql
 as $$
   select tests.stripe_event('account.updated', '{"id": "acct_1CarlOrder01", "object": "account"}'
-    || object) || jsonb_build_object('created', at, 'account', 'acct_1CarlOrder01')
+    || object) || jsonb_build_object('created', at, 'account', tests.token_lookup('acct_1CarlOrder01'))
 $$;
 grant execute on function pg_temp.account_event(jsonb, bigint) to payment_service;
 
@@ -30,8 +30,8 @@ create function pg_temp.states() returns table (account text, method text, as_of
 language sql
 as $$
   select a.verification_status, pm.verification_status, extract(epoch from a.state_as_of)::bigint
-  from public.processor_accounts as a join public.payout_methods as pm using (processor_account_id)
-  where a.processor_account_id = 'acct_1CarlOrder01'
+  from public.processor_accounts as a join public.payout_methods as pm using (processor_account_id_lookup)
+  where a.processor_account_id_lookup = tests.token_lookup('acct_1CarlOrder01')
 $$;
 
 -- Stripe verified the account at 1000 and restricted it at 1010; the restriction arrives first
@@ -56,7 +56,7 @@ select results_eq(
   'the account and its payout method stay restricted, as of 1010'
 );
 select is_empty(
-  $$select 1 from public.withdrawals_to_pay_out() where processor_account_id = 'acct_1CarlOrder01'$$,
+  $$select 1 from public.withdrawals_to_pay_out() where user_id = tests.get_supabase_uid('carl')$$,
   'nothing is paid out to it'
 );
 select results_eq(

@@ -13,9 +13,9 @@ select tests.let_roles_call_pgtap();
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_project_payments('hana', 'carl', 5);
-insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
+insert into public.payment_methods (id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
 values ('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card',
-  'pm_HanaCard01', 'cus_HanaCust01');
+  tests.sealed_token(), tests.token_lookup('pm_HanaCard01'), tests.token_lookup('cus_HanaCust01'));
 
 -- hana opens an attempt on each payment; the function never records its intent
 select tests.authenticate_as('hana');

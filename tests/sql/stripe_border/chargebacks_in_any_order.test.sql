@@ -190,7 +190,7 @@ select results_eq(
 -- a refused chargeback of another PaymentIntent, or of a connected account, is not taken
 select tests.authenticate_as_service('payment_service');
 select public.apply_stripe_event(tests.stripe_event('charge.dispute.created',
-  tests.stripe_dispute('du_Foreign06', 'pi_Order6', 10000)) || '{"account": "acct_1Foreign06"}');
+  tests.stripe_dispute('du_Foreign06', 'pi_Order6', 10000)) || jsonb_build_object('account', tests.token_lookup('acct_1Foreign06')));
 reset role;
 select is(
   (select count(*)::int from private.refused_chargeback_events('charge.dispute.created',

@@ -22,12 +22,12 @@ select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('eve', metadata => '{"role": "contractor"}');
 select tests.create_project_payments('hana', 'carl', 3);
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values
 ('c0000000-0000-4000-8000-0000000000c1', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1CarlStd', 'ba_1CarlStd', 'USD'),
+  tests.token_lookup('acct_1CarlStd'), tests.sealed_token(), tests.token_lookup('ba_1CarlStd'), 'USD'),
 ('c0000000-0000-4000-8000-0000000000e1', tests.get_supabase_uid('eve'), 'bank_account',
-  'acct_1EveExp', 'ba_1EveExp', 'USD');
+  tests.token_lookup('acct_1EveExp'), tests.sealed_token(), tests.token_lookup('ba_1EveExp'), 'USD');
 select tests.verify_connected_account('acct_1CarlStd');
 select tests.verify_connected_account('acct_1EveExp');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 50000);
@@ -46,7 +46,7 @@ select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payment_intent.succeeded',
       tests.payment_intent('pi_OnCarlsAccount1', '30000000-0000-4000-8000-000000000001', 10000),
-      'evt_ConnectedPi01') || '{"account": "acct_1CarlStd"}') as a$$,
+      'evt_ConnectedPi01') || jsonb_build_object('account', tests.token_lookup('acct_1CarlStd'))) as a$$,
   $$values ('refused', 'PT403')$$,
   'a payment_intent.succeeded of a connected account is refused'
 );
@@ -81,7 +81,7 @@ select results_eq(
     from public.apply_stripe_event(tests.stripe_event('charge.refunded', jsonb_build_object(
       'id', 'ch_OnCarls01', 'object', 'charge', 'payment_intent', 'pi_Platform01',
       'amount', 10000, 'amount_refunded', 10000, 'currency', 'usd'))
-      || '{"account": "acct_1CarlStd"}') as a$$,
+      || jsonb_build_object('account', tests.token_lookup('acct_1CarlStd'))) as a$$,
   $$values ('refused', 'PT403')$$,
   'a charge.refunded of a connected account is refused'
 );
@@ -89,7 +89,7 @@ select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('charge.dispute.created',
       tests.stripe_dispute('dp_OnCarls01', 'pi_Platform01', 10000))
-      || '{"account": "acct_1CarlStd"}') as a$$,
+      || jsonb_build_object('account', tests.token_lookup('acct_1CarlStd'))) as a$$,
   $$values ('refused', 'PT403')$$,
   'so is a chargeback of a connected account'
 );
@@ -97,7 +97,7 @@ select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payment_intent.payment_failed',
       tests.payment_intent('pi_OnCarlsAccount2', '30000000-0000-4000-8000-000000000002', 20000))
-      || '{"account": "acct_1CarlStd"}') as a$$,
+      || jsonb_build_object('account', tests.token_lookup('acct_1CarlStd'))) as a$$,
   $$values ('refused', 'PT403')$$,
   'and a payment failure of a connected account'
 );
@@ -124,7 +124,7 @@ select results_eq(
     from public.apply_stripe_event(tests.stripe_event('payout.failed', '{"id": "po_Carls01",
       "object": "payout", "amount": 20000, "currency": "usd",
       "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-0000000000e1"}}')
-      || '{"account": "acct_1CarlStd"}') as a$$,
+      || jsonb_build_object('account', tests.token_lookup('acct_1CarlStd'))) as a$$,
   $$values ('ignored', null::text)$$,
   'a payout of another connected account naming eve''s withdrawal in its metadata is ignored'
 );
@@ -142,7 +142,7 @@ select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_Eve01",
       "object": "payout", "amount": 20000, "currency": "usd"}')
-      || '{"account": "acct_1CarlStd"}') as a$$,
+      || jsonb_build_object('account', tests.token_lookup('acct_1CarlStd'))) as a$$,
   $$values ('refused', 'PT403')$$,
   'and one with the recorded payout id but another account is refused'
 );
@@ -161,7 +161,7 @@ select results_eq(
 select is(
   public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_Eve01",
     "object": "payout", "amount": 20000, "currency": "usd"}')
-    || '{"account": "acct_1EveExp"}') ->> 'status',
+    || jsonb_build_object('account', tests.token_lookup('acct_1EveExp'))) ->> 'status',
   'processed',
   'the payout of eve''s own account completes her withdrawal'
 );
@@ -169,7 +169,7 @@ select is(
   public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_Carl01",
     "object": "payout", "amount": 10000, "currency": "usd",
     "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-0000000000c1"}}')
-    || '{"account": "acct_1CarlStd"}') ->> 'status',
+    || jsonb_build_object('account', tests.token_lookup('acct_1CarlStd'))) ->> 'status',
   'ignored',
   'carl''s payout.paid, before its payout is recorded, is kept'
 );
@@ -190,7 +190,7 @@ select results_eq(
     from public.apply_stripe_event(tests.stripe_event('account.updated', '{"id": "acct_1EveExp",
       "object": "account", "payouts_enabled": false,
       "requirements": {"disabled_reason": "rejected.fraud"}}')
-      || '{"account": "acct_1CarlStd"}') as a$$,
+      || jsonb_build_object('account', tests.token_lookup('acct_1CarlStd'))) as a$$,
   $$values ('refused', 'PT403')$$,
   'an account.updated from one account about another is refused'
 );
@@ -203,7 +203,7 @@ select is(
   public.apply_stripe_event(tests.stripe_event('account.updated', '{"id": "acct_1EveExp",
     "object": "account", "payouts_enabled": false,
     "requirements": {"disabled_reason": "requirements.past_due"}}')
-    || '{"account": "acct_1EveExp"}') ->> 'status',
+    || jsonb_build_object('account', tests.token_lookup('acct_1EveExp'))) ->> 'status',
   'processed',
   'an account.updated from the account it is about is applied'
 );
@@ -283,7 +283,7 @@ select results_eq(
 select results_eq(
   $$select a ->> 'status', a ? 'inconsistency_id'
     from public.apply_stripe_event(tests.stripe_event('customer.created',
-      '{"id": "cus_Plain01", "object": "customer"}') || '{"account": "acct_1CarlStd"}') as a$$,
+      '{"id": "cus_Plain01", "object": "customer"}') || jsonb_build_object('account', tests.token_lookup('acct_1CarlStd'))) as a$$,
   $$values ('ignored', false)$$,
   'an event of a type not handled is ignored, whichever account it comes from'
 );

@@ -22,11 +22,11 @@ select tests.create_project_with_milestones(
   amounts => array[40000, 200000],
   titles => array['Cabinets', 'Counters']
 );
-insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
+insert into public.payment_methods (id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
 values
-('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaCard01', 'cus_HanaCust01'),
-('40000000-0000-4000-8000-000000000002', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaCard02', 'cus_HanaCust01'),
-('40000000-0000-4000-8000-000000000003', tests.get_supabase_uid('bob'), 'credit_card', 'pm_BobCard001', 'cus_BobCust001');
+('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_HanaCard01'), tests.token_lookup('cus_HanaCust01')),
+('40000000-0000-4000-8000-000000000002', tests.get_supabase_uid('hana'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_HanaCard02'), tests.token_lookup('cus_HanaCust01')),
+('40000000-0000-4000-8000-000000000003', tests.get_supabase_uid('bob'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_BobCard001'), tests.token_lookup('cus_BobCust001'));
 
 -- as hana, the payer
 select tests.authenticate_as('hana');
@@ -72,11 +72,11 @@ select throws_ok(
 );
 select throws_ok(
   $$insert into public.funding_attempts (
-      milestone_payment_id, attempt, processor_payment_method_id, processor_customer_id,
-      amount_minor, currency, idempotency_key
+      milestone_payment_id, attempt, processor_payment_method_id_lookup,
+      processor_customer_id_lookup, amount_minor, currency, idempotency_key
     )
-    values ('30000000-0000-4000-8000-000000000002', 1, 'pm_HanaCard01', 'cus_HanaCust01', 1, 'USD',
-      'mine')$$,
+    values ('30000000-0000-4000-8000-000000000002', 1, tests.token_lookup('pm_HanaCard01'),
+      tests.token_lookup('cus_HanaCust01'), 1, 'USD', 'mine')$$,
   '42501', 'permission denied for table funding_attempts',
   'the payer cannot write an attempt of her choosing (an amount of 1) directly'
 );

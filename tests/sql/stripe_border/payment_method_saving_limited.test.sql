@@ -10,8 +10,8 @@ select tests.let_roles_call_pgtap('payment_service');
 
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('bob');
-insert into public.processor_customers (user_id, processor, processor_customer_id)
-values (tests.get_supabase_uid('hana'), 'stripe', 'cus_HanaCustomer');
+insert into public.processor_customers (user_id, processor, processor_customer_id_sealed, processor_customer_id_lookup)
+values (tests.get_supabase_uid('hana'), 'stripe', tests.sealed_token(), tests.token_lookup('cus_HanaCustomer'));
 
 select tests.authenticate_as('hana', aal => 'aal2');
 select is(

@@ -117,13 +117,13 @@ reset role;
 -- made and recorded: his recorded account is named
 select tests.authenticate_as_service('payment_service');
 select lives_ok(
-  $$select public.record_processor_account(tests.get_supabase_uid('carl'), 'acct_1CarlOnboard')$$,
+  $$select public.record_processor_account(tests.get_supabase_uid('carl'), tests.token_lookup('acct_1CarlOnboard'))$$,
   'payment_service records the account Stripe made'
 );
 reset role;
 select set_config('fixture.carl_account', (
   select a.id::text from public.processor_accounts as a
-  where a.processor_account_id = 'acct_1CarlOnboard'
+  where a.processor_account_id_lookup = tests.token_lookup('acct_1CarlOnboard')
 ), true);
 select tests.authenticate_as('carl', aal => 'aal2');
 select is(
@@ -136,12 +136,12 @@ select is(
 );
 reset role;
 select tests.authenticate_as_service('payment_service');
-select public.apply_stripe_event(
+select public.apply_stripe_event(tests.as_passed_on(
   '{"id": "evt_1CarlVerified", "type": "account.updated", "account": "acct_1CarlOnboard",
     "created": 1765000000,
     "data": {"object": {"id": "acct_1CarlOnboard", "object": "account",
     "payouts_enabled": true}}}'::jsonb
-);
+));
 reset role;
 select tests.authenticate_as('carl', aal => 'aal2');
 select is(

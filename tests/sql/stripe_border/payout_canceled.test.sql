@@ -14,9 +14,9 @@ update private.settings set value = (
 )
 where key = 'velocity_limits';
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('c0000000-0000-4000-8000-0000000000d1', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Carl01', 'ba_1Carl01', 'USD');
+  tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1Carl01'), 'USD');
 select tests.verify_connected_account('acct_1Carl01');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 60000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
@@ -29,7 +29,7 @@ create function pg_temp.canceled(payout_id text, amount bigint) returns jsonb
 language sql as $$
   select public.apply_stripe_event(tests.stripe_event('payout.canceled', jsonb_build_object(
     'id', payout_id, 'object', 'payout', 'amount', amount, 'currency', 'usd',
-    'status', 'canceled')) || '{"account": "acct_1Carl01"}')
+    'status', 'canceled')) || jsonb_build_object('account', tests.token_lookup('acct_1Carl01')))
 $$;
 grant execute on function pg_temp.canceled(text, bigint) to payment_service;
 
@@ -73,7 +73,7 @@ select public.record_withdrawal_transfer('d0000000-0000-4000-8000-000000000003',
 select public.record_withdrawal_payout('d0000000-0000-4000-8000-000000000003', 'po_W3');
 select public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W3",
   "object": "payout", "amount": 30000, "currency": "usd", "status": "paid"}')
-  || '{"account": "acct_1Carl01"}');
+  || jsonb_build_object('account', tests.token_lookup('acct_1Carl01')));
 select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code' from pg_temp.canceled('po_W3', 30000) as a$$,
   $$values ('refused', 'PT409')$$,

@@ -18,9 +18,9 @@ where key = 'velocity_limits';
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('ada');
 update public.users set role = 'admin' where id = tests.get_supabase_uid('ada');
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('c0000000-0000-4000-8000-0000000000d1', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Carl01', 'ba_1Carl01', 'USD');
+  tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1Carl01'), 'USD');
 select tests.verify_connected_account('acct_1Carl01');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 900000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
@@ -154,7 +154,7 @@ select public.record_withdrawal_payout('d0000000-0000-4000-8000-000000000001', '
 select is(
   public.apply_stripe_event(tests.stripe_event('payout.failed', '{"id": "po_W1", "object": "payout",
     "amount": 10000, "currency": "usd", "status": "failed", "failure_code": "account_closed",
-    "failure_message": "The bank account has been closed."}') || '{"account": "acct_1Carl01"}') ->> 'status',
+    "failure_message": "The bank account has been closed."}') || jsonb_build_object('account', tests.token_lookup('acct_1Carl01'))) ->> 'status',
   'processed',
   'payout.failed fails w1'
 );
@@ -165,10 +165,10 @@ select results_eq(
   'its transfer is recorded as an open inconsistency: the money is both on the account and in the wallet'
 );
 select results_eq(
-  $$select withdrawal_id::text, status, amount_minor, processor_account_id, processor_transfer_id,
+  $$select withdrawal_id::text, status, amount_minor, account_id, processor_transfer_id,
       reversal_idempotency_key
     from public.withdrawals_to_reverse()$$,
-  $$values ('d0000000-0000-4000-8000-000000000001', 'failed', 10000::bigint, 'acct_1Carl01',
+  $$values ('d0000000-0000-4000-8000-000000000001', 'failed', 10000::bigint, tests.account_row('acct_1Carl01'),
     'tr_W1', 'withdrawal:d0000000-0000-4000-8000-000000000001:reversal')$$,
   'w1 is listed for its transfer to be reversed, with a key derived from it'
 );

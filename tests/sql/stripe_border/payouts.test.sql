@@ -6,7 +6,7 @@
 -- that payout (metadata moves nothing); account.updated records a payout method's verification, and no payout goes to an
 -- account the processor says cannot receive one.
 begin;
-select plan(36);
+select plan(37);
 
 -- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
 select tests.let_roles_call_pgtap();
@@ -20,12 +20,15 @@ update private.settings set value = (
 where key = 'velocity_limits';
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('dora', metadata => '{"role": "contractor"}');
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values
 ('c0000000-0000-4000-8000-0000000000d1', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Carl01', 'ba_1Carl01', 'USD'),
+  tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1Carl01'), 'USD'),
 ('c0000000-0000-4000-8000-0000000000d2', tests.get_supabase_uid('dora'), 'bank_account',
-  'acct_1Dora01', 'ba_1Dora01', 'USD');
+  tests.token_lookup('acct_1Dora01'), tests.sealed_token(), tests.token_lookup('ba_1Dora01'), 'USD');
+-- Carl's account sealed, as the payout-accounts function seals it at onboarding.
+update public.processor_accounts set processor_account_id_sealed = tests.sealed_token()
+where processor_account_id_lookup = tests.token_lookup('acct_1Carl01');
 select tests.verify_connected_account('acct_1Carl01');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 900000);
 select tests.fund_wallet(tests.get_supabase_uid('dora'), 50000);
@@ -64,23 +67,36 @@ select throws_ok(
 reset role;
 select tests.authenticate_as_service('payment_service');
 select results_eq(
-  $$select withdrawal_id::text, amount_minor, currency::text, processor_account_id,
+  $$select withdrawal_id::text, amount_minor, currency::text, account_id,
       processor_transfer_id, transfer_idempotency_key, payout_idempotency_key
-    from public.withdrawals_to_pay_out() where processor_account_id = 'acct_1Carl01'$$,
+    from public.withdrawals_to_pay_out() where account_id = tests.account_row('acct_1Carl01')$$,
   $$values
-    ('d0000000-0000-4000-8000-000000000001', 10000::bigint, 'USD', 'acct_1Carl01', null::text,
+    ('d0000000-0000-4000-8000-000000000001', 10000::bigint, 'USD', tests.account_row('acct_1Carl01'), null::text,
       'withdrawal:d0000000-0000-4000-8000-000000000001:transfer',
       'withdrawal:d0000000-0000-4000-8000-000000000001:payout'),
-    ('d0000000-0000-4000-8000-000000000002', 20000::bigint, 'USD', 'acct_1Carl01', null::text,
+    ('d0000000-0000-4000-8000-000000000002', 20000::bigint, 'USD', tests.account_row('acct_1Carl01'), null::text,
       'withdrawal:d0000000-0000-4000-8000-000000000002:transfer',
       'withdrawal:d0000000-0000-4000-8000-000000000002:payout'),
-    ('d0000000-0000-4000-8000-000000000003', 30000::bigint, 'USD', 'acct_1Carl01', null::text,
+    ('d0000000-0000-4000-8000-000000000003', 30000::bigint, 'USD', tests.account_row('acct_1Carl01'), null::text,
       'withdrawal:d0000000-0000-4000-8000-000000000003:transfer',
       'withdrawal:d0000000-0000-4000-8000-000000000003:payout')$$,
   'the approved withdrawals are due, with their connected account and idempotency keys; the one awaiting approval is not'
 );
+select results_eq(
+  $$select count(*)::integer, count(*) filter (
+      where w.account_sealed = a.processor_account_id_sealed::jsonb
+        and w.payout_method_id = 'c0000000-0000-4000-8000-0000000000d1'
+        and w.external_account_sealed = pm.processor_external_account_id_sealed::jsonb
+    )::integer
+    from public.withdrawals_to_pay_out() as w
+    join public.processor_accounts as a on a.id = w.account_id
+    join public.payout_methods as pm on pm.id = w.payout_method_id
+    where w.user_id = tests.get_supabase_uid('carl')$$,
+  $$values (3, 3)$$,
+  'each hands payment_service the sealed account and external account it pays, as stored: never a token'
+);
 select is_empty(
-  $$select 1 from public.withdrawals_to_pay_out() where processor_account_id = 'acct_1Dora01'$$,
+  $$select 1 from public.withdrawals_to_pay_out() where user_id = tests.get_supabase_uid('dora')$$,
   'a withdrawal to an account the processor never verified is not due'
 );
 select throws_ok(
@@ -150,7 +166,7 @@ select is_empty(
 -- payout.paid completes the withdrawal whose payout it is
 select is(
   public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W1", "object": "payout",
-    "amount": 10000, "currency": "usd", "status": "paid"}') || '{"account": "acct_1Carl01"}') ->> 'status',
+    "amount": 10000, "currency": "usd", "status": "paid"}') || jsonb_build_object('account', tests.token_lookup('acct_1Carl01'))) ->> 'status',
   'processed',
   'payout.paid is applied'
 );
@@ -173,7 +189,7 @@ select public.record_withdrawal_payout('d0000000-0000-4000-8000-000000000002', '
 select is(
   public.apply_stripe_event(tests.stripe_event('payout.failed', '{"id": "po_W2", "object": "payout",
     "amount": 20000, "currency": "usd", "status": "failed", "failure_code": "account_closed",
-    "failure_message": "The bank account has been closed."}') || '{"account": "acct_1Carl01"}') ->> 'status',
+    "failure_message": "The bank account has been closed."}') || jsonb_build_object('account', tests.token_lookup('acct_1Carl01'))) ->> 'status',
   'processed',
   'payout.failed is applied'
 );
@@ -195,7 +211,7 @@ select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W4early",
       "object": "payout", "amount": 600000, "currency": "usd",
-      "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000004"}}') || '{"account": "acct_1Carl01"}') as a$$,
+      "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000004"}}') || jsonb_build_object('account', tests.token_lookup('acct_1Carl01'))) as a$$,
   $$values ('ignored', null::text)$$,
   'a payout.paid naming a withdrawal not yet approved in its metadata is ignored'
 );
@@ -208,7 +224,7 @@ select results_eq(
 select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payout.failed', '{"id": "po_W1",
-      "object": "payout", "amount": 10000, "currency": "usd"}') || '{"account": "acct_1Carl01"}') as a$$,
+      "object": "payout", "amount": 10000, "currency": "usd"}') || jsonb_build_object('account', tests.token_lookup('acct_1Carl01'))) as a$$,
   $$values ('refused', 'PT409')$$,
   'a payout.failed after the payout was paid is refused'
 );
@@ -216,14 +232,14 @@ select results_eq(
   $$select a ->> 'status', a -> 'error' ->> 'code'
     from public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W3",
       "object": "payout", "amount": 31000, "currency": "usd",
-      "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}', 'evt_W3amount') || '{"account": "acct_1Carl01"}') as a$$,
+      "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}', 'evt_W3amount') || jsonb_build_object('account', tests.token_lookup('acct_1Carl01'))) as a$$,
   $$values ('ignored', null::text)$$,
   'a payout of another amount, before its payout id was recorded, is ignored'
 );
 select is(
   public.apply_stripe_event(tests.stripe_event('payout.paid', '{"id": "po_W3", "object": "payout",
     "amount": 30000, "currency": "usd",
-    "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}', 'evt_W3paid') || '{"account": "acct_1Carl01"}') ->> 'status',
+    "metadata": {"withdrawal_id": "d0000000-0000-4000-8000-000000000003"}}', 'evt_W3paid') || jsonb_build_object('account', tests.token_lookup('acct_1Carl01'))) ->> 'status',
   'ignored',
   'and so is a payout.paid that arrives before its payout id was recorded'
 );
@@ -266,7 +282,7 @@ select is(
   'the account needs more information: its payout method is pending'
 );
 select is_empty(
-  $$select 1 from public.withdrawals_to_pay_out() where processor_account_id = 'acct_1Dora01'$$,
+  $$select 1 from public.withdrawals_to_pay_out() where user_id = tests.get_supabase_uid('dora')$$,
   'no payout is due to it'
 );
 select throws_ok(
@@ -280,7 +296,7 @@ select public.apply_stripe_event(tests.stripe_event('account.updated', '{"id": "
 select results_eq(
   $$select pm.verification_status, (
       select count(*)::int from public.withdrawals_to_pay_out() as d
-      where d.processor_account_id = 'acct_1Dora01'
+      where d.user_id = tests.get_supabase_uid('dora')
     )
     from public.payout_methods as pm where pm.id = 'c0000000-0000-4000-8000-0000000000d2'$$,
   $$values ('verified', 1)$$,

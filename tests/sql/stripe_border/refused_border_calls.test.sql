@@ -21,10 +21,10 @@ select tests.create_project_with_milestones(
   amounts => array[40000],
   titles => array['Cabinets']
 );
-insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
+insert into public.payment_methods (id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
 values
-('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaCard01', 'cus_HanaCust01'),
-('40000000-0000-4000-8000-000000000003', tests.get_supabase_uid('bob'), 'credit_card', 'pm_BobCard001', 'cus_BobCust001');
+('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_HanaCard01'), tests.token_lookup('cus_HanaCust01')),
+('40000000-0000-4000-8000-000000000003', tests.get_supabase_uid('bob'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_BobCard001'), tests.token_lookup('cus_BobCust001'));
 insert into public.processor_inconsistencies (id, kind, processor_object_id, amount_minor, currency)
 values ('50000000-0000-4000-8000-000000000001', 'payout_unrecorded', 'po_Lost01', 1000, 'USD');
 

@@ -24,7 +24,7 @@ reset role;
 select tests.authenticate_as_service('payment_service');
 select set_config('fixture.foreign', public.apply_stripe_event(
   tests.stripe_event('account.updated', '{"id": "acct_1Other01", "object": "account",
-    "payouts_enabled": true}') || '{"account": "acct_1Mine001"}') ->> 'event_id', true);
+    "payouts_enabled": true}') || jsonb_build_object('account', tests.token_lookup('acct_1Mine001'))) ->> 'event_id', true);
 select set_config('fixture.charge', public.apply_stripe_event(
   tests.stripe_event('payment_intent.succeeded',
     tests.payment_intent('pi_Late0001', '30000000-0000-4000-8000-000000000001', 10000)))

@@ -12,10 +12,10 @@ select tests.let_roles_call_pgtap('payment_service');
 select tests.create_supabase_user('hana');
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_project_payments('hana', 'carl', 1);
-insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
+insert into public.payment_methods (id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
 values
-('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaThreeDS1', 'cus_HanaCust01'),
-('40000000-0000-4000-8000-000000000002', tests.get_supabase_uid('hana'), 'credit_card', 'pm_HanaVisa0001', 'cus_HanaCust01');
+('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_HanaThreeDS1'), tests.token_lookup('cus_HanaCust01')),
+('40000000-0000-4000-8000-000000000002', tests.get_supabase_uid('hana'), 'credit_card', tests.sealed_token(), tests.token_lookup('pm_HanaVisa0001'), tests.token_lookup('cus_HanaCust01'));
 
 -- attempt 1 with card 1: its PaymentIntent is recorded and waits for 3-D Secure; the card is deleted
 select tests.authenticate_as('hana');

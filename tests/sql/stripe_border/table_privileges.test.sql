@@ -21,9 +21,9 @@ select tests.create_project_with_milestones(
   titles => array['Cabinets'],
   escrow => false
 );
-insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
+insert into public.payment_methods (id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
 values ('40000000-0000-4000-8000-000000000001', tests.get_supabase_uid('hana'), 'credit_card',
-  'pm_HanaCard01', 'cus_HanaCust01');
+  tests.sealed_token(), tests.token_lookup('pm_HanaCard01'), tests.token_lookup('cus_HanaCust01'));
 select tests.authenticate_as('hana');
 select public.begin_funding_attempt('30000000-0000-4000-8000-000000000001',
   '40000000-0000-4000-8000-000000000001');
@@ -56,8 +56,8 @@ select throws_ok(
   'admin does not end an attempt: the processor does'
 );
 select throws_ok(
-  $$insert into public.processor_customers (user_id, processor_customer_id)
-    values ((select id from public.users limit 1), 'cus_Admin0001')$$,
+  $$insert into public.processor_customers (user_id, processor_customer_id_sealed, processor_customer_id_lookup)
+    values ((select id from public.users limit 1), tests.sealed_token(), tests.token_lookup('cus_Admin0001'))$$,
   '42501', 'permission denied for table processor_customers',
   'admin does not record a customer'
 );

@@ -17,9 +17,9 @@ where key = 'velocity_limits';
 select tests.create_supabase_user('carl', metadata => '{"role": "contractor"}');
 select tests.create_supabase_user('ada');
 update public.users set role = 'admin' where id = tests.get_supabase_uid('ada');
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('c0000000-0000-4000-8000-0000000000d1', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Carl01', 'ba_1Carl01', 'USD');
+  tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1Carl01'), 'USD');
 select tests.verify_connected_account('acct_1Carl01');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 100000);
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)
@@ -129,10 +129,10 @@ select results_eq(
 );
 select tests.authenticate_as_service('payment_service');
 select results_eq(
-  $$select withdrawal_id::text, status, idempotency_key, processor_account_id
+  $$select withdrawal_id::text, status, idempotency_key, account_id
     from public.withdrawals_with_unanswered_transfer()$$,
   $$values ('d0000000-0000-4000-8000-000000000001', 'canceled',
-    'withdrawal:d0000000-0000-4000-8000-000000000001:transfer', 'acct_1Carl01')$$,
+    'withdrawal:d0000000-0000-4000-8000-000000000001:transfer', tests.account_row('acct_1Carl01'))$$,
   'it is listed for the payouts function to find its transfer'
 );
 select throws_ok(

@@ -19,12 +19,12 @@ update public.users set role = 'auditor' where id = tests.get_supabase_uid('aud'
 select set_config('fixture.alice', tests.get_supabase_uid('alice')::text, true);
 select set_config('fixture.bob', tests.get_supabase_uid('bob')::text, true);
 
-insert into public.payment_methods (id, user_id, type, processor_payment_method_id, processor_customer_id)
+insert into public.payment_methods (id, user_id, type, processor_payment_method_id_sealed, processor_payment_method_id_lookup, processor_customer_id_lookup)
 values
   ('aaaaaaaa-0000-4000-8000-0000000000a1', tests.get_supabase_uid('alice'), 'credit_card',
-    'pm_1A2b3C4d5E', 'cus_1A2b3C4d'),
+    tests.sealed_token(), tests.token_lookup('pm_1A2b3C4d5E'), tests.token_lookup('cus_1A2b3C4d')),
   ('bbbbbbbb-0000-4000-8000-0000000000b1', tests.get_supabase_uid('bob'), 'credit_card',
-    'pm_2A2b3C4d5E', 'cus_2A2b3C4d');
+    tests.sealed_token(), tests.token_lookup('pm_2A2b3C4d5E'), tests.token_lookup('cus_2A2b3C4d'));
 insert into public.payment_transactions (
   id, user_id, payment_method_id, type, status, amount_minor, currency, processor_transaction_id,
   description

@@ -18,17 +18,17 @@ update private.settings set value = (
 )
 where key = 'velocity_limits';
 insert into public.payout_methods (
-  id, user_id, type, processor_account_id, processor_external_account_id, currency
+  id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency
 )
 values
   ('c0000000-0000-4000-8000-0000000000d1', tests.get_supabase_uid('carl'), 'bank_account',
-    'acct_1Carl01', 'ba_1CarlUsd', 'USD'),
+    tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1CarlUsd'), 'USD'),
   ('c0000000-0000-4000-8000-0000000000e1', tests.get_supabase_uid('carl'), 'bank_account',
-    'acct_1Carl01', 'ba_1CarlEur', 'EUR'),
+    tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1CarlEur'), 'EUR'),
   ('c0000000-0000-4000-8000-0000000000e2', tests.get_supabase_uid('carl'), 'bank_account',
-    'acct_1Carl01', 'ba_2CarlEur', 'EUR'),
+    tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_2CarlEur'), 'EUR'),
   ('50000000-0000-4000-8000-0000000000e1', tests.get_supabase_uid('sam'), 'bank_account',
-    'acct_1Sam001', 'ba_1SamEur1', 'EUR');
+    tests.token_lookup('acct_1Sam001'), tests.sealed_token(), tests.token_lookup('ba_1SamEur1'), 'EUR');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 100000, 'USD');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 100000, 'EUR');
 select tests.fund_wallet(tests.get_supabase_uid('sam'), 100000, 'USD');

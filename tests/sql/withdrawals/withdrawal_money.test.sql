@@ -15,9 +15,9 @@ select set_config('fixture.carl', tests.get_supabase_uid('carl')::text, true);
 select set_config('fixture.ada', tests.get_supabase_uid('ada')::text, true);
 select set_config('fixture.abe', tests.get_supabase_uid('abe')::text, true);
 select set_config('fixture.wallet', private.ledger_wallet(tests.get_supabase_uid('carl'), 'USD')::text, true);
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('50000000-0000-0000-0000-000000000001', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Carl01', 'ba_1Carl01', 'USD');
+  tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1Carl01'), 'USD');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 700000);
 
 -- as carl at aal2: a small withdrawal reserves, and is approved at once

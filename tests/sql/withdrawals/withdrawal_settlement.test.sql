@@ -21,9 +21,9 @@ select tests.create_supabase_user('abe');
 select tests.create_supabase_user('ida');
 update public.users set role = 'admin'
 where id in (tests.get_supabase_uid('ada'), tests.get_supabase_uid('abe'), tests.get_supabase_uid('ida'));
-insert into public.payout_methods (id, user_id, type, processor_account_id, processor_external_account_id, currency)
+insert into public.payout_methods (id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency)
 values ('c0000000-0000-4000-8000-0000000000d1', tests.get_supabase_uid('carl'), 'bank_account',
-  'acct_1Carl01', 'ba_1Carl01', 'USD');
+  tests.token_lookup('acct_1Carl01'), tests.sealed_token(), tests.token_lookup('ba_1Carl01'), 'USD');
 select tests.fund_wallet(tests.get_supabase_uid('carl'), 900000);
 -- w1 to w4 are small (approved at once); w5 is large and waits for two admins
 insert into public.withdrawals (id, user_id, payout_method_id, amount_minor, currency)

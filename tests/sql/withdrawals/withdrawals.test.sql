@@ -19,13 +19,13 @@ select set_config('fixture.alice', tests.get_supabase_uid('alice')::text, true);
 select set_config('fixture.bob', tests.get_supabase_uid('bob')::text, true);
 
 insert into public.payout_methods (
-  id, user_id, type, processor_account_id, processor_external_account_id, currency
+  id, user_id, type, processor_account_id_lookup, processor_external_account_id_sealed, processor_external_account_id_lookup, currency
 )
 values
   ('aaaaaaaa-0000-4000-8000-0000000000c1', tests.get_supabase_uid('alice'), 'bank_account',
-    'acct_1A2b3C4d', 'ba_1A2b3C4d', 'USD'),
+    tests.token_lookup('acct_1A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_1A2b3C4d'), 'USD'),
   ('bbbbbbbb-0000-4000-8000-0000000000c1', tests.get_supabase_uid('bob'), 'bank_account',
-    'acct_2A2b3C4d', 'ba_2A2b3C4d', 'USD');
+    tests.token_lookup('acct_2A2b3C4d'), tests.sealed_token(), tests.token_lookup('ba_2A2b3C4d'), 'USD');
 -- money in the wallets, for the withdrawals to reserve
 select tests.fund_wallet(tests.get_supabase_uid('alice'), 100000);
 select tests.fund_wallet(tests.get_supabase_uid('bob'), 100000);
