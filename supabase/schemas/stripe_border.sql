@@ -3285,9 +3285,9 @@ $$;
 
 /**
  * The approved withdrawals not yet paid out to a payable payout method, with what a payout
- * needs (payment_service): the amount and currency, the connected account and its external
- * account (each as its row and its sealed token, which the payouts function opens), the
- * transfer id if one was already recorded, the idempotency keys to
+ * needs (payment_service): the amount and currency, the payout method, its connected account
+ * (its row and its sealed token, which the payouts function opens; the payout goes to the
+ * account's external account at the processor), the transfer id if one was already recorded, the idempotency keys to
  * send (those of the attempt each step is at: a step the processor refused gets the next
  * key), the attempts' numbers, and the last refusal's code, if any.
  */
@@ -3300,7 +3300,6 @@ returns table (
   account_id uuid,
   account_sealed jsonb,
   payout_method_id uuid,
-  external_account_sealed jsonb,
   processor_transfer_id text,
   transfer_idempotency_key text,
   payout_idempotency_key text,
@@ -3314,8 +3313,7 @@ set search_path = ''
 as $$
   select
     w.id, w.user_id, w.amount_minor, w.currency, account.id,
-    account.processor_account_id_sealed, pm.id, pm.processor_external_account_id_sealed,
-    w.processor_transfer_id,
+    account.processor_account_id_sealed, pm.id, w.processor_transfer_id,
     private.withdrawal_step_key(w.id, 'transfer', t.attempt),
     private.withdrawal_step_key(w.id, 'payout', p.attempt),
     t.attempt, p.attempt,

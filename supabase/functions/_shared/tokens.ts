@@ -37,27 +37,20 @@ export function lookupOf(token: string): Promise<string> {
 }
 
 /**
- * The token a row holds: its sealed value opened for `place`, or, for a row written before
- * tokens were sealed (until `payguard keys rotate` seals it), the plain value. A row with
- * neither, or whose sealed value does not open, is an error that names the place only.
+ * The token a row holds: its sealed value opened for `place`. A row with none (a customer or a
+ * connected account known by its lookup alone), or whose sealed value does not open, is an
+ * error that names the place only.
  */
-export async function openToken(
-  sealed: unknown,
-  plain: string | null | undefined,
-  place: Place,
-): Promise<string> {
-  if (sealed !== null && sealed !== undefined) {
-    try {
-      return await decrypt(keys().envelope, sealed, place);
-    } catch (error) {
-      const reason = error instanceof EnvelopeError ? error.message : String(error);
-      throw new EnvelopeError(
-        `the token of ${place.table}.${place.column} of row ${place.rowId} does not open: ${reason}`,
-      );
-    }
+export async function openToken(sealed: unknown, place: Place): Promise<string> {
+  if (sealed === null || sealed === undefined) {
+    throw new EnvelopeError(`${place.table}.${place.column} of row ${place.rowId} holds no token`);
   }
-  if (typeof plain === "string" && plain !== "") return plain;
-  throw new EnvelopeError(
-    `${place.table}.${place.column} of row ${place.rowId} holds no token`,
-  );
+  try {
+    return await decrypt(keys().envelope, sealed, place);
+  } catch (error) {
+    const reason = error instanceof EnvelopeError ? error.message : String(error);
+    throw new EnvelopeError(
+      `the token of ${place.table}.${place.column} of row ${place.rowId} does not open: ${reason}`,
+    );
+  }
 }

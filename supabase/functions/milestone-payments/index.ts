@@ -79,10 +79,8 @@ async function chargedTokens(context: RequestContext, attempt: Attempt): Promise
   if (methodId === null) throw new Error(`attempt ${attempt.attempt} names no payment method`);
   const rows = await asService(context, (tx) =>
     tx`
-      select m.processor_payment_method_id_sealed as method_sealed,
-        m.processor_payment_method_id as method_plain, m.user_id::text as user_id,
-        c.processor_customer_id_sealed as customer_sealed,
-        c.processor_customer_id as customer_plain
+      select m.processor_payment_method_id_sealed as method_sealed, m.user_id::text as user_id,
+        c.processor_customer_id_sealed as customer_sealed
       from public.payment_methods as m
       join public.processor_customers as c on c.user_id = m.user_id
       where m.id = ${methodId}::uuid
@@ -90,12 +88,12 @@ async function chargedTokens(context: RequestContext, attempt: Attempt): Promise
   if (rows.length === 0) throw new Error(`payment method ${methodId} is gone`);
   const [row] = rows;
   return {
-    paymentMethod: await openToken(row.method_sealed, row.method_plain, {
+    paymentMethod: await openToken(row.method_sealed, {
       table: "payment_methods",
       column: "processor_payment_method_id",
       rowId: methodId,
     }),
-    customer: await openToken(row.customer_sealed, row.customer_plain, {
+    customer: await openToken(row.customer_sealed, {
       table: "processor_customers",
       column: "processor_customer_id",
       rowId: String(row.user_id),

@@ -77,11 +77,11 @@ export function stripeFailure(
 /** The user's recorded customer, opened (payment_service reads it), or null. */
 async function recordedCustomer(tx: Tx, userId: string): Promise<string | null> {
   const rows = await tx`
-    select processor_customer_id_sealed, processor_customer_id from public.processor_customers
+    select processor_customer_id_sealed from public.processor_customers
     where user_id = ${userId}::uuid
   `;
   if (rows.length === 0) return null;
-  return await openToken(rows[0].processor_customer_id_sealed, rows[0].processor_customer_id, {
+  return await openToken(rows[0].processor_customer_id_sealed, {
     table: "processor_customers",
     column: "processor_customer_id",
     rowId: userId,
@@ -125,13 +125,10 @@ async function customerFor(
     await setRole(tx, "payment_service");
     await tx`
       insert into public.processor_customers (
-        user_id, processor, processor_customer_id, processor_customer_id_sealed,
-        processor_customer_id_lookup
+        user_id, processor, processor_customer_id_sealed, processor_customer_id_lookup
       )
       values (
-        ${caller.userId!}::uuid, 'stripe', ${customer.id}, ${
-      JSON.stringify(sealed)
-    }::text::jsonb, ${lookup}
+        ${caller.userId!}::uuid, 'stripe', ${JSON.stringify(sealed)}::text::jsonb, ${lookup}
       )
       on conflict (user_id) do nothing
     `;
@@ -285,16 +282,13 @@ export async function handle(req: Request): Promise<Response> {
       await setRole(tx, "payment_service");
       const rows = await tx`
         insert into public.payment_methods (
-          id, user_id, type, processor_payment_method_id, processor_customer_id,
-          brand, last4, exp_month, exp_year, nickname, is_default,
+          id, user_id, type, brand, last4, exp_month, exp_year, nickname, is_default,
           processor_payment_method_id_sealed, processor_payment_method_id_lookup,
           processor_customer_id_lookup
         ) values (
           ${id}::uuid, ${caller.userId!}::uuid, ${methodType(method)}::public.payment_method_type,
-          ${method.id}, ${customer!}, ${card.brand}, ${card.last4}, ${card.exp_month},
-          ${card.exp_year}, ${nickname as string | null}, ${isDefault}, ${
-        JSON.stringify(sealed)
-      }::text::jsonb,
+          ${card.brand}, ${card.last4}, ${card.exp_month}, ${card.exp_year},
+          ${nickname as string | null}, ${isDefault}, ${JSON.stringify(sealed)}::text::jsonb,
           ${lookup}, ${customerLookup}
         )
         returning id, user_id, type, brand, last4, exp_month, exp_year, nickname, is_default,

@@ -31,7 +31,7 @@ import { optional } from "../_shared/env.ts";
 import { serve } from "../_shared/serve.ts";
 import { allowMethods, type Body, HttpError, json, readJsonObject } from "../_shared/http.ts";
 import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
-import { openToken, sealToken } from "../_shared/tokens.ts";
+import { lookupOf, openToken, sealToken } from "../_shared/tokens.ts";
 
 /** What begin_onboarding_payout_account answers. */
 interface Onboarding {
@@ -202,11 +202,11 @@ function recordedAccount(context: RequestContext, rowId: string): Promise<string
   return transaction(context, async (tx) => {
     await setRole(tx, "payment_service");
     const rows = await tx`
-      select processor_account_id_sealed, processor_account_id from public.processor_accounts
+      select processor_account_id_sealed from public.processor_accounts
       where id = ${rowId}::uuid
     `;
     if (rows.length === 0) throw new Error(`connected account ${rowId} is not recorded`);
-    return await openToken(rows[0].processor_account_id_sealed, rows[0].processor_account_id, {
+    return await openToken(rows[0].processor_account_id_sealed, {
       table: "processor_accounts",
       column: "processor_account_id",
       rowId,
@@ -215,8 +215,8 @@ function recordedAccount(context: RequestContext, rowId: string): Promise<string
 }
 
 /**
- * Record `accountId` as the user's (payment_service), sealed with its lookup; its row and its
- * verification as recorded.
+ * Record `accountId` as the user's (payment_service) by its lookup, then seal it for the row
+ * the database answers with; its row and its verification as recorded.
  */
 async function recordAccount(
   context: RequestContext,
@@ -229,19 +229,18 @@ async function recordAccount(
       const recorded = await rpc<{ id: string; verification_status: string }>(
         tx,
         "record_processor_account",
-        [[userId, "uuid"], [accountId, "text"]],
+        [[userId, "uuid"], [await lookupOf(accountId), "text"]],
       );
-      // The row may have been recorded first by account.updated, or by an older version:
-      // it is sealed here once, under the row's id.
-      const { sealed, lookup } = await sealToken(accountId, {
+      // The row may have been recorded first by account.updated (by its lookup alone): it is
+      // sealed here once, under the row's id.
+      const { sealed } = await sealToken(accountId, {
         table: "processor_accounts",
         column: "processor_account_id",
         rowId: recorded.id,
       });
       await tx`
         update public.processor_accounts
-        set processor_account_id_sealed = ${JSON.stringify(sealed)}::text::jsonb,
-          processor_account_id_lookup = ${lookup}
+        set processor_account_id_sealed = ${JSON.stringify(sealed)}::text::jsonb
         where id = ${recorded.id}::uuid and processor_account_id_sealed is null
       `;
       return { id: recorded.id, verification_status: recorded.verification_status };

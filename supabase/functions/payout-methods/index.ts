@@ -36,24 +36,21 @@ import { lookupOf, openToken, sealToken } from "../_shared/tokens.ts";
 
 const EXTERNAL_ACCOUNT = /^(ba|card)_[A-Za-z0-9]{6,}$/;
 /** The unique keys that a payout method saved twice breaks. */
-const SAME_ACCOUNT = new Set([
-  "payout_methods_processor_external_account_id_key",
-  "payout_methods_processor_external_account_id_lookup_key",
-]);
+const SAME_ACCOUNT = new Set(["payout_methods_processor_external_account_id_lookup_key"]);
 
 /** The caller's recorded connected account, opened as payment_service; null before onboarding. */
 function recordedAccount(context: RequestContext, userId: string): Promise<string | null> {
   return transaction(context, async (tx) => {
     await setRole(tx, "payment_service");
     const rows = await tx`
-      select id::text as id, processor_account_id_sealed as sealed, processor_account_id as plain
+      select id::text as id, processor_account_id_sealed as sealed
       from public.processor_accounts
       where user_id = ${userId}::uuid
       order by created_at, id
       limit 1
     `;
     if (rows.length === 0) return null;
-    return await openToken(rows[0].sealed, rows[0].plain, {
+    return await openToken(rows[0].sealed, {
       table: "processor_accounts",
       column: "processor_account_id",
       rowId: String(rows[0].id),
@@ -138,13 +135,13 @@ export async function handle(req: Request): Promise<Response> {
       await setRole(tx, "payment_service");
       const rows = await tx`
         insert into public.payout_methods (
-          id, user_id, type, processor_account_id, processor_external_account_id, bank_name,
-          last4, currency, nickname, is_default, processor_external_account_id_sealed,
-          processor_external_account_id_lookup, processor_account_id_lookup
+          id, user_id, type, bank_name, last4, currency, nickname, is_default,
+          processor_external_account_id_sealed, processor_external_account_id_lookup,
+          processor_account_id_lookup
         ) values (
           ${id}::uuid, ${userId}::uuid,
-          ${card ? "debit_card" : "bank_account"}::public.payout_method_type, ${account},
-          ${external.id}, ${bank?.bank_name ?? card?.brand ?? null}, ${external.last4},
+          ${card ? "debit_card" : "bank_account"}::public.payout_method_type,
+          ${bank?.bank_name ?? card?.brand ?? null}, ${external.last4},
           ${String(external.currency ?? "").toUpperCase()}, ${nickname as string | null},
           ${isDefault}, ${JSON.stringify(sealed)}::text::jsonb, ${lookup}, ${accountLookup}
         )

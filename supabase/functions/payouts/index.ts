@@ -52,6 +52,7 @@ import { isPgError } from "../_shared/errors.ts";
 import { serve } from "../_shared/serve.ts";
 import { allowMethods, HttpError, json, readJsonObject, uuidField } from "../_shared/http.ts";
 import { isStripeError, type Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
+import { openToken } from "../_shared/tokens.ts";
 
 /** A withdrawal awaiting payout, as withdrawals_to_pay_out() names it. */
 export interface DuePayout {
@@ -130,10 +131,24 @@ function text(row: Record<string, unknown>, ...names: string[]): string | null {
   return null;
 }
 
+/**
+ * The connected account a row names, by its processor_accounts row (`account_id`) and its
+ * sealed token (`account_sealed`), opened: the function holds a token only to hand it to Stripe.
+ */
+async function connectedAccount(row: Record<string, unknown>): Promise<string | null> {
+  const rowId = text(row, "account_id");
+  if (!rowId) return null;
+  return await openToken(row.account_sealed, {
+    table: "processor_accounts",
+    column: "processor_account_id",
+    rowId,
+  });
+}
+
 /** A row of withdrawals_to_pay_out(), checked: exact integer amounts, an acct_… account. */
-export function duePayout(row: Record<string, unknown>): DuePayout {
+export async function duePayout(row: Record<string, unknown>): Promise<DuePayout> {
   const id = text(row, "withdrawal_id", "id");
-  const account = text(row, "processor_account_id", "connected_account_id", "account_id");
+  const account = await connectedAccount(row);
   const currency = text(row, "currency");
   const raw = row.amount_minor;
   const amount = typeof raw === "string" ? Number(raw) : raw;
@@ -167,7 +182,7 @@ async function dueWithdrawals(context: RequestContext): Promise<DuePayout[]> {
     else if (only !== null && typeof only === "object") flat.push(only as Record<string, unknown>);
     else flat.push(row);
   }
-  return flat.map(duePayout);
+  return await Promise.all(flat.map(duePayout));
 }
 
 /** The rows of withdrawals_to_reverse(), checked. */
@@ -205,9 +220,9 @@ async function unansweredTransfers(context: RequestContext): Promise<UnansweredT
   const rows = await transaction(context, async (tx) => {
     return await tx`select * from public.withdrawals_with_unanswered_transfer()`;
   });
-  return rows.map((row) => {
+  return await Promise.all(rows.map(async (row) => {
     const id = text(row, "withdrawal_id");
-    const account = text(row, "processor_account_id");
+    const account = await connectedAccount(row);
     const key = text(row, "idempotency_key");
     const raw = row.amount_minor;
     const amount = typeof raw === "string" ? Number(raw) : raw;
@@ -229,7 +244,7 @@ async function unansweredTransfers(context: RequestContext): Promise<UnansweredT
       idempotency_key: key,
       sent_at: sentAt,
     };
-  });
+  }));
 }
 
 /** Record the request of `step` before Stripe is asked (begin_withdrawal_step). */

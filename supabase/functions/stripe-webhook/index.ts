@@ -10,7 +10,8 @@
  * `payment_service`, which records it once by its id and applies it in the same transaction:
  * processed, duplicate, ignored or refused are acknowledged (200); failed is a 500, so that
  * Stripe delivers it again. Text jsonb cannot hold (NUL, a lone surrogate) is replaced first
- * (storable.ts); an event the database still cannot read is recorded as refused by its id and
+ * (storable.ts), and so is every processor token, by its lookup (lookups.ts): the database
+ * matches accounts by lookup and keeps no token; an event the database still cannot read is recorded as refused by its id and
  * type alone, with the database's error, so that it is reported rather than delivered for ever.
  */
 import { optional, required } from "../_shared/env.ts";
@@ -19,6 +20,7 @@ import { serve } from "../_shared/serve.ts";
 import { allowMethods, HttpError, json } from "../_shared/http.ts";
 import { rpc, transaction } from "../_shared/db.ts";
 import { cryptoProvider, Stripe } from "../_shared/stripe.ts";
+import { withLookups } from "./lookups.ts";
 import { storableEvent } from "./storable.ts";
 
 /** Seconds a signature's timestamp may be away from now. */
@@ -137,6 +139,19 @@ function unreadable(error: unknown): error is { code: string; message: string } 
 }
 
 /**
+ * The database's error for an event, or, for one nested deeper than this function can walk
+ * (to replace its text and its tokens), the error the database gives past its own stack
+ * (54001); null for any other error.
+ */
+function unreadableError(error: unknown): { code: string; message: string } | null {
+  if (unreadable(error)) return error;
+  if (error instanceof RangeError) {
+    return { code: "54001", message: "the event nests deeper than the function reads" };
+  }
+  return null;
+}
+
+/**
  * Apply the event, its unstorable characters replaced; should the database still be unable to
  * read it, record it by its id, type, creation time and account alone, with the database's
  * error (`payguard_unreadable`): apply_stripe_event refuses that (it has no data.object), so
@@ -148,19 +163,20 @@ async function applyOrRecordUnreadable(
   event: Stripe.Event,
 ): Promise<Applied> {
   try {
-    return await apply(req, storableEvent(raw).text);
+    return await apply(req, await withLookups(storableEvent(raw).text));
   } catch (error) {
-    if (!unreadable(error)) throw error;
-    console.error("stripe event unreadable by the database", event.id, event.type, error.code);
+    const refusal = unreadableError(error);
+    if (refusal === null) throw error;
+    console.error("stripe event unreadable by the database", event.id, event.type, refusal.code);
     const stub: Record<string, unknown> = {
       id: event.id,
       object: "event",
       type: event.type,
       created: event.created,
-      payguard_unreadable: { code: error.code, message: error.message.slice(0, 500) },
+      payguard_unreadable: { code: refusal.code, message: refusal.message.slice(0, 500) },
     };
     if (typeof event.account === "string") stub.account = event.account;
-    return await apply(req, JSON.stringify(stub));
+    return await apply(req, await withLookups(JSON.stringify(stub)));
   }
 }
 

@@ -24,6 +24,7 @@ import {
   waitFor,
   withStripeUnreachable,
 } from "./helpers.ts";
+import { customerOf } from "./tokens.ts";
 
 /** A payer with a saved card (`number`) and a pending payment of `amount` to a contractor. */
 async function payerWithCard(number = "4242424242424242", amount = 40000) {
@@ -463,10 +464,7 @@ test(
     const other = await saveCard(payer, "5555555555554444");
     // The payer's customer is gone from Stripe: Stripe answers 404 to an attempt, not a
     // decline, and would replay that answer to the attempt's key.
-    const [customer] = await db`
-      select processor_customer_id from public.payment_methods where id = ${method}
-    `;
-    await stripe.customers.del(customer.processor_customer_id as string);
+    await stripe.customers.del((await customerOf(payer))!);
     const refused = await fund(payer, { milestone_payment_id: payment, payment_method_id: method });
     assertEquals(refused.status, 502, JSON.stringify(refused.body));
     assertEquals([refused.body.code, refused.body.attempt], ["processor_error", 1]);

@@ -17,6 +17,7 @@ import {
   userToken,
   withStripeUnreachable,
 } from "./helpers.ts";
+import { accountOfRow, accountsOf } from "./tokens.ts";
 
 const RETURN_URL = required("PAYGUARD_ONBOARDING_RETURN_URL");
 const REFRESH_URL = required("PAYGUARD_ONBOARDING_REFRESH_URL");
@@ -42,20 +43,12 @@ async function stripeIdOf(body: Record<string, unknown>): Promise<string> {
     !/acct_/.test(JSON.stringify(body)),
     `the answer names no processor id: ${JSON.stringify(body)}`,
   );
-  const [row] = await db`
-    select processor_account_id from public.processor_accounts
-    where id = ${body.account_id as string}
-  `;
-  return row.processor_account_id as string;
+  return await accountOfRow(body.account_id as string);
 }
 
-/** The connected accounts recorded as `user`'s. */
-async function recorded(user: string): Promise<Record<string, unknown>[]> {
-  const rows = await db`
-    select processor_account_id, verification_status from public.processor_accounts
-    where user_id = ${user} order by created_at
-  `;
-  return [...rows];
+/** The connected accounts recorded as `user`'s, opened. */
+function recorded(user: string) {
+  return accountsOf(user);
 }
 
 async function onboard(user: string, body: unknown = {}, aal: "aal1" | "aal2" = "aal2") {
@@ -79,7 +72,7 @@ test("a contractor's account is made once, recorded, and linked to onboarding: 2
   const made = await stripe.accounts.retrieve(account);
   assertEquals([made.type, made.country, made.email], ["express", "US", "carl@example.com"]);
   const [row] = await recorded(carl);
-  assertEquals(row.processor_account_id, account, "recorded as carl's");
+  assertEquals(row.account, account, "recorded as carl's");
   const [sealed] = await db`
     select processor_account_id_sealed as sealed, processor_account_id_lookup as lookup
     from public.processor_accounts where id = ${body.account_id as string}
@@ -249,7 +242,7 @@ test(
     const limit = "processor_accounts.onboard";
     assertEquals((await onboard(carl)).status, 201);
     assertEquals(await countedCalls(carl, limit), 1, "the request counted");
-    const account = (await recorded(carl))[0].processor_account_id as string;
+    const account = (await recorded(carl))[0].account;
     // The 20th request of the window is answered, and asks Stripe.
     await setRateCount(carl, limit, 19);
     assertEquals((await onboard(carl)).status, 200);

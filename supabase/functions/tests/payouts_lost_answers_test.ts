@@ -13,6 +13,7 @@ import {
   test,
   waitFor,
 } from "./helpers.ts";
+import { lookupOf } from "./tokens.ts";
 import {
   ageRequests,
   approvedWithdrawal,
@@ -264,13 +265,15 @@ test(
       const [result] = sent.body.results as Result[];
       // payout.failed reaches the database before Stripe returns the payout's amount to the
       // account: the reversal is refused (balance_insufficient).
+      const accountLookup = await lookupOf(account);
       await asPaymentService((tx) =>
         tx`select public.apply_stripe_event(${
           tx.json({
             id: stripeId("evt"),
             object: "event",
             type: "payout.failed",
-            account,
+            // As the stripe-webhook function passes it on: the account by its lookup.
+            account: accountLookup,
             data: {
               object: {
                 id: String(result.payout_id),

@@ -17,6 +17,7 @@ import {
   userToken,
   waitFor,
 } from "./helpers.ts";
+import { lookupOf } from "./tokens.ts";
 import {
   approvedWithdrawal,
   attempts,
@@ -338,7 +339,8 @@ test(
             id: stripeId("evt"),
             object: "event",
             type: "payout.failed",
-            account,
+            // As the stripe-webhook function passes it on: the account by its lookup.
+            account: await lookupOf(account),
             data: {
               object: {
                 id: String(result.payout_id),

@@ -1,6 +1,6 @@
 // stripe-webhook: only events signed with the endpoint's secret, within 300 s, are applied;
 // anything else is a 400 and writes nothing. Verified events are applied once.
-import { assertEquals, assertMatch } from "./assert.ts";
+import { assert_, assertEquals, assertMatch } from "./assert.ts";
 import webhook from "../stripe-webhook/index.ts";
 import { closeDatabase } from "../_shared/db.ts";
 import {
@@ -15,6 +15,7 @@ import {
   stripeId,
   test,
 } from "./helpers.ts";
+import { accountsOf, lookupOf, recordAccount } from "./tokens.ts";
 
 /** Deliver `payload` with `header` as its Stripe-Signature (none when undefined). */
 export function deliver(payload: string, header?: string) {
@@ -343,10 +344,10 @@ test("a lone surrogate: the event is recorded with it replaced", async () => {
   );
 });
 
-test("an event with no such text is stored exactly as Stripe sent it", async () => {
-  const payload = eventBody("customer.created", {
-    id: stripeId("cus"),
-    object: "customer",
+test("an event with no such text and no token is stored exactly as Stripe sent it", async () => {
+  const payload = eventBody("product.created", {
+    id: stripeId("prod"),
+    object: "product",
     name: "Hana \\u0000 literally, \u{1F600}",
   });
   const { status } = await deliver(payload, await signature(payload));
@@ -384,5 +385,30 @@ test(
     assertMatch(String(row.code), /^(22|54)/, "the database's error is kept with the event");
     const again = await deliver(body, await signature(body));
     assertEquals([again.status, again.body.status], [200, "duplicate"], "recorded once");
+  },
+);
+
+test(
+  "an event's processor tokens are kept as their lookups; its account is found by its lookup",
+  async () => {
+    const carl = await makeUser("carl", true);
+    const account = stripeId("acct", 16);
+    const bank = stripeId("ba", 16);
+    await recordAccount(carl, account);
+    const event = JSON.parse(eventBody("account.updated", {
+      id: account,
+      object: "account",
+      payouts_enabled: true,
+      external_accounts: { data: [{ id: bank, object: "bank_account", account }] },
+    }));
+    const payload = JSON.stringify({ ...event, account });
+    const { status, body } = await deliver(payload, await signature(payload));
+    assertEquals([status, body.status], [200, "processed"], JSON.stringify(body));
+    const [row] = await db`
+      select payload::text as payload from public.webhook_events where id = ${event.id}
+    `;
+    assert_(!/(acct|ba)_/.test(row.payload as string), "the stored event names no token");
+    assert_((row.payload as string).includes(await lookupOf(account)), "but its lookup");
+    assertEquals((await accountsOf(carl)).map((a) => a.verification_status), ["verified"]);
   },
 );

@@ -9,20 +9,14 @@ import { required } from "../_shared/env.ts";
 import payouts from "../payouts/index.ts";
 import { type ConnectSide, connectSide } from "./connect_side.ts";
 import { call, db, makeUser, serviceToken, stripeId, userClaims } from "./helpers.ts";
+import { addPayoutMethod, verifyAccount } from "./tokens.ts";
 
 /** A contractor with money in their wallet and an approved withdrawal of `amount` to `account`. */
 export async function approvedWithdrawal(account: string, amount = 10000) {
   const carl = await makeUser("carl", true);
-  const externalAccount = stripeId("ba", 12);
-  const [method] = await db`
-    insert into public.payout_methods
-      (user_id, type, processor_account_id, processor_external_account_id, currency)
-    values (${carl}, 'bank_account', ${account}, ${externalAccount}, 'USD')
-    returning id
-  `;
-  // Only an account the processor verified is paid (account.updated, played here, as of now:
-  // the account's earlier events, delivered late, are then older and change nothing).
-  await db`select tests.verify_connected_account(${account}, now())`;
+  const method = { id: await addPayoutMethod(carl, account, stripeId("ba", 12)) };
+  // Only an account the processor verified is paid (account.updated, played here).
+  await verifyAccount(account);
   await db`select tests.fund_wallet(${carl}, 900000)`;
   const [withdrawal] = await db`
     insert into public.withdrawals (user_id, payout_method_id, amount_minor, currency)
