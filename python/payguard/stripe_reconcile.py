@@ -25,6 +25,11 @@ difference:
   `metadata.withdrawal_id` names. Payouts that no withdrawal records name theirs too.
 - a chargeback (a Stripe dispute) whose payment is not where its state puts it: disputed
   while the chargeback is open, refunded once it is lost, no longer disputed once it is won.
+
+The database names a withdrawal's connected account by its lookup alone (a token is sealed:
+docs/token-envelopes.md). The connected accounts Stripe lists are looked up under the index
+keys given (never the envelope keys: reconciling opens no token), and each withdrawal is
+compared with the account whose lookup it holds.
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from typing import Any
 import stripe
 
 from payguard.db import connect
+from payguard.envelope import KeySet
 from payguard.errors import PayguardError
 from payguard.reconcile import Difference
+from payguard.token_index import INDEX_KEYS_VARIABLE, lookups
 
 # A payment in these states has been funded once: its charge must exist and have succeeded.
 FUNDED_STATES = ("funded", "disputed", "released", "refunded", "split")
@@ -160,6 +167,8 @@ class StripeRecords:
     payouts: list[Payout]
     transfers: list[Transfer] = field(default_factory=list)
     disputes: list[Dispute] = field(default_factory=list)
+    # The connected accounts Stripe lists.
+    accounts: list[str] = field(default_factory=list)
 
 
 # Each payment, and what payguard gave its payer back by a refund: the whole amount when
@@ -222,7 +231,7 @@ def read_books(url: str) -> Books:
             )
             for row in conn.execute(
                 "select w.id, w.status::text, w.amount_minor, w.currency, w.processor_payout_id, "
-                f"m.processor_account_id, {transfer_columns}, {left_column} "
+                f"m.processor_account_id_lookup::text, {transfer_columns}, {left_column} "
                 "from public.withdrawals as w "
                 "left join public.payout_methods as m on m.id = w.payout_method_id "
                 "order by w.created_at, w.id"
@@ -246,9 +255,11 @@ def read_stripe(client: stripe.StripeClient, account_ids: Iterable[str]) -> Stri
         for c in _all(client.v1.charges.list({"limit": 100}))
     ]
     accounts = set(account_ids)
+    listed: set[str] = set()
     transfers: list[Transfer] = []
     try:
-        accounts |= {a.id for a in _all(client.v1.accounts.list({"limit": 100}))}
+        listed = {a.id for a in _all(client.v1.accounts.list({"limit": 100}))}
+        accounts |= listed
         transfers = [
             Transfer(
                 id=t.id,
@@ -276,7 +287,7 @@ def read_stripe(client: stripe.StripeClient, account_ids: Iterable[str]) -> Stri
         for account in sorted(accounts)
         for p in _all(client.v1.payouts.list({"limit": 100}, {"stripe_account": account}))
     ]
-    return StripeRecords(charges, payouts, transfers)
+    return StripeRecords(charges, payouts, transfers, accounts=sorted(listed))
 
 
 def compare(books: Books, records: StripeRecords) -> list[Difference]:
@@ -520,12 +531,33 @@ def _dispute_differences(books: Books, records: StripeRecords) -> list[Differenc
     return found
 
 
-def reconcile_stripe(url: str, client: stripe.StripeClient) -> list[Difference]:
-    """Every difference between the database at `url` and the Stripe `client` reaches."""
+def with_accounts(books: Books, accounts: Iterable[str], index_keys: KeySet) -> Books:
+    """`books` with each withdrawal's account lookup replaced by the Stripe account among
+    `accounts` it is the lookup of, under any of `index_keys` (one unknown stays a lookup)."""
+    by_lookup = {found: account for account in accounts for found in lookups(index_keys, account)}
+    return replace(
+        books,
+        withdrawals=[
+            replace(w, account_id=by_lookup.get(w.account_id, w.account_id))
+            if w.account_id is not None
+            else w
+            for w in books.withdrawals
+        ],
+    )
+
+
+def reconcile_stripe(
+    url: str, client: stripe.StripeClient, index_keys: KeySet | None = None
+) -> list[Difference]:
+    """Every difference between the database at `url` and the Stripe `client` reaches, the
+    connected accounts matched by their lookups under `index_keys` (by default
+    $PAYGUARD_TOKEN_INDEX_KEYS)."""
+    if index_keys is None:
+        index_keys = KeySet.from_environment(variable=INDEX_KEYS_VARIABLE)
     books = read_books(url)
-    accounts = {w.account_id for w in books.withdrawals if w.account_id is not None}
     try:
-        records = read_stripe(client, accounts)
+        records = read_stripe(client, ())
+        books = with_accounts(books, records.accounts, index_keys)
         records = replace(records, disputes=read_disputes(client))
     except stripe.StripeError as exc:
         raise PayguardError(f"cannot read Stripe's records: {exc}") from None

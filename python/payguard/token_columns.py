@@ -3,7 +3,7 @@ sealed and its lookup, and the key of its row (the processor tokens section of
 supabase/schemas/payment_methods.sql lists the same). `payguard keys rotate` and `keys status`
 walk this list.
 
-A sealed value's additional authenticated data is (table, plain column, row key): the envelope
+A sealed value's additional authenticated data is (table, token column, row key): the envelope
 of a payment method's id names `payment_methods`, `processor_payment_method_id` and the
 row's id, whichever column it is stored in.
 """
@@ -23,9 +23,10 @@ _EXTERNAL_ACCOUNT = re.compile(r"(?:ba|card)_[A-Za-z0-9]{6,}")
 
 @dataclass(frozen=True)
 class TokenColumn:
-    """One token column of public.<table>: `plain` holds the token in the clear until every
-    row is sealed; `sealed` (when the token is kept there, not only referred to) its envelope;
-    `lookup` its blind index."""
+    """One token of public.<table>: `plain` names it (the column that held it in the clear
+    before the contract migration dropped it, and still the column its envelope's additional
+    authenticated data names); `sealed` (when the token is kept there, not only referred to)
+    holds its envelope; `lookup` its blind index."""
 
     table: str
     key: str

@@ -76,6 +76,18 @@ def load(variable: str, key_file: Path | None) -> KeySet:
     )
 
 
+def load_or_local(variable: str, key_file: Path | None, state_dir: Path) -> KeySet:
+    """The keys of `variable`: from `key_file`, else the environment, else the local stack's
+    key file when the local stack made one (never a new key: one would match no stored row)."""
+    if key_file is not None or os.environ.get(variable):
+        return load(variable, key_file)
+    folder = state_dir / "keys"
+    local = folder / ("token-keys" if variable == KEYS_VARIABLE else "token-index-keys")
+    if local.is_file():
+        return KeySet.from_file(local)
+    return KeySet.from_environment(variable=variable)  # the error that names the variable
+
+
 def check(envelope_keys: KeySet, index_keys: KeySet) -> KeyReport:
     shared = [
         (e, i)

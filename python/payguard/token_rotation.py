@@ -1,16 +1,18 @@
 """Key rotation of processor tokens: `payguard keys rotate` and `keys status`.
 
 A rotation re-seals every sealed token under the current envelope key (the first of the key
-set), seals the tokens still held only in the clear, and fills the lookups missing, column by
-column (payguard.token_columns), in batches: each batch is one short transaction that locks
-its rows, so the system keeps serving, and commits with the run's count of tokens sealed
+set), column by column (payguard.token_columns), in batches. On a database the contract
+migration (20261205170000) has not reached yet, where the plain-text columns still exist, it
+also seals the tokens held only in the clear and fills the lookups missing: that is what lets
+the contract migration drop those columns. Each batch is one short transaction that locks its
+rows, so the system keeps serving, and commits with the run's count of tokens sealed
 (private.token_key_rotations, audited). Killed half way, a rotation loses only its open batch;
 run again, it resumes the run it finds, from the rows still to do.
 
 Every token is opened and checked before it is sealed again: its envelope must open for its
 table, column and row under one of the keys given, hold a token of the column's form (so a
-value is never sealed twice), agree with the plain column and with its lookup. Anything else
-stops the rotation with the row's key and the reason, never a token.
+value is never sealed twice), agree with the plain column where one is left, and with its
+lookup. Anything else stops the rotation with the row's key and the reason, never a token.
 """
 
 from __future__ import annotations
@@ -80,9 +82,25 @@ class RotationRun:
         }
 
 
-def _pending(column: TokenColumn) -> sql.Composable:
+def plain_columns(conn: psycopg.Connection) -> frozenset[str]:
+    """The token columns whose plain-text column still exists (before the contract
+    migration), by name."""
+    rows = conn.execute(
+        "select table_name || '.' || column_name from information_schema.columns "
+        "where table_schema = 'public'"
+    ).fetchall()
+    present = {str(row[0]) for row in rows}
+    return frozenset(column.name for column in TOKEN_COLUMNS if column.name in present)
+
+
+def _plain(column: TokenColumn, plains: frozenset[str]) -> sql.Composable:
+    """The plain-text column of `column`, or null where it is gone."""
+    return sql.Identifier(column.plain) if column.name in plains else sql.SQL("null::text")
+
+
+def _pending(column: TokenColumn, plains: frozenset[str]) -> sql.Composable:
     """The rows of `column` that a rotation to %(kid)s still has to do."""
-    plain, lookup_column = sql.Identifier(column.plain), sql.Identifier(column.lookup)
+    plain, lookup_column = _plain(column, plains), sql.Identifier(column.lookup)
     missing_lookup = sql.SQL("({l} is null and {p} is not null)").format(l=lookup_column, p=plain)
     if column.sealed is None:
         return missing_lookup
@@ -98,8 +116,9 @@ def status(url: str) -> list[ColumnStatus]:
     rows per envelope key id and per index key id."""
     found = []
     with connect(url) as conn:
+        plains = plain_columns(conn)
         for column in TOKEN_COLUMNS:
-            plain, lookup_column = sql.Identifier(column.plain), sql.Identifier(column.lookup)
+            plain, lookup_column = _plain(column, plains), sql.Identifier(column.lookup)
             unsealed = (
                 sql.SQL("{s} is null").format(s=sql.Identifier(column.sealed))
                 if column.sealed
@@ -178,12 +197,17 @@ def _start(conn: psycopg.Connection, kid: str) -> tuple[str, bool]:
 def to_do(url: str, kid: str) -> int:
     """How many token values a rotation to `kid` would still seal or look up."""
     with connect(url) as conn:
-        return sum(_count_pending(conn, column, kid) for column in TOKEN_COLUMNS)
+        plains = plain_columns(conn)
+        return sum(_count_pending(conn, column, kid, plains) for column in TOKEN_COLUMNS)
 
 
-def _count_pending(conn: psycopg.Connection, column: TokenColumn, kid: str) -> int:
+def _count_pending(
+    conn: psycopg.Connection, column: TokenColumn, kid: str, plains: frozenset[str]
+) -> int:
     row = conn.execute(
-        sql.SQL("select count(*) from {t} where {w}").format(t=column.relation, w=_pending(column)),
+        sql.SQL("select count(*) from {t} where {w}").format(
+            t=column.relation, w=_pending(column, plains)
+        ),
         {"kid": kid},
     ).fetchone()
     return int(row[0]) if row else 0
@@ -237,6 +261,7 @@ def _batch(
     index_keys: KeySet,
     after: str | None,
     size: int,
+    plains: frozenset[str],
 ) -> tuple[int, str | None]:
     """Re-seal one batch of `column`'s pending rows after key `after`, in one transaction;
     the count done and the last key (None: the column is done)."""
@@ -249,11 +274,11 @@ def _batch(
                 "order by {k} limit %(size)s for update"
             ).format(
                 k=key,
-                p=sql.Identifier(column.plain),
+                p=_plain(column, plains),
                 s=sealed_column,
                 l=sql.Identifier(column.lookup),
                 t=column.relation,
-                w=_pending(column),
+                w=_pending(column, plains),
                 after=sql.SQL("and {k} > %(after)s::uuid").format(k=key) if after else sql.SQL(""),
             ),
             {"kid": envelope_keys.current, "after": after, "size": size},
@@ -306,13 +331,16 @@ def rotate(
     with connect(url) as conn:
         rotation_id, resumed = _start(conn, envelope_keys.current)
         run = RotationRun(rotation_id, envelope_keys.current, resumed)
+        plains = plain_columns(conn)
         if on_start is not None:
-            on_start(sum(_count_pending(conn, c, envelope_keys.current) for c in TOKEN_COLUMNS))
+            on_start(
+                sum(_count_pending(conn, c, envelope_keys.current, plains) for c in TOKEN_COLUMNS)
+            )
         for column in TOKEN_COLUMNS:
             after: str | None = None
             while True:
                 done, after = _batch(
-                    conn, column, rotation_id, envelope_keys, index_keys, after, batch_size
+                    conn, column, rotation_id, envelope_keys, index_keys, after, batch_size, plains
                 )
                 if after is None:
                     break
@@ -321,7 +349,9 @@ def rotate(
                 if on_batch is not None:
                     on_batch(done)
         with conn.transaction():
-            left = sum(_count_pending(conn, c, envelope_keys.current) for c in TOKEN_COLUMNS)
+            left = sum(
+                _count_pending(conn, c, envelope_keys.current, plains) for c in TOKEN_COLUMNS
+            )
             if left:
                 raise RotationError(
                     f"{left} token values were written during the rotation without being sealed "

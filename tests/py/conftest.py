@@ -24,6 +24,7 @@ from payguard.databases import drop_database, recreate_database
 from payguard.project import Project
 from payguard.template import clone_template, drop_clone, remove_test_helpers
 from payguard.testing.client import AppClient
+from payguard.token_keys import local_environment
 
 if TYPE_CHECKING:
     # Imported where used, so that pytest_plugins loads payguard.testing.local_stack first.
@@ -42,6 +43,9 @@ def pytest_configure(config: pytest.Config) -> None:
     pytest-xdist starts its workers, so that every worker reads the same one."""
     if not os.environ.get(MODEL_SEED):
         os.environ[MODEL_SEED] = str(random.SystemRandom().getrandbits(32))
+    # The token keys the served functions hold (the caller's, else the local stack's key
+    # files), in the environment, where the tests' own reads of tokens and lookups find them.
+    os.environ.update(local_environment(STATE_DIR))
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -16,6 +16,7 @@ import pytest
 
 from payguard.reconcile import reconcile
 from payguard.testing.client import ApiError, AppClient
+from payguard.testing.tokens import add_payout_method
 
 WORKERS = 8
 
@@ -138,13 +139,7 @@ def test_50_concurrent_releases_of_one_payment_succeed_once(
 
 def test_concurrent_withdrawals_never_overdraw(pooled_client, db, make_user):
     contractor = make_user()
-    payout = db.execute(
-        "insert into public.payout_methods (user_id, type, processor_account_id, "
-        "processor_external_account_id, currency) values (%s, 'bank_account', 'acct_Conc01', "
-        "%s, 'USD') returning id",
-        (contractor, f"ba_{uuid.uuid4().hex[:10]}"),
-    ).fetchone()
-    assert payout is not None
+    payout = (add_payout_method(db, contractor, "acct_Conc01", f"ba_{uuid.uuid4().hex[:10]}"),)
     db.execute("select tests.fund_wallet(%s, 1000)", (contractor,))
 
     def withdraw(attempt: int) -> str:

@@ -28,6 +28,7 @@ from hypothesis.stateful import (
 )
 
 from payguard.testing.client import ApiError, AppClient
+from payguard.testing.tokens import add_payout_method
 
 STEPS = {"run": 0, "examples": 0}
 MIN_STEPS = 2000
@@ -122,17 +123,13 @@ class PaymentWorld(RuleBasedStateMachine):
             "values (%s, %s, 'USD')",
             (self.users["payer"], self.project),
         )
-        self.payout = self.db.execute(
-            "insert into public.payout_methods (user_id, type, processor_account_id, "
-            "processor_external_account_id, currency) values (%s, 'bank_account', %s, "
-            "%s, 'USD') returning id",
-            # Each payee has a connected account of their own: an account is one user's.
-            (
-                self.users["payee"],
-                f"acct_Model{uuid.uuid4().hex[:12]}",
-                f"ba_{uuid.uuid4().hex[:12]}",
-            ),
-        ).fetchone()[0]  # type: ignore[index]
+        # Each payee has a connected account of their own: an account is one user's.
+        self.payout = add_payout_method(
+            self.db,
+            self.users["payee"],
+            f"acct_Model{uuid.uuid4().hex[:12]}",
+            f"ba_{uuid.uuid4().hex[:12]}",
+        )
         self.payments: list[Payment] = []
         self.withdrawals: list[Withdrawal] = []
         self.escrow = 0

@@ -17,6 +17,7 @@ from payguard.cli import app
 from payguard.reconcile import reconcile
 from payguard.template import clone_template, drop_clone
 from payguard.testing.client import AppClient
+from payguard.testing.tokens import add_payout_method, verify_account
 
 
 @pytest.fixture(scope="module")
@@ -310,18 +311,9 @@ def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_i
         ).fetchone()
         assert row is not None
         carl = row[0]
-        method = conn.execute(
-            "insert into public.payout_methods (user_id, type, processor_account_id, "
-            "processor_external_account_id, currency) "
-            "values (%s, 'bank_account', 'acct_Books01', 'ba_Books01', 'USD') returning id",
-            (carl,),
-        ).fetchone()
-        assert method is not None
+        method = (add_payout_method(conn, carl, "acct_Books01", "ba_Books01"),)
         # Only an account the processor verified is paid (account.updated, played here).
-        conn.execute(
-            "update public.processor_accounts set verification_status = 'verified' "
-            "where processor_account_id = 'acct_Books01'"
-        )
+        verify_account(conn, "acct_Books01")
         withdrawal = conn.execute(
             "insert into public.withdrawals (user_id, payout_method_id, amount_minor, currency) "
             "values (%s, %s, 10000, 'USD') returning id, status::text",

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from payguard.testing.client import ApiError, AppClient
+from payguard.testing.tokens import add_payout_method
 
 WORKERS = 8
 CALLS = 40
@@ -88,13 +89,7 @@ def test_parallel_refusals_count_once_each_and_leave_one_alert(quiet_client, db,
 
 def test_parallel_accepted_and_refused_calls_share_the_limit(quiet_client, db, make_user):
     contractor = make_user()
-    payout = db.execute(
-        "insert into public.payout_methods (user_id, type, processor_account_id, "
-        "processor_external_account_id, currency) values (%s, 'bank_account', 'acct_Conc02', "
-        "%s, 'USD') returning id",
-        (contractor, f"ba_{uuid.uuid4().hex[:10]}"),
-    ).fetchone()
-    assert payout is not None
+    payout = (add_payout_method(db, contractor, "acct_Conc02", f"ba_{uuid.uuid4().hex[:10]}"),)
     db.execute("select tests.fund_wallet(%s, 100000)", (contractor,))
     outcomes = withdraw_in_parallel(quiet_client, contractor, payout[0])
     assert outcomes == Counter({"ok": LIMIT, "PT429": CALLS - LIMIT}), outcomes

@@ -158,8 +158,10 @@ def test_account_updated_keeps_the_processors_latest_word(stage, stripe_client, 
     ), "Stripe's latest word: payouts disabled"
     assert (
         b.scalar(
-            "select count(*) from public.withdrawals_to_pay_out() where processor_account_id = %s",
-            (account,),
+            "select count(*) from public.withdrawals_to_pay_out() as w "
+            "join public.processor_accounts as a on a.id = w.account_id "
+            "where a.processor_account_id_lookup = %s",
+            (b.lookup_of(account),),
         )
         == 0
     )

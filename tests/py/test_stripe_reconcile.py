@@ -27,6 +27,7 @@ from payguard.stripe_reconcile import (
     compare,
     reconcile_stripe,
 )
+from payguard.testing.tokens import add_payout_method, opened_account, verify_account
 
 PAYMENT = Payment("mp1", "funded", 30000, "USD", "pi_One")
 CHARGE = Charge("ch_One", "pi_One", "succeeded", 30000, 0, "USD")
@@ -344,13 +345,8 @@ def approved_withdrawal(db, client, make_user, stripe_client, stripe_test_api):
     contractor = make_user()
     account = stripe_client.v1.accounts.create({"type": "custom", "country": "US"})
     stripe_test_api.verify_account(account.id)
-    method = db.execute(
-        "insert into public.payout_methods (user_id, type, processor_account_id, "
-        "processor_external_account_id, currency) values (%s, 'bank_account', %s, %s, 'USD') "
-        "returning id",
-        (contractor, account.id, f"ba_{uuid.uuid4().hex[:10]}"),
-    ).fetchone()[0]
-    db.execute("select tests.verify_connected_account(%s)", (account.id,))
+    method = add_payout_method(db, contractor, account.id, f"ba_{uuid.uuid4().hex[:10]}")
+    verify_account(db, account.id)
     db.execute("select tests.fund_wallet(%s, 20000)", (contractor,))
     with client.as_user(contractor, aal="aal2") as req:
         req.rpc("request_withdrawal", method, 20000, "USD", f"withdraw-{uuid.uuid4()}")
@@ -368,13 +364,8 @@ def paid_withdrawal(db, client, make_user, stripe_client, stripe_test_api, payou
     contractor = make_user()
     account = stripe_client.v1.accounts.create({"type": "custom", "country": "US"})
     stripe_test_api.verify_account(account.id)
-    method = db.execute(
-        "insert into public.payout_methods (user_id, type, processor_account_id, "
-        "processor_external_account_id, currency) values (%s, 'bank_account', %s, %s, 'USD') "
-        "returning id",
-        (contractor, account.id, f"ba_{uuid.uuid4().hex[:10]}"),
-    ).fetchone()[0]
-    db.execute("select tests.verify_connected_account(%s)", (account.id,))
+    method = add_payout_method(db, contractor, account.id, f"ba_{uuid.uuid4().hex[:10]}")
+    verify_account(db, account.id)
     db.execute("select tests.fund_wallet(%s, 20000)", (contractor,))
     with client.as_user(contractor, aal="aal2") as req:
         req.rpc("request_withdrawal", method, 20000, "USD", f"withdraw-{uuid.uuid4()}")
@@ -468,11 +459,16 @@ def test_a_real_flow_reconciles_and_every_planted_inconsistency_is_reported(
     # A payout Stripe sent for no withdrawal, a withdrawal paid with no payout on Stripe, and
     # a withdrawal paid whose payout is still pending.
     account = stripe_client.v1.accounts.retrieve(
-        db.execute(
-            "select m.processor_account_id from public.withdrawals as w "
-            "join public.payout_methods as m on m.id = w.payout_method_id where w.id = %s",
-            (withdrawal,),
-        ).fetchone()[0]
+        opened_account(
+            db.execute(
+                "select a.id, a.processor_account_id_sealed from public.withdrawals as w "
+                "join public.payout_methods as m on m.id = w.payout_method_id "
+                "join public.processor_accounts as a "
+                "on a.processor_account_id_lookup = m.processor_account_id_lookup "
+                "where w.id = %s",
+                (withdrawal,),
+            ).fetchone()
+        )
     )
     # The transfer that funds it is one no withdrawal records.
     funding = stripe_client.v1.transfers.create(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,11 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from payguard.cluster import APP_ROLE, Cluster
+from payguard.databases import drop_database, recreate_database
+from payguard.deploy import deploy
 from payguard.envelope import KeySet, decrypt, encrypt
+from payguard.errors import PayguardError
+from payguard.project import Project
 from payguard.token_columns import SEALED_COLUMNS, TOKEN_COLUMNS
 from payguard.token_index import lookup
 from payguard.token_keys import new_entry
@@ -43,8 +48,13 @@ def url(cluster: Cluster, fresh_database: str) -> str:
 
 def seed(url: str, users: int) -> dict[str, list[tuple[str, str]]]:
     """`users` users, each with a customer, two cards, a connected account and a payout
-    method, all in the clear as before sealing existed: (row key, token) by column name."""
+    method, sealed under OLD with their lookups, as the functions store them: (row key,
+    token) by column name."""
     held: dict[str, list[tuple[str, str]]] = {c.name: [] for c in TOKEN_COLUMNS}
+
+    def sealed(token: str, table: str, column: str, key: object) -> Jsonb:
+        return Jsonb(encrypt(OLD_KEYS, token, table=table, column=column, row_id=str(key)))
+
     with psycopg.connect(url, autocommit=True) as conn:
         for n in range(users):
             user = conn.execute("select tests.create_supabase_user(%s)", (f"rot-{n}",)).fetchone()[
@@ -53,9 +63,14 @@ def seed(url: str, users: int) -> dict[str, list[tuple[str, str]]]:
             customer = f"cus_Rot{n:06d}x"
             account = f"acct_Rot{n:06d}x"
             conn.execute(
-                "insert into public.processor_customers (user_id, processor_customer_id) "
-                "values (%s, %s)",
-                (user, customer),
+                "insert into public.processor_customers "
+                "(user_id, processor_customer_id_sealed, processor_customer_id_lookup) "
+                "values (%s, %s, %s)",
+                (
+                    user,
+                    sealed(customer, "processor_customers", "processor_customer_id", user),
+                    lookup(INDEX_KEYS, customer),
+                ),
             )
             held["processor_customers.processor_customer_id"].append((str(user), customer))
             for card in range(2):
@@ -63,24 +78,44 @@ def seed(url: str, users: int) -> dict[str, list[tuple[str, str]]]:
                 token = f"pm_Rot{n:06d}c{card}"
                 conn.execute(
                     "insert into public.payment_methods (id, user_id, type, "
-                    "processor_payment_method_id, processor_customer_id) "
-                    "values (%s, %s, 'credit_card', %s, %s)",
-                    (method, user, token, customer),
+                    "processor_payment_method_id_sealed, processor_payment_method_id_lookup, "
+                    "processor_customer_id_lookup) values (%s, %s, 'credit_card', %s, %s, %s)",
+                    (
+                        method,
+                        user,
+                        sealed(token, "payment_methods", "processor_payment_method_id", method),
+                        lookup(INDEX_KEYS, token),
+                        lookup(INDEX_KEYS, customer),
+                    ),
                 )
                 held["payment_methods.processor_payment_method_id"].append((str(method), token))
                 held["payment_methods.processor_customer_id"].append((str(method), customer))
+            account_id = uuid.uuid4()
+            conn.execute(
+                "insert into public.processor_accounts "
+                "(id, user_id, processor_account_id_sealed, processor_account_id_lookup) "
+                "values (%s, %s, %s, %s)",
+                (
+                    account_id,
+                    user,
+                    sealed(account, "processor_accounts", "processor_account_id", account_id),
+                    lookup(INDEX_KEYS, account),
+                ),
+            )
             payout = uuid.uuid4()
             external = f"ba_Rot{n:06d}x"
             conn.execute(
-                "insert into public.payout_methods (id, user_id, type, processor_account_id, "
-                "processor_external_account_id, currency) "
-                "values (%s, %s, 'bank_account', %s, %s, 'USD')",
-                (payout, user, account, external),
+                "insert into public.payout_methods (id, user_id, type, currency, "
+                "processor_external_account_id_sealed, processor_external_account_id_lookup, "
+                "processor_account_id_lookup) values (%s, %s, 'bank_account', 'USD', %s, %s, %s)",
+                (
+                    payout,
+                    user,
+                    sealed(external, "payout_methods", "processor_external_account_id", payout),
+                    lookup(INDEX_KEYS, external),
+                    lookup(INDEX_KEYS, account),
+                ),
             )
-            account_id = conn.execute(
-                "select id from public.processor_accounts where processor_account_id = %s",
-                (account,),
-            ).fetchone()[0]  # type: ignore[index]
             held["processor_accounts.processor_account_id"].append((str(account_id), account))
             held["payout_methods.processor_external_account_id"].append((str(payout), external))
             held["payout_methods.processor_account_id"].append((str(payout), account))
@@ -119,25 +154,18 @@ def assert_all_sealed(
             assert opened == token, (column.name, key)
 
 
-def test_rotation_seals_plain_tokens_then_reseals_them_under_a_new_key(url: str) -> None:
+def test_rotation_reseals_every_token_under_a_new_key(url: str) -> None:
     held = seed(url, 6)
-    values = sum(len(rows) for rows in held.values())
-    before = {c.name: c for c in status(url)}
-    assert before["payment_methods.processor_payment_method_id"].to_do == 12
-    assert before["payment_methods.processor_payment_method_id"].sealed_by_kid == {}
-    assert to_do(url, OLD_KEYS.current) == values
-
-    first = rotate(url, OLD_KEYS, INDEX_KEYS, batch_size=4)
-    assert (first.sealed, first.resumed) == (values, False)
-    assert_all_sealed(url, held, OLD_KEYS, "k-old")
-    after = {c.name: c for c in status(url)}
-    assert after["payment_methods.processor_payment_method_id"].sealed_by_kid == {"k-old": 12}
-    assert after["payment_methods.processor_customer_id"].lookups_by_kid == {"i-one": 12}
-    assert all(c.to_do == 0 for c in after.values())
-
-    second = rotate(url, NEW_KEYS, INDEX_KEYS, batch_size=5)
     sealed_values = sum(len(held[c.name]) for c in SEALED_COLUMNS)
-    assert second.sealed == sealed_values  # lookups are kept: only the envelopes change
+    before = {c.name: c for c in status(url)}
+    assert before["payment_methods.processor_payment_method_id"].sealed_by_kid == {"k-old": 12}
+    assert before["payment_methods.processor_customer_id"].lookups_by_kid == {"i-one": 12}
+    assert all(c.to_do == 0 for c in before.values()), "every row is sealed and looked up"
+    assert to_do(url, "k-new") == sealed_values
+    assert_all_sealed(url, held, OLD_KEYS, "k-old")
+
+    run = rotate(url, NEW_KEYS, INDEX_KEYS, batch_size=5)
+    assert (run.sealed, run.resumed) == (sealed_values, False)  # lookups are kept
     # Under the new key alone: nothing is left under the old one.
     assert_all_sealed(url, held, KeySet.parse(NEW), "k-new")
     assert rows_sealed_under(url, "k-old") == {}
@@ -148,7 +176,7 @@ def test_rotation_seals_plain_tokens_then_reseals_them_under_a_new_key(url: str)
             "select target_kid, status, tokens_sealed from private.token_key_rotations "
             "order by created_at"
         ).fetchall()
-        assert runs[:2] == [("k-old", "finished", values), ("k-new", "finished", sealed_values)]
+        assert runs == [("k-new", "finished", sealed_values), ("k-new", "finished", 0)]
         audited = conn.execute(
             "select operation, new_values ->> 'status' from public.payment_audit_logs "
             "where entity_type = 'token_key_rotations' order by seq"
@@ -183,7 +211,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[s
 
 def test_a_rotation_killed_half_way_resumes_and_reads_never_fail(url: str, tmp_path: Path) -> None:
     held = seed(url, 20)
-    assert rotate(url, OLD_KEYS, INDEX_KEYS).sealed > 0
     key_file, index_file = tmp_path / "keys", tmp_path / "index"
     key_file.write_text(f"{NEW}\n{OLD}\n")
     index_file.write_text(INDEX)
@@ -288,9 +315,7 @@ def test_a_rotation_killed_half_way_resumes_and_reads_never_fail(url: str, tmp_p
 
 @pytest.fixture
 def sealed_url(url: str) -> tuple[str, dict[str, list[tuple[str, str]]]]:
-    held = seed(url, 2)
-    rotate(url, OLD_KEYS, INDEX_KEYS)
-    return url, held
+    return url, seed(url, 2)
 
 
 def test_an_envelope_moved_to_another_row_stops_the_rotation(
@@ -314,7 +339,7 @@ def test_an_envelope_moved_to_another_row_stops_the_rotation(
     assert first_token not in message
 
 
-def test_a_sealed_value_that_is_not_the_plain_one_stops_the_rotation(
+def test_a_sealed_value_that_is_not_its_lookups_token_stops_the_rotation(
     sealed_url: tuple[str, dict[str, list[tuple[str, str]]]],
 ) -> None:
     url, held = sealed_url
@@ -332,7 +357,7 @@ def test_a_sealed_value_that_is_not_the_plain_one_stops_the_rotation(
             "where user_id = %s",
             (Jsonb(other), key),
         )
-    with pytest.raises(RotationError, match="is not the token in processor_customer_id") as raised:
+    with pytest.raises(RotationError, match="its lookup is not its token's") as raised:
         rotate(url, NEW_KEYS, INDEX_KEYS)
     assert token not in str(raised.value)
     assert "Somebody" not in str(raised.value)
@@ -357,8 +382,6 @@ def test_a_value_sealed_twice_is_refused_not_sealed_a_third_time(
             column="processor_account_id",
             row_id=key,
         )
-        conn.execute("alter table public.processor_accounts drop column processor_account_id")
-        conn.execute("alter table public.processor_accounts add column processor_account_id text")
         conn.execute(
             "update public.processor_accounts set processor_account_id_sealed = %s where id = %s",
             (Jsonb(twice), key),
@@ -388,16 +411,7 @@ def test_the_scan_names_every_column_that_holds_a_token_in_the_clear(
     admin = cluster.admin_url(fresh_database)
     held = seed(url, 3)
     found = {(f.table, f.column): f.rows for f in scan(admin)}
-    assert found == {
-        ("public.processor_customers", "processor_customer_id"): 3,
-        ("public.payment_methods", "processor_payment_method_id"): 6,
-        ("public.payment_methods", "processor_customer_id"): 6,
-        ("public.processor_accounts", "processor_account_id"): 3,
-        ("public.payout_methods", "processor_account_id"): 3,
-        ("public.payout_methods", "processor_external_account_id"): 3,
-    }
-    rotate(url, OLD_KEYS, INDEX_KEYS)
-    assert {(f.table, f.column) for f in scan(admin)} == set(found), "sealing adds nothing"
+    assert found == {}, "tokens stored as the functions store them hold no token in the clear"
     user = held["processor_customers.processor_customer_id"][0][0]
     with psycopg.connect(admin, autocommit=True) as conn:
         # A token in free text, nested in JSON, in a private table: each is found.
@@ -437,3 +451,105 @@ def test_the_scan_names_every_column_that_holds_a_token_in_the_clear(
     assert result.returncode == 1
     assert "Leak" not in output
     assert {(f["table"], f["column"]) for f in json.loads(output)["findings"]} == set(leaked)
+
+
+CONTRACT = "20261205170000"
+
+
+def test_an_older_database_is_sealed_by_a_rotation_then_contracted(
+    cluster: Cluster, project: Project, tmp_path: Path
+) -> None:
+    """A database deployed before the contract migration, its tokens in the clear: the
+    contract refuses it and changes nothing; `keys rotate` seals every token and fills every
+    lookup; the contract then drops the plain-text columns, and every token opens."""
+    older = Project(tmp_path / "older")
+    older.migrations_dir.mkdir(parents=True)
+    for path in sorted(project.migrations_dir.glob("*.sql")):
+        if path.name < CONTRACT:
+            shutil.copy(path, older.migrations_dir / path.name)
+    name = f"payguard_pre_contract_{os.getpid()}"
+    recreate_database(cluster.admin_url(), name)
+    admin = cluster.admin_url(name)
+    try:
+        deploy(admin, older)
+        user = uuid.uuid4()
+        method, payout = uuid.uuid4(), uuid.uuid4()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                "insert into auth.users (id, aud, role, email) "
+                "values (%s, 'authenticated', 'authenticated', 'old@example.test')",
+                (user,),
+            )
+            conn.execute(
+                "insert into public.payment_methods (id, user_id, type, "
+                "processor_payment_method_id, processor_customer_id) "
+                "values (%s, %s, 'credit_card', 'pm_Old0000001x', 'cus_Old0000001x')",
+                (method, user),
+            )
+            conn.execute(
+                "insert into public.payout_methods (id, user_id, type, processor_account_id, "
+                "processor_external_account_id, currency) "
+                "values (%s, %s, 'bank_account', 'acct_Old000001x', 'ba_Old00000001x', 'USD')",
+                (payout, user),
+            )
+        with pytest.raises(PayguardError) as refused:
+            deploy(admin, project)
+        assert "4 rows still hold a processor token in plain text alone" in str(refused.value)
+        assert "payguard keys rotate" in str(refused.value)
+        with psycopg.connect(admin) as conn:
+            assert conn.execute(
+                "select count(*) from supabase_migrations.schema_migrations where version = %s",
+                (CONTRACT,),
+            ).fetchone() == (0,), "the contract is not recorded as applied"
+            assert conn.execute(
+                "select processor_payment_method_id from public.payment_methods"
+            ).fetchone() == ("pm_Old0000001x",), "and nothing of it was"
+
+        run = rotate(admin, OLD_KEYS, INDEX_KEYS)
+        assert run.sealed == 6  # 4 sealed with their lookups, 2 lookups alone
+        deploy(admin, project)
+
+        with psycopg.connect(admin) as conn:
+            plain = conn.execute(
+                "select count(*) from information_schema.columns where table_schema = 'public' "
+                "and column_name in ('processor_customer_id', 'processor_payment_method_id', "
+                "'processor_account_id', 'processor_external_account_id')"
+            ).fetchone()
+            assert plain == (0,), "no plain-text column is left"
+            rows = {
+                "processor_customers": conn.execute(
+                    "select user_id::text, processor_customer_id_sealed "
+                    "from public.processor_customers"
+                ).fetchone(),
+                "payment_methods": conn.execute(
+                    "select id::text, processor_payment_method_id_sealed "
+                    "from public.payment_methods"
+                ).fetchone(),
+                "processor_accounts": conn.execute(
+                    "select id::text, processor_account_id_sealed from public.processor_accounts"
+                ).fetchone(),
+                "payout_methods": conn.execute(
+                    "select id::text, processor_external_account_id_sealed "
+                    "from public.payout_methods"
+                ).fetchone(),
+            }
+        opened = {
+            table: decrypt(
+                OLD_KEYS,
+                row[1],
+                table=table,
+                column=next(c.plain for c in SEALED_COLUMNS if c.table == table),
+                row_id=row[0],
+            )
+            for table, row in rows.items()
+            if row is not None
+        }
+        assert opened == {
+            "processor_customers": "cus_Old0000001x",
+            "payment_methods": "pm_Old0000001x",
+            "processor_accounts": "acct_Old000001x",
+            "payout_methods": "ba_Old00000001x",
+        }
+        assert scan(admin) == [], "no token is left in the clear, the audit trail included"
+    finally:
+        drop_database(cluster.admin_url(), name)

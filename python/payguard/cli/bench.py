@@ -263,9 +263,8 @@ def bench(
                 )
             out.print(table)
             out.print(
-                f"keys rotate over {rotation.rows:,} payment methods: sealed from the clear at "
-                f"{rotation.seal_rows_per_s:,.0f} rows/s, re-sealed under a new key at "
-                f"{rotation.reseal_rows_per_s:,.0f} rows/s; the same batches written back "
+                f"keys rotate over {rotation.rows:,} payment methods: re-sealed under a new key "
+                f"at {rotation.reseal_rows_per_s:,.0f} rows/s; the same batches written back "
                 f"without cryptography: {rotation.rewrite_rows_per_s:,.0f} rows/s "
                 f"(ratio {rotation.reseal_ratio:.3f})"
             )

@@ -56,6 +56,12 @@ Json = Annotated[
     bool,
     typer.Option("--json", help="Print JSON for machines (errors too, as JSON on stderr)."),
 ]
+KeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        help="Read the keys from this file instead of the environment.", show_default=False
+    ),
+]
 DbUrl = Annotated[
     str | None,
     typer.Option(

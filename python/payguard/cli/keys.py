@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from payguard.cli.common import DbUrl, Json, deployed_url, err, out, print_json
+from payguard.cli.common import DbUrl, Json, KeyFile, deployed_url, err, out, print_json
 from payguard.envelope import KEYS_VARIABLE, EnvelopeError
 from payguard.errors import ExitCode, PayguardError, UsageError
 from payguard.token_index import INDEX_KEYS_VARIABLE
@@ -26,13 +25,6 @@ app = typer.Typer(
     help="The keys of processor tokens: make one, check the sets, rotate, retire.",
     no_args_is_help=True,
 )
-
-KeyFile = Annotated[
-    Path | None,
-    typer.Option(
-        help="Read the keys from this file instead of the environment.", show_default=False
-    ),
-]
 
 
 @app.command()

@@ -8,12 +8,14 @@ from typing import Annotated
 
 import typer
 
-from payguard.cli.common import DbUrl, Json, err, out, print_json, state, target
+from payguard.cli.common import DbUrl, Json, KeyFile, err, out, print_json, state, target
 from payguard.errors import ExitCode, PayguardError
 from payguard.local_stripe import API_KEY, LocalStripe, stripe_client
 from payguard.project import Project
 from payguard.reconcile import CHECKS, Difference
 from payguard.reconcile import reconcile as run_reconcile
+from payguard.token_index import INDEX_KEYS_VARIABLE
+from payguard.token_keys import load_or_local
 
 # The ids a difference names: payguard's UUIDs and Stripe's prefixed ids (pi_..., ch_...).
 IDS = re.compile(
@@ -33,6 +35,7 @@ def reconcile(
             "(Stripe at $STRIPE_API_BASE with $STRIPE_SECRET_KEY, else the local Stripe).",
         ),
     ] = False,
+    index_key_file: KeyFile = None,
     as_json: Json = False,
 ) -> None:
     """Check the ledger's invariants, the cached balances and the funded payments (and, with
@@ -47,7 +50,10 @@ def reconcile(
         from payguard.stripe_reconcile import reconcile_stripe
 
         api_base, api_key = stripe_endpoint(project)
-        found += [("stripe", d) for d in reconcile_stripe(url, stripe_client(api_base, api_key))]
+        # Connected accounts are matched by their lookups: the index keys, never the envelopes'.
+        index_keys = load_or_local(INDEX_KEYS_VARIABLE, index_key_file, project.state_dir)
+        client = stripe_client(api_base, api_key)
+        found += [("stripe", d) for d in reconcile_stripe(url, client, index_keys)]
         checks["stripe"] = len(STRIPE_CHECKS)
     if as_json:
         print_json(

@@ -29,6 +29,7 @@ import stripe
 from psycopg import pq
 from psycopg.types.json import Jsonb
 
+from payguard.envelope import KEYS_VARIABLE, KeySet, decrypt
 from payguard.functions import WEBHOOK_FUNCTION, Functions
 from payguard.jwt import api_key
 from payguard.local_stripe import LocalStripe
@@ -44,6 +45,8 @@ from payguard.testing.local_stack import (
     http,
     receiver_server,
 )
+from payguard.token_index import INDEX_KEYS_VARIABLE, lookup
+from payguard.token_keys import local_environment
 
 WAIT_TIMEOUT = 15.0
 POLL_INTERVAL = 0.02
@@ -160,6 +163,32 @@ class Border:
             row = conn.execute(query, params).fetchone()
         return None if row is None else row[0]
 
+    def token_keys(self) -> tuple[KeySet, KeySet]:
+        """The envelope and index keys the served functions hold."""
+        env = local_environment(self.functions.functions.project.state_dir)
+        return (
+            KeySet.parse(env[KEYS_VARIABLE], KEYS_VARIABLE),
+            KeySet.parse(env[INDEX_KEYS_VARIABLE], INDEX_KEYS_VARIABLE),
+        )
+
+    def opened(self, table: str, column: str, row_key: uuid.UUID | str) -> str | None:
+        """The token `column` of row `row_key` of public.`table` holds, opened as a function
+        opens it (its row key: `user_id` for processor_customers, `id` otherwise); None when
+        the row holds it by its lookup alone, or there is no such row."""
+        key_column = "user_id" if table == "processor_customers" else "id"
+        sealed = self.scalar(
+            f"select {column}_sealed from public.{table} where {key_column} = %s", (row_key,)
+        )
+        if sealed is None:
+            return None
+        return decrypt(
+            self.token_keys()[0], sealed, table=table, column=column, row_id=str(row_key)
+        )
+
+    def lookup_of(self, token: str) -> str:
+        """`token`'s lookup under the functions' current index key."""
+        return lookup(self.token_keys()[1], token)
+
     def lift_holds(self) -> None:
         """No escrow or payout hold: a payment is released, and its money withdrawn, at once."""
         with self.sql() as conn:
@@ -255,15 +284,18 @@ class Border:
         answer = self.functions.call("payout-accounts", {}, user=user, aal="aal2")
         expect(answer.status in (200, 201), f"payout-accounts answered {answer}")
         expect("acct_" not in json.dumps(answer.body), "the answer names no processor id")
-        account = str(
+        expect(
             self.scalar(
-                "select processor_account_id from public.processor_accounts "
-                "where id = %s and user_id = %s and processor_account_id_sealed is not null "
-                "and processor_account_id_lookup is not null",
-                (answer.body["account_id"], user),
+                "select user_id from public.processor_accounts where id = %s",
+                (answer.body["account_id"],),
             )
+            == user,
+            "the account is recorded as the contractor's",
         )
-        expect(account.startswith("acct_"), "the account is recorded, sealed, as the contractor's")
+        account = str(
+            self.opened("processor_accounts", "processor_account_id", answer.body["account_id"])
+        )
+        expect(account.startswith("acct_"), "the account is recorded sealed")
         metadata = self.stripe.v1.accounts.retrieve(account).to_dict().get("metadata") or {}
         expect(
             metadata.get("user_id") == str(user),
@@ -366,20 +398,12 @@ class Flow:
         expect(answer.status == 201, f"saving the card: {answer.status} {answer.body}")
         method = answer.body
         expect(method["last4"] == "4242" and method["brand"] == "visa", f"the saved card: {method}")
-        customer = b.scalar(
-            "select processor_customer_id from public.processor_customers where user_id = %s",
-            (homeowner,),
-        )
+        customer = b.opened("processor_customers", "processor_customer_id", homeowner)
         expect(customer is not None, "the customer is recorded")
         card = str(confirmed.payment_method)
         expect("pm_" not in json.dumps(method), "the answer names no processor id")
         expect(
-            b.scalar(
-                "select processor_payment_method_id from public.payment_methods "
-                "where id = %s and processor_payment_method_id_sealed is not null",
-                (method["id"],),
-            )
-            == card,
+            b.opened("payment_methods", "processor_payment_method_id", method["id"]) == card,
             "the card of the SetupIntent, recorded sealed",
         )
         attached = b.stripe.v1.payment_methods.retrieve(card)
