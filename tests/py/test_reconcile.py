@@ -17,7 +17,7 @@ from payguard.cli import app
 from payguard.reconcile import reconcile
 from payguard.template import clone_template, drop_clone
 from payguard.testing.client import AppClient
-from payguard.testing.tokens import add_payout_method, verify_account
+from payguard.testing.tokens import add_payout_method, lookup_of, verify_account
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +326,8 @@ def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_i
             "id": "evt_PayoutFailed01",
             "object": "event",
             "type": "payout.failed",
-            "account": "acct_Books01",
+            # As stripe-webhook passes it on: the account by its lookup.
+            "account": lookup_of("acct_Books01"),
             "data": {
                 "object": {
                     "id": "po_Books01",
@@ -366,8 +367,8 @@ def test_a_refused_event_is_reported_until_an_admin_settles_it(books, cluster, f
             "id": "evt_Foreign01",
             "object": "event",
             "type": "account.updated",
-            "account": "acct_Mine0001",
-            "data": {"object": {"id": "acct_Other001", "object": "account"}},
+            "account": lookup_of("acct_Mine0001"),
+            "data": {"object": {"id": lookup_of("acct_Other001"), "object": "account"}},
         }
     )
     client = AppClient(cluster.socket_url("authenticator", fresh_database))

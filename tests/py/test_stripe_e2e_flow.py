@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
@@ -19,6 +20,7 @@ from payguard.local_stripe import API_KEY
 from payguard.reconcile import reconcile
 from payguard.testing.local_stack import FunctionsClient
 from payguard.testing.stripe_flow import Border, Flow
+from payguard.token_scan import scan
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,21 @@ def test_a_payment_funded_through_stripe_is_released_withdrawn_paid_out_and_reco
     monkeypatch.setenv("STRIPE_API_BASE", local_stripe.status().api_base)
     result = runner.invoke(app, ["reconcile", "--stripe", "--json", "--db-url", admin_url])
     assert (result.exit_code, json.loads(result.output)["differences"]) == (0, []), result.output
+
+    # No processor token of the flow is stored in the clear anywhere: not in the events kept,
+    # the audit trail, the messages or the tables, in any text or json column.
+    tokens = [flow.ids[name] for name in ("card", "customer", "account")]
+    assert [t[: t.index("_")] for t in tokens] == ["pm", "cus", "acct"]
+    assert scan(admin_url) == []
+    result = runner.invoke(app, ["keys", "scan", "--json", "--db-url", admin_url])
+    assert (result.exit_code, json.loads(result.output)["findings"]) == (0, []), result.output
+    with psycopg.connect(admin_url) as conn:
+        events = conn.execute("select string_agg(payload::text, ' ') from public.webhook_events")
+        stored = str(events.fetchone()[0])  # type: ignore[index]
+    assert not [t for t in tokens if t in stored], "the events are stored with lookups"
+    assert border.lookup_of(flow.ids["account"]) in stored, (
+        "the account's lookup, by which it matched"
+    )
 
 
 def test_the_webhook_benchmark_applies_every_event_both_ways_and_times_the_flow(

@@ -251,10 +251,12 @@ class Border:
 
     def event_status(self, type_: str, object_id: str) -> str | None:
         """The recorded status of the latest webhook event of `type_` about `object_id`."""
+        # A token (an account's acct_ id) is stored as its lookup, as stripe-webhook passes it.
         status = self.scalar(
             "select status::text from public.webhook_events where type = %s "
-            "and payload -> 'data' -> 'object' ->> 'id' = %s order by received_at desc limit 1",
-            (type_, object_id),
+            "and payload -> 'data' -> 'object' ->> 'id' in (%s, %s) "
+            "order by received_at desc limit 1",
+            (type_, object_id, self.lookup_of(object_id)),
         )
         return None if status is None else str(status)
 
