@@ -3287,9 +3287,10 @@ $$;
  * The approved withdrawals not yet paid out to a payable payout method, with what a payout
  * needs (payment_service): the amount and currency, the payout method, its connected account
  * (its row and its sealed token, which the payouts function opens; the payout goes to the
- * account's external account at the processor), the transfer id if one was already recorded, the idempotency keys to
- * send (those of the attempt each step is at: a step the processor refused gets the next
- * key), the attempts' numbers, and the last refusal's code, if any.
+ * account's external account at the processor), the transfer id if one was already
+ * recorded, the idempotency keys to send (those of the attempt each step is at: a step the
+ * processor refused gets the next key), the attempts' numbers, and the last refusal's code, if
+ * any.
  */
 create or replace function public.withdrawals_to_pay_out()
 returns table (
