@@ -176,10 +176,15 @@ def _start(conn: psycopg.Connection, kid: str) -> tuple[str, bool]:
     """The running rotation to `kid` (resumed), or a new one; another running is an error."""
     with conn.transaction():
         running = conn.execute(
-            "select id::text, target_kid from private.token_key_rotations "
+            "select id::text, target_kid, kind from private.token_key_rotations "
             "where status = 'running' for update"
         ).fetchone()
         if running is not None:
+            if running[2] != "envelope":
+                raise RotationError(
+                    f"a move of the lookups to index key {running[1]} is running (id "
+                    f"{running[0]}): finish it first (payguard keys reindex)"
+                )
             if running[1] != kid:
                 raise RotationError(
                     f"a rotation to key {running[1]} is running (id {running[0]}): finish it "

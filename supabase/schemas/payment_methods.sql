@@ -98,10 +98,12 @@ grant execute on function private.without_processor_ids(text) to service_role;
 
 create table private.token_key_rotations (
   id uuid not null default gen_random_uuid(),
-  -- The key every token is re-sealed under.
+  -- The key every token is re-sealed under (kind envelope), or every lookup moves to (kind
+  -- index: `payguard keys reindex`).
   target_kid text not null,
   status text not null default 'running',
-  -- Token values sealed, re-sealed or looked up so far, over every batch and every resumption.
+  -- Token values sealed, re-sealed or looked up (kind envelope), or lookups moved (kind
+  -- index), so far, over every batch and every resumption.
   tokens_sealed bigint not null default 0,
   -- Who ran it: the database role and the operating-system user the CLI names.
   started_by text not null default session_user,
@@ -113,11 +115,13 @@ create table private.token_key_rotations (
   constraint token_key_rotations_status_check check (status in ('running', 'finished')),
   constraint token_key_rotations_tokens_sealed_check check (tokens_sealed >= 0),
   constraint token_key_rotations_finished_check
-  check ((status = 'finished') = (finished_at is not null))
+  check ((status = 'finished') = (finished_at is not null)),
+  kind text not null default 'envelope',
+  constraint token_key_rotations_kind_check check (kind in ('envelope', 'index'))
 );
 
 comment on table private.token_key_rotations is
-'Each run of payguard keys rotate: the key it seals under, how far it got, who ran it.';
+'Each run of payguard keys rotate or reindex: the key it moves to, how far it got, who ran it.';
 
 -- At most one rotation runs at a time.
 create unique index token_key_rotations_one_running_idx on private.token_key_rotations ((true))
@@ -127,12 +131,79 @@ create trigger keep_row_timestamps
 before insert or update on private.token_key_rotations
 for each row execute function private.keep_row_timestamps();
 
+-- Rotating the index key
+--
+-- `payguard keys reindex` moves every lookup to the current index key: it opens each sealed
+-- token, looks it up again, and writes the new lookup on its row and on every row that refers
+-- to the same token by the old one. Only the tables' owner may, in a transaction that names
+-- the target key (`payguard.token_reindex`); anyone else still meets the set-once rule. While
+-- the lookups are moved, the functions hold both index keys and match a token by the lookup
+-- already stored for it, under either (private.stored_token_lookup).
+
+/**
+ * Whether a lookup may change from `old_lookup` to `new_lookup` in this transaction: the
+ * same token moved to another index key by `payguard keys reindex`, run by the owner of table
+ * `relation`, in a transaction whose `payguard.token_reindex` names the new lookup's key.
+ */
+create or replace function private.token_reindexing(
+  relation oid, old_lookup text, new_lookup text
+) returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce(
+    nullif(current_setting('payguard.token_reindex', true), '') = split_part(new_lookup, ':', 1)
+    and split_part(old_lookup, ':', 1) <> split_part(new_lookup, ':', 1)
+    and current_user = (select pg_get_userbyid(c.relowner) from pg_catalog.pg_class as c
+      where c.oid = relation),
+    false
+  )
+$$;
+
+/**
+ * The one of `candidates` (a token's lookups, one under each index key the caller holds) that
+ * a row stores as that token's own lookup, the first found in the candidates' order; null when
+ * none does. While the index is rebuilt under a new key, a function matches and writes a token
+ * by the lookup already stored for it. Security definer: it says only whether a token is
+ * stored, which payment_service, its one caller, may know.
+ */
+create or replace function private.stored_token_lookup(candidates text[]) returns text
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select found.lookup from (
+    select c.processor_customer_id_lookup::text as lookup from public.processor_customers as c
+    where c.processor_customer_id_lookup = any(candidates)
+    union all
+    select m.processor_payment_method_id_lookup::text from public.payment_methods as m
+    where m.processor_payment_method_id_lookup = any(candidates)
+    union all
+    select a.processor_account_id_lookup::text from public.processor_accounts as a
+    where a.processor_account_id_lookup = any(candidates)
+    union all
+    select p.processor_external_account_id_lookup::text from public.payout_methods as p
+    where p.processor_external_account_id_lookup = any(candidates)
+  ) as found
+  order by array_position(candidates, found.lookup)
+  limit 1
+$$;
+
+-- Every role that may write a token's table runs the set-once triggers, which ask it: it reads
+-- only the caller's own setting and role.
+grant execute on function private.token_reindexing(oid, text, text) to public;
+
+grant execute on function private.stored_token_lookup(text[]) to payment_service;
+
 -- Lookups are set once
 
 /**
  * BEFORE UPDATE trigger: the lookup columns named as its arguments are set once. A lookup
  * names a row's token; a changed one would be another token under the same row, so a token
- * changes only with its row (a new payment method, a new payout method).
+ * changes only with its row (a new payment method, a new payout method). `payguard keys
+ * reindex` alone moves one to another index key (private.token_reindexing).
  */
 create or replace function private.keep_token_lookups() returns trigger
 language plpgsql
@@ -145,7 +216,10 @@ declare
 begin
   foreach lookup_column in array tg_argv loop
     if old_values ->> lookup_column is not null
-      and new_values ->> lookup_column is distinct from old_values ->> lookup_column then
+      and new_values ->> lookup_column is distinct from old_values ->> lookup_column
+      and not private.token_reindexing(
+        tg_relid, old_values ->> lookup_column, new_values ->> lookup_column
+      ) then
       raise exception '%.%: a token''s lookup is set once and never changes',
       tg_table_name, lookup_column
       using errcode = 'PT409';

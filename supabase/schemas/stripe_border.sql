@@ -47,9 +47,15 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  -- Only its sealed value changes: sealed once known, re-sealed under a newer key.
-  if (to_jsonb(new) - 'processor_customer_id_sealed' - 'updated_at')
-    is distinct from (to_jsonb(old) - 'processor_customer_id_sealed' - 'updated_at')
+  -- Only its sealed value changes: sealed once known, re-sealed under a newer key; and its
+  -- lookup moves to a new index key by `payguard keys reindex` alone.
+  if (to_jsonb(new) - 'processor_customer_id_sealed' - 'processor_customer_id_lookup' - 'updated_at')
+    is distinct from
+    (to_jsonb(old) - 'processor_customer_id_sealed' - 'processor_customer_id_lookup' - 'updated_at')
+    or new.processor_customer_id_lookup is distinct from old.processor_customer_id_lookup
+    and not private.token_reindexing(
+      tg_relid, old.processor_customer_id_lookup, new.processor_customer_id_lookup
+    )
   then
     raise exception 'the processor customer of user % is recorded once and never changes',
     old.user_id
@@ -259,14 +265,29 @@ create or replace function private.check_funding_attempt() returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  -- The lookups it charged, as they stand after the update: `payguard keys reindex` alone
+  -- moves them to a new index key (the same tokens).
+  method_lookup text := new.processor_payment_method_id_lookup;
+  customer_lookup text := new.processor_customer_id_lookup;
 begin
   if tg_op = 'DELETE' then
     raise exception 'funding attempt % is a record of a charge: it is never deleted', old.id
     using errcode = 'PT409';
   end if;
+  if method_lookup is distinct from old.processor_payment_method_id_lookup
+    and private.token_reindexing(tg_relid, old.processor_payment_method_id_lookup, method_lookup)
+    then
+    method_lookup := old.processor_payment_method_id_lookup;
+  end if;
+  if customer_lookup is distinct from old.processor_customer_id_lookup
+    and private.token_reindexing(tg_relid, old.processor_customer_id_lookup, customer_lookup)
+    then
+    customer_lookup := old.processor_customer_id_lookup;
+  end if;
   if (
-    new.id, new.milestone_payment_id, new.attempt, new.processor_payment_method_id_lookup,
-    new.processor_customer_id_lookup, new.amount_minor, new.currency, new.idempotency_key
+    new.id, new.milestone_payment_id, new.attempt, method_lookup, customer_lookup,
+    new.amount_minor, new.currency, new.idempotency_key
   ) is distinct from (
     old.id, old.milestone_payment_id, old.attempt, old.processor_payment_method_id_lookup,
     old.processor_customer_id_lookup, old.amount_minor, old.currency, old.idempotency_key

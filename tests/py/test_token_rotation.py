@@ -30,6 +30,7 @@ from payguard.project import Project
 from payguard.token_columns import SEALED_COLUMNS, TOKEN_COLUMNS
 from payguard.token_index import lookup
 from payguard.token_keys import new_entry
+from payguard.token_reindex import reindex
 from payguard.token_rotation import RotationError, rotate, rows_sealed_under, status, to_do
 from payguard.token_scan import scan
 
@@ -553,3 +554,75 @@ def test_an_older_database_is_sealed_by_a_rotation_then_contracted(
         assert scan(admin) == [], "no token is left in the clear, the audit trail included"
     finally:
         drop_database(cluster.admin_url(), name)
+
+
+INDEX_NEXT = new_entry("i-two")
+BOTH_INDEX_KEYS = KeySet.parse(f"{INDEX_NEXT},{INDEX}")
+
+
+def lookups_by_column(url: str) -> dict[str, dict[str, str]]:
+    """Each token column's lookup by row key."""
+    with psycopg.connect(url) as conn:
+        return {
+            c.name: dict(
+                conn.execute(
+                    f"select {c.key}::text, {c.lookup}::text from public.{c.table}"
+                ).fetchall()
+            )
+            for c in TOKEN_COLUMNS
+        }
+
+
+def test_reindex_moves_every_lookup_to_the_new_index_key(url: str) -> None:
+    """Every lookup, on its row and on the rows that refer to its token (a funding attempt's
+    card and customer included), moves to the new index key; a token known by its lookup alone
+    stays under the old one, which cannot be retired then; the old key must be given."""
+    held = seed(url, 3)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("select tests.create_project_with_milestones('rot-0', 'rot-1', array[10000])")
+        payment = conn.execute("select id from public.milestone_payments").fetchone()[0]  # type: ignore[index]
+        method, card = held["payment_methods.processor_payment_method_id"][0]
+        customer = held["payment_methods.processor_customer_id"][0][1]
+        conn.execute(
+            "insert into public.funding_attempts (milestone_payment_id, attempt, "
+            "payment_method_id, amount_minor, currency, idempotency_key, "
+            "processor_payment_method_id_lookup, processor_customer_id_lookup) "
+            "values (%s, 1, %s, 10000, 'USD', 'reindex-1', %s, %s)",
+            (payment, method, lookup(INDEX_KEYS, card), lookup(INDEX_KEYS, customer)),
+        )
+        # An account account.updated reported, that no one has onboarded: known by its lookup.
+        conn.execute(
+            "insert into public.processor_accounts (processor_account_id_lookup) values (%s)",
+            (lookup(INDEX_KEYS, "acct_Nobody0001x"),),
+        )
+
+    with pytest.raises(RotationError, match="give the old index key too"):
+        reindex(url, OLD_KEYS, KeySet.parse(INDEX_NEXT))
+    run = reindex(url, OLD_KEYS, BOTH_INDEX_KEYS, batch_size=2)
+    assert run.target_kid == "i-two"
+    assert run.left == {"processor_accounts.processor_account_id": 1}
+    moved = lookups_by_column(url)
+    for column in TOKEN_COLUMNS:
+        for key, token in held[column.name]:
+            assert moved[column.name][key] == lookup(BOTH_INDEX_KEYS, token), (column.name, key)
+    attempt = moved["funding_attempts.processor_payment_method_id"]
+    assert list(attempt.values()) == [lookup(BOTH_INDEX_KEYS, card)]
+    assert list(moved["funding_attempts.processor_customer_id"].values()) == [
+        lookup(BOTH_INDEX_KEYS, customer)
+    ]
+    # 3 customers, 6 cards (and their 6 references to a customer), 3 accounts (and 3
+    # references), 3 bank accounts, and the attempt's 2.
+    assert run.moved == 26
+    assert reindex(url, OLD_KEYS, BOTH_INDEX_KEYS).moved == 0
+    # Every envelope still opens for its row, and a rotation checks it against its new lookup.
+    assert rotate(url, NEW_KEYS, BOTH_INDEX_KEYS).sealed == sum(
+        len(held[c.name]) for c in SEALED_COLUMNS
+    )
+
+    retire = run_cli("retire", "--index", "i-one", "--db-url", url, "--json")
+    output, _ = retire.communicate(timeout=30)
+    assert retire.returncode == 1
+    assert json.loads(output)["lookups_under_it"] == {"processor_accounts.processor_account_id": 1}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("delete from public.processor_accounts where user_id is null")
+    assert run_cli("retire", "--index", "i-one", "--db-url", url).wait(timeout=30) == 0

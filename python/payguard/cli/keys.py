@@ -1,5 +1,6 @@
 """`payguard keys`: the keys of processor tokens. `new` and `check` need no database; `status`,
-`rotate` and `retire` read or re-seal the token columns (payguard.token_rotation)."""
+`rotate`, `reindex` and `retire` read or rewrite the token columns (payguard.token_rotation,
+payguard.token_reindex)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from payguard.token_index import INDEX_KEYS_VARIABLE
 from payguard.token_index import lookups as token_lookups
 from payguard.token_keys import check as check_keys
 from payguard.token_keys import load, new_entry
+from payguard.token_reindex import lookups_under
+from payguard.token_reindex import reindex as reindex_tokens
 from payguard.token_rotation import DEFAULT_BATCH, rows_sealed_under
 from payguard.token_rotation import rotate as rotate_tokens
 from payguard.token_rotation import status as token_status
@@ -77,7 +80,8 @@ def check(
 @app.command()
 def status(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> None:
     """Count each token column's rows per envelope key id and per index key id, and the rows
-    still held only in the clear (a rotation seals them). Needs no key."""
+    still held only in the clear on a database deployed before tokens were sealed (a rotation
+    seals them). Needs no key."""
     columns = token_status(deployed_url(ctx, db_url))
     if as_json:
         print_json({"columns": [c.as_dict() for c in columns]})
@@ -103,9 +107,10 @@ def rotate(
     ] = DEFAULT_BATCH,
     as_json: Json = False,
 ) -> None:
-    """Re-seal every processor token under the current (first) envelope key, seal those still
-    in the clear and fill missing lookups, in batches; resumes an interrupted run. Deploy the
-    new key first to the functions (first in PAYGUARD_TOKEN_KEYS, the old one after it)."""
+    """Re-seal every processor token under the current (first) envelope key, in batches (on a
+    database deployed before tokens were sealed, seal those still in the clear and fill their
+    lookups); resumes an interrupted run. Deploy the new key first to the functions (first in
+    PAYGUARD_TOKEN_KEYS, the old one after it)."""
     envelope_keys = load(KEYS_VARIABLE, key_file)
     index_keys = load(INDEX_KEYS_VARIABLE, index_key_file)
     url = deployed_url(ctx, db_url)
@@ -138,16 +143,76 @@ def rotate(
 
 
 @app.command()
-def retire(
+def reindex(
     ctx: typer.Context,
-    kid: Annotated[str, typer.Argument(help="The envelope key id to retire.")],
     db_url: DbUrl = None,
     key_file: KeyFile = None,
+    index_key_file: KeyFile = None,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Tokens looked up again per transaction.")
+    ] = DEFAULT_BATCH,
+    as_json: Json = False,
+) -> None:
+    """Move every lookup to the current (first) index key: each sealed token is opened,
+    checked against its lookup, and looked up again, on its row and on every row that refers
+    to it; in batches, resuming an interrupted run. Give the new index key first and the old
+    one after it, as the functions hold them while it runs (docs/token-envelopes.md)."""
+    envelope_keys = load(KEYS_VARIABLE, key_file)
+    index_keys = load(INDEX_KEYS_VARIABLE, index_key_file)
+    url = deployed_url(ctx, db_url)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=as_json or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task(f"looking up under {index_keys.current}", total=None)
+        run = reindex_tokens(
+            url,
+            envelope_keys,
+            index_keys,
+            batch_size=batch_size,
+            on_start=lambda total: progress.update(task, total=total),
+            on_batch=lambda done: progress.advance(task, done),
+        )
+    if as_json:
+        print_json(run.as_dict())
+        return
+    how = "resumed" if run.resumed else "new"
+    out.print(
+        f"reindex {run.rotation_id} ({how}) to index key {run.target_kid}: {run.moved} lookups "
+        f"moved in {run.seconds:.1f} s",
+        markup=False,
+    )
+    if run.left:
+        out.print(
+            "left under older index keys (tokens known by their lookup alone): "
+            + ", ".join(f"{name} {n}" for name, n in run.left.items()),
+            markup=False,
+        )
+
+
+@app.command()
+def retire(
+    ctx: typer.Context,
+    kid: Annotated[str, typer.Argument(help="The envelope (or, with --index, index) key id.")],
+    db_url: DbUrl = None,
+    key_file: KeyFile = None,
+    index: Annotated[
+        bool, typer.Option("--index", help="KID is an index key (PAYGUARD_TOKEN_INDEX_KEYS).")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Say whether envelope key KID may be removed from PAYGUARD_TOKEN_KEYS: exit 1 while any
     token is still sealed under it (run `payguard keys rotate` first), or while it is the
-    current key of the set given ($PAYGUARD_TOKEN_KEYS or --key-file), which seals new ones."""
+    current key of the set given ($PAYGUARD_TOKEN_KEYS or --key-file), which seals new ones.
+    With --index, whether index key KID may be removed from PAYGUARD_TOKEN_INDEX_KEYS: exit 1
+    while any lookup is under it (`payguard keys reindex`)."""
+    if index:
+        _retire_index(ctx, kid, db_url, as_json)
+        return
     given = key_file is not None or bool(os.environ.get(KEYS_VARIABLE))
     if given and load(KEYS_VARIABLE, key_file).current == kid:
         raise PayguardError(
@@ -166,6 +231,24 @@ def retire(
         )
     else:
         out.print(f"no token is sealed under {kid}: remove it from PAYGUARD_TOKEN_KEYS")
+    if left:
+        raise typer.Exit(code=ExitCode.FINDING)
+
+
+def _retire_index(ctx: typer.Context, kid: str, db_url: str | None, as_json: bool) -> None:
+    left = lookups_under(deployed_url(ctx, db_url), kid)
+    if as_json:
+        print_json({"kid": kid, "retirable": not left, "lookups_under_it": left})
+    elif left:
+        err.print(
+            f"index key {kid} still holds {sum(left.values())} lookups "
+            f"({', '.join(f'{name} {n}' for name, n in left.items())}): run payguard keys "
+            "reindex with a newer current index key first; a token known by its lookup alone "
+            "is found only while its key is kept",
+            markup=False,
+        )
+    else:
+        out.print(f"no lookup is under {kid}: remove it from PAYGUARD_TOKEN_INDEX_KEYS")
     if left:
         raise typer.Exit(code=ExitCode.FINDING)
 

@@ -5,7 +5,8 @@
  * columns; a function opens a token only to hand it to Stripe.
  */
 import { decrypt, encrypt, type Envelope, EnvelopeError, KeySet, type Place } from "./envelope.ts";
-import { INDEX_KEYS_VARIABLE, lookup } from "./token_index.ts";
+import type { Tx } from "./db.ts";
+import { INDEX_KEYS_VARIABLE, lookup, lookups } from "./token_index.ts";
 
 export type { Envelope, Place };
 
@@ -34,6 +35,26 @@ export async function sealToken(token: string, place: Place): Promise<Sealed> {
 /** The lookup of `token` under the current index key. */
 export function lookupOf(token: string): Promise<string> {
   return lookup(keys().index, token);
+}
+
+/**
+ * The lookup by which a row stores `token`: its lookup under the current index key, except
+ * while the index is rebuilt under a new key (the function holds more than one index key):
+ * then the one a row already stores for the token, under any of them
+ * (`private.stored_token_lookup`, read in `tx` as payment_service), so that a token is matched,
+ * and kept unique, whichever key its rows are under yet.
+ */
+export async function storedLookupOf(tx: Tx, token: string): Promise<string> {
+  const { index } = keys();
+  const current = await lookup(index, token);
+  if (index.ids().length < 2) return current;
+  const candidates = await lookups(index, token);
+  const [row] = await tx`
+    select private.stored_token_lookup(
+      array(select jsonb_array_elements_text(${JSON.stringify(candidates)}::text::jsonb))
+    ) as found
+  `;
+  return typeof row?.found === "string" ? row.found : current;
 }
 
 /**

@@ -43,7 +43,7 @@ import {
   stringField,
 } from "../_shared/http.ts";
 import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
-import { lookupOf, openToken, sealToken } from "../_shared/tokens.ts";
+import { openToken, sealToken, storedLookupOf } from "../_shared/tokens.ts";
 
 const SETUP_INTENT = /^seti_[A-Za-z0-9]{6,}$/;
 
@@ -116,13 +116,14 @@ async function customerFor(
   } catch (error) {
     throw stripeFailure(error, "create the customer");
   }
-  const { sealed, lookup } = await sealToken(customer.id, {
+  const { sealed } = await sealToken(customer.id, {
     table: "processor_customers",
     column: "processor_customer_id",
     rowId: caller.userId!,
   });
   return await transaction(context, async (tx) => {
     await setRole(tx, "payment_service");
+    const lookup = await storedLookupOf(tx, customer.id);
     await tx`
       insert into public.processor_customers (
         user_id, processor, processor_customer_id_sealed, processor_customer_id_lookup
@@ -270,16 +271,17 @@ export async function handle(req: Request): Promise<Response> {
   const card = method.card!;
   // The row's id is chosen here: its sealed token names it.
   const id = crypto.randomUUID();
-  const { sealed, lookup } = await sealToken(method.id, {
+  const { sealed } = await sealToken(method.id, {
     table: "payment_methods",
     column: "processor_payment_method_id",
     rowId: id,
   });
-  const customerLookup = await lookupOf(customer!);
   let row: Body;
   try {
     row = await transaction(context, async (tx) => {
       await setRole(tx, "payment_service");
+      const lookup = await storedLookupOf(tx, method.id);
+      const customerLookup = await storedLookupOf(tx, customer!);
       const rows = await tx`
         insert into public.payment_methods (
           id, user_id, type, brand, last4, exp_month, exp_year, nickname, is_default,

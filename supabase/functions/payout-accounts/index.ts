@@ -31,7 +31,7 @@ import { optional } from "../_shared/env.ts";
 import { serve } from "../_shared/serve.ts";
 import { allowMethods, type Body, HttpError, json, readJsonObject } from "../_shared/http.ts";
 import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
-import { lookupOf, openToken, sealToken } from "../_shared/tokens.ts";
+import { openToken, sealToken, storedLookupOf } from "../_shared/tokens.ts";
 
 /** What begin_onboarding_payout_account answers. */
 interface Onboarding {
@@ -229,7 +229,7 @@ async function recordAccount(
       const recorded = await rpc<{ id: string; verification_status: string }>(
         tx,
         "record_processor_account",
-        [[userId, "uuid"], [await lookupOf(accountId), "text"]],
+        [[userId, "uuid"], [await storedLookupOf(tx, accountId), "text"]],
       );
       // The row may have been recorded first by account.updated (by its lookup alone): it is
       // sealed here once, under the row's id.

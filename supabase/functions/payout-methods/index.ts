@@ -32,7 +32,7 @@ import {
   stringField,
 } from "../_shared/http.ts";
 import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
-import { lookupOf, openToken, sealToken } from "../_shared/tokens.ts";
+import { openToken, sealToken, storedLookupOf } from "../_shared/tokens.ts";
 
 const EXTERNAL_ACCOUNT = /^(ba|card)_[A-Za-z0-9]{6,}$/;
 /** The unique keys that a payout method saved twice breaks. */
@@ -124,15 +124,16 @@ export async function handle(req: Request): Promise<Response> {
   const bank = external.object === "bank_account" ? external as Stripe.BankAccount : null;
   const card = external.object === "card" ? external as Stripe.Card : null;
   const id = crypto.randomUUID();
-  const { sealed, lookup } = await sealToken(external.id, {
+  const { sealed } = await sealToken(external.id, {
     table: "payout_methods",
     column: "processor_external_account_id",
     rowId: id,
   });
-  const accountLookup = await lookupOf(account);
   try {
     const row = await transaction(context, async (tx) => {
       await setRole(tx, "payment_service");
+      const lookup = await storedLookupOf(tx, external.id);
+      const accountLookup = await storedLookupOf(tx, account);
       const rows = await tx`
         insert into public.payout_methods (
           id, user_id, type, bank_name, last4, currency, nickname, is_default,

@@ -21,6 +21,7 @@ import { allowMethods, HttpError, json } from "../_shared/http.ts";
 import { rpc, transaction } from "../_shared/db.ts";
 import { cryptoProvider, Stripe } from "../_shared/stripe.ts";
 import { withLookups } from "./lookups.ts";
+import { storedLookupOf } from "../_shared/tokens.ts";
 import { storableEvent } from "./storable.ts";
 
 /** Seconds a signature's timestamp may be away from now. */
@@ -163,7 +164,7 @@ async function applyOrRecordUnreadable(
   event: Stripe.Event,
 ): Promise<Applied> {
   try {
-    return await apply(req, await withLookups(storableEvent(raw).text));
+    return await apply(req, storableEvent(raw).text);
   } catch (error) {
     const refusal = unreadableError(error);
     if (refusal === null) throw error;
@@ -176,11 +177,14 @@ async function applyOrRecordUnreadable(
       payguard_unreadable: { code: refusal.code, message: refusal.message.slice(0, 500) },
     };
     if (typeof event.account === "string") stub.account = event.account;
-    return await apply(req, await withLookups(JSON.stringify(stub)));
+    return await apply(req, JSON.stringify(stub));
   }
 }
 
-/** Record and apply the event as payment_service, in one transaction. */
+/**
+ * Record and apply the event as payment_service, in one transaction, each processor token in
+ * it replaced by the lookup by which the database stores it (lookups.ts).
+ */
 function apply(req: Request, raw: string): Promise<Applied> {
   const headers: Record<string, string> = {};
   req.headers.forEach((value, name) => {
@@ -192,7 +196,10 @@ function apply(req: Request, raw: string): Promise<Applied> {
     method: "POST",
     path: new URL(req.url).pathname,
     headers,
-  }, (tx) => rpc<Applied>(tx, "apply_stripe_event", [[raw, "jsonb"]]));
+  }, async (tx) => {
+    const event = await withLookups(raw, (token) => storedLookupOf(tx, token));
+    return await rpc<Applied>(tx, "apply_stripe_event", [[event, "jsonb"]]);
+  });
 }
 
 export default serve(handle);

@@ -2,7 +2,7 @@
 -- the forms a sealed token and a lookup must take, lookups set once and unique, a recorded
 -- customer that is re-sealed but never changed, and an audit trail that keeps none of them.
 begin;
-select plan(64);
+select plan(72);
 
 select tests.let_roles_call_pgtap();
 
@@ -409,6 +409,71 @@ select lives_ok(
   $$update public.funding_attempts set processor_payment_method_id_lookup = null where false$$,
   'funding attempts have their lookups too'
 );
+
+-- `payguard keys reindex` alone moves a lookup to another index key: the tables' owner, in a
+-- transaction that names the target key
+select set_config('payguard.token_reindex', 'i2026b', true);
+select tests.authenticate_as_service('payment_service');
+select throws_ok(
+  $$update public.payment_methods
+    set processor_payment_method_id_lookup = 'i2026b:ZZECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'
+    where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  'PT409', 'payment_methods.processor_payment_method_id_lookup: a token''s lookup is set once and never changes',
+  'payment_service moves no lookup, even in a transaction that names a reindex'
+);
+reset role;
+select lives_ok(
+  $$update public.payment_methods
+    set processor_payment_method_id_lookup = 'i2026b:ZZECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'
+    where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  'the tables'' owner moves a lookup to the index key the transaction names'
+);
+select lives_ok(
+  $$update public.processor_customers
+    set processor_customer_id_lookup = 'i2026b:YYECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'
+    where user_id = tests.get_supabase_uid('alice')$$,
+  'and a recorded customer''s'
+);
+select throws_ok(
+  $$update public.payment_methods
+    set processor_customer_id_lookup = 'i2026c:YYECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'
+    where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  'PT409', 'payment_methods.processor_customer_id_lookup: a token''s lookup is set once and never changes',
+  'but to no other key than the one named'
+);
+select set_config('payguard.token_reindex', '', true);
+select throws_ok(
+  $$update public.payment_methods
+    set processor_customer_id_lookup = 'i2026b:YYECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'
+    where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  'PT409', 'payment_methods.processor_customer_id_lookup: a token''s lookup is set once and never changes',
+  'and in no transaction that names none'
+);
+
+-- while the index moves, a function finds the lookup stored for a token under any key
+select tests.authenticate_as_service('payment_service');
+select is(
+  private.stored_token_lookup(array[
+    'i2026c:ZZECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8',
+    'i2026b:ZZECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8',
+    'i2026a:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'
+  ]),
+  'i2026b:ZZECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8',
+  'payment_service finds the one a row stores among a token''s lookups'
+);
+select is(
+  private.stored_token_lookup(array['i2026c:ZZECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8']),
+  null,
+  'and none for a token no row stores'
+);
+reset role;
+select tests.authenticate_as('alice', aal => 'aal2');
+select throws_ok(
+  $$select private.stored_token_lookup(array['i2026b:ZZECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'])$$,
+  '42501', null,
+  'a user cannot ask whether a token is stored'
+);
+reset role;
 
 -- the audit trail keeps no form of a token: each is a fingerprint
 select is(
