@@ -44,8 +44,11 @@ export function lookupOf(token: string): Promise<string> {
  * (`private.stored_token_lookup`, read in `tx` as payment_service), so that a token is matched,
  * and kept unique, whichever key its rows are under yet.
  */
-export async function storedLookupOf(tx: Tx, token: string): Promise<string> {
-  const { index } = keys();
+export async function storedLookupOf(
+  tx: Tx,
+  token: string,
+  index: KeySet = keys().index,
+): Promise<string> {
   const current = await lookup(index, token);
   if (index.ids().length < 2) return current;
   const candidates = await lookups(index, token);

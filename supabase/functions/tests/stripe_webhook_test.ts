@@ -16,6 +16,9 @@ import {
   test,
 } from "./helpers.ts";
 import { accountsOf, lookupOf, recordAccount } from "./tokens.ts";
+import { b64encode, KeySet } from "../_shared/envelope.ts";
+import { lookup } from "../_shared/token_index.ts";
+import { storedLookupOf } from "../_shared/tokens.ts";
 
 /** Deliver `payload` with `header` as its Stripe-Signature (none when undefined). */
 export function deliver(payload: string, header?: string) {
@@ -410,5 +413,35 @@ test(
     assert_(!/(acct|ba)_/.test(row.payload as string), "the stored event names no token");
     assert_((row.payload as string).includes(await lookupOf(account)), "but its lookup");
     assertEquals((await accountsOf(carl)).map((a) => a.verification_status), ["verified"]);
+  },
+);
+
+test(
+  "while the index key rotates, a token is matched by the lookup stored for it under either key",
+  async () => {
+    const older = KeySet.parse(`i-older:${b64encode(crypto.getRandomValues(new Uint8Array(32)))}`);
+    const newer = KeySet.parse(`i-newer:${b64encode(crypto.getRandomValues(new Uint8Array(32)))}`);
+    const both = KeySet.parse(
+      `i-newer:${b64encode(newer.key("i-newer"))},i-older:${b64encode(older.key("i-older"))}`,
+    );
+    const stored = stripeId("acct", 16);
+    const unknown = stripeId("acct", 16);
+    await db`
+      insert into public.processor_accounts (processor_account_id_lookup)
+      values (${await lookup(older, stored)})
+    `;
+    const found = await db.begin(async (tx) => {
+      await tx`select set_config('role', 'payment_service', true)`;
+      return [
+        await storedLookupOf(tx, stored, both),
+        await storedLookupOf(tx, unknown, both),
+        await storedLookupOf(tx, stored, newer),
+      ];
+    });
+    assertEquals(found, [
+      await lookup(older, stored),
+      await lookup(newer, unknown),
+      await lookup(newer, stored),
+    ], "the stored one under the older key; else, and with one key, the current key's");
   },
 );
