@@ -193,7 +193,8 @@ $$;
 
 -- Every role that may write a token's table runs the set-once triggers, which ask it: it reads
 -- only the caller's own setting and role.
-grant execute on function private.token_reindexing(oid, text, text) to public;
+grant execute on function private.token_reindexing(oid, text, text)
+to authenticated, admin, payment_service, escrow_service, service_role;
 
 grant execute on function private.stored_token_lookup(text[]) to payment_service;
 
