@@ -175,9 +175,17 @@ def rows_sealed_under(url: str, kid: str) -> dict[str, int]:
 def _start(conn: psycopg.Connection, kid: str) -> tuple[str, bool]:
     """The running rotation to `kid` (resumed), or a new one; another running is an error."""
     with conn.transaction():
+        # A database deployed before index rotations (20261205180000) has envelope runs only.
+        kinds = conn.execute(
+            "select count(*) from information_schema.columns where table_schema = 'private' "
+            "and table_name = 'token_key_rotations' and column_name = 'kind'"
+        ).fetchone()
+        kind = sql.SQL("kind" if kinds and kinds[0] else "'envelope'")
         running = conn.execute(
-            "select id::text, target_kid, kind from private.token_key_rotations "
-            "where status = 'running' for update"
+            sql.SQL(
+                "select id::text, target_kid, {kind} from private.token_key_rotations "
+                "where status = 'running' for update"
+            ).format(kind=kind)
         ).fetchone()
         if running is not None:
             if running[2] != "envelope":
