@@ -171,6 +171,9 @@ def _batch(
     key, lookup_column = sql.Identifier(home.key), sql.Identifier(home.lookup)
     kid = index_keys.current
     with conn.transaction():
+        # Functions that hold two index keys find a token's stored lookup under a shared hold
+        # of this lock, and write by it in the same transaction: a batch never moves it between.
+        conn.execute("select pg_advisory_xact_lock(hashtext('payguard.token_reindex'))")
         conn.execute("select set_config('payguard.token_reindex', %s, true)", (kid,))
         rows = conn.execute(
             sql.SQL(

@@ -4,7 +4,10 @@ A rotation re-seals every sealed token under the current envelope key (the first
 set), column by column (payguard.token_columns), in batches. On a database the contract
 migration (20261205170000) has not reached yet, where the plain-text columns still exist, it
 also seals the tokens held only in the clear and fills the lookups missing: that is what lets
-the contract migration drop those columns. Each batch is one short transaction that locks its
+the contract migration drop those columns; and it replaces each token that a stored Stripe
+event still names in the clear with its lookup under the current index key, as the
+stripe-webhook function passes events now (migration 20261205190000 refuses a database
+whose stored events name one). Each batch is one short transaction that locks its
 rows, so the system keeps serving, and commits with the run's count of tokens sealed
 (private.token_key_rotations, audited). Killed half way, a rotation loses only its open batch;
 run again, it resumes the run it finds, from the rows still to do.
@@ -17,6 +20,7 @@ lookup. Anything else stops the rotation with the row's key and the reason, neve
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +38,15 @@ from payguard.token_index import lookup
 from payguard.token_keys import check as check_keys
 
 DEFAULT_BATCH = 500
+
+# A token in a stored event's strings: private.holds_processor_token's pattern.
+PAYLOAD_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9])(?:pm|cus|acct|ba|card)_(?=[A-Za-z0-9]*[A-Z0-9])[A-Za-z0-9]{8,}"
+)
+_HOLDS_TOKEN = sql.SQL(
+    "exists (select from jsonb_path_query(payload, 'strict $.**') as i "
+    "where jsonb_typeof(i) = 'string' and i #>> '{}' ~ %(pattern)s)"
+)
 
 
 class RotationError(PayguardError):
@@ -324,6 +337,55 @@ def _batch(
         return len(rows), str(rows[-1][0])
 
 
+def with_lookups(value: Any, index_keys: KeySet) -> Any:
+    """`value` (a stored event) with every token in its strings (keys too) replaced by its
+    lookup under the current index key."""
+    if isinstance(value, str):
+        return PAYLOAD_TOKEN.sub(lambda m: lookup(index_keys, m.group(0)), value)
+    if isinstance(value, list):
+        return [with_lookups(item, index_keys) for item in value]
+    if isinstance(value, dict):
+        return {
+            with_lookups(key, index_keys): with_lookups(item, index_keys)
+            for key, item in value.items()
+        }
+    return value
+
+
+def _payloads_pending(conn: psycopg.Connection) -> int:
+    row = conn.execute(
+        sql.SQL("select count(*) from public.webhook_events where {h}").format(h=_HOLDS_TOKEN),
+        {"pattern": PAYLOAD_TOKEN.pattern},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _payload_batch(
+    conn: psycopg.Connection, rotation_id: str, index_keys: KeySet, size: int
+) -> int:
+    """Replace the tokens of one batch of stored events with their lookups; the count."""
+    with conn.transaction():
+        rows = conn.execute(
+            sql.SQL(
+                "select id, payload from public.webhook_events where {h} "
+                "order by id limit %(size)s for update"
+            ).format(h=_HOLDS_TOKEN),
+            {"pattern": PAYLOAD_TOKEN.pattern, "size": size},
+        ).fetchall()
+        for event_id, payload in rows:
+            conn.execute(
+                "update public.webhook_events set payload = %s where id = %s",
+                (Jsonb(with_lookups(payload, index_keys)), event_id),
+            )
+        if rows:
+            conn.execute(
+                "update private.token_key_rotations set tokens_sealed = tokens_sealed + %s "
+                "where id = %s",
+                (len(rows), rotation_id),
+            )
+        return len(rows)
+
+
 def rotate(
     url: str,
     envelope_keys: KeySet,
@@ -348,6 +410,7 @@ def rotate(
         if on_start is not None:
             on_start(
                 sum(_count_pending(conn, c, envelope_keys.current, plains) for c in TOKEN_COLUMNS)
+                + _payloads_pending(conn)
             )
         for column in TOKEN_COLUMNS:
             after: str | None = None
@@ -361,10 +424,17 @@ def rotate(
                 run.by_column[column.name] = run.by_column.get(column.name, 0) + done
                 if on_batch is not None:
                     on_batch(done)
+        while done := _payload_batch(conn, rotation_id, index_keys, batch_size):
+            run.sealed += done
+            run.by_column["webhook_events.payload"] = (
+                run.by_column.get("webhook_events.payload", 0) + done
+            )
+            if on_batch is not None:
+                on_batch(done)
         with conn.transaction():
             left = sum(
                 _count_pending(conn, c, envelope_keys.current, plains) for c in TOKEN_COLUMNS
-            )
+            ) + _payloads_pending(conn)
             if left:
                 raise RotationError(
                     f"{left} token values were written during the rotation without being sealed "

@@ -3,7 +3,8 @@ column (domains over them too) of every table in the application's schemas, sear
 Stripe ids of the credential kinds (`pm_`, `cus_`, `acct_`, `ba_`, `card_`). `payguard keys
 scan` reports each column that holds one and how many rows, never a token.
 
-Each value is searched for an id anywhere, at a word's start. The columns of the two forms a
+Each value is searched for an id anywhere not glued to a letter or digit before it; a JSON
+value also string by string, decoded. The columns of the two forms a
 token is stored in (private.sealed_token, private.token_lookup) are left out: their form is
 the database's to enforce (23514), their parts are random base64url that begins like an id
 about once in 100,000 envelopes, and `payguard keys rotate` opens every envelope for its row
@@ -18,11 +19,13 @@ from psycopg import sql
 
 from payguard.db import connect
 
-# A token as Stripe writes one: its prefix at a word's start (PostgreSQL's \\m), then at least
-# eight letters or digits, a capital or a digit among them. Stripe's ids have 14 or more random
-# ones (all small letters about once in 200,000 ids); Stripe's words that begin like an id do
-# not (`card_present`, `card_payments`).
-TOKEN_PATTERN = r"\m(pm|cus|acct|ba|card)_(?=[A-Za-z0-9]*[A-Z0-9])[A-Za-z0-9]{8,}"  # noqa: S105
+# A token as Stripe writes one: its prefix, not glued to a letter or digit before it, then at
+# least eight letters or digits, a capital or a digit among them. Stripe's ids have 14 or more
+# random ones (all small letters about once in 200,000 ids); Stripe's words that begin like an
+# id do not (`card_present`, `card_payments`). The same pattern as the database's guard of
+# webhook payloads (private.holds_processor_token) and the stripe-webhook function's.
+_PREFIX = r"(?<![A-Za-z0-9])(pm|cus|acct|ba|card)_"
+TOKEN_PATTERN = _PREFIX + r"(?=[A-Za-z0-9]*[A-Z0-9])[A-Za-z0-9]{8,}"
 # The domains of the two stored forms, left out of the scan (see above).
 STORED_FORMS = ("private.sealed_token", "private.token_lookup")
 SCHEMAS = ("public", "private", "auth")
@@ -48,7 +51,8 @@ def scan(url: str, schemas: tuple[str, ...] = SCHEMAS) -> list[Finding]:
         columns = conn.execute(
             """
             select c.table_schema, c.table_name, c.column_name,
-              c.domain_schema || '.' || c.domain_name
+              c.domain_schema || '.' || c.domain_name,
+              format_type(coalesce(nullif(ty.typbasetype, 0), ty.oid), null)
             from information_schema.columns as c
             join information_schema.tables as t
               on t.table_schema = c.table_schema and t.table_name = c.table_name
@@ -61,14 +65,24 @@ def scan(url: str, schemas: tuple[str, ...] = SCHEMAS) -> list[Finding]:
             """,
             (list(schemas), list(TEXT_TYPES)),
         ).fetchall()
-        for schema, table, column, domain in columns:
+        for schema, table, column, domain, base_type in columns:
             if domain in STORED_FORMS:
                 continue
+            # JSON is searched as text (its keys too) and string by string, decoded: a token
+            # after an escape (`\\n`) is glued to a letter in the text.
+            decoded = (
+                sql.SQL(
+                    " or exists (select from jsonb_path_query({c}::jsonb, 'strict $.**') as i "
+                    "where jsonb_typeof(i) = 'string' and i #>> '{{}}' ~ %(p)s)"
+                ).format(c=sql.Identifier(column))
+                if base_type in ("json", "jsonb")
+                else sql.SQL("")
+            )
             row = conn.execute(
-                sql.SQL("select count(*) from {t} where {c}::text ~ %s").format(
-                    t=sql.Identifier(schema, table), c=sql.Identifier(column)
+                sql.SQL("select count(*) from {t} where {c}::text ~ %(p)s{d}").format(
+                    t=sql.Identifier(schema, table), c=sql.Identifier(column), d=decoded
                 ),
-                (TOKEN_PATTERN,),
+                {"p": TOKEN_PATTERN},
             ).fetchone()
             if row and row[0]:
                 findings.append(Finding(f"{schema}.{table}", column, int(row[0])))

@@ -76,19 +76,47 @@ comment on domain private.token_lookup is
 
 /**
  * `message` with each processor token in it (a `pm_`, `cus_`, `acct_`, `ba_` or `card_` id at a
- * word's start) replaced by its kind alone, `[acct_…]`: for the words of a refusal or a
- * failure, the processor's or the database's, kept where staff or the user read them.
+ * word's start) replaced by its kind alone, `[acct_…]`, and each token's lookup (`kid:` and 43
+ * base64url characters, as the stripe-webhook function passes a token) by `[lookup]`: for the
+ * words of a refusal or a failure, the processor's or the database's, kept where staff or the
+ * user read them.
  */
 create or replace function private.without_processor_ids(message text) returns text
 language sql
 immutable
 set search_path = ''
 as $$
-  select regexp_replace(message, '\m(pm|cus|acct|ba|card)_[A-Za-z0-9]{6,}', '[\1_…]', 'g')
+  select regexp_replace(
+    regexp_replace(message, '\m(pm|cus|acct|ba|card)_[A-Za-z0-9]{6,}', '[\1_…]', 'g'),
+    '(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]{1,64}:[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])', '[lookup]', 'g'
+  )
+$$;
+
+/**
+ * Whether `value` (a jsonb document) holds a processor token in the clear in one of its strings:
+ * a `pm_`, `cus_`, `acct_`, `ba_` or `card_` id not glued to a letter or digit before it, then
+ * at least eight letters or digits with a capital or a digit among them (Stripe's ids are
+ * random; its words `card_present`, `card_payments` are not ids). The stripe-webhook function
+ * (`stripe-webhook/lookups.ts`) and `payguard keys scan` look for the same.
+ */
+create or replace function private.holds_processor_token(value jsonb) returns boolean
+language sql
+immutable
+set search_path = ''
+as $$
+  select exists (
+    select from jsonb_path_query(value, 'strict $.**') as item
+    where jsonb_typeof(item) = 'string'
+      and item #>> '{}'
+      ~ '(?<![A-Za-z0-9])(pm|cus|acct|ba|card)_(?=[A-Za-z0-9]*[A-Z0-9])[A-Za-z0-9]{8,}'
+  )
 $$;
 
 grant execute on function private.without_processor_ids(text) to payment_service;
 grant execute on function private.without_processor_ids(text) to service_role;
+
+-- The trigger that keeps tokens out of webhook payloads asks it, in payment_service's writes.
+grant execute on function private.holds_processor_token(jsonb) to payment_service;
 
 -- Key rotations
 --
@@ -143,22 +171,33 @@ for each row execute function private.keep_row_timestamps();
 /**
  * Whether a lookup may change from `old_lookup` to `new_lookup` in this transaction: the
  * same token moved to another index key by `payguard keys reindex`, run by the owner of table
- * `relation`, in a transaction whose `payguard.token_reindex` names the new lookup's key.
+ * `relation`, in a transaction whose `payguard.token_reindex` names the new lookup's key, while
+ * a run of kind index to that key is recorded as running.
  */
 create or replace function private.token_reindexing(
   relation oid, old_lookup text, new_lookup text
 ) returns boolean
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select coalesce(
+begin
+  if coalesce(
     nullif(current_setting('payguard.token_reindex', true), '') = split_part(new_lookup, ':', 1)
     and split_part(old_lookup, ':', 1) <> split_part(new_lookup, ':', 1)
     and current_user = (select pg_get_userbyid(c.relowner) from pg_catalog.pg_class as c
       where c.oid = relation),
     false
-  )
+  ) then
+    -- and a run of `keys reindex` to that key is under way (only the owner reads the runs)
+    return exists (
+      select from private.token_key_rotations as r
+      where r.kind = 'index' and r.status = 'running'
+        and r.target_kid = split_part(new_lookup, ':', 1)
+    );
+  end if;
+  return false;
+end
 $$;
 
 /**

@@ -1255,6 +1255,32 @@ create trigger scrub_error_message
 before insert or update of error_message on public.webhook_events
 for each row execute function private.scrub_webhook_event_error();
 
+/**
+ * BEFORE INSERT OR UPDATE trigger on webhook_events: a payload keeps no processor token in the
+ * clear (private.holds_processor_token). The stripe-webhook function passes each one as its
+ * lookup, so an event that still names one came another way (a function deployed before it, a
+ * direct write): it is refused with an error that is not a refusal of the event (55000, object
+ * not in prerequisite state), so that nothing is recorded and Stripe delivers it again, to the
+ * function that passes lookups.
+ */
+create or replace function private.refuse_processor_tokens_in_payload() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if private.holds_processor_token(new.payload) then
+    raise exception 'webhook event %: its payload names a processor token in the clear', new.id
+    using errcode = '55000',
+    hint = 'the stripe-webhook function passes each token as its lookup; deliver it again';
+  end if;
+  return new;
+end
+$$;
+
+create trigger refuse_processor_tokens
+before insert or update of payload on public.webhook_events
+for each row execute function private.refuse_processor_tokens_in_payload();
+
 create trigger keep_row_timestamps
 before insert or update on public.webhook_events
 for each row execute function private.keep_row_timestamps();
@@ -2210,8 +2236,10 @@ begin
     end if;
     perform private.fail_withdrawal(
       withdrawal.id,
+      -- The owner reads the reason: the processor's words name no token, nor its lookup.
       left(coalesce(
-        nullif(object ->> 'failure_message', ''), nullif(object ->> 'failure_code', ''),
+        nullif(private.without_processor_ids(object ->> 'failure_message'), ''),
+        nullif(private.without_processor_ids(object ->> 'failure_code'), ''),
         case
           when event_type = 'payout.canceled' then 'the processor canceled the payout'
           else 'the processor reported the payout failed'
@@ -4143,8 +4171,8 @@ execute function private.withdrawal_transfer_to_reverse();
 
 /**
  * The withdrawals that failed or were canceled after their transfer, whose transfer is neither
- * reversed nor left with the payee (payment_service): the amount and currency, the connected
- * account (its row and its sealed token), the transfer, the reversal's attempt and the key to
+ * reversed nor left with the payee (payment_service): the amount and currency, the transfer
+ * (a reversal needs no connected account), the reversal's attempt and the key to
  * send it under, with the reversal's back-off: `refusals` (recorded refusals of its
  * reversal), `retry_after` (when a refused reversal is next tried: 2^(refusals-1) hours after
  * the last refusal; null when there was none, and after the fifth) and `due` (no refusal yet,
@@ -4156,8 +4184,6 @@ returns table (
   status text,
   amount_minor bigint,
   currency char(3),
-  account_id uuid,
-  account_sealed jsonb,
   processor_transfer_id text,
   reversal_attempt integer,
   reversal_idempotency_key text,
@@ -4170,15 +4196,11 @@ stable
 set search_path = ''
 as $$
   select
-    w.id, w.status::text, w.amount_minor, w.currency, account.id,
-    account.processor_account_id_sealed, w.processor_transfer_id, r.attempt,
+    w.id, w.status::text, w.amount_minor, w.currency, w.processor_transfer_id, r.attempt,
     private.withdrawal_step_key(w.id, 'reversal', r.attempt),
     f.refusals, b.retry_after,
     f.refusals = 0 or (f.refusals < 5 and b.retry_after <= now())
   from public.withdrawals as w
-  inner join public.payout_methods as pm on pm.id = w.payout_method_id
-  inner join public.processor_accounts as account
-    on account.processor_account_id_lookup = pm.processor_account_id_lookup
   cross join lateral (
     select private.withdrawal_step_attempt(w.id, 'reversal') as attempt
   ) as r

@@ -493,6 +493,25 @@ def test_an_older_database_is_sealed_by_a_rotation_then_contracted(
                 "values (%s, %s, 'bank_account', 'acct_Old000001x', 'ba_Old00000001x', 'USD')",
                 (payout, user),
             )
+            # An event stored as Stripe sent it, before the function passed lookups.
+            conn.execute(
+                "insert into public.webhook_events (id, type, payload) values "
+                "('evt_Old0000001x', 'payout.failed', %s)",
+                (
+                    Jsonb(
+                        {
+                            "id": "evt_Old0000001x",
+                            "account": "acct_Old000001x",
+                            "data": {
+                                "object": {
+                                    "id": "po_Old0000001x",
+                                    "failure_message": "closed:\nba_Old00000001x",
+                                }
+                            },
+                        }
+                    ),
+                ),
+            )
         with pytest.raises(PayguardError) as refused:
             deploy(admin, project)
         assert "4 rows still hold a processor token in plain text alone" in str(refused.value)
@@ -507,7 +526,9 @@ def test_an_older_database_is_sealed_by_a_rotation_then_contracted(
             ).fetchone() == ("pm_Old0000001x",), "and nothing of it was"
 
         run = rotate(admin, OLD_KEYS, INDEX_KEYS)
-        assert run.sealed == 6  # 4 sealed with their lookups, 2 lookups alone
+        # 4 sealed with their lookups, 2 lookups alone, and the stored event's tokens
+        assert run.sealed == 7
+        assert run.by_column["webhook_events.payload"] == 1
         deploy(admin, project)
 
         with psycopg.connect(admin) as conn:
@@ -551,6 +572,12 @@ def test_an_older_database_is_sealed_by_a_rotation_then_contracted(
             "processor_accounts": "acct_Old000001x",
             "payout_methods": "ba_Old00000001x",
         }
+        with psycopg.connect(admin) as conn:
+            payload = conn.execute("select payload from public.webhook_events").fetchone()[0]  # type: ignore[index]
+        assert payload["account"] == lookup(INDEX_KEYS, "acct_Old000001x")
+        assert payload["data"]["object"]["failure_message"] == (
+            f"closed:\n{lookup(INDEX_KEYS, 'ba_Old00000001x')}"
+        )
         assert scan(admin) == [], "no token is left in the clear, the audit trail included"
     finally:
         drop_database(cluster.admin_url(), name)

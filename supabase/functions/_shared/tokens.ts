@@ -51,6 +51,9 @@ export async function storedLookupOf(
 ): Promise<string> {
   const current = await lookup(index, token);
   if (index.ids().length < 2) return current;
+  // A batch of `keys reindex` moves lookups under an exclusive hold of this lock: the lookup
+  // found here is the one the rest of this transaction matches and writes.
+  await tx`select pg_advisory_xact_lock_shared(hashtext('payguard.token_reindex'))`;
   const candidates = await lookups(index, token);
   const [row] = await tx`
     select private.stored_token_lookup(

@@ -13,12 +13,15 @@
 import { lookupOf } from "../_shared/tokens.ts";
 
 /**
- * A processor token at a word's start: its kind, then an id with at least one capital or
- * digit (Stripe's ids are random), so that a word such as `card_present` is not one.
+ * A processor token: its kind, not glued to a letter or digit before it, then an id of at least
+ * eight letters or digits with a capital or a digit among them (Stripe's ids are random), so
+ * that a word such as `card_present` is not one. The database refuses a payload that still
+ * holds one (private.holds_processor_token, the same pattern).
  */
-const TOKEN = /\b(?:pm|cus|acct|ba|card)_(?=[A-Za-z0-9]*[A-Z0-9])[A-Za-z0-9]{8,}\b/g;
+const TOKEN = /(?<![A-Za-z0-9])(?:pm|cus|acct|ba|card)_(?=[A-Za-z0-9]*[A-Z0-9])[A-Za-z0-9]{8,}/g;
 
-const MAY_NAME_A_TOKEN = /\b(?:pm|cus|acct|ba|card)_|\\u/;
+/** Only JSON text with a token's kind in it, or an escape, can name one once decoded. */
+const MAY_NAME_A_TOKEN = /(?:pm|cus|acct|ba|card)_|\\u/;
 
 /** Every string of `value` (keys too), in turn. */
 function* strings(value: unknown): Generator<string> {
@@ -65,7 +68,6 @@ export async function withLookups(
   text: string,
   lookup: (token: string) => Promise<string> = lookupOf,
 ): Promise<string> {
-  // Only JSON text with a token's kind at a word's start, or an escape, can name one.
   if (!MAY_NAME_A_TOKEN.test(text)) return text;
   const event: unknown = JSON.parse(text);
   const tokens = tokensIn(event);

@@ -54,3 +54,22 @@ Deno.test("a token escaped in the JSON text is found once decoded", async () => 
   const passed = JSON.parse(await withLookups(raw, marked));
   assert_(!JSON.stringify(passed).includes("cct_1CarlStd01"), JSON.stringify(passed));
 });
+
+Deno.test("a token after an escape or glued to an underscore is found; the rest of a word stays", async () => {
+  const raw = JSON.stringify({
+    id: "evt_1AbcDEF234",
+    data: {
+      object: {
+        failure_message: "closed:\nacct_1CarlStd01 and x_ba_1CarlBank01_old",
+        payment_method_types: ["card_present"],
+      },
+    },
+  });
+  const passed = JSON.parse(await withLookups(raw, marked));
+  assertEquals(
+    passed.data.object.failure_message,
+    `closed:\n${await marked("acct_1CarlStd01")} and x_${await marked("ba_1CarlBank01")}_old`,
+  );
+  assertEquals(passed.data.object.payment_method_types, ["card_present"]);
+  assertEquals(tokensIn(passed).size, 0);
+});

@@ -264,7 +264,7 @@ select throws_ok(
 select lives_ok(
   $$insert into public.webhook_events (id, type, payload)
     values ('evt_2A2b3C', 'payment_method.attached',
-      '{"data": {"object": {"id": "pm_1A2b3C4d5E", "card": {"brand": "visa", "last4": "4242",
+      '{"data": {"object": {"id": "pgtap:A2b3C4d5EA2b3C4d5EA2b3C4d5EA2b3C4d5EA2b3C4d", "card": {"brand": "visa", "last4": "4242",
         "exp_month": 12, "exp_year": 2030, "checks": {"cvc_check": "pass"}}}}}')$$,
   'payment_service stores a real Stripe payload: brand, last4, expiry and checks'
 );

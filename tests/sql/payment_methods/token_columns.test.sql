@@ -2,7 +2,7 @@
 -- the forms a sealed token and a lookup must take, lookups set once and unique, a recorded
 -- customer that is re-sealed but never changed, and an audit trail that keeps none of them.
 begin;
-select plan(72);
+select plan(78);
 
 select tests.let_roles_call_pgtap();
 
@@ -411,8 +411,16 @@ select lives_ok(
 );
 
 -- `payguard keys reindex` alone moves a lookup to another index key: the tables' owner, in a
--- transaction that names the target key
+-- transaction that names the target key, while a run to it is under way
 select set_config('payguard.token_reindex', 'i2026b', true);
+select throws_ok(
+  $$update public.payment_methods
+    set processor_payment_method_id_lookup = 'i2026b:ZZECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'
+    where id = 'aaaaaaaa-0000-4000-8000-000000000001'$$,
+  'PT409', 'payment_methods.processor_payment_method_id_lookup: a token''s lookup is set once and never changes',
+  'not even the owner naming the key, while no run of keys reindex is under way'
+);
+insert into private.token_key_rotations (target_kid, kind) values ('i2026b', 'index');
 select tests.authenticate_as_service('payment_service');
 select throws_ok(
   $$update public.payment_methods
@@ -442,6 +450,8 @@ select throws_ok(
   'but to no other key than the one named'
 );
 select set_config('payguard.token_reindex', '', true);
+update private.token_key_rotations set status = 'finished', finished_at = now()
+where kind = 'index';
 select throws_ok(
   $$update public.payment_methods
     set processor_customer_id_lookup = 'i2026b:YYECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8'
@@ -517,10 +527,12 @@ select throws_ok(
   '23514', null,
   'a rotation names a well-formed key id'
 );
-update private.token_key_rotations set status = 'finished', finished_at = now(), tokens_sealed = 3;
+update private.token_key_rotations set status = 'finished', finished_at = now(), tokens_sealed = 3
+where kind = 'envelope';
 select results_eq(
   $$select operation::text, new_values ->> 'target_kid', new_values ->> 'status'
-    from public.payment_audit_logs where entity_type = 'token_key_rotations' order by seq$$,
+    from public.payment_audit_logs where entity_type = 'token_key_rotations'
+    and new_values ->> 'kind' = 'envelope' order by seq$$,
   $$values ('INSERT'::text, 'k2026b', 'running'), ('UPDATE', 'k2026b', 'finished')$$,
   'a rotation''s start and end are in the audit trail'
 );
@@ -528,6 +540,47 @@ select throws_ok(
   $$truncate private.token_key_rotations$$,
   null, null,
   'and its rows are never truncated unseen'
+);
+
+-- Stripe's events as the database keeps them name no token in the clear
+reset role;
+select tests.authenticate_as_service('payment_service');
+select throws_ok(
+  $$select public.apply_stripe_event('{"id": "evt_1RawToken01", "object": "event",
+    "type": "account.updated", "account": "acct_1RawToken01", "created": 1765000000,
+    "data": {"object": {"id": "acct_1RawToken01", "object": "account"}}}'::jsonb)$$,
+  '55000', 'webhook event evt_1RawToken01: its payload names a processor token in the clear',
+  'an event that names a token is not recorded, and not refused: Stripe delivers it again'
+);
+select is(
+  public.apply_stripe_event(tests.as_passed_on('{"id": "evt_1RawToken02", "object": "event",
+    "type": "account.updated", "account": "acct_1RawToken02", "created": 1765000000,
+    "data": {"object": {"id": "acct_1RawToken02", "object": "account",
+      "settings": {"payments": {"statement_descriptor": "card_present card_payments"}}}}}'::jsonb))
+    ->> 'status',
+  'processed',
+  'the same with its tokens as lookups is applied; words that only begin like one stay'
+);
+reset role;
+select throws_ok(
+  $$insert into public.webhook_events (id, type, payload)
+    values ('evt_1RawToken03', 'payout.failed',
+      '{"data": {"object": {"id": "po_1Abc", "failure_message": "closed:\nba_1RawToken03"}}}')$$,
+  '55000', null,
+  'a token after an escape, deep in a message, is found too, whoever writes'
+);
+select is(
+  private.without_processor_ids(
+    'No such external account: ba_1RawToken04 on ' || tests.token_lookup('acct_1RawToken04')
+  ),
+  'No such external account: [ba_…] on [lookup]',
+  'the words kept for staff or the owner name neither a token nor a lookup'
+);
+select ok(
+  not private.holds_processor_token(tests.as_passed_on(
+    '{"account": "acct_1RawToken05", "ids": ["pm_1RawToken05", "cus_RawToken05"]}'
+  )),
+  'lookups are not tokens'
 );
 
 select * from finish();

@@ -165,10 +165,10 @@ select results_eq(
   'its transfer is recorded as an open inconsistency: the money is both on the account and in the wallet'
 );
 select results_eq(
-  $$select withdrawal_id::text, status, amount_minor, account_id, processor_transfer_id,
+  $$select withdrawal_id::text, status, amount_minor, processor_transfer_id,
       reversal_idempotency_key
     from public.withdrawals_to_reverse()$$,
-  $$values ('d0000000-0000-4000-8000-000000000001', 'failed', 10000::bigint, tests.account_row('acct_1Carl01'),
+  $$values ('d0000000-0000-4000-8000-000000000001', 'failed', 10000::bigint,
     'tr_W1', 'withdrawal:d0000000-0000-4000-8000-000000000001:reversal')$$,
   'w1 is listed for its transfer to be reversed, with a key derived from it'
 );
