@@ -9,6 +9,7 @@ import type { Tx } from "./db.ts";
 import { INDEX_KEYS_VARIABLE, lookup, lookups } from "./token_index.ts";
 
 export type { Envelope, Place };
+export { EnvelopeError };
 
 let envelopeKeys: KeySet | undefined;
 let indexKeys: KeySet | undefined;

@@ -52,7 +52,7 @@ import { isPgError } from "../_shared/errors.ts";
 import { serve } from "../_shared/serve.ts";
 import { allowMethods, HttpError, json, readJsonObject, uuidField } from "../_shared/http.ts";
 import { isStripeError, type Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
-import { openToken } from "../_shared/tokens.ts";
+import { EnvelopeError, openToken } from "../_shared/tokens.ts";
 
 /** A withdrawal awaiting payout, as withdrawals_to_pay_out() names it. */
 export interface DuePayout {
@@ -170,8 +170,49 @@ export async function duePayout(row: Record<string, unknown>): Promise<DuePayout
   };
 }
 
+/**
+ * The failure of a withdrawal whose connected account cannot be opened (known by its lookup
+ * alone, or sealed under a key the function does not hold): nothing is sent, and the rest of
+ * the run goes on.
+ */
+function accountUnreadable(id: string | null, error: EnvelopeError): PayoutResult {
+  console.error("payouts: connected account unreadable", id, error.message);
+  return {
+    withdrawal_id: id ?? "",
+    status: "failed",
+    transfer_id: null,
+    stage: "transfer",
+    code: "account_unreadable",
+    message: "Its connected account is not sealed, or does not open: nothing was sent",
+    detail: error.message,
+  };
+}
+
+/**
+ * `rows` each checked by `check`; a row whose connected account cannot be opened is a failed
+ * result of its own, not the run's failure.
+ */
+async function checkedRows<T>(
+  rows: Iterable<Record<string, unknown>>,
+  check: (row: Record<string, unknown>) => Promise<T>,
+): Promise<{ rows: T[]; unreadable: PayoutResult[] }> {
+  const checked: T[] = [];
+  const unreadable: PayoutResult[] = [];
+  for (const row of rows) {
+    try {
+      checked.push(await check(row));
+    } catch (error) {
+      if (!(error instanceof EnvelopeError)) throw error;
+      unreadable.push(accountUnreadable(text(row, "withdrawal_id", "id"), error));
+    }
+  }
+  return { rows: checked, unreadable };
+}
+
 /** The rows of withdrawals_to_pay_out(), whether it returns a table or a jsonb array. */
-async function dueWithdrawals(context: RequestContext): Promise<DuePayout[]> {
+async function dueWithdrawals(
+  context: RequestContext,
+): Promise<{ rows: DuePayout[]; unreadable: PayoutResult[] }> {
   const rows = await transaction(context, async (tx) => {
     return await tx`select * from public.withdrawals_to_pay_out()`;
   });
@@ -182,7 +223,7 @@ async function dueWithdrawals(context: RequestContext): Promise<DuePayout[]> {
     else if (only !== null && typeof only === "object") flat.push(only as Record<string, unknown>);
     else flat.push(row);
   }
-  return await Promise.all(flat.map(duePayout));
+  return await checkedRows(flat, duePayout);
 }
 
 /** The rows of withdrawals_to_reverse(), checked. */
@@ -216,11 +257,13 @@ async function dueReversals(context: RequestContext): Promise<DueReversal[]> {
 }
 
 /** The rows of withdrawals_with_unanswered_transfer(), checked. */
-async function unansweredTransfers(context: RequestContext): Promise<UnansweredTransfer[]> {
+async function unansweredTransfers(
+  context: RequestContext,
+): Promise<{ rows: UnansweredTransfer[]; unreadable: PayoutResult[] }> {
   const rows = await transaction(context, async (tx) => {
     return await tx`select * from public.withdrawals_with_unanswered_transfer()`;
   });
-  return await Promise.all(rows.map(async (row) => {
+  return await checkedRows(rows, async (row) => {
     const id = text(row, "withdrawal_id");
     const account = await connectedAccount(row);
     const key = text(row, "idempotency_key");
@@ -244,7 +287,7 @@ async function unansweredTransfers(context: RequestContext): Promise<UnansweredT
       idempotency_key: key,
       sent_at: sentAt,
     };
-  }));
+  });
 }
 
 /** Record the request of `step` before Stripe is asked (begin_withdrawal_step). */
@@ -756,17 +799,25 @@ export async function handle(req: Request): Promise<Response> {
 
   // Withdrawals that ended while their transfer request was unanswered first: a transfer
   // found is recorded, and reversed below in the same run.
-  let unanswered = await unansweredTransfers(context);
+  const found = await unansweredTransfers(context);
+  let unanswered = found.rows;
+  let unreadable = found.unreadable;
   if (only) unanswered = unanswered.filter((u) => u.withdrawal_id === only);
   const results: PayoutResult[] = [];
   for (const u of unanswered) results.push(await settleUnanswered(context, u));
-  let due = await dueWithdrawals(context);
+  const payable = await dueWithdrawals(context);
+  let due = payable.rows;
+  unreadable = [...unreadable, ...payable.unreadable];
   let reversals = await dueReversals(context);
   if (only) {
     // A named withdrawal's reversal is tried now, whatever its back-off: operations ask.
     due = due.filter((d) => d.withdrawal_id === only);
     reversals = reversals.filter((r) => r.withdrawal_id === only);
-    if (due.length === 0 && reversals.length === 0 && unanswered.length === 0) {
+    unreadable = unreadable.filter((u) => u.withdrawal_id === only);
+    if (
+      due.length === 0 && reversals.length === 0 && unanswered.length === 0 &&
+      unreadable.length === 0
+    ) {
       throw new HttpError(
         404,
         "withdrawal_not_due",
@@ -781,6 +832,7 @@ export async function handle(req: Request): Promise<Response> {
   // before any new transfer of the run leaves it.
   for (const r of reversals) results.push(await reverse(context, r));
   for (const d of due) results.push(await payOut(context, d));
+  results.push(...unreadable);
   const failed = results.some((r) => r.status === "failed");
   return json(failed ? 502 : 200, { results });
 }

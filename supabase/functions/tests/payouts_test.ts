@@ -17,7 +17,7 @@ import {
   userToken,
   waitFor,
 } from "./helpers.ts";
-import { lookupOf } from "./tokens.ts";
+import { addPayoutMethod, lookupOf, verifyAccount } from "./tokens.ts";
 import {
   approvedWithdrawal,
   attempts,
@@ -84,6 +84,37 @@ test("all due withdrawals are sent by one call without a body", async () => {
     );
     assertEquals((await withdrawal(a.withdrawal)).status, "processing");
     assertEquals((await withdrawal(b.withdrawal)).status, "processing");
+  });
+});
+
+test("a withdrawal whose connected account does not open fails alone: the others are sent", async () => {
+  await withConnect(async (side) => {
+    const sent = await approvedWithdrawal(await side.account(), 1500);
+    // Dora's account is known by its lookup alone (account.updated came first, and a trusted
+    // write gave it its owner): no sealed token to open.
+    const dora = await makeUser("dora", true);
+    const account = stripeId("acct", 16);
+    await db`
+      insert into public.processor_accounts (user_id, processor_account_id_lookup)
+      values (${dora}, ${await lookupOf(account)})
+    `;
+    const method = await addPayoutMethod(dora, account, stripeId("ba", 12));
+    await verifyAccount(account);
+    await db`select tests.fund_wallet(${dora}, 900000)`;
+    const [stuck] = await db`
+      insert into public.withdrawals (user_id, payout_method_id, amount_minor, currency)
+      values (${dora}, ${method}, 1500, 'USD')
+      returning id
+    `;
+    await setAsideOtherDue([sent.withdrawal, stuck.id]);
+    const { status, body } = await call(payouts, "payouts", { token: await serviceToken() });
+    assertEquals(status, 502, JSON.stringify(body));
+    const results = body.results as Result[];
+    const failed = results.find((r) => r.withdrawal_id === stuck.id);
+    assertEquals([failed?.status, failed?.code], ["failed", "account_unreadable"]);
+    assert_(!/acct_/.test(JSON.stringify(body)), "no result names a token");
+    assertEquals(results.find((r) => r.withdrawal_id === sent.withdrawal)?.status, "sent");
+    assertEquals((await withdrawal(stuck.id)).status, "approved", "nothing was sent for it");
   });
 });
 
