@@ -28,7 +28,12 @@
  */
 import { requireUser } from "../_shared/auth.ts";
 import { type RequestContext, requestContext, rpc, setRole, transaction } from "../_shared/db.ts";
-import { errorResponse, isConnectionError, isPgError } from "../_shared/errors.ts";
+import {
+  errorResponse,
+  isConnectionError,
+  isPgError,
+  withoutProcessorIds,
+} from "../_shared/errors.ts";
 import { serve } from "../_shared/serve.ts";
 import { allowMethods, HttpError, json, readJsonObject, uuidField } from "../_shared/http.ts";
 import { isStripeError, Stripe, stripe, stripeUnavailable } from "../_shared/stripe.ts";
@@ -205,7 +210,8 @@ async function answerFor(
     case "requires_payment_method": {
       const failure = intent.last_payment_error;
       const code = failure?.decline_code || failure?.code || "payment_failed";
-      const message = failure?.message ?? "The payment failed";
+      // Stripe's words to the payer name no processor id (a token is payment_service's).
+      const message = withoutProcessorIds(failure?.message ?? "The payment failed");
       await recordFailure(context, paymentId, attempt, code, message);
       return json(402, { ...base, code, message });
     }
@@ -288,7 +294,7 @@ export async function handle(req: Request): Promise<Response> {
       await recordFailure(context, paymentId, attempt, code, error.message);
       return json(402, {
         code,
-        message: error.message,
+        message: withoutProcessorIds(error.message),
         milestone_payment_id: paymentId,
         attempt: attempt.attempt,
         payment_intent_id: declined?.id ?? null,
@@ -378,7 +384,7 @@ async function cancelToReplace(
   } else if (intent.status === "requires_payment_method") {
     const failure = intent.last_payment_error;
     code = failure?.decline_code || failure?.code || "payment_failed";
-    message = failure?.message ?? "The payment failed";
+    message = withoutProcessorIds(failure?.message ?? "The payment failed");
   } else {
     return stillOpen(paymentId, attempt, intent.status);
   }

@@ -32,7 +32,7 @@ import {
   transaction,
   type Tx,
 } from "../_shared/db.ts";
-import { isPgError } from "../_shared/errors.ts";
+import { isPgError, withoutProcessorIds } from "../_shared/errors.ts";
 import { serve } from "../_shared/serve.ts";
 import {
   allowMethods,
@@ -64,7 +64,7 @@ export function stripeFailure(
     );
   }
   if (isStripeError(error) && error.type === "StripeCardError") {
-    return new HttpError(402, error.code ?? "card_declined", error.message);
+    return new HttpError(402, error.code ?? "card_declined", withoutProcessorIds(error.message));
   }
   if (isStripeError(error)) {
     return new HttpError(502, "processor_error", `Stripe refused to ${what}`, {
