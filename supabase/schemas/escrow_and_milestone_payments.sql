@@ -44,6 +44,11 @@ create trigger keep_row_timestamps
 before insert or update on public.escrow_accounts
 for each row execute function private.keep_row_timestamps();
 
+-- A staff member's write needs MFA (helpers.sql).
+create trigger staff_writes_need_mfa
+before insert or update or delete on public.escrow_accounts
+for each row execute function private.staff_writes_need_mfa();
+
 -- The currency is the only free text a client writes here.
 create trigger refuse_card_data
 before insert or update of currency
@@ -158,6 +163,11 @@ on public.milestone_payments (
 create trigger keep_row_timestamps
 before insert or update on public.milestone_payments
 for each row execute function private.keep_row_timestamps();
+
+-- A staff member's write needs MFA (helpers.sql).
+create trigger staff_writes_need_mfa
+before insert or update or delete on public.milestone_payments
+for each row execute function private.staff_writes_need_mfa();
 
 -- The currency and the PaymentIntent id are the only free text written here.
 create trigger refuse_card_data
@@ -379,6 +389,8 @@ end
 $$;
 
 grant execute on function private.has_recent_step_up() to authenticated;
+
+grant execute on function private.has_recent_step_up() to admin, auditor;
 
 /** When funds funded at `funded` leave their escrow hold period. */
 create or replace function private.escrow_held_until(funded timestamptz) returns timestamptz

@@ -1,8 +1,8 @@
 -- Shared helpers
 --
--- Small functions every domain uses: row timestamps kept by the database, and the test of a
--- written reason. (The caller's claims and ownership tests live with the tables they read;
--- settings.sql holds private.setting.)
+-- Small functions every domain uses: row timestamps kept by the database, the MFA bar of
+-- staff writes, and the test of a written reason. (The caller's claims and ownership tests
+-- live with the tables they read; settings.sql holds private.setting.)
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -31,6 +31,41 @@ begin
   end if;
   new.updated_at := now();
   return new;
+end
+$$;
+
+-- Section: staff writes need MFA
+--
+-- Staff are held to the users' bar: a write made by a staff member (the request's role, or the
+-- role its token carries, is admin or auditor) needs a multi-factor session (aal2), and a
+-- security-sensitive one (a role change, a withdrawal's approval) a recent step-up too. Each
+-- table staff may write has the trigger, so a write through any path, an RPC included, meets it.
+
+/**
+ * BEFORE INSERT OR UPDATE OR DELETE trigger: a staff member's write needs aal2 (PT403
+ * otherwise); with the argument `step_up`, also an MFA step-up within the step-up window
+ * (private.has_recent_step_up). Writes by anyone else pass unchecked here.
+ */
+create or replace function private.staff_writes_need_mfa() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  -- The request's claims, as auth.jwt() reads them (the backend roles have no USAGE on auth).
+  claims jsonb := coalesce(nullif(current_setting('request.jwt.claims', true), ''), '{}')::jsonb;
+begin
+  if current_user in ('admin', 'auditor') or claims ->> 'role' in ('admin', 'auditor') then
+    if claims ->> 'aal' is distinct from 'aal2' then
+      raise exception 'a staff member''s change to % needs multi-factor authentication (aal2)',
+      tg_table_name
+      using errcode = 'PT403', hint = 'verify a second factor, then retry';
+    end if;
+    if 'step_up' = any(tg_argv) and not private.has_recent_step_up() then
+      raise exception 'a staff member''s change to % needs a recent MFA step-up', tg_table_name
+      using errcode = 'PT403', hint = 'verify a second factor again, then retry';
+    end if;
+  end if;
+  return case when tg_op = 'DELETE' then old else new end;
 end
 $$;
 

@@ -48,6 +48,11 @@ create trigger keep_row_timestamps
 before insert or update on public.payment_transactions
 for each row execute function private.keep_row_timestamps();
 
+-- A staff member's write needs MFA (helpers.sql).
+create trigger staff_writes_need_mfa
+before insert or update or delete on public.payment_transactions
+for each row execute function private.staff_writes_need_mfa();
+
 -- The columns listed cannot hold card data; every other one is read.
 create trigger refuse_card_data
 before insert or update

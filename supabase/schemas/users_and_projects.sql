@@ -49,6 +49,11 @@ create trigger keep_row_timestamps
 before insert or update on public.users
 for each row execute function private.keep_row_timestamps();
 
+-- A staff member's write needs MFA, and a recent step-up (helpers.sql).
+create trigger staff_writes_need_mfa
+before insert or update or delete on public.users
+for each row execute function private.staff_writes_need_mfa('step_up');
+
 -- Every text column is read, the phone number included (see "A user's phone number" below).
 create trigger refuse_card_data
 before insert or update

@@ -75,6 +75,11 @@ create trigger keep_row_timestamps
 before insert or update on public.withdrawals
 for each row execute function private.keep_row_timestamps();
 
+-- A staff member's write needs MFA (helpers.sql).
+create trigger staff_writes_need_mfa
+before insert or update or delete on public.withdrawals
+for each row execute function private.staff_writes_need_mfa();
+
 -- The columns listed cannot hold card data; every other one is read.
 create trigger refuse_card_data
 before insert or update
@@ -471,6 +476,11 @@ create index withdrawal_approvals_approved_by_idx on public.withdrawal_approvals
 create trigger keep_row_timestamps
 before insert or update on public.withdrawal_approvals
 for each row execute function private.keep_row_timestamps();
+
+-- A staff member's write needs MFA, and a recent step-up (helpers.sql).
+create trigger staff_writes_need_mfa
+before insert or update or delete on public.withdrawal_approvals
+for each row execute function private.staff_writes_need_mfa('step_up');
 
 -- The columns listed cannot hold card data; every other one is read.
 create trigger refuse_card_data

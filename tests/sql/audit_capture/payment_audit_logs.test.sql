@@ -192,7 +192,7 @@ select throws_ok(
 
 -- as admin (a staff user whose JWT role is admin): no privilege at all
 reset role;
-select tests.authenticate_as('adm', role_name => 'admin');
+select tests.authenticate_as('adm', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   'select count(*) from public.payment_audit_logs',
   '42501', 'permission denied for table payment_audit_logs',

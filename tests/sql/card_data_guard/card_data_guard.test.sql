@@ -306,7 +306,7 @@ select throws_ok(
 
 -- as admin (a staff user whose JWT role is admin)
 reset role;
-select tests.authenticate_as('adm', role_name => 'admin');
+select tests.authenticate_as('adm', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   format(
     $$insert into public.payment_transactions (user_id, type, amount_minor, currency, description)

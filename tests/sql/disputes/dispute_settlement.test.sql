@@ -55,7 +55,7 @@ from generate_series(1, 5) as n;
 alter table public.disputes enable trigger dispute_milestone_payment;
 
 -- as ada, an admin: resolving a dispute settles its payment, with exactly its share
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   tests.raise_if_refused(public.resolve_dispute(
     '50000000-0000-0000-0000-000000000001', 'split', 'Half the cabinets were fitted', 'split-1',
@@ -156,7 +156,7 @@ select results_eq(
 
 -- a frozen escrow refuses the resolution whole: the dispute stays open
 update public.escrow_accounts set status = 'frozen' where id = '40000000-0000-0000-0000-000000000001';
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   $$update public.disputes
     set status = 'resolved', outcome = 'release', resolution = 'The work is finished after all'
@@ -191,7 +191,7 @@ select throws_ok(
 
 -- as admin: a closed dispute never changes, whatever the column
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   $$update public.disputes set payee_share_minor = 19000
     where id = '50000000-0000-0000-0000-000000000001'$$,
@@ -288,7 +288,7 @@ select throws_ok(
 -- for a dispute that exists as for one that does not
 reset role;
 update public.users set role = 'admin' where id = tests.get_supabase_uid('carl');
-select tests.authenticate_as('carl', role_name => 'admin');
+select tests.authenticate_as('carl', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   $$update public.disputes set payee_share_minor = 19999
     where id = '50000000-0000-0000-0000-000000000001'$$,

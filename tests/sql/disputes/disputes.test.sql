@@ -268,7 +268,7 @@ select is(
 
 -- as admin (a staff user whose JWT role is admin): reads all and resolves
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   (
     select count(*)::int from public.disputes

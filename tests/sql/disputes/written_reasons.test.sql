@@ -49,7 +49,7 @@ values ('d0000000-0000-4000-8000-000000000001', tests.get_supabase_uid('carl'),
   'c0000000-0000-4000-8000-0000000000d1', 600000, 'USD');
 
 -- as ada, an admin: a dispute is closed only with a written resolution
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   $$select tests.raise_if_refused(public.resolve_dispute(
     '50000000-0000-0000-0000-000000000001', 'release', '', 'blank-1'))$$,
@@ -134,7 +134,7 @@ select is(
 );
 
 -- with a written reason, each path settles, and the audit trail keeps the reason
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   tests.raise_if_refused(public.resolve_dispute(
     '50000000-0000-0000-0000-000000000001', 'release', '  The work was inspected and is complete  ',
@@ -181,7 +181,7 @@ select results_eq(
 
 -- approvals: the owner who is an admin is refused as the owner, whatever the reason
 update public.users set role = 'admin' where id = tests.get_supabase_uid('carl');
-select tests.authenticate_as('carl', role_name => 'admin');
+select tests.authenticate_as('carl', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   $$select tests.raise_if_refused(public.approve_withdrawal(
     'd0000000-0000-4000-8000-000000000001', '', 'own-1'))$$,
@@ -192,7 +192,7 @@ reset role;
 update public.users set role = 'contractor' where id = tests.get_supabase_uid('carl');
 
 -- as ada: an approval needs a written reason
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   $$select tests.raise_if_refused(public.approve_withdrawal(
     'd0000000-0000-4000-8000-000000000001', '', 'approve-blank-1'))$$,
@@ -271,7 +271,7 @@ select results_eq(
 );
 
 -- with a written reason, two admins approve it, and each reason is in the audit trail
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   tests.raise_if_refused(public.approve_withdrawal(
     'd0000000-0000-4000-8000-000000000001', 'Matches the two milestones released', 'approve-1'
@@ -285,7 +285,7 @@ select is(
   'one approval is not enough'
 );
 reset role;
-select tests.authenticate_as('abe', role_name => 'admin');
+select tests.authenticate_as('abe', aal => 'aal2', role_name => 'admin');
 select lives_ok(
   $$insert into public.withdrawal_approvals (withdrawal_id, reason)
     values ('d0000000-0000-4000-8000-000000000001', 'Called the contractor to confirm the account')$$,

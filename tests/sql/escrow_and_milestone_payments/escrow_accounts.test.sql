@@ -212,7 +212,7 @@ select throws_ok(
 
 -- as admin (a staff user whose JWT role is admin): reads, opens and changes status
 reset role;
-select tests.authenticate_as('adm', role_name => 'admin');
+select tests.authenticate_as('adm', aal => 'aal2', role_name => 'admin');
 select is(
   (select count(*)::int from public.escrow_accounts
     where id in ('aaaaaaaa-0000-4000-8000-000000000001', 'bbbbbbbb-0000-4000-8000-000000000001')),
@@ -390,7 +390,7 @@ select results_eq(
 
 -- the balance is the ledger's: no role writes it, even when opening an account
 reset role;
-select tests.authenticate_as('adm', role_name => 'admin');
+select tests.authenticate_as('adm', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   format(
     $$insert into public.escrow_accounts (user_id, project_id, currency, balance_minor)

@@ -368,7 +368,7 @@ select is(count(*)::int, 0, 'an unrelated user at aal2 cannot settle a disputed 
 
 -- as admin (a staff user whose JWT role is admin): settles disputed payments only
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select lives_ok(
   $$update public.milestone_payments set status = 'released'
     where id = '30000000-0000-0000-0000-000000000006'$$,

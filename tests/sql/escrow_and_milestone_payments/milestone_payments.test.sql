@@ -371,7 +371,7 @@ select throws_ok(
 -- as admin (a staff user whose JWT role is admin): reads all; only the status is writable,
 -- and only along the transitions
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   (
     select count(*)::int from public.milestone_payments

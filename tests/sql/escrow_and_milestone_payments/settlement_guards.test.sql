@@ -30,7 +30,7 @@ values ('50000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-0000000
   tests.get_supabase_uid('carl'), 'Pay me');
 
 -- an admin who is a party settles nothing of their own
-select tests.authenticate_as('carl', role_name => 'admin');
+select tests.authenticate_as('carl', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   $$select tests.raise_if_refused(public.resolve_dispute('50000000-0000-0000-0000-000000000001', 'release', 'mine', 'k1'))$$,
   'PT403',
@@ -44,7 +44,7 @@ select throws_ok(
   'nor release the disputed payment directly'
 );
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select lives_ok(
   $$select tests.raise_if_refused(public.resolve_dispute('50000000-0000-0000-0000-000000000001', 'release', 'The work was done as agreed', 'k2'))$$,
   'another admin resolves it'

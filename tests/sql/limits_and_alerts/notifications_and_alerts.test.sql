@@ -108,7 +108,7 @@ select throws_ok(
   'a user cannot read the alerts'
 );
 reset role;
-select tests.authenticate_as('carl', role_name => 'admin');
+select tests.authenticate_as('carl', aal => 'aal2', role_name => 'admin');
 select is((select count(*)::int from public.security_alerts), 2, 'an admin reads them');
 select throws_ok(
   $$delete from public.security_alerts$$,

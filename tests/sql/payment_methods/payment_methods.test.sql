@@ -224,7 +224,7 @@ select results_eq(
 
 -- as admin (a staff user whose JWT role is admin): reads all, writes nothing
 reset role;
-select tests.authenticate_as('adm', role_name => 'admin');
+select tests.authenticate_as('adm', aal => 'aal2', role_name => 'admin');
 select is(
   (select count(*)::int from public.payment_methods
     where id in ('aaaaaaaa-0000-4000-8000-000000000001', 'bbbbbbbb-0000-4000-8000-000000000001')),

@@ -157,7 +157,7 @@ select is(
   'disputed',
   'the payee opened a dispute through the RPC'
 );
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   format($$select tests.raise_if_refused(public.resolve_dispute(%L, 'split', 'The payee keeps all of it', 'key-resolve-0', 30000))$$,
     current_setting('fixture.dispute')),
@@ -195,7 +195,7 @@ select set_config(
   true
 );
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   public.resolve_dispute(current_setting('fixture.split_dispute')::uuid, 'split', 'Half the walls were done', 'key-resolve-2', 12000)
     ->> 'payee_share_minor',

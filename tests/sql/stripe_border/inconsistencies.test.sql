@@ -156,7 +156,7 @@ select is(
   'an auditor reads them'
 );
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   (select array_agg(kind || ' ' || processor_object_id) from public.processor_inconsistencies
     where resolution is null),
@@ -183,7 +183,7 @@ select throws_ok(
   'a chargeback is not recovered automatically'
 );
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal1', role_name => 'admin');
 select throws_ok(
   $$select tests.raise_if_refused(public.resolve_processor_inconsistency(
     current_setting('fixture.i3')::uuid, 'Recovered from the contractor by invoice 2026-118.'))$$,

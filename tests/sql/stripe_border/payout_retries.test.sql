@@ -140,7 +140,7 @@ select throws_ok(
   'nor record a reversal'
 );
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   (select count(*)::int from public.withdrawal_processor_attempts),
   2,

@@ -128,7 +128,7 @@ select is(
 );
 
 -- an admin resolving an inconsistency: a refusal is answered and recorded too
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal1', role_name => 'admin');
 select is(
   public.resolve_processor_inconsistency('50000000-0000-4000-8000-000000000001',
     'Paid out by hand after the bank''s answer.') ->> 'code',

@@ -68,7 +68,7 @@ select throws_ok(
 reset role;
 
 -- an admin: at aal2, in writing, an event that is refused or failed and that nothing settles
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal1', role_name => 'admin');
 select throws_ok(
   format($$select tests.raise_if_refused(public.settle_webhook_event(%L,
     'Nothing to do: not our account.'))$$, current_setting('fixture.foreign')),

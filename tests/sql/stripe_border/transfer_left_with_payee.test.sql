@@ -81,7 +81,7 @@ select throws_ok(
   'nor payment_service'
 );
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal1', role_name => 'admin');
 select throws_ok(
   $$select tests.raise_if_refused(public.leave_transfer_with_payee(
     'd0000000-0000-4000-8000-000000000001', 'The connected account was closed after paying it out.'))$$,

@@ -90,7 +90,7 @@ select throws_ok(
 
 -- as admin (a staff user whose JWT role is admin): reads only
 reset role;
-select tests.authenticate_as('adm', role_name => 'admin');
+select tests.authenticate_as('adm', aal => 'aal2', role_name => 'admin');
 select results_eq(
   'select id from public.webhook_events order by id',
   $$values ('evt_1A2b3C'::text), ('evt_2A2b3C'::text)$$,

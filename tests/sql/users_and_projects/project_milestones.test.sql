@@ -231,7 +231,7 @@ from changed;
 
 -- as admin (a staff user whose JWT role is admin): reads everything, writes nothing
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   (
     select count(*)::int from public.project_milestones

@@ -232,7 +232,7 @@ select throws_ok(
 
 -- as admin (a staff user whose JWT role is admin): reads all, changes roles only
 reset role;
-select tests.authenticate_as('adm', role_name => 'admin');
+select tests.authenticate_as('adm', aal => 'aal2', role_name => 'admin');
 select is(
   (select count(*)::int from public.users
     where id in (current_setting('fixture.alice')::uuid, current_setting('fixture.bob')::uuid)),

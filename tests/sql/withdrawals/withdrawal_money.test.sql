@@ -86,7 +86,7 @@ select throws_ok(
 );
 reset role;
 update public.users set role = 'contractor' where id = tests.get_supabase_uid('carl');
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   format(
     $$insert into public.withdrawal_approvals (withdrawal_id, approved_by)
@@ -107,7 +107,7 @@ select is(
   'requested',
   'one approval is not enough'
 );
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   $$insert into public.withdrawal_approvals (withdrawal_id, reason)
     values (current_setting('fixture.w2')::uuid, 'Approving it once more, to be sure')$$,
@@ -115,7 +115,7 @@ select throws_ok(
   'the same admin cannot approve twice'
 );
 reset role;
-select tests.authenticate_as('abe', role_name => 'admin');
+select tests.authenticate_as('abe', aal => 'aal2', role_name => 'admin');
 select lives_ok(
   $$insert into public.withdrawal_approvals (withdrawal_id, reason)
     values (current_setting('fixture.w2')::uuid, 'Checked the payout account against the contract')$$,
@@ -178,7 +178,7 @@ with requested as (
 )
 select set_config('fixture.w3', id::text, true) from requested;
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select lives_ok(
   $$update public.withdrawals set status = 'canceled', failure_reason = 'The owner asked us to cancel it'
     where id = current_setting('fixture.w3')::uuid$$,

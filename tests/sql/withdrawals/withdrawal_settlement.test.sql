@@ -140,7 +140,7 @@ select results_eq(
 
 -- as an admin: nothing of a settled withdrawal; a move they may never make is refused as such
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   $$update public.withdrawals set failure_reason = 'Rewritten'
     where id = 'd0000000-0000-4000-8000-000000000001'$$,
@@ -171,7 +171,7 @@ select results_eq(
 
 -- two admins approve w5, with their reasons; payment_service completes it
 reset role;
-select tests.authenticate_as('ada', role_name => 'admin');
+select tests.authenticate_as('ada', aal => 'aal2', role_name => 'admin');
 select is(
   tests.raise_if_refused(public.approve_withdrawal(
     'd0000000-0000-4000-8000-000000000005', 'Matches the kitchen milestones paid', 'approve-1'
@@ -180,7 +180,7 @@ select is(
   'a first admin approves w5 with her reason'
 );
 reset role;
-select tests.authenticate_as('abe', role_name => 'admin');
+select tests.authenticate_as('abe', aal => 'aal2', role_name => 'admin');
 select is(
   tests.raise_if_refused(public.approve_withdrawal(
     'd0000000-0000-4000-8000-000000000005', 'Payout account verified by phone', 'approve-2'
@@ -197,7 +197,7 @@ select is(
   'payment_service completes the approved withdrawal'
 );
 reset role;
-select tests.authenticate_as('ida', role_name => 'admin');
+select tests.authenticate_as('ida', aal => 'aal2', role_name => 'admin');
 select throws_ok(
   $$select tests.raise_if_refused(public.approve_withdrawal(
     'd0000000-0000-4000-8000-000000000005', 'Approving after the fact', 'approve-3'))$$,
