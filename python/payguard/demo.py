@@ -286,6 +286,17 @@ def scenario() -> list[Step]:
             ),
         ),
         Step(
+            "Ada (admin, password only)",
+            "tries to make Carl an auditor (a staff member's change needs MFA)",
+            False,
+            _changes(
+                "update public.users set role = 'auditor' where id = %s returning role",
+                CARL,
+                uid=ADA,
+                role="admin",
+            ),
+        ),
+        Step(
             "Aldo (auditor)",
             "may read the payment audit log",
             True,
