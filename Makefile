@@ -83,7 +83,9 @@ lint: $(SETUP) ## ruff (lint and format) and mypy
 sqlfluff: $(SETUP) ## sqlfluff (postgres dialect) on the schema files, the migrations, the stand-in and the test helpers
 	@$(PYTHON) scripts/sqlfluff_changed.py supabase/schemas supabase/migrations python/payguard/standin tests/sql/helpers
 
-supabase-checks: $(SETUP) ## On a fresh deploy: the Supabase CLI's checks, policies check, access matrix (at once)
+# policies check applies the generated policies in a transaction it rolls back: its locks
+# deadlock with the advisors' catalog query, so it runs after the CLI's checks, alone.
+supabase-checks: $(SETUP) ## On a fresh deploy: the Supabase CLI's checks (at once), then policies check and access matrix
 	@$(PAYGUARD) db reset --database $(CHECK_DB) --no-seed
 	@url=$$($(PAYGUARD) db url --database $(CHECK_DB)); \
 	  admin=$$($(PAYGUARD) db url --admin --database $(CHECK_DB)); \
@@ -91,7 +93,9 @@ supabase-checks: $(SETUP) ## On a fresh deploy: the Supabase CLI's checks, polic
 	    "supabase migration list: $(SUPABASE) migration list --db-url $$url" \
 	    "supabase db advisors: $(SUPABASE) db advisors --db-url $$url --type all --level warn --fail-on warn" \
 	    "supabase db lint: $(SUPABASE) db lint --db-url $$url --level warning --fail-on error" \
+	  && $(PYTHON) scripts/side_by_side.py \
 	    "payguard policies check: $(PAYGUARD) policies check --db-url $$admin" \
+	  && $(PYTHON) scripts/side_by_side.py \
 	    "payguard policies matrix --check: $(PAYGUARD) policies matrix --check --db-url $$admin"
 
 schema-check: $(SETUP) ## The schema files (supabase/schemas/) build the same database as the migrations
