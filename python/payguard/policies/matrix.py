@@ -32,7 +32,9 @@ How to read a cell:
 - *not readable*: selecting these columns is refused (42501); the others are read.
 
 "owner" is the user whose id is in the table's owner column; "other" is any other signed-in
-user. aal1 is a password session, aal2 one that passed MFA.
+user. aal1 is a password session, aal2 one that passed MFA. A table staff may write says so
+under its name: a staff member's write (admin or auditor, by role or by token) needs aal2,
+and some a recent MFA step-up, whatever the cells allow (PT403 otherwise).
 """
 
 ROLES = (
@@ -74,6 +76,7 @@ def _table_section(conn: Connection, spec: TableSpec) -> str:
         spec.description,
         "",
         f"Owner column: `{spec.owner_column}`." if spec.owner_column else "No owner column.",
+        *_staff_rule(conn, spec),
         "",
         "| command | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),
@@ -88,6 +91,26 @@ def _table_section(conn: Connection, spec: TableSpec) -> str:
                 cells.append(_cell(access, spec, role, command, None, None))
         lines.append(f"| {command} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _staff_rule(conn: Connection, spec: TableSpec) -> list[str]:
+    """The line that states the MFA bar of staff writes, for a table with the trigger that
+    holds it (private.staff_writes_need_mfa); none otherwise."""
+    row = conn.execute(
+        "select encode(t.tgargs, 'escape') from pg_catalog.pg_trigger as t "
+        "where t.tgrelid = %s::regclass and t.tgname = 'staff_writes_need_mfa' "
+        "and not t.tgisinternal",
+        (spec.qualified,),
+    ).fetchone()
+    if row is None:
+        return []
+    step_up = "step_up" in str(row[0] or "")
+    return [
+        "",
+        "Staff writes (admin, auditor) need aal2"
+        + (" and a recent MFA step-up" if step_up else "")
+        + ": refused (PT403) otherwise, whatever the cells allow.",
+    ]
 
 
 def _access(conn: Connection, spec: TableSpec, role: str, command: str) -> Access:
