@@ -64,15 +64,21 @@ def referring(home: TokenColumn) -> tuple[TokenColumn, ...]:
     return tuple(c for c in TOKEN_COLUMNS if c.sealed is None and c.plain == home.plain)
 
 
-def _elsewhere(column: TokenColumn) -> sql.Composable:
-    """`column`'s rows whose lookup is under another key than %(kid)s."""
-    return sql.SQL("split_part({l}::text, ':', 1) <> %(kid)s").format(
-        l=sql.Identifier(column.lookup)
+def _elsewhere(column: TokenColumn, under: bool = False) -> sql.Composable:
+    """`column`'s rows whose lookup is under another key than %(kid)s (`under`: that key)."""
+    return sql.SQL("split_part({l}::text, ':', 1) {op} %(kid)s").format(
+        l=sql.Identifier(column.lookup), op=sql.SQL("=" if under else "<>")
     )
 
 
-def _count(conn: psycopg.Connection, column: TokenColumn, kid: str, sealed_only: bool) -> int:
-    where = _elsewhere(column)
+def _count(
+    conn: psycopg.Connection,
+    column: TokenColumn,
+    kid: str,
+    sealed_only: bool,
+    under: bool = False,
+) -> int:
+    where = _elsewhere(column, under)
     if sealed_only and column.sealed:
         where = sql.SQL("{w} and {s} is not null").format(w=where, s=sql.Identifier(column.sealed))
     row = conn.execute(
@@ -93,15 +99,7 @@ def lookups_under(url: str, kid: str) -> dict[str, int]:
     """The lookup columns with rows under index key `kid`, and how many."""
     with connect(url) as conn:
         counts = {
-            c.name: int(
-                conn.execute(  # type: ignore[index]
-                    sql.SQL(
-                        "select count(*) from {t} where split_part({l}::text, ':', 1) = %s"
-                    ).format(t=c.relation, l=sql.Identifier(c.lookup)),
-                    (kid,),
-                ).fetchone()[0]
-            )
-            for c in TOKEN_COLUMNS
+            c.name: _count(conn, c, kid, sealed_only=False, under=True) for c in TOKEN_COLUMNS
         }
     return {name: count for name, count in counts.items() if count}
 

@@ -36,13 +36,12 @@ from payguard.errors import PayguardError
 from payguard.token_columns import SEALED_COLUMNS, TOKEN_COLUMNS, TokenColumn
 from payguard.token_index import lookup
 from payguard.token_keys import check as check_keys
+from payguard.token_scan import TOKEN_PATTERN
 
 DEFAULT_BATCH = 500
 
-# A token in a stored event's strings: private.holds_processor_token's pattern.
-PAYLOAD_TOKEN = re.compile(
-    r"(?<![A-Za-z0-9])(?:pm|cus|acct|ba|card)_(?=[A-Za-z0-9]*[A-Z0-9])[A-Za-z0-9]{8,}"
-)
+# A token in a stored event's strings: the scan's pattern, private.holds_processor_token's.
+PAYLOAD_TOKEN = re.compile(TOKEN_PATTERN)
 _HOLDS_TOKEN = sql.SQL(
     "exists (select from jsonb_path_query(payload, 'strict $.**') as i "
     "where jsonb_typeof(i) = 'string' and i #>> '{}' ~ %(pattern)s)"

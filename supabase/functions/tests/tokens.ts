@@ -3,8 +3,7 @@
  * its token sealed for its row and its lookup (the functions' own code, under the tests' keys),
  * and a test reads a stored token back by opening it.
  */
-import { openToken, type Place, sealToken } from "../_shared/tokens.ts";
-import { lookupOf } from "../_shared/tokens.ts";
+import { lookupOf, openToken, type Place, sealToken } from "../_shared/tokens.ts";
 import { db } from "./helpers.ts";
 
 export { lookupOf };
