@@ -7,6 +7,8 @@ packages=(
   postgresql-15
   postgresql-15-pgtap
   postgresql-15-plpgsql-check
+  postgresql-15-cron
+  postgresql-15-pgaudit
   libtap-parser-sourcehandler-pgtap-perl
   python3
   python3-venv

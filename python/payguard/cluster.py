@@ -52,6 +52,8 @@ RESERVED_PORTS = frozenset({54320, 54322})
 # A unix socket path (folder + "/.s.PGSQL.NNNNN") must fit in sockaddr_un's 108 bytes.
 MAX_SOCKET_DIR_LEN = 90
 SETTINGS_FILE = "payguard.conf"
+# Server libraries loaded at start when installed (Debian's postgresql-15-cron and -pgaudit).
+PRELOADED_LIBRARIES = ("pg_cron", "pgaudit")
 
 
 def pg_bindir() -> Path:
@@ -257,14 +259,18 @@ class Cluster:
                         f"the embedded cluster is already running on port {current.port}; "
                         f"run `payguard db stop` before moving it to port {port}"
                     )
+                if current.port is not None and self._stale_settings(bindir, current.port):
+                    # Made by an older payguard: its settings take effect on a restart.
+                    self.stop()
+                    return self.start()
                 return current
             self._check_stale_pid_file()
         wanted = port if port is not None else (self.port() or free_port())
         self._check_port_free(wanted)
         if not self.initialized():
             self._initdb(bindir, wanted)
-        elif wanted != self.port():
-            self._write_settings(wanted)
+        elif self._stale_settings(bindir, wanted):
+            self._write_settings(wanted, bindir)
         self._prepare_runtime_dirs()
         result = subprocess.run(
             server_command(
@@ -387,7 +393,7 @@ class Cluster:
             )
             if self.superuser != APP_ROLE:
                 self._bootstrap_roles(bindir)
-            self._write_settings(port)  # last: its presence marks the cluster as initialised
+            self._write_settings(port, bindir)  # last: marks the cluster as initialised
         except BaseException:
             self._remove_data()
             raise
@@ -406,9 +412,13 @@ class Cluster:
             "host    all       all   ::1/128       scram-sha-256\n",
         )
 
-    def _write_settings(self, port: int) -> None:
-        write_server_file(
-            self.data_dir / SETTINGS_FILE,
+    def _settings_text(self, port: int, bindir: Path) -> str:
+        libraries = ", ".join(
+            library
+            for library in PRELOADED_LIBRARIES
+            if (bindir.parent / "lib" / f"{library}.so").is_file()
+        )
+        return (
             "# Written by payguard: the embedded cluster's own settings.\n"
             "listen_addresses = '127.0.0.1'\n"
             f"port = {port}\n"
@@ -419,8 +429,25 @@ class Cluster:
             "fsync = off\n"
             "synchronous_commit = off\n"
             "full_page_writes = off\n"
-            "max_connections = 200\n",
+            "max_connections = 200\n"
+            "# Loaded at start, as on Supabase: pg_cron runs the audit sealer's schedule in the\n"
+            "# `postgres` database, connecting over the private socket (trusted) as the job's\n"
+            "# role; pgaudit logs reads of restricted data.\n"
+            f"shared_preload_libraries = '{libraries}'\n"
+            f"cron.database_name = '{DATABASE}'\n"
+            f"cron.host = '{self.socket_dir}'\n"
+            "# Each log line names its process, role, database and transaction (virtual id), so\n"
+            "# that the lines one transaction wrote are found together.\n"
+            "log_line_prefix = '%m [%p] %q%u@%d %v '\n"
         )
+
+    def _stale_settings(self, bindir: Path, port: int) -> bool:
+        """True when the settings file is not what this payguard writes for `port`."""
+        settings = self.data_dir / SETTINGS_FILE
+        return settings.read_text() != self._settings_text(port, bindir)
+
+    def _write_settings(self, port: int, bindir: Path) -> None:
+        write_server_file(self.data_dir / SETTINGS_FILE, self._settings_text(port, bindir))
 
     def _prepare_runtime_dirs(self) -> None:
         for folder in (self.socket_dir, self.log_file.parent):

@@ -4,7 +4,8 @@
 -- asynchronously makes any change after the fact visible; rows are kept ten years; auditors read
 -- an entity's history. The log itself, and what writes it, are audit_capture.sql's.
 --
--- Sections, in this order: append-only; the hash chain; retention; an entity's history.
+-- Sections, in this order: append-only; the hash chain; sealing on a schedule; retention; an
+-- entity's history.
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -114,8 +115,8 @@ for each statement execute function private.refuse_audit_log_truncate();
 -- up to the fence got its id before the sealer got its own.
 -- A seq that no committed row holds (its transaction rolled back) is recorded as skipped.
 --
--- Run it often: `payguard audit seal --follow`, or pg_cron where it is available:
---   select cron.schedule('seal-audit-log', '1 seconds', 'select private.seal_audit_log()');
+-- Run it often: where pg_cron is installed, deploying schedules it (the next section); else
+-- `payguard audit seal --follow`.
 
 create table private.audit_seal_fence (
   singleton boolean primary key default true check (singleton),
@@ -339,6 +340,136 @@ for each row execute function private.refuse_audit_record_change();
 create trigger refuse_audit_record_truncate
 before truncate on private.audit_seals
 for each statement execute function private.refuse_audit_record_change();
+
+-- Section: sealing on a schedule
+--
+-- Where pg_cron is installed in this database (on Supabase once the project enables it, and
+-- in the embedded cluster's `postgres` database), deploying schedules the sealer: nothing is
+-- left unsealed because no one remembered to run it. pg_cron starts jobs at most once a
+-- minute before version 1.5, and a seal needs two calls (the first notes a fence, the second
+-- seals up to it), so the job makes two calls, each in a transaction of its own: every row
+-- committed before a run is sealed by it, and a row waits a minute at most. (A job that kept
+-- sealing through the minute, sleeping between calls, would hold up every DROP DATABASE of
+-- the cluster while it slept: a sleeping backend does not answer the barrier that a drop
+-- waits for.)
+--
+-- A second job checks the backlog every minute, apart from the sealer so that a stuck
+-- sealer is noticed: when the oldest unsealed row is older than `audit_seal_alert_seconds`,
+-- it raises an `audit_seal_backlog` security alert, at most one per that many seconds.
+-- `payguard audit status` reports the same figures.
+
+insert into private.settings (key, value, description)
+values (
+  'audit_seal_alert_seconds', '300',
+  'An audit row still unsealed this many seconds after it was written raises a security '
+  || 'alert (audit_seal_backlog), at most one per this many seconds while the backlog lasts.'
+);
+
+/**
+ * The sealing backlog: the unsealed rows, the time the oldest was written, the last seal,
+ * the alert threshold, and the pg_cron jobs that seal (none where pg_cron is not installed).
+ */
+create or replace function private.audit_seal_status(
+  out unsealed_rows bigint,
+  out oldest_unsealed_at timestamptz,
+  out sealed_through bigint,
+  out last_sealed_at timestamptz,
+  out alert_after_seconds integer,
+  out scheduled_jobs text[]
+)
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  head record;
+begin
+  select * into head from private.audit_chain_head();
+  sealed_through := head.through_seq;
+  select count(*), min(l.timestamp) into unsealed_rows, oldest_unsealed_at
+  from public.payment_audit_logs as l
+  where l.seq > head.through_seq;
+  select max(s.sealed_at) into last_sealed_at from private.audit_seals as s;
+  alert_after_seconds := private.setting('audit_seal_alert_seconds')::integer;
+  scheduled_jobs := '{}';
+  if exists (select from pg_catalog.pg_extension as e where e.extname = 'pg_cron') then
+    -- Dynamic, its schema named apart: the cron schema exists only where the extension does.
+    execute format(
+      'select coalesce(array_agg(j.jobname || '': '' || j.schedule || '' '' || j.command '
+      || 'order by j.jobname), ''{}'') from %I.job as j '
+      || 'where j.jobname like ''payguard-audit-%%'' and j.active',
+      'cron'
+    )
+    into scheduled_jobs;
+  end if;
+end
+$$;
+
+/**
+ * pg_cron's check: raise an audit_seal_backlog security alert when the oldest unsealed
+ * audit row is older than `audit_seal_alert_seconds`, unless one was raised within that
+ * many seconds. Returns true when it raised one.
+ */
+create or replace function private.check_audit_seal_backlog() returns boolean
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  backlog record;
+  threshold interval;
+begin
+  select * into backlog from private.audit_seal_status();
+  threshold := make_interval(secs => backlog.alert_after_seconds);
+  if backlog.oldest_unsealed_at is null
+    or backlog.oldest_unsealed_at > now() - threshold
+    or exists (
+      select from public.security_alerts as a
+      where a.kind = 'audit_seal_backlog' and a.created_at >= now() - threshold
+    ) then
+    return false;
+  end if;
+  perform private.raise_security_alert(
+    'audit_seal_backlog', null, 'audit.seal',
+    jsonb_build_object(
+      'unsealed_rows', backlog.unsealed_rows,
+      'oldest_unsealed_at', backlog.oldest_unsealed_at,
+      'sealed_through', backlog.sealed_through,
+      'last_sealed_at', backlog.last_sealed_at,
+      'alert_after_seconds', backlog.alert_after_seconds
+    )
+  );
+  return true;
+end
+$$;
+
+/**
+ * Schedule the sealer and the backlog check with pg_cron, where the extension is installed
+ * in this database; a job of the same name is replaced, so it is safe to run again. Returns
+ * what it did.
+ */
+create or replace function private.schedule_audit_sealer() returns text
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if not exists (select from pg_catalog.pg_extension as e where e.extname = 'pg_cron') then
+    return 'pg_cron is not installed in this database: nothing scheduled; seal with '
+      || '`payguard audit seal --follow`';
+  end if;
+  -- Dynamic, its schema named apart: the cron schema exists only where the extension does.
+  execute format('select %I.schedule($1, $2, $3)', 'cron') using
+    'payguard-audit-sealer', '* * * * *',
+    'begin; select private.seal_audit_log(); commit; '
+    || 'begin; select private.seal_audit_log(); commit;';
+  execute format('select %I.schedule($1, $2, $3)', 'cron') using
+    'payguard-audit-seal-check', '* * * * *', 'select private.check_audit_seal_backlog()';
+  return 'scheduled with pg_cron: payguard-audit-sealer and payguard-audit-seal-check';
+end
+$$;
+
+select private.schedule_audit_sealer();
 
 -- Section: retention
 --

@@ -40,7 +40,9 @@ $$;
 -- Section: security alerts
 
 create type public.security_alert_kind as enum (
-  'amount_threshold', 'velocity_limit', 'new_method_large_payment', 'after_hours'
+  'amount_threshold', 'velocity_limit', 'new_method_large_payment', 'after_hours',
+  -- The oldest unsealed audit row is older than the threshold (audit_chain.sql).
+  'audit_seal_backlog'
 );
 
 create table public.security_alerts (

@@ -576,7 +576,8 @@ begin
       and p.tablename = 'payment_audit_logs'
       and p.policyname not in (
         'auditor can read all payment audit logs',
-        'Auditors and system admins can read payment audit logs'
+        'Auditors and system admins can read payment audit logs',
+        'Staff reads are logged'
       )
   loop
     execute format('drop policy %I on public.payment_audit_logs', stale.policyname);
@@ -596,7 +597,17 @@ create policy "Auditors and system admins can read payment audit logs" on public
 as permissive
 for select
 to authenticated
-using ((select private.has_app_role('{auditor,system_admin}')));
+using (
+  (select private.has_app_role('{auditor,system_admin}'))
+  and (select private.log_staff_read('public.payment_audit_logs'))
+);
+drop policy if exists "Staff reads are logged"
+on public.payment_audit_logs;
+create policy "Staff reads are logged" on public.payment_audit_logs
+as restrictive
+for select
+to auditor
+using ((select private.log_staff_read('public.payment_audit_logs')));
 
 -- public.payment_methods: Saved payment methods: Stripe references, brand, last4 and expiry, never
 -- card data.
@@ -642,6 +653,7 @@ begin
         'payment_service can delete all payment methods',
         'admin can read all payment methods',
         'payment_service saves a user''s payment methods with MFA',
+        'Staff reads are logged',
         'Deleting payment methods requires MFA (aal2)'
       )
   loop
@@ -707,6 +719,13 @@ as permissive
 for insert
 to payment_service
 with check (user_id = (select auth.uid()) and ((select auth.jwt()) ->> 'aal') = 'aal2');
+drop policy if exists "Staff reads are logged"
+on public.payment_methods;
+create policy "Staff reads are logged" on public.payment_methods
+as restrictive
+for select
+to admin
+using ((select private.log_staff_read('public.payment_methods')));
 drop policy if exists "Deleting payment methods requires MFA (aal2)"
 on public.payment_methods;
 create policy "Deleting payment methods requires MFA (aal2)" on public.payment_methods
@@ -873,6 +892,7 @@ begin
         'payment_service can delete all payout methods',
         'admin can read all payout methods',
         'payment_service adds a user''s payout methods with MFA',
+        'Staff reads are logged',
         'Changing payout methods requires MFA (aal2)',
         'Deleting payout methods requires MFA (aal2)'
       )
@@ -939,6 +959,13 @@ as permissive
 for insert
 to payment_service
 with check (user_id = (select auth.uid()) and ((select auth.jwt()) ->> 'aal') = 'aal2');
+drop policy if exists "Staff reads are logged"
+on public.payout_methods;
+create policy "Staff reads are logged" on public.payout_methods
+as restrictive
+for select
+to admin
+using ((select private.log_staff_read('public.payout_methods')));
 drop policy if exists "Changing payout methods requires MFA (aal2)"
 on public.payout_methods;
 create policy "Changing payout methods requires MFA (aal2)" on public.payout_methods
@@ -1748,6 +1775,7 @@ begin
         'admin can read all withdrawals',
         'admin can update all withdrawals',
         'Users can withdraw only to their own payout methods',
+        'Staff reads are logged',
         'Adding withdrawals requires MFA (aal2)'
       )
   loop
@@ -1806,6 +1834,13 @@ as restrictive
 for insert
 to authenticated
 with check (private.owns_payout_method(payout_method_id));
+drop policy if exists "Staff reads are logged"
+on public.withdrawals;
+create policy "Staff reads are logged" on public.withdrawals
+as restrictive
+for select
+to admin
+using ((select private.log_staff_read('public.withdrawals')));
 drop policy if exists "Adding withdrawals requires MFA (aal2)"
 on public.withdrawals;
 create policy "Adding withdrawals requires MFA (aal2)" on public.withdrawals

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from payguard.cli import app
-from payguard.cluster import ADMIN_ROLE, APP_ROLE, Cluster, free_port
+from payguard.cluster import APP_ROLE, Cluster, free_port
 from payguard.cluster_memory import (
     MEMORY_ROOT,
     make_data,
@@ -31,6 +31,7 @@ from payguard.deploy import deploy
 from payguard.errors import PayguardError
 from payguard.project import Project
 from payguard.server_user import give_to_server_user
+from payguard.testing.clusters import scratch, scratch_base
 
 
 @contextmanager
@@ -40,17 +41,6 @@ def squatter() -> Iterator[int]:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         yield listener.getsockname()[1]
-
-
-def scratch_base(project_cluster: Cluster, name: str) -> Path:
-    """A folder beside the project's cluster: one the server's OS user can reach."""
-    return project_cluster.base.parent / f"scratch-{name}-{os.getpid()}"
-
-
-def scratch(project_cluster: Cluster, name: str, superuser: str = ADMIN_ROLE) -> Cluster:
-    """A cluster in a scratch folder, its data where the project's go (in memory, when the
-    machine has a tmpfs). tests/py/test_cli_roles.py makes one whose data stay on disk."""
-    return Cluster(scratch_base(project_cluster, name), superuser=superuser, memory=memory_root())
 
 
 @pytest.fixture

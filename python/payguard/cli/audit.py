@@ -1,4 +1,5 @@
-"""`payguard audit …`: seal the audit log's hash chain, verify it, anchor its head."""
+"""`payguard audit …`: seal the audit log's hash chain, report its backlog, verify it, anchor
+its head."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from payguard.audit.chain import Anchor, current_anchor
 from payguard.audit.chain import verify as verify_chain
 from payguard.audit.retention import purge as run_purge
 from payguard.audit.sealer import SealRun, follow, seal_now
+from payguard.audit.status import seal_status
 from payguard.cli.common import DbUrl, Json, deployed_url, err, out, print_json
 from payguard.errors import ExitCode, PayguardError, UsageError
 
@@ -124,6 +126,44 @@ def seal(
             return
         return
     show(seal_now(url), "; the chain is sealed through seq ")
+
+
+@app.command()
+def status(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> None:
+    """The sealing backlog: rows not sealed yet, the oldest one's age, the last seal, and the
+    pg_cron jobs that seal; exit 1 when the oldest unsealed row is older than the alert
+    threshold (the setting audit_seal_alert_seconds)."""
+    found = seal_status(deployed_url(ctx, db_url))
+    if as_json:
+        print_json(found.as_dict())
+    else:
+        last = found.last_sealed_at.isoformat() if found.last_sealed_at else "never"
+        age = found.oldest_unsealed_seconds
+        waiting = (
+            "every row is sealed"
+            if age is None
+            else f"{found.unsealed_rows} row{'' if found.unsealed_rows == 1 else 's'} "
+            f"not sealed yet, the oldest for {age:.0f} s"
+        )
+        out.print(
+            f"audit log: {waiting}; sealed through seq {found.sealed_through}, last seal {last}"
+        )
+        if found.scheduled_jobs:
+            for job in found.scheduled_jobs:
+                out.print(f"sealer (pg_cron): {job}", markup=False)
+        else:
+            out.print(
+                "sealer: no pg_cron job in this database; run `payguard audit seal --follow`",
+                markup=False,
+            )
+        if found.overdue:
+            err.print(
+                f"the oldest unsealed row is older than {found.alert_after_seconds} s "
+                "(audit_seal_alert_seconds): is the sealer running?",
+                markup=False,
+            )
+    if found.overdue:
+        raise typer.Exit(code=ExitCode.FINDING)
 
 
 @app.command()
