@@ -215,6 +215,39 @@ def scenario() -> list[Step]:
             ),
         ),
         Step(
+            "Hana (homeowner, with MFA)",
+            "tries to release the payment before Carl submits milestone 1",
+            False,
+            _changes(
+                "update public.milestone_payments set status = 'released' "
+                "where milestone_id = %s returning status",
+                MILESTONE_1,
+                **hana_mfa,
+            ),
+        ),
+        Step(
+            "Hana (homeowner)",
+            "tries to mark milestone 1 completed herself",
+            False,
+            _changes(
+                "update public.project_milestones set status = 'completed' "
+                "where id = %s returning status",
+                MILESTONE_1,
+                **hana,
+            ),
+        ),
+        Step(
+            "Carl (contractor)",
+            "submits milestone 1 for Hana's review",
+            True,
+            _changes(
+                "select a ->> 'status', a ->> 'review_ends_at' "
+                "from public.submit_milestone(%s, 'demo-submit-1') as a where a ? 'status'",
+                MILESTONE_1,
+                **carl,
+            ),
+        ),
+        Step(
             "Hana (homeowner, password only)",
             "tries to release $2,500.00 without MFA",
             False,

@@ -1132,7 +1132,16 @@ after insert or delete or update
 on public.project_milestones
 for each row
 execute function private.capture_audit_row(
-  'id', 'id', 'project_id', 'status', 'due_on', 'created_at', 'updated_at'
+  'id',
+  'id',
+  'project_id',
+  'status',
+  'due_on',
+  'created_at',
+  'updated_at',
+  'submitted_at',
+  'review_ends_at',
+  'rejected_at'
 );
 
 create trigger refuse_unaudited_truncate

@@ -330,8 +330,10 @@ grant execute on function private.is_milestone_payment_party(uuid) to payment_se
 
 /**
  * Who is asking, for the transition rules: a service or staff role by its database role
- * (`requester`, the caller's current_user), else the payer or payee by the request's user id.
- * Null for anyone else. Security definer because the service roles cannot read `auth`.
+ * (`requester`, the caller's current_user), else the payer or payee by the request's user id;
+ * `lapsed_review` for private.release_lapsed_reviews (the owner of the table, with no user,
+ * while payguard.releasing_lapsed_review names this payment). Null for anyone else. Security
+ * definer because the service roles cannot read `auth`.
  */
 create or replace function private.milestone_payment_actor(
   payment public.milestone_payments, requester name
@@ -347,6 +349,13 @@ begin
       when requester in ('payment_service', 'escrow_service', 'admin') then requester::text
       when (select auth.uid()) = payment.payer_id then 'payer'
       when (select auth.uid()) = payment.payee_id then 'payee'
+      when (select auth.uid()) is null
+        and nullif(current_setting('payguard.releasing_lapsed_review', true), '')
+        = payment.id::text
+        and requester = (
+          select pg_catalog.pg_get_userbyid(c.relowner) from pg_catalog.pg_class as c
+          where c.oid = 'public.milestone_payments'::regclass
+        ) then 'lapsed_review'
     end
   );
 end
@@ -445,8 +454,10 @@ grant execute on function private.split_share(uuid) to escrow_service;
  *   PaymentIntent id, into the project's open escrow account;
  * - pending>failed: payment_service, the charge was declined or canceled (nothing moved);
  *   failed>funded when a new attempt succeeds; pending or failed>canceled by the payer;
- * - funded>released: the payer, with no open dispute, after the escrow hold period, and
- *   with a recent MFA step-up at or above the MFA threshold;
+ * - funded>released: only once its milestone is submitted for review (project_milestones
+ *   completed); by the payer, or, once the review window has ended, by the payee or
+ *   private.release_lapsed_reviews; with no open dispute, after the escrow hold period, and
+ *   for the payer or payee with a recent MFA step-up at or above the MFA threshold;
  * - funded>refunded: payment_service, when the processor confirms a refund of the whole
  *   charge;
  * - funded>disputed: a party or payment_service (a chargeback), by opening a dispute over
@@ -469,6 +480,7 @@ declare
   actor text := private.milestone_payment_actor(old, current_user);
   allowed text[];
   held_until timestamptz;
+  review_ends timestamptz;
 begin
   if (new.milestone_id, new.payer_id, new.payee_id, new.amount_minor, new.currency)
     is distinct from
@@ -507,6 +519,11 @@ begin
     when 'disputed>refunded' then array['admin', 'escrow_service', 'payment_service']
     when 'disputed>split' then array['admin', 'escrow_service']
   end;
+  -- The payee, or the scheduler's release of lapsed reviews, only once the review window of
+  -- the milestone has ended (checked with the release below).
+  if old.status = 'funded' and new.status = 'released' and actor in ('payee', 'lapsed_review') then
+    allowed := array[actor];
+  end if;
   if allowed is null then
     raise exception 'milestone payment % cannot go from % to %', old.id, old.status, new.status
     using errcode = 'PT409';
@@ -593,6 +610,18 @@ begin
     new.released_at := now();
   elsif new.status = 'released' then
     if old.status = 'funded' then
+      review_ends := private.milestone_review_ends_at(old.milestone_id);
+      if review_ends is null then
+        raise exception 'milestone payment % cannot be released: its milestone % is not '
+        'submitted for review', old.id, old.milestone_id
+        using errcode = 'PT409',
+        hint = 'the contractor submits the milestone (submit_milestone) first';
+      end if;
+      if actor <> 'payer' and review_ends > now() then
+        raise exception 'milestone payment % is released by its payee only once the review of '
+        'milestone % ends, at %', old.id, old.milestone_id, review_ends
+        using errcode = 'PT409', hint = 'until then the payer approves it by releasing it';
+      end if;
       if private.has_open_dispute(old.id) then
         raise exception 'milestone payment % has an open dispute and cannot be released', old.id
         using errcode = 'PT409';
@@ -603,7 +632,7 @@ begin
         using errcode = 'PT409',
         hint = 'funds stay in escrow for a hold period after funding';
       end if;
-      if old.amount_minor >= private.mfa_threshold(old.currency)
+      if actor <> 'lapsed_review' and old.amount_minor >= private.mfa_threshold(old.currency)
         and not private.has_recent_step_up() then
         raise exception 'releasing milestone payment % needs a recent MFA step-up', old.id
         using errcode = 'PT403', hint = 'verify a second factor again, then retry';
@@ -720,3 +749,102 @@ after update of status on public.milestone_payments
 for each row
 when (old.status is distinct from new.status)
 execute function private.post_milestone_payment_transition();
+
+-- Section: the review of a milestone, as its payment sees it
+--
+-- A release approves the milestone (users_and_projects.sql holds the review). Once a
+-- submission's review window has ended with no open dispute, the payee may release the
+-- payment; private.release_lapsed_reviews, for a scheduler, tells both parties so and, when
+-- operations turn the milestone_review_auto_release setting on, releases it itself.
+
+insert into private.settings (key, value, description)
+values (
+  'milestone_review_auto_release', 'false',
+  'Whether private.release_lapsed_reviews releases a funded payment whose milestone review '
+  || 'window has ended with no open dispute (true), or only tells both parties that the payee '
+  || 'may release it (false).'
+);
+
+/** AFTER UPDATE trigger on milestone_payments: a released payment approves its milestone. */
+create or replace function private.approve_released_milestone() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  update public.project_milestones as m
+  set status = 'approved'
+  where m.id = new.milestone_id and m.status <> 'approved';
+  return null;
+end
+$$;
+
+create trigger approve_released_milestone
+after update of status on public.milestone_payments
+for each row
+when (new.status = 'released' and old.status is distinct from new.status)
+execute function private.approve_released_milestone();
+
+/**
+ * For a scheduler, run as the owner: every funded payment whose milestone is submitted and
+ * whose review window has ended, with no open dispute. Both parties are told once per
+ * submission (milestone.review_lapsed) that the payee may release it. With the
+ * milestone_review_auto_release setting on, each one out of its escrow hold is also released
+ * (as `lapsed_review`, under the transition trigger's rules); one the trigger refuses (a
+ * frozen escrow account) is left for the payee to release. Returns how many payments were
+ * found lapsed and how many were released.
+ */
+create or replace function private.release_lapsed_reviews(
+  out lapsed integer, out released integer
+)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  auto_release boolean := (private.setting('milestone_review_auto_release') #>> '{}')::boolean;
+  payment record;
+begin
+  lapsed := 0;
+  released := 0;
+  for payment in
+    select mp.id, mp.payer_id, mp.payee_id, mp.amount_minor, mp.currency, mp.funded_at,
+      m.title, m.submitted_at
+    from public.milestone_payments as mp
+    join public.project_milestones as m on m.id = mp.milestone_id
+    where mp.status = 'funded' and m.status = 'completed' and m.review_ends_at <= now()
+      and not private.has_open_dispute(mp.id)
+    order by m.review_ends_at, mp.id
+    for update of mp skip locked
+  loop
+    lapsed := lapsed + 1;
+    if not exists (
+      select from public.notifications as n
+      where n.milestone_payment_id = payment.id and n.event = 'milestone.review_lapsed'
+        and n.created_at >= payment.submitted_at
+    ) then
+      perform private.notify(
+        payment.payer_id, 'milestone.review_lapsed',
+        left('The review of milestone "' || payment.title || '" has ended', 199) || '.',
+        payment.id, null, payment.amount_minor, payment.currency
+      );
+      perform private.notify(
+        payment.payee_id, 'milestone.review_lapsed',
+        left('The review of milestone "' || payment.title || '" has ended: you may release '
+          || 'its payment', 199) || '.',
+        payment.id, null, payment.amount_minor, payment.currency
+      );
+    end if;
+    if auto_release and private.escrow_held_until(payment.funded_at) <= now() then
+      begin
+        perform set_config('payguard.releasing_lapsed_review', payment.id::text, true);
+        update public.milestone_payments as mp set status = 'released' where mp.id = payment.id;
+        perform set_config('payguard.releasing_lapsed_review', '', true);
+        released := released + 1;
+      exception when sqlstate 'PT409' or sqlstate 'PT403' then
+        perform set_config('payguard.releasing_lapsed_review', '', true);
+      end;
+    end if;
+  end loop;
+end
+$$;

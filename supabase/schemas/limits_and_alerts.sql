@@ -264,6 +264,51 @@ create trigger milestone_payment_events
 after insert or update of status on public.milestone_payments
 for each row execute function private.milestone_payment_events();
 
+/**
+ * AFTER UPDATE trigger on project_milestones: the review of a milestone. A submission is told
+ * to the owner (milestone.submitted), a rejection to the contractor with its reason
+ * (milestone.rejected; the whole reason stays on the milestone). Each names the milestone's
+ * live payment, if it has one.
+ */
+create or replace function private.milestone_review_events() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  project public.projects;
+  payment uuid;
+begin
+  if new.status is not distinct from old.status or not (
+    new.status = 'completed' or (old.status = 'completed' and new.status = 'in_progress')
+  ) then
+    return null;
+  end if;
+  select * into project from public.projects as p where p.id = new.project_id;
+  select mp.id into payment from public.milestone_payments as mp
+  where mp.milestone_id = new.id and mp.status not in ('canceled', 'refunded');
+  if new.status = 'completed' then
+    perform private.notify(
+      project.owner_id, 'milestone.submitted',
+      left('Milestone "' || new.title || '" was submitted for your review', 199) || '.',
+      payment, null, new.amount_minor, new.currency
+    );
+  else
+    perform private.notify(
+      project.contractor_id, 'milestone.rejected',
+      left('Milestone "' || new.title || '" was sent back: ' || new.rejection_reason, 199)
+      || '.',
+      payment, null, new.amount_minor, new.currency
+    );
+  end if;
+  return null;
+end
+$$;
+
+create trigger milestone_review_events
+after update of status on public.project_milestones
+for each row execute function private.milestone_review_events();
+
 /** AFTER INSERT OR UPDATE trigger on withdrawals: notify the owner; alert on large ones. */
 create or replace function private.withdrawal_events() returns trigger
 language plpgsql
@@ -350,6 +395,11 @@ values
 ('milestone_payments.release', 'high', 'release_milestone_payment'),
 ('milestone_payments.cancel', 'medium', 'cancel_milestone_payment'),
 ('disputes.insert', 'medium', 'open_dispute'),
+('project_milestones.submit', 'medium', 'submit_milestone'),
+('project_milestones.reject', 'medium', 'reject_milestone'),
+-- The payee's release after a lapsed review: its accepted calls count as releases
+-- (milestone_payments.release), its refused calls here.
+('milestone_payments.release_lapsed', 'high', 'release_lapsed_milestone_payment'),
 ('withdrawals.insert', 'high', 'request_withdrawal');
 
 -- One counter per user, operation and fixed window; the requests whose token names no user
@@ -449,6 +499,12 @@ begin
     elsif new.status = 'canceled' and old.status is distinct from 'canceled' then
       perform private.enforce_rate_limit('milestone_payments.cancel');
     end if;
+  elsif tg_table_name = 'project_milestones' and tg_op = 'UPDATE' then
+    if new.status = 'completed' and old.status is distinct from 'completed' then
+      perform private.enforce_rate_limit('project_milestones.submit');
+    elsif old.status = 'completed' and new.status = 'in_progress' then
+      perform private.enforce_rate_limit('project_milestones.reject');
+    end if;
   else
     perform private.enforce_rate_limit(tg_table_name || '.' || lower(tg_op));
   end if;
@@ -471,6 +527,11 @@ for each row execute function private.limit_rate();
 -- Releasing and canceling are limited as operations of their own.
 create trigger limit_rate
 before insert or update of status on public.milestone_payments
+for each row execute function private.limit_rate();
+
+-- Submitting and rejecting a milestone are limited as operations of their own.
+create trigger limit_rate
+before update of status on public.project_milestones
 for each row execute function private.limit_rate();
 
 create trigger limit_rate

@@ -1196,7 +1196,7 @@ to auditor
 using (true);
 
 -- public.project_milestones: The milestones of a project and what each costs. Parties read them;
--- the owner edits them.
+-- the owner edits them; the contractor submits them for review.
 alter table public.project_milestones enable row level security;
 alter table public.project_milestones force row level security;
 revoke all on table public.project_milestones
@@ -1206,7 +1206,7 @@ grant insert (
   project_id, position, title, amount_minor, currency, due_on
 ) on table public.project_milestones to authenticated;
 grant update (
-  title, status, due_on
+  title, status, due_on, rejection_reason
 ) on table public.project_milestones to authenticated;
 grant select, insert, update, delete on table public.project_milestones to service_role;
 grant select on table public.project_milestones to payment_service;

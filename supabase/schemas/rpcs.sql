@@ -207,7 +207,10 @@ begin
 end
 $$;
 
-/** The payer: release a funded payment to the payee. */
+/**
+ * The payer: release a funded payment to the payee, once its milestone is submitted for
+ * review (which approves the milestone).
+ */
 create or replace function private.release_milestone_payment(
   milestone_payment_id uuid, idempotency_key text
 )
@@ -233,6 +236,47 @@ begin
     using errcode = 'PT404';
   end if;
   return private.idempotency_store('release_milestone_payment', idempotency_key, parameters, answer);
+end
+$$;
+
+/**
+ * The payee: release a funded payment to oneself once the review of its submitted milestone
+ * has ended with no open dispute. The payee may not update a funded payment (its update
+ * policy), so this runs as the owner, on the caller's own funded payment only; the transition
+ * trigger still decides, with the caller as the payee (private.milestone_payment_actor reads
+ * the request's user): a review not ended, an open dispute, the escrow hold, or a large
+ * payment without a recent MFA step-up refuses it.
+ */
+create or replace function private.release_lapsed_milestone_payment(
+  milestone_payment_id uuid, idempotency_key text
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  parameters jsonb := jsonb_build_object('milestone_payment_id', milestone_payment_id);
+  answer jsonb := private.idempotency_replay(
+    'release_lapsed_milestone_payment', idempotency_key, parameters
+  );
+begin
+  if answer is not null then
+    return answer;
+  end if;
+  update public.milestone_payments as mp
+  set status = 'released'
+  where mp.id = release_lapsed_milestone_payment.milestone_payment_id
+    and mp.payee_id = (select auth.uid()) and mp.status = 'funded'
+  returning to_jsonb(mp.*) into answer;
+  if answer is null then
+    raise exception 'no milestone payment % that you may release as its payee',
+    milestone_payment_id
+    using errcode = 'PT404';
+  end if;
+  return private.idempotency_store(
+    'release_lapsed_milestone_payment', idempotency_key, parameters, answer
+  );
 end
 $$;
 
@@ -262,6 +306,64 @@ begin
     using errcode = 'PT404';
   end if;
   return private.idempotency_store('cancel_milestone_payment', idempotency_key, parameters, answer);
+end
+$$;
+
+/**
+ * The contractor: submit a milestone of the project for the owner's review. The contractor
+ * may not update a milestone (its update policy is the owner's), so this runs as the owner,
+ * on a milestone of the caller's own project only; the review trigger still decides, with
+ * the caller as the contractor (private.project_party reads the request's user).
+ */
+create or replace function private.submit_milestone(milestone_id uuid, idempotency_key text)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  parameters jsonb := jsonb_build_object('milestone_id', milestone_id);
+  answer jsonb := private.idempotency_replay('submit_milestone', idempotency_key, parameters);
+begin
+  if answer is not null then
+    return answer;
+  end if;
+  update public.project_milestones as m
+  set status = 'completed'
+  where m.id = submit_milestone.milestone_id
+    and private.project_party(m.project_id) = 'contractor'
+  returning to_jsonb(m.*) into answer;
+  if answer is null then
+    raise exception 'no milestone % that you may submit', milestone_id
+    using errcode = 'PT404';
+  end if;
+  return private.idempotency_store('submit_milestone', idempotency_key, parameters, answer);
+end
+$$;
+
+/** The owner: send a submitted milestone back to the contractor, with the reason. */
+create or replace function private.reject_milestone(
+  milestone_id uuid, reason text, idempotency_key text
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  parameters jsonb := jsonb_build_object('milestone_id', milestone_id, 'reason', reason);
+  answer jsonb := private.idempotency_replay('reject_milestone', idempotency_key, parameters);
+begin
+  if answer is not null then
+    return answer;
+  end if;
+  update public.project_milestones as m
+  set status = 'in_progress', rejection_reason = reject_milestone.reason
+  where m.id = reject_milestone.milestone_id
+  returning to_jsonb(m.*) into answer;
+  if answer is null then
+    raise exception 'no milestone % that you may reject', milestone_id
+    using errcode = 'PT404';
+  end if;
+  return private.idempotency_store('reject_milestone', idempotency_key, parameters, answer);
 end
 $$;
 
@@ -681,6 +783,7 @@ as $$
 begin
   return case operation || '.' || argument
     when 'open_dispute.reason' then 5000
+    when 'reject_milestone.reason' then 2000
     when 'resolve_dispute.resolution' then 5000
     when 'approve_withdrawal.reason' then 2000
     when 'resolve_processor_inconsistency.resolution' then 2000
@@ -856,6 +959,37 @@ exception when others then
 end
 $$;
 
+/** private.release_lapsed_milestone_payment, with a refusal recorded and answered as above. */
+create or replace function public.release_lapsed_milestone_payment(
+  milestone_payment_id uuid,
+  idempotency_key text
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  error_state text;
+  error_message text;
+  error_detail text;
+  error_hint text;
+  refusal jsonb;
+begin
+  return private.release_lapsed_milestone_payment(milestone_payment_id, idempotency_key);
+exception when others then
+  get stacked diagnostics error_state = returned_sqlstate, error_message = message_text,
+  error_detail = pg_exception_detail, error_hint = pg_exception_hint;
+  refusal := private.refused_call(
+    'release_lapsed_milestone_payment', 'milestone_payments', milestone_payment_id::text,
+    jsonb_build_object('milestone_payment_id', milestone_payment_id),
+    error_state, error_message, error_detail, error_hint
+  );
+  if refusal is null then
+    raise;
+  end if;
+  return refusal;
+end
+$$;
+
 /** private.cancel_milestone_payment, with a refusal recorded and answered as above. */
 create or replace function public.cancel_milestone_payment(
   milestone_payment_id uuid,
@@ -878,6 +1012,69 @@ exception when others then
   refusal := private.refused_call(
     'cancel_milestone_payment', 'milestone_payments', milestone_payment_id::text,
     jsonb_build_object('milestone_payment_id', milestone_payment_id),
+    error_state, error_message, error_detail, error_hint
+  );
+  if refusal is null then
+    raise;
+  end if;
+  return refusal;
+end
+$$;
+
+/** private.submit_milestone, with a refusal recorded and answered as above. */
+create or replace function public.submit_milestone(
+  milestone_id uuid,
+  idempotency_key text
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  error_state text;
+  error_message text;
+  error_detail text;
+  error_hint text;
+  refusal jsonb;
+begin
+  return private.submit_milestone(milestone_id, idempotency_key);
+exception when others then
+  get stacked diagnostics error_state = returned_sqlstate, error_message = message_text,
+  error_detail = pg_exception_detail, error_hint = pg_exception_hint;
+  refusal := private.refused_call(
+    'submit_milestone', 'project_milestones', milestone_id::text,
+    jsonb_build_object('milestone_id', milestone_id),
+    error_state, error_message, error_detail, error_hint
+  );
+  if refusal is null then
+    raise;
+  end if;
+  return refusal;
+end
+$$;
+
+/** private.reject_milestone, with a refusal recorded and answered as above. */
+create or replace function public.reject_milestone(
+  milestone_id uuid,
+  reason text,
+  idempotency_key text
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  error_state text;
+  error_message text;
+  error_detail text;
+  error_hint text;
+  refusal jsonb;
+begin
+  return private.reject_milestone(milestone_id, reason, idempotency_key);
+exception when others then
+  get stacked diagnostics error_state = returned_sqlstate, error_message = message_text,
+  error_detail = pg_exception_detail, error_hint = pg_exception_hint;
+  refusal := private.refused_call(
+    'reject_milestone', 'project_milestones', milestone_id::text,
+    jsonb_build_object('milestone_id', milestone_id, 'reason', reason),
     error_state, error_message, error_detail, error_hint
   );
   if refusal is null then
@@ -1130,6 +1327,14 @@ grant execute on function private.refused_call(
   text, text, text, jsonb, text, text, text, text
 ) to service_role;
 
+grant execute on function private.reject_milestone(uuid, text, text) to authenticated;
+
+grant execute on function private.reject_milestone(uuid, text, text) to service_role;
+
+grant execute on function private.release_lapsed_milestone_payment(uuid, text) to authenticated;
+
+grant execute on function private.release_lapsed_milestone_payment(uuid, text) to service_role;
+
 grant execute on function private.release_milestone_payment(uuid, text) to authenticated;
 
 grant execute on function private.release_milestone_payment(uuid, text) to service_role;
@@ -1152,6 +1357,14 @@ grant execute on function private.resolve_dispute(
   uuid, dispute_outcome, text, text, bigint
 ) to service_role;
 
+grant execute on function private.submit_milestone(uuid, text) to authenticated;
+
+grant execute on function private.submit_milestone(uuid, text) to service_role;
+
+grant execute on function reject_milestone(uuid, text, text) to authenticated;
+
+grant execute on function release_lapsed_milestone_payment(uuid, text) to authenticated;
+
 grant execute on function release_milestone_payment(uuid, text) to authenticated;
 
 grant execute on function request_withdrawal(uuid, bigint, character, text) to authenticated;
@@ -1161,3 +1374,5 @@ grant execute on function resolve_dispute(uuid, dispute_outcome, text, text, big
 grant execute on function resolve_dispute(
   uuid, dispute_outcome, text, text, bigint
 ) to escrow_service;
+
+grant execute on function submit_milestone(uuid, text) to authenticated;

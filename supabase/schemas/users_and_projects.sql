@@ -329,11 +329,33 @@ create table public.project_milestones (
   due_on date,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
+  -- The review (see "Section: the review of a milestone" below). The review trigger sets the
+  -- times; the owner writes the reason, by rejecting.
+  submitted_at timestamptz,
+  review_ends_at timestamptz,
+  rejection_reason text check (char_length(rejection_reason) between 1 and 2000),
+  rejected_at timestamptz,
   unique (project_id, position)
 );
 
 comment on table public.project_milestones is
 'A milestone of a project and the amount (minor units of currency) due when it is done.';
+
+comment on column public.project_milestones.status is
+'planned or in_progress while the work goes on; completed once the contractor submits it for '
+'review (submit_milestone); back to in_progress when the owner rejects it (reject_milestone); '
+'approved when its payment is released.';
+
+comment on column public.project_milestones.submitted_at is
+'When the contractor last submitted the milestone for review; set by the review trigger.';
+
+comment on column public.project_milestones.review_ends_at is
+'When the owner''s review of the submission ends (milestone_review_window_seconds after it); '
+'after it, with no open dispute, the payee may release the payment.';
+
+comment on column public.project_milestones.rejection_reason is
+'Why the owner sent the last submission back: written by rejecting, cleared by the next '
+'submission.';
 
 create trigger keep_row_timestamps
 before insert or update on public.project_milestones
@@ -345,5 +367,182 @@ before insert or update
 on public.project_milestones
 for each row
 execute function private.refuse_card_data(
-  'id', 'project_id', 'status', 'due_on', 'created_at', 'updated_at'
+  'id',
+  'project_id',
+  'status',
+  'due_on',
+  'created_at',
+  'updated_at',
+  'submitted_at',
+  'review_ends_at',
+  'rejected_at'
 );
+
+-- Section: the review of a milestone
+--
+-- Against fake completion claims, a milestone's payment is released only once its contractor
+-- has submitted the milestone for review (escrow_and_milestone_payments.sql refuses a release
+-- before). The contractor submits it (completed); the owner, who pays, approves it by
+-- releasing its payment (approved) or rejects it with a written reason, which sends it back
+-- (in_progress) for the contractor to submit again. A submission opens a review window: once
+-- it ends with no open dispute, the payee may release the payment (release_milestone_payment).
+-- The trigger below holds these moves, whoever asks and however (an RPC or a PATCH of the
+-- table).
+
+insert into private.settings (key, value, description)
+values (
+  'milestone_review_window_seconds', '604800',
+  'How long the owner has to review a submitted milestone (approve it by releasing its '
+  || 'payment, or reject it) before the payee may release the payment, in seconds.'
+);
+
+/** The requesting user's part in the project: 'owner', 'contractor', or null. */
+create or replace function private.project_party(project uuid) returns text
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select case (select auth.uid())
+      when p.owner_id then 'owner'
+      when p.contractor_id then 'contractor'
+    end
+    from public.projects as p
+    where p.id = project
+  );
+end
+$$;
+
+grant execute on function private.project_party(uuid) to authenticated;
+
+/**
+ * BEFORE UPDATE trigger on project_milestones: the moves of a milestone's status, and who may
+ * make each.
+ *
+ * - planned>in_progress: the owner or the contractor (the work starts);
+ * - planned or in_progress>completed: the contractor submits it for review; the review window
+ *   opens (submitted_at, review_ends_at) and an earlier rejection is cleared;
+ * - completed>in_progress: the owner rejects the submission with a written reason of 10 to
+ *   2000 characters (rejection_reason, rejected_at), before its review window ends;
+ * - any>approved: only once a payment of the milestone is released (the release approves it);
+ * - nothing leaves approved.
+ *
+ * submitted_at, review_ends_at and rejected_at are the trigger's to set; rejection_reason is
+ * written only by a rejection. The contractor changes nothing but the status.
+ */
+create or replace function private.check_milestone_review() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  party text := private.project_party(old.project_id);
+  allowed text[];
+begin
+  new.submitted_at := old.submitted_at;
+  new.review_ends_at := old.review_ends_at;
+  new.rejected_at := old.rejected_at;
+  if party = 'contractor'
+    and (new.project_id, new.position, new.title, new.amount_minor, new.currency, new.due_on)
+    is distinct from
+    (old.project_id, old.position, old.title, old.amount_minor, old.currency, old.due_on) then
+    raise exception 'the contractor of project % changes only the status of milestone %',
+    old.project_id, old.id
+    using errcode = 'PT403';
+  end if;
+  if new.status = old.status then
+    if new.rejection_reason is distinct from old.rejection_reason then
+      raise exception 'milestone %: its rejection reason is written only by rejecting its '
+      'submission', old.id
+      using errcode = 'PT409', hint = 'call reject_milestone';
+    end if;
+    return new;
+  end if;
+
+  if new.status = 'approved' then
+    if not exists (
+      select from public.milestone_payments as mp
+      where mp.milestone_id = old.id and mp.status = 'released'
+    ) then
+      raise exception 'milestone % is approved only by releasing its payment', old.id
+      using errcode = 'PT409',
+      hint = 'the owner releases its milestone payment (release_milestone_payment)';
+    end if;
+    new.rejection_reason := old.rejection_reason;
+    return new;
+  end if;
+  allowed := case old.status::text || '>' || new.status::text
+    when 'planned>in_progress' then array['owner', 'contractor']
+    when 'planned>completed' then array['contractor']
+    when 'in_progress>completed' then array['contractor']
+    when 'completed>in_progress' then array['owner']
+  end;
+  if allowed is null then
+    raise exception 'milestone % cannot go from % to %', old.id, old.status, new.status
+    using errcode = 'PT409';
+  end if;
+  if party is null or not party = any(allowed) then
+    raise exception 'only the % of project % may move milestone % from % to %',
+    array_to_string(allowed, ' or '), old.project_id, old.id, old.status, new.status
+    using errcode = 'PT403';
+  end if;
+
+  if new.status = 'completed' then
+    new.submitted_at := now();
+    new.review_ends_at := now() + make_interval(
+      secs => (private.setting('milestone_review_window_seconds') #>> '{}')::bigint
+    );
+    new.rejection_reason := null;
+    new.rejected_at := null;
+  elsif old.status = 'completed' then
+    if old.review_ends_at <= now() then
+      raise exception 'the review of milestone % ended at %: it can no longer be rejected',
+      old.id, old.review_ends_at
+      using errcode = 'PT409', hint = 'open a dispute over its payment instead';
+    end if;
+    if not private.is_written(new.rejection_reason, 2000) then
+      raise exception 'rejecting milestone % needs a written reason of 10 to 2000 characters',
+      old.id
+      using errcode = 'PT422';
+    end if;
+    new.submitted_at := null;
+    new.review_ends_at := null;
+    new.rejected_at := now();
+  elsif new.rejection_reason is distinct from old.rejection_reason then
+    raise exception 'milestone %: its rejection reason is written only by rejecting its '
+    'submission', old.id
+    using errcode = 'PT409', hint = 'call reject_milestone';
+  end if;
+  return new;
+end
+$$;
+
+create trigger check_milestone_review
+before update on public.project_milestones
+for each row execute function private.check_milestone_review();
+
+/**
+ * When the review of the milestone's submission ends, or null when the milestone is not
+ * submitted (not completed). Security definer: the payee of a payment reads it even when no
+ * longer a party to the project.
+ */
+create or replace function private.milestone_review_ends_at(milestone uuid) returns timestamptz
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select m.review_ends_at
+    from public.project_milestones as m
+    where m.id = milestone and m.status = 'completed'
+  );
+end
+$$;
+
+grant execute on function private.milestone_review_ends_at(uuid) to admin;
+grant execute on function private.milestone_review_ends_at(uuid) to authenticated;
+grant execute on function private.milestone_review_ends_at(uuid) to escrow_service;
+grant execute on function private.milestone_review_ends_at(uuid) to payment_service;

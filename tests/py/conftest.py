@@ -215,7 +215,7 @@ def record_books(cluster: Cluster) -> Callable[[str], dict[str, Any]]:
                 "values (%s, %s, 'USD')",
                 (hana, project_id),
             )
-            payments = []
+            payments, milestones = [], []
             for position in (1, 2):
                 milestone = conn.execute(
                     "insert into public.project_milestones (project_id, position, title, "
@@ -223,6 +223,7 @@ def record_books(cluster: Cluster) -> Callable[[str], dict[str, Any]]:
                     (project_id, position),
                 ).fetchone()
                 assert milestone is not None
+                milestones.append(milestone[0])
                 payment = conn.execute(
                     "insert into public.milestone_payments (milestone_id, payer_id) "
                     "values (%s, %s) returning id",
@@ -241,6 +242,8 @@ def record_books(cluster: Cluster) -> Callable[[str], dict[str, Any]]:
                     "USD",
                     f"fund-{number}",
                 )
+        with client.as_user(carl) as req:
+            req.rpc("submit_milestone", milestones[0], "submit-0")
         with client.as_user(hana) as req:
             req.rpc("release_milestone_payment", payments[0], "release-0")
         return {"admin": admin, "payments": payments}

@@ -79,6 +79,8 @@ def test_an_auditor_reads_a_payments_history_across_tables(client, db, kitchen):
         req.rpc("fund_milestone_payment", payment, "pi_1HistoryFund", 40000, "USD", "fund-2")
     with pytest.raises(ApiError), client.as_user(kitchen["carl"]) as req:
         req.rpc("release_milestone_payment", payment, "release-early")
+    with client.as_user(kitchen["carl"]) as req:
+        req.rpc("submit_milestone", kitchen["milestone"], "submit-2")
     with client.as_user(kitchen["hana"], headers={"x-correlation-id": "corr-release"}) as req:
         req.rpc("release_milestone_payment", payment, "release-2")
     with client.as_user(kitchen["audrey"]) as req:

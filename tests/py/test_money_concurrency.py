@@ -91,7 +91,12 @@ def kitchen(db, make_user):
         (milestone_id, homeowner),
     ).fetchone()
     assert row is not None
-    return {"homeowner": homeowner, "contractor": contractor, "payment": row[0]}
+    return {
+        "homeowner": homeowner,
+        "contractor": contractor,
+        "milestone": milestone_id,
+        "payment": row[0],
+    }
 
 
 def outcome(call) -> str:
@@ -111,6 +116,8 @@ def test_50_concurrent_releases_of_one_payment_succeed_once(
     quiet_client, pooled_client, db, kitchen
 ):
     fund(quiet_client, kitchen["payment"])
+    with quiet_client.as_user(kitchen["contractor"]) as req:
+        req.rpc("submit_milestone", kitchen["milestone"], "submit")
     start = threading.Barrier(WORKERS)
 
     def release(attempt: int) -> str:

@@ -52,8 +52,11 @@ def fee(amount: int) -> int:
 class Payment:
     id: uuid.UUID
     amount: int
+    milestone: uuid.UUID
     status: str = "pending"
     dispute: uuid.UUID | None = None
+    # Its milestone submitted for review by the contractor (the payee): the payer may release.
+    submitted: bool = False
 
 
 @dataclass
@@ -180,7 +183,7 @@ class PaymentWorld(RuleBasedStateMachine):
                 "select id from public.milestone_payments where milestone_id = %s", (milestone,)
             ).fetchone()
             assert row is not None
-            self.payments.append(Payment(row[0], amount))
+            self.payments.append(Payment(row[0], amount, milestone))
         else:
             assert result == "42501", result
 
@@ -208,10 +211,27 @@ class PaymentWorld(RuleBasedStateMachine):
 
     @precondition(lambda self: self.payments)
     @rule(data=st.data(), actor=st.sampled_from(ACTORS))
+    def submit(self, data: st.DataObject, actor: str) -> None:
+        """Only the contractor submits a milestone for review; a released one is approved."""
+        payment = data.draw(st.sampled_from(self.payments))
+        result = self.call(actor, "submit_milestone", payment.milestone)
+        if actor == "payee" and payment.status != "released":
+            assert result == "ok", result
+            payment.submitted = True
+        else:
+            assert result != "ok"
+
+    @precondition(lambda self: self.payments)
+    @rule(data=st.data(), actor=st.sampled_from(ACTORS))
     def release(self, data: st.DataObject, actor: str) -> None:
         payment = data.draw(st.sampled_from(self.payments))
         result = self.call(actor, "release_milestone_payment", payment.id)
-        if actor == "payer" and payment.status == "funded" and payment.dispute is None:
+        if (
+            actor == "payer"
+            and payment.status == "funded"
+            and payment.dispute is None
+            and payment.submitted
+        ):
             assert result == "ok", result
             self._released(payment)
         else:
@@ -369,7 +389,7 @@ class PaymentWorld(RuleBasedStateMachine):
                 answers.append(str(exc.sqlstate))
         assert answers[0] == answers[1], answers
         assert answers[2] == "PT409", answers
-        self.payments.append(Payment(uuid.UUID(answers[0]), amount))
+        self.payments.append(Payment(uuid.UUID(answers[0]), amount, milestones[0]))
 
     # -- model upkeep ----------------------------------------------------------------------
 

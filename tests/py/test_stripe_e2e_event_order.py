@@ -95,6 +95,7 @@ def test_a_chargeback_payguard_could_not_apply_is_reported_by_reconcile_stripe(
     assert stage.deliver(stage.captured("payment_intent.succeeded", intent))["status"] == (
         "processed"
     )
+    flow.submit()
     with b.user_request(flow.ids["homeowner"]) as req:
         req.rpc("release_milestone_payment", flow.ids["payment"], f"rel-{uuid.uuid4()}")
     dispute = stripe_test_api.dispute(charge_of(stripe_client, intent))

@@ -223,7 +223,8 @@ def test_a_partial_refund_holds_the_payment_until_operations_settle_it(stage, st
     assert [d.check for d in found] == ["payment held with its charge refunded"]
     assert "in part, 10000 of 30000" in found[0].subject
 
-    # The payer cannot release money the charge no longer holds.
+    # The payer cannot release money the charge no longer holds, its milestone submitted.
+    flow.submit()
     with (
         pytest.raises(ApiError) as refusal,
         border.user_request(flow.ids["homeowner"]) as req,

@@ -332,6 +332,7 @@ class Flow:
         self.save_card()
         self.create_payment()
         self.fund()
+        self.submit()
         self.release()
         self.verify_account()
         self.withdraw()
@@ -459,6 +460,21 @@ class Flow:
         )
         expect(b.escrow_balance(self.ids["escrow"]) == self.amount, "the escrow holds the amount")
         self.ids["intent"] = intent.id
+
+    def submit(self) -> None:
+        """The contractor submits the milestone for the payer's review: its payment may then be
+        released."""
+        b = self.border
+        with self.step("submit milestone"), b.user_request(self.ids["contractor"]) as req:
+            req.rpc("submit_milestone", self.ids["milestone"], f"submit-{uuid.uuid4()}")
+        expect(
+            b.scalar(
+                "select status::text from public.project_milestones where id = %s",
+                (self.ids["milestone"],),
+            )
+            == "completed",
+            "the milestone is submitted for review",
+        )
 
     def release(self) -> None:
         b = self.border

@@ -17,6 +17,8 @@ select tests.create_project_with_milestones(
   escrow => false,
   project_id => '10000000-0000-0000-0000-000000000001'
 );
+-- carl has submitted the milestones for review
+select tests.submit_milestone(m.id) from public.project_milestones as m;
 
 -- funding needs an escrow account
 select tests.authenticate_as_service('payment_service');

@@ -64,6 +64,9 @@ from (
   ('09', 'disputed'), ('12', 'disputed'), ('13', 'released'), ('17', 'refunded'),
   ('14', 'canceled')
 ) as s (nn, status);
+-- carl has submitted for review the milestones of the payments released here
+select tests.submit_milestone(format('20000000-0000-0000-0000-0000000000%s', n)::uuid)
+from unnest(array['03', '04', '05', '11', '15', '16']) as n;
 -- an open dispute over each disputed payment that staff settle directly (06 to 09), its
 -- resolution written on it first: a disputed payment is settled only by a written decision
 insert into public.disputes (milestone_payment_id, opened_by, reason)

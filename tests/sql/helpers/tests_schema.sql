@@ -299,6 +299,33 @@ begin
 end
 $$;
 
+/**
+ * Submit milestone `milestone` for review, for a test's set-up, as its project's contractor
+ * (the request's user for the statement's length): the review trigger holds the move as for
+ * any submission, the review window opens and the owner is notified. Run as the owner of the
+ * schema, outside a request (a request's settings are put back after it).
+ */
+create function tests.submit_milestone(milestone uuid) returns void
+language plpgsql
+as $$
+declare
+  claims text := current_setting('request.jwt.claims', true);
+  sub text := current_setting('request.jwt.claim.sub', true);
+  contractor uuid := (
+    select p.contractor_id from public.project_milestones as m
+    join public.projects as p on p.id = m.project_id
+    where m.id = milestone
+  );
+begin
+  perform set_config('request.jwt.claims', jsonb_build_object('sub', contractor)::text, true);
+  perform set_config('request.jwt.claim.sub', contractor::text, true);
+  update public.project_milestones as m set status = 'completed'
+  where m.id = milestone and m.status <> 'completed';
+  perform set_config('request.jwt.claims', coalesce(claims, ''), true);
+  perform set_config('request.jwt.claim.sub', coalesce(sub, ''), true);
+end
+$$;
+
 /** Credit `amount` to a user's wallet from clearing, for a test's set-up (not held). */
 create function tests.fund_wallet(owner uuid, amount bigint, wallet_currency char(3) default 'USD')
 returns void

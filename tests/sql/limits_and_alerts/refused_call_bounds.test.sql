@@ -201,7 +201,8 @@ select results_eq(
       and p.proname in ('create_milestone_payment', 'fund_milestone_payment',
         'release_milestone_payment', 'cancel_milestone_payment', 'open_dispute',
         'resolve_dispute', 'request_withdrawal', 'approve_withdrawal', 'complete_withdrawal',
-        'fail_withdrawal')
+        'fail_withdrawal', 'submit_milestone', 'reject_milestone',
+        'release_lapsed_milestone_payment')
     order by 1, 2$$,
   $$values
     ('approve_withdrawal', 'idempotency_key', 255),
@@ -216,15 +217,20 @@ select results_eq(
     ('fund_milestone_payment', 'processor_payment_intent_id', 255),
     ('open_dispute', 'idempotency_key', 255),
     ('open_dispute', 'reason', 5000),
+    ('reject_milestone', 'idempotency_key', 255),
+    ('reject_milestone', 'reason', 2000),
+    ('release_lapsed_milestone_payment', 'idempotency_key', 255),
     ('release_milestone_payment', 'idempotency_key', 255),
     ('request_withdrawal', 'idempotency_key', 255),
     ('resolve_dispute', 'idempotency_key', 255),
-    ('resolve_dispute', 'resolution', 5000)$$,
+    ('resolve_dispute', 'resolution', 5000),
+    ('submit_milestone', 'idempotency_key', 255)$$,
   'every text argument of every RPC has its bound'
 );
 select results_eq(
   $$select conname::text collate "default", pg_get_constraintdef(oid) from pg_catalog.pg_constraint
     where conname in ('disputes_reason_check', 'disputes_resolution_check',
+      'project_milestones_rejection_reason_check',
       'withdrawals_failure_reason_check', 'idempotency_keys_key_check',
       'withdrawal_approvals_reason_check')
     order by 1$$,
@@ -232,6 +238,7 @@ select results_eq(
     ('disputes_reason_check', 'CHECK (((char_length(reason) >= 1) AND (char_length(reason) <= 5000)))'),
     ('disputes_resolution_check', 'CHECK ((char_length(resolution) <= 5000))'),
     ('idempotency_keys_key_check', 'CHECK (((char_length(key) >= 1) AND (char_length(key) <= 255)))'),
+    ('project_milestones_rejection_reason_check', 'CHECK (((char_length(rejection_reason) >= 1) AND (char_length(rejection_reason) <= 2000)))'),
     ('withdrawal_approvals_reason_check', 'CHECK (private.is_written(reason, 2000)) NOT VALID'),
     ('withdrawals_failure_reason_check', 'CHECK ((char_length(failure_reason) <= 500))')$$,
   'the bounds are the limits of the columns the accepted calls store these arguments in'

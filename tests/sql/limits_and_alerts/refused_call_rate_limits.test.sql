@@ -39,9 +39,12 @@ select results_eq(
     ('cancel_milestone_payment', 'milestone_payments.cancel', 'medium'),
     ('create_milestone_payment', 'milestone_payments.insert', 'medium'),
     ('open_dispute', 'disputes.insert', 'medium'),
+    ('reject_milestone', 'project_milestones.reject', 'medium'),
+    ('release_lapsed_milestone_payment', 'milestone_payments.release_lapsed', 'high'),
     ('release_milestone_payment', 'milestone_payments.release', 'high'),
-    ('request_withdrawal', 'withdrawals.insert', 'high')$$,
-  'create, cancel, fund, saving a card, onboarding for payouts and dispute are Medium, release and withdraw High'
+    ('request_withdrawal', 'withdrawals.insert', 'high'),
+    ('submit_milestone', 'project_milestones.submit', 'medium')$$,
+  'create, cancel, fund, saving a card, onboarding for payouts, dispute, submitting and rejecting a milestone are Medium, release (the payer''s or the payee''s) and withdraw High'
 );
 
 -- sam tries to pay hana's milestone 45 times in one minute (Medium: 20 calls)

@@ -19,6 +19,8 @@ select tests.create_project_with_milestones(
   payments => 0,
   project_id => '10000000-0000-0000-0000-000000000001'
 );
+-- carl has submitted the milestones for review
+select tests.submit_milestone(m.id) from public.project_milestones as m;
 
 -- as hana: create a payment, twice with the same key
 select tests.authenticate_as('hana');

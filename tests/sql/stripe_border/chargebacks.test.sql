@@ -17,6 +17,8 @@ select tests.create_supabase_user('ada');
 update public.users set role = 'admin' where id = tests.get_supabase_uid('ada');
 update private.settings set value = '0' where key = 'escrow_hold_seconds';
 select tests.create_project_payments('hana', 'carl', 3);
+-- carl has submitted the milestones for review
+select tests.submit_milestone(m.id) from public.project_milestones as m;
 select tests.authenticate_as_service('payment_service');
 select public.apply_stripe_event(tests.stripe_event('payment_intent.succeeded',
   tests.payment_intent('pi_Charge' || n, format('30000000-0000-4000-8000-00000000000%s', n)::uuid,
