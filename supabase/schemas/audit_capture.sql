@@ -1076,7 +1076,7 @@ after insert or delete or update
 on public.payout_methods
 for each row
 execute function private.capture_audit_row(
-  'id', 'id', 'user_id', 'type', 'is_default', 'created_at', 'updated_at'
+  'id', 'id', 'user_id', 'type', 'is_default', 'created_at', 'updated_at', 'cool_down_until'
 );
 
 create trigger refuse_unaudited_truncate

@@ -42,7 +42,9 @@ $$;
 create type public.security_alert_kind as enum (
   'amount_threshold', 'velocity_limit', 'new_method_large_payment', 'after_hours',
   -- The oldest unsealed audit row is older than the threshold (audit_chain.sql).
-  'audit_seal_backlog'
+  'audit_seal_backlog',
+  -- A payout method was added, changed or verified: its cool-down starts (payment_methods.sql).
+  'payout_method_changed'
 );
 
 create table public.security_alerts (

@@ -374,6 +374,9 @@ create table public.payout_methods (
   processor_external_account_id_sealed private.sealed_token not null,
   processor_external_account_id_lookup private.token_lookup not null,
   processor_account_id_lookup private.token_lookup not null,
+  -- Until then, a withdrawal to it needs two admins' approval: the database sets it when the
+  -- payout method is added, changes destination or is verified (the cool-down section below).
+  cool_down_until timestamptz,
   constraint payout_methods_pkey primary key (id),
   constraint payout_methods_user_id_fkey foreign key (user_id)
   references public.users (id) on delete cascade,
@@ -394,6 +397,11 @@ create table public.payout_methods (
 
 comment on table public.payout_methods is
 'Where a contractor''s money goes: a Stripe external account of their connected account.';
+
+comment on column public.payout_methods.cool_down_until is
+'Until then, a withdrawal to this payout method needs two admins'' approval. Set by the '
+'database when it is added, changes destination or is verified '
+'(payout_method_cool_down_seconds).';
 
 create index payout_methods_user_id_idx on public.payout_methods (user_id);
 
@@ -418,7 +426,7 @@ before insert or update
 on public.payout_methods
 for each row
 execute function private.refuse_card_data(
-  'id', 'user_id', 'type', 'is_default', 'created_at', 'updated_at'
+  'id', 'user_id', 'type', 'is_default', 'created_at', 'updated_at', 'cool_down_until'
 );
 
 /** True when the requesting user owns the payout method. */
@@ -439,3 +447,133 @@ end
 $$;
 
 grant execute on function private.owns_payout_method(uuid) to authenticated;
+
+-- Section: the cool-down of a changed payout method
+--
+-- Redirecting payouts is the classic takeover move: whoever holds a user's session adds a
+-- bank account of their own and withdraws at once. So adding a payout method, changing where
+-- it pays (its type, currency, bank or last digits) and its verification each start a
+-- cool-down (the setting payout_method_cool_down_seconds, 72 hours): a withdrawal requested
+-- to it meanwhile waits for two distinct admins' approval (withdrawals.sql), and one approved
+-- before cannot be paid out until the cool-down ends. Each start tells the user (a
+-- notification, the one channel to users the system has) and raises a security alert for
+-- staff. Re-sealing or re-indexing its processor token is not a change of destination.
+
+insert into private.settings (key, value, description)
+values (
+  'payout_method_cool_down_seconds', '259200',
+  'After a payout method is added, changed or verified, withdrawals to it need two admins'' '
+  || 'approval for this many seconds.'
+);
+
+/**
+ * What a write to a payout method changed that starts a cool-down: `added` (an insert),
+ * `changed` (its type, currency, bank name or last4), `verified` (a move to verified); null
+ * for anything else (a nickname, a default, a token sealed or indexed anew).
+ */
+create or replace function private.payout_method_change(
+  operation text, old_method public.payout_methods, new_method public.payout_methods
+) returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case
+    when operation = 'INSERT' then 'added'
+    when (new_method.type, new_method.currency, new_method.bank_name, new_method.last4)
+      is distinct from
+      (old_method.type, old_method.currency, old_method.bank_name, old_method.last4)
+      then 'changed'
+    when new_method.verification_status = 'verified'
+      and old_method.verification_status <> 'verified' then 'verified'
+  end;
+end
+$$;
+
+/**
+ * BEFORE INSERT OR UPDATE trigger on payout_methods: cool_down_until, the database's alone.
+ * A change that starts a cool-down (private.payout_method_change) sets it to
+ * payout_method_cool_down_seconds from now; any other write keeps it.
+ */
+create or replace function private.start_payout_method_cool_down() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if private.payout_method_change(tg_op, old, new) is not null then
+    new.cool_down_until := now() + make_interval(
+      secs => (private.setting('payout_method_cool_down_seconds') #>> '{}')::numeric
+    );
+  elsif tg_op = 'UPDATE' then
+    new.cool_down_until := old.cool_down_until;
+  end if;
+  return new;
+end
+$$;
+
+create trigger start_payout_method_cool_down
+before insert or update on public.payout_methods
+for each row execute function private.start_payout_method_cool_down();
+
+/**
+ * AFTER INSERT OR UPDATE trigger on payout_methods: when the write started a cool-down
+ * (private.payout_method_change), the user is told and a payout_method_changed security alert
+ * is raised, naming the change.
+ */
+create or replace function private.tell_of_payout_method_change() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  change text := private.payout_method_change(tg_op, old, new);
+  described text := concat_ws(
+    ' ', coalesce(new.bank_name, replace(new.type::text, '_', ' ')),
+    case when new.last4 is not null then 'ending ' || new.last4 end
+  );
+begin
+  if change is null then
+    return null;
+  end if;
+  perform private.notify(
+    new.user_id, 'payout_method.' || change,
+    left(
+      format(
+        'Payout method %s (%s): withdrawals to it need staff approval until %s UTC. '
+        || 'Not you? Contact support now.',
+        change, described,
+        to_char(new.cool_down_until at time zone 'UTC', 'YYYY-MM-DD HH24:MI')
+      ),
+      200
+    )
+  );
+  perform private.raise_security_alert(
+    'payout_method_changed', new.user_id, 'payout_methods.' || change,
+    jsonb_build_object(
+      'payout_method_id', new.id, 'change', change, 'cool_down_until', new.cool_down_until
+    )
+  );
+  return null;
+end
+$$;
+
+create trigger tell_of_payout_method_change
+after insert or update on public.payout_methods
+for each row execute function private.tell_of_payout_method_change();
+
+/** When the cool-down of `payout_method` ends; null when none was started. */
+create or replace function private.payout_method_cool_down_until(payout_method uuid)
+returns timestamptz
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (select pm.cool_down_until from public.payout_methods as pm where pm.id = payout_method);
+end
+$$;
+
+grant execute on function private.payout_method_cool_down_until(uuid) to payment_service;

@@ -857,7 +857,7 @@ from public, anon, authenticated, service_role, payment_service, escrow_service,
 grant delete on table public.payout_methods to authenticated;
 grant select (
   id, user_id, type, processor, bank_name, last4, currency, nickname, is_default, metadata,
-  created_at, updated_at, verification_status
+  created_at, updated_at, verification_status, cool_down_until
 ) on table public.payout_methods to authenticated;
 grant update (
   nickname, is_default
@@ -865,14 +865,14 @@ grant update (
 grant insert, update, delete on table public.payout_methods to service_role;
 grant select (
   id, user_id, type, processor, bank_name, last4, currency, nickname, is_default, metadata,
-  created_at, updated_at, verification_status, processor_external_account_id_lookup,
-  processor_account_id_lookup
+  created_at, updated_at, verification_status, cool_down_until,
+  processor_external_account_id_lookup, processor_account_id_lookup
 ) on table public.payout_methods to service_role;
 grant select, insert, update, delete on table public.payout_methods to payment_service;
 grant select (
   id, user_id, type, processor, bank_name, last4, currency, nickname, is_default, metadata,
-  created_at, updated_at, verification_status, processor_external_account_id_lookup,
-  processor_account_id_lookup
+  created_at, updated_at, verification_status, cool_down_until,
+  processor_external_account_id_lookup, processor_account_id_lookup
 ) on table public.payout_methods to admin;
 do $drop_unlisted$
 declare

@@ -3382,6 +3382,8 @@ as $$
   ) as t
   cross join lateral (select private.withdrawal_step_attempt(w.id, 'payout') as attempt) as p
   where w.status = 'approved' and w.processor_payout_id is null
+    -- Not during its payout method's cool-down, unless two admins approved it (withdrawals.sql).
+    and private.withdrawal_clear_of_cool_down(w.id)
     and private.payout_method_payable(pm.id)
   order by w.created_at, w.id
 $$;

@@ -197,8 +197,10 @@ begin
     hint = 'released funds become withdrawable after the payout hold';
   end if;
   -- Dual control counts the day: splitting a large withdrawal into small ones does not
-  -- avoid it.
+  -- avoid it. A payout method in its cool-down (payment_methods.sql) needs it whatever the
+  -- amount.
   new.status := case
+    when private.payout_method_cool_down_until(new.payout_method_id) > now() then 'requested'
     when new.amount_minor + coalesce((
       select sum(w.amount_minor) from public.withdrawals as w
       where w.user_id = new.user_id and w.currency = new.currency
@@ -266,6 +268,32 @@ before update of id, user_id, currency on public.payout_methods
 for each row execute function private.keep_payout_method_of_withdrawals();
 
 -- Section: transitions and settlement
+
+/**
+ * True when the withdrawal may be paid out as far as its payout method's cool-down goes: the
+ * cool-down is over (or none was started), or two distinct admins approved the withdrawal.
+ */
+create or replace function private.withdrawal_clear_of_cool_down(withdrawal uuid)
+returns boolean
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+begin
+  return (
+    select coalesce(pm.cool_down_until <= now(), true) or (
+      select count(distinct a.approved_by) from public.withdrawal_approvals as a
+      where a.withdrawal_id = w.id
+    ) >= 2
+    from public.withdrawals as w
+    join public.payout_methods as pm on pm.id = w.payout_method_id
+    where w.id = withdrawal
+  );
+end
+$$;
+
+grant execute on function private.withdrawal_clear_of_cool_down(uuid) to payment_service;
 
 /**
  * BEFORE UPDATE trigger on withdrawals: the transitions, who makes them, and the facts each

@@ -304,7 +304,10 @@ def test_a_withdrawal_failed_after_its_transfer_is_reported_until_the_transfer_i
     back too: reported until the transfer is reversed and the reversal recorded."""
     with psycopg.connect(books["admin"], autocommit=True) as conn:
         conn.execute("set role postgres")
-        conn.execute("update private.settings set value = '0' where key = 'payout_hold_seconds'")
+        conn.execute(
+            "update private.settings set value = '0' "
+            "where key in ('payout_hold_seconds', 'payout_method_cool_down_seconds')"
+        )
         row = conn.execute(
             "select payee_id from public.milestone_payments where id = %s",
             (books["payments"][0],),

@@ -288,8 +288,8 @@ def books(database_url, stripe_test_api):
     stripe_test_api.forget_everything()
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
-            "update private.settings set value = '0' "
-            "where key in ('escrow_hold_seconds', 'payout_hold_seconds')"
+            "update private.settings set value = '0' where key in "
+            "('escrow_hold_seconds', 'payout_hold_seconds', 'payout_method_cool_down_seconds')"
         )
 
 

@@ -190,11 +190,13 @@ class Border:
         return lookup(self.token_keys()[1], token)
 
     def lift_holds(self) -> None:
-        """No escrow or payout hold: a payment is released, and its money withdrawn, at once."""
+        """No escrow or payout hold, and no payout-method cool-down: a payment is released,
+        and its money withdrawn to a new payout method, at once. The cool-down's own tests
+        (withdrawals/payout_method_cool_down) keep it."""
         with self.sql() as conn:
             conn.execute(
-                "update private.settings set value = '0' "
-                "where key in ('escrow_hold_seconds', 'payout_hold_seconds')"
+                "update private.settings set value = '0' where key in "
+                "('escrow_hold_seconds', 'payout_hold_seconds', 'payout_method_cool_down_seconds')"
             )
 
     def make_user(self, name: str, role: str | None = None) -> uuid.UUID:

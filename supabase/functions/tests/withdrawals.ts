@@ -13,6 +13,11 @@ import { addPayoutMethod, verifyAccount } from "./tokens.ts";
 
 /** A contractor with money in their wallet and an approved withdrawal of `amount` to `account`. */
 export async function approvedWithdrawal(account: string, amount = 10000) {
+  // A new payout method withdrawn to at once: its cool-down is lifted (the cool-down's own
+  // tests are withdrawals/payout_method_cool_down in pgTAP).
+  await db`
+    update private.settings set value = '0' where key = 'payout_method_cool_down_seconds'
+  `;
   const carl = await makeUser("carl", true);
   const method = { id: await addPayoutMethod(carl, account, stripeId("ba", 12)) };
   // Only an account the processor verified is paid (account.updated, played here).

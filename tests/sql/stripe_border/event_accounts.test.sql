@@ -9,6 +9,10 @@
 begin;
 select plan(36);
 
+-- Its payout methods are new and withdrawn to at once: their cool-down is lifted (the
+-- cool-down's own tests: withdrawals/payout_method_cool_down.test.sql).
+update private.settings set value = '0' where key = 'payout_method_cool_down_seconds';
+
 select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: hana pays carl (p1, p2, p3 pending); carl and eve each have a payout

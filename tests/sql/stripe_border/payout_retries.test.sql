@@ -7,6 +7,10 @@
 begin;
 select plan(30);
 
+-- Its payout methods are new and withdrawn to at once: their cool-down is lifted (the
+-- cool-down's own tests: withdrawals/payout_method_cool_down.test.sql).
+update private.settings set value = '0' where key = 'payout_method_cool_down_seconds';
+
 select tests.let_roles_call_pgtap();
 
 -- fixtures, as postgres: carl has 900.00 USD and a payout method; w1 to w3 are approved

@@ -5,6 +5,10 @@
 begin;
 select plan(12);
 
+-- Its payout methods are new and withdrawn to at once: their cool-down is lifted (the
+-- cool-down's own tests: withdrawals/payout_method_cool_down.test.sql).
+update private.settings set value = '0' where key = 'payout_method_cool_down_seconds';
+
 select tests.let_roles_call_pgtap('payment_service', 'admin');
 
 -- carl has 300.00 USD; w1 (100.00) and w2 (200.00) are requested

@@ -6,6 +6,10 @@
 begin;
 select plan(20);
 
+-- Its payout methods are new and withdrawn to at once: their cool-down is lifted (the
+-- cool-down's own tests: withdrawals/payout_method_cool_down.test.sql).
+update private.settings set value = '0' where key = 'payout_method_cool_down_seconds';
+
 select tests.let_roles_call_pgtap('payment_service', 'admin');
 
 -- carl has 301.00 USD; w1 (100.00), w2 (200.00) and w3 (1.00) are requested; the payouts of

@@ -6,6 +6,10 @@
 begin;
 select plan(36);
 
+-- Its payout methods are new and withdrawn to at once: their cool-down is lifted (the
+-- cool-down's own tests: withdrawals/payout_method_cool_down.test.sql).
+update private.settings set value = '0' where key = 'payout_method_cool_down_seconds';
+
 select tests.let_roles_call_pgtap('payment_service', 'admin');
 
 -- carl has 1,000.00 USD; w1 to w4 (100.00 each) are approved
