@@ -1255,6 +1255,48 @@ on public.withdrawals
 for each statement
 execute function private.refuse_unaudited_truncate();
 
+create trigger audit_trail
+after insert or delete or update
+on public.payment_suspensions
+for each row
+execute function private.capture_audit_row(
+  'id', 'id', 'user_id', 'suspended_by', 'lifted_at', 'lifted_by', 'created_at', 'updated_at'
+);
+
+create trigger refuse_unaudited_truncate
+before truncate
+on public.payment_suspensions
+for each statement
+execute function private.refuse_unaudited_truncate();
+
+create trigger audit_trail
+after insert or delete or update
+on public.platform_freezes
+for each row
+execute function private.capture_audit_row(
+  'id', 'id', 'frozen_by', 'lifted_at', 'lifted_by', 'created_at', 'updated_at'
+);
+
+create trigger refuse_unaudited_truncate
+before truncate
+on public.platform_freezes
+for each statement
+execute function private.refuse_unaudited_truncate();
+
+create trigger audit_trail
+after insert or delete or update
+on public.incident_notices
+for each row
+execute function private.capture_audit_row(
+  'id', 'id', 'created_from', 'created_to', 'sent_by', 'created_at', 'updated_at'
+);
+
+create trigger refuse_unaudited_truncate
+before truncate
+on public.incident_notices
+for each statement
+execute function private.refuse_unaudited_truncate();
+
 -- Section: reads of restricted data
 --
 -- PCI DSS 10.2.1.1 asks that every individual access to cardholder data be logged. A read

@@ -357,6 +357,67 @@ using (
   )
 );
 
+-- public.incident_notices: Notices an admin sent to the users a query over milestone payments
+-- chose.
+alter table public.incident_notices enable row level security;
+alter table public.incident_notices force row level security;
+revoke all on table public.incident_notices
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+grant select on table public.incident_notices to service_role;
+grant select on table public.incident_notices to admin;
+grant insert (
+  title, reason, payment_statuses, created_from, created_to, currency
+) on table public.incident_notices to admin;
+grant select on table public.incident_notices to auditor;
+do $drop_unlisted$
+declare
+  stale record;
+begin
+  for stale in
+    select p.policyname from pg_catalog.pg_policies as p
+    where
+      p.schemaname = 'public'
+      and p.tablename = 'incident_notices'
+      and p.policyname not in (
+        'service_role can read all incident notices',
+        'admin can read all incident notices',
+        'auditor can read all incident notices',
+        'Admins send notices in their own name'
+      )
+  loop
+    execute format('drop policy %I on public.incident_notices', stale.policyname);
+  end loop;
+end
+$drop_unlisted$;
+drop policy if exists "service_role can read all incident notices"
+on public.incident_notices;
+create policy "service_role can read all incident notices" on public.incident_notices
+as permissive
+for select
+to service_role
+using (true);
+drop policy if exists "admin can read all incident notices"
+on public.incident_notices;
+create policy "admin can read all incident notices" on public.incident_notices
+as permissive
+for select
+to admin
+using (true);
+drop policy if exists "auditor can read all incident notices"
+on public.incident_notices;
+create policy "auditor can read all incident notices" on public.incident_notices
+as permissive
+for select
+to auditor
+using (true);
+drop policy if exists "Admins send notices in their own name"
+on public.incident_notices;
+create policy "Admins send notices in their own name" on public.incident_notices
+as permissive
+for insert
+to admin
+with check (sent_by = (select auth.uid()));
+
 -- public.milestone_payments: The payment of a milestone through escrow. Status changes follow the
 -- transition trigger.
 alter table public.milestone_payments enable row level security;
@@ -734,6 +795,79 @@ for delete
 to authenticated
 using (((select auth.jwt()) ->> 'aal') = 'aal2');
 
+-- public.payment_suspensions: A user's money movement suspended by an admin, with a written reason,
+-- until an admin lifts it.
+alter table public.payment_suspensions enable row level security;
+alter table public.payment_suspensions force row level security;
+revoke all on table public.payment_suspensions
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+grant select on table public.payment_suspensions to service_role;
+grant select on table public.payment_suspensions to admin;
+grant insert (
+  user_id, reason
+) on table public.payment_suspensions to admin;
+grant update (
+  lift_reason
+) on table public.payment_suspensions to admin;
+grant select on table public.payment_suspensions to auditor;
+do $drop_unlisted$
+declare
+  stale record;
+begin
+  for stale in
+    select p.policyname from pg_catalog.pg_policies as p
+    where
+      p.schemaname = 'public'
+      and p.tablename = 'payment_suspensions'
+      and p.policyname not in (
+        'service_role can read all payment suspensions',
+        'admin can read all payment suspensions',
+        'admin can update all payment suspensions',
+        'auditor can read all payment suspensions',
+        'Admins suspend in their own name'
+      )
+  loop
+    execute format('drop policy %I on public.payment_suspensions', stale.policyname);
+  end loop;
+end
+$drop_unlisted$;
+drop policy if exists "service_role can read all payment suspensions"
+on public.payment_suspensions;
+create policy "service_role can read all payment suspensions" on public.payment_suspensions
+as permissive
+for select
+to service_role
+using (true);
+drop policy if exists "admin can read all payment suspensions"
+on public.payment_suspensions;
+create policy "admin can read all payment suspensions" on public.payment_suspensions
+as permissive
+for select
+to admin
+using (true);
+drop policy if exists "admin can update all payment suspensions"
+on public.payment_suspensions;
+create policy "admin can update all payment suspensions" on public.payment_suspensions
+as permissive
+for update
+to admin
+using (true)
+with check (true);
+drop policy if exists "auditor can read all payment suspensions"
+on public.payment_suspensions;
+create policy "auditor can read all payment suspensions" on public.payment_suspensions
+as permissive
+for select
+to auditor
+using (true);
+drop policy if exists "Admins suspend in their own name"
+on public.payment_suspensions;
+create policy "Admins suspend in their own name" on public.payment_suspensions
+as permissive
+for insert
+to admin
+with check (suspended_by = (select auth.uid()));
+
 -- public.payment_transactions: Charges, refunds, payouts, fees and transfers. Users start charges;
 -- services record the rest.
 alter table public.payment_transactions enable row level security;
@@ -981,6 +1115,79 @@ as restrictive
 for delete
 to authenticated
 using (((select auth.jwt()) ->> 'aal') = 'aal2');
+
+-- public.platform_freezes: Payouts or funding frozen platform-wide by an admin, with a written
+-- reason, until an admin lifts it.
+alter table public.platform_freezes enable row level security;
+alter table public.platform_freezes force row level security;
+revoke all on table public.platform_freezes
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+grant select on table public.platform_freezes to service_role;
+grant select on table public.platform_freezes to admin;
+grant insert (
+  scope, reason
+) on table public.platform_freezes to admin;
+grant update (
+  lift_reason
+) on table public.platform_freezes to admin;
+grant select on table public.platform_freezes to auditor;
+do $drop_unlisted$
+declare
+  stale record;
+begin
+  for stale in
+    select p.policyname from pg_catalog.pg_policies as p
+    where
+      p.schemaname = 'public'
+      and p.tablename = 'platform_freezes'
+      and p.policyname not in (
+        'service_role can read all platform freezes',
+        'admin can read all platform freezes',
+        'admin can update all platform freezes',
+        'auditor can read all platform freezes',
+        'Admins freeze in their own name'
+      )
+  loop
+    execute format('drop policy %I on public.platform_freezes', stale.policyname);
+  end loop;
+end
+$drop_unlisted$;
+drop policy if exists "service_role can read all platform freezes"
+on public.platform_freezes;
+create policy "service_role can read all platform freezes" on public.platform_freezes
+as permissive
+for select
+to service_role
+using (true);
+drop policy if exists "admin can read all platform freezes"
+on public.platform_freezes;
+create policy "admin can read all platform freezes" on public.platform_freezes
+as permissive
+for select
+to admin
+using (true);
+drop policy if exists "admin can update all platform freezes"
+on public.platform_freezes;
+create policy "admin can update all platform freezes" on public.platform_freezes
+as permissive
+for update
+to admin
+using (true)
+with check (true);
+drop policy if exists "auditor can read all platform freezes"
+on public.platform_freezes;
+create policy "auditor can read all platform freezes" on public.platform_freezes
+as permissive
+for select
+to auditor
+using (true);
+drop policy if exists "Admins freeze in their own name"
+on public.platform_freezes;
+create policy "Admins freeze in their own name" on public.platform_freezes
+as permissive
+for insert
+to admin
+with check (frozen_by = (select auth.uid()));
 
 -- public.processor_accounts: Each contractor's connected account at the processor, its owner set
 -- once by payment_service, its verification from account.updated; the user reads their own.

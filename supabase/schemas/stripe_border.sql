@@ -3384,6 +3384,10 @@ as $$
   where w.status = 'approved' and w.processor_payout_id is null
     -- Not during its payout method's cool-down, unless two admins approved it (withdrawals.sql).
     and private.withdrawal_clear_of_cool_down(w.id)
+    -- Not while payouts are frozen, nor to a user whose payments are suspended
+    -- (incident_controls.sql).
+    and private.platform_freeze('payouts') is null
+    and private.payment_suspension(w.user_id) is null
     and private.payout_method_payable(pm.id)
   order by w.created_at, w.id
 $$;
