@@ -50,6 +50,10 @@ def test_rows_written_after_a_fresh_deploy_are_sealed_within_the_threshold(
         "payguard-audit-sealer",
     ]
 
+    with psycopg.connect(url) as conn:
+        jobs = conn.execute("select jobname, schedule from cron.job order by jobname").fetchall()
+    assert ("payguard-lapsed-reviews", "*/5 * * * *") in jobs, "lapsed reviews are released too"
+
     # A sign-up writes an audit row; nothing is sealed by hand from here on.
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(

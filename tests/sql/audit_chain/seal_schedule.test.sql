@@ -4,7 +4,7 @@
 -- staff role may run any of it. tests/py/test_audit_schedule.py proves that pg_cron seals a
 -- fresh deploy with no manual step.
 begin;
-select plan(32);
+select plan(33);
 
 select tests.let_roles_call_pgtap();
 select tests.create_supabase_user('alice');
@@ -16,6 +16,12 @@ select is(
   'pg_cron is not installed in this database: nothing scheduled; seal with '
   || '`payguard audit seal --follow`',
   'without pg_cron, scheduling the sealer does nothing and says how to seal'
+);
+select is(
+  private.schedule_lapsed_reviews(),
+  'pg_cron is not installed in this database: nothing scheduled; run '
+  || 'select private.release_lapsed_reviews() from a scheduler of your own',
+  'nor is the release of lapsed milestone reviews scheduled'
 );
 
 -- the backlog, as the log holds it
@@ -100,7 +106,8 @@ as $$
   select unnest(array[
     'private.schedule_audit_sealer()'::regprocedure,
     'private.audit_seal_status()'::regprocedure,
-    'private.check_audit_seal_backlog()'::regprocedure
+    'private.check_audit_seal_backlog()'::regprocedure,
+    'private.schedule_lapsed_reviews()'::regprocedure
   ])
 $$;
 select is(
@@ -125,7 +132,7 @@ select is(
   ),
   array[
     'private.audit_seal_status()', 'private.check_audit_seal_backlog()',
-    'private.schedule_audit_sealer()'
+    'private.schedule_audit_sealer()', 'private.schedule_lapsed_reviews()'
   ],
   'the owner, whose pg_cron jobs run them, may execute each'
 );
