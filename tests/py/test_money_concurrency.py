@@ -27,8 +27,8 @@ def no_holds_nor_velocity_limits(database_url):
     own tests are in tests/sql), and so are the hold periods."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
-            "update private.settings set value = '0' "
-            "where key in ('escrow_hold_seconds', 'payout_hold_seconds')"
+            "update private.settings set value = '0' where key in "
+            "('escrow_hold_seconds', 'payout_hold_seconds', 'payout_method_cool_down_seconds')"
         )
         conn.execute(
             "update private.settings set value = (select jsonb_object_agg(level, "

@@ -71,8 +71,8 @@ class Withdrawal:
 def settings_for_the_model(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
-            "update private.settings set value = '0' "
-            "where key in ('escrow_hold_seconds', 'payout_hold_seconds')"
+            "update private.settings set value = '0' where key in "
+            "('escrow_hold_seconds', 'payout_hold_seconds', 'payout_method_cool_down_seconds')"
         )
         conn.execute(
             "update private.settings set value = jsonb_build_object('default', %s::int) "
