@@ -70,6 +70,7 @@ demo: setup ## Start the embedded database, deploy with seed data, show what is 
 	@$(PAYGUARD) deploy --seed
 	@$(PAYGUARD) describe
 	@$(PAYGUARD) demo
+	@$(PAYGUARD) audit status --wait 90  # sealed by the scheduled sealer, with no manual step
 
 test: setup ## Every check, stage by stage, stopping at the first failure; a header and a time for each
 	@$(PAYGUARD) test --prepare  # the cluster and its template, before steps that use them at once

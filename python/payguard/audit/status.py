@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,3 +70,22 @@ def seal_status(url: str) -> SealStatus:
         scheduled_jobs=tuple(row[5] or ()),
         checked_at=row[6],
     )
+
+
+def wait_until_sealed(url: str, timeout: float, interval: float = 1.0) -> tuple[SealStatus, bool]:
+    """Wait, up to `timeout` seconds, until every row written before the call is sealed by
+    whatever seals the log (pg_cron's job, a running `audit seal --follow`): this seals
+    nothing itself. Returns the last status and whether they were sealed."""
+    with connect(url) as conn:
+        row = conn.execute(
+            "select case when is_called then last_value else 0 end from private.audit_log_seq"
+        ).fetchone()
+    target = int(row[0]) if row else 0
+    deadline = time.monotonic() + timeout
+    while True:
+        found = seal_status(url)
+        if found.sealed_through >= target:
+            return found, True
+        if time.monotonic() >= deadline:
+            return found, False
+        time.sleep(interval)

@@ -12,7 +12,7 @@ from payguard.audit.chain import Anchor, current_anchor
 from payguard.audit.chain import verify as verify_chain
 from payguard.audit.retention import purge as run_purge
 from payguard.audit.sealer import SealRun, follow, seal_now
-from payguard.audit.status import seal_status
+from payguard.audit.status import seal_status, wait_until_sealed
 from payguard.cli.common import DbUrl, Json, deployed_url, err, out, print_json
 from payguard.errors import ExitCode, PayguardError, UsageError
 
@@ -129,13 +129,37 @@ def seal(
 
 
 @app.command()
-def status(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> None:
+def status(
+    ctx: typer.Context,
+    db_url: DbUrl = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            help="First wait up to SECONDS for the rows written so far to be sealed by the "
+            "scheduled sealer (this command seals nothing); exit 1 if they are not.",
+        ),
+    ] = None,
+    as_json: Json = False,
+) -> None:
     """The sealing backlog: rows not sealed yet, the oldest one's age, the last seal, and the
     pg_cron jobs that seal; exit 1 when the oldest unsealed row is older than the alert
     threshold (the setting audit_seal_alert_seconds)."""
-    found = seal_status(deployed_url(ctx, db_url))
+    url = deployed_url(ctx, db_url)
+    if wait is not None and wait < 0:
+        raise typer.BadParameter("must be 0 or more", param_hint="--wait")
+    sealed_in_time = True
+    if wait is None:
+        found = seal_status(url)
+    else:
+        found, sealed_in_time = wait_until_sealed(url, wait)
     if as_json:
-        print_json(found.as_dict())
+        print_json(
+            found.as_dict()
+            if wait is None
+            else {**found.as_dict(), "sealed_in_time": sealed_in_time}
+        )
     else:
         last = found.last_sealed_at.isoformat() if found.last_sealed_at else "never"
         age = found.oldest_unsealed_seconds
@@ -162,7 +186,13 @@ def status(ctx: typer.Context, db_url: DbUrl = None, as_json: Json = False) -> N
                 "(audit_seal_alert_seconds): is the sealer running?",
                 markup=False,
             )
-    if found.overdue:
+    if not sealed_in_time and not as_json:
+        err.print(
+            f"the rows written before this call were not sealed within {wait:g} s: "
+            "is the sealer scheduled?",
+            markup=False,
+        )
+    if found.overdue or not sealed_in_time:
         raise typer.Exit(code=ExitCode.FINDING)
 
 
