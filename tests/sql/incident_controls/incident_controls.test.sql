@@ -4,7 +4,7 @@
 -- Every other role is refused, and so is an admin at aal1. What each lever stops, it stops
 -- whatever the path; lifting it lets the same act through.
 begin;
-select plan(57);
+select plan(58);
 
 update private.settings set value = '0' where key = 'payout_method_cool_down_seconds';
 update private.settings set value = '{"time_zone": "UTC", "from": 0, "to": 24}'
@@ -162,6 +162,12 @@ select throws_ok(
     where id = '30000000-0000-4000-8000-000000000001'$$,
   'PT403', format('the payments of user %s are suspended', current_setting('fixture.hana')),
   'nor releases a payment, even straight through the table'
+);
+select throws_ok(
+  $$insert into public.milestone_payments (milestone_id)
+    values ('20000000-0000-4000-8000-000000000003')$$,
+  'PT403', format('the payments of user %s are suspended', current_setting('fixture.hana')),
+  'nor creates a payment'
 );
 reset role;
 
