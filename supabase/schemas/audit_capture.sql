@@ -1007,6 +1007,28 @@ execute function private.refuse_unaudited_truncate();
 
 create trigger audit_trail
 after insert or delete or update
+on public.ledger_corrections
+for each row
+execute function private.capture_audit_row(
+  'id',
+  'id',
+  'debit_account_id',
+  'credit_account_id',
+  'proposed_by',
+  'decided_by',
+  'decided_at',
+  'created_at',
+  'updated_at'
+);
+
+create trigger refuse_unaudited_truncate
+before truncate
+on public.ledger_corrections
+for each statement
+execute function private.refuse_unaudited_truncate();
+
+create trigger audit_trail
+after insert or delete or update
 on public.funding_attempts
 for each row
 execute function private.capture_audit_row(
