@@ -1188,6 +1188,30 @@ execute function private.refuse_unaudited_truncate();
 
 create trigger audit_trail
 after insert or delete or update
+on public.setting_changes
+for each row
+execute function private.capture_audit_row(
+  'id',
+  'id',
+  'effective_from',
+  'proposed_by',
+  'approved_by',
+  'approved_at',
+  'canceled_by',
+  'canceled_at',
+  'applied_at',
+  'created_at',
+  'updated_at'
+);
+
+create trigger refuse_unaudited_truncate
+before truncate
+on public.setting_changes
+for each statement
+execute function private.refuse_unaudited_truncate();
+
+create trigger audit_trail
+after insert or delete or update
 on public.subscriptions
 for each row
 execute function private.capture_audit_row(

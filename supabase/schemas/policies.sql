@@ -1473,6 +1473,71 @@ for select
 to auditor
 using (true);
 
+-- public.setting_changes: Admins change limits, thresholds, holds and fees, effective from a time,
+-- with a written reason: one admin tightens a control, a second admin's approval loosens one or
+-- changes a fee; the database applies each change when it is due.
+alter table public.setting_changes enable row level security;
+alter table public.setting_changes force row level security;
+revoke all on table public.setting_changes
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+grant select on table public.setting_changes to admin;
+grant insert (
+  setting_key, new_value, effective_from, reason
+) on table public.setting_changes to admin;
+grant update (
+  status, approval_reason, cancel_reason
+) on table public.setting_changes to admin;
+grant select on table public.setting_changes to auditor;
+do $drop_unlisted$
+declare
+  stale record;
+begin
+  for stale in
+    select p.policyname from pg_catalog.pg_policies as p
+    where
+      p.schemaname = 'public'
+      and p.tablename = 'setting_changes'
+      and p.policyname not in (
+        'admin can read all setting changes',
+        'admin can update all setting changes',
+        'auditor can read all setting changes',
+        'Admins propose setting changes in their own name'
+      )
+  loop
+    execute format('drop policy %I on public.setting_changes', stale.policyname);
+  end loop;
+end
+$drop_unlisted$;
+drop policy if exists "admin can read all setting changes"
+on public.setting_changes;
+create policy "admin can read all setting changes" on public.setting_changes
+as permissive
+for select
+to admin
+using (true);
+drop policy if exists "admin can update all setting changes"
+on public.setting_changes;
+create policy "admin can update all setting changes" on public.setting_changes
+as permissive
+for update
+to admin
+using (true)
+with check (true);
+drop policy if exists "auditor can read all setting changes"
+on public.setting_changes;
+create policy "auditor can read all setting changes" on public.setting_changes
+as permissive
+for select
+to auditor
+using (true);
+drop policy if exists "Admins propose setting changes in their own name"
+on public.setting_changes;
+create policy "Admins propose setting changes in their own name" on public.setting_changes
+as permissive
+for insert
+to admin
+with check (proposed_by = (select auth.uid()));
+
 -- public.subscriptions: Users' subscriptions, as the processor reports them. The owner reads;
 -- payment_service writes.
 alter table public.subscriptions enable row level security;
