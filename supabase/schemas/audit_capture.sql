@@ -1007,6 +1007,28 @@ execute function private.refuse_unaudited_truncate();
 
 create trigger audit_trail
 after insert or delete or update
+on public.ledger_corrections
+for each row
+execute function private.capture_audit_row(
+  'id',
+  'id',
+  'debit_account_id',
+  'credit_account_id',
+  'proposed_by',
+  'decided_by',
+  'decided_at',
+  'created_at',
+  'updated_at'
+);
+
+create trigger refuse_unaudited_truncate
+before truncate
+on public.ledger_corrections
+for each statement
+execute function private.refuse_unaudited_truncate();
+
+create trigger audit_trail
+after insert or delete or update
 on public.funding_attempts
 for each row
 execute function private.capture_audit_row(
@@ -1161,6 +1183,30 @@ execute function private.capture_audit_row(
 create trigger refuse_unaudited_truncate
 before truncate
 on public.projects
+for each statement
+execute function private.refuse_unaudited_truncate();
+
+create trigger audit_trail
+after insert or delete or update
+on public.setting_changes
+for each row
+execute function private.capture_audit_row(
+  'id',
+  'id',
+  'effective_from',
+  'proposed_by',
+  'approved_by',
+  'approved_at',
+  'canceled_by',
+  'canceled_at',
+  'applied_at',
+  'created_at',
+  'updated_at'
+);
+
+create trigger refuse_unaudited_truncate
+before truncate
+on public.setting_changes
 for each statement
 execute function private.refuse_unaudited_truncate();
 

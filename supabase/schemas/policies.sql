@@ -418,6 +418,71 @@ for insert
 to admin
 with check (sent_by = (select auth.uid()));
 
+-- public.ledger_corrections: Dual control over correcting transfers: one admin proposes a transfer
+-- between two ledger accounts, a second admin approves (the transfer is posted) or rejects it, each
+-- with a written reason; the proposer may withdraw it.
+alter table public.ledger_corrections enable row level security;
+alter table public.ledger_corrections force row level security;
+revoke all on table public.ledger_corrections
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+grant select on table public.ledger_corrections to admin;
+grant insert (
+  debit_account_id, credit_account_id, amount_minor, currency, reason
+) on table public.ledger_corrections to admin;
+grant update (
+  status, decision_reason
+) on table public.ledger_corrections to admin;
+grant select on table public.ledger_corrections to auditor;
+do $drop_unlisted$
+declare
+  stale record;
+begin
+  for stale in
+    select p.policyname from pg_catalog.pg_policies as p
+    where
+      p.schemaname = 'public'
+      and p.tablename = 'ledger_corrections'
+      and p.policyname not in (
+        'admin can read all ledger corrections',
+        'admin can update all ledger corrections',
+        'auditor can read all ledger corrections',
+        'Admins propose ledger corrections in their own name'
+      )
+  loop
+    execute format('drop policy %I on public.ledger_corrections', stale.policyname);
+  end loop;
+end
+$drop_unlisted$;
+drop policy if exists "admin can read all ledger corrections"
+on public.ledger_corrections;
+create policy "admin can read all ledger corrections" on public.ledger_corrections
+as permissive
+for select
+to admin
+using (true);
+drop policy if exists "admin can update all ledger corrections"
+on public.ledger_corrections;
+create policy "admin can update all ledger corrections" on public.ledger_corrections
+as permissive
+for update
+to admin
+using (true)
+with check (true);
+drop policy if exists "auditor can read all ledger corrections"
+on public.ledger_corrections;
+create policy "auditor can read all ledger corrections" on public.ledger_corrections
+as permissive
+for select
+to auditor
+using (true);
+drop policy if exists "Admins propose ledger corrections in their own name"
+on public.ledger_corrections;
+create policy "Admins propose ledger corrections in their own name" on public.ledger_corrections
+as permissive
+for insert
+to admin
+with check (proposed_by = (select auth.uid()));
+
 -- public.milestone_payments: The payment of a milestone through escrow. Status changes follow the
 -- transition trigger.
 alter table public.milestone_payments enable row level security;
@@ -1614,6 +1679,71 @@ as permissive
 for select
 to auditor
 using (true);
+
+-- public.setting_changes: Admins change limits, thresholds, holds and fees, effective from a time,
+-- with a written reason: one admin tightens a control, a second admin's approval loosens one or
+-- changes a fee; the database applies each change when it is due.
+alter table public.setting_changes enable row level security;
+alter table public.setting_changes force row level security;
+revoke all on table public.setting_changes
+from public, anon, authenticated, service_role, payment_service, escrow_service, admin, auditor;
+grant select on table public.setting_changes to admin;
+grant insert (
+  setting_key, new_value, effective_from, reason
+) on table public.setting_changes to admin;
+grant update (
+  status, approval_reason, cancel_reason
+) on table public.setting_changes to admin;
+grant select on table public.setting_changes to auditor;
+do $drop_unlisted$
+declare
+  stale record;
+begin
+  for stale in
+    select p.policyname from pg_catalog.pg_policies as p
+    where
+      p.schemaname = 'public'
+      and p.tablename = 'setting_changes'
+      and p.policyname not in (
+        'admin can read all setting changes',
+        'admin can update all setting changes',
+        'auditor can read all setting changes',
+        'Admins propose setting changes in their own name'
+      )
+  loop
+    execute format('drop policy %I on public.setting_changes', stale.policyname);
+  end loop;
+end
+$drop_unlisted$;
+drop policy if exists "admin can read all setting changes"
+on public.setting_changes;
+create policy "admin can read all setting changes" on public.setting_changes
+as permissive
+for select
+to admin
+using (true);
+drop policy if exists "admin can update all setting changes"
+on public.setting_changes;
+create policy "admin can update all setting changes" on public.setting_changes
+as permissive
+for update
+to admin
+using (true)
+with check (true);
+drop policy if exists "auditor can read all setting changes"
+on public.setting_changes;
+create policy "auditor can read all setting changes" on public.setting_changes
+as permissive
+for select
+to auditor
+using (true);
+drop policy if exists "Admins propose setting changes in their own name"
+on public.setting_changes;
+create policy "Admins propose setting changes in their own name" on public.setting_changes
+as permissive
+for insert
+to admin
+with check (proposed_by = (select auth.uid()));
 
 -- public.subscriptions: Users' subscriptions, as the processor reports them. The owner reads;
 -- payment_service writes.

@@ -412,3 +412,48 @@ def test_a_refused_event_is_reported_until_an_admin_settles_it(books, cluster, f
         )
         assert resolved["resolved_at"] is not None
     assert reconcile(books["admin"]) == []
+
+
+def test_a_posted_ledger_correction_reconciles(cluster, books, fresh_database):
+    """Two admins correct the books (one proposes, the other approves): the correcting
+    transfer is new and balanced, and the money still adds up."""
+    ada, abe = uuid.uuid4(), uuid.uuid4()
+    with psycopg.connect(books["admin"], autocommit=True) as conn:
+        conn.execute("set role postgres")
+        for admin in (ada, abe):
+            conn.execute(
+                "insert into auth.users (id, aud, role, email) "
+                "values (%s, 'authenticated', 'authenticated', %s)",
+                (admin, f"{admin}@example.test"),
+            )
+        conn.execute("update public.users set role = 'admin' where id in (%s, %s)", (ada, abe))
+        row = conn.execute(
+            "select (select id from private.ledger_accounts where kind = 'platform_fees' "
+            "and currency = 'USD'), (select id from private.ledger_accounts "
+            "where kind = 'user_wallet' and currency = 'USD')"
+        ).fetchone()
+    assert row is not None
+    fees, wallet = row
+    client = AppClient(cluster.socket_url("authenticator", fresh_database))
+    with client.as_user(ada, aal="aal2", role="admin") as req:
+        proposal = req.rpc(
+            "propose_ledger_correction",
+            fees,
+            wallet,
+            700,
+            "USD",
+            "The fee on the release was charged at the wrong rate",
+        )
+    with client.as_user(abe, aal="aal2", role="admin") as req:
+        approved = req.rpc(
+            "approve_ledger_correction", proposal["id"], "Checked against the fee schedule"
+        )
+    assert approved["status"] == "posted"
+    assert approved["transfer_id"] is not None
+    assert reconcile(books["admin"]) == []
+    with psycopg.connect(books["admin"], autocommit=True) as conn:
+        posted = conn.execute(
+            "select code, amount from private.ledger_transfers where id = %s",
+            (approved["transfer_id"],),
+        ).fetchone()
+    assert posted == ("ledger_correction", 700)
