@@ -1337,7 +1337,7 @@ after insert or delete or update
 on public.users
 for each row
 execute function private.capture_audit_row(
-  'id', 'id', 'role', 'created_at', 'updated_at'
+  'id', 'id', 'role', 'created_at', 'updated_at', 'erased_at'
 );
 
 create trigger refuse_unaudited_truncate

@@ -30,6 +30,8 @@ create table public.users (
   role public.app_role not null default 'homeowner',
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
+  -- When the user's personal data was erased (erasure.sql); null for a user not erased.
+  erased_at timestamptz,
   constraint users_pkey primary key (id),
   constraint users_id_fkey foreign key (id) references auth.users (id) on delete cascade,
   constraint users_full_name_check check (char_length(full_name) <= 200),
@@ -42,6 +44,10 @@ comment on table public.users is
 
 comment on column public.users.phone is
 'An E.164 phone number: + and 7 to 15 digits, no spaces. The card-data guard reads it.';
+
+comment on column public.users.erased_at is
+'When the user''s personal data was erased (private.erase_user): email, name and phone are '
+'gone, the account is banned, and private.has_app_role no longer holds for the user.';
 
 create index users_role_idx on public.users (role);
 
@@ -60,7 +66,7 @@ before insert or update
 on public.users
 for each row
 execute function private.refuse_card_data(
-  'id', 'role', 'created_at', 'updated_at'
+  'id', 'role', 'created_at', 'updated_at', 'erased_at'
 );
 
 /**
@@ -93,8 +99,9 @@ after insert on auth.users
 for each row execute function private.create_user_profile();
 
 /**
- * True when the requesting user's application role is one of `roles`. Security definer, so
- * that a policy can ask without granting the caller a read of other profiles.
+ * True when the requesting user's application role is one of `roles`, and the user is not
+ * erased. Security definer, so that a policy can ask without granting the caller a read of
+ * other profiles.
  */
 create or replace function private.has_app_role(roles public.app_role[]) returns boolean
 language plpgsql
@@ -106,7 +113,7 @@ begin
   return (
     select exists (
       select from public.users as u
-      where u.id = (select auth.uid()) and u.role = any(roles)
+      where u.id = (select auth.uid()) and u.role = any(roles) and u.erased_at is null
     )
   );
 end
