@@ -750,8 +750,9 @@ end
 $$;
 
 /**
- * AFTER DELETE on public.users, for each row, after its audit row (the trigger's name sorts
- * after audit_trail): the user's fingerprint key is deleted with them.
+ * AFTER DELETE on public.users, for each row, deferred to the end of the transaction: the
+ * user's fingerprint key is deleted with them, once every audit row of the delete (theirs,
+ * and those of the rows the cascade removes with them, written after it) is written.
  */
 create or replace function private.shred_audit_fingerprint_key() returns trigger
 language plpgsql
@@ -766,8 +767,9 @@ $$;
 
 grant execute on function private.shred_audit_fingerprint_key() to service_role;
 
-create trigger shred_audit_fingerprint_key
+create constraint trigger shred_audit_fingerprint_key
 after delete on public.users
+deferrable initially deferred
 for each row execute function private.shred_audit_fingerprint_key();
 
 /**

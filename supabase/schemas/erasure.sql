@@ -2,8 +2,8 @@
 --
 -- A user may ask to be forgotten (GDPR Art. 17), but the money they moved must stay honest:
 -- financial records, the ledger and the audit chain are kept, whole and verifiable, for as
--- long as their retention asks. So once money moved for a user, their personal data is
--- erased instead of the user being deleted. Erasure pseudonymizes the profile (public.users), the
+-- long as their retention asks. So a user is never deleted once money moved for them: their
+-- personal data is erased instead. Erasure pseudonymizes the profile (public.users), the
 -- Supabase account (auth.users and what hangs off it) and the free text they wrote about their
 -- payment and payout methods, ends their sessions, bans the account, and shreds the key under
 -- which the audit trail fingerprinted their personal data (audit_capture.sql), so that the
@@ -13,7 +13,9 @@
 --
 -- Erasure is refused (PT409, nothing changed) while the user has open money: a payment not
 -- yet settled, funded escrow, a withdrawal under way, an open dispute, a pending processor
--- transaction, a live subscription or a wallet balance.
+-- transaction, a live subscription or a wallet balance. Deleting a user (as Supabase's auth
+-- server does, `delete from auth.users`) who has any money history is refused too (PT409),
+-- with a hint to erase instead; a user without it is deleted with everything that is theirs.
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
@@ -22,7 +24,52 @@
 
 set local check_function_bodies = off;
 
--- Section: open money
+-- Section: money history and open money
+
+/**
+ * What money history `subject` has, one line per kind (empty when none): payments as payer
+ * or payee, processor transactions, escrow held for them or for a project they own, a wallet,
+ * withdrawals and their approvals, disputes opened or resolved, subscriptions, security
+ * alerts about them. A user with any of it is erased, never deleted.
+ */
+create or replace function private.money_history(subject uuid) returns text[]
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select array_remove(array[
+    case when exists (
+      select from public.milestone_payments as mp where subject in (mp.payer_id, mp.payee_id)
+    ) then 'milestone payments' end,
+    case when exists (
+      select from public.payment_transactions as t where t.user_id = subject
+    ) then 'processor transactions' end,
+    case when exists (
+      select from public.escrow_accounts as e
+      where e.user_id = subject
+        or e.project_id in (select p.id from public.projects as p where p.owner_id = subject)
+    ) then 'escrow accounts' end,
+    case when exists (
+      select from private.ledger_accounts as a where a.user_id = subject
+    ) then 'a wallet in the ledger' end,
+    case when exists (
+      select from public.withdrawals as w where w.user_id = subject
+    ) then 'withdrawals' end,
+    case when exists (
+      select from public.withdrawal_approvals as wa where wa.approved_by = subject
+    ) then 'withdrawal approvals' end,
+    case when exists (
+      select from public.disputes as d where subject in (d.opened_by, d.resolved_by)
+    ) then 'disputes' end,
+    case when exists (
+      select from public.subscriptions as s where s.user_id = subject
+    ) then 'subscriptions' end,
+    case when exists (
+      select from public.security_alerts as sa where sa.user_id = subject
+    ) then 'security alerts' end
+  ], null)
+$$;
 
 /**
  * What money of `subject` is still open, one line per item naming it (empty when none):
@@ -75,6 +122,46 @@ as $$
       and (b.credits_posted <> b.debits_posted or b.credits_pending <> b.debits_pending)
   ) as open_items
 $$;
+
+-- Section: deleting a user
+--
+-- Supabase's auth server deletes a user with `delete from auth.users`, which cascades to the
+-- profile (public.users) and from it to what is the user's alone: payment and payout methods,
+-- processor customers and accounts, notifications, limits' counters, the projects they own
+-- (with their milestones) and their place as a project's contractor (set null). A user with
+-- money history is refused here, before any foreign key is reached.
+
+/**
+ * BEFORE DELETE on public.users: a user with money history (private.money_history) is never
+ * deleted (PT409, hint: erase them); the delete of any other user goes on.
+ */
+create or replace function private.refuse_delete_with_money_history() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  history text[] := private.money_history(old.id);
+begin
+  if cardinality(history) > 0 then
+    raise exception 'user % has money history (%) and is never deleted', old.id,
+    array_to_string(history, ', ')
+    using errcode = 'PT409',
+    hint = 'erase the user instead: public.erase_user(user_id, reason), or '
+    || '`payguard users erase USER_ID --reason ...`';
+  end if;
+  return old;
+end
+$$;
+
+-- The roles that delete profiles (service_role; the owner through the cascade from
+-- auth.users) run the trigger.
+grant execute on function private.money_history(uuid) to service_role;
+
+grant execute on function private.refuse_delete_with_money_history() to service_role;
+
+create trigger refuse_delete_with_money_history
+before delete on public.users
+for each row execute function private.refuse_delete_with_money_history();
 
 -- Section: erasure
 

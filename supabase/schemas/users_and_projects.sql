@@ -252,9 +252,11 @@ create type public.project_status as enum ('draft', 'open', 'in_progress', 'comp
 
 create table public.projects (
   id uuid primary key default gen_random_uuid(),
-  owner_id uuid not null default auth.uid() references public.users (id),
+  -- A user deleted (never one with money history: erasure.sql) takes their projects with them,
+  -- and leaves those they were hired for without a contractor.
+  owner_id uuid not null default auth.uid() references public.users (id) on delete cascade,
   -- The contractor hired, who is paid for its milestones; never the owner.
-  contractor_id uuid references public.users (id),
+  contractor_id uuid references public.users (id) on delete set null,
   title text not null check (char_length(title) between 1 and 200),
   description text check (char_length(description) <= 5000),
   status public.project_status not null default 'draft',
