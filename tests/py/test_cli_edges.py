@@ -249,6 +249,7 @@ def test_every_reporting_command_takes_the_one_json_option():
         ("audit", "anchor"),
         ("audit", "seal"),
         ("audit", "purge"),
+        ("users", "erase"),
         ("stripe", "start"),
         ("stripe", "stop"),
         ("stripe", "status"),
