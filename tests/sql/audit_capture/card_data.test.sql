@@ -313,9 +313,9 @@ select results_eq(
     order by 1$$,
   $$values ('private.capture_audit_inserts()'), ('private.capture_audit_row()'),
     ('private.capture_audit_updates()'), ('private.erase_user(uuid,text)'),
-    ('private.purge_audit_logs()'),
+    ('private.purge_audit_logs()'), ('private.purge_closed_records()'),
     ('private.refused_call(text,text,text,jsonb,text,text,text,text)')$$,
-  'only the capture triggers, the erasure of a user, the retention purge and the refusals write the log'
+  'only the capture triggers, the erasure of a user, the retention purges and the refusals write the log'
 );
 select is(
   (select pg_get_triggerdef(t.oid) from pg_trigger as t
