@@ -638,7 +638,7 @@ $$;
 -- the value under a key of that user's own (private.audit_fingerprint_keys), made at random
 -- the first time it is needed. Equal values of one user match and a change shows, and the
 -- owner can tell whether a value is the one recorded (private.audit_fingerprint). Erasing the
--- user deletes the key (erasure.sql): the sealed rows stay as they are, and their
+-- user deletes the key (users_and_projects.sql): the sealed rows stay as they are, and their
 -- fingerprints can no longer be linked to any value. An empty value (null, '' or an empty
 -- object) is kept as it is: it says nothing about anyone.
 
