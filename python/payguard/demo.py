@@ -2,8 +2,10 @@
 
 Every request goes through the same path as an app client's: logged in as `authenticator`,
 with the JWT's role and claims set for one transaction, as PostgREST does. The scenario runs
-on a database of its own (payguard_demo), deployed and seeded afresh each time. Each step
-says what it expects; a step that does not behave as expected fails the demo.
+on a database of its own (payguard_demo), deployed and seeded afresh each time, where Dora
+signs up too. Each step says what it expects; a step that does not behave as expected fails
+the demo. It ends with Dora's personal data erased, then the audit chain sealed and verified
+and the books reconciled, as the database owner.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from typing import Any
 
 import psycopg
 
-from payguard.cluster import Cluster
+from payguard.audit.chain import verify
+from payguard.audit.sealer import seal_now
+from payguard.cluster import APP_ROLE, Cluster
 from payguard.project import Project
+from payguard.reconcile import reconcile
 from payguard.reset import reset
 from payguard.testing.client import AppClient
 
@@ -24,6 +29,7 @@ HANA = "00000000-0000-4000-8000-00000000a001"
 CARL = "00000000-0000-4000-8000-00000000c001"
 ADA = "00000000-0000-4000-8000-00000000ad01"
 ALDO = "00000000-0000-4000-8000-00000000a0d1"
+DORA = "00000000-0000-4000-8000-00000000d001"
 MILESTONE_1 = "00000000-0000-4000-8000-0000000c0001"
 
 
@@ -49,9 +55,11 @@ class Outcome:
 def run_demo(project: Project, on_outcome: Callable[[Outcome], None]) -> list[Outcome]:
     cluster = Cluster.for_project(project)
     reset(project, database=DEMO_DATABASE, seed=True)
+    owner_url = cluster.admin_url(DEMO_DATABASE)
+    sign_up_dora(owner_url)
     client = AppClient(cluster.socket_url("authenticator", DEMO_DATABASE), reproduce_failures=False)
     outcomes = []
-    for step in scenario():
+    for step in scenario(owner_url):
         try:
             outcome = Outcome(step, True, step.run(client))
         except psycopg.Error as exc:
@@ -65,7 +73,42 @@ def run_demo(project: Project, on_outcome: Callable[[Outcome], None]) -> list[Ou
 
 
 class RefusedError(Exception):
-    """A request that raised nothing but touched no row: RLS hid it."""
+    """A request that raised nothing but touched no row: RLS hid it (or a check as the owner
+    found something)."""
+
+
+def sign_up_dora(owner_url: str) -> None:
+    """Dora signs up, as the auth server records a sign-up: a homeowner with no money yet."""
+    with psycopg.connect(owner_url, autocommit=True) as conn:
+        conn.execute(f"set role {APP_ROLE}")
+        conn.execute(
+            "insert into auth.users (id, aud, role, email, email_confirmed_at, "
+            "raw_app_meta_data, raw_user_meta_data) values (%s, 'authenticated', "
+            "'authenticated', 'dora.doe@example.com', now(), '{\"provider\": \"email\"}', "
+            '\'{"full_name": "Dora Doe", "role": "homeowner"}\')',
+            (DORA,),
+        )
+
+
+def _audit_verified(owner_url: str) -> Callable[[AppClient], str]:
+    def run(client: AppClient) -> str:
+        seal_now(owner_url)
+        verdict = verify(owner_url)
+        if not verdict.ok:
+            raise RefusedError(f"first bad seq {verdict.first_bad}: {verdict.reason}")
+        return f"verified: {verdict.checked} rows, sealed through seq {verdict.sealed_through}"
+
+    return run
+
+
+def _reconciled(owner_url: str) -> Callable[[AppClient], str]:
+    def run(client: AppClient) -> str:
+        differences = reconcile(owner_url)
+        if differences:
+            raise RefusedError(f"{len(differences)} difference(s): {differences[0].check}")
+        return "reconciled: no difference"
+
+    return run
 
 
 def _rows(query: str, *params: Any, **user: Any) -> Callable[[AppClient], str]:
@@ -98,7 +141,7 @@ def _as(client: AppClient, **user: Any) -> Any:
     )
 
 
-def scenario() -> list[Step]:
+def scenario(owner_url: str) -> list[Step]:
     hana = {"uid": HANA}
     hana_mfa = {"uid": HANA, "aal": "aal2"}
     carl = {"uid": CARL}
@@ -193,12 +236,13 @@ def scenario() -> list[Step]:
         ),
         Step(
             "payment_service",
-            "marks the payment funded, with Stripe's PaymentIntent",
+            "records Stripe's PaymentIntent: the payment is funded (fund_milestone_payment)",
             True,
             _changes(
-                "update public.milestone_payments set status = 'funded', "
-                "processor_payment_intent_id = 'pi_3DemoIntent01' "
-                "where milestone_id = %s returning status, funded_at is not null",
+                "select f ->> 'status', f ->> 'funded_at' is not null "
+                "from public.fund_milestone_payment((select id from public.milestone_payments "
+                "where milestone_id = %s), 'pi_3DemoIntent01', 250000, 'USD', 'demo-fund-1') "
+                "as f where f ? 'status'",
                 MILESTONE_1,
                 service="payment_service",
             ),
@@ -340,5 +384,76 @@ def scenario() -> list[Step]:
             "tries to erase the payment audit log",
             False,
             _rows("delete from public.payment_audit_logs returning id", **hana),
+        ),
+        Step(
+            "Dora (homeowner)",
+            "adds her phone number to her profile",
+            True,
+            _changes(
+                "update public.users set phone = '+14155550199' where id = %s "
+                "returning full_name, phone",
+                DORA,
+                uid=DORA,
+            ),
+        ),
+        Step(
+            "Ada (admin, password only)",
+            "tries to erase Dora's personal data, at Dora's request",
+            False,
+            _rows(
+                "select public.erase_user(%s, 'Erasure asked by the user, request 2026-118')",
+                DORA,
+                uid=ADA,
+                role="admin",
+            ),
+        ),
+        Step(
+            "Ada (admin, with MFA)",
+            "tries to erase Carl, whose wallet holds his released payment",
+            False,
+            _rows(
+                "select public.erase_user(%s, 'Erasure asked by the user, request 2026-119')",
+                CARL,
+                uid=ADA,
+                aal="aal2",
+                role="admin",
+            ),
+        ),
+        Step(
+            "Ada (admin, with MFA)",
+            "erases Dora's personal data (the account banned, her audit fingerprint key shredded)",
+            True,
+            _rows(
+                "select e ->> 'user_id', e ->> 'fingerprint_key' "
+                "from public.erase_user(%s, 'Erasure asked by the user, request 2026-118') as e",
+                DORA,
+                uid=ADA,
+                aal="aal2",
+                role="admin",
+            ),
+        ),
+        Step(
+            "Aldo (auditor)",
+            "reads Dora's history in the audit log: fingerprints, never her email, name or phone",
+            True,
+            _rows(
+                "select operation, coalesce(new_values ->> 'email', '-'), "
+                "coalesce(new_values ->> 'phone', '-') from public.payment_audit_logs "
+                "where entity_id = %s order by seq",
+                DORA,
+                uid=ALDO,
+            ),
+        ),
+        Step(
+            "payguard (owner)",
+            "seals and verifies the audit chain after the erasure",
+            True,
+            _audit_verified(owner_url),
+        ),
+        Step(
+            "payguard (owner)",
+            "reconciles the books after the erasure",
+            True,
+            _reconciled(owner_url),
         ),
     ]

@@ -629,12 +629,156 @@ begin
 end
 $$;
 
+-- Personal data: keyed fingerprints.
+--
+-- The log is kept ten years and never changed, yet a user may ask to be forgotten. So the
+-- personal data an audited row holds (a profile's email, name and phone; the nickname and
+-- metadata a user writes on a payment or payout method) is never written in clear: each value
+-- is replaced by "[personal <user id> <fingerprint>]", an HMAC-SHA-256 of the column's name and
+-- the value under a key of that user's own (private.audit_fingerprint_keys), made at random
+-- the first time it is needed. Equal values of one user match and a change shows, and the
+-- owner can tell whether a value is the one recorded (private.audit_fingerprint). Erasing the
+-- user deletes the key (users_and_projects.sql): the sealed rows stay as they are, and their
+-- fingerprints can no longer be linked to any value. An empty value (null, '' or an empty
+-- object) is kept as it is: it says nothing about anyone.
+
+create table private.audit_fingerprint_keys (
+  user_id uuid not null,
+  secret bytea not null default extensions.gen_random_bytes(32),
+  created_at timestamptz not null default now(),
+  -- No foreign key: a user's key outlives the profile's row until the audit row of its
+  -- delete is written (private.shred_audit_fingerprint_key).
+  constraint audit_fingerprint_keys_pkey primary key (user_id),
+  constraint audit_fingerprint_keys_secret_check check (octet_length(secret) = 32)
+);
+
+comment on table private.audit_fingerprint_keys is
+'Each user''s key of the audit trail''s fingerprints of their personal data; deleted when the '
+'user is erased or deleted (crypto-shredding). Read by the owner alone.';
+
+/**
+ * The column naming the user whose personal data a row of `table_name` holds, then the
+ * columns that hold it; null for a table without personal data.
+ */
+create or replace function private.audit_personal_columns(table_name text) returns text[]
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case table_name
+    when 'users' then array['id', 'email', 'full_name', 'phone']
+    when 'payment_methods' then array['user_id', 'nickname', 'metadata']
+    when 'payout_methods' then array['user_id', 'nickname', 'metadata']
+  end;
+end
+$$;
+
+/**
+ * `subject`'s fingerprint key, made at random the first time it is asked for. Runs with its
+ * caller's rights: only the owner executes it (the capture trigger, security definer).
+ */
+create or replace function private.audit_fingerprint_key(subject uuid) returns bytea
+language plpgsql
+set search_path = ''
+as $$
+declare
+  key bytea;
+begin
+  select k.secret into key from private.audit_fingerprint_keys as k where k.user_id = subject;
+  if key is null then
+    insert into private.audit_fingerprint_keys (user_id) values (subject)
+    on conflict (user_id) do nothing;
+    select k.secret into key from private.audit_fingerprint_keys as k where k.user_id = subject;
+  end if;
+  return key;
+end
+$$;
+
+/**
+ * The audit trail's fingerprint of `value` in column `column_name` of `subject`'s data:
+ * "[personal <subject> <64 hex digits of HMAC-SHA-256>]"; null when `subject` has no key
+ * (erased, or never fingerprinted). For the owner, to tell whether a recorded fingerprint
+ * is of a given value.
+ */
+create or replace function private.audit_fingerprint(
+  subject uuid, column_name text, value text
+) returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select '[personal ' || subject::text || ' ' || encode(extensions.hmac(
+    convert_to(column_name || e'\x1f' || value, 'UTF8'), k.secret, 'sha256'
+  ), 'hex') || ']'
+  from private.audit_fingerprint_keys as k
+  where k.user_id = subject
+$$;
+
+/**
+ * A row as the audit trail keeps it: each of its personal columns (`columns`, after the
+ * column naming the user: private.audit_personal_columns) that holds something replaced by
+ * its fingerprint under that user's key (made if need be).
+ */
+create or replace function private.audit_pseudonymize(columns text[], row_values jsonb)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  subject uuid := (row_values ->> columns[1])::uuid;
+  keyed boolean := false;
+  column_name text;
+begin
+  if row_values is null or subject is null then
+    return row_values;
+  end if;
+  foreach column_name in array columns[2:] loop
+    if coalesce(row_values ->> column_name, '') not in ('', '{}') then
+      if not keyed then
+        perform private.audit_fingerprint_key(subject);
+        keyed := true;
+      end if;
+      row_values := jsonb_set(
+        row_values, array[column_name],
+        to_jsonb(private.audit_fingerprint(subject, column_name, row_values ->> column_name))
+      );
+    end if;
+  end loop;
+  return row_values;
+end
+$$;
+
+/**
+ * AFTER DELETE on public.users, for each row, deferred to the end of the transaction: the
+ * user's fingerprint key is deleted with them, once every audit row of the delete (theirs,
+ * and those of the rows the cascade removes with them, written after it) is written.
+ */
+create or replace function private.shred_audit_fingerprint_key() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  delete from private.audit_fingerprint_keys as k where k.user_id = old.id;
+  return null;
+end
+$$;
+
+grant execute on function private.shred_audit_fingerprint_key() to service_role;
+
+create constraint trigger shred_audit_fingerprint_key
+after delete on public.users
+deferrable initially deferred
+for each row execute function private.shred_audit_fingerprint_key();
+
 /**
  * AFTER INSERT, UPDATE or DELETE, for each row, on every audited table but the ledger's: one
  * audit row. The trigger's first argument names the table's key column, the others its
  * columns that cannot hold card data. The old and new values are searched for card data
  * (one regular expression over the columns that can hold it settles most rows; then each
- * column, as stored), and what holds it is removed before the row is redacted and written.
+ * column, as stored), and what holds it is removed before the row is redacted, its personal
+ * data fingerprinted (private.audit_pseudonymize), and written.
  */
 create or replace function private.capture_audit_row() returns trigger
 language plpgsql
@@ -644,6 +788,7 @@ as $$
 declare
   actor private.audit_actor := private.audit_actor();
   redacts boolean := cardinality(private.audit_redacted_columns(tg_table_name)) > 0;
+  personal text[] := private.audit_personal_columns(tg_table_name);
   unread text[] := tg_argv[1:tg_nargs - 1];
   -- private.may_hold_card_number's coarser expression, in line (see its comment)
   coarse constant text := '[^\x01-\x2f\x3a-\x7f](?:(?:[^A-Za-z0-9]|\\(?:[bfnrt]|u[0-9a-fA-F]{4}))*'
@@ -664,6 +809,10 @@ begin
   if redacts then
     old_values := private.audit_redact(tg_table_name, old_values);
     new_values := private.audit_redact(tg_table_name, new_values);
+  end if;
+  if personal is not null then
+    old_values := private.audit_pseudonymize(personal, old_values);
+    new_values := private.audit_pseudonymize(personal, new_values);
   end if;
   -- The transaction has its id before the seq is drawn (it has just changed a row), as
   -- private.stamp_audit_log_row() makes sure for other inserts; the actor holds no card data.
@@ -1236,7 +1385,7 @@ after insert or delete or update
 on public.users
 for each row
 execute function private.capture_audit_row(
-  'id', 'id', 'role', 'created_at', 'updated_at'
+  'id', 'id', 'role', 'created_at', 'updated_at', 'erased_at'
 );
 
 create trigger refuse_unaudited_truncate

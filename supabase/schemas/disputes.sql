@@ -326,14 +326,15 @@ execute function private.settle_disputed_milestone_payment();
 /**
  * BEFORE DELETE trigger on disputes: a closed dispute is a settled record and is never
  * deleted, by any role (no API role may delete disputes at all; this holds the tables' owner
- * too).
+ * too), but by the retention purge seven years after its last change
+ * (private.purging_closed_records, transactions.sql).
  */
 create or replace function private.keep_closed_disputes() returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  if old.status <> 'open' then
+  if old.status <> 'open' and not private.purging_closed_records(old.updated_at) then
     raise exception 'dispute % is %: a closed dispute is never deleted', old.id, old.status
     using errcode = 'PT409';
   end if;

@@ -340,7 +340,10 @@ create trigger withdrawal_events
 after insert or update of status on public.withdrawals
 for each row execute function private.withdrawal_events();
 
-/** AFTER INSERT OR DELETE trigger on payment_methods: the owner hears of each change. */
+/**
+ * AFTER INSERT OR DELETE trigger on payment_methods: the owner hears of each change, unless
+ * the method goes with its owner (a user being deleted: their profile is gone already).
+ */
 create or replace function private.payment_method_events() returns trigger
 language plpgsql
 security definer
@@ -349,7 +352,7 @@ as $$
 begin
   if tg_op = 'INSERT' then
     perform private.notify(new.user_id, 'payment_method.added', 'A payment method was added');
-  else
+  elsif exists (select from public.users as u where u.id = old.user_id) then
     perform private.notify(old.user_id, 'payment_method.removed', 'A payment method was removed');
   end if;
   return null;

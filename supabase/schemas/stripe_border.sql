@@ -259,7 +259,9 @@ on public.funding_attempts (
 /**
  * An attempt's facts are set once: what it charges never changes, its PaymentIntent id is
  * recorded once, and it ends once (open to failed or succeeded; a failed one may still
- * succeed), with a failure code only when it fails. Attempts are never deleted.
+ * succeed), with a failure code only when it fails. Attempts are never deleted, but by the
+ * retention purge seven years after their last change (private.purging_closed_records,
+ * transactions.sql).
  */
 create or replace function private.check_funding_attempt() returns trigger
 language plpgsql
@@ -272,6 +274,10 @@ declare
   customer_lookup text := new.processor_customer_id_lookup;
 begin
   if tg_op = 'DELETE' then
+    -- Nested: the roles that update it need not execute the retention's test.
+    if private.purging_closed_records(old.updated_at) then
+      return old;
+    end if;
     raise exception 'funding attempt % is a record of a charge: it is never deleted', old.id
     using errcode = 'PT409';
   end if;
@@ -641,10 +647,11 @@ create index processor_inconsistencies_processor_object_id_idx
 on public.processor_inconsistencies (processor_object_id);
 
 /**
- * An inconsistency is a record: never deleted, its facts never change, its recovery and its
- * resolution are each set once. One exception: a charge marked to be refunded that funds its
- * payment before it is refunded is resolved as funded, its recovery turning from 'refund' to
- * 'fund' with that resolution.
+ * An inconsistency is a record: never deleted (but by the retention purge seven years after
+ * its last change: private.purging_closed_records, transactions.sql), its facts never change,
+ * its recovery and its resolution are each set once. One exception: a charge marked to be
+ * refunded that funds its payment before it is refunded is resolved as funded, its recovery
+ * turning from 'refund' to 'fund' with that resolution.
  */
 create or replace function private.keep_processor_inconsistency() returns trigger
 language plpgsql
@@ -652,6 +659,10 @@ set search_path = ''
 as $$
 begin
   if tg_op = 'DELETE' then
+    -- Nested: the roles that update it need not execute the retention's test.
+    if private.purging_closed_records(old.updated_at) then
+      return old;
+    end if;
     raise exception 'processor inconsistency % is a record: it is never deleted', old.id
     using errcode = 'PT409';
   end if;
@@ -2423,8 +2434,9 @@ create index refund_obligations_due_idx
 on private.refund_obligations (created_at) where status = 'due';
 
 /**
- * An obligation is a record: never deleted; what is owed never changes; it moves only
- * due → sent → confirmed (due → confirmed when charge.refunded comes first), or due →
+ * An obligation is a record: never deleted (but by the retention purge seven years after its
+ * last change: private.purging_closed_records, transactions.sql); what is owed never changes;
+ * it moves only due → sent → confirmed (due → confirmed when charge.refunded comes first), or due →
  * canceled; its attempt only grows, and only while it is due; Stripe's refund id is set once.
  */
 create or replace function private.keep_refund_obligation() returns trigger
@@ -2433,6 +2445,10 @@ set search_path = ''
 as $$
 begin
   if tg_op = 'DELETE' then
+    -- Nested: the roles that update it need not execute the retention's test.
+    if private.purging_closed_records(old.updated_at) then
+      return old;
+    end if;
     raise exception 'refund obligation % is a record: it is never deleted', old.id
     using errcode = 'PT409';
   end if;

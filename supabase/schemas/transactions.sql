@@ -1,12 +1,13 @@
 -- Transactions, fees and subscriptions
 --
 -- Every charge, refund, payout, fee and transfer, the platform's fee schedule (computed on the
--- server), and users' subscriptions.
+-- server), users' subscriptions, and the retention of payment records (the purge of closed
+-- ones after seven years).
 --
 -- This file is the current definition of everything in its domain. Change it first, then
 -- write the migration that makes the same change (docs/schema-changes.md); `payguard schema
 -- check` proves that the migrations and these files build the same database.
--- See also: policies/payment_transactions.toml, policies/subscriptions.toml
+-- See also: policies/payment_transactions.toml, policies/subscriptions.toml, docs/retention.md
 
 set local check_function_bodies = off;
 
@@ -198,3 +199,172 @@ end
 $$;
 
 grant execute on function fee_preview(bigint, text) to authenticated;
+
+-- Section: retention of payment records
+--
+-- The payment policy keeps transaction records, payment metadata and dispute information seven
+-- years after they close, and account balances for ever (the audit log's ten years are
+-- audit_chain.sql's). So private.purge_closed_records() removes, once the seven years have
+-- passed since their last change, the milestone payments that are closed (released, refunded,
+-- split, canceled or failed) together with what belongs to them alone: their disputes (all
+-- closed), funding attempts, processor inconsistencies (all resolved), refund obligations (all
+-- settled), notifications and processor transactions (none pending). A payment any of whose
+-- records changed within the seven years is kept whole, with them. Processor transactions of
+-- no payment, closed seven years ago, go too. The ledger is never purged: its transfers and
+-- entries are the balances, which are kept for ever and still reconcile.
+--
+-- The records purged are each guarded against deletes (disputes.sql, stripe_border.sql): each
+-- guard lets a delete through only while the purge runs in the transaction and only for a row
+-- past the retention (private.purging_closed_records). Each delete leaves its audit row, as
+-- any does; the purge adds one of its own, with what it removed.
+
+/**
+ * How long a closed payment record is kept after its last change: 7 years, the payment
+ * policy's retention of transaction records, payment metadata and disputes. A constant, not a
+ * setting: shortening it takes a migration.
+ */
+create or replace function private.record_retention() returns interval
+language sql
+immutable
+set search_path = ''
+as $$
+  select interval '7 years'
+$$;
+
+/**
+ * True while private.purge_closed_records() runs in this transaction and `last_change` is
+ * older than the retention: the guards of the purged records let its deletes through.
+ */
+create or replace function private.purging_closed_records(last_change timestamptz) returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce(
+    current_setting('payguard.purging_closed_records', true)
+    = pg_catalog.pg_current_xact_id()::text
+    and last_change < now() - private.record_retention(),
+    false
+  )
+$$;
+
+/**
+ * Remove the closed payment records past the retention (see above), and write an audit row of
+ * the run (`operation = 'PURGE'`, entity_type `closed_records`). Returns what it removed.
+ * Only its owner executes it (`payguard retention purge`, or pg_cron).
+ */
+create or replace function private.purge_closed_records() returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  cutoff timestamptz := now() - private.record_retention();
+  payments uuid [];
+  intents text [];
+  removed jsonb := '{}'::jsonb;
+  n bigint;
+  actor private.audit_actor;
+  summary jsonb;
+begin
+  -- The guards of the purged records let this transaction's deletes of old rows through.
+  perform set_config(
+    'payguard.purging_closed_records', pg_catalog.pg_current_xact_id()::text, true
+  );
+  select coalesce(array_agg(mp.id), array[]::uuid []),
+    coalesce(array_agg(mp.processor_payment_intent_id)
+      filter (where mp.processor_payment_intent_id is not null), array[]::text [])
+  into payments, intents
+  from public.milestone_payments as mp
+  where mp.status in ('released', 'refunded', 'split', 'canceled', 'failed')
+    and mp.updated_at < cutoff
+    and not exists (
+      select from public.disputes as d
+      where d.milestone_payment_id = mp.id and (d.status = 'open' or d.updated_at >= cutoff)
+    )
+    and not exists (
+      select from public.funding_attempts as f
+      where f.milestone_payment_id = mp.id and f.updated_at >= cutoff
+    )
+    and not exists (
+      select from public.processor_inconsistencies as i
+      where i.milestone_payment_id = mp.id and (i.resolution is null or i.updated_at >= cutoff)
+    )
+    and not exists (
+      select from private.refund_obligations as o
+      where o.milestone_payment_id = mp.id
+        and (o.status in ('due', 'sent') or o.updated_at >= cutoff)
+    )
+    and not exists (
+      select from public.payment_transactions as t
+      where t.processor_transaction_id = mp.processor_payment_intent_id
+        and (t.status = 'pending' or t.updated_at >= cutoff)
+    );
+
+  delete from public.notifications as x where x.milestone_payment_id = any(payments);
+  get diagnostics n = row_count;
+  removed := removed || jsonb_build_object('notifications', n);
+  delete from private.refund_obligations as x where x.milestone_payment_id = any(payments);
+  get diagnostics n = row_count;
+  removed := removed || jsonb_build_object('refund_obligations', n);
+  delete from public.processor_inconsistencies as x where x.milestone_payment_id = any(payments);
+  get diagnostics n = row_count;
+  removed := removed || jsonb_build_object('processor_inconsistencies', n);
+  delete from public.funding_attempts as x where x.milestone_payment_id = any(payments);
+  get diagnostics n = row_count;
+  removed := removed || jsonb_build_object('funding_attempts', n);
+  delete from public.disputes as x where x.milestone_payment_id = any(payments);
+  get diagnostics n = row_count;
+  removed := removed || jsonb_build_object('disputes', n);
+  delete from public.milestone_payments as x where x.id = any(payments);
+  get diagnostics n = row_count;
+  removed := removed || jsonb_build_object('milestone_payments', n);
+  -- The processor transactions of those payments, and those of no payment, closed long ago.
+  delete from public.payment_transactions as t
+  where t.status <> 'pending' and t.updated_at < cutoff
+    and (
+      t.processor_transaction_id = any(intents)
+      or not exists (
+        select from public.milestone_payments as mp
+        where mp.processor_payment_intent_id = t.processor_transaction_id
+      )
+    );
+  get diagnostics n = row_count;
+  removed := removed || jsonb_build_object('payment_transactions', n);
+
+  summary := jsonb_build_object('older_than', cutoff, 'removed', removed);
+  actor := private.audit_actor();
+  insert into public.payment_audit_logs (
+    operation, entity_type, entity_id, user_id, user_role, ip_address, user_agent,
+    new_values, success, metadata
+  )
+  values (
+    'PURGE', 'closed_records', cutoff::text, actor.user_id, actor.user_role, actor.ip_address,
+    actor.user_agent, summary, true, actor.metadata
+  );
+  return summary;
+end
+$$;
+
+/**
+ * Schedule the purge of closed records with pg_cron, daily at 03:17 UTC, where the extension
+ * is installed in this database; a job of the same name is replaced, so it is safe to run
+ * again. Returns what it did.
+ */
+create or replace function private.schedule_closed_records_purge() returns text
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if not exists (select from pg_catalog.pg_extension as e where e.extname = 'pg_cron') then
+    return 'pg_cron is not installed in this database: nothing scheduled; purge with '
+      || '`payguard retention purge`';
+  end if;
+  -- Dynamic, its schema named apart: the cron schema exists only where the extension does.
+  execute format('select %I.schedule($1, $2, $3)', 'cron') using
+    'payguard-closed-records-purge', '17 3 * * *', 'select private.purge_closed_records()';
+  return 'scheduled with pg_cron: payguard-closed-records-purge';
+end
+$$;
+
+select private.schedule_closed_records_purge();

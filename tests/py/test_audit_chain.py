@@ -124,12 +124,17 @@ def test_rows_whose_text_needs_escaping_verify(log):
         )
         user = conn.execute("select id from public.users limit 1").fetchone()
         assert user is not None
-        conn.execute("update public.users set full_name = %s where id = %s", (awkward, user[0]))
+        # A captured change (a profile's name is personal data, recorded only as a
+        # fingerprint: a project's description is recorded as written).
+        conn.execute(
+            "insert into public.projects (owner_id, title, description) values (%s, %s, %s)",
+            (user[0], "Awkward", awkward),
+        )
     seal_now(log["owner"])
     with psycopg.connect(log["owner"]) as conn:
         row = conn.execute(
             "select count(*) from public.payment_audit_logs "
-            "where user_agent = %s or new_values ->> 'full_name' = %s",
+            "where user_agent = %s or new_values ->> 'description' = %s",
             (awkward, awkward),
         ).fetchone()
     assert row is not None

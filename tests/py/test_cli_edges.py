@@ -249,6 +249,8 @@ def test_every_reporting_command_takes_the_one_json_option():
         ("audit", "anchor"),
         ("audit", "seal"),
         ("audit", "purge"),
+        ("users", "erase"),
+        ("retention", "purge"),
         ("stripe", "start"),
         ("stripe", "stop"),
         ("stripe", "status"),

@@ -23,6 +23,14 @@ def test_every_demo_step_is_allowed_or_refused_as_it_says(project):
     assert card_number[0].detail.startswith("PT422"), (
         "the card-data guard refuses it, not a missing privilege: " + card_number[0].detail
     )
+    erased = [o for o in outcomes if o.step.action.startswith("erases Dora's personal data")]
+    assert len(erased) == 1
+    assert erased[0].allowed
+    open_money = [o for o in outcomes if o.step.action.startswith("tries to erase Carl")]
+    assert open_money[0].detail.startswith("PT409: "), open_money[0].detail
+    # the demo ends, after the erasure, with the audit chain verified and the books clean
+    assert outcomes[-2].detail.startswith("verified: ")
+    assert outcomes[-1].detail == "reconciled: no difference"
 
 
 def test_the_benchmark_lists_each_users_own_rows(cluster, deployed_database):

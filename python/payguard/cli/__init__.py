@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "db": "payguard.cli.db:app",
     "policies": "payguard.cli.policies:app",
     "audit": "payguard.cli.audit:app",
+    "users": "payguard.cli.users:app",
+    "retention": "payguard.cli.retention:app",
     "stripe": "payguard.cli.stripe:app",
     "functions": "payguard.cli.functions:app",
     "schema": "payguard.cli.schema:app",

@@ -5,7 +5,7 @@
 -- secrets redacted. What the database refuses (rewriting the ledger, deleting rows that
 -- others depend on, truncating) leaves no audit row at all.
 begin;
-select plan(79);
+select plan(81);
 
 -- Its payout methods are new and withdrawn to at once: their cool-down is lifted (the
 -- cool-down's own tests: withdrawals/payout_method_cool_down.test.sql).
@@ -15,6 +15,19 @@ update private.settings set value = '0' where key = 'payout_method_cool_down_sec
 select tests.let_roles_call_pgtap();
 
 -- helpers for this file only, rolled back with it; all of them are called as postgres
+
+/**
+ * The audit trail's fingerprint of `value` in `column_name` of the user whose id the setting
+ * fixture.<fixture> holds (personal data is recorded only so: audit_capture.sql).
+ */
+create function tests.fingerprint(fixture text, column_name text, value text) returns jsonb
+language sql
+stable
+as $$
+  select to_jsonb(private.audit_fingerprint(
+    current_setting('fixture.' || fixture)::uuid, column_name, value
+  ))
+$$;
 
 /** Remember the audit log's highest seq: what a statement writes next lies above it. */
 create function tests.mark() returns void
@@ -252,8 +265,13 @@ select set_config('fixture.zed', tests.create_supabase_user('zed')::text, true);
 select is(
   tests.audited(null, null, '{email,role}'),
   tests.expected('INSERT', 'users', current_setting('fixture.zed'), null,
-    '{"email": "zed@example.test", "role": "homeowner"}'),
+    jsonb_build_object('email', tests.fingerprint('zed', 'email', 'zed@example.test'), 'role', 'homeowner')),
   'a new profile leaves one audit row: an INSERT of the user, by postgres, with no request'
+);
+select ok(
+  tests.fingerprint('zed', 'email', 'zed@example.test') #>> '{}'
+  ~ ('^\[personal ' || current_setting('fixture.zed') || ' [0-9a-f]{64}\]$'),
+  'a profile''s email is recorded as its user''s id and an HMAC-SHA-256 under that user''s key, never in clear'
 );
 
 select tests.begin_request('hana', 'req-users-patch', 'PATCH', '/rest/v1/users');
@@ -262,18 +280,29 @@ reset role;
 select is(
   tests.audited(null, null, '{full_name}'),
   tests.expected('UPDATE', 'users', current_setting('fixture.hana'),
-    '{"full_name": null}', '{"full_name": "Hana Okafor"}'),
+    '{"full_name": null}', jsonb_build_object('full_name', tests.fingerprint('hana', 'full_name', 'Hana Okafor'))),
   'a user renaming herself leaves one audit row: an UPDATE by her, from the address our gateway appended'
 );
 
+select set_config(
+  'fixture.zed_email', tests.fingerprint('zed', 'email', 'zed@example.test')::text, true
+);
 select tests.begin_owner_change();
 delete from public.users where id = current_setting('fixture.zed')::uuid;
 select is(
   tests.audited(null, null, '{email}'),
   tests.expected('DELETE', 'users', current_setting('fixture.zed'),
-    '{"email": "zed@example.test"}', null),
+    jsonb_build_object('email', current_setting('fixture.zed_email')::jsonb), null),
   'removing a profile leaves one audit row: a DELETE with the old values'
 );
+-- the key is shredded when the transaction commits: fire that now
+set constraints shred_audit_fingerprint_key immediate;
+select is(
+  tests.fingerprint('zed', 'email', 'zed@example.test'),
+  null,
+  'removing a profile shreds its fingerprint key: its fingerprints match no value any more'
+);
+set constraints shred_audit_fingerprint_key deferred;
 
 -- public.projects -----------------------------------------------------------------------------
 
@@ -381,7 +410,7 @@ reset role;
 select is(
   tests.audited(null, null, '{nickname,processor_payment_method_id_lookup,processor_customer_id_lookup}'),
   tests.expected('INSERT', 'payment_methods', current_setting('fixture.payment_method'), null,
-    '{"nickname": "Everyday", "processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}'),
+    ('{"processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}'::jsonb || jsonb_build_object('nickname', tests.fingerprint('hana', 'nickname', 'Everyday')))),
   'adding a payment method leaves one audit row: an INSERT with the processor''s ids redacted'
 );
 
@@ -392,8 +421,8 @@ reset role;
 select is(
   tests.audited(null, null, '{nickname,processor_payment_method_id_lookup,processor_customer_id_lookup}'),
   tests.expected('UPDATE', 'payment_methods', current_setting('fixture.payment_method'),
-    '{"nickname": "Everyday", "processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}',
-    '{"nickname": "Groceries", "processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}'),
+    ('{"processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}'::jsonb || jsonb_build_object('nickname', tests.fingerprint('hana', 'nickname', 'Everyday'))),
+    ('{"processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}'::jsonb || jsonb_build_object('nickname', tests.fingerprint('hana', 'nickname', 'Groceries')))),
   'renaming a payment method leaves one audit row: an UPDATE, redacted in the old and the new values'
 );
 
@@ -403,7 +432,7 @@ reset role;
 select is(
   tests.audited(null, null, '{nickname,processor_payment_method_id_lookup,processor_customer_id_lookup}'),
   tests.expected('DELETE', 'payment_methods', current_setting('fixture.payment_method'),
-    '{"nickname": "Groceries", "processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}',
+    ('{"processor_payment_method_id_lookup": "[redacted]", "processor_customer_id_lookup": "[redacted]"}'::jsonb || jsonb_build_object('nickname', tests.fingerprint('hana', 'nickname', 'Groceries'))),
     null),
   'deleting a payment method leaves one audit row: a DELETE, redacted in the old values'
 );
@@ -441,7 +470,7 @@ reset role;
 select is(
   tests.audited(null, null, '{nickname,processor_account_id_lookup,processor_external_account_id_lookup}'),
   tests.expected('INSERT', 'payout_methods', current_setting('fixture.payout_method'), null,
-    '{"nickname": "Savings", "processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}'),
+    ('{"processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}'::jsonb || jsonb_build_object('nickname', tests.fingerprint('carl', 'nickname', 'Savings')))),
   'adding a payout method leaves one audit row: an INSERT in carl''s request, from x-real-ip, with the accounts redacted'
 );
 
@@ -452,8 +481,8 @@ reset role;
 select is(
   tests.audited(null, null, '{nickname,processor_account_id_lookup,processor_external_account_id_lookup}'),
   tests.expected('UPDATE', 'payout_methods', current_setting('fixture.payout_method'),
-    '{"nickname": "Savings", "processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}',
-    '{"nickname": "Rainy day", "processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}'),
+    ('{"processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}'::jsonb || jsonb_build_object('nickname', tests.fingerprint('carl', 'nickname', 'Savings'))),
+    ('{"processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}'::jsonb || jsonb_build_object('nickname', tests.fingerprint('carl', 'nickname', 'Rainy day')))),
   'renaming a payout method leaves one audit row: an UPDATE, redacted in the old and the new values'
 );
 
@@ -487,7 +516,7 @@ reset role;
 select is(
   tests.audited(null, null, '{nickname,processor_account_id_lookup,processor_external_account_id_lookup}'),
   tests.expected('DELETE', 'payout_methods', current_setting('fixture.payout_method'),
-    '{"nickname": "Rainy day", "processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}',
+    ('{"processor_account_id_lookup": "[redacted]", "processor_external_account_id_lookup": "[redacted]"}'::jsonb || jsonb_build_object('nickname', tests.fingerprint('carl', 'nickname', 'Rainy day'))),
     null),
   'deleting a payout method leaves one audit row: a DELETE, redacted in the old values'
 );
@@ -1126,7 +1155,8 @@ select results_eq(
     where seq > current_setting('fixture.mark')::bigint and user_id = tests.get_supabase_uid('hana')
       and old_values ->> 'full_name' is distinct from new_values ->> 'full_name'
     order by seq$$,
-  $$values ('Hana Before', 'homeowner'), ('Hana After', 'support')$$,
+  $$values (tests.fingerprint('hana', 'full_name', 'Hana Before') #>> '{}', 'homeowner'),
+    (tests.fingerprint('hana', 'full_name', 'Hana After') #>> '{}', 'support')$$,
   'a role changed within the request is the role recorded from then on'
 );
 update public.users set role = 'homeowner' where id = tests.get_supabase_uid('hana');

@@ -133,7 +133,8 @@ select results_eq(
       r ->> 'ip_address', r -> 'new_values' ->> 'full_name'
     from tests.audited_since_mark() as r$$,
   $$values ('[removed: it held card data]', '[removed: it held card data]',
-    '[removed: it held card data]', '203.0.113.9', 'Hana Okafor')$$,
+    '[removed: it held card data]', '203.0.113.9',
+    private.audit_fingerprint(tests.get_supabase_uid('hana'), 'full_name', 'Hana Okafor'))$$,
   'a change''s audit row: the user agent, correlation id and path that held card numbers are removed'
 );
 select tests.mark();
@@ -311,9 +312,10 @@ select results_eq(
       and p.pronamespace = 'private'::regnamespace
     order by 1$$,
   $$values ('private.capture_audit_inserts()'), ('private.capture_audit_row()'),
-    ('private.capture_audit_updates()'), ('private.purge_audit_logs()'),
+    ('private.capture_audit_updates()'), ('private.erase_user(uuid,text)'),
+    ('private.purge_audit_logs()'), ('private.purge_closed_records()'),
     ('private.refused_call(text,text,text,jsonb,text,text,text,text)')$$,
-  'only the capture triggers, the retention purge and the refusals write the log'
+  'only the capture triggers, the erasure of a user, the retention purges and the refusals write the log'
 );
 select is(
   (select pg_get_triggerdef(t.oid) from pg_trigger as t
