@@ -82,7 +82,8 @@ where lifted_at is null;
  * BEFORE INSERT OR UPDATE trigger on payment_suspensions and platform_freezes, whose first
  * argument names the column of the admin who made it: the acting admin is recorded as its
  * maker on insert, and as its lifter when it is lifted; a record is lifted once, and nothing
- * else of it ever changes (PT409). Security definer, to read the request's user (auth.uid()).
+ * else of it ever changes (PT409). No admin suspends their own payments or lifts their own
+ * suspension (PT403). Security definer, to read the request's user (auth.uid()).
  */
 create or replace function private.keep_lever_record() returns trigger
 language plpgsql
@@ -93,6 +94,10 @@ declare
   maker text := tg_argv[0];
   actor uuid := (select auth.uid());
 begin
+  if tg_table_name = 'payment_suspensions' and actor = (to_jsonb(new) ->> 'user_id')::uuid then
+    raise exception 'no admin suspends their own payments, or lifts their own suspension'
+    using errcode = 'PT403', hint = 'another admin decides';
+  end if;
   if tg_op = 'INSERT' then
     new := jsonb_populate_record(new, jsonb_build_object(maker, actor));
     new.lifted_at := null;
@@ -233,8 +238,10 @@ for each row execute function private.refuse_frozen_funding();
 
 /**
  * BEFORE INSERT OR UPDATE trigger on milestone_payments: a user whose money movement is
- * suspended creates no milestone payment and releases none (PT403). Anything else (a cancel,
- * the processor's record of a funding, a dispute's settlement) goes on.
+ * suspended creates no milestone payment (PT403); and a payment whose payer is suspended, or
+ * whose releaser is, is not released (PT403), whoever releases it: the payer, the payee after
+ * a lapsed review, or private.release_lapsed_reviews. Anything else (a cancel, the
+ * processor's record of a funding, staff settling a dispute) goes on.
  */
 create or replace function private.refuse_suspended_payer() returns trigger
 language plpgsql
@@ -244,11 +251,20 @@ as $$
 declare
   actor uuid := (select auth.uid());
 begin
-  if actor is not null
-    and (tg_op = 'INSERT' or (old.status = 'funded' and new.status = 'released'))
-    and private.payment_suspension(actor) is not null then
-    raise exception 'the payments of user % are suspended', actor
-    using errcode = 'PT403', hint = 'contact support';
+  if tg_op = 'INSERT' then
+    if actor is not null and private.payment_suspension(actor) is not null then
+      raise exception 'the payments of user % are suspended', actor
+      using errcode = 'PT403', hint = 'contact support';
+    end if;
+  elsif old.status = 'funded' and new.status = 'released' then
+    if private.payment_suspension(old.payer_id) is not null then
+      raise exception 'the payments of user % are suspended', old.payer_id
+      using errcode = 'PT403', hint = 'the payment waits until the suspension is lifted';
+    end if;
+    if actor is not null and private.payment_suspension(actor) is not null then
+      raise exception 'the payments of user % are suspended', actor
+      using errcode = 'PT403', hint = 'contact support';
+    end if;
   end if;
   return new;
 end
@@ -279,6 +295,70 @@ $$;
 create trigger refuse_suspended_withdrawal
 before insert on public.withdrawals
 for each row execute function private.refuse_suspended_withdrawal();
+
+/**
+ * BEFORE INSERT trigger on payment_transactions: a charge a user starts (the request's role is
+ * authenticated) begins neither while funding is frozen (PT503) nor while their payments are
+ * suspended (PT403). What the processor reports (payment_service) is recorded whatever holds.
+ */
+create or replace function private.refuse_frozen_charge() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  actor uuid := (select auth.uid());
+begin
+  if current_setting('role', true) is distinct from 'authenticated' then
+    return new;
+  end if;
+  if private.platform_freeze('funding') is not null then
+    raise exception 'funding is frozen platform-wide for now'
+    using errcode = 'PT503', hint = 'try again once operations lift the freeze';
+  end if;
+  if private.payment_suspension(actor) is not null then
+    raise exception 'the payments of user % are suspended', actor
+    using errcode = 'PT403', hint = 'contact support';
+  end if;
+  return new;
+end
+$$;
+
+create trigger refuse_frozen_charge
+before insert on public.payment_transactions
+for each row execute function private.refuse_frozen_charge();
+
+/**
+ * Refuse to start a request of a payout step (begin_withdrawal_step, stripe_border.sql) for
+ * `withdrawal`: not while payouts are frozen (PT503), not for an owner whose payments are
+ * suspended (PT403), not while its payout method is in its cool-down unless two admins
+ * approved it (PT409). A request made already is resumed under its key whatever holds: the
+ * processor may have carried it out.
+ */
+create or replace function private.refuse_payout_start(withdrawal uuid) returns void
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  owner_id uuid := (select w.user_id from public.withdrawals as w where w.id = withdrawal);
+begin
+  if private.platform_freeze('payouts') is not null then
+    raise exception 'payouts are frozen platform-wide for now'
+    using errcode = 'PT503', hint = 'the withdrawal is paid out once operations lift the freeze';
+  end if;
+  if private.payment_suspension(owner_id) is not null then
+    raise exception 'the payments of user % are suspended', owner_id
+    using errcode = 'PT403', hint = 'the withdrawal waits until the suspension is lifted';
+  end if;
+  if not private.withdrawal_clear_of_cool_down(withdrawal) then
+    raise exception 'withdrawal %: its payout method is in its cool-down', withdrawal
+    using errcode = 'PT409',
+    hint = 'it is paid out when the cool-down ends, or once two admins approve it';
+  end if;
+end
+$$;
 
 -- Section: the admins' calls
 

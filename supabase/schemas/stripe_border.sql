@@ -3973,6 +3973,9 @@ begin
   select * into request from private.withdrawal_processor_requests as r
   where r.idempotency_key = key;
   if not found then
+    -- A new request starts only while no freeze, suspension or cool-down holds it
+    -- (incident_controls.sql); one made already is resumed under its key.
+    perform private.refuse_payout_start(withdrawal.id);
     resumed := false;
     insert into private.withdrawal_processor_requests (withdrawal_id, step, attempt, idempotency_key)
     values (withdrawal.id, step, at_attempt, key)

@@ -4,7 +4,7 @@
 -- Every other role is refused, and so is an admin at aal1. What each lever stops, it stops
 -- whatever the path; lifting it lets the same act through.
 begin;
-select plan(58);
+select plan(66);
 
 update private.settings set value = '0' where key = 'payout_method_cool_down_seconds';
 update private.settings set value = '{"time_zone": "UTC", "from": 0, "to": 24}'
@@ -135,6 +135,21 @@ select is(
   0,
   'nothing is paid out to a suspended user'
 );
+select throws_ok(
+  $$select public.begin_withdrawal_step('d0000000-0000-4000-8000-0000000000f1', 'transfer')$$,
+  'PT403', format('the payments of user %s are suspended', current_setting('fixture.carl')),
+  'nor does payment_service start a payout step for him by naming the withdrawal'
+);
+reset role;
+select tests.authenticate_as('carl', aal => 'aal2', role_name => 'admin');
+select throws_ok(
+  format(
+    'select public.lift_payment_suspension(%L, %L)', current_setting('fixture.carl'),
+    'I am an admin too and I lift my own'
+  ),
+  'PT403', 'no admin suspends their own payments, or lifts their own suspension',
+  'a suspended user who holds an admin token cannot lift his own suspension'
+);
 reset role;
 
 -- a suspended payer funds and releases nothing
@@ -169,6 +184,38 @@ select throws_ok(
   'PT403', format('the payments of user %s are suspended', current_setting('fixture.hana')),
   'nor creates a payment'
 );
+select throws_ok(
+  $$insert into public.payment_transactions (payment_method_id, amount_minor, currency)
+    values ('40000000-0000-4000-8000-0000000000f1', 5000, 'USD')$$,
+  'PT403', format('the payments of user %s are suspended', current_setting('fixture.hana')),
+  'nor starts a charge of her own'
+);
+reset role;
+-- her payee cannot release it either, nor the scheduler of lapsed reviews
+update private.settings set value = '0' where key = 'milestone_review_window_seconds';
+update private.settings set value = 'true' where key = 'milestone_review_auto_release';
+select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000002', 'funded');
+select tests.submit_milestone('20000000-0000-4000-8000-000000000002');
+select is(
+  (select released from private.release_lapsed_reviews()),
+  0,
+  'the scheduler releases no payment of a suspended payer'
+);
+select tests.authenticate_as('carl', aal => 'aal2');
+select throws_ok(
+  $$select tests.raise_if_refused(public.release_lapsed_milestone_payment(
+    '30000000-0000-4000-8000-000000000002', 'carl-release-1'))$$,
+  'PT403', null,
+  'nor does her payee, after the review lapsed'
+);
+reset role;
+select is(
+  (select status::text from public.milestone_payments where id = '30000000-0000-4000-8000-000000000002'),
+  'funded',
+  'the payment stays in escrow'
+);
+update private.settings set value = 'false' where key = 'milestone_review_auto_release';
+select tests.authenticate_as('hana', aal => 'aal2');
 reset role;
 
 -- a record is made once and lifted once, by an admin, with a reason
@@ -276,6 +323,11 @@ select is(
   (select count(*)::int from public.withdrawals_to_pay_out()), 0,
   'while payouts are frozen, none is due'
 );
+select throws_ok(
+  $$select public.begin_withdrawal_step('d0000000-0000-4000-8000-0000000000f1', 'transfer')$$,
+  'PT503', 'payouts are frozen platform-wide for now',
+  'and no payout step starts, even for a withdrawal named'
+);
 reset role;
 select tests.authenticate_as('carl', aal => 'aal2');
 select lives_ok(
@@ -307,9 +359,15 @@ reset role;
 select tests.authenticate_as('hana', aal => 'aal2');
 select throws_ok(
   $$select tests.raise_if_refused(public.begin_funding_attempt(
-    '30000000-0000-4000-8000-000000000002', '40000000-0000-4000-8000-0000000000f1'))$$,
+    '30000000-0000-4000-8000-000000000003', '40000000-0000-4000-8000-0000000000f1'))$$,
   'PT503', null,
   'while funding is frozen, no funding attempt begins'
+);
+select throws_ok(
+  $$insert into public.payment_transactions (payment_method_id, amount_minor, currency)
+    values ('40000000-0000-4000-8000-0000000000f1', 5000, 'USD')$$,
+  'PT503', 'funding is frozen platform-wide for now',
+  'nor does a charge a user starts'
 );
 reset role;
 select is(
