@@ -1842,7 +1842,8 @@ begin
         'Users can update their own profiles',
         'payment_service can read all profiles',
         'admin can read all profiles',
-        'Admins can change other users'' roles'
+        'Admins can change other users'' roles',
+        'Erased profiles stay erased'
       )
   loop
     execute format('drop policy %I on public.users', stale.policyname);
@@ -1886,6 +1887,14 @@ for update
 to admin
 using (id <> (select auth.uid()))
 with check (id <> (select auth.uid()));
+drop policy if exists "Erased profiles stay erased"
+on public.users;
+create policy "Erased profiles stay erased" on public.users
+as restrictive
+for update
+to authenticated
+using (erased_at is null)
+with check (erased_at is null);
 
 -- public.webhook_events: Processor webhook events, each once. Only the payment backend touches
 -- them.

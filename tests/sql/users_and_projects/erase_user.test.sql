@@ -3,7 +3,7 @@
 -- pseudonymizes the profile, the auth account and the method nicknames, bans the account,
 -- shreds the user's fingerprint key and leaves ids, amounts and the audit trail whole.
 begin;
-select plan(42);
+select plan(45);
 
 -- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
 select tests.let_roles_call_pgtap();
@@ -68,7 +68,7 @@ select throws_ok(
   'another user cannot erase a user'
 );
 reset role;
-select tests.authenticate_as('erin', aal => 'aal2');
+select tests.authenticate_as(current_setting('fixture.erin')::uuid, aal => 'aal2');
 select throws_ok(
   format($$select public.erase_user(%L, 'Asked for by the user, ticket 1001')$$, current_setting('fixture.erin')),
   '42501', 'permission denied for function erase_user',
@@ -343,6 +343,31 @@ select is(
   (select count(*)::int from public.payment_audit_logs where operation = 'ERASE'),
   4,
   'each erasure, and only an erasure, wrote an ERASE row'
+);
+
+-- an erased user's live token writes nothing back, and no new money names them
+select tests.authenticate_as(current_setting('fixture.erin')::uuid, aal => 'aal2');
+select lives_ok(
+  $$update public.users set full_name = 'Erin Example', phone = '+14155550123' where id = auth.uid()$$,
+  'erin''s token, issued before the erasure, may send an update'
+);
+reset role;
+select is(
+  (select (full_name, phone)::text from public.users where id = current_setting('fixture.erin')::uuid),
+  '(,)',
+  'but it changes nothing: an erased profile stays erased'
+);
+select tests.create_supabase_user('nora', metadata => '{"role": "contractor"}');
+select set_config('fixture.nora', tests.get_supabase_uid('nora')::text, true);
+select tests.create_project_with_milestones('hana', 'nora', array[30000::bigint],
+  project_id => '10000000-0000-4000-8002-000000000001', payments => 0, escrow => false);
+select private.erase_user(current_setting('fixture.nora')::uuid, 'Asked for by the user, ticket 1002');
+select throws_ok(
+  $$insert into public.milestone_payments (milestone_id, payer_id)
+    values ('20000000-0000-4000-8002-000000000001', (select owner_id from public.projects
+      where id = '10000000-0000-4000-8002-000000000001'))$$,
+  'PT409', null,
+  'no new milestone payment names an erased payee'
 );
 
 select * from finish();
