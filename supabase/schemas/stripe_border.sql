@@ -3350,9 +3350,11 @@ $$;
 
 /**
  * The approved withdrawals not yet paid out to a payable payout method, with what a payout
- * needs (payment_service): the amount and currency, the payout method, its connected account
- * (its row and its sealed token, which the payouts function opens; the payout goes to the
- * account's external account at the processor), the transfer id if one was already
+ * needs (payment_service): the amount and currency, the payout method and its external
+ * account, sealed (the payout's destination: the bank account the payout method names, never
+ * whichever the connected account holds as its default at the processor), its connected
+ * account (its row and its sealed token; the payouts function opens both), the transfer id
+ * if one was already
  * recorded, the idempotency keys to send (those of the attempt each step is at: a step the
  * processor refused gets the next key), the attempts' numbers, and the last refusal's code, if
  * any.
@@ -3371,7 +3373,8 @@ returns table (
   payout_idempotency_key text,
   transfer_attempt integer,
   payout_attempt integer,
-  last_failure_code text
+  last_failure_code text,
+  external_account_sealed jsonb
 )
 language sql
 stable
@@ -3388,7 +3391,8 @@ as $$
       where a.withdrawal_id = w.id and a.status = 'failed'
       order by a.created_at desc, a.attempt desc
       limit 1
-    )
+    ),
+    pm.processor_external_account_id_sealed
   from public.withdrawals as w
   inner join public.payout_methods as pm on pm.id = w.payout_method_id
   inner join public.processor_accounts as account

@@ -303,6 +303,10 @@ class ConnectedPayout(StripeObject):
             "You have insufficient funds in your Stripe account for this transfer.",
             "balance_insufficient",
         )
+        # A destination names one of the account's own external accounts (404 otherwise).
+        destination = data.get("destination")
+        if destination is not None:
+            find_external_account(owner.id, str(destination))
         super().__init__()
         self.account = owner.id
         self.amount = amount

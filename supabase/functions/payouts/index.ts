@@ -60,6 +60,8 @@ export interface DuePayout {
   amount_minor: number;
   currency: string;
   account_id: string;
+  /** The payout method's external account (ba_… or card_…): the payout's destination. */
+  destination: string;
   transfer_id: string | null;
   transfer_idempotency_key: string;
   payout_idempotency_key: string;
@@ -145,15 +147,34 @@ async function connectedAccount(row: Record<string, unknown>): Promise<string | 
   });
 }
 
-/** A row of withdrawals_to_pay_out(), checked: exact integer amounts, an acct_… account. */
+/**
+ * The external account a payout method names, opened from its sealed token: where its payouts
+ * go, whatever the connected account holds as its default at Stripe.
+ */
+async function externalAccount(row: Record<string, unknown>): Promise<string | null> {
+  const rowId = text(row, "payout_method_id");
+  if (!rowId) return null;
+  return await openToken(row.external_account_sealed, {
+    table: "payout_methods",
+    column: "processor_external_account_id",
+    rowId,
+  });
+}
+
+/**
+ * A row of withdrawals_to_pay_out(), checked: exact integer amounts, an acct_… account and a
+ * ba_… or card_… destination.
+ */
 export async function duePayout(row: Record<string, unknown>): Promise<DuePayout> {
   const id = text(row, "withdrawal_id", "id");
   const account = await connectedAccount(row);
+  const destination = await externalAccount(row);
   const currency = text(row, "currency");
   const raw = row.amount_minor;
   const amount = typeof raw === "string" ? Number(raw) : raw;
   if (
-    !id || !account || !/^acct_/.test(account) || !currency || typeof amount !== "number" ||
+    !id || !account || !/^acct_/.test(account) || !destination ||
+    !/^(ba|card)_/.test(destination) || !currency || typeof amount !== "number" ||
     !Number.isSafeInteger(amount) || amount <= 0 || String(amount) !== String(raw)
   ) {
     throw new Error(`withdrawals_to_pay_out() answered a row this function cannot pay: ${id}`);
@@ -163,6 +184,7 @@ export async function duePayout(row: Record<string, unknown>): Promise<DuePayout
     amount_minor: amount,
     currency,
     account_id: account,
+    destination,
     transfer_id: text(row, "transfer_id", "processor_transfer_id"),
     transfer_idempotency_key: text(row, "transfer_idempotency_key") ??
       `withdrawal:${id}:transfer`,
@@ -626,6 +648,9 @@ async function payOut(context: RequestContext, due: DuePayout): Promise<PayoutRe
       const payout = await stripe().payouts.create({
         amount: due.amount_minor,
         currency: due.currency.toLowerCase(),
+        // The payout method's bank account: one added at Stripe, and not as a payout method
+        // (with its cool-down), receives nothing.
+        destination: due.destination,
         metadata: { withdrawal_id: due.withdrawal_id, request: request.request_id },
       }, { idempotencyKey: request.idempotency_key, stripeAccount: due.account_id });
       payoutId = payout.id;

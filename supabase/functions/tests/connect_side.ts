@@ -20,6 +20,8 @@ export interface ConnectSide {
   transfers(account: string): Promise<StripeObjectSeen[]>;
   /** The payouts Stripe made on `account`. */
   payouts(account: string): Promise<StripeObjectSeen[]>;
+  /** Where each payout made on `account` went (its destination), newest first. */
+  payoutDestinations(account: string): Promise<string[]>;
   /** Have Stripe refuse payouts on `account` (or accept them again). */
   refusePayouts(account: string, refuse: boolean): Promise<void>;
   close(): Promise<void>;
@@ -38,6 +40,27 @@ async function testRoute(path: string, form: Record<string, string>): Promise<vo
   if (!res.ok) throw new Error(`${path} answered ${res.status}`);
 }
 
+/** A bank account Stripe adds to connected `account` (the test extension's route): its ba_… id. */
+export async function bankAccountOf(account: string): Promise<string> {
+  const res = await fetch(
+    `${required("STRIPE_API_BASE")}/_test/accounts/${account}/external_accounts`,
+    {
+      method: "POST",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        authorization: `Bearer ${required("STRIPE_SECRET_KEY")}`,
+      },
+      body: new URLSearchParams({ currency: "usd" }),
+    },
+  );
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new Error(`adding a bank account to ${account} answered ${res.status}`);
+  }
+  const created = await res.json() as { id: string };
+  return created.id;
+}
+
 function localConnect(): ConnectSide {
   return {
     async account() {
@@ -52,6 +75,12 @@ function localConnect(): ConnectSide {
     async payouts(account) {
       const list = await stripe.payouts.list({ limit: 100 }, { stripeAccount: account });
       return list.data.map(({ id, amount, currency }) => ({ id, amount, currency }));
+    },
+    async payoutDestinations(account) {
+      const list = await stripe.payouts.list({ limit: 100 }, { stripeAccount: account });
+      return list.data.map(({ destination }) =>
+        typeof destination === "string" ? destination : String(destination?.id)
+      );
     },
     async refusePayouts(account, refuse) {
       await testRoute(`/_test/accounts/${account}/verify`, {

@@ -42,7 +42,10 @@ test(
   "an approved withdrawal: one transfer and one payout with its keys, recorded, not yet paid",
   async () => {
     await withConnect(async (side) => {
-      const { account, withdrawal: id } = await approvedWithdrawal(await side.account(), 12345);
+      const { account, bank, withdrawal: id } = await approvedWithdrawal(
+        await side.account(),
+        12345,
+      );
       const { status, body } = await payOut({ withdrawal_id: id });
       assertEquals(status, 200, JSON.stringify(body));
       const [result] = body.results as Result[];
@@ -53,6 +56,11 @@ test(
       assertEquals(await side.payouts(account), [
         { id: result.payout_id, amount: 12345, currency: "usd" },
       ]);
+      assertEquals(
+        await side.payoutDestinations(account),
+        [bank],
+        "the payout goes to the payout method's bank account, not the account's default",
+      );
       const row = await withdrawal(id);
       assertEquals(row.status, "processing", "it completes only by the webhook");
       assertEquals(row.processor_transfer_id, result.transfer_id);

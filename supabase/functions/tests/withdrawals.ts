@@ -7,8 +7,8 @@ import type postgres from "postgres";
 import { assertEquals } from "./assert.ts";
 import { required } from "../_shared/env.ts";
 import payouts from "../payouts/index.ts";
-import { type ConnectSide, connectSide } from "./connect_side.ts";
-import { call, db, makeUser, serviceToken, stripeId, userClaims } from "./helpers.ts";
+import { bankAccountOf, type ConnectSide, connectSide } from "./connect_side.ts";
+import { call, db, makeUser, serviceToken, userClaims } from "./helpers.ts";
 import { addPayoutMethod, verifyAccount } from "./tokens.ts";
 
 /** A contractor with money in their wallet and an approved withdrawal of `amount` to `account`. */
@@ -19,7 +19,8 @@ export async function approvedWithdrawal(account: string, amount = 10000) {
     update private.settings set value = '0' where key = 'payout_method_cool_down_seconds'
   `;
   const carl = await makeUser("carl", true);
-  const method = { id: await addPayoutMethod(carl, account, stripeId("ba", 12)) };
+  const bank = await bankAccountOf(account);
+  const method = { id: await addPayoutMethod(carl, account, bank) };
   // Only an account the processor verified is paid (account.updated, played here).
   await verifyAccount(account);
   await db`select tests.fund_wallet(${carl}, 900000)`;
@@ -29,7 +30,7 @@ export async function approvedWithdrawal(account: string, amount = 10000) {
     returning id, status::text
   `;
   assertEquals(withdrawal.status, "approved", "a small withdrawal is approved at once");
-  return { carl, account, withdrawal: withdrawal.id as string };
+  return { carl, account, bank, withdrawal: withdrawal.id as string };
 }
 
 export async function withdrawal(id: string) {
