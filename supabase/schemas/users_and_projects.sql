@@ -766,6 +766,7 @@ declare
   removed bigint;
   auth_rows jsonb;
   auth_table text;
+  auth_column text;
   actor private.audit_actor;
   summary jsonb;
 begin
@@ -826,6 +827,32 @@ begin
       auth_rows := auth_rows || jsonb_build_object(auth_table, removed);
     end if;
   end loop;
+
+  -- A change of email or phone waiting for confirmation, and its tokens, where the auth
+  -- server's version has them: emptied (named apart: dynamic SQL).
+  foreach auth_column in array array[
+    'phone_change', 'phone_change_token', 'email_change_token_new',
+    'email_change_token_current', 'reauthentication_token'
+  ]
+  loop
+    if exists (
+      select from pg_catalog.pg_attribute as att
+      where att.attrelid = 'auth.users'::regclass and att.attname = auth_column
+        and not att.attisdropped
+    ) then
+      execute format('update %I.users set %I = $1 where id = $2', 'auth', auth_column)
+      using '', subject;
+    end if;
+  end loop;
+  -- The auth server's own log: its entries about the user hold their email.
+  if to_regclass(format('%I.%I', 'auth', 'audit_log_entries')) is not null then
+    execute format(
+      'delete from %I.audit_log_entries where payload ->> $2 = $1', 'auth'
+    )
+    using subject::text, 'actor_id';
+    get diagnostics removed = row_count;
+    auth_rows := auth_rows || jsonb_build_object('audit_log_entries', removed);
+  end if;
 
   delete from private.audit_fingerprint_keys as k where k.user_id = subject;
 

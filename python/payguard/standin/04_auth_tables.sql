@@ -1,4 +1,5 @@
--- The parts of Supabase Auth's schema that payguard reads: users and their MFA factors.
+-- The parts of Supabase Auth's schema that payguard reads: users, their MFA factors, and the
+-- auth server's own log (audit_log_entries, whose payload names the acting user).
 -- Owned by supabase_auth_admin, as on Supabase. The API roles get no table privileges.
 create type auth.aal_level as enum ('aal1', 'aal2', 'aal3');
 create type auth.factor_type as enum ('totp', 'webauthn', 'phone');
@@ -27,6 +28,12 @@ create table auth.users (
   updated_at timestamptz default now(),
   phone text unique default null,
   phone_confirmed_at timestamptz,
+  -- A change of email or phone waiting for its confirmation, and its tokens.
+  phone_change text default '',
+  phone_change_token varchar(255) default '',
+  email_change_token_new varchar(255),
+  email_change_token_current varchar(255) default '',
+  reauthentication_token varchar(255) default '',
   banned_until timestamptz,
   deleted_at timestamptz,
   is_sso_user boolean not null default false,
@@ -50,4 +57,13 @@ create table auth.mfa_factors (
 create index mfa_factors_user_id_idx on auth.mfa_factors (user_id);
 alter table auth.mfa_factors owner to supabase_auth_admin;
 
-grant all on auth.users, auth.mfa_factors to postgres with grant option;
+create table auth.audit_log_entries (
+  instance_id uuid,
+  id uuid primary key,
+  payload json,
+  created_at timestamptz,
+  ip_address varchar(64) not null default ''
+);
+alter table auth.audit_log_entries owner to supabase_auth_admin;
+
+grant all on auth.users, auth.mfa_factors, auth.audit_log_entries to postgres with grant option;

@@ -3,7 +3,7 @@
 -- pseudonymizes the profile, the auth account and the method nicknames, bans the account,
 -- shreds the user's fingerprint key and leaves ids, amounts and the audit trail whole.
 begin;
-select plan(45);
+select plan(47);
 
 -- the backend and staff roles may call pgTAP's assertions (rolled back with the test)
 select tests.let_roles_call_pgtap();
@@ -36,6 +36,13 @@ values ('40000000-0000-4000-8000-0000000000e1', tests.get_supabase_uid('erin'), 
   'visa', '4242', 'Erin''s everyday card', '{"label": "Erin at home"}');
 insert into auth.mfa_factors (id, user_id, friendly_name, factor_type, status, created_at, updated_at, phone)
 values (gen_random_uuid(), tests.get_supabase_uid('erin'), 'Erin''s phone', 'phone', 'verified', now(), now(), '+14155550123');
+-- erin asked to change her phone (not confirmed yet), and the auth server logged her sign-in
+update auth.users set phone_change = '+14155550188', phone_change_token = 'tok-phone-erin',
+  email_change_token_new = 'tok-email-erin'
+where id = tests.get_supabase_uid('erin');
+insert into auth.audit_log_entries (id, payload, created_at)
+values (gen_random_uuid(), json_build_object('action', 'login', 'actor_id', tests.get_supabase_uid('erin'),
+  'actor_username', 'erin@example.test'), now());
 select tests.create_project_with_milestones('dave', 'carl', array[40000::bigint],
   project_id => '10000000-0000-4000-8000-000000000001', project_title => 'Dave''s deck');
 select tests.set_milestone_payment_status('30000000-0000-4000-8000-000000000001', 'canceled');
@@ -184,7 +191,7 @@ select is(
   public.erase_user(current_setting('fixture.erin')::uuid, 'Erasure asked by the user, card 4111 1111 1111 1111') - 'erased_at',
   jsonb_build_object(
     'user_id', current_setting('fixture.erin'), 'payment_methods', 1, 'payout_methods', 0,
-    'notifications_deleted', 1, 'auth_rows_deleted', jsonb_build_object('mfa_factors', 1),
+    'notifications_deleted', 1, 'auth_rows_deleted', jsonb_build_object('mfa_factors', 1, 'audit_log_entries', 1),
     'fingerprint_key', 'shredded'
   ),
   'an admin at aal2 with a recent step-up erases a user and is told what was done'
@@ -343,6 +350,23 @@ select is(
   (select count(*)::int from public.payment_audit_logs where operation = 'ERASE'),
   4,
   'each erasure, and only an erasure, wrote an ERASE row'
+);
+
+select is(
+  (
+    select (phone_change, phone_change_token, email_change_token_new)::text from auth.users
+    where id = current_setting('fixture.erin')::uuid
+  ),
+  '("","","")',
+  'her pending phone change and its tokens are emptied'
+);
+select is(
+  (
+    select count(*)::int from auth.audit_log_entries
+    where payload ->> 'actor_id' = current_setting('fixture.erin')
+  ),
+  0,
+  'and the auth server''s log entries about her are deleted'
 );
 
 -- an erased user's live token writes nothing back, and no new money names them
