@@ -453,19 +453,23 @@ create or replace function private.schedule_audit_sealer() returns text
 language plpgsql
 set search_path = ''
 as $$
-begin
-  if not exists (select from pg_catalog.pg_extension as e where e.extname = 'pg_cron') then
-    return 'pg_cron is not installed in this database: nothing scheduled; seal with '
-      || '`payguard audit seal --follow`';
-  end if;
-  -- Dynamic, its schema named apart: the cron schema exists only where the extension does.
-  execute format('select %I.schedule($1, $2, $3)', 'cron') using
+declare
+  instead text := 'seal with `payguard audit seal --follow`';
+  sealer text := private.schedule_job(
     'payguard-audit-sealer', '* * * * *',
     'begin; select private.seal_audit_log(); commit; '
-    || 'begin; select private.seal_audit_log(); commit;';
-  execute format('select %I.schedule($1, $2, $3)', 'cron') using
-    'payguard-audit-seal-check', '* * * * *', 'select private.check_audit_seal_backlog()';
-  return 'scheduled with pg_cron: payguard-audit-sealer and payguard-audit-seal-check';
+    || 'begin; select private.seal_audit_log(); commit;',
+    instead
+  );
+begin
+  if sealer not like 'scheduled%' then
+    return sealer;
+  end if;
+  perform private.schedule_job(
+    'payguard-audit-seal-check', '* * * * *', 'select private.check_audit_seal_backlog()',
+    instead
+  );
+  return sealer || ' and payguard-audit-seal-check';
 end
 $$;
 

@@ -859,14 +859,10 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  if not exists (select from pg_catalog.pg_extension as e where e.extname = 'pg_cron') then
-    return 'pg_cron is not installed in this database: nothing scheduled; run '
-      || 'select private.release_lapsed_reviews() from a scheduler of your own';
-  end if;
-  -- Dynamic, its schema named apart: the cron schema exists only where the extension does.
-  execute format('select %I.schedule($1, $2, $3)', 'cron') using
-    'payguard-lapsed-reviews', '*/5 * * * *', 'select private.release_lapsed_reviews()';
-  return 'scheduled with pg_cron: payguard-lapsed-reviews';
+  return private.schedule_job(
+    'payguard-lapsed-reviews', '*/5 * * * *', 'select private.release_lapsed_reviews()',
+    'run select private.release_lapsed_reviews() from a scheduler of your own'
+  );
 end
 $$;
 

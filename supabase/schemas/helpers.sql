@@ -172,3 +172,32 @@ grant execute on function private.is_written(text, integer) to authenticated;
 grant execute on function private.is_written(text, integer) to escrow_service;
 grant execute on function private.is_written(text, integer) to payment_service;
 grant execute on function private.is_written(text, integer) to service_role;
+
+-- Section: scheduled jobs
+--
+-- Where pg_cron is installed in this database (on Supabase once the project enables it; in
+-- the embedded cluster's `postgres` database), a domain's deploy schedules its jobs with
+-- private.schedule_job; elsewhere nothing is scheduled and the answer says what to run instead.
+
+/**
+ * Schedule `job_command` as pg_cron job `job_name` on `job_schedule`, where the extension is
+ * installed in this database; a job of the same name is replaced, so it is safe to run again.
+ * Returns what it did; without pg_cron, nothing is scheduled and the answer ends with
+ * `without_cron`, what to run instead.
+ */
+create or replace function private.schedule_job(
+  job_name text, job_schedule text, job_command text, without_cron text
+) returns text
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if not exists (select from pg_catalog.pg_extension as e where e.extname = 'pg_cron') then
+    return 'pg_cron is not installed in this database: nothing scheduled; ' || without_cron;
+  end if;
+  -- Dynamic, its schema named apart: the cron schema exists only where the extension does.
+  execute format('select %I.schedule($1, $2, $3)', 'cron')
+  using job_name, job_schedule, job_command;
+  return 'scheduled with pg_cron: ' || job_name;
+end
+$$;

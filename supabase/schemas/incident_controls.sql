@@ -207,6 +207,44 @@ grant execute on function private.platform_freeze(text) to payment_service;
 -- suspended user's (stripe_border.sql).
 
 /**
+ * Refuse (PT403) what would move money of `subject` while their payments are suspended, with
+ * `refusal_hint`; do nothing otherwise (a null subject included).
+ */
+create or replace function private.refuse_if_suspended(
+  subject uuid, refusal_hint text default 'contact support'
+) returns void
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if private.payment_suspension(subject) is not null then
+    raise exception 'the payments of user % are suspended', subject
+    using errcode = 'PT403', hint = refusal_hint;
+  end if;
+end
+$$;
+
+/**
+ * Refuse (PT503) what would start a movement of `freeze_scope` (payouts, funding) while it is
+ * frozen platform-wide, with `refusal_hint`; do nothing otherwise.
+ */
+create or replace function private.refuse_if_frozen(freeze_scope text, refusal_hint text)
+returns void
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if private.platform_freeze(freeze_scope) is not null then
+    raise exception '% frozen platform-wide for now',
+    case when freeze_scope = 'funding' then 'funding is' else freeze_scope || ' are' end
+    using errcode = 'PT503', hint = refusal_hint;
+  end if;
+end
+$$;
+
+/**
  * BEFORE INSERT trigger on funding_attempts: no funding attempt begins while funding is frozen
  * (PT503), nor for a payer whose money movement is suspended (PT403).
  */
@@ -220,14 +258,8 @@ declare
     select mp.payer_id from public.milestone_payments as mp where mp.id = new.milestone_payment_id
   );
 begin
-  if private.platform_freeze('funding') is not null then
-    raise exception 'funding is frozen platform-wide for now'
-    using errcode = 'PT503', hint = 'try again once operations lift the freeze';
-  end if;
-  if private.payment_suspension(payer) is not null then
-    raise exception 'the payments of user % are suspended', payer
-    using errcode = 'PT403', hint = 'contact support';
-  end if;
+  perform private.refuse_if_frozen('funding', 'try again once operations lift the freeze');
+  perform private.refuse_if_suspended(payer);
   return new;
 end
 $$;
@@ -253,10 +285,7 @@ declare
   actor uuid := (select auth.uid());
 begin
   if tg_op = 'INSERT' then
-    if actor is not null and private.payment_suspension(actor) is not null then
-      raise exception 'the payments of user % are suspended', actor
-      using errcode = 'PT403', hint = 'contact support';
-    end if;
+    perform private.refuse_if_suspended(actor);
     -- No new money for an erased user (users_and_projects.sql, the erasure).
     if exists (
       select from public.users as u
@@ -266,14 +295,10 @@ begin
       using errcode = 'PT409', hint = 'an erased user is paid and pays nothing new';
     end if;
   elsif old.status = 'funded' and new.status = 'released' then
-    if private.payment_suspension(old.payer_id) is not null then
-      raise exception 'the payments of user % are suspended', old.payer_id
-      using errcode = 'PT403', hint = 'the payment waits until the suspension is lifted';
-    end if;
-    if actor is not null and private.payment_suspension(actor) is not null then
-      raise exception 'the payments of user % are suspended', actor
-      using errcode = 'PT403', hint = 'contact support';
-    end if;
+    perform private.refuse_if_suspended(
+      old.payer_id, 'the payment waits until the suspension is lifted'
+    );
+    perform private.refuse_if_suspended(actor);
   end if;
   return new;
 end
@@ -293,10 +318,7 @@ security definer
 set search_path = ''
 as $$
 begin
-  if private.payment_suspension(new.user_id) is not null then
-    raise exception 'the payments of user % are suspended', new.user_id
-    using errcode = 'PT403', hint = 'contact support';
-  end if;
+  perform private.refuse_if_suspended(new.user_id);
   return new;
 end
 $$;
@@ -321,14 +343,8 @@ begin
   if current_setting('role', true) is distinct from 'authenticated' then
     return new;
   end if;
-  if private.platform_freeze('funding') is not null then
-    raise exception 'funding is frozen platform-wide for now'
-    using errcode = 'PT503', hint = 'try again once operations lift the freeze';
-  end if;
-  if private.payment_suspension(actor) is not null then
-    raise exception 'the payments of user % are suspended', actor
-    using errcode = 'PT403', hint = 'contact support';
-  end if;
+  perform private.refuse_if_frozen('funding', 'try again once operations lift the freeze');
+  perform private.refuse_if_suspended(actor);
   return new;
 end
 $$;
@@ -353,14 +369,12 @@ as $$
 declare
   owner_id uuid := (select w.user_id from public.withdrawals as w where w.id = withdrawal);
 begin
-  if private.platform_freeze('payouts') is not null then
-    raise exception 'payouts are frozen platform-wide for now'
-    using errcode = 'PT503', hint = 'the withdrawal is paid out once operations lift the freeze';
-  end if;
-  if private.payment_suspension(owner_id) is not null then
-    raise exception 'the payments of user % are suspended', owner_id
-    using errcode = 'PT403', hint = 'the withdrawal waits until the suspension is lifted';
-  end if;
+  perform private.refuse_if_frozen(
+    'payouts', 'the withdrawal is paid out once operations lift the freeze'
+  );
+  perform private.refuse_if_suspended(
+    owner_id, 'the withdrawal waits until the suspension is lifted'
+  );
   if not private.withdrawal_clear_of_cool_down(withdrawal) then
     raise exception 'withdrawal %: its payout method is in its cool-down', withdrawal
     using errcode = 'PT409',

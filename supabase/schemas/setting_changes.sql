@@ -563,14 +563,10 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  if not exists (select from pg_catalog.pg_extension as e where e.extname = 'pg_cron') then
-    return 'pg_cron is not installed in this database: nothing scheduled; setting changes '
-      || 'apply when approved, or by select private.apply_due_setting_changes()';
-  end if;
-  -- Dynamic, its schema named apart: the cron schema exists only where the extension does.
-  execute format('select %I.schedule($1, $2, $3)', 'cron') using
-    'payguard-setting-changes', '* * * * *', 'select private.apply_due_setting_changes()';
-  return 'scheduled with pg_cron: payguard-setting-changes';
+  return private.schedule_job(
+    'payguard-setting-changes', '* * * * *', 'select private.apply_due_setting_changes()',
+    'setting changes apply when approved, or by select private.apply_due_setting_changes()'
+  );
 end
 $$;
 

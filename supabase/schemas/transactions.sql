@@ -356,14 +356,10 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  if not exists (select from pg_catalog.pg_extension as e where e.extname = 'pg_cron') then
-    return 'pg_cron is not installed in this database: nothing scheduled; purge with '
-      || '`payguard retention purge`';
-  end if;
-  -- Dynamic, its schema named apart: the cron schema exists only where the extension does.
-  execute format('select %I.schedule($1, $2, $3)', 'cron') using
-    'payguard-closed-records-purge', '17 3 * * *', 'select private.purge_closed_records()';
-  return 'scheduled with pg_cron: payguard-closed-records-purge';
+  return private.schedule_job(
+    'payguard-closed-records-purge', '17 3 * * *', 'select private.purge_closed_records()',
+    'purge with `payguard retention purge`'
+  );
 end
 $$;
 

@@ -30,16 +30,21 @@ def _head(conn: psycopg.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def drawn_seq(conn: psycopg.Connection) -> int:
+    """The highest seq an audit row has drawn so far (0 for none)."""
+    row = conn.execute(
+        "select case when is_called then last_value else 0 end from private.audit_log_seq"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def seal_now(url: str, *, timeout: float = 30.0, interval: float = 0.05) -> SealRun:
     """Seal every audit row committed before this call, waiting for the transactions that
     were running then to end; gives up after `timeout` seconds without progress."""
     started = progress = time.perf_counter()
     sealed = 0
     with connect(url) as conn:
-        row = conn.execute(
-            "select case when is_called then last_value else 0 end from private.audit_log_seq"
-        ).fetchone()
-        target = int(row[0]) if row else 0
+        target = drawn_seq(conn)
         while True:
             got = conn.execute("select private.seal_audit_log()").fetchone()
             if got and got[0]:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from payguard.audit.sealer import drawn_seq
 from payguard.db import connect
 
 
@@ -77,10 +78,7 @@ def wait_until_sealed(url: str, timeout: float, interval: float = 1.0) -> tuple[
     whatever seals the log (pg_cron's job, a running `audit seal --follow`): this seals
     nothing itself. Returns the last status and whether they were sealed."""
     with connect(url) as conn:
-        row = conn.execute(
-            "select case when is_called then last_value else 0 end from private.audit_log_seq"
-        ).fetchone()
-    target = int(row[0]) if row else 0
+        target = drawn_seq(conn)
     deadline = time.monotonic() + timeout
     while True:
         found = seal_status(url)
